@@ -1,0 +1,52 @@
+"""`atp-bot config check`: validate a configuration file and summarise it without contacting anything."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from bot.cli import context
+from bot.config import Settings
+from bot.exitcodes import ExitCode
+from bot.state import default_state_dir
+
+
+def register(commands: Any) -> None:
+    config = commands.add_parser("config", help="work with the configuration file")
+    actions = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = actions.add_parser(
+        "check", help="validate the configuration file and print a summary (contacts nothing)"
+    )
+    check.set_defaults(handler=run_check)
+
+
+def summary(settings: Settings) -> list[str]:
+    lines = [f"state_dir: {settings.state_dir or default_state_dir()}", f"accounts: {len(settings.accounts)}"]
+    for account in settings.accounts:
+        tls = "verify" if account.tls_verify else "NOT VERIFIED"
+        if account.ca_file:
+            tls += f", CA {account.ca_file}"
+        lines.append(f"  {account.id}: {account.username} (TLS {tls})")
+        lines.extend(f"    - {url}" for url in account.domain_controllers)
+        if account.lookup_username:
+            lines.append(f"    lockout pre-check as {account.lookup_username}")
+    lines.append(f"sensors: {len(settings.sensors)}")
+    lines.extend(f"  {s.name}: {s.kind} at {s.endpoint}" for s in settings.sensors)
+    lines.append(f"store: {settings.store.backend}")
+    lines.append(f"slack: {settings.slack.mode} mode, channel {settings.slack.channel or '(not set)'}")
+    guard = settings.lockout_guard
+    lines.append(
+        f"lockout guard: at most {guard.max_rejections} rejected tests per {guard.window_minutes} minutes"
+    )
+    return lines
+
+
+def run_check(args: argparse.Namespace) -> int:
+    settings = context.load(args)
+    print("configuration OK")
+    for line in summary(settings):
+        print(line)
+    for account in settings.accounts:
+        if not account.tls_verify:
+            print(f"warning: account {account.id}: TLS certificate verification is disabled")
+    return ExitCode.OK

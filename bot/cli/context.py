@@ -1,0 +1,49 @@
+"""What every subcommand needs first: the settings, logging, and a password read safely."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from pydantic import SecretStr
+
+from bot.config import ConfigError, Settings, load_settings, resolve_config_path
+from bot.logging_setup import configure_logging
+
+MAX_PASSWORD_LENGTH = 256
+
+
+def load(args: argparse.Namespace) -> Settings:
+    """Load the configuration named on the command line and set up logging from it."""
+    settings = load_settings(resolve_config_path(args.config))
+    configure_logging("DEBUG" if args.verbose else settings.logging.level, settings.logging.format)
+    return settings
+
+
+def add_password_source(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (one line) instead of a prompt",
+    )
+
+
+def read_password(args: argparse.Namespace, prompt: str = "Password: ") -> SecretStr:
+    """Read a password from a no-echo TTY prompt or, with --password-stdin, from standard input.
+
+    Never from argv: arguments are visible to every user of the machine.
+    """
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        value = line[:-1] if line.endswith("\n") else line
+        value = value.removesuffix("\r")
+    elif sys.stdin.isatty():
+        value = getpass.getpass(prompt)
+    else:
+        raise ConfigError(["no terminal to prompt for the password: use --password-stdin"])
+    if not value:
+        raise ConfigError(["the password is empty"])
+    if len(value) > MAX_PASSWORD_LENGTH:
+        raise ConfigError([f"the password is longer than {MAX_PASSWORD_LENGTH} characters"])
+    return SecretStr(value)

@@ -1,0 +1,361 @@
+"""The configuration file: one TOML file validated into typed models.
+
+Secrets are never in the file: every secret is named by an environment variable (`*_env`) or a file
+(`*_file`) and read only when it is needed, into a `SecretStr`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+CONFIG_ENV = "ATP_BOT_CONFIG"
+DEFAULT_CONFIG_NAME = "atp-bot.toml"
+
+ACCOUNT_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` holds one precise line per problem."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class _Model(BaseModel):
+    """Strict base: unknown keys are errors, so a typo never silently falls back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_secret(what: str, *, env: str | None, file: Path | None) -> SecretStr:
+    """Read a secret from an environment variable or a file; errors name the source, never a value."""
+    if env:
+        value = os.environ.get(env)
+        if not value:
+            raise ConfigError([f"{what}: environment variable {env} is not set"])
+        return SecretStr(value)
+    if file:
+        try:
+            value = file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError([f"{what}: cannot read {file}: {exc.strerror}"]) from None
+        if not value:
+            raise ConfigError([f"{what}: {file} is empty"])
+        return SecretStr(value)
+    raise ConfigError([f"{what}: no password_env or password_file is configured"])
+
+
+@dataclass(frozen=True)
+class AccountName:
+    """A directory account name as an operator writes it: `user@domain` (UPN) or `DOMAIN\\user`."""
+
+    raw: str
+    user: str
+    domain: str
+    style: Literal["upn", "down-level"]
+
+    @classmethod
+    def parse(cls, raw: str) -> AccountName:
+        if raw != raw.strip() or not raw:
+            raise ValueError("must not be empty or have leading/trailing spaces")
+        if "\\" in raw:
+            domain, _, user = raw.partition("\\")
+            style: Literal["upn", "down-level"] = "down-level"
+        elif "@" in raw:
+            user, _, domain = raw.rpartition("@")
+            style = "upn"
+        else:
+            raise ValueError("must be a UPN (user@domain) or a down-level name (DOMAIN\\user)")
+        if not user or not domain or "\\" in user or "@" in domain or any(c.isspace() for c in raw):
+            raise ValueError("must be a UPN (user@domain) or a down-level name (DOMAIN\\user)")
+        return cls(raw=raw, user=user, domain=domain, style=style)
+
+
+@dataclass(frozen=True)
+class DomainController:
+    """One LDAP endpoint: `ldaps://host[:636]`, or `ldap://host[:389]` upgraded with StartTLS."""
+
+    url: str
+    host: str
+    port: int
+    use_ssl: bool
+
+    @classmethod
+    def parse(cls, url: str) -> DomainController:
+        parts = urlsplit(url)
+        if parts.scheme not in ("ldaps", "ldap"):
+            raise ValueError(f"{url!r}: scheme must be ldaps:// or ldap:// (with StartTLS)")
+        if not parts.hostname:
+            raise ValueError(f"{url!r}: no host name")
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise ValueError(f"{url!r}: only scheme, host and port are allowed")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{url!r}: invalid port") from None
+        use_ssl = parts.scheme == "ldaps"
+        return cls(url=url, host=parts.hostname, port=port or (636 if use_ssl else 389), use_ssl=use_ssl)
+
+
+class AccountConfig(_Model):
+    """One directory service account (one domain or forest) that sensors use to read AD."""
+
+    id: Annotated[str, Field(pattern=ACCOUNT_ID_PATTERN)]
+    username: str
+    domain_controllers: Annotated[list[str], Field(min_length=1)]
+    ca_file: Path | None = None
+    tls_verify: bool = True
+    connect_timeout: Annotated[float, Field(gt=0, le=120)] = 5.0
+    receive_timeout: Annotated[float, Field(gt=0, le=300)] = 15.0
+    base_dn: str | None = None
+    # Optional read-only account used to read badPwdCount/lockoutThreshold before a test.
+    lookup_username: str | None = None
+    lookup_password_env: str | None = None
+    lookup_password_file: Path | None = None
+
+    @field_validator("username", "lookup_username")
+    @classmethod
+    def _valid_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            AccountName.parse(value)
+        return value
+
+    @field_validator("domain_controllers")
+    @classmethod
+    def _valid_dcs(cls, value: list[str]) -> list[str]:
+        for url in value:
+            DomainController.parse(url)
+        if len(set(value)) != len(value):
+            raise ValueError("a domain controller is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _lookup_complete(self) -> AccountConfig:
+        has_secret = bool(self.lookup_password_env or self.lookup_password_file)
+        if bool(self.lookup_username) != has_secret:
+            raise ValueError("lookup_username and lookup_password_env/lookup_password_file go together")
+        if self.lookup_password_env and self.lookup_password_file:
+            raise ValueError("set lookup_password_env or lookup_password_file, not both")
+        return self
+
+    def lookup_password(self) -> SecretStr:
+        return read_secret(
+            f"accounts[{self.id}].lookup", env=self.lookup_password_env, file=self.lookup_password_file
+        )
+
+    @property
+    def name(self) -> AccountName:
+        return AccountName.parse(self.username)
+
+    @property
+    def dcs(self) -> list[DomainController]:
+        return [DomainController.parse(url) for url in self.domain_controllers]
+
+
+class LockoutGuardConfig(_Model):
+    """How many rejected tests per account atp-bot allows within a window before it refuses more."""
+
+    max_rejections: Annotated[int, Field(ge=1, le=100)] = 2
+    window_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 30
+
+
+class LoggingConfig(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+SensorKind = Literal["mdi", "ata"]
+WinRMTransport = Literal["ntlm", "kerberos", "basic", "certificate", "credssp"]
+
+
+class WinRMConfig(_Model):
+    """Connection settings shared by every sensor; each sensor may override them."""
+
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    transport: WinRMTransport = "ntlm"
+    ca_file: Path | None = None
+    cert_validation: bool = True
+    # For transport = "certificate": client certificate and key files.
+    cert_pem: Path | None = None
+    cert_key_pem: Path | None = None
+    operation_timeout: Annotated[float, Field(gt=0, le=600)] = 20.0
+    read_timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+
+class SensorConfig(_Model):
+    """One sensor server reached over WinRM."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    endpoint: str
+    kind: SensorKind = "mdi"
+    account: str | None = None
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    transport: WinRMTransport | None = None
+    ca_file: Path | None = None
+    cert_validation: bool | None = None
+    services: list[str] | None = None
+    log_dir: str | None = None
+    error_log: str | None = None
+    credential_error_patterns: list[str] | None = None
+
+
+class SensorChecksConfig(_Model):
+    pool_size: Annotated[int, Field(ge=1, le=1024)] = 32
+    host_timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    credential_error_patterns: Annotated[list[str], Field(min_length=1)] = [
+        "The supplied credential is invalid."
+    ]
+
+
+StoreBackend = Literal["embedded", "ata-center", "command"]
+
+
+class AtaCenterConfig(_Model):
+    url: str
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    tls_verify: bool = True
+    timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+
+class CommandStoreConfig(_Model):
+    argv: Annotated[list[str], Field(min_length=1)]
+    timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+
+class StoreConfig(_Model):
+    backend: StoreBackend = "embedded"
+    key_env: str | None = "ATP_BOT_STORE_KEY"
+    key_file: Path | None = None
+    path: Path | None = None
+    ata_center: AtaCenterConfig | None = None
+    command: CommandStoreConfig | None = None
+
+    @model_validator(mode="after")
+    def _backend_configured(self) -> StoreConfig:
+        if self.backend == "ata-center" and self.ata_center is None:
+            raise ValueError('backend "ata-center" needs a [store.ata_center] table')
+        if self.backend == "command" and self.command is None:
+            raise ValueError('backend "command" needs a [store.command] table')
+        return self
+
+
+class AuditConfig(_Model):
+    # SQLAlchemy URL; default: SQLite in the state directory.
+    url: str | None = None
+
+
+class SlackConfig(_Model):
+    mode: Literal["socket", "http"] = "socket"
+    channel: str | None = None
+    api_url: str = "https://slack.com/api/"
+    allowed_users: list[str] = []
+    allowed_usergroups: list[str] = []
+    allowed_channels: list[str] = []
+    listen: str = "0.0.0.0:3000"  # HTTP mode: Slack must reach it
+
+
+class Settings(_Model):
+    """The whole configuration file."""
+
+    state_dir: Path | None = None
+    accounts: Annotated[list[AccountConfig], Field(min_length=1)]
+    lockout_guard: LockoutGuardConfig = LockoutGuardConfig()
+    logging: LoggingConfig = LoggingConfig()
+    winrm: WinRMConfig = WinRMConfig()
+    sensors: list[SensorConfig] = []
+    sensor_checks: SensorChecksConfig = SensorChecksConfig()
+    store: StoreConfig = StoreConfig()
+    audit: AuditConfig = AuditConfig()
+    slack: SlackConfig = SlackConfig()
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Settings:
+        ids = [a.id for a in self.accounts]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"account id used twice: {', '.join(duplicates)}")
+        names = [s.name for s in self.sensors]
+        duplicate_names = sorted({n for n in names if names.count(n) > 1})
+        if duplicate_names:
+            raise ValueError(f"sensor name used twice: {', '.join(duplicate_names)}")
+        for index, sensor in enumerate(self.sensors):
+            if sensor.account is not None and sensor.account not in ids:
+                raise ValueError(f"sensors[{index}].account: no account with id {sensor.account!r}")
+        return self
+
+    def account(self, account_id: str) -> AccountConfig:
+        for account in self.accounts:
+            if account.id == account_id:
+                return account
+        known = ", ".join(a.id for a in self.accounts)
+        raise ConfigError([f"no account with id {account_id!r} (configured: {known})"])
+
+
+def resolve_config_path(cli_value: str | None) -> Path:
+    """`--config`, else `$ATP_BOT_CONFIG`, else `./atp-bot.toml`."""
+    return Path(cli_value or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def format_validation_error(error: ValidationError) -> list[str]:
+    """One line per problem, located like `accounts[0].domain_controllers: …`."""
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        message = item["msg"].removeprefix("Value error, ")
+        where = _location(tuple(item["loc"]))
+        problems.append(f"{where}: {message}" if where else message)
+    return problems
+
+
+def parse_settings(text: str, source: str = "<config>") -> Settings:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{source}: not valid TOML: {exc}"]) from None
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such configuration file (use --config or ${CONFIG_ENV})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return parse_settings(text, str(path))

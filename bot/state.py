@@ -1,0 +1,23 @@
+"""The one directory where atp-bot keeps its state (lockout counters, store, audit trail, jobs)."""
+
+import os
+from pathlib import Path
+
+from bot.config import ConfigError, Settings
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "atp-bot"
+
+
+def state_dir(settings: Settings) -> Path:
+    """The state directory, created with mode 0700 (and tightened if it already exists)."""
+    path = settings.state_dir or default_state_dir()
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o700)
+    except OSError as exc:
+        raise ConfigError([f"state_dir: cannot create {path}: {exc.strerror}"]) from None
+    return path

@@ -1,0 +1,1 @@
+"""Slack `/atp` subcommands: one module per subcommand, each owning its interactions and messages."""

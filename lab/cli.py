@@ -1,0 +1,13 @@
+"""`atp-bot lab …`: start the local lab peers. Plugged into the CLI through the `atp_bot.cli` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def register(commands: Any) -> None:
+    lab = commands.add_parser(
+        "lab", help="run the local lab (test peers) to try atp-bot without a real domain"
+    )
+    actions = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
+    del actions
