@@ -123,7 +123,7 @@ class AccountConfig(_Model):
     ca_file: Path | None = None
     tls_verify: bool = True
     connect_timeout: Annotated[float, Field(gt=0, le=120)] = 5.0
-    receive_timeout: Annotated[float, Field(gt=0, le=300)] = 15.0
+    receive_timeout: Annotated[int, Field(gt=0, le=300)] = 15  # whole seconds (ldap3 needs an int)
     base_dn: str | None = None
     # Optional read-only account used to read badPwdCount/lockoutThreshold before a test.
     lookup_username: str | None = None
@@ -157,7 +157,9 @@ class AccountConfig(_Model):
 
     def lookup_password(self) -> SecretStr:
         return read_secret(
-            f"accounts[{self.id}].lookup", env=self.lookup_password_env, file=self.lookup_password_file
+            f"account {self.id}: lookup_password",
+            env=self.lookup_password_env,
+            file=self.lookup_password_file,
         )
 
     @property
@@ -313,6 +315,15 @@ class Settings(_Model):
                 return account
         known = ", ".join(a.id for a in self.accounts)
         raise ConfigError([f"no account with id {account_id!r} (configured: {known})"])
+
+
+def insecure_settings(settings: Settings) -> list[str]:
+    """Warnings to log on every start for settings that weaken security."""
+    return [
+        f"account {account.id}: TLS certificate verification is disabled (tls_verify = false)"
+        for account in settings.accounts
+        if not account.tls_verify
+    ]
 
 
 def resolve_config_path(cli_value: str | None) -> Path:

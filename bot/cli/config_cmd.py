@@ -46,7 +46,4 @@ def run_check(args: argparse.Namespace) -> int:
     print("configuration OK")
     for line in summary(settings):
         print(line)
-    for account in settings.accounts:
-        if not account.tls_verify:
-            print(f"warning: account {account.id}: TLS certificate verification is disabled")
     return ExitCode.OK

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import sys
 
 from pydantic import SecretStr
 
-from bot.config import ConfigError, Settings, load_settings, resolve_config_path
+from bot.config import ConfigError, Settings, insecure_settings, load_settings, resolve_config_path
 from bot.logging_setup import configure_logging
 
 MAX_PASSWORD_LENGTH = 256
 
 
-def load(args: argparse.Namespace) -> Settings:
-    """Load the configuration named on the command line and set up logging from it."""
+def load(args: argparse.Namespace, *, service: bool = False) -> Settings:
+    """Load the configuration named on the command line and set up logging from it.
+
+    One-shot commands log warnings only (their output is the result) unless -v; a long-running
+    `service` logs at the configured level.
+    """
     settings = load_settings(resolve_config_path(args.config))
-    configure_logging("DEBUG" if args.verbose else settings.logging.level, settings.logging.format)
+    level = "DEBUG" if args.verbose else settings.logging.level if service else "WARNING"
+    configure_logging(level, settings.logging.format)
+    for warning in insecure_settings(settings):
+        logging.getLogger("atp-bot").warning(warning)
     return settings
 
 
