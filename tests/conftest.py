@@ -1,0 +1,75 @@
+"""Shared fixtures: the real Samba AD DC peer (session scope) and helpers for configs and state."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.domain import LabDomain, new_password, running_lab_domain
+from lab.loopback import can_claim
+from lab.samba import LabUser, SambaUnavailable, missing_binaries
+from tests.peers import peer_missing
+
+CANARY = "Canary-Pa55word-7f3a9c!"
+
+
+@pytest.fixture(scope="session")
+def lab_domain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabDomain]:
+    """A real Samba AD DC on a private loopback address, with the lab accounts."""
+    reason = missing_binaries() or can_claim()
+    if reason:
+        peer_missing(f"Samba AD DC: {reason}")
+    try:
+        with running_lab_domain(tmp_path_factory.mktemp("samba")) as domain:
+            yield domain
+    except SambaUnavailable as exc:
+        peer_missing(f"Samba AD DC did not start: {exc}")
+
+
+_user_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def fresh_user(lab_domain: LabDomain) -> LabUser:
+    """A new healthy account for a test that changes its state (bad passwords, lockout)."""
+    return lab_domain.dc.create_user(f"svc-t{next(_user_numbers)}", new_password())
+
+
+@pytest.fixture
+def canary_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Capture every log record at DEBUG, including ldap3's own logging at its most detailed."""
+    from ldap3.utils.log import EXTENDED, set_library_log_detail_level
+
+    caplog.set_level(logging.DEBUG)
+    set_library_log_detail_level(EXTENDED)
+    try:
+        yield caplog
+    finally:
+        set_library_log_detail_level(0)
+
+
+def assert_no_canary(caplog: pytest.LogCaptureFixture, *texts: str, canary: str = CANARY) -> None:
+    for record in caplog.records:
+        assert canary not in record.getMessage(), f"canary in log record from {record.name}"
+        assert canary not in str(record.exc_text or "")
+    for text in texts:
+        assert canary not in text
+
+
+def write_config(path: Path, body: str) -> Path:
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """In-process CLI runs install atp-bot's log handler; remove it so it never outlives the test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
