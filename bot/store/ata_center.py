@@ -66,11 +66,14 @@ class AtaCenterStore:
     def _session(self) -> requests.Session:
         session = requests.Session()
         session.auth = HttpNtlmAuth(self._config.username, self._config.password().get_secret_value())
-        if not self._config.tls_verify:
-            session.verify = False
-        elif self._config.ca_file:
-            session.verify = str(self._config.ca_file)
         return session
+
+    @property
+    def _verify(self) -> bool | str:
+        # Passed on every request: a session-wide setting would lose to $REQUESTS_CA_BUNDLE.
+        if not self._config.tls_verify:
+            return False
+        return str(self._config.ca_file) if self._config.ca_file else True
 
     def _call(
         self, session: requests.Session, method: str, secret: str, body: bytes | None = None
@@ -83,6 +86,7 @@ class AtaCenterStore:
                 data=body,
                 headers={"Content-Type": "application/json"} if body is not None else None,
                 timeout=self._config.timeout,
+                verify=self._verify,
             )
         except requests.exceptions.SSLError as exc:
             raise StoreError(
