@@ -251,7 +251,9 @@ class AtaCenterEmulator:
         # pyspnego's NTLM acceptor reads its users from the file named by NTLM_USER_FILE.
         self._previous_user_file = os.environ.get("NTLM_USER_FILE")
         os.environ["NTLM_USER_FILE"] = str(self.ntlm_user_file)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="ata-center", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="ata-center", daemon=True
+        )
         self._thread.start()
         return self
 
