@@ -46,13 +46,15 @@ def test_save_updates_the_directory_services_password(
     before = center.profile
     store = open_store(_settings(tmp_path, center))
     meta = store.save("corp", SecretStr(CANARY), "slack:U123 (alice)")
-    assert center.stored_password == CANARY and center.saves == 1
+    assert center.stored_password == CANARY
+    assert center.saves == 1
     after = center.profile
     assert after["Configuration"] == before["Configuration"]  # the rest of the profile is kept
     assert after[CREDENTIAL_SECTION][ACCOUNT_NAME_FIELD] == "svc-atp"
     assert meta.backend == "ata-center"
     saved = store.metadata("corp")
-    assert saved is not None and saved.saved_by == "slack:U123 (alice)"
+    assert saved is not None
+    assert saved.saved_by == "slack:U123 (alice)"
     assert store.read("corp") is None  # the Center never returns the password in clear
     assert {r.user for r in center.records if r.status == 200} == {"CONTOSO\\ata-admin"}
     assert CANARY not in json.dumps([r.__dict__ for r in center.records])
@@ -65,14 +67,16 @@ def test_wrong_windows_password_is_an_auth_error(tmp_path: Path, center: AtaCent
     store = open_store(_settings(tmp_path, center, password="not-the-password"))
     with pytest.raises(StoreError, match="HTTP 401") as caught:
         store.save("corp", SecretStr(CANARY), "cli:alice")
-    assert caught.value.reason == "auth" and center.saves == 0
+    assert caught.value.reason == "auth"
+    assert center.saves == 0
 
 
 def test_http_401_on_post(tmp_path: Path, center: AtaCenterEmulator) -> None:
     center.fail_next("POST", 401)
     with pytest.raises(StoreError, match="refused POST") as caught:
         open_store(_settings(tmp_path, center)).save("corp", SecretStr(CANARY), "cli:alice")
-    assert caught.value.reason == "auth" and center.stored_password is None
+    assert caught.value.reason == "auth"
+    assert center.stored_password is None
 
 
 def test_http_500_echoing_the_body_is_reported_without_the_secret(
@@ -82,7 +86,8 @@ def test_http_500_echoing_the_body_is_reported_without_the_secret(
     with pytest.raises(StoreError, match="HTTP 500") as caught:
         open_store(_settings(tmp_path, center)).save("corp", SecretStr(CANARY), "cli:alice")
     assert caught.value.reason == "rejected"
-    assert "[REDACTED]" in caught.value.message and CANARY not in caught.value.message
+    assert "[REDACTED]" in caught.value.message
+    assert CANARY not in caught.value.message
     assert open_store(_settings(tmp_path, center)).metadata("corp") is None
 
 
@@ -101,13 +106,15 @@ def test_unexpected_json_is_refused(
     center.fail_next("GET", 200, body)
     with pytest.raises(StoreError, match=expected) as caught:
         open_store(_settings(tmp_path, center)).save("corp", SecretStr(CANARY), "cli:alice")
-    assert caught.value.reason == "bad-response" and center.saves == 0
+    assert caught.value.reason == "bad-response"
+    assert center.saves == 0
 
 
 def test_another_account_is_not_overwritten(tmp_path: Path, center: AtaCenterEmulator) -> None:
     with pytest.raises(StoreError, match="refusing to overwrite another account") as caught:
         open_store(_settings(tmp_path, center)).save("lab", SecretStr(CANARY), "cli:alice")
-    assert caught.value.reason == "config" and center.saves == 0
+    assert caught.value.reason == "config"
+    assert center.saves == 0
 
 
 def test_untrusted_certificate_is_a_tls_error(tmp_path: Path, center: AtaCenterEmulator) -> None:
@@ -122,7 +129,8 @@ def test_untrusted_certificate_is_a_tls_error(tmp_path: Path, center: AtaCenterE
     )
     with pytest.raises(StoreError, match="TLS verification") as caught:
         open_store(untrusted).save("corp", SecretStr(CANARY), "cli:alice")
-    assert caught.value.reason == "tls" and center.saves == 0
+    assert caught.value.reason == "tls"
+    assert center.saves == 0
 
 
 def test_unreachable_center(tmp_path: Path, center: AtaCenterEmulator) -> None:

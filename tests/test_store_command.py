@@ -55,13 +55,16 @@ def test_secret_goes_on_stdin_only(tmp_path: Path) -> None:
     assert Path(str(out) + ".stdin").read_text() == CANARY + "\n"
     argv = json.loads(Path(str(out) + ".argv").read_text())
     env = json.loads(Path(str(out) + ".env").read_text())
-    assert CANARY not in json.dumps(argv) and CANARY not in json.dumps(env)
-    assert env["ATP_BOT_ACCOUNT_ID"] == "corp" and env["ATP_BOT_USERNAME"] == "CONTOSO\\svc-atp"
+    assert CANARY not in json.dumps(argv)
+    assert CANARY not in json.dumps(env)
+    assert env["ATP_BOT_ACCOUNT_ID"] == "corp"
+    assert env["ATP_BOT_USERNAME"] == "CONTOSO\\svc-atp"
     assert env["ATP_BOT_ACTOR"] == "cli:alice"
     assert meta.backend == "command"
     assert store.read("corp") is None
     saved = store.metadata("corp")
-    assert saved is not None and saved.saved_by == "cli:alice"
+    assert saved is not None
+    assert saved.saved_by == "cli:alice"
     assert files_containing(tmp_path / "state", CANARY) == []
 
 
@@ -69,7 +72,8 @@ def test_output_is_logged_with_the_secret_redacted(tmp_path: Path, caplog: pytes
     caplog.set_level(logging.DEBUG)
     settings, _ = _settings(tmp_path, "chatty")
     open_store(settings).save("corp", SecretStr(CANARY), "cli:alice")
-    assert "saved [REDACTED]" in caplog.text and "note: [REDACTED]" in caplog.text
+    assert "saved [REDACTED]" in caplog.text
+    assert "note: [REDACTED]" in caplog.text
     assert CANARY not in caplog.text
 
 
@@ -83,14 +87,15 @@ def test_non_zero_exit_is_an_error_without_the_secret(
         store.save("corp", SecretStr(CANARY), "cli:alice")
     assert caught.value.reason == "exit-status"
     assert "vault said no to [REDACTED]" in caught.value.message
-    assert CANARY not in caught.value.message and CANARY not in caplog.text
+    assert CANARY not in caught.value.message
+    assert CANARY not in caplog.text
     assert store.metadata("corp") is None
 
 
 def test_timeout_stops_the_command(tmp_path: Path) -> None:
     settings, _ = _settings(tmp_path, "slow", timeout=0.5)
     started = time.monotonic()
-    with pytest.raises(StoreError, match="did not finish within 0.5 s") as caught:
+    with pytest.raises(StoreError, match=r"did not finish within 0\.5 s") as caught:
         open_store(settings).save("corp", SecretStr(CANARY), "cli:alice")
     assert caught.value.reason == "timeout"
     assert time.monotonic() - started < 10

@@ -36,16 +36,20 @@ def test_round_trip_with_key_file(tmp_path: Path) -> None:
     assert store_path(settings).stat().st_mode & 0o777 == 0o600
 
     store = open_store(settings)
-    assert store.read("corp") is None and store.metadata("corp") is None
+    assert store.read("corp") is None
+    assert store.metadata("corp") is None
     meta = store.save("corp", SecretStr("first"), "cli:alice")
     store.save("corp", SecretStr(CANARY), "slack:U123 (bob)")
-    assert meta.backend == "embedded" and meta.saved_at.tzinfo == UTC
+    assert meta.backend == "embedded"
+    assert meta.saved_at.tzinfo == UTC
 
     reopened = open_store(settings)
     secret = reopened.read("corp")
-    assert secret is not None and secret.get_secret_value() == CANARY
+    assert secret is not None
+    assert secret.get_secret_value() == CANARY
     latest = reopened.metadata("corp")
-    assert latest is not None and latest.saved_by == "slack:U123 (bob)"
+    assert latest is not None
+    assert latest.saved_by == "slack:U123 (bob)"
     assert reopened.read("lab") is None
 
 
@@ -53,11 +57,13 @@ def test_key_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("ATP_BOT_STORE_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
     settings = make_settings(tmp_path)
     result = init_embedded_store(settings)
-    assert not result.key_created and "ATP_BOT_STORE_KEY" in result.key_source
+    assert not result.key_created
+    assert "ATP_BOT_STORE_KEY" in result.key_source
     assert not key_file_path(settings).exists()
     open_store(settings).save("lab", SecretStr(CANARY), "cli:alice")
     secret = open_store(settings).read("lab")
-    assert secret is not None and secret.get_secret_value() == CANARY
+    assert secret is not None
+    assert secret.get_secret_value() == CANARY
 
 
 def test_wrong_key_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,9 +165,11 @@ def test_a_crash_mid_save_keeps_the_previous_credential(tmp_path: Path) -> None:
         child.wait(timeout=10)
     store = open_store(settings)
     secret = store.read("corp")
-    assert secret is not None and secret.get_secret_value() == "the-old-password"
+    assert secret is not None
+    assert secret.get_secret_value() == "the-old-password"
     meta = store.metadata("corp")
-    assert meta is not None and meta.saved_by == "cli:alice"
+    assert meta is not None
+    assert meta.saved_by == "cli:alice"
     store.save("corp", SecretStr("after-the-crash"), "cli:alice")  # the store is not left locked
 
 
