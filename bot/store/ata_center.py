@@ -18,8 +18,8 @@ import requests
 from pydantic import SecretStr
 from requests_ntlm import HttpNtlmAuth
 
-from bot.config import AccountName, AtaCenterConfig, Settings
-from bot.store.base import BackendName, CredentialMetadata, StoreError, scrub
+from bot.config import AccountName, AtaCenterConfig, ConfigError, Settings
+from bot.store.base import BackendName, CredentialMetadata, StoreError, configured_account, scrub
 from bot.store.ledger import MetadataLedger
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,12 @@ class AtaCenterStore:
         return self._config.url + PROFILE_PATH
 
     def _session(self) -> requests.Session:
+        try:
+            password = self._config.password()
+        except ConfigError as exc:
+            raise StoreError(exc.problems[0], reason="config") from None
         session = requests.Session()
-        session.auth = HttpNtlmAuth(self._config.username, self._config.password().get_secret_value())
+        session.auth = HttpNtlmAuth(self._config.username, password.get_secret_value())
         return session
 
     @property
@@ -139,7 +143,7 @@ class AtaCenterStore:
         return section
 
     def save(self, account_id: str, password: SecretStr, actor: str) -> CredentialMetadata:
-        account = self._settings.account(account_id).name
+        account = configured_account(self._settings, account_id).name
         secret = password.get_secret_value()
         with self._session() as session:
             response = self._call(session, "GET", secret)

@@ -8,6 +8,7 @@ from typing import Literal, Protocol
 
 from pydantic import SecretStr
 
+from bot.config import AccountConfig, ConfigError, Settings
 from bot.redaction import REDACTED
 
 BackendName = Literal["embedded", "ata-center", "command"]
@@ -59,3 +60,11 @@ class CredentialStore(Protocol):
 def scrub(text: str, secret: str) -> str:
     """`text` (a peer's output) with every occurrence of `secret` replaced."""
     return text.replace(secret, REDACTED) if secret else text
+
+
+def configured_account(settings: Settings, account_id: str) -> AccountConfig:
+    """The account's configuration, or a StoreError naming the configured ids."""
+    try:
+        return settings.account(account_id)
+    except ConfigError as exc:
+        raise StoreError(exc.problems[0], reason="config") from None

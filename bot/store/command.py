@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from bot.config import CommandStoreConfig, Settings
-from bot.store.base import BackendName, CredentialMetadata, StoreError, scrub
+from bot.store.base import BackendName, CredentialMetadata, StoreError, configured_account, scrub
 from bot.store.ledger import MetadataLedger
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class CommandStore:
         env = dict(os.environ)
         env.update(
             ATP_BOT_ACCOUNT_ID=account_id,
-            ATP_BOT_USERNAME=self._settings.account(account_id).username,
+            ATP_BOT_USERNAME=configured_account(self._settings, account_id).username,
             ATP_BOT_ACTOR=actor,
         )
         try:
