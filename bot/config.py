@@ -23,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 CONFIG_ENV = "ATP_BOT_CONFIG"
 DEFAULT_CONFIG_NAME = "atp-bot.toml"
@@ -233,26 +235,70 @@ class SensorChecksConfig(_Model):
 StoreBackend = Literal["embedded", "ata-center", "command"]
 
 
+def _one_secret_source(what: str, env: str | None, file: Path | None) -> None:
+    if env and file:
+        raise ValueError(f"set {what}_env or {what}_file, not both")
+
+
 class AtaCenterConfig(_Model):
+    """An on-premises ATA Center whose console configuration holds the directory services credential."""
+
     url: str
-    username: str | None = None
+    # The Windows (NTLM) identity atp-bot signs in to the ATA Center with, as DOMAIN\\user or user@domain.
+    username: str
     password_env: str | None = None
     password_file: Path | None = None
     ca_file: Path | None = None
     tls_verify: bool = True
     timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
 
+    @field_validator("url")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"{value!r}: must be https://<center>[:port]")
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise ValueError(f"{value!r}: only scheme, host and port are allowed")
+        return value.rstrip("/")
+
+    @field_validator("username")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        AccountName.parse(value)
+        return value
+
+    @model_validator(mode="after")
+    def _secret_source(self) -> AtaCenterConfig:
+        _one_secret_source("password", self.password_env, self.password_file)
+        if not (self.password_env or self.password_file):
+            raise ValueError("set password_env or password_file for the ATA Center sign-in")
+        return self
+
+    def password(self) -> SecretStr:
+        return read_secret("store.ata_center", env=self.password_env, file=self.password_file)
+
 
 class CommandStoreConfig(_Model):
+    """An operator-provided executable that saves the credential (it gets the secret on standard input)."""
+
     argv: Annotated[list[str], Field(min_length=1)]
     timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+    @field_validator("argv")
+    @classmethod
+    def _absolute_program(cls, value: list[str]) -> list[str]:
+        if not value[0] or not Path(value[0]).is_absolute():
+            raise ValueError("argv[0] must be the absolute path of the program (no shell, no PATH lookup)")
+        return value
 
 
 class StoreConfig(_Model):
     backend: StoreBackend = "embedded"
+    # Embedded store: the key comes from this environment variable when it is set, else from key_file.
     key_env: str | None = "ATP_BOT_STORE_KEY"
-    key_file: Path | None = None
-    path: Path | None = None
+    key_file: Path | None = None  # default: <state_dir>/store.key
+    path: Path | None = None  # default: <state_dir>/credentials.sqlite
     ata_center: AtaCenterConfig | None = None
     command: CommandStoreConfig | None = None
 
@@ -266,8 +312,34 @@ class StoreConfig(_Model):
 
 
 class AuditConfig(_Model):
-    # SQLAlchemy URL; default: SQLite in the state directory.
+    # SQLAlchemy URL without a password (e.g. postgresql+psycopg://atp@db/atp); default: SQLite in the
+    # state directory. The database password, if any, comes from password_env or password_file.
     url: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _no_password_in_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a valid SQLAlchemy URL (e.g. postgresql+psycopg://user@host/db)") from None
+        if url.password:
+            raise ValueError("must not contain a password: use password_env or password_file")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_source(self) -> AuditConfig:
+        _one_secret_source("password", self.password_env, self.password_file)
+        return self
+
+    def password(self) -> SecretStr | None:
+        if not (self.password_env or self.password_file):
+            return None
+        return read_secret("audit", env=self.password_env, file=self.password_file)
 
 
 class SlackConfig(_Model):

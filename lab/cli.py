@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab import dc_cmd, demo
+from lab import ata_center, dc_cmd, demo
 
 
 def register(commands: Any) -> None:
@@ -14,3 +14,4 @@ def register(commands: Any) -> None:
     actions = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
     dc_cmd.register(actions)
     demo.register(actions)
+    ata_center.register_cli(actions)

@@ -1,0 +1,32 @@
+"""Pure views of audit rows: a short text listing (CLI and Slack `/atp history`) and JSON objects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.audit import AuditRow
+
+DETAIL_WIDTH = 80
+
+
+def format_event(row: AuditRow) -> str:
+    """One line: `2026-11-25 06:01:02Z  cli:alice  change  corp  ok (reason): detail`."""
+    when = row.time.strftime("%Y-%m-%d %H:%M:%SZ")
+    outcome = f"{row.outcome} ({row.reason})" if row.reason else row.outcome
+    line = f"{when}  {row.actor}  {row.action}  {row.account or '-'}  {outcome}"
+    if row.detail:
+        detail = row.detail if len(row.detail) <= DETAIL_WIDTH else row.detail[: DETAIL_WIDTH - 1] + "…"
+        line += f": {detail}"
+    return line
+
+
+def format_history(rows: Sequence[AuditRow], account: str | None = None) -> str:
+    """A short listing of events, newest first, or a sentence saying there are none."""
+    if not rows:
+        return f"No audit events for {account}." if account else "No audit events yet."
+    return "\n".join(format_event(row) for row in rows)
+
+
+def history_json(rows: Sequence[AuditRow]) -> list[dict[str, Any]]:
+    return [row.as_dict() for row in rows]

@@ -1,0 +1,83 @@
+"""`atp-bot store init|status`: create the embedded store, and show what is saved (never the secret)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from bot.audit import AuditAction, AuditError, AuditOutcome, cli_actor, open_audit
+from bot.cli import context
+from bot.config import Settings
+from bot.exitcodes import ExitCode
+from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
+from bot.store.embedded import init_embedded_store
+
+
+def register(commands: Any) -> None:
+    store = commands.add_parser("store", help="the credential store that Save writes to")
+    actions = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    init = actions.add_parser(
+        "init", help="create the embedded store and its key in the state directory (never overwrites)"
+    )
+    init.set_defaults(handler=run_init)
+    status = actions.add_parser(
+        "status", help="show per account whether a credential is saved, when and by whom"
+    )
+    status.set_defaults(handler=run_status)
+
+
+def _error(exc: StoreError) -> int:
+    print(f"atp-bot: store error: {exc.message}", file=sys.stderr)
+    return ExitCode.UNREACHABLE if exc.reason == "unreachable" else ExitCode.PROBLEM
+
+
+def run_init(args: argparse.Namespace) -> int:
+    settings = context.load(args)
+    if settings.store.backend != "embedded":
+        print(
+            f"atp-bot: store.backend is {settings.store.backend!r}: only the embedded store needs init",
+            file=sys.stderr,
+        )
+        return ExitCode.USAGE
+    try:
+        audit = open_audit(settings)
+    except AuditError as exc:
+        print(f"atp-bot: {exc}", file=sys.stderr)
+        return ExitCode.PROBLEM
+    try:
+        result = init_embedded_store(settings)
+    except StoreError as exc:
+        audit.record(cli_actor(), AuditAction.STORE_INIT, None, AuditOutcome.REFUSED, exc.reason, exc.message)
+        return _error(exc)
+    audit.record(cli_actor(), AuditAction.STORE_INIT, None, AuditOutcome.OK, None, f"{result.store_path}")
+    print(f"created the embedded store {result.store_path}")
+    if result.key_created:
+        print(f"created its key in {result.key_source.removeprefix('key file ')} (mode 0600)")
+        print("back the key up somewhere safe: without it the saved credentials cannot be read")
+    else:
+        print(f"the key comes from the {result.key_source}")
+    return ExitCode.OK
+
+
+def status_lines(settings: Settings, store: CredentialStore) -> list[str]:
+    lines = [f"store: {store.backend}"]
+    for account in settings.accounts:
+        meta: CredentialMetadata | None = store.metadata(account.id)
+        if meta is None:
+            lines.append(f"  {account.id}: no credential saved through atp-bot")
+        else:
+            when = meta.saved_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+            lines.append(f"  {account.id}: saved {when} by {meta.saved_by}")
+    return lines
+
+
+def run_status(args: argparse.Namespace) -> int:
+    settings = context.load(args)
+    try:
+        store = open_store(settings)
+        lines = status_lines(settings, store)
+    except StoreError as exc:
+        return _error(exc)
+    print("\n".join(lines))
+    return ExitCode.OK

@@ -1,0 +1,22 @@
+"""Opening the store's SQLite files: owner-only permissions, a busy timeout, explicit transactions."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from bot.store.base import StoreError
+
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection whose `with db:` block is one transaction, taken with the write lock up front."""
+    try:
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level="IMMEDIATE")
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot open {path}: {exc}", reason="io") from None
+    return db

@@ -1,0 +1,113 @@
+"""`atp-bot store init|status`, `atp-bot audit verify` and `atp-bot history` as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from bot.audit import open_audit
+from bot.cli import main
+from bot.store import open_store
+from tests.storetools import CANARY, files_containing, make_settings, write_config
+
+
+@pytest.fixture(autouse=True)
+def _no_key_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ATP_BOT_STORE_KEY", raising=False)
+
+
+def _run(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tuple[int, str, str]:
+    code = main(["--config", str(config), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_store_init_status_and_history(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = write_config(tmp_path)
+    code, out, err = _run(capsys, config, "store", "status")
+    assert code == 1
+    assert "atp-bot store init" in err
+
+    code, out, _ = _run(capsys, config, "store", "init")
+    assert code == 0
+    assert "created the embedded store" in out
+    assert "store.key" in out
+    code, _, err = _run(capsys, config, "store", "init")
+    assert code == 1
+    assert "refusing to overwrite" in err
+
+    settings = make_settings(tmp_path)
+    open_store(settings).save("corp", SecretStr(CANARY), "slack:U123 (alice)")
+    open_audit(settings).record("slack:U123 (alice)", "save", "corp", "ok", None, "saved in embedded")
+
+    code, out, _ = _run(capsys, config, "store", "status")
+    assert code == 0
+    assert "corp: saved " in out
+    assert "by slack:U123 (alice)" in out
+    assert "lab: no credential saved" in out
+
+    code, out, _ = _run(capsys, config, "history", "--json")
+    events = json.loads(out)
+    assert code == 0
+    assert [e["action"] for e in events] == ["save", "store-init", "store-init"]
+    for event in events:
+        assert {"time", "actor", "action", "account", "outcome"} <= set(event)
+    assert events[1]["outcome"] == "refused"
+
+    code, out, _ = _run(capsys, config, "history", "--account", "corp", "--limit", "5")
+    assert code == 0
+    assert out.count("\n") == 1
+    assert "save  corp  ok" in out
+    code, out, _ = _run(capsys, config, "history", "--account", "lab")
+    assert "No audit events for lab." in out
+    with pytest.raises(SystemExit) as usage:
+        main(["--config", str(config), "history", "--limit", "0"])
+    assert usage.value.code == 2
+
+    everything = capsys.readouterr()
+    assert CANARY not in everything.out + everything.err + caplog.text
+    assert files_containing(tmp_path, CANARY) == []
+
+
+def test_insecure_key_file_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path)
+    assert _run(capsys, config, "store", "init")[0] == 0
+    key_file = tmp_path / "state" / "store.key"
+    key_file.chmod(0o644)
+    code, _, err = _run(capsys, config, "store", "status")
+    assert code == 1
+    assert f"chmod 600 {key_file}" in err
+    assert "Traceback" not in err
+
+
+def test_store_init_on_another_backend_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, '[store]\nbackend = "command"\n[store.command]\nargv = ["/bin/true"]\n')
+    code, _, err = _run(capsys, config, "store", "init")
+    assert code == 2
+    assert "only the embedded store needs init" in err
+
+
+def test_audit_verify_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path)
+    trail = open_audit(make_settings(tmp_path))
+    for index in range(3):
+        trail.record("cli:alice", "check", "corp", "ok", None, str(index))
+    code, out, _ = _run(capsys, config, "audit", "verify")
+    assert code == 0
+    assert "intact: 3 rows" in out
+    with sqlite3.connect(tmp_path / "state" / "audit.sqlite") as db:
+        db.execute("UPDATE audit_events SET actor = 'cli:mallory' WHERE id = 2")
+    code, out, _ = _run(capsys, config, "audit", "verify")
+    assert code == 1
+    assert "BROKEN at row 2" in out
+    assert "edited" in out

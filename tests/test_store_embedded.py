@@ -1,0 +1,185 @@
+"""The embedded store: round trips, keys, permissions, init, atomicity, and no plaintext on disk."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from bot.store import StoreError, open_store
+from bot.store.embedded import init_embedded_store, store_path
+from bot.store.keys import key_file_path
+from tests.storetools import CANARY, files_containing, make_settings
+
+
+@pytest.fixture(autouse=True)
+def _no_key_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ATP_BOT_STORE_KEY", raising=False)
+
+
+def test_round_trip_with_key_file(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    result = init_embedded_store(settings)
+    assert result.key_created
+    key_file = key_file_path(settings)
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert store_path(settings).stat().st_mode & 0o777 == 0o600
+
+    store = open_store(settings)
+    assert store.read("corp") is None
+    assert store.metadata("corp") is None
+    meta = store.save("corp", SecretStr("first"), "cli:alice")
+    store.save("corp", SecretStr(CANARY), "slack:U123 (bob)")
+    assert meta.backend == "embedded"
+    assert meta.saved_at.tzinfo == UTC
+
+    reopened = open_store(settings)
+    secret = reopened.read("corp")
+    assert secret is not None
+    assert secret.get_secret_value() == CANARY
+    latest = reopened.metadata("corp")
+    assert latest is not None
+    assert latest.saved_by == "slack:U123 (bob)"
+    assert reopened.read("lab") is None
+
+
+def test_key_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATP_BOT_STORE_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    settings = make_settings(tmp_path)
+    result = init_embedded_store(settings)
+    assert not result.key_created
+    assert "ATP_BOT_STORE_KEY" in result.key_source
+    assert not key_file_path(settings).exists()
+    open_store(settings).save("lab", SecretStr(CANARY), "cli:alice")
+    secret = open_store(settings).read("lab")
+    assert secret is not None
+    assert secret.get_secret_value() == CANARY
+
+
+def test_wrong_key_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = make_settings(tmp_path)
+    init_embedded_store(settings)
+    open_store(settings).save("corp", SecretStr(CANARY), "cli:alice")
+    monkeypatch.setenv("ATP_BOT_STORE_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    with pytest.raises(StoreError, match="wrong store key") as caught:
+        open_store(settings)
+    assert caught.value.reason == "key"
+    assert "environment variable ATP_BOT_STORE_KEY" in caught.value.message
+
+
+def test_malformed_key_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = make_settings(tmp_path)
+    init_embedded_store(settings)
+    monkeypatch.setenv("ATP_BOT_STORE_KEY", "not-a-key")
+    with pytest.raises(StoreError, match="not a valid key"):
+        open_store(settings)
+
+
+def test_ciphertext_is_bound_to_its_account(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    init_embedded_store(settings)
+    open_store(settings).save("corp", SecretStr(CANARY), "cli:alice")
+    with sqlite3.connect(store_path(settings)) as db:
+        db.execute(
+            "INSERT INTO credentials SELECT 'lab', nonce, ciphertext, key_id, saved_at, saved_by "
+            "FROM credentials WHERE account_id = 'corp'"
+        )
+    with pytest.raises(StoreError, match="cannot be decrypted"):
+        open_store(settings).read("lab")
+
+
+def test_insecure_key_file_is_refused_with_the_fix(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    init_embedded_store(settings)
+    key_file = key_file_path(settings)
+    key_file.chmod(0o640)
+    with pytest.raises(StoreError) as caught:
+        open_store(settings)
+    assert f"chmod 600 {key_file}" in caught.value.message
+    key_file.chmod(0o600)
+    open_store(settings)
+
+
+def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    init_embedded_store(settings)
+    key_before = key_file_path(settings).read_bytes()
+    with pytest.raises(StoreError, match="refusing to overwrite"):
+        init_embedded_store(settings)
+    store_path(settings).unlink()  # the store is gone but the key is still there: keep the key
+    with pytest.raises(StoreError, match="refusing to overwrite a store key"):
+        init_embedded_store(settings)
+    assert key_file_path(settings).read_bytes() == key_before
+
+
+def test_uninitialised_store_says_how_to_create_it(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="atp-bot store init"):
+        open_store(make_settings(tmp_path))
+
+
+_CRASHING_SAVE = """
+import os, sys, time
+from pathlib import Path
+from pydantic import SecretStr
+from bot.store.embedded import open_embedded
+from tests.storetools import make_settings
+
+marker = Path(sys.argv[2])
+def crash_point():
+    marker.write_text("in the transaction")
+    time.sleep(60)
+
+store = open_embedded(make_settings(Path(sys.argv[1])), before_commit=crash_point)
+store.save("corp", SecretStr("the-new-password"), "cli:crash")
+"""
+
+
+def test_a_crash_mid_save_keeps_the_previous_credential(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    init_embedded_store(settings)
+    open_store(settings).save("corp", SecretStr("the-old-password"), "cli:alice")
+    marker = tmp_path / "marker"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CRASHING_SAVE, str(tmp_path), str(marker)],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not marker.exists():
+            assert child.poll() is None, "the saving process ended before the crash point"
+            assert time.monotonic() < deadline, "the saving process never reached the crash point"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    store = open_store(settings)
+    secret = store.read("corp")
+    assert secret is not None
+    assert secret.get_secret_value() == "the-old-password"
+    meta = store.metadata("corp")
+    assert meta is not None
+    assert meta.saved_by == "cli:alice"
+    store.save("corp", SecretStr("after-the-crash"), "cli:alice")  # the store is not left locked
+
+
+def test_no_plaintext_secret_on_disk_or_in_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = make_settings(tmp_path)
+    init_embedded_store(settings)
+    store = open_store(settings)
+    store.save("corp", SecretStr(CANARY), "cli:alice")
+    assert store.read("corp") is not None
+    assert files_containing(tmp_path, CANARY) == []
+    assert CANARY not in caplog.text
+    assert CANARY not in repr(store.read("corp"))
