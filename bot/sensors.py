@@ -141,7 +141,8 @@ class SensorResult:
         if self.position:
             data["position"] = self.position.to_json()
         if self.failure:
-            data["error"] = {"kind": str(self.failure.kind), "detail": self.failure.detail}
+            data["error"] = f"{self.failure.kind}: {self.failure.detail}"
+            data["error_kind"] = str(self.failure.kind)
         return data
 
 

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from bot import __version__
-from bot.cli import config_cmd
+from bot.cli import check, config_cmd
 from bot.config import ConfigError
 from bot.exitcodes import ExitCode
 
 log = logging.getLogger(__name__)
 
-BUILTIN_COMMANDS = (config_cmd,)
+BUILTIN_COMMANDS = (config_cmd, check)
 
 
 def build_parser() -> argparse.ArgumentParser:
