@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab import ata_center, dc_cmd, demo
+from lab.winrm import cli as winrm_cli
 
 
 def register(commands: Any) -> None:
@@ -14,4 +15,5 @@ def register(commands: Any) -> None:
     actions = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
     dc_cmd.register(actions)
     demo.register(actions)
+    winrm_cli.register(actions)
     ata_center.register_cli(actions)

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from bot import __version__
-from bot.cli import audit_cmd, config_cmd, store_cmd, test_connection
+from bot.cli import audit_cmd, check, config_cmd, store_cmd, test_connection
 from bot.config import ConfigError
 from bot.exitcodes import ExitCode
 
 log = logging.getLogger(__name__)
 
-BUILTIN_COMMANDS = (test_connection, config_cmd, store_cmd, audit_cmd)
+BUILTIN_COMMANDS = (test_connection, check, config_cmd, store_cmd, audit_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

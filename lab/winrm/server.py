@@ -1,0 +1,403 @@
+"""An emulated WinRM listener per modelled host: HTTP(S), Basic and NTLM (with message encryption).
+
+`WinRMEmulator` runs one listener per `Host` on loopback; the real pywinrm client talks to it. Tests
+mutate the hosts (services, logs, latency, faults) while it runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import logging
+import socket
+import ssl
+import struct
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+import spnego
+import spnego.exceptions
+
+from lab.tlsca import TlsFiles
+from lab.winrm import wsman
+from lab.winrm.model import Host
+from lab.winrm.ntlm_store import register as register_ntlm_user
+from lab.winrm.powershell import Outcome, run_command
+
+log = logging.getLogger(__name__)
+
+AuthMethod = Literal["ntlm", "basic"]
+BOUNDARY = b"--Encrypted Boundary"
+ENCRYPTED_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
+STREAM_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class Account:
+    domain: str
+    user: str
+    password: str
+
+    @classmethod
+    def parse(cls, username: str, password: str) -> Account:
+        domain, _, user = username.rpartition("\\")
+        return cls(domain=domain, user=user, password=password)
+
+    def matches(self, username: str, password: str) -> bool:
+        domain, _, user = username.rpartition("\\")
+        same_domain = not domain or domain.lower() == self.domain.lower()
+        return same_domain and user.lower() == self.user.lower() and password == self.password
+
+
+@dataclass
+class _Shell:
+    commands: dict[str, Outcome] = field(default_factory=dict)
+
+
+class _Listener(ThreadingHTTPServer):
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, emulator: WinRMEmulator, host: Host, port: int) -> None:
+        self.emulator = emulator
+        self.model = host
+        self.shells: dict[str, _Shell] = {}
+        self.connections: set[socket.socket] = set()
+        self.conn_lock = threading.Lock()
+        self.stopping = threading.Event()
+        super().__init__((emulator.bind, port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug(
+            "winrm emulator %s: connection error from %s", self.model.name, client_address, exc_info=True
+        )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Listener
+    timeout = 30
+
+    def setup(self) -> None:
+        context = self.server.emulator.tls_context
+        if context is not None:
+            self.request = context.wrap_socket(self.request, server_side=True)
+        with self.server.conn_lock:
+            self.server.connections.add(self.request)
+        self.ntlm: Any = None  # the context of a handshake in progress
+        self.session: Any = None  # the completed NTLM context of this connection
+        super().setup()
+
+    def finish(self) -> None:
+        with self.server.conn_lock:
+            self.server.connections.discard(self.request)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("winrm emulator %s: " + format, self.server.model.name, *args)
+
+    # --- HTTP plumbing ---
+
+    def _send(self, status: int, body: bytes = b"", headers: list[tuple[str, str]] | None = None) -> None:
+        self.send_response(status)
+        for name, value in headers or []:
+            self.send_header(name, value)
+        if not any(name.lower() == "content-type" for name, _ in headers or []) and body:
+            self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        with self.server.model.lock:
+            self.server.model.counters.wire_out += len(body)
+
+    def _challenge(self, token: bytes | None = None) -> None:
+        methods = self.server.emulator.auth
+        headers = []
+        if "ntlm" in methods:
+            headers.append(
+                (
+                    "WWW-Authenticate",
+                    f"Negotiate {base64.b64encode(token).decode()}" if token else "Negotiate",
+                )
+            )
+        if "basic" in methods and token is None:
+            headers.append(("WWW-Authenticate", 'Basic realm="WSMAN"'))
+        self._send(401, b"", headers)
+
+    def _authenticate(self) -> bool:
+        """True when the request may proceed; otherwise a 401 has been sent."""
+        header = self.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        emulator = self.server.emulator
+        if scheme.lower() == "basic" and "basic" in emulator.auth:
+            try:
+                username, _, password = base64.b64decode(value).decode("utf-8").partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                username, password = "", ""
+            if emulator.account.matches(username, password):
+                return True
+            self._challenge()
+            return False
+        if scheme.lower() in ("negotiate", "ntlm") and "ntlm" in emulator.auth:
+            if self.ntlm is None:
+                self.ntlm = spnego.server(protocol="ntlm")
+            try:
+                out = self.ntlm.step(base64.b64decode(value))
+            except (spnego.exceptions.SpnegoError, binascii.Error, ValueError):
+                self.ntlm, self.session = None, None
+                self._challenge()
+                return False
+            if not self.ntlm.complete:
+                self._challenge(out or b"")
+                return False
+            self.session, self.ntlm = self.ntlm, None
+            return True
+        if not header and self.session is not None:
+            return True
+        self._challenge()
+        return False
+
+    def _unwrap(self, body: bytes) -> bytes:
+        parts = [p for p in body.split(BOUNDARY + b"\r\n") if p]
+        message = b""
+        for header, payload in zip(parts[0::2], parts[1::2], strict=False):
+            length = int(header.split(b"Length=")[1].strip())
+            payload = payload.removesuffix(BOUNDARY + b"--\r\n")
+            data = payload.replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
+            size = struct.unpack("<i", data[:4])[0]
+            plain = self.session.unwrap_winrm(data[4 : 4 + size], data[4 + size :])
+            if len(plain) != length:
+                raise ValueError("encrypted length mismatch")
+            message += plain
+        return message
+
+    def _wrap(self, body: bytes) -> bytes:
+        wrapped = self.session.wrap_winrm(body)
+        framed: bytes = (
+            BOUNDARY + b"\r\n\tContent-Type: " + ENCRYPTED_PROTOCOL.encode() + b"\r\n"
+            b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length="
+            + str(len(body)).encode()
+            + b"\r\n"
+            + BOUNDARY
+            + b"\r\n\tContent-Type: application/octet-stream\r\n"
+            + struct.pack("<i", len(wrapped.header))
+            + wrapped.header
+            + wrapped.data
+            + BOUNDARY
+            + b"--\r\n"
+        )
+        return framed
+
+    # --- WS-Management ---
+
+    def do_POST(self) -> None:
+        model, stopping = self.server.model, self.server.stopping
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with model.lock:
+            model.counters.requests += 1
+            model.counters.wire_in += len(body)
+            latency, fault = model.latency, model.fault
+        if latency:
+            stopping.wait(latency)
+        if fault == "hang":
+            stopping.wait()
+            self.close_connection = True
+            return
+        if fault == "http401":
+            self._challenge()
+            return
+        if not self._authenticate():
+            return
+        encrypted = self.headers.get("Content-Type", "").startswith("multipart/encrypted")
+        try:
+            message = self._unwrap(body) if encrypted and self.session is not None else body
+        except (spnego.exceptions.SpnegoError, ValueError, IndexError, struct.error):
+            self._send(400)
+            return
+        if not message:
+            self._send(200)
+            return
+        status, reply = self._dispatch(message)
+        if encrypted:
+            content_type = (
+                f'multipart/encrypted;protocol="{ENCRYPTED_PROTOCOL}";boundary="Encrypted Boundary"'
+            )
+            self._send(status, self._wrap(reply), [("Content-Type", content_type)])
+        else:
+            self._send(status, reply)
+
+    def _fault(self, request_id: str, subcode: str, reason: str, code: int) -> tuple[int, bytes]:
+        return 500, wsman.fault(request_id, subcode, reason, code, self.server.model.name)
+
+    def _dispatch(self, message: bytes) -> tuple[int, bytes]:
+        server, model = self.server, self.server.model
+        try:
+            request = wsman.parse(message)
+        except wsman.BadRequest as exc:
+            return self._fault("", "InvalidMessageInformationHeader", str(exc), wsman.INTERNAL_ERROR)
+        rid = request.message_id
+        if model.fault == "access_denied":
+            return self._fault(rid, "AccessDenied", "Access is denied. ", wsman.ACCESS_DENIED)
+        if model.fault == "http500":
+            return self._fault(
+                rid,
+                "InternalError",
+                "The WS-Management service cannot process the request.",
+                wsman.INTERNAL_ERROR,
+            )
+        if request.action == wsman.CREATE:
+            shell_id = str(uuid.uuid4()).upper()
+            server.shells[shell_id] = _Shell()
+            address = f"{self.server.emulator.scheme}://{self.server.emulator.bind}:{server.server_address[1]}/wsman"
+            return 200, wsman.shell_created(rid, address, shell_id)
+        shell = server.shells.get(request.shell_id or "")
+        if shell is None:
+            reason = (
+                f"The request for the Windows Remote Shell with ShellId {request.shell_id} failed "
+                "because the shell was not found on the server."
+            )
+            return self._fault(rid, "InvalidSelectors", reason, wsman.INVALID_SELECTORS)
+        if request.action == wsman.COMMAND:
+            command = request.body.findtext(f".//{{{wsman.SHELL}}}Command") or ""
+            arguments = " ".join(a.text or "" for a in request.body.iter(f"{{{wsman.SHELL}}}Arguments"))
+            command_id = str(uuid.uuid4()).upper()
+            shell.commands[command_id] = run_command(model, command, arguments)
+            return 200, wsman.command_started(rid, command_id)
+        if request.action == wsman.RECEIVE:
+            stream = request.body.find(f".//{{{wsman.SHELL}}}DesiredStream")
+            command_id = stream.get("CommandId", "") if stream is not None else ""
+            outcome = shell.commands.get(command_id)
+            if outcome is None or model.fault == "timeout":
+                server.stopping.wait(request.operation_timeout)
+                reason = (
+                    "The WS-Management service cannot complete the operation within the time "
+                    "specified in OperationTimeout."
+                )
+                return self._fault(rid, "TimedOut", reason, wsman.OPERATION_TIMEOUT)
+            return 200, wsman.received(rid, command_id, _streams(outcome), outcome.exit_code)
+        if request.action == wsman.SIGNAL:
+            command_id = (request.body.find(f"{{{wsman.SHELL}}}Signal") or request.body).get("CommandId", "")
+            shell.commands.pop(command_id, None)
+            return 200, wsman.signalled(rid)
+        if request.action == wsman.DELETE:
+            server.shells.pop(request.shell_id or "", None)
+            return 200, wsman.deleted(rid)
+        return self._fault(
+            rid, "ActionNotSupported", f"The action {request.action} is not supported.", wsman.INTERNAL_ERROR
+        )
+
+
+def _streams(outcome: Outcome) -> list[tuple[str, str, bool]]:
+    streams: list[tuple[str, str, bool]] = []
+    for name, data in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
+        chunks = [data[i : i + STREAM_CHUNK] for i in range(0, len(data), STREAM_CHUNK)] or [b""]
+        for index, chunk in enumerate(chunks):
+            streams.append((name, base64.b64encode(chunk).decode("ascii"), index == len(chunks) - 1))
+    return streams
+
+
+class WinRMEmulator:
+    """Emulated WinRM endpoints for a set of modelled hosts (one loopback listener each).
+
+    Use as a context manager or call `start()`/`stop()`. `endpoint(name)` is the URL to configure.
+    """
+
+    def __init__(
+        self,
+        *,
+        username: str,
+        password: str,
+        auth: tuple[AuthMethod, ...] = ("ntlm", "basic"),
+        tls: TlsFiles | None = None,
+        bind: str = "127.0.0.1",
+    ) -> None:
+        self.account = Account.parse(username, password)
+        self.auth = auth
+        self.bind = bind
+        self.scheme = "https" if tls else "http"
+        self.tls_context: ssl.SSLContext | None = None
+        if tls:
+            self.tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls_context.load_cert_chain(tls.cert_file, tls.key_file)
+        if "ntlm" in auth:
+            register_ntlm_user(self.account.domain, self.account.user, password)
+        self.hosts: dict[str, Host] = {}
+        self._ports: dict[str, int] = {}
+        self._listeners: dict[str, _Listener] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> WinRMEmulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def add_host(self, host: Host, port: int = 0) -> str:
+        """Start serving `host` (on `port`, default ephemeral); returns its endpoint URL."""
+        self.hosts[host.name] = host
+        self._ports[host.name] = port
+        if host.fault == "refused":
+            self._ports[host.name] = port or _free_port(self.bind)
+        else:
+            self._listen(host.name)
+        return self.endpoint(host.name)
+
+    def host(self, name: str) -> Host:
+        return self.hosts[name]
+
+    def endpoint(self, name: str) -> str:
+        return f"{self.scheme}://{self.bind}:{self._ports[name]}/wsman"
+
+    def set_fault(self, name: str, fault: Any) -> None:
+        """Set a host's fault; "refused" closes its listener, clearing it listens again on the same port."""
+        host = self.hosts[name]
+        host.set_fault(fault)
+        if fault == "refused":
+            self._close(name)
+        elif name not in self._listeners:
+            self._listen(name)
+
+    def _listen(self, name: str) -> None:
+        with self._lock:
+            listener = _Listener(self, self.hosts[name], self._ports[name])
+            self._ports[name] = listener.server_address[1]
+            thread = threading.Thread(
+                target=listener.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name=f"winrm-{name}",
+                daemon=True,
+            )
+            self._listeners[name], self._threads[name] = listener, thread
+            thread.start()
+
+    def _close(self, name: str) -> None:
+        with self._lock:
+            listener, thread = self._listeners.pop(name, None), self._threads.pop(name, None)
+        if listener is None or thread is None:
+            return
+        listener.stopping.set()
+        listener.shutdown()
+        with listener.conn_lock:
+            for conn in list(listener.connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+        listener.server_close()
+        thread.join()
+
+    def start(self) -> WinRMEmulator:
+        return self
+
+    def stop(self) -> None:
+        for name in list(self._listeners):
+            self._close(name)
+
+
+def _free_port(bind: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((bind, 0))
+        return int(probe.getsockname()[1])
