@@ -14,13 +14,15 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from bot import __version__
-from bot.cli import audit_cmd, check, config_cmd, store_cmd, test_connection
+from bot.audit import AuditError
+from bot.cli import audit_cmd, check, config_cmd, set_password, store_cmd, test_connection
 from bot.config import ConfigError
 from bot.exitcodes import ExitCode
+from bot.store import StoreError
 
 log = logging.getLogger(__name__)
 
-BUILTIN_COMMANDS = (test_connection, check, config_cmd, store_cmd, audit_cmd)
+BUILTIN_COMMANDS = (test_connection, set_password, check, config_cmd, store_cmd, audit_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"atp-bot: configuration error: {problem}", file=sys.stderr)
         return ExitCode.USAGE
+    except StoreError as exc:
+        print(f"atp-bot: store error: {exc.message}", file=sys.stderr)
+        return ExitCode.USAGE if exc.reason in ("config", "key") else ExitCode.PROBLEM
+    except AuditError as exc:
+        print(f"atp-bot: audit trail error: {exc}", file=sys.stderr)
+        return ExitCode.PROBLEM
     except KeyboardInterrupt:
         print("atp-bot: interrupted", file=sys.stderr)
         return 130

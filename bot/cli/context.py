@@ -37,10 +37,13 @@ def add_password_source(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def read_password(args: argparse.Namespace, prompt: str = "Password: ") -> SecretStr:
+def read_password(
+    args: argparse.Namespace, prompt: str = "Password: ", *, confirm: bool = False
+) -> SecretStr:
     """Read a password from a no-echo TTY prompt or, with --password-stdin, from standard input.
 
-    Never from argv: arguments are visible to every user of the machine.
+    Never from argv: arguments are visible to every user of the machine. With `confirm`, a prompt asks
+    twice and the two must match.
     """
     if args.password_stdin:
         line = sys.stdin.readline()
@@ -48,6 +51,8 @@ def read_password(args: argparse.Namespace, prompt: str = "Password: ") -> Secre
         value = value.removesuffix("\r")
     elif sys.stdin.isatty():
         value = getpass.getpass(prompt)
+        if confirm and value != getpass.getpass("Confirm password: "):
+            raise ConfigError(["the two passwords do not match; nothing was tested or saved"])
     else:
         raise ConfigError(["no terminal to prompt for the password: use --password-stdin"])
     if not value:

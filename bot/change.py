@@ -1,0 +1,210 @@
+"""The one code path for changing a directory service account's password.
+
+lock → connection test → save → audit → follow-up sensor checks. Slack and the CLI are thin faces over
+it: they pass a `ChangeProgress` whose methods they override to show each step. A credential that did not
+pass the test is never saved, and nothing here knows about Slack.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from bot.ad_errors import Reason
+from bot.audit import AuditAction, AuditError, AuditOutcome, AuditTrail
+from bot.config import AccountConfig, SensorConfig, Settings
+from bot.directory import ConnectionTestResult, Outcome, run_connection_test
+from bot.lockout import AccountBusy, LockoutGuard, hold_account
+from bot.redaction import active_secret
+from bot.sensors import SensorResult, check_sensors
+from bot.store import CredentialMetadata, CredentialStore, StoreError
+
+log = logging.getLogger(__name__)
+
+_TEST_AUDIT_OUTCOME = {
+    Outcome.PASSED: AuditOutcome.OK,
+    Outcome.REJECTED: AuditOutcome.FAILED,
+    Outcome.REFUSED: AuditOutcome.REFUSED,
+    Outcome.UNREACHABLE: AuditOutcome.ERROR,
+}
+
+
+class ChangeStatus(StrEnum):
+    SAVED = "saved"
+    TEST_FAILED = "test-failed"  # not saved: the password did not pass the connection test
+    SAVE_FAILED = "save-failed"  # tested OK but NOT saved: the store failed
+    NOT_STARTED = "not-started"  # another change of the account is in flight, or the audit is down
+
+
+@dataclass(frozen=True)
+class ChangeOutcome:
+    account_id: str
+    status: ChangeStatus
+    message: str
+    test: ConnectionTestResult | None = None
+    saved: CredentialMetadata | None = None
+    changed_at: datetime | None = None
+    error_reason: str | None = None  # why the store failed (StoreError.reason)
+
+    @property
+    def saved_ok(self) -> bool:
+        return self.status is ChangeStatus.SAVED
+
+
+class ChangeProgress:
+    """Callbacks for each step of a change; the faces (Slack, CLI) override what they show."""
+
+    def testing(self, account: AccountConfig) -> None:
+        """The connection test starts."""
+
+    def tested(self, result: ConnectionTestResult) -> None:
+        """The connection test ended (passed or not)."""
+
+    def finished(self, outcome: ChangeOutcome) -> None:
+        """The change ended: saved, or why not."""
+
+    def sensor_checked(self, result: SensorResult) -> None:
+        """One sensor answered the follow-up check."""
+
+    def checks_done(self, results: Sequence[SensorResult]) -> None:
+        """Every sensor of the account answered (or failed)."""
+
+
+def sensors_for_account(settings: Settings, account_id: str) -> list[SensorConfig]:
+    """The sensors that use this account; a sensor that names no account is checked for every account."""
+    return [s for s in settings.sensors if s.account in (account_id, None)]
+
+
+SensorChecker = Callable[..., list[SensorResult]]
+
+
+class PasswordChanges:
+    """Changes passwords for the accounts of one configuration."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        state_dir: Path,
+        store: CredentialStore,
+        audit: AuditTrail,
+        checker: SensorChecker = check_sensors,
+    ) -> None:
+        self.settings = settings
+        self.state_dir = state_dir
+        self.store = store
+        self.audit = audit
+        self.guard = LockoutGuard.in_state_dir(state_dir, settings.lockout_guard)
+        self.checker = checker
+
+    def change(
+        self, account_id: str, password: SecretStr, actor: str, progress: ChangeProgress | None = None
+    ) -> ChangeOutcome:
+        """Test, then save only if the test passed. Never raises for peer or store problems."""
+        progress = progress or ChangeProgress()
+        account = self.settings.account(account_id)
+        with active_secret(password):
+            try:
+                with hold_account(self.state_dir, account.id) as lease:
+                    progress.testing(account)
+                    result = run_connection_test(account, password, guard=self.guard, lease=lease)
+                    progress.tested(result)
+                    outcome = self._after_test(account, password, actor, result)
+            except AccountBusy as busy:
+                self._audit(actor, AuditAction.TEST, account.id, AuditOutcome.REFUSED, Reason.BUSY, str(busy))
+                outcome = ChangeOutcome(account.id, ChangeStatus.NOT_STARTED, str(busy))
+        progress.finished(outcome)
+        return outcome
+
+    def _after_test(
+        self, account: AccountConfig, password: SecretStr, actor: str, result: ConnectionTestResult
+    ) -> ChangeOutcome:
+        try:
+            self.audit.record(
+                actor,
+                AuditAction.TEST,
+                account.id,
+                _TEST_AUDIT_OUTCOME[result.outcome],
+                result.reason.value if result.reason else None,
+                f"{result.dc or 'no DC'}: {result.message}",
+            )
+        except AuditError as exc:
+            log.error("account %s: audit trail unavailable, nothing saved: %s", account.id, exc)
+            return ChangeOutcome(
+                account.id,
+                ChangeStatus.NOT_STARTED,
+                f"Not saved: the audit trail cannot be written ({exc}). Fix the audit trail first.",
+                test=result,
+            )
+        if not result.passed:
+            return ChangeOutcome(
+                account.id, ChangeStatus.TEST_FAILED, f"Not saved: {result.message}", test=result
+            )
+        try:
+            saved = self.store.save(account.id, password, actor)
+        except StoreError as exc:
+            self._audit(actor, AuditAction.SAVE, account.id, AuditOutcome.ERROR, exc.reason, exc.message)
+            log.error("account %s: tested OK but NOT saved: %s", account.id, exc.message)
+            return ChangeOutcome(
+                account.id,
+                ChangeStatus.SAVE_FAILED,
+                f"Tested OK but NOT saved: {exc.message}",
+                test=result,
+                error_reason=exc.reason,
+            )
+        detail = f"{saved.backend} store; verified by {result.dc}"
+        self._audit(actor, AuditAction.SAVE, account.id, AuditOutcome.OK, None, detail)
+        log.info("account %s: new password saved (%s store) by %s", account.id, saved.backend, actor)
+        return ChangeOutcome(
+            account.id,
+            ChangeStatus.SAVED,
+            f"Saved. {result.message}",
+            test=result,
+            saved=saved,
+            changed_at=saved.saved_at,
+        )
+
+    def _audit(
+        self,
+        actor: str,
+        action: AuditAction,
+        account: str,
+        outcome: AuditOutcome,
+        reason: str | None,
+        detail: str,
+    ) -> None:
+        """Audit an event after the fact; a failure is logged loudly but does not undo what happened."""
+        try:
+            self.audit.record(actor, action, account, outcome, reason, detail)
+        except AuditError as exc:
+            log.error("audit trail unavailable; not recorded: %s %s %s: %s", action, account, outcome, exc)
+
+    def follow_up_checks(
+        self, account_id: str, since: datetime | None, actor: str, progress: ChangeProgress | None = None
+    ) -> list[SensorResult]:
+        """Check every sensor of the account: service running, credential errors since `since`."""
+        progress = progress or ChangeProgress()
+        names = [s.name for s in sensors_for_account(self.settings, account_id)]
+        if not names:
+            progress.checks_done([])
+            return []
+        results = self.checker(
+            self.settings, names, since=since or datetime.now(UTC), on_result=progress.sensor_checked
+        )
+        healthy = sum(1 for r in results if r.healthy)
+        self._audit(
+            actor,
+            AuditAction.CHECK,
+            account_id,
+            AuditOutcome.OK if healthy == len(results) else AuditOutcome.FAILED,
+            None,
+            f"{healthy} of {len(results)} sensors healthy",
+        )
+        progress.checks_done(results)
+        return results

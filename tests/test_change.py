@@ -1,0 +1,200 @@
+"""The change path end to end: real Samba DC, WinRM emulator, embedded store and audit trail.
+
+lock → connection test → save (only if the test passed) → audit → follow-up sensor checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from bot.audit import open_audit
+from bot.change import ChangeProgress, ChangeStatus, PasswordChanges
+from bot.config import Settings, load_settings
+from bot.directory import ConnectionTestResult
+from bot.lockout import hold_account
+from bot.state import state_dir
+from bot.store import open_store
+from lab.domain import LabDomain
+from lab.samba import LabUser
+from lab.winrm.model import Host
+from lab.winrm.server import WinRMEmulator
+from tests.conftest import CANARY, assert_no_canary
+
+pytestmark = pytest.mark.samba
+
+WINRM_USER = "CONTOSO\\atp-checker"
+WINRM_PASSWORD = "WinRM-Checker-Pa55!"
+
+
+@pytest.fixture
+def sensors() -> Iterator[WinRMEmulator]:
+    with WinRMEmulator(username=WINRM_USER, password=WINRM_PASSWORD) as emulator:
+        emulator.add_host(Host.sensor("sensor01"))
+        emulator.add_host(Host.sensor("sensor02"))
+        yield emulator
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {
+        "ATP_BOT_STORE_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "ATP_BOT_TEST_WINRM": WINRM_PASSWORD,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+def write_config(
+    tmp_path: Path, lab: LabDomain, user: LabUser, sensors: WinRMEmulator, store: str = ""
+) -> Path:
+    config = tmp_path / "atp-bot.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n'
+        f'[[accounts]]\nid = "svc"\nusername = "{user.upn}"\n'
+        f'domain_controllers = ["{lab.dc.ldaps_url}"]\nca_file = "{lab.dc.ca_file}"\n'
+        f'[winrm]\nusername = "{WINRM_USER.replace(chr(92), chr(92) * 2)}"\n'
+        'password_env = "ATP_BOT_TEST_WINRM"\ntransport = "ntlm"\n'
+        + "".join(
+            f'[[sensors]]\nname = "{name}"\nendpoint = "{sensors.endpoint(name)}"\naccount = "svc"\n'
+            for name in sensors.hosts
+        )
+        + store
+    )
+    return config
+
+
+def cli(config: Path, env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(config), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+
+
+def test_set_password_tests_saves_audits_and_checks(
+    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    lab_domain.dc.set_password(fresh_user.name, CANARY)
+    sensors.host("sensor02").set_service("AATPSensor", "Stopped")
+    config = write_config(tmp_path, lab_domain, fresh_user, sensors)
+    assert cli(config, env, "store", "init").returncode == 0
+
+    done = cli(config, env, "set-password", "--account", "svc", "--password-stdin", stdin=CANARY + "\n")
+    assert done.returncode == 1, done.stdout + done.stderr  # saved, but a sensor needs attention
+    assert "PASSED: account svc" in done.stdout
+    assert "SAVED: account svc in the embedded store" in done.stdout
+    assert "sensor01  ok" in done.stdout
+    assert "sensor02: service AATPSensor is Stopped" in done.stdout
+
+    settings = load_settings(config)
+    saved = open_store(settings).read("svc")
+    assert saved is not None
+    assert saved.get_secret_value() == CANARY
+    actions = [(r.action, r.outcome) for r in reversed(open_audit(settings).recent("svc"))]
+    assert actions == [("test", "ok"), ("save", "ok"), ("check", "failed")]
+    history = cli(config, env, "history", "--account", "svc")
+    assert history.returncode == 0
+    for text in (done.stdout, done.stderr, history.stdout):
+        assert CANARY not in text
+    for path in (tmp_path / "state").rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+
+
+def test_a_rejected_password_is_never_saved(
+    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, lab_domain, fresh_user, sensors)
+    assert cli(config, env, "store", "init").returncode == 0
+    done = cli(config, env, "set-password", "--account", "svc", "--password-stdin", stdin=CANARY + "\n")
+    assert done.returncode == 1
+    assert "REJECTED: account svc: The password is wrong" in done.stdout
+    assert "NOT SAVED: the password did not pass the connection test." in done.stdout
+    assert "sensor01" not in done.stdout  # no follow-up checks after a failed change
+    settings = load_settings(config)
+    assert open_store(settings).read("svc") is None
+    assert [(r.action, r.outcome, r.reason) for r in open_audit(settings).recent("svc")] == [
+        ("test", "failed", "wrong_password")
+    ]
+    assert CANARY not in done.stdout + done.stderr
+
+
+def test_without_a_store_nothing_is_tested(
+    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, lab_domain, fresh_user, sensors)
+    done = cli(config, env, "set-password", "--account", "svc", "--password-stdin", stdin="Whatever-1\n")
+    assert done.returncode == 2
+    assert "create it with `atp-bot store init`" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert lab_domain.dc.user_state(fresh_user.name)["badPwdCount"] == 0
+
+
+class Recorder(ChangeProgress):
+    def __init__(self) -> None:
+        self.steps: list[str] = []
+
+    def testing(self, account: object) -> None:
+        self.steps.append("testing")
+
+    def tested(self, result: ConnectionTestResult) -> None:
+        self.steps.append(f"tested:{result.outcome}")
+
+
+def changes_for(config: Path) -> tuple[Settings, PasswordChanges]:
+    settings = load_settings(config)
+    return settings, PasswordChanges(
+        settings, state_dir=state_dir(settings), store=open_store(settings), audit=open_audit(settings)
+    )
+
+
+def test_store_failure_after_a_passed_test_is_reported_and_audited(
+    lab_domain: LabDomain,
+    fresh_user: LabUser,
+    sensors: WinRMEmulator,
+    env: dict[str, str],
+    tmp_path: Path,
+    canary_logs: pytest.LogCaptureFixture,
+) -> None:
+    lab_domain.dc.set_password(fresh_user.name, CANARY)
+    failing = tmp_path / "failing-store"
+    failing.write_text("#!/bin/sh\ncat >/dev/null\necho 'vault sealed' >&2\nexit 3\n")
+    failing.chmod(0o700)
+    store = f'[store]\nbackend = "command"\n[store.command]\nargv = ["{failing}"]\n'
+    _, changes = changes_for(write_config(tmp_path, lab_domain, fresh_user, sensors, store))
+    recorder = Recorder()
+    outcome = changes.change("svc", SecretStr(CANARY), "cli:test", recorder)
+    assert outcome.status is ChangeStatus.SAVE_FAILED
+    assert outcome.message.startswith("Tested OK but NOT saved:")
+    assert recorder.steps == ["testing", "tested:passed"]
+    rows = [(r.action, r.outcome) for r in reversed(changes.audit.recent("svc"))]
+    assert rows == [("test", "ok"), ("save", "error")]
+    assert_no_canary(canary_logs, outcome.message)
+
+
+def test_a_change_in_flight_makes_a_second_one_wait_for_nothing(
+    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, lab_domain, fresh_user, sensors)
+    assert cli(config, env, "store", "init").returncode == 0
+    settings, changes = changes_for(config)
+    with hold_account(state_dir(settings), "svc"):
+        outcome = changes.change("svc", SecretStr(fresh_user.password), "slack:U2 (bob)")
+    assert outcome.status is ChangeStatus.NOT_STARTED
+    assert "in progress" in outcome.message
+    assert [(r.action, r.outcome, r.reason) for r in changes.audit.recent("svc")] == [
+        ("test", "refused", "busy")
+    ]
