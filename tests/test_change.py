@@ -22,6 +22,7 @@ from bot.directory import ConnectionTestResult
 from bot.lockout import hold_account
 from bot.state import state_dir
 from bot.store import open_store
+from lab.ata_center import AtaCenterEmulator
 from lab.domain import LabDomain
 from lab.samba import LabUser
 from lab.winrm.model import Host
@@ -56,6 +57,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 def write_config(
     tmp_path: Path, lab: LabDomain, user: LabUser, sensors: WinRMEmulator, store: str = ""
 ) -> Path:
+    tmp_path.mkdir(exist_ok=True)
     config = tmp_path / "atp-bot.toml"
     config.write_text(
         f'state_dir = "{tmp_path / "state"}"\n'
@@ -112,6 +114,39 @@ def test_set_password_tests_saves_audits_and_checks(
     for path in (tmp_path / "state").rglob("*"):
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
+
+
+def test_set_password_through_the_command_and_ata_center_stores(
+    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    lab_domain.dc.set_password(fresh_user.name, CANARY)
+    received = tmp_path / "received"
+    script = tmp_path / "vault-put"
+    script.write_text(f"#!/bin/sh\ncat > '{received}'\necho stored\n")
+    script.chmod(0o700)
+    command_store = f'[store]\nbackend = "command"\n[store.command]\nargv = ["{script}", "--account"]\n'
+    config = write_config(tmp_path / "command", lab_domain, fresh_user, sensors, command_store)
+    done = cli(config, env, "set-password", "--account", "svc", "--password-stdin", "--no-checks",
+               stdin=CANARY + "\n")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SAVED: account svc in the command store" in done.stdout
+    assert received.read_text().strip() == CANARY
+
+    with AtaCenterEmulator(tmp_path / "center", account_user=fresh_user.name) as center:
+        secret = tmp_path / "ata-admin"
+        secret.write_text(center.password)
+        ata_store = (
+            f'[store]\nbackend = "ata-center"\n[store.ata_center]\nurl = "{center.url}"\n'
+            f'username = "{center.username.replace(chr(92), chr(92) * 2)}"\npassword_file = "{secret}"\n'
+            f'ca_file = "{center.tls.ca_cert}"\n'
+        )
+        config = write_config(tmp_path / "ata", lab_domain, fresh_user, sensors, ata_store)
+        done = cli(config, env, "set-password", "--account", "svc", "--password-stdin", "--no-checks",
+                   stdin=CANARY + "\n")  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "SAVED: account svc in the ata-center store" in done.stdout
+        assert center.stored_password == CANARY
+    assert CANARY not in done.stdout + done.stderr
 
 
 def test_a_rejected_password_is_never_saved(
