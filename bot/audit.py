@@ -64,6 +64,7 @@ class AuditAction(StrEnum):
     ALERT = "alert"
     DENIED = "denied"
     STORE_INIT = "store-init"
+    STORE_ROTATE_KEY = "store-rotate-key"
     LOCKOUT_GUARD = "lockout-guard"
 
 
