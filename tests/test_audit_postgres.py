@@ -104,7 +104,8 @@ for index in range(30):
 """
 
 
-def test_two_processes(tmp_path: Path, trail: AuditTrail, database_url: str) -> None:
+def test_two_processes(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATP_TEST_AUDIT_DB_PASSWORD", PASSWORD)  # no trail yet: they race to create it
     root = Path(__file__).resolve().parent.parent
     children = [
         subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), database_url, f"p{i}"], cwd=root)
@@ -112,6 +113,6 @@ def test_two_processes(tmp_path: Path, trail: AuditTrail, database_url: str) -> 
     ]
     for child in children:
         assert child.wait(timeout=60) == 0
-    result = trail.verify()
+    result = open_audit(make_settings(tmp_path, _extra(database_url))).verify()
     assert result.intact
     assert result.rows == 60

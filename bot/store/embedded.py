@@ -23,7 +23,7 @@ from bot.config import Settings
 from bot.state import state_dir
 from bot.store.base import BackendName, CredentialMetadata, StoreError
 from bot.store.keys import StoreKey, create_key_file, key_file_path, key_from_environment, load_key
-from bot.store.sqlite_file import connect
+from bot.store.sqlite_file import connect, fetch_one
 
 DEFAULT_STORE_NAME = "credentials.sqlite"
 FORMAT_VERSION = "1"
@@ -113,10 +113,9 @@ class EmbeddedStore:
         return meta
 
     def read(self, account_id: str) -> SecretStr | None:
-        with closing(connect(self.path)) as db:
-            row = db.execute(
-                "SELECT nonce, ciphertext FROM credentials WHERE account_id = ?", (account_id,)
-            ).fetchone()
+        row = fetch_one(
+            self.path, "SELECT nonce, ciphertext FROM credentials WHERE account_id = ?", (account_id,)
+        )
         if row is None:
             return None
         try:
@@ -160,10 +159,9 @@ class EmbeddedStore:
         return len(rows)
 
     def metadata(self, account_id: str) -> CredentialMetadata | None:
-        with closing(connect(self.path)) as db:
-            row = db.execute(
-                "SELECT saved_at, saved_by FROM credentials WHERE account_id = ?", (account_id,)
-            ).fetchone()
+        row = fetch_one(
+            self.path, "SELECT saved_at, saved_by FROM credentials WHERE account_id = ?", (account_id,)
+        )
         if row is None:
             return None
         return CredentialMetadata(account_id, datetime.fromisoformat(row[0]), row[1], "embedded")
