@@ -35,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError, SQLAlchemyError
 
 from bot.config import ConfigError, Settings
 from bot.redaction import redact
@@ -64,6 +64,7 @@ class AuditAction(StrEnum):
     ALERT = "alert"
     DENIED = "denied"
     STORE_INIT = "store-init"
+    STORE_ROTATE_KEY = "store-rotate-key"
     LOCKOUT_GUARD = "lockout-guard"
 
 
@@ -203,17 +204,18 @@ def _sqlite_engine(url: URL) -> Engine:
 class AuditTrail:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        try:
-            metadata.create_all(engine)
-            with engine.begin() as conn:
-                if conn.execute(select(head.c.id)).first() is None:
-                    conn.execute(insert(head).values(id=1, last_id=0, last_hash=GENESIS_HASH))
-        except IntegrityError:
-            pass  # another process created the head row at the same moment
-        except SQLAlchemyError as exc:
-            raise AuditError(
-                f"cannot open the audit trail {engine.url!r}: {exc.__class__.__name__}"
-            ) from None
+        for attempt in range(2):  # a second try covers another process creating the tables meanwhile
+            try:
+                metadata.create_all(engine)
+                with engine.begin() as conn:
+                    if conn.execute(select(head.c.id)).first() is None:
+                        conn.execute(insert(head).values(id=1, last_id=0, last_hash=GENESIS_HASH))
+                return
+            except SQLAlchemyError as exc:
+                if attempt == 1 or not isinstance(exc, IntegrityError | ProgrammingError):
+                    raise AuditError(
+                        f"cannot open the audit trail {engine.url!r}: {exc.__class__.__name__}"
+                    ) from None
 
     def record(
         self,

@@ -17,6 +17,7 @@ import os
 import secrets
 import ssl
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,6 +79,7 @@ class _Injected:
     method: str
     status: int
     body: bytes
+    delay: float
 
 
 @dataclass
@@ -178,6 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
             if injected is not None:
                 state.injected.remove(injected)
         if injected is not None:
+            time.sleep(injected.delay)
             self._reply(injected.status, injected.body)
         elif self.path != PROFILE_PATH:
             self._reply(404, b'{"Message":"No HTTP resource was found that matches the request URI."}')
@@ -292,11 +295,11 @@ class AtaCenterEmulator:
         with self._state.lock:
             return copy.deepcopy(self._state.profile)
 
-    def fail_next(self, method: str, status: int, body: bytes | str = b"") -> None:
-        """Answer the next `method` request (after authentication) with `status` and `body`."""
+    def fail_next(self, method: str, status: int, body: bytes | str = b"", delay: float = 0.0) -> None:
+        """Answer the next `method` request (once authenticated) with `status` and `body`, `delay` s late."""
         raw = body.encode() if isinstance(body, str) else body
         with self._state.lock:
-            self._state.injected.append(_Injected(method, status, raw))
+            self._state.injected.append(_Injected(method, status, raw, delay))
 
 
 def register_cli(actions: Any) -> None:

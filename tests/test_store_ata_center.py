@@ -141,3 +141,12 @@ def test_unreachable_center(tmp_path: Path, center: AtaCenterEmulator) -> None:
     with pytest.raises(StoreError, match="cannot reach the ATA Center") as caught:
         open_store(settings).save("corp", SecretStr(CANARY), "cli:alice")
     assert caught.value.reason == "unreachable"
+
+
+def test_slow_post_is_a_timeout_that_says_the_outcome_is_unknown(
+    tmp_path: Path, center: AtaCenterEmulator
+) -> None:
+    center.fail_next("POST", 200, delay=1.5)
+    with pytest.raises(StoreError, match="may or may not have been saved") as caught:
+        open_store(_settings(tmp_path, center, timeout=0.5)).save("corp", SecretStr(CANARY), "cli:alice")
+    assert caught.value.reason == "unreachable"

@@ -94,7 +94,7 @@ def test_store_init_on_another_backend_is_a_usage_error(
     config = write_config(tmp_path, '[store]\nbackend = "command"\n[store.command]\nargv = ["/bin/true"]\n')
     code, _, err = _run(capsys, config, "store", "init")
     assert code == 2
-    assert "only the embedded store needs init" in err
+    assert "init applies to the embedded store only" in err
 
 
 def test_audit_verify_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -111,3 +111,18 @@ def test_audit_verify_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert code == 1
     assert "BROKEN at row 2" in out
     assert "edited" in out
+
+
+def test_store_rotate_key_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path)
+    assert _run(capsys, config, "store", "init")[0] == 0
+    open_store(make_settings(tmp_path)).save("corp", SecretStr(CANARY), "cli:alice")
+    code, out, _ = _run(capsys, config, "store", "rotate-key")
+    assert code == 0
+    assert "re-encrypted 1 credential(s)" in out
+    secret = open_store(make_settings(tmp_path)).read("corp")
+    assert secret is not None
+    assert secret.get_secret_value() == CANARY
+    code, out, _ = _run(capsys, config, "history", "--limit", "1")
+    assert "store-rotate-key  -  ok: key id" in out
+    assert CANARY not in out

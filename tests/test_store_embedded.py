@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.store import StoreError, open_store
-from bot.store.embedded import init_embedded_store, store_path
+from bot.store.embedded import init_embedded_store, rotate_key, store_path
 from bot.store.keys import key_file_path
 from tests.storetools import CANARY, files_containing, make_settings
 
@@ -183,3 +183,52 @@ def test_no_plaintext_secret_on_disk_or_in_logs(tmp_path: Path, caplog: pytest.L
     assert files_containing(tmp_path, CANARY) == []
     assert CANARY not in caplog.text
     assert CANARY not in repr(store.read("corp"))
+
+
+def test_rotate_key_reencrypts_every_credential(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    init_embedded_store(settings)
+    store = open_store(settings)
+    store.save("corp", SecretStr(CANARY), "cli:alice")
+    store.save("lab", SecretStr("lab-password"), "cli:alice")
+    key_file = key_file_path(settings)
+    old_key = key_file.read_bytes()
+
+    result = rotate_key(settings)
+    assert result.credentials == 2
+    assert result.old_key_id != result.new_key_id
+    assert key_file.read_bytes() != old_key
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert not key_file.with_name("store.key.new").exists()
+    reopened = open_store(settings)
+    corp, lab = reopened.read("corp"), reopened.read("lab")
+    assert corp is not None
+    assert corp.get_secret_value() == CANARY
+    assert lab is not None
+    assert lab.get_secret_value() == "lab-password"
+
+    key_file.write_bytes(old_key)  # the old key no longer opens the store
+    with pytest.raises(StoreError, match="wrong store key"):
+        open_store(settings)
+
+
+def test_interrupted_rotation_points_at_the_new_key(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    init_embedded_store(settings)
+    key_file = key_file_path(settings)
+    old_key = key_file.read_bytes()
+    rotate_key(settings)
+    # As if the process died between the commit and the rename of the key files:
+    key_file.rename(key_file.with_name("store.key.new"))
+    key_file.write_bytes(old_key)
+    key_file.chmod(0o600)
+    with pytest.raises(StoreError, match=r"rotation was interrupted.*mv .*store\.key\.new"):
+        open_store(settings)
+
+
+def test_rotate_key_refuses_an_environment_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATP_BOT_STORE_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    settings = make_settings(tmp_path)
+    init_embedded_store(settings)
+    with pytest.raises(StoreError, match="environment variable ATP_BOT_STORE_KEY"):
+        rotate_key(settings)

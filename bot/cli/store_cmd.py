@@ -11,7 +11,7 @@ from bot.cli import context
 from bot.config import Settings
 from bot.exitcodes import ExitCode
 from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
-from bot.store.embedded import init_embedded_store
+from bot.store.embedded import init_embedded_store, rotate_key
 
 
 def register(commands: Any) -> None:
@@ -25,6 +25,10 @@ def register(commands: Any) -> None:
         "status", help="show per account whether a credential is saved, when and by whom"
     )
     status.set_defaults(handler=run_status)
+    rotate = actions.add_parser(
+        "rotate-key", help="re-encrypt the embedded store with a new key file (the old key stops working)"
+    )
+    rotate.set_defaults(handler=run_rotate_key)
 
 
 def _error(exc: StoreError) -> int:
@@ -32,13 +36,19 @@ def _error(exc: StoreError) -> int:
     return ExitCode.UNREACHABLE if exc.reason == "unreachable" else ExitCode.PROBLEM
 
 
+def _embedded_only(settings: Settings, action: str) -> bool:
+    if settings.store.backend == "embedded":
+        return True
+    print(
+        f"atp-bot: store.backend is {settings.store.backend!r}: {action} applies to the embedded store only",
+        file=sys.stderr,
+    )
+    return False
+
+
 def run_init(args: argparse.Namespace) -> int:
     settings = context.load(args)
-    if settings.store.backend != "embedded":
-        print(
-            f"atp-bot: store.backend is {settings.store.backend!r}: only the embedded store needs init",
-            file=sys.stderr,
-        )
+    if not _embedded_only(settings, "init"):
         return ExitCode.USAGE
     try:
         audit = open_audit(settings)
@@ -80,4 +90,28 @@ def run_status(args: argparse.Namespace) -> int:
     except StoreError as exc:
         return _error(exc)
     print("\n".join(lines))
+    return ExitCode.OK
+
+
+def run_rotate_key(args: argparse.Namespace) -> int:
+    settings = context.load(args)
+    if not _embedded_only(settings, "rotate-key"):
+        return ExitCode.USAGE
+    try:
+        audit = open_audit(settings)
+    except AuditError as exc:
+        print(f"atp-bot: {exc}", file=sys.stderr)
+        return ExitCode.PROBLEM
+    action = AuditAction.STORE_ROTATE_KEY
+    try:
+        result = rotate_key(settings)
+    except StoreError as exc:
+        audit.record(cli_actor(), action, None, AuditOutcome.FAILED, exc.reason, exc.message)
+        return _error(exc)
+    detail = f"key id {result.old_key_id} -> {result.new_key_id}, {result.credentials} credential(s)"
+    audit.record(cli_actor(), action, None, AuditOutcome.OK, None, detail)
+    print(f"re-encrypted {result.credentials} credential(s) with a new key in {result.key_path}")
+    print(
+        f"key id {result.old_key_id} -> {result.new_key_id}; back the new key up, the old one no longer works"
+    )
     return ExitCode.OK

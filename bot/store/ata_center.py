@@ -99,9 +99,10 @@ class AtaCenterStore:
                 reason="tls",
             ) from None
         except requests.exceptions.Timeout:
+            maybe = "; the password may or may not have been saved" if method == "POST" else ""
             raise StoreError(
                 f"the ATA Center {self._config.url} did not answer {method} "
-                f"within {self._config.timeout:g} s",
+                f"within {self._config.timeout:g} s{maybe}",
                 reason="unreachable",
             ) from None
         except requests.exceptions.RequestException as exc:

@@ -23,7 +23,7 @@ from bot.config import Settings
 from bot.state import state_dir
 from bot.store.base import BackendName, CredentialMetadata, StoreError
 from bot.store.keys import StoreKey, create_key_file, key_file_path, key_from_environment, load_key
-from bot.store.sqlite_file import connect
+from bot.store.sqlite_file import connect, fetch_one
 
 DEFAULT_STORE_NAME = "credentials.sqlite"
 FORMAT_VERSION = "1"
@@ -113,10 +113,9 @@ class EmbeddedStore:
         return meta
 
     def read(self, account_id: str) -> SecretStr | None:
-        with closing(connect(self.path)) as db:
-            row = db.execute(
-                "SELECT nonce, ciphertext FROM credentials WHERE account_id = ?", (account_id,)
-            ).fetchone()
+        row = fetch_one(
+            self.path, "SELECT nonce, ciphertext FROM credentials WHERE account_id = ?", (account_id,)
+        )
         if row is None:
             return None
         try:
@@ -131,11 +130,38 @@ class EmbeddedStore:
             ) from None
         return SecretStr(plaintext.decode("utf-8"))
 
+    @property
+    def key_id(self) -> str:
+        return self._key.key_id
+
+    def reencrypt(self, new_key: StoreKey) -> int:
+        """Re-encrypt every credential with `new_key` in one transaction; then only it opens the store."""
+        nonce, sealed = _seal(new_key, _KEY_CHECK_TEXT, _KEY_CHECK_AAD)
+        try:
+            with closing(connect(self.path)) as db, db:
+                db.execute("UPDATE meta SET value = value WHERE name = 'format'")  # take the write lock first
+                rows = db.execute("SELECT account_id, nonce, ciphertext FROM credentials").fetchall()
+                for account_id, old_nonce, ciphertext in rows:
+                    aad = account_id.encode("utf-8")
+                    plaintext = AESGCM(self._key.material).decrypt(bytes(old_nonce), bytes(ciphertext), aad)
+                    db.execute(
+                        "UPDATE credentials SET nonce = ?, ciphertext = ?, key_id = ? WHERE account_id = ?",
+                        (*_seal(new_key, plaintext, aad), new_key.key_id, account_id),
+                    )
+                db.execute("UPDATE meta SET value = ? WHERE name = 'key_id'", (new_key.key_id.encode(),))
+                db.execute("UPDATE meta SET value = ? WHERE name = 'key_check'", (nonce + sealed,))
+        except (sqlite3.Error, InvalidTag) as exc:
+            raise StoreError(
+                f"re-encrypting {self.path} failed, nothing was changed: {exc.__class__.__name__}",
+                reason="io",
+            ) from None
+        self._key = new_key
+        return len(rows)
+
     def metadata(self, account_id: str) -> CredentialMetadata | None:
-        with closing(connect(self.path)) as db:
-            row = db.execute(
-                "SELECT saved_at, saved_by FROM credentials WHERE account_id = ?", (account_id,)
-            ).fetchone()
+        row = fetch_one(
+            self.path, "SELECT saved_at, saved_by FROM credentials WHERE account_id = ?", (account_id,)
+        )
         if row is None:
             return None
         return CredentialMetadata(account_id, datetime.fromisoformat(row[0]), row[1], "embedded")
@@ -173,10 +199,57 @@ def init_embedded_store(settings: Settings) -> InitResult:
     return InitResult(path, key.source, key_created=env is None)
 
 
+def _pending_key_path(settings: Settings) -> Path:
+    path = key_file_path(settings)
+    return path.with_name(path.name + ".new")
+
+
 def open_embedded(settings: Settings, before_commit: Callable[[], None] | None = None) -> EmbeddedStore:
     path = store_path(settings)
     if not path.exists():
         raise StoreError(
             f"the embedded store {path} does not exist; create it with `atp-bot store init`", reason="config"
         )
-    return EmbeddedStore(path, load_key(settings), before_commit=before_commit)
+    try:
+        return EmbeddedStore(path, load_key(settings), before_commit=before_commit)
+    except StoreError as exc:
+        pending = _pending_key_path(settings)
+        if exc.reason == "key" and pending.exists():
+            raise StoreError(
+                f"{exc.message}; a key rotation was interrupted after the store was re-encrypted: "
+                f"the new key is in {pending} (mv {pending} {key_file_path(settings)})",
+                reason="key",
+            ) from None
+        raise
+
+
+@dataclass(frozen=True)
+class RotateResult:
+    key_path: Path
+    old_key_id: str
+    new_key_id: str
+    credentials: int
+
+
+def rotate_key(settings: Settings) -> RotateResult:
+    """Re-encrypt every credential with a new key file, in one transaction; then swap the key files.
+
+    The new key is written to `<key_file>.new` first, so an interruption after the commit leaves it
+    there (and `open_embedded` says so) rather than losing it.
+    """
+    env = key_from_environment(settings.store)
+    if env:
+        raise StoreError(
+            f"the store key comes from the environment variable {env}: rotation replaces a key file only",
+            reason="config",
+        )
+    store = open_embedded(settings)
+    old_key_id, key_path, pending = store.key_id, key_file_path(settings), _pending_key_path(settings)
+    new_key = create_key_file(pending)
+    try:
+        count = store.reencrypt(new_key)
+    except StoreError:
+        pending.unlink(missing_ok=True)
+        raise
+    os.replace(pending, key_path)
+    return RotateResult(key_path, old_key_id, new_key.key_id, count)

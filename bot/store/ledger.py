@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.store.base import BackendName, CredentialMetadata, StoreError
-from bot.store.sqlite_file import connect
+from bot.store.sqlite_file import connect, fetch_one
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS saves (
@@ -49,11 +49,11 @@ class MetadataLedger:
         return meta
 
     def get(self, account_id: str) -> CredentialMetadata | None:
-        with closing(connect(self.path)) as db:
-            row = db.execute(
-                "SELECT saved_at, saved_by FROM saves WHERE account_id = ? AND backend = ?",
-                (account_id, self.backend),
-            ).fetchone()
+        row = fetch_one(
+            self.path,
+            "SELECT saved_at, saved_by FROM saves WHERE account_id = ? AND backend = ?",
+            (account_id, self.backend),
+        )
         if row is None:
             return None
         return CredentialMetadata(account_id, datetime.fromisoformat(row[0]), row[1], self.backend)

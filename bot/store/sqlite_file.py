@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from bot.store.base import StoreError
 
@@ -20,3 +22,12 @@ def connect(path: Path) -> sqlite3.Connection:
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"cannot open {path}: {exc}", reason="io") from None
     return db
+
+
+def fetch_one(path: Path, sql: str, params: tuple[Any, ...]) -> Any:
+    """One row of a read-only query (or None); a database error becomes a StoreError."""
+    try:
+        with closing(connect(path)) as db:
+            return db.execute(sql, params).fetchone()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read {path}: {exc}", reason="io") from None
