@@ -30,7 +30,7 @@ import spnego.channel_bindings
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from lab.tls import TlsFiles, make_test_pki
+from lab.tlsca import TlsFiles, issue_ca_and_server_cert
 
 PROFILE_PATH = "/api/management/systemProfiles/center"
 SECTION = "GatewayCommonConfiguration"
@@ -230,7 +230,7 @@ class AtaCenterEmulator:
         self.directory = directory
         self.username = username
         self.password = password or secrets.token_urlsafe(18)
-        self.tls: TlsFiles = make_test_pki(directory / "tls")
+        self.tls: TlsFiles = issue_ca_and_server_cert(directory / "tls", ["localhost"], ["127.0.0.1"])
         self.ntlm_user_file = directory / "ntlm-users"
         domain, _, user = username.partition("\\")
         self.ntlm_user_file.touch(mode=0o600)
@@ -238,9 +238,9 @@ class AtaCenterEmulator:
         self._state = _State(profile=sample_profile(account_user, account_domain))
         self._server = _Server((host, port), _Handler)
         self._server.state = self._state
-        self._server.bindings = _channel_bindings(self.tls.server_cert)
+        self._server.bindings = _channel_bindings(self.tls.cert_file)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.tls.server_cert, self.tls.server_key)
+        context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread: threading.Thread | None = None
         self._previous_user_file: str | None = None
@@ -330,7 +330,7 @@ def _run_cli(args: Any) -> int:
         print("configuration for atp-bot:\n")
         print('[store]\nbackend = "ata-center"\n\n[store.ata_center]')
         print(f'url = "{emulator.url}"\nusername = "{escaped_user}"')
-        print(f'password_file = "{password_file.resolve()}"\nca_file = "{emulator.tls.ca_cert.resolve()}"\n')
+        print(f'password_file = "{password_file.resolve()}"\nca_file = "{emulator.tls.ca_file.resolve()}"\n')
         print(f"the account in [[accounts]] must be {args.account}; Ctrl-C stops the emulator")
         try:
             threading.Event().wait()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,9 +63,18 @@ def assert_no_canary(caplog: pytest.LogCaptureFixture, *texts: str, canary: str 
         assert canary not in text
 
 
-def write_config(path: Path, body: str) -> Path:
-    path.write_text(body, encoding="utf-8")
-    return path
+def run_cli(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run the real `atp-bot` as an operator would, in a child process (secrets on stdin, never argv)."""
+    env = {k: v for k, v in os.environ.items() if k != "ATP_BOT_CONFIG"}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(config), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=120,
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from lab.domain import LabDomain
 from lab.samba import LabUser
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
-from tests.conftest import CANARY, assert_no_canary
+from tests.conftest import CANARY, assert_no_canary, run_cli
 
 pytestmark = pytest.mark.samba
 
@@ -74,27 +72,15 @@ def write_config(
     return config
 
 
-def cli(config: Path, env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", "--config", str(config), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **env},
-        timeout=120,
-    )
-
-
 def test_set_password_tests_saves_audits_and_checks(
     lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: dict[str, str], tmp_path: Path
 ) -> None:
     lab_domain.dc.set_password(fresh_user.name, CANARY)
     sensors.host("sensor02").set_service("AATPSensor", "Stopped")
     config = write_config(tmp_path, lab_domain, fresh_user, sensors)
-    assert cli(config, env, "store", "init").returncode == 0
+    assert run_cli(config, "store", "init").returncode == 0
 
-    done = cli(config, env, "set-password", "--account", "svc", "--password-stdin", stdin=CANARY + "\n")
+    done = run_cli(config, "set-password", "--account", "svc", "--password-stdin", stdin=CANARY + "\n")
     assert done.returncode == 1, done.stdout + done.stderr  # saved, but a sensor needs attention
     assert "PASSED: account svc" in done.stdout
     assert "SAVED: account svc in the embedded store" in done.stdout
@@ -107,7 +93,7 @@ def test_set_password_tests_saves_audits_and_checks(
     assert saved.get_secret_value() == CANARY
     actions = [(r.action, r.outcome) for r in reversed(open_audit(settings).recent("svc"))]
     assert actions == [("test", "ok"), ("save", "ok"), ("check", "failed")]
-    history = cli(config, env, "history", "--account", "svc")
+    history = run_cli(config, "history", "--account", "svc")
     assert history.returncode == 0
     for text in (done.stdout, done.stderr, history.stdout):
         assert CANARY not in text
@@ -126,8 +112,9 @@ def test_set_password_through_the_command_and_ata_center_stores(
     script.chmod(0o700)
     command_store = f'[store]\nbackend = "command"\n[store.command]\nargv = ["{script}", "--account"]\n'
     config = write_config(tmp_path / "command", lab_domain, fresh_user, sensors, command_store)
-    done = cli(config, env, "set-password", "--account", "svc", "--password-stdin", "--no-checks",
-               stdin=CANARY + "\n")  # fmt: skip
+    done = run_cli(
+        config, "set-password", "--account", "svc", "--password-stdin", "--no-checks", stdin=CANARY + "\n"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SAVED: account svc in the command store" in done.stdout
     assert received.read_text().strip() == CANARY
@@ -138,11 +125,12 @@ def test_set_password_through_the_command_and_ata_center_stores(
         ata_store = (
             f'[store]\nbackend = "ata-center"\n[store.ata_center]\nurl = "{center.url}"\n'
             f'username = "{center.username.replace(chr(92), chr(92) * 2)}"\npassword_file = "{secret}"\n'
-            f'ca_file = "{center.tls.ca_cert}"\n'
+            f'ca_file = "{center.tls.ca_file}"\n'
         )
         config = write_config(tmp_path / "ata", lab_domain, fresh_user, sensors, ata_store)
-        done = cli(config, env, "set-password", "--account", "svc", "--password-stdin", "--no-checks",
-                   stdin=CANARY + "\n")  # fmt: skip
+        done = run_cli(
+            config, "set-password", "--account", "svc", "--password-stdin", "--no-checks", stdin=CANARY + "\n"
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "SAVED: account svc in the ata-center store" in done.stdout
         assert center.stored_password == CANARY
@@ -153,8 +141,8 @@ def test_a_rejected_password_is_never_saved(
     lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: dict[str, str], tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, lab_domain, fresh_user, sensors)
-    assert cli(config, env, "store", "init").returncode == 0
-    done = cli(config, env, "set-password", "--account", "svc", "--password-stdin", stdin=CANARY + "\n")
+    assert run_cli(config, "store", "init").returncode == 0
+    done = run_cli(config, "set-password", "--account", "svc", "--password-stdin", stdin=CANARY + "\n")
     assert done.returncode == 1
     assert "REJECTED: account svc: The password is wrong" in done.stdout
     assert "NOT SAVED: the password did not pass the connection test." in done.stdout
@@ -171,7 +159,7 @@ def test_without_a_store_nothing_is_tested(
     lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: dict[str, str], tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, lab_domain, fresh_user, sensors)
-    done = cli(config, env, "set-password", "--account", "svc", "--password-stdin", stdin="Whatever-1\n")
+    done = run_cli(config, "set-password", "--account", "svc", "--password-stdin", stdin="Whatever-1\n")
     assert done.returncode == 2
     assert "create it with `atp-bot store init`" in done.stderr
     assert "Traceback" not in done.stderr
@@ -224,7 +212,7 @@ def test_a_change_in_flight_makes_a_second_one_wait_for_nothing(
     lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: dict[str, str], tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, lab_domain, fresh_user, sensors)
-    assert cli(config, env, "store", "init").returncode == 0
+    assert run_cli(config, "store", "init").returncode == 0
     settings, changes = changes_for(config)
     with hold_account(state_dir(settings), "svc"):
         outcome = changes.change("svc", SecretStr(fresh_user.password), "slack:U2 (bob)")

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from lab.faults import silent_tls_server
 from lab.samba import LabUser
 from lab.tlsca import issue_ca_and_server_cert
 from tests.conftest import CANARY, assert_no_canary
+from tests.conftest import run_cli as cli
 
 pytestmark = pytest.mark.samba
 
@@ -242,19 +240,6 @@ def test_canary_password_never_reaches_logs(
 
 
 # --- the CLI, as an operator runs it --------------------------------------------------------------
-
-
-def cli(config: Path, *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ATP_BOT_CONFIG"}
-    return subprocess.run(
-        [sys.executable, "-m", "bot", "--config", str(config), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-        timeout=60,
-    )
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ def _settings(tmp_path: Path, center: AtaCenterEmulator, **overrides: object) ->
         "url": center.url,
         "username": center.username,
         "password_file": password_file,
-        "ca_file": center.tls.ca_cert,
+        "ca_file": center.tls.ca_file,
         "timeout": 10.0,
     }
     values.update(overrides)
