@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import ssl
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -144,3 +147,24 @@ def test_host_file(tmp_path: Path) -> None:
     path.write_text('username = "x"\n[[hosts]]\nname = "s1"\nfault = "sometimes"\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"hosts\[0\]\.fault"):
         load_host_file(path)
+
+
+def test_stop_leaves_no_threads_behind(winrm_password: str) -> None:
+    before = set(threading.enumerate())
+    with WinRMEmulator(username=USERNAME, password=winrm_password) as lab:
+        hung = Host.sensor("hung")
+        hung.fault = "hang"
+        endpoint = lab.add_host(Host.sensor("h"))
+        session(endpoint).run_cmd("hostname")  # leaves a keep-alive connection open
+        hung_endpoint = lab.add_host(hung)
+        caller = threading.Thread(target=lambda: _ignore_errors(session(hung_endpoint, read_timeout_sec=30)))
+        caller.start()
+        time.sleep(0.3)
+    caller.join(timeout=10)
+    assert not caller.is_alive()
+    assert set(threading.enumerate()) - before == set()
+
+
+def _ignore_errors(client: winrm.Session) -> None:
+    with contextlib.suppress(Exception):
+        client.run_cmd("hostname")
