@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -96,3 +97,39 @@ def test_subprocess(emulator: WinRMEmulator, tmp_path: Path) -> None:
     assert json.loads(done.stdout)[0]["healthy"] is True
     assert CANARY not in done.stdout + done.stderr
     assert "DEBUG" in done.stderr  # -v logged at DEBUG, still without the password
+
+
+def test_product_does_not_import_the_lab() -> None:
+    code = (
+        "import sys, bot.sensors, bot.cli.check\n"
+        "assert not any(m == 'lab' or m.startswith('lab.') for m in sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_progress_on_a_terminal(emulator: WinRMEmulator, tmp_path: Path) -> None:
+    import pty
+
+    emulator.add_host(Host.sensor("s1"))
+    config = write_config(tmp_path, emulator, ["s1"])
+    leader, follower = pty.openpty()
+    env = {**os.environ, "ATP_BOT_TEST_WINRM_PASSWORD": CANARY}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "--config", str(config), "check"],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        os.close(follower)
+        seen = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(leader, 4096):
+                seen += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 0
+    assert b"[1/1] s1: ok" in seen
+    assert b"[1/1]" not in done.stdout
