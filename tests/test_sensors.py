@@ -347,3 +347,18 @@ def test_canary_password_never_logged(
     out, err = capsys.readouterr()
     assert CANARY not in text + out + err
     assert good.counters.requests > 0
+
+
+def test_time_window_reaches_into_the_archived_log(emulator: WinRMEmulator) -> None:
+    host, settings = one(emulator, Host.sensor("sensor01"))
+    host.append_log(log_line(NOW - timedelta(hours=3), f"too old {CRED}"))
+    host.append_log(log_line(NOW - timedelta(minutes=20), f"before rotation {CRED}"))
+    time.sleep(0.01)
+    host.rotate_log()
+    host.append_log(log_line(NOW - timedelta(minutes=10), f"after rotation {CRED}"))
+    (result,) = check_sensors(settings, since=NOW - timedelta(hours=1))  # type: ignore[arg-type]
+    errors = result.credential_errors
+    assert errors is not None
+    assert errors.count == 2
+    assert errors.sample is not None
+    assert "after rotation" in errors.sample
