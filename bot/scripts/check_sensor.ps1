@@ -129,4 +129,5 @@ try {
     bytes_read = [long]$script:read; matches = $r.hits; first = $r.first; last = $r.last; sample = $r.sample
     rotated = $rotated; reset = $reset; complete = $script:complete }
 } catch { $out.log_error = $_.Exception.Message }
-$out | ConvertTo-Json -Compress -Depth 5
+# ASCII-only JSON (\uXXXX escapes), whatever the console code page does to the output.
+[regex]::Replace(($out | ConvertTo-Json -Compress -Depth 5), '[^\x00-\x7F]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
