@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
 from bot.config import ConfigError, parse_settings
 from bot.sensors import FailureKind, check_sensors
-from lab.tlsca import TlsFiles
+from lab.tlsca import TlsFiles, issue_client_cert
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
-from tests.winrm_lab import make_settings, settings_toml
+from tests.winrm_lab import USERNAME, make_settings, settings_toml
 
 
 @pytest.mark.parametrize("transport", ["ntlm", "basic"])
@@ -78,3 +79,33 @@ def test_bad_sensor_config_is_located(extra: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_settings(settings_toml([]) + f'\n[[sensors]]\nname = "s"\n{extra}\n')
     assert any(p.startswith(message) for p in caught.value.problems), caught.value.problems
+
+
+def test_certificate_authentication(winrm_password: str, tls_files: TlsFiles, tmp_path: Path) -> None:
+    client = issue_client_cert(tmp_path / "client", "atp-checker")
+    stranger = issue_client_cert(tmp_path / "stranger", "someone-else")
+    with WinRMEmulator(
+        username=USERNAME,
+        password=winrm_password,
+        auth=("certificate",),
+        tls=tls_files,
+        client_ca=client.ca_file,
+    ) as lab:
+        endpoint = lab.add_host(Host.sensor("s1"))
+        winrm = {
+            "transport": "certificate",
+            "ca_file": tls_files.ca_file,
+            "cert_pem": client.cert_file,
+            "cert_key_pem": client.key_file,
+        }
+        (result,) = check_sensors(make_settings([{"name": "s1", "endpoint": endpoint}], winrm=winrm))
+        assert result.healthy
+        winrm |= {"cert_pem": stranger.cert_file, "cert_key_pem": stranger.key_file}
+        (refused,) = check_sensors(make_settings([{"name": "s1", "endpoint": endpoint}], winrm=winrm))
+        assert refused.failure is not None
+        assert refused.failure.kind is FailureKind.TLS  # signed by a CA the host does not trust
+
+
+def test_certificate_transport_needs_the_key_pair() -> None:
+    with pytest.raises(ConfigError, match="cert_pem and cert_key_pem go together"):
+        make_settings([{"name": "s1", "endpoint": "https://s1/wsman"}], winrm={"cert_pem": "/x.pem"})
