@@ -87,6 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         context = self.server.emulator.tls_context
         if context is not None:
+            self.request.settimeout(5)  # bounds a client that never completes the handshake
             self.request = context.wrap_socket(self.request, server_side=True)
         with self.server.conn_lock:
             self.server.connections.add(self.request)
