@@ -71,7 +71,7 @@ class CheckParams(_Strict):
     position: PositionParam | None = None
     since: str | None = None  # ISO 8601 UTC, used when there is no position
     max_bytes: Annotated[int, Field(ge=1)]
-    chunk: Annotated[int, Field(ge=1024)] = 1 << 20
+    chunk: Annotated[int, Field(ge=1024)] = 1 << 16  # bytes per read; a backward scan reads whole chunks
     head: Annotated[int, Field(ge=16)] = 1024
 
 

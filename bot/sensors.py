@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -167,7 +167,6 @@ class _Plan:
     password: SecretStr | None
     params: CheckParams
     deadline_seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_log_time(stamp: str | None) -> datetime | None:
@@ -279,6 +278,23 @@ def _check_one(plan: _Plan) -> SensorResult:
     return result
 
 
+def _check_guarded(plan: _Plan) -> SensorResult:
+    """`_check_one`, but a bug in handling one sensor becomes that sensor's failure, not everyone's."""
+    try:
+        return _check_one(plan)
+    except Exception as exc:  # isolate each sensor
+        log.exception("sensor %s: unexpected error during the check", plan.target.name)
+        return SensorResult(
+            name=plan.target.name,
+            endpoint=plan.target.endpoint,
+            kind=plan.target.kind,
+            account=plan.target.account,
+            checked_at=datetime.now(UTC),
+            duration=0.0,
+            failure=Failure(FailureKind.WINRM_FAULT, f"unexpected {type(exc).__name__}"),
+        )
+
+
 def iter_check_results(
     settings: Settings,
     names: Sequence[str] | None = None,
@@ -314,7 +330,7 @@ def iter_check_results(
         with ThreadPoolExecutor(
             max_workers=min(checks.pool_size, len(plans)), thread_name_prefix="sensor"
         ) as pool:
-            futures = [pool.submit(_check_one, plan) for plan in plans]
+            futures = [pool.submit(_check_guarded, plan) for plan in plans]
             for future in as_completed(futures):
                 yield future.result()
 

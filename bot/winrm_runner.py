@@ -28,6 +28,7 @@ from winrm.protocol import Protocol
 from bot.sensor_targets import SensorTarget
 
 ACCESS_DENIED_CODE = 5  # WSManFault code for "Access is denied."
+UTF8_CODEPAGE = 65001  # the shell's console code page (pywinrm defaults to 437)
 
 
 class FailureKind(StrEnum):
@@ -137,7 +138,7 @@ def run_powershell(
             )
 
         budget()
-        shell_id = protocol.open_shell()
+        shell_id = protocol.open_shell(codepage=UTF8_CODEPAGE)
         try:
             budget()
             command_id = protocol.run_command(shell_id, f"powershell -encodedcommand {encoded}")

@@ -17,6 +17,8 @@ from lab.loopback import can_claim
 from lab.samba import LabUser, SambaUnavailable, missing_binaries
 from tests.peers import peer_missing
 
+pytest_plugins = ["tests.winrm_lab"]
+
 CANARY = "Canary-Pa55word-7f3a9c!"
 
 

@@ -28,7 +28,7 @@ function Get-FileId([string]$path, [long]$n) {
   $h = [BitConverter]::ToString($sha.ComputeHash((Read-Bytes $path 0 $n))).Replace('-', '').ToLower()
   return ('{0}:{1}' -f $n, $h.Substring(0, 32))
 }
-$r = @{ count = 0; first = $null; last = $null; sample = $null; pending = 0; pendingSample = $null; stop = $false }
+$r = @{ hits = 0; first = $null; last = $null; sample = $null; pending = 0; pendingSample = $null; stop = $false }
 function Test-Hit([string]$line) {
   foreach ($pat in $p.patterns) { if ($line.IndexOf($pat, [StringComparison]::Ordinal) -ge 0) { return $true } }
   return $false
@@ -38,11 +38,10 @@ function Get-Stamp([string]$line) {
   return $null
 }
 function Add-Hit($stamp, [string]$line, [bool]$forward) {
-  $r.count += 1
-  if ($forward) { if ($r.count -eq 1) { $r.first = $stamp }; $r.last = $stamp; $r.sample = $line }
-  else { if ($r.count -eq 1) { $r.last = $stamp; $r.sample = $line }; $r.first = $stamp }
+  $r.hits += 1
+  if ($forward) { if ($r.hits -eq 1) { $r.first = $stamp }; $r.last = $stamp; $r.sample = $line }
+  else { if ($r.hits -eq 1) { $r.last = $stamp; $r.sample = $line }; $r.first = $stamp }
 }
-function Get-Lines([byte[]]$bytes) { return ,($utf8.GetString($bytes).Split([char]10) | ForEach-Object { $_.TrimEnd([char]13) }) }
 function Scan-Forward([string]$path, [long]$start) {
   $size = Get-Size $path
   if ($size - $start -gt $script:budget) { $start = $size - $script:budget; $script:complete = $false }
@@ -53,8 +52,8 @@ function Scan-Forward([string]$path, [long]$start) {
     $cut = [Array]::LastIndexOf($buf, [byte]10)
     if ($cut -lt 0) { $carry = $buf; continue }
     $carry = Get-Slice $buf ($cut + 1) ($buf.Length - $cut - 1)
-    foreach ($line in @(Get-Lines (Get-Slice $buf 0 $cut))) {
-      $s = Get-Stamp $line; if ($s) { $stamp = $s }
+    foreach ($raw in $utf8.GetString($buf, 0, $cut).Split([char]10)) {
+      $line = $raw.TrimEnd([char]13); $s = Get-Stamp $line; if ($s) { $stamp = $s }
       if (Test-Hit $line) { Add-Hit $stamp $line $true }
     }
   }
@@ -77,14 +76,14 @@ function Scan-Back([string]$path, [datetime]$since) {
       if ($nl -lt 0) { $carry = $buf; continue }
       $carry = Get-Slice $buf 0 $nl; $buf = Get-Slice $buf ($nl + 1) ($buf.Length - $nl - 1)
     }
-    $lines = @(Get-Lines $buf)
-    for ($i = $lines.Count - 1; $i -ge 0; $i--) {
-      $line = $lines[$i]; $s = Get-Stamp $line; $hit = Test-Hit $line
+    $lines = $utf8.GetString($buf).Split([char]10)
+    for ($i = $lines.Length - 1; $i -ge 0; $i--) {
+      $line = $lines[$i].TrimEnd([char]13); $s = Get-Stamp $line; $hit = Test-Hit $line
       if ($null -eq $s) { if ($hit) { $r.pending += 1; if ($null -eq $r.pendingSample) { $r.pendingSample = $line } }; continue }
       if ([datetime]::Parse($s, $inv) -lt $since) { $r.stop = $true; $r.pending = 0; break }
       if ($hit -or $r.pending -gt 0) {
         $sample = $(if ($null -ne $r.pendingSample) { $r.pendingSample } else { $line })
-        Add-Hit $s $sample $false; $r.count += $r.pending + [int]$hit - 1
+        Add-Hit $s $sample $false; $r.hits += $r.pending + [int]$hit - 1
       }
       $r.pending = 0; $r.pendingSample = $null
     }
@@ -115,17 +114,20 @@ try {
       $end = Scan-Forward $cur 0
     }
   } else {
-    $since = [datetime]::Parse([string]$p.since, $inv, [Globalization.DateTimeStyles]'AdjustToUniversal')
+    # PowerShell 7's ConvertFrom-Json already turns ISO 8601 strings into DateTime; 5.1 does not.
+    if ($p.since -is [datetime]) { $since = $p.since.ToUniversalTime() }
+    else { $since = [datetime]::Parse([string]$p.since, $inv, [Globalization.DateTimeStyles]'AdjustToUniversal') }
     $end = Scan-Back $cur $since
     if (-not $r.stop -and $script:complete) {
       $arch = Get-ChildItem -LiteralPath (Split-Path $cur) -Filter ($stem + '*') -File | Where-Object { $_.FullName -ne $cur } |
         Sort-Object LastWriteTimeUtc | Select-Object -Last 1
       if ($arch) { [void](Scan-Back $arch.FullName $since) }
     }
-    if ($r.pending -gt 0) { Add-Hit $null $r.pendingSample $false; $r.count += $r.pending - 1 }
+    if ($r.pending -gt 0) { Add-Hit $null $r.pendingSample $false; $r.hits += $r.pending - 1 }
   }
   $out.log = [ordered]@{ path = $cur; file_id = (Get-FileId $cur $p.head); offset = [long]$end; size = (Get-Size $cur)
-    bytes_read = [long]$script:read; matches = $r.count; first = $r.first; last = $r.last; sample = $r.sample
+    bytes_read = [long]$script:read; matches = $r.hits; first = $r.first; last = $r.last; sample = $r.sample
     rotated = $rotated; reset = $reset; complete = $script:complete }
 } catch { $out.log_error = $_.Exception.Message }
-$out | ConvertTo-Json -Compress -Depth 5
+# ASCII-only JSON (\uXXXX escapes), whatever the console code page does to the output.
+[regex]::Replace(($out | ConvertTo-Json -Compress -Depth 5), '[^\x00-\x7F]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })

@@ -13,4 +13,5 @@ else {
   } catch { $out.error = $_.Exception.Message }
   $svc.Refresh(); $out.after = $svc.Status.ToString()
 }
-$out | ConvertTo-Json -Compress
+# ASCII-only JSON (\uXXXX escapes), whatever the console code page does to the output.
+[regex]::Replace(($out | ConvertTo-Json -Compress), '[^\x00-\x7F]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })

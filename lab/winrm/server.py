@@ -17,6 +17,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Literal
 
 import spnego
@@ -30,7 +31,8 @@ from lab.winrm.powershell import Outcome, run_command
 
 log = logging.getLogger(__name__)
 
-AuthMethod = Literal["ntlm", "basic"]
+AuthMethod = Literal["ntlm", "basic", "certificate"]
+CERTIFICATE_AUTH = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual"
 BOUNDARY = b"--Encrypted Boundary"
 ENCRYPTED_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 STREAM_CHUNK = 8192
@@ -85,6 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         context = self.server.emulator.tls_context
         if context is not None:
+            self.request.settimeout(5)  # bounds a client that never completes the handshake
             self.request = context.wrap_socket(self.request, server_side=True)
         with self.server.conn_lock:
             self.server.connections.add(self.request)
@@ -133,6 +136,11 @@ class _Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         emulator = self.server.emulator
+        if header == CERTIFICATE_AUTH and "certificate" in emulator.auth:
+            if self._client_certificate_user() == emulator.account.user.lower():
+                return True
+            self._challenge()
+            return False
         if scheme.lower() == "basic" and "basic" in emulator.auth:
             try:
                 username, _, password = base64.b64decode(value).decode("utf-8").partition(":")
@@ -160,6 +168,18 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         self._challenge()
         return False
+
+    def _client_certificate_user(self) -> str | None:
+        """The common name of a verified client certificate (Windows maps it to a local account)."""
+        if not isinstance(self.request, ssl.SSLSocket):
+            return None
+        peer = self.request.getpeercert()
+        subject: tuple[tuple[tuple[str, str], ...], ...] = peer.get("subject", ()) if peer else ()  # type: ignore[assignment]
+        for rdn in subject:
+            for key, value in rdn:
+                if key == "commonName":
+                    return str(value).lower()
+        return None
 
     def _unwrap(self, body: bytes) -> bytes:
         parts = [p for p in body.split(BOUNDARY + b"\r\n") if p]
@@ -313,6 +333,7 @@ class WinRMEmulator:
         password: str,
         auth: tuple[AuthMethod, ...] = ("ntlm", "basic"),
         tls: TlsFiles | None = None,
+        client_ca: Path | None = None,
         bind: str = "127.0.0.1",
     ) -> None:
         self.account = Account.parse(username, password)
@@ -323,6 +344,9 @@ class WinRMEmulator:
         if tls:
             self.tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.tls_context.load_cert_chain(tls.cert_file, tls.key_file)
+            if client_ca:  # certificate authentication: ask for (and verify) a client certificate
+                self.tls_context.verify_mode = ssl.CERT_OPTIONAL
+                self.tls_context.load_verify_locations(client_ca)
         if "ntlm" in auth:
             register_ntlm_user(self.account.domain, self.account.user, password)
         self.hosts: dict[str, Host] = {}
