@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab.slack import cli as slack_cli
+
 
 def register(commands: Any) -> None:
     lab = commands.add_parser(
         "lab", help="run the local lab (test peers) to try atp-bot without a real domain"
     )
     actions = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
-    del actions
+    slack_cli.register(actions)

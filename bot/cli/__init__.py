@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from bot import __version__
-from bot.cli import config_cmd
+from bot.cli import config_cmd, run
 from bot.config import ConfigError
 from bot.exitcodes import ExitCode
 
 log = logging.getLogger(__name__)
 
-BUILTIN_COMMANDS = (config_cmd,)
+BUILTIN_COMMANDS = (config_cmd, run)
 
 
 def build_parser() -> argparse.ArgumentParser:

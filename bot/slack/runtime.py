@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 LISTENER_THREADS = 16  # Bolt listeners: quick handlers that acknowledge; slow work goes to `workers`
 CONNECT_TIMEOUT_SECONDS = 10.0
+SHUTDOWN_POLL_SECONDS = 0.1
 
 
 class SlackUnreachable(Exception):
@@ -114,7 +115,9 @@ class HttpRunner:
             )
         except OSError as exc:
             raise SlackUnreachable(f"cannot listen on {self._host}:{self._port}: {exc.strerror}") from None
-        self._thread = threading.Thread(target=self._server.serve_forever, name="atp-bot-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), name="atp-bot-http", daemon=True
+        )
         self._thread.start()
         log.info("listening for Slack on %s", self.url)
 

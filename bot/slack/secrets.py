@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from pydantic import SecretStr
@@ -38,3 +39,10 @@ class SlackSecrets:
 def _expect_prefix(secret: SecretStr, prefix: str, env: str) -> None:
     if not secret.get_secret_value().startswith(prefix):
         raise ConfigError([f"{env}: expected a token starting with {prefix}"])
+
+
+def remove_from_environment() -> None:
+    """Drop the Slack secrets from this process's environment once read, so that child processes (a
+    `command` store backend, for one) do not inherit them, and Bolt does not pick them up on its own."""
+    for name in (BOT_TOKEN_ENV, APP_TOKEN_ENV, SIGNING_SECRET_ENV):
+        os.environ.pop(name, None)
