@@ -94,6 +94,18 @@ class SlackEmulator:
     def wait_connected(self, timeout: float = 5.0) -> None:
         self._socket.wait_connected(timeout)
 
+    def reset(self) -> None:
+        """Forget recorded calls, deliveries, scripted faults, messages, modals and triggers (users,
+        user groups and channels stay), so one running emulator can serve several tests."""
+        with self._api.lock:
+            self._api.calls.clear()
+            self._api.faults.clear()
+        with self.workspace.lock:
+            self.workspace.messages.clear()
+            self.workspace.views.clear()
+            self.workspace.triggers.clear()
+        self.deliveries.clear()
+
     # -- what Slack saw ----------------------------------------------------------------------------
 
     def calls(self, method: str | None = None) -> list[Call]:
