@@ -94,6 +94,11 @@ class SlackEmulator:
     def wait_connected(self, timeout: float = 5.0) -> None:
         self._socket.wait_connected(timeout)
 
+    @property
+    def connected_apps(self) -> int:
+        """How many Socket Mode connections are open."""
+        return self._socket.connected
+
     def reset(self) -> None:
         """Forget recorded calls, deliveries, scripted faults, messages, modals and triggers (users,
         user groups and channels stay), so one running emulator can serve several tests."""

@@ -128,7 +128,7 @@ class WebApiServer:
         handler = _handler_class(api)
         self._server = _Server((host, port), handler)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="slack-emulator-api", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="slack-emulator-api", daemon=True
         )
 
     @property
