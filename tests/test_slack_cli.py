@@ -68,7 +68,7 @@ def test_run_serves_until_sigterm(emulator: SlackEmulator, tmp_path: Path) -> No
 
 def test_run_with_a_rejected_token_is_a_usage_error(emulator: SlackEmulator, tmp_path: Path) -> None:
     bot = start_bot(write_config(tmp_path, emulator.api_url), "xoxb-wrong")
-    out, err = bot.communicate(timeout=20)
+    _out, err = bot.communicate(timeout=20)
     assert bot.returncode == 2
     assert "Slack refused to start the bot" in err
     assert "invalid_auth" in err
@@ -76,7 +76,7 @@ def test_run_with_a_rejected_token_is_a_usage_error(emulator: SlackEmulator, tmp
 
 def test_run_with_slack_unreachable(tmp_path: Path) -> None:
     bot = start_bot(write_config(tmp_path, "http://127.0.0.1:9/api/"), BOT_TOKEN)
-    out, err = bot.communicate(timeout=30)
+    _out, err = bot.communicate(timeout=30)
     assert bot.returncode == 3
     assert "cannot reach Slack" in err
 
