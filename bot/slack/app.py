@@ -24,45 +24,50 @@ from commands import MODULES
 log = logging.getLogger(__name__)
 
 
-def build_app(
+def build_services(
     settings: Settings,
     *,
     secrets: SlackSecrets,
     audit: AuditSink,
     executor: Executor,
-    listener_executor: Executor | None = None,
     client: WebClient | None = None,
     modules: Sequence[CommandModule] = MODULES,
-) -> App:
-    """Build the Bolt app. Calls `auth.test` once (Bolt's token check), so Slack must answer.
-
-    `executor` runs slow work (`Services.submit`); `listener_executor` runs Bolt's listeners (the
-    acknowledgement path). HTTP mode verifies request signatures with `secrets.signing_secret`.
-    """
+) -> Services:
+    """What handlers share. `client` defaults to one for `[slack] api_url` with the retry handlers;
+    `executor` runs slow work (`Services.submit`)."""
     config = settings.slack
     client = client or build_client(config.api_url, secrets.bot_token)
+    return Services(
+        settings=settings,
+        client=client,
+        audit=audit,
+        authorizer=Authorizer(config, client),
+        registry=Registry(modules),
+        executor=executor,
+    )
+
+
+def build_app(services: Services, *, secrets: SlackSecrets, listener_executor: Executor | None = None) -> App:
+    """The Bolt app: `/atp` (router + authorization middleware) and every module's listeners.
+
+    Calls `auth.test` once (Bolt's token check), so Slack must answer. `listener_executor` runs Bolt's
+    listeners, the acknowledgement path. HTTP mode verifies request signatures with the signing secret.
+    """
+    config = services.settings.slack
     http = config.mode == "http"
     if http and secrets.signing_secret is None:
         raise ValueError("HTTP mode needs the signing secret")
     if not config.allowed_users and not config.allowed_usergroups:
         log.warning("slack: no allowed_users or allowed_usergroups: nobody may use sensitive subcommands")
     app = App(
-        client=client,
+        client=services.client,
         signing_secret=secrets.signing_secret.get_secret_value() if http and secrets.signing_secret else None,
         request_verification_enabled=http,
         listener_executor=listener_executor,
         logger=logging.getLogger("bot.slack.bolt"),
     )
-    services = Services(
-        settings=settings,
-        client=client,
-        audit=audit,
-        authorizer=Authorizer(config, client),
-        registry=Registry(module.SUBCOMMAND for module in modules),
-        executor=executor,
-    )
     app.command(COMMAND, middleware=[authorize_command(services)])(route(services))
-    for module in modules:
+    for module in services.registry.modules:
         module.register(app, services)
     app.error(_log_error)
     return app

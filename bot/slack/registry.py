@@ -39,9 +39,13 @@ class CommandModule(Protocol):
 
 
 class Registry:
-    def __init__(self, subcommands: Iterable[Subcommand]) -> None:
+    """The subcommand modules, in the order `/atp help` lists them."""
+
+    def __init__(self, modules: Iterable[CommandModule]) -> None:
+        self.modules = tuple(modules)
         self._by_name: dict[str, Subcommand] = {}
-        for subcommand in subcommands:
+        for module in self.modules:
+            subcommand = module.SUBCOMMAND
             if subcommand.name in self._by_name:
                 raise ValueError(f"subcommand {subcommand.name!r} is registered twice")
             self._by_name[subcommand.name] = subcommand

@@ -20,7 +20,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
 from bot.config import Settings
-from bot.slack.app import build_app
+from bot.slack.app import build_app, build_services
 from bot.slack.audit import AuditSink
 from bot.slack.registry import CommandModule
 from bot.slack.secrets import SlackSecrets
@@ -132,7 +132,11 @@ class HttpRunner:
 
 
 class SlackRuntime:
-    """The app and everything it runs on; `with SlackRuntime(…) as runtime:` starts and stops it."""
+    """The app and everything it runs on; `with SlackRuntime(…) as runtime:` starts and stops it.
+
+    `services` (client, executor, audit, …) is also what code outside a Slack request (a scheduled
+    job) uses to post messages.
+    """
 
     def __init__(
         self,
@@ -147,15 +151,10 @@ class SlackRuntime:
         self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="atp-bot-work")
         self._listener_executor = ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="atp-bot-bolt")
         try:
-            self.app = build_app(
-                settings,
-                secrets=secrets,
-                audit=audit,
-                executor=self.executor,
-                listener_executor=self._listener_executor,
-                client=client,
-                modules=modules,
+            self.services = build_services(
+                settings, secrets=secrets, audit=audit, executor=self.executor, client=client, modules=modules
             )
+            self.app = build_app(self.services, secrets=secrets, listener_executor=self._listener_executor)
         except BaseException:
             self._shutdown_executors()
             raise
