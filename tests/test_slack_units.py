@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -136,3 +138,11 @@ def test_private_metadata_round_trip_and_limit() -> None:
     with pytest.raises(ValidationError):
         decode_metadata(State, '{"acct": 1}')
     assert len(notice_modal("A title longer than twenty-four", "text")["title"]["text"]) == 24
+
+
+def test_manifest_asks_only_for_the_scopes_the_bot_uses() -> None:
+    manifest = (Path(__file__).parent.parent / "deploy" / "slack-manifest.yaml").read_text(encoding="utf-8")
+    scopes = re.findall(r"^      - ([a-z:.]+)", manifest, flags=re.MULTILINE)
+    assert scopes == ["commands", "chat:write", "usergroups:read"]
+    assert re.search(r"^  socket_mode_enabled: true$", manifest, flags=re.MULTILINE)
+    assert re.search(r"^    - command: /atp$", manifest, flags=re.MULTILINE)
