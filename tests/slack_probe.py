@@ -16,7 +16,7 @@ from bot.redaction import active_secret
 from bot.slack.context import CommandContext, Services
 from bot.slack.middleware import authorize_interaction
 from bot.slack.registry import Subcommand
-from bot.slack.views import decode_metadata, encode_metadata, notice_modal, plain, update_view
+from bot.slack.views import decode_metadata, encode_metadata, notice_modal, plain, section, update_view
 
 NAME = "probe"
 # Stands for the slow step (an LDAP test): the work waits for it, so a test decides when the work
@@ -35,6 +35,7 @@ class Block(StrEnum):
 
 class Action(StrEnum):
     SECRET = "probe_secret_input"
+    RECHECK = "probe_recheck"
 
 
 class ProbeState(BaseModel):
@@ -89,8 +90,21 @@ def work(services: Services, view_id: str, user_id: str, state: ProbeState, secr
     if not update_view(client, view_id, notice_modal("Probe", result)):
         client.chat_postEphemeral(channel=state.channel_id, user=user_id, text=result)
     channel = services.settings.slack.channel or state.channel_id
-    announcement = client.chat_postMessage(channel=channel, text=f"<@{user_id}> probed {state.account}")
+    text = f"<@{user_id}> probed {state.account}"
+    announcement = client.chat_postMessage(channel=channel, text=text, blocks=announcement_blocks(text))
     client.chat_postMessage(channel=channel, thread_ts=announcement["ts"], text="sensor-1: ok")
+
+
+def announcement_blocks(text: str) -> list[dict[str, Any]]:
+    button = {"type": "button", "action_id": Action.RECHECK, "text": plain("Check again"), "value": "corp"}
+    return [section(text), {"type": "actions", "elements": [button]}]
+
+
+def on_recheck(services: Services, ack: Ack, body: dict[str, Any]) -> None:
+    ack()
+    channel, ts = body["channel"]["id"], body["container"]["message_ts"]
+    text = f"checked again by <@{body['user']['id']}>"
+    services.submit(services.client.chat_postMessage, channel=channel, thread_ts=ts, text=text)
 
 
 SUBCOMMAND = Subcommand(name=NAME, summary="test a secret (test only)", handler=handle, usage="[account]")
@@ -100,4 +114,8 @@ def register(app: App, services: Services) -> None:
     def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         on_submit(services, ack, body, view)
 
+    def recheck(ack: Ack, body: dict[str, Any]) -> None:
+        on_recheck(services, ack, body)
+
     app.view(Callback.MODAL, middleware=[authorize_interaction(services, NAME)])(submitted)
+    app.action(Action.RECHECK, middleware=[authorize_interaction(services, NAME)])(recheck)

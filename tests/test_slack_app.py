@@ -103,6 +103,28 @@ def test_full_modal_flow_runs_on_the_executor(lab: Lab) -> None:
     assert "checked (6 characters)" in str(lab.emulator.view(view_id)["blocks"])
 
 
+def test_button_in_a_message(lab: Lab) -> None:
+    view_id = open_probe(lab)
+    lab.emulator.submit_view(view_id, {slack_probe.Block.SECRET: {slack_probe.Action.SECRET: "s3cret"}})
+    wait_for(lambda: [m for m in lab.emulator.messages(OPS) if m.thread_ts])
+    [announcement] = [m for m in lab.emulator.messages(OPS) if not m.thread_ts]
+
+    refused = lab.emulator.click(
+        slack_probe.Action.RECHECK, user=MALLORY, channel=OPS, message_ts=announcement.ts
+    )
+    assert refused.ack == {}
+    assert [(r.actor, r.outcome, r.detail) for r in lab.audit.records] == [
+        ("slack:U0MALLORY (mallory)", "denied", "block_actions")
+    ]
+
+    clicked = lab.emulator.click(
+        slack_probe.Action.RECHECK, user=BOB, channel=OPS, message_ts=announcement.ts
+    )
+    assert clicked.ack == {}
+    replies = wait_for(lambda: [m for m in lab.emulator.messages(OPS) if "checked again" in m.text])
+    assert [(m.text, m.thread_ts) for m in replies] == [("checked again by <@U0BOB>", announcement.ts)]
+
+
 def test_closed_modal_falls_back_to_an_ephemeral_message(lab: Lab) -> None:
     slack_probe.SLOW_STEP_DONE.clear()
     view_id = open_probe(lab)
