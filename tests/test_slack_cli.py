@@ -41,8 +41,8 @@ allowed_users = ["U0ALICE"]
     return path
 
 
-def start_bot(config: Path, bot_token: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "SLACK_BOT_TOKEN": bot_token, "SLACK_APP_TOKEN": APP_TOKEN}
+def start_bot(config: Path, bot_token: str, app_token: str = APP_TOKEN) -> subprocess.Popen[str]:
+    env = {**os.environ, "SLACK_BOT_TOKEN": bot_token, "SLACK_APP_TOKEN": app_token}
     return subprocess.Popen(
         [sys.executable, "-m", "bot", "--config", str(config), "run"],
         env=env,
@@ -66,12 +66,16 @@ def test_run_serves_until_sigterm(emulator: SlackEmulator, tmp_path: Path) -> No
     assert "CANARYRUN" not in out + err
 
 
-def test_run_with_a_rejected_token_is_a_usage_error(emulator: SlackEmulator, tmp_path: Path) -> None:
-    bot = start_bot(write_config(tmp_path, emulator.api_url), "xoxb-wrong")
+@pytest.mark.parametrize(("bot_token", "app_token"), [("xoxb-wrong", APP_TOKEN), (BOT_TOKEN, "xapp-wrong")])
+def test_run_with_a_rejected_token_is_a_usage_error(
+    emulator: SlackEmulator, tmp_path: Path, bot_token: str, app_token: str
+) -> None:
+    bot = start_bot(write_config(tmp_path, emulator.api_url), bot_token, app_token)
     _out, err = bot.communicate(timeout=20)
     assert bot.returncode == 2
-    assert "Slack refused to start the bot" in err
+    assert "Slack refused to start the bot: invalid_auth" in err or "`token` is invalid" in err
     assert "invalid_auth" in err
+    assert "CANARYRUN" not in err
 
 
 def test_run_with_slack_unreachable(tmp_path: Path) -> None:

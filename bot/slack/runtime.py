@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from socketserver import ThreadingMixIn
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from slack_bolt import App
@@ -38,11 +38,6 @@ class SlackUnreachable(Exception):
     """The runtime could not connect to Slack (or bind its HTTP port)."""
 
 
-class Runner(Protocol):
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-
-
 class SocketModeRunner:
     """Bolt's built-in Socket Mode client: no inbound URL; tokens from `SlackSecrets`."""
 
@@ -55,13 +50,16 @@ class SocketModeRunner:
     def start(self) -> None:
         handler = SocketModeHandler(self._app, app_token=self._app_token)
         self._handler = handler
-        handler.connect()  # type: ignore[no-untyped-call]
-        deadline = time.monotonic() + self._connect_timeout
-        while not handler.client.is_connected():
-            if time.monotonic() > deadline:
-                self.stop()
-                raise SlackUnreachable("the Socket Mode connection did not open")
-            time.sleep(0.02)
+        try:
+            handler.connect()  # type: ignore[no-untyped-call]
+            deadline = time.monotonic() + self._connect_timeout
+            while not handler.client.is_connected():
+                if time.monotonic() > deadline:
+                    raise SlackUnreachable("the Socket Mode connection did not open")
+                time.sleep(0.02)
+        except BaseException:
+            self.stop()
+            raise
         log.info("connected to Slack in Socket Mode")
 
     def stop(self) -> None:
@@ -148,6 +146,8 @@ class SlackRuntime:
         modules: Sequence[CommandModule] = MODULES,
     ) -> None:
         config = settings.slack
+        if config.mode == "socket" and secrets.app_token is None:
+            raise ValueError("Socket Mode needs the app-level token")
         self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="atp-bot-work")
         self._listener_executor = ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="atp-bot-bolt")
         try:
@@ -159,9 +159,7 @@ class SlackRuntime:
             self._shutdown_executors()
             raise
         self.runner: SocketModeRunner | HttpRunner
-        if config.mode == "socket":
-            if secrets.app_token is None:
-                raise ValueError("Socket Mode needs the app-level token")
+        if secrets.app_token is not None and config.mode == "socket":
             self.runner = SocketModeRunner(self.app, secrets.app_token.get_secret_value())
         else:
             self.runner = HttpRunner(self.app, *config.listen_address)
