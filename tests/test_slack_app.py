@@ -196,6 +196,14 @@ def test_usergroup_lookups_rate_limited_or_failing(mode: str) -> None:
         ] * 2
         assert len(lab.emulator.calls("views.open")) == 1
 
+        # A rate limit longer than the acknowledgement can wait is not waited out.
+        lab.emulator.fail("usergroups.users.list", status=429, retry_after=30)
+        delivery = lab.emulator.slash_command("probe", user=MALLORY)
+        assert "could not be checked" in delivery.text
+        assert not delivery.late
+        assert lab.audit.records[-1].reason == "user-group lookup failed: ratelimited"
+        assert [c.status for c in lab.emulator.calls("usergroups.users.list")][4:] == [429]
+
 
 def test_no_allowed_users_means_nobody(caplog: pytest.LogCaptureFixture) -> None:
     with (

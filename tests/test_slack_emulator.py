@@ -131,3 +131,12 @@ def test_socket_mode_tickets_are_single_use(emulator: SlackEmulator, client: Web
     finally:
         first.close()
         second.close()
+
+
+def test_bounded_rate_limit_retry(emulator: SlackEmulator) -> None:
+    client = build_client(emulator.api_url, SecretStr(emulator.bot_token), max_retry_after=1)
+    emulator.fail("auth.test", status=429, retry_after=1)
+    assert client.auth_test()["ok"]
+    emulator.fail("auth.test", status=429, retry_after=2)
+    assert error_of(client.auth_test) == "ratelimited"
+    assert [c.status for c in emulator.calls("auth.test")] == [429, 200, 429]

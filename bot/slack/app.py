@@ -13,7 +13,7 @@ from slack_sdk import WebClient
 from bot.config import Settings
 from bot.slack.audit import AuditSink
 from bot.slack.authz import Authorizer
-from bot.slack.client import build_client
+from bot.slack.client import ACK_PATH_MAX_RETRY_AFTER, build_client
 from bot.slack.context import Services
 from bot.slack.middleware import authorize_command
 from bot.slack.registry import CommandModule, Registry
@@ -36,12 +36,16 @@ def build_services(
     """What handlers share. `client` defaults to one for `[slack] api_url` with the retry handlers;
     `executor` runs slow work (`Services.submit`)."""
     config = settings.slack
+    # Group lookups happen before the acknowledgement: they must not wait out a long rate limit.
+    lookups = client or build_client(
+        config.api_url, secrets.bot_token, max_retry_after=ACK_PATH_MAX_RETRY_AFTER
+    )
     client = client or build_client(config.api_url, secrets.bot_token)
     return Services(
         settings=settings,
         client=client,
         audit=audit,
-        authorizer=Authorizer(config, client),
+        authorizer=Authorizer(config, lookups),
         registry=Registry(modules),
         executor=executor,
     )
