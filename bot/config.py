@@ -400,14 +400,52 @@ class AuditConfig(_Model):
         return read_secret("audit", env=self.password_env, file=self.password_file)
 
 
+SLACK_CHANNEL_PATTERN = r"^[CG][A-Z0-9]{2,}$"
+SLACK_USER_PATTERN = r"^[UW][A-Z0-9]{2,}$"
+SLACK_USERGROUP_PATTERN = r"^S[A-Z0-9]{2,}$"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:3000`; port 0 picks a free port) → (host, port)."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{value!r}: expected host:port, e.g. 0.0.0.0:3000")
+    return host, int(port)
+
+
 class SlackConfig(_Model):
+    """The Slack app. Tokens and the signing secret come from the environment only (see bot.slack)."""
+
     mode: Literal["socket", "http"] = "socket"
-    channel: str | None = None
+    # The channel where password changes are announced.
+    channel: Annotated[str, Field(pattern=SLACK_CHANNEL_PATTERN)] | None = None
     api_url: str = "https://slack.com/api/"
-    allowed_users: list[str] = []
-    allowed_usergroups: list[str] = []
-    allowed_channels: list[str] = []
+    allowed_users: list[Annotated[str, Field(pattern=SLACK_USER_PATTERN)]] = []
+    allowed_usergroups: list[Annotated[str, Field(pattern=SLACK_USERGROUP_PATTERN)]] = []
+    # If set, sensitive subcommands are accepted only in these channels.
+    allowed_channels: list[Annotated[str, Field(pattern=SLACK_CHANNEL_PATTERN)]] = []
     listen: str = "0.0.0.0:3000"  # HTTP mode: Slack must reach it
+    # Threads for slow work (connection tests, saves, sensor checks), apart from Bolt's ack path.
+    workers: Annotated[int, Field(ge=1, le=256)] = 8
+
+    @field_validator("api_url")
+    @classmethod
+    def _valid_api_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"{value!r}: must be an http(s):// URL")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
 
 
 class Settings(_Model):

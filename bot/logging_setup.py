@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
-from bot.redaction import RedactingFilter
+from bot.redaction import RedactingFilter, install_record_redaction
 
 _HANDLER_NAME = "atp-bot"
 
@@ -27,7 +27,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
-    """Install (or replace) atp-bot's handler on the root logger."""
+    """Install (or replace) atp-bot's handler on the root logger, and redact records as they are made."""
+    install_record_redaction()
     root = logging.getLogger()
     for handler in list(root.handlers):
         if handler.get_name() == _HANDLER_NAME:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab import ata_center, dc_cmd, demo
+from lab.slack import cli as slack_cli
 from lab.winrm import cli as winrm_cli
 
 
@@ -16,4 +17,5 @@ def register(commands: Any) -> None:
     dc_cmd.register(actions)
     demo.register(actions)
     winrm_cli.register(actions)
+    slack_cli.register(actions)
     ata_center.register_cli(actions)

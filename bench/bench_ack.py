@@ -1,0 +1,104 @@
+"""Acknowledgement latency of the real Bolt app against the Slack emulator.
+
+HTTP mode: a signed `/atp help` POST until its HTTP 200. Socket Mode: an envelope sent until its ack
+arrives. `/atp help` and a refusal (authorization middleware), each sequentially and from 8 concurrent
+senders, then once more while every thread of the bot's work executor is busy (acks must not wait for
+slow work). Slack gives up on an ack after 3 s.
+
+    .venv/bin/python bench/bench_ack.py [--requests 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+from pydantic import SecretStr
+
+from bot.config import Settings
+from bot.slack.audit import LoggingAudit
+from bot.slack.runtime import SlackRuntime
+from bot.slack.secrets import SlackSecrets
+from lab.slack import SlackEmulator
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def measure(emulator: SlackEmulator, requests: int, senders: int, text: str, user: str) -> list[float]:
+    def one(_: int) -> float:
+        delivery = emulator.slash_command(text, user=user)
+        if delivery.status != 200 or delivery.ack is None:
+            raise RuntimeError(f"not acknowledged: {delivery}")
+        return delivery.latency
+
+    with ThreadPoolExecutor(senders) as pool:
+        return list(pool.map(one, range(requests)))
+
+
+def run(mode: str, requests: int) -> None:
+    with SlackEmulator() as emulator:
+        settings = Settings.model_validate(
+            {
+                "accounts": [
+                    {"id": "corp", "username": "svc@corp.test", "domain_controllers": ["ldaps://dc"]}
+                ],
+                "slack": {
+                    "mode": mode,
+                    "api_url": emulator.api_url,
+                    "listen": "127.0.0.1:0",
+                    "allowed_users": ["U0ALICE"],
+                },
+            }
+        )
+        secrets = SlackSecrets(
+            SecretStr(emulator.bot_token), SecretStr(emulator.app_token), SecretStr(emulator.signing_secret)
+        )
+        with SlackRuntime(settings, secrets=secrets, audit=LoggingAudit()) as runtime:
+            if mode == "http":
+                emulator.request_url = runtime.runner.url  # type: ignore[union-attr]
+            else:
+                emulator.wait_connected()
+            measure(emulator, 20, 1, "help", "U0ALICE")  # warm-up
+            for label, text, user in (("/atp help", "help", "U0ALICE"), ("refusal", "status", "U0MALLORY")):
+                for senders in (1, 8):
+                    report(mode, label, senders, partial(measure, emulator, requests, senders, text, user))
+            release = threading.Event()
+            for _ in range(settings.slack.workers * 2):
+                runtime.executor.submit(release.wait, 60)
+            report(mode, "help, busy", 8, partial(measure, emulator, requests, 8, "help", "U0ALICE"))
+            release.set()
+
+
+def report(mode: str, label: str, senders: int, run: Callable[[], list[float]]) -> None:
+    started = time.monotonic()
+    ms = [1000 * value for value in run()]
+    elapsed = time.monotonic() - started
+    print(
+        f"{mode:6} {label:11} senders={senders} n={len(ms)} "
+        f"p50={statistics.median(ms):6.1f} ms p99={percentile(ms, 0.99):6.1f} ms "
+        f"max={max(ms):6.1f} ms ({len(ms) / elapsed:4.0f}/s)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=500)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    for mode in ("http", "socket"):
+        run(mode, args.requests)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""The Slack face of atp-bot: a Bolt app with one slash command, `/atp`, routed to `commands/` modules.
+
+`bot.slack.runtime.SlackRuntime` builds and runs it (Socket Mode or HTTP); `bot.slack.app.build_app`
+builds the Bolt app alone.
+"""

@@ -1,0 +1,101 @@
+"""Who may use the sensitive `/atp` subcommands: allowed users, allowed user-group members, and
+optionally only in allowed channels. User-group members are read from Slack and cached briefly."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.config import SlackConfig
+
+log = logging.getLogger(__name__)
+
+GROUP_CACHE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str | None = None  # for the audit trail
+    message: str | None = None  # for the user, in a refusal
+
+
+ALLOWED = Decision(allowed=True)
+
+
+class GroupLookupError(Exception):
+    """Slack could not tell who is in a user group."""
+
+
+class Authorizer:
+    """The access policy of `[slack]`: `allowed_users`, `allowed_usergroups`, `allowed_channels`.
+
+    With neither users nor groups configured, nobody is allowed (fail closed).
+    """
+
+    def __init__(
+        self,
+        config: SlackConfig,
+        client: WebClient,
+        *,
+        cache_seconds: float = GROUP_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._users = frozenset(config.allowed_users)
+        self._groups = tuple(config.allowed_usergroups)
+        self._channels = frozenset(config.allowed_channels)
+        self._client = client
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._members: dict[str, tuple[float, frozenset[str]]] = {}
+
+    def check(self, what: str, user_id: str, channel_id: str | None) -> Decision:
+        """May `user_id` do `what` (e.g. `/atp password`) in `channel_id` (None: not in a channel)?"""
+        if self._channels and channel_id is not None and channel_id not in self._channels:
+            places = ", ".join(f"<#{c}>" for c in sorted(self._channels))
+            return Decision(False, "channel not allowed", f"`{what}` can only be used in {places}.")
+        if user_id in self._users:
+            return ALLOWED
+        try:
+            in_group = any(user_id in self._group_members(group) for group in self._groups)
+        except GroupLookupError as exc:
+            return Decision(
+                False,
+                f"user-group lookup failed: {exc}",
+                "Your access could not be checked because Slack did not answer; try again in a minute.",
+            )
+        if in_group:
+            return ALLOWED
+        return Decision(
+            False, "user not allowed", f"You are not allowed to use `{what}`. Ask an atp-bot administrator."
+        )
+
+    def _group_members(self, group: str) -> frozenset[str]:
+        now = self._clock()
+        with self._lock:
+            cached = self._members.get(group)
+        if cached is not None and now - cached[0] < self._cache_seconds:
+            return cached[1]
+        try:
+            response = self._client.usergroups_users_list(usergroup=group)
+        except SlackApiError as exc:
+            error = exc.response.get("error", "unknown error")
+            log.warning("cannot list the members of user group %s: %s", group, error)
+            raise GroupLookupError(str(error)) from None
+        except SlackClientError as exc:
+            log.warning("cannot list the members of user group %s: %s", group, type(exc).__name__)
+            raise GroupLookupError(type(exc).__name__) from None
+        except OSError as exc:
+            log.warning("cannot reach Slack to list user group %s: %s", group, exc)
+            raise GroupLookupError("Slack unreachable") from None
+        members = frozenset(response.get("users") or [])
+        with self._lock:
+            self._members[group] = (now, members)
+        return members

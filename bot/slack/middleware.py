@@ -1,0 +1,78 @@
+"""Authorization as Bolt listener middleware: refusals are acknowledged to the user and audited.
+
+A listener middleware that does not call `next_()` must return the response for Slack (here: the
+acknowledgement carrying the refusal); otherwise Bolt treats the request as unhandled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, BoltResponse
+
+from bot.slack.audit import slack_actor
+from bot.slack.authz import Decision
+from bot.slack.context import Services
+from bot.slack.router import COMMAND, resolve
+from bot.slack.views import notice_modal
+
+log = logging.getLogger(__name__)
+
+DENIED = "denied"
+
+
+def authorize_command(services: Services) -> Callable[..., BoltResponse | None]:
+    """Middleware for `/atp`: sensitive subcommands run only for authorized users (and channels)."""
+
+    def middleware(ack: Ack, command: dict[str, Any], next_: Callable[[], None]) -> BoltResponse | None:
+        subcommand = resolve(services, command.get("text") or "")
+        if not subcommand.sensitive:
+            next_()
+            return None
+        user_id, channel_id = command["user_id"], command["channel_id"]
+        decision = services.authorizer.check(f"{COMMAND} {subcommand.name}", user_id, channel_id)
+        if decision.allowed:
+            next_()
+            return None
+        _audit_refusal(
+            services,
+            slack_actor(user_id, command.get("user_name")),
+            subcommand.name,
+            decision,
+            f"channel {channel_id}",
+        )
+        return ack(response_type="ephemeral", text=f":no_entry: {decision.message}")
+
+    return middleware
+
+
+def authorize_interaction(services: Services, action: str) -> Callable[..., BoltResponse | None]:
+    """Middleware for a sensitive subcommand's view or action listener (membership may have changed
+    since the modal opened). A refused view submission turns the modal into the refusal."""
+
+    def middleware(ack: Ack, body: dict[str, Any], next_: Callable[[], None]) -> BoltResponse | None:
+        user = body.get("user") or {}
+        user_id = user.get("id", "")
+        channel = (body.get("channel") or {}).get("id")
+        decision = services.authorizer.check(f"{COMMAND} {action}", user_id, channel)
+        if decision.allowed:
+            next_()
+            return None
+        actor = slack_actor(user_id, user.get("username") or user.get("name"))
+        _audit_refusal(services, actor, action, decision, body.get("type"))
+        if body.get("type") == "view_submission":
+            return ack(
+                response_action="update", view=notice_modal("Not allowed", f":no_entry: {decision.message}")
+            )
+        return ack()
+
+    return middleware
+
+
+def _audit_refusal(
+    services: Services, actor: str, action: str, decision: Decision, detail: str | None
+) -> None:
+    log.info("refused %s to %s: %s", action, actor, decision.reason)
+    services.audit.record(actor, action, None, DENIED, decision.reason, detail)

@@ -1,0 +1,57 @@
+"""The one slash command, `/atp`: the first word picks the subcommand, unknown words get the usage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, Respond
+from slack_sdk import WebClient
+
+from bot.slack.context import CommandContext, Services
+from bot.slack.registry import Subcommand
+
+COMMAND = "/atp"
+HELP = "help"
+
+
+def split_text(text: str) -> tuple[str, tuple[str, ...]]:
+    """`"password Corp "` → `("password", ("corp",))`; the name is lower-cased, arguments are not."""
+    words = text.split()
+    if not words:
+        return "", ()
+    return words[0].lower(), tuple(words[1:])
+
+
+def resolve(services: Services, text: str) -> Subcommand:
+    """The subcommand the text names; `help` for a bare `/atp` or an unknown word."""
+    name, _ = split_text(text)
+    subcommand = services.registry.get(name) or services.registry.get(HELP)
+    if subcommand is None:
+        raise LookupError("no help subcommand is registered")
+    return subcommand
+
+
+def route(services: Services) -> Callable[..., None]:
+    """The Bolt listener for `/atp`."""
+
+    def atp(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        name, args = split_text(command.get("text") or "")
+        context = CommandContext(
+            name=name,
+            args=args,
+            user_id=command["user_id"],
+            user_name=command.get("user_name"),
+            channel_id=command["channel_id"],
+            trigger_id=command["trigger_id"],
+            response_url=command.get("response_url"),
+            ack=ack,
+            respond=respond,
+            client=client,
+            services=services,
+        )
+        resolve(services, command.get("text") or "").handler(context)
+        if ack.response is None:
+            ack()
+
+    return atp

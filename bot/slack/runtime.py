@@ -1,0 +1,190 @@
+"""Running the app: Socket Mode (outbound WebSocket, the default) or HTTP (Slack posts to
+`/slack/events`), each startable and stoppable in-process, with executors owned by the runtime."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from socketserver import ThreadingMixIn
+from types import TracebackType
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from slack_bolt import App
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
+
+from bot.config import Settings
+from bot.slack.app import build_app, build_services
+from bot.slack.audit import AuditSink
+from bot.slack.registry import CommandModule
+from bot.slack.secrets import SlackSecrets
+from commands import MODULES
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+LISTENER_THREADS = 16  # Bolt listeners: quick handlers that acknowledge; slow work goes to `workers`
+CONNECT_TIMEOUT_SECONDS = 10.0
+SHUTDOWN_POLL_SECONDS = 0.1
+
+
+class SlackUnreachable(Exception):
+    """The runtime could not connect to Slack (or bind its HTTP port)."""
+
+
+class SocketModeRunner:
+    """Bolt's built-in Socket Mode client: no inbound URL; tokens from `SlackSecrets`."""
+
+    def __init__(self, app: App, app_token: str, *, connect_timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+        self._app = app
+        self._app_token = app_token
+        self._connect_timeout = connect_timeout
+        self._handler: SocketModeHandler | None = None
+
+    def start(self) -> None:
+        handler = SocketModeHandler(self._app, app_token=self._app_token)
+        self._handler = handler
+        try:
+            handler.connect()  # type: ignore[no-untyped-call]
+            deadline = time.monotonic() + self._connect_timeout
+            while not handler.client.is_connected():
+                if time.monotonic() > deadline:
+                    raise SlackUnreachable("the Socket Mode connection did not open")
+                time.sleep(0.02)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("connected to Slack in Socket Mode")
+
+    def stop(self) -> None:
+        if self._handler is not None:
+            self._handler.close()  # type: ignore[no-untyped-call]
+            self._handler = None
+
+
+class _QuietRequestHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http: " + format, *args)
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    """One thread per request, all joined on `server_close()`."""
+
+    daemon_threads = False
+    block_on_close = True
+
+
+class _ThreadingWSGIServer6(_ThreadingWSGIServer):
+    address_family = socket.AF_INET6
+
+
+class HttpRunner:
+    """Bolt's WSGI adapter on the standard library's WSGI server, serving `POST /slack/events`."""
+
+    def __init__(self, app: App, host: str, port: int) -> None:
+        self._handler = SlackRequestHandler(app, path=EVENTS_PATH)
+        self._host, self._port = host, port
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Where Slack must send commands and interactions (the bound port, if 0 was asked for)."""
+        if self._server is None:
+            raise RuntimeError("not started")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._server.server_port}{EVENTS_PATH}"
+
+    def start(self) -> None:
+        server_class = _ThreadingWSGIServer6 if ":" in self._host else _ThreadingWSGIServer
+        try:
+            self._server = make_server(
+                self._host,
+                self._port,
+                self._handler,
+                server_class=server_class,
+                handler_class=_QuietRequestHandler,
+            )
+        except OSError as exc:
+            raise SlackUnreachable(f"cannot listen on {self._host}:{self._port}: {exc.strerror}") from None
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), name="atp-bot-http", daemon=True
+        )
+        self._thread.start()
+        log.info("listening for Slack on %s", self.url)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+class SlackRuntime:
+    """The app and everything it runs on; `with SlackRuntime(…) as runtime:` starts and stops it.
+
+    `services` (client, executor, audit, …) is also what code outside a Slack request (a scheduled
+    job) uses to post messages.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        secrets: SlackSecrets,
+        audit: AuditSink,
+        client: WebClient | None = None,
+        modules: Sequence[CommandModule] = MODULES,
+    ) -> None:
+        config = settings.slack
+        if config.mode == "socket" and secrets.app_token is None:
+            raise ValueError("Socket Mode needs the app-level token")
+        self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="atp-bot-work")
+        self._listener_executor = ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="atp-bot-bolt")
+        try:
+            self.services = build_services(
+                settings, secrets=secrets, audit=audit, executor=self.executor, client=client, modules=modules
+            )
+            self.app = build_app(self.services, secrets=secrets, listener_executor=self._listener_executor)
+        except BaseException:
+            self._shutdown_executors()
+            raise
+        self.runner: SocketModeRunner | HttpRunner
+        if secrets.app_token is not None and config.mode == "socket":
+            self.runner = SocketModeRunner(self.app, secrets.app_token.get_secret_value())
+        else:
+            self.runner = HttpRunner(self.app, *config.listen_address)
+
+    def start(self) -> None:
+        try:
+            self.runner.start()
+        except BaseException:
+            self._shutdown_executors()
+            raise
+
+    def stop(self) -> None:
+        """Stop taking requests, then let running work finish (queued work that never started is dropped)."""
+        self.runner.stop()
+        self._shutdown_executors()
+
+    def _shutdown_executors(self) -> None:
+        self._listener_executor.shutdown(wait=True)
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> SlackRuntime:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

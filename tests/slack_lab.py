@@ -1,0 +1,127 @@
+"""Test helpers: the real Bolt runtime wired to the Slack emulator, in either mode."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import SecretStr
+
+from bot.config import Settings
+from bot.slack.registry import CommandModule
+from bot.slack.runtime import SlackRuntime
+from bot.slack.secrets import SlackSecrets
+from commands import MODULES
+from lab.slack import SlackEmulator
+from tests import slack_probe
+
+T = TypeVar("T")
+
+ALICE, BOB, MALLORY = "U0ALICE", "U0BOB", "U0MALLORY"  # allowed user; S0SECOPS member; nobody
+OPS, RANDOM = "C0OPS", "C0RANDOM"
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    actor: str
+    action: str
+    account: str | None
+    outcome: str
+    reason: str | None
+    detail: str | None
+
+
+@dataclass
+class RecordingAudit:
+    records: list[AuditRecord] = field(default_factory=list)
+
+    def record(
+        self,
+        actor: str,
+        action: str,
+        account: str | None,
+        outcome: str,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.records.append(AuditRecord(actor, action, account, outcome, reason, detail))
+
+
+@dataclass
+class Lab:
+    emulator: SlackEmulator
+    runtime: SlackRuntime
+    audit: RecordingAudit
+
+
+def settings_for(emulator: SlackEmulator, mode: str, **slack: Any) -> Settings:
+    return Settings.model_validate(
+        {
+            "accounts": [{"id": "corp", "username": "svc@corp.test", "domain_controllers": ["ldaps://dc1"]}],
+            "slack": {
+                "mode": mode,
+                "api_url": emulator.api_url,
+                "channel": OPS,
+                "allowed_users": [ALICE],
+                "allowed_usergroups": ["S0SECOPS"],
+                "listen": "127.0.0.1:0",
+                **slack,
+            },
+        }
+    )
+
+
+def secrets_for(emulator: SlackEmulator) -> SlackSecrets:
+    return SlackSecrets(
+        bot_token=SecretStr(emulator.bot_token),
+        app_token=SecretStr(emulator.app_token),
+        signing_secret=SecretStr(emulator.signing_secret),
+    )
+
+
+@contextmanager
+def running_lab(
+    mode: str,
+    *,
+    emulator: SlackEmulator | None = None,
+    modules: Sequence[CommandModule] = (*MODULES, slack_probe),
+    **slack: Any,
+) -> Iterator[Lab]:
+    """Emulator + runtime started; on exit both stopped and no thread of theirs left behind."""
+    before = set(threading.enumerate())
+    emulator = emulator or SlackEmulator()
+    audit = RecordingAudit()
+    with emulator:
+        runtime = SlackRuntime(
+            settings_for(emulator, mode, **slack), secrets=secrets_for(emulator), audit=audit, modules=modules
+        )
+        with runtime:
+            if mode == "http":
+                emulator.request_url = runtime.runner.url  # type: ignore[union-attr]
+            else:
+                emulator.wait_connected()
+            yield Lab(emulator, runtime, audit)
+
+    def leftover() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t not in before]
+
+    wait_for(lambda: not leftover(), timeout=2.0, default=False)
+    assert not leftover(), f"threads left running: {leftover()}"
+
+
+def wait_for(probe: Callable[[], T | None], *, timeout: float = 5.0, default: Any = ...) -> T:
+    """Poll `probe` until it returns something truthy (work runs on the bot's executor)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            if default is not ...:
+                return default  # type: ignore[no-any-return]
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
