@@ -13,7 +13,6 @@ import base64
 import copy
 import hashlib
 import json
-import os
 import secrets
 import ssl
 import threading
@@ -30,6 +29,7 @@ import spnego.channel_bindings
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from lab.ntlm_users import register as register_ntlm_user
 from lab.tlsca import TlsFiles, issue_ca_and_server_cert
 
 PROFILE_PATH = "/api/management/systemProfiles/center"
@@ -231,10 +231,8 @@ class AtaCenterEmulator:
         self.username = username
         self.password = password or secrets.token_urlsafe(18)
         self.tls: TlsFiles = issue_ca_and_server_cert(directory / "tls", ["localhost"], ["127.0.0.1"])
-        self.ntlm_user_file = directory / "ntlm-users"
         domain, _, user = username.partition("\\")
-        self.ntlm_user_file.touch(mode=0o600)
-        self.ntlm_user_file.write_text(f"{domain}:{user}:{self.password}\n", encoding="utf-8")
+        register_ntlm_user(domain, user, self.password)
         self._state = _State(profile=sample_profile(account_user, account_domain))
         self._server = _Server((host, port), _Handler)
         self._server.state = self._state
@@ -243,7 +241,6 @@ class AtaCenterEmulator:
         context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread: threading.Thread | None = None
-        self._previous_user_file: str | None = None
 
     @property
     def url(self) -> str:
@@ -251,9 +248,6 @@ class AtaCenterEmulator:
         return f"https://{host!s}:{port}"
 
     def start(self) -> AtaCenterEmulator:
-        # pyspnego's NTLM acceptor reads its users from the file named by NTLM_USER_FILE.
-        self._previous_user_file = os.environ.get("NTLM_USER_FILE")
-        os.environ["NTLM_USER_FILE"] = str(self.ntlm_user_file)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="ata-center", daemon=True
         )
@@ -265,10 +259,6 @@ class AtaCenterEmulator:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self._previous_user_file is None:
-            os.environ.pop("NTLM_USER_FILE", None)
-        else:
-            os.environ["NTLM_USER_FILE"] = self._previous_user_file
 
     def __enter__(self) -> AtaCenterEmulator:
         return self.start()

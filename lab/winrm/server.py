@@ -23,10 +23,10 @@ from typing import Any, Literal
 import spnego
 import spnego.exceptions
 
+from lab.ntlm_users import register as register_ntlm_user
 from lab.tlsca import TlsFiles
 from lab.winrm import wsman
 from lab.winrm.model import Host
-from lab.winrm.ntlm_store import register as register_ntlm_user
 from lab.winrm.powershell import Outcome, run_command
 
 log = logging.getLogger(__name__)

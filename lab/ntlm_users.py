@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 _lock = threading.Lock()
-_lines: set[str] = set()
+_passwords: dict[tuple[str, str], str] = {}
 _path: Path | None = None
 
 
@@ -23,14 +23,18 @@ def _cleanup(directory: Path) -> None:
 
 
 def register(domain: str, user: str, password: str) -> None:
-    """Make `DOMAIN\\user` with `password` acceptable to NTLM server contexts created from now on."""
+    """Make `DOMAIN\\user` with `password` acceptable to NTLM server contexts created from now on.
+
+    Registering a user again replaces its password (pyspnego would use the first line that matches).
+    """
     global _path
     with _lock:
         if _path is None:
             directory = Path(tempfile.mkdtemp(prefix="atp-bot-ntlm-"))
             atexit.register(_cleanup, directory)
             _path = directory / "users"
-        _lines.add(f"{domain}:{user}:{password}")
+        _passwords[(domain.upper(), user.lower())] = password
         _path.touch(mode=0o600)
-        _path.write_text("\n".join(sorted(_lines)) + "\n", encoding="utf-8")
+        lines = [f"{d}:{u}:{secret}" for (d, u), secret in sorted(_passwords.items())]
+        _path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         os.environ["NTLM_USER_FILE"] = str(_path)
