@@ -17,13 +17,14 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from bot.ad_errors import Reason
-from bot.audit import AuditAction, AuditError, AuditOutcome, AuditTrail
+from bot.audit import AuditAction, AuditError, AuditOutcome, AuditTrail, open_audit
 from bot.config import AccountConfig, SensorConfig, Settings
 from bot.directory import ConnectionTestResult, Outcome, run_connection_test
 from bot.lockout import AccountBusy, LockoutGuard, hold_account
 from bot.redaction import active_secret
 from bot.sensors import SensorResult, check_sensors
-from bot.store import CredentialMetadata, CredentialStore, StoreError
+from bot.state import state_dir
+from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,13 @@ class ChangeProgress:
 
     def checks_done(self, results: Sequence[SensorResult]) -> None:
         """Every sensor of the account answered (or failed)."""
+
+
+def open_changes(settings: Settings) -> PasswordChanges:
+    """The change path for a configuration, with its store and audit trail (raises StoreError/AuditError)."""
+    return PasswordChanges(
+        settings, state_dir=state_dir(settings), store=open_store(settings), audit=open_audit(settings)
+    )
 
 
 def sensors_for_account(settings: Settings, account_id: str) -> list[SensorConfig]:

@@ -24,7 +24,7 @@ def emulator() -> Iterator[SlackEmulator]:
         yield running
 
 
-def write_config(tmp_path: Path, api_url: str) -> Path:
+def write_config(tmp_path: Path, api_url: str, *, init_store: bool = True) -> Path:
     path = tmp_path / "atp-bot.toml"
     path.write_text(
         f"""state_dir = "{tmp_path / "state"}"
@@ -38,6 +38,8 @@ allowed_users = ["U0ALICE"]
 """,
         encoding="utf-8",
     )
+    if init_store:
+        subprocess.run([sys.executable, "-m", "bot", "--config", str(path), "store", "init"], check=True)
     return path
 
 
@@ -92,3 +94,12 @@ def test_lab_slack_prints_its_urls() -> None:
     assert done.returncode == 0
     assert "Slack Web API:      http://127.0.0.1:" in done.stdout
     assert "Socket Mode server: ws://127.0.0.1:" in done.stdout
+
+
+def test_run_without_a_store_says_how_to_create_it(emulator: SlackEmulator, tmp_path: Path) -> None:
+    bot = start_bot(write_config(tmp_path, emulator.api_url, init_store=False), BOT_TOKEN)
+    _out, err = bot.communicate(timeout=20)
+    assert bot.returncode == 2
+    assert "create it with `atp-bot store init`" in err
+    assert "Traceback" not in err
+    assert emulator.connected_apps == 0

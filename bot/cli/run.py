@@ -13,9 +13,9 @@ from typing import Any
 from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.change import open_changes
 from bot.cli import context
 from bot.exitcodes import ExitCode
-from bot.slack.audit import LoggingAudit
 from bot.slack.runtime import SlackRuntime, SlackUnreachable
 from bot.slack.secrets import SlackSecrets, remove_from_environment
 
@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
 
     try:
-        runtime = SlackRuntime(settings, secrets=secrets, audit=LoggingAudit())
+        changes = open_changes(settings)
+        runtime = SlackRuntime(settings, secrets=secrets, audit=changes.audit, changes=changes)
         runtime.start()
     except (SlackApiError, BoltError) as exc:
         print(f"atp-bot: Slack refused to start the bot: {_slack_error(exc)}", file=sys.stderr)

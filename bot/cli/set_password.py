@@ -6,16 +6,14 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from bot.audit import cli_actor, open_audit
-from bot.change import ChangeOutcome, ChangeProgress, ChangeStatus, PasswordChanges
+from bot.audit import cli_actor
+from bot.change import ChangeOutcome, ChangeProgress, ChangeStatus, open_changes
 from bot.cli import check, context
 from bot.cli.test_connection import EXIT_CODES, render
 from bot.config import AccountConfig
 from bot.directory import ConnectionTestResult
 from bot.exitcodes import ExitCode
 from bot.sensors import SensorResult
-from bot.state import state_dir
-from bot.store import open_store
 
 
 def register(commands: Any) -> None:
@@ -78,9 +76,7 @@ def run(args: argparse.Namespace) -> int:
     settings = context.load(args)
     account = settings.account(args.account)
     password = context.read_password(args, f"New password for {account.username}: ", confirm=True)
-    changes = PasswordChanges(
-        settings, state_dir=state_dir(settings), store=open_store(settings), audit=open_audit(settings)
-    )
+    changes = open_changes(settings)
     actor = cli_actor()
     printer = _Printer()
     outcome = changes.change(account.id, password, actor, printer)

@@ -10,6 +10,7 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.slack.audit import AuditSink
 from bot.slack.authz import Authorizer
@@ -32,6 +33,7 @@ def build_services(
     executor: Executor,
     client: WebClient | None = None,
     modules: Sequence[CommandModule] = MODULES,
+    changes: PasswordChanges | None = None,
 ) -> Services:
     """What handlers share. `client` defaults to one for `[slack] api_url` with the retry handlers;
     `executor` runs slow work (`Services.submit`)."""
@@ -48,6 +50,7 @@ def build_services(
         authorizer=Authorizer(config, lookups),
         registry=Registry(modules),
         executor=executor,
+        changes=changes,
     )
 
 

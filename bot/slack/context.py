@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
+from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.slack.audit import AuditSink, slack_actor
 from bot.slack.authz import Authorizer
@@ -33,6 +34,8 @@ class Services:
     authorizer: Authorizer
     registry: Registry
     executor: Executor
+    # The change path (test → save → audit → checks); None only where a runtime is built without one.
+    changes: PasswordChanges | None = None
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run `fn` on the work executor; an exception is logged (it has nobody else to go to)."""

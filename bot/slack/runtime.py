@@ -19,6 +19,7 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
+from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.slack.app import build_app, build_services
 from bot.slack.audit import AuditSink
@@ -144,6 +145,7 @@ class SlackRuntime:
         audit: AuditSink,
         client: WebClient | None = None,
         modules: Sequence[CommandModule] = MODULES,
+        changes: PasswordChanges | None = None,
     ) -> None:
         config = settings.slack
         if config.mode == "socket" and secrets.app_token is None:
@@ -152,7 +154,13 @@ class SlackRuntime:
         self._listener_executor = ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="atp-bot-bolt")
         try:
             self.services = build_services(
-                settings, secrets=secrets, audit=audit, executor=self.executor, client=client, modules=modules
+                settings,
+                secrets=secrets,
+                audit=audit,
+                executor=self.executor,
+                client=client,
+                modules=modules,
+                changes=changes,
             )
             self.app = build_app(self.services, secrets=secrets, listener_executor=self._listener_executor)
         except BaseException:
