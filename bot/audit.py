@@ -63,6 +63,7 @@ class AuditAction(StrEnum):
     CHECK = "check"
     ALERT = "alert"
     DENIED = "denied"
+    HISTORY = "history"
     STORE_INIT = "store-init"
     STORE_ROTATE_KEY = "store-rotate-key"
     LOCKOUT_GUARD = "lockout-guard"

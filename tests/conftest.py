@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import logging
 import os
@@ -15,6 +16,8 @@ import pytest
 from lab.domain import LabDomain, new_password, running_lab_domain
 from lab.loopback import can_claim
 from lab.samba import LabUser, SambaUnavailable, missing_binaries
+from lab.winrm.model import Host
+from lab.winrm.server import WinRMEmulator
 from tests.peers import peer_missing
 
 pytest_plugins = ["tests.winrm_lab"]
@@ -87,3 +90,36 @@ def _restore_root_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+SENSOR_WINRM_USER = "CONTOSO\\atp-checker"
+SENSOR_WINRM_PASSWORD = "WinRM-Checker-Pa55!"
+SENSOR_WINRM_PASSWORD_ENV = "ATP_BOT_TEST_WINRM"
+
+
+@pytest.fixture
+def sensors() -> Iterator[WinRMEmulator]:
+    """Two emulated MDI sensors (healthy) reached over WinRM/NTLM on loopback."""
+    with WinRMEmulator(username=SENSOR_WINRM_USER, password=SENSOR_WINRM_PASSWORD) as emulator:
+        emulator.add_host(Host.sensor("sensor01"))
+        emulator.add_host(Host.sensor("sensor02"))
+        yield emulator
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh embedded-store key and the sensors' WinRM password, in the environment."""
+    monkeypatch.setenv("ATP_BOT_STORE_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    monkeypatch.setenv(SENSOR_WINRM_PASSWORD_ENV, SENSOR_WINRM_PASSWORD)
+
+
+def sensor_config(sensors: WinRMEmulator, account: str) -> dict[str, object]:
+    """The [winrm] table and [[sensors]] of a config for the emulated sensors."""
+    return {
+        "winrm": {
+            "username": SENSOR_WINRM_USER,
+            "password_env": SENSOR_WINRM_PASSWORD_ENV,
+            "transport": "ntlm",
+        },
+        "sensors": [{"name": n, "endpoint": sensors.endpoint(n), "account": account} for n in sensors.hosts],
+    }

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
+from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.slack.registry import CommandModule
 from bot.slack.runtime import SlackRuntime
@@ -58,10 +59,14 @@ class Lab:
     audit: RecordingAudit
 
 
-def settings_for(emulator: SlackEmulator, mode: str, **slack: Any) -> Settings:
+def settings_for(
+    emulator: SlackEmulator, mode: str, config: Mapping[str, Any] | None = None, **slack: Any
+) -> Settings:
+    """Settings for the runtime under test; `config` adds or replaces top-level keys (accounts, sensors…)."""
     return Settings.model_validate(
         {
             "accounts": [{"id": "corp", "username": "svc@corp.test", "domain_controllers": ["ldaps://dc1"]}],
+            **(config or {}),
             "slack": {
                 "mode": mode,
                 "api_url": emulator.api_url,
@@ -89,15 +94,26 @@ def running_lab(
     *,
     emulator: SlackEmulator | None = None,
     modules: Sequence[CommandModule] = (*MODULES, slack_probe),
+    config: Mapping[str, Any] | None = None,
+    changes: Callable[[Settings], PasswordChanges] | None = None,
     **slack: Any,
 ) -> Iterator[Lab]:
-    """Emulator + runtime started; on exit both stopped and no thread of theirs left behind."""
+    """Emulator + runtime started; on exit both stopped and no thread of theirs left behind.
+
+    With `changes`, the runtime gets the real change path built from the settings (and its audit trail
+    instead of the recording one)."""
     before = set(threading.enumerate())
     emulator = emulator or SlackEmulator()
     audit = RecordingAudit()
     with emulator:
+        settings = settings_for(emulator, mode, config, **slack)
+        change_path = changes(settings) if changes else None
         runtime = SlackRuntime(
-            settings_for(emulator, mode, **slack), secrets=secrets_for(emulator), audit=audit, modules=modules
+            settings,
+            secrets=secrets_for(emulator),
+            audit=change_path.audit if change_path else audit,
+            modules=modules,
+            changes=change_path,
         )
         with runtime:
             if mode == "http":

@@ -5,9 +5,6 @@ lock → connection test → save (only if the test passed) → audit → follow
 
 from __future__ import annotations
 
-import base64
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,33 +20,10 @@ from bot.store import open_store
 from lab.ata_center import AtaCenterEmulator
 from lab.domain import LabDomain
 from lab.samba import LabUser
-from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
-from tests.conftest import CANARY, assert_no_canary, run_cli
+from tests.conftest import CANARY, SENSOR_WINRM_USER, assert_no_canary, run_cli
 
 pytestmark = pytest.mark.samba
-
-WINRM_USER = "CONTOSO\\atp-checker"
-WINRM_PASSWORD = "WinRM-Checker-Pa55!"
-
-
-@pytest.fixture
-def sensors() -> Iterator[WinRMEmulator]:
-    with WinRMEmulator(username=WINRM_USER, password=WINRM_PASSWORD) as emulator:
-        emulator.add_host(Host.sensor("sensor01"))
-        emulator.add_host(Host.sensor("sensor02"))
-        yield emulator
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {
-        "ATP_BOT_STORE_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "ATP_BOT_TEST_WINRM": WINRM_PASSWORD,
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    return values
 
 
 def write_config(
@@ -61,7 +35,7 @@ def write_config(
         f'state_dir = "{tmp_path / "state"}"\n'
         f'[[accounts]]\nid = "svc"\nusername = "{user.upn}"\n'
         f'domain_controllers = ["{lab.dc.ldaps_url}"]\nca_file = "{lab.dc.ca_file}"\n'
-        f'[winrm]\nusername = "{WINRM_USER.replace(chr(92), chr(92) * 2)}"\n'
+        f'[winrm]\nusername = "{SENSOR_WINRM_USER.replace(chr(92), chr(92) * 2)}"\n'
         'password_env = "ATP_BOT_TEST_WINRM"\ntransport = "ntlm"\n'
         + "".join(
             f'[[sensors]]\nname = "{name}"\nendpoint = "{sensors.endpoint(name)}"\naccount = "svc"\n'
@@ -73,7 +47,7 @@ def write_config(
 
 
 def test_set_password_tests_saves_audits_and_checks(
-    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: dict[str, str], tmp_path: Path
+    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: None, tmp_path: Path
 ) -> None:
     lab_domain.dc.set_password(fresh_user.name, CANARY)
     sensors.host("sensor02").set_service("AATPSensor", "Stopped")
@@ -103,7 +77,7 @@ def test_set_password_tests_saves_audits_and_checks(
 
 
 def test_set_password_through_the_command_and_ata_center_stores(
-    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: dict[str, str], tmp_path: Path
+    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: None, tmp_path: Path
 ) -> None:
     lab_domain.dc.set_password(fresh_user.name, CANARY)
     received = tmp_path / "received"
@@ -138,7 +112,7 @@ def test_set_password_through_the_command_and_ata_center_stores(
 
 
 def test_a_rejected_password_is_never_saved(
-    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: dict[str, str], tmp_path: Path
+    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: None, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, lab_domain, fresh_user, sensors)
     assert run_cli(config, "store", "init").returncode == 0
@@ -156,7 +130,7 @@ def test_a_rejected_password_is_never_saved(
 
 
 def test_without_a_store_nothing_is_tested(
-    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: dict[str, str], tmp_path: Path
+    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: None, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, lab_domain, fresh_user, sensors)
     done = run_cli(config, "set-password", "--account", "svc", "--password-stdin", stdin="Whatever-1\n")
@@ -188,7 +162,7 @@ def test_store_failure_after_a_passed_test_is_reported_and_audited(
     lab_domain: LabDomain,
     fresh_user: LabUser,
     sensors: WinRMEmulator,
-    env: dict[str, str],
+    env: None,
     tmp_path: Path,
     canary_logs: pytest.LogCaptureFixture,
 ) -> None:
@@ -209,7 +183,7 @@ def test_store_failure_after_a_passed_test_is_reported_and_audited(
 
 
 def test_a_change_in_flight_makes_a_second_one_wait_for_nothing(
-    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: dict[str, str], tmp_path: Path
+    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: None, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, lab_domain, fresh_user, sensors)
     assert run_cli(config, "store", "init").returncode == 0

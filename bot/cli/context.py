@@ -11,8 +11,7 @@ from pydantic import SecretStr
 
 from bot.config import ConfigError, Settings, insecure_settings, load_settings, resolve_config_path
 from bot.logging_setup import configure_logging
-
-MAX_PASSWORD_LENGTH = 256
+from bot.password_policy import password_problem
 
 
 def load(args: argparse.Namespace, *, service: bool = False) -> Settings:
@@ -55,8 +54,7 @@ def read_password(
             raise ConfigError(["the two passwords do not match; nothing was tested or saved"])
     else:
         raise ConfigError(["no terminal to prompt for the password: use --password-stdin"])
-    if not value:
-        raise ConfigError(["the password is empty"])
-    if len(value) > MAX_PASSWORD_LENGTH:
-        raise ConfigError([f"the password is longer than {MAX_PASSWORD_LENGTH} characters"])
+    problem = password_problem(value)
+    if problem:
+        raise ConfigError([f"{problem} Nothing was tested or saved."])
     return SecretStr(value)

@@ -1,0 +1,40 @@
+"""`/atp history [account]`: the latest audit events, shown only to the person who asked."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.audit import AuditAction, AuditOutcome
+from bot.audit_view import format_history
+from bot.slack.context import CommandContext, Services
+from bot.slack.registry import Subcommand
+from bot.slack.views import section
+
+NAME = "history"
+LIMIT = 20
+
+
+def handle(ctx: CommandContext) -> None:
+    changes = ctx.services.changes
+    if changes is None:
+        ctx.reply("This atp-bot runs without an audit trail.")
+        return
+    account = ctx.args[0] if ctx.args else None
+    rows = changes.audit.recent(account, LIMIT)
+    listing = format_history(rows, account)
+    ctx.reply(listing, [section(f"```{listing[:2900]}```")])
+    ctx.services.audit.record(
+        ctx.actor, AuditAction.HISTORY, account, AuditOutcome.OK, None, f"{len(rows)} events shown"
+    )
+
+
+SUBCOMMAND = Subcommand(
+    name=NAME,
+    summary="show recent audit events (who tested, saved, checked)",
+    handler=handle,
+    usage="[account]",
+)
+
+
+def register(app: App, services: Services) -> None:
+    """`/atp history` has no interactions."""

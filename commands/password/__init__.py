@@ -1,0 +1,208 @@
+"""`/atp password [account]`: change a directory service account's password from a private modal.
+
+Slash command → modal → inline validation → "Testing…" → (on the bot's executor) the change path:
+connection test, save only if it passed, audit → the modal shows the outcome → the channel is told who
+changed which account → follow-up sensor checks in a thread, updated in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pydantic import ValidationError
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.audit import AuditAction, AuditOutcome
+from bot.change import ChangeProgress, PasswordChanges, sensors_for_account
+from bot.config import Settings
+from bot.sensors import SensorResult
+from bot.slack.audit import slack_actor
+from bot.slack.context import CommandContext, Services
+from bot.slack.middleware import authorize_interaction
+from bot.slack.registry import Subcommand
+from bot.slack.views import decode_metadata, notice_modal, update_view
+from commands.password.validation import Submission, validate
+from commands.password.views import (
+    TITLE,
+    Action,
+    Callback,
+    PasswordModalState,
+    announcement,
+    password_modal,
+    result_modal,
+    testing_modal,
+)
+from commands.sensor_report import LiveReport, thread_report
+
+log = logging.getLogger(__name__)
+
+NAME = "password"
+# Slack applies a submission's `update` acknowledgement asynchronously: a views.update sent within
+# milliseconds of it (a DC that refuses connections answers that fast) could arrive first and then be
+# overwritten by the "Testing…" view. The outcome is shown no sooner than this after the acknowledgement.
+ACK_SETTLE_SECONDS = 1.0
+
+
+def open_modal(client: WebClient, trigger_id: str, settings: Settings, state: PasswordModalState) -> None:
+    client.views_open(trigger_id=trigger_id, view=password_modal(settings, state))
+
+
+def handle(ctx: CommandContext) -> None:
+    settings = ctx.services.settings
+    ids = [a.id for a in settings.accounts]
+    if ctx.args and ctx.args[0] not in ids:
+        ctx.reply(f"There is no account `{ctx.args[0]}`. Configured accounts: {', '.join(ids)}.")
+        return
+    account_id = ctx.args[0] if ctx.args else ids[0] if len(ids) == 1 else None
+    ctx.ack()
+    try:
+        open_modal(
+            ctx.client,
+            ctx.trigger_id,
+            settings,
+            PasswordModalState(account_id=account_id, channel_id=ctx.channel_id),
+        )
+    except SlackApiError as exc:
+        log.warning("views.open failed: %s", exc.response.get("error"))
+        ctx.respond(
+            text=f"Slack could not open the dialog ({exc.response.get('error')}): run `/atp password` again."
+        )
+
+
+class _FollowUp(ChangeProgress):
+    def __init__(self, report: LiveReport) -> None:
+        self.report = report
+
+    def sensor_checked(self, result: SensorResult) -> None:
+        self.report.add(result)
+
+    def checks_done(self, results: Any) -> None:
+        self.report.finish(results)
+
+
+def run_change(
+    services: Services,
+    changes: PasswordChanges,
+    view_id: str,
+    user_id: str,
+    actor: str,
+    state: PasswordModalState,
+    submission: Submission,
+    acked_at: float,
+) -> None:
+    """The slow part, on the bot's executor: the change path, then what Slack shows of it."""
+    client, settings = services.client, services.settings
+    outcome = changes.change(submission.account_id, submission.password, actor)
+    time.sleep(max(0.0, acked_at + ACK_SETTLE_SECONDS - time.monotonic()))
+    retry_state = PasswordModalState(account_id=submission.account_id, channel_id=state.channel_id)
+    if not update_view(client, view_id, result_modal(outcome, retry_state)):
+        client.chat_postEphemeral(
+            channel=state.channel_id, user=user_id, text=f"/atp password: {outcome.message}"
+        )
+    if not outcome.saved_ok:
+        return
+    channel = settings.slack.channel or state.channel_id
+    text, blocks = announcement(outcome, user_id, settings)
+    thread = str(client.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"])
+    sensors = sensors_for_account(settings, submission.account_id)
+    if not sensors:
+        client.chat_postMessage(
+            channel=channel, thread_ts=thread, text="No sensors are configured for this account."
+        )
+        return
+    heading = (
+        f"*Follow-up checks* on {len(sensors)} sensor(s): service state, credential errors since the change"
+    )
+    report = thread_report(client, channel, thread, heading, len(sensors))
+    changes.follow_up_checks(submission.account_id, outcome.changed_at, actor, _FollowUp(report))
+
+
+def on_submit(services: Services, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    user = body["user"]
+    actor = slack_actor(user["id"], user.get("username") or user.get("name"))
+    try:
+        state = decode_metadata(PasswordModalState, view["private_metadata"])
+    except ValidationError:
+        ack(
+            response_action="update",
+            view=notice_modal(TITLE, "This dialog is out of date: run `/atp password` again."),
+        )
+        return
+    checked = validate(view["state"]["values"], state, services.settings)
+    if not isinstance(checked, Submission):
+        ack(response_action="errors", errors=checked)
+        services.audit.record(
+            actor,
+            AuditAction.CHANGE,
+            state.account_id,
+            AuditOutcome.REFUSED,
+            "invalid-input",
+            "; ".join(checked.values()),
+        )
+        return
+    changes = services.changes
+    if changes is None:
+        ack(
+            response_action="update",
+            view=notice_modal(TITLE, "This atp-bot runs without a credential store: nothing can be saved."),
+        )
+        return
+    ack(response_action="update", view=testing_modal(services.settings.account(checked.account_id)))
+    services.submit(
+        run_change, services, changes, view["id"], user["id"], actor, state, checked, time.monotonic()
+    )
+
+
+def on_retry(services: Services, ack: Ack, body: dict[str, Any]) -> None:
+    ack()
+    try:
+        state = decode_metadata(PasswordModalState, body["actions"][0]["value"])
+    except ValidationError:
+        return
+    services.submit(
+        update_view, services.client, body["view"]["id"], password_modal(services.settings, state)
+    )
+
+
+def on_open(services: Services, ack: Ack, body: dict[str, Any]) -> None:
+    """A button elsewhere (an alert) opens the modal for the account in its value."""
+    ack()
+    account_id = body["actions"][0].get("value")
+    if account_id not in {a.id for a in services.settings.accounts}:
+        account_id = None
+    channel = (body.get("channel") or {}).get("id") or services.settings.slack.channel or ""
+    open_modal(
+        services.client,
+        body["trigger_id"],
+        services.settings,
+        PasswordModalState(account_id=account_id, channel_id=channel),
+    )
+
+
+SUBCOMMAND = Subcommand(
+    name=NAME,
+    summary="change a directory service account's password (tested before it is saved)",
+    handler=handle,
+    usage="[account]",
+)
+
+
+def register(app: App, services: Services) -> None:
+    authorized = [authorize_interaction(services, NAME)]
+
+    def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        on_submit(services, ack, body, view)
+
+    def retry(ack: Ack, body: dict[str, Any]) -> None:
+        on_retry(services, ack, body)
+
+    def open_from_button(ack: Ack, body: dict[str, Any]) -> None:
+        on_open(services, ack, body)
+
+    app.view(Callback.MODAL, middleware=authorized)(submitted)
+    app.action(Action.RETRY, middleware=authorized)(retry)
+    app.action(Action.OPEN, middleware=authorized)(open_from_button)

@@ -1,0 +1,47 @@
+"""Checking a `/atp password` submission before anything is tested (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
+
+from bot.config import Settings
+from bot.password_policy import password_problem
+from commands.password.views import Action, Block, PasswordModalState
+
+
+@dataclass(frozen=True)
+class Submission:
+    account_id: str
+    password: SecretStr
+
+
+def _value(values: dict[str, Any], block: Block, action: Action) -> str:
+    return str((values.get(block, {}).get(action) or {}).get("value") or "")
+
+
+def validate(
+    values: dict[str, Any], state: PasswordModalState, settings: Settings
+) -> Submission | dict[str, str]:
+    """The submission, or inline errors by block id (Slack's `response_action: errors`)."""
+    errors: dict[str, str] = {}
+    account_id = state.account_id
+    if account_id is None:
+        selected = (values.get(Block.ACCOUNT, {}).get(Action.ACCOUNT) or {}).get("selected_option") or {}
+        account_id = selected.get("value")
+    if account_id not in {a.id for a in settings.accounts}:
+        errors[Block.ACCOUNT] = "Choose a configured account."
+    password = _value(values, Block.PASSWORD, Action.PASSWORD)
+    confirm = _value(values, Block.CONFIRM, Action.CONFIRM)
+    problem = password_problem(password)
+    if problem:
+        errors[Block.PASSWORD] = problem
+    elif not confirm:
+        errors[Block.CONFIRM] = "Type the new password again to confirm it."
+    elif confirm != password:
+        errors[Block.CONFIRM] = "The two passwords do not match."
+    if errors or account_id is None:
+        return errors
+    return Submission(account_id, SecretStr(password))

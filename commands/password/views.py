@@ -1,0 +1,162 @@
+"""Block Kit for `/atp password`: the modal in each of its states and the channel announcement (pure)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+
+from bot.change import ChangeOutcome, ChangeStatus
+from bot.config import AccountConfig, Settings
+from bot.slack.views import encode_metadata, notice_modal, plain, section
+
+TITLE = "Directory password"
+
+
+class Callback(StrEnum):
+    MODAL = "atp_password_modal"
+
+
+class Block(StrEnum):
+    ACCOUNT = "atp_password_account"
+    PASSWORD = "atp_password_new"
+    CONFIRM = "atp_password_confirm"
+    RESULT_ACTIONS = "atp_password_result_actions"
+
+
+class Action(StrEnum):
+    ACCOUNT = "atp_password_account_select"
+    PASSWORD = "atp_password_new_input"
+    CONFIRM = "atp_password_confirm_input"
+    RETRY = "atp_password_retry"
+    OPEN = "atp_password_open"  # a button elsewhere (e.g. an alert) that opens the modal; value: account id
+
+
+class PasswordModalState(BaseModel):
+    """What the modal carries in `private_metadata`: never the password."""
+
+    account_id: str | None  # None: several accounts, the user picks one in the modal
+    channel_id: str
+
+
+def _account_option(account: AccountConfig) -> dict[str, Any]:
+    return {"text": plain(f"{account.id} ({account.username})"[:75]), "value": account.id}
+
+
+def password_modal(settings: Settings, state: PasswordModalState) -> dict[str, Any]:
+    """Account (a select when several are configured), new password, confirmation, and what happens next."""
+    blocks: list[dict[str, Any]] = []
+    if state.account_id is None:
+        options = [_account_option(a) for a in settings.accounts]
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": Block.ACCOUNT,
+                "label": plain("Directory service account"),
+                "element": {"type": "static_select", "action_id": Action.ACCOUNT, "options": options},
+            }
+        )
+    else:
+        account = settings.account(state.account_id)
+        blocks.append(section(f"Account *{account.id}*: `{account.username}`"))
+    for block, action, label in (
+        (Block.PASSWORD, Action.PASSWORD, "New password"),
+        (Block.CONFIRM, Action.CONFIRM, "Confirm the new password"),
+    ):
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": block,
+                "label": plain(label),
+                "element": {"type": "plain_text_input", "action_id": action, "max_length": 3000},
+            }
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": "atp-bot first tests the password against the account's domain controllers. "
+                    "It is saved only if the test passes. The channel is then told who changed which "
+                    "account (never the password), and every sensor that uses the account is checked.",
+                }
+            ],
+        }
+    )
+    return {
+        "type": "modal",
+        "callback_id": Callback.MODAL,
+        "title": plain(TITLE),
+        "submit": plain("Test and save"),
+        "close": plain("Cancel"),
+        "private_metadata": encode_metadata(state),
+        "blocks": blocks,
+    }
+
+
+def testing_modal(account: AccountConfig) -> dict[str, Any]:
+    return notice_modal(
+        TITLE,
+        f":hourglass_flowing_sand: Testing the connection for *{account.id}* (`{account.username}`) "
+        "against its domain controllers…",
+    )
+
+
+def _retry_button(state: PasswordModalState) -> dict[str, Any]:
+    return {
+        "type": "actions",
+        "block_id": Block.RESULT_ACTIONS,
+        "elements": [
+            {
+                "type": "button",
+                "action_id": Action.RETRY,
+                "text": plain("Try again"),
+                "value": encode_metadata(state),
+            }
+        ],
+    }
+
+
+def result_modal(outcome: ChangeOutcome, state: PasswordModalState) -> dict[str, Any]:
+    """The modal after the change: saved, or why not (with a way to try again)."""
+    test = outcome.test
+    if outcome.status is ChangeStatus.SAVED and test is not None:
+        expiry = test.expiry.describe() if test.expiry else "expiry unknown"
+        text = (
+            f":white_check_mark: *Saved.* `{test.dc}` accepted the new password for *{outcome.account_id}*; "
+            f"it {expiry}.\nThe channel has been told, and the sensors are being checked."
+        )
+        return notice_modal(TITLE, text)
+    if outcome.status is ChangeStatus.SAVE_FAILED:
+        why = outcome.message.removeprefix("Tested OK but NOT saved: ")
+        text = f":warning: *Tested OK but NOT saved.* {why}"
+    elif outcome.status is ChangeStatus.TEST_FAILED and test is not None:
+        reason = f" (`{test.reason}`)" if test.reason else ""
+        text = f":x: *Not saved.* {test.message}{reason}\nNothing was changed."
+    else:
+        text = f":no_entry: *Not saved.* {outcome.message}"
+    modal = notice_modal(TITLE, text)
+    modal["blocks"].append(_retry_button(state))
+    return modal
+
+
+def announcement(
+    outcome: ChangeOutcome, user_id: str, settings: Settings
+) -> tuple[str, list[dict[str, Any]]]:
+    """The channel message after a saved change: who changed which account; never the secret."""
+    account = settings.account(outcome.account_id)
+    test, saved = outcome.test, outcome.saved
+    expiry = test.expiry.describe() if test and test.expiry else "expiry unknown"
+    text = (
+        f":key: <@{user_id}> changed the directory service account password for *{account.id}* "
+        f"(`{account.username}`)."
+    )
+    details = f"Verified by `{test.dc if test else '?'}`; the password {expiry}."
+    if saved:
+        details += f" Saved in the {saved.backend} store."
+    return f"{text} {details}", [
+        section(text),
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": details}]},
+    ]

@@ -1,0 +1,63 @@
+"""`/atp status [account]`: check the sensors now and show the result to the person who asked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import App, Respond
+
+from bot.audit import AuditAction, AuditOutcome
+from bot.change import sensors_for_account
+from bot.sensors import check_sensors
+from bot.slack.context import CommandContext, Services
+from bot.slack.registry import Subcommand
+from commands.sensor_report import LiveReport
+
+NAME = "status"
+
+
+def handle(ctx: CommandContext) -> None:
+    settings = ctx.services.settings
+    ids = [a.id for a in settings.accounts]
+    if ctx.args and ctx.args[0] not in ids:
+        ctx.reply(f"There is no account `{ctx.args[0]}`. Configured accounts: {', '.join(ids)}.")
+        return
+    sensors = sensors_for_account(settings, ctx.args[0]) if ctx.args else list(settings.sensors)
+    if not sensors:
+        ctx.reply("No sensors are configured" + (f" for account `{ctx.args[0]}`." if ctx.args else "."))
+        return
+    ctx.reply(f":hourglass_flowing_sand: Checking {len(sensors)} sensor(s)…")
+    names = [s.name for s in sensors]
+    ctx.services.submit(run_status, ctx.services, ctx.respond, ctx.actor, names)
+
+
+def run_status(services: Services, respond: Respond, actor: str, names: list[str]) -> None:
+    """On the bot's executor: check, replacing the ephemeral reply as results come in."""
+
+    def show(text: str, blocks: list[dict[str, Any]]) -> None:
+        respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=True)
+
+    def post(text: str, blocks: list[dict[str, Any]]) -> str:
+        show(text, blocks)
+        return ""  # a response URL message has no ts: every update replaces it
+
+    report = LiveReport(post, lambda _ts, text, blocks: show(text, blocks), "*Sensor status*", len(names))
+    results = check_sensors(services.settings, names, on_result=report.add)
+    report.finish(results)
+    healthy = sum(r.healthy for r in results)
+    outcome = AuditOutcome.OK if healthy == len(results) else AuditOutcome.FAILED
+    services.audit.record(
+        actor, AuditAction.CHECK, None, outcome, None, f"{healthy} of {len(results)} sensors healthy"
+    )
+
+
+SUBCOMMAND = Subcommand(
+    name=NAME,
+    summary="check every sensor now: services and credential errors",
+    handler=handle,
+    usage="[account]",
+)
+
+
+def register(app: App, services: Services) -> None:
+    """`/atp status` has no interactions."""
