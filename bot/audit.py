@@ -13,6 +13,7 @@ import getpass
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -35,7 +36,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from bot.config import ConfigError, Settings
 from bot.redaction import redact
@@ -43,6 +44,7 @@ from bot.state import state_dir
 
 DEFAULT_AUDIT_NAME = "audit.sqlite"
 GENESIS_HASH = "0" * 64
+CREATE_ATTEMPTS = 5
 MAX_FIELD_LENGTH = {"actor": 200, "action": 64, "account": 64, "outcome": 32, "reason": 64, "detail": 500}
 
 
@@ -205,7 +207,10 @@ def _sqlite_engine(url: URL) -> Engine:
 class AuditTrail:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        for attempt in range(2):  # a second try covers another process creating the tables meanwhile
+        # Another process may be creating the same trail at this moment: its CREATE TABLE (PostgreSQL) or
+        # its switch to WAL (SQLite, which answers "database is locked" without waiting) makes ours fail
+        # once; the schema steps are idempotent, so they are simply tried again.
+        for attempt in range(CREATE_ATTEMPTS):
             try:
                 metadata.create_all(engine)
                 with engine.begin() as conn:
@@ -213,10 +218,12 @@ class AuditTrail:
                         conn.execute(insert(head).values(id=1, last_id=0, last_hash=GENESIS_HASH))
                 return
             except SQLAlchemyError as exc:
-                if attempt == 1 or not isinstance(exc, IntegrityError | ProgrammingError):
+                retryable = isinstance(exc, IntegrityError | ProgrammingError | OperationalError)
+                if attempt == CREATE_ATTEMPTS - 1 or not retryable:
                     raise AuditError(
                         f"cannot open the audit trail {engine.url!r}: {exc.__class__.__name__}"
                     ) from None
+                time.sleep(0.05 * (attempt + 1))
 
     def record(
         self,

@@ -21,6 +21,7 @@ from slack_sdk import WebClient
 
 from bot.change import PasswordChanges
 from bot.config import Settings
+from bot.redaction import install_record_redaction
 from bot.slack.app import build_app, build_services
 from bot.slack.audit import AuditSink
 from bot.slack.registry import CommandModule
@@ -150,6 +151,9 @@ class SlackRuntime:
         config = settings.slack
         if config.mode == "socket" and secrets.app_token is None:
             raise ValueError("Socket Mode needs the app-level token")
+        # Bolt and slack_sdk log whole payloads (typed modal values included) at DEBUG: whatever the
+        # process's logging setup, records are redacted as they are created.
+        install_record_redaction()
         self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="atp-bot-work")
         self._listener_executor = ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="atp-bot-bolt")
         try:

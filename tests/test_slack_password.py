@@ -1,0 +1,312 @@
+"""`/atp password` end to end: the real Bolt app (both modes) against the Slack emulator, a real Samba AD
+DC, the WinRM emulator, the embedded store and the audit trail."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.change import PasswordChanges, open_changes
+from bot.config import Settings
+from bot.lockout import hold_account
+from bot.store import open_store
+from bot.store.embedded import init_embedded_store
+from commands import MODULES
+from commands.password.views import Action, Block
+from lab.domain import LabDomain
+from lab.samba import LabUser
+from lab.winrm.server import WinRMEmulator
+from tests.conftest import CANARY, sensor_config
+from tests.slack_lab import ALICE, MALLORY, OPS, Lab, running_lab, wait_for
+
+pytestmark = pytest.mark.samba
+
+MODES = ["socket", "http"]
+
+
+def _changes(settings: Settings) -> PasswordChanges:
+    init_embedded_store(settings)
+    return open_changes(settings)
+
+
+@contextmanager
+def password_lab(
+    mode: str, lab: LabDomain, user: LabUser, sensors: WinRMEmulator, tmp_path: Path
+) -> Iterator[Lab]:
+    account = {
+        "id": "svc",
+        "username": user.upn,
+        "domain_controllers": [lab.dc.ldaps_url],
+        "ca_file": str(lab.dc.ca_file),
+    }
+    other = {**account, "id": "other"}
+    config = {
+        "state_dir": str(tmp_path / "state"),
+        "accounts": [account, other],
+        **sensor_config(sensors, "svc"),
+    }
+    with running_lab(mode, modules=MODULES, config=config, changes=_changes) as running:
+        yield running
+
+
+def values(password: str, confirm: str | None = None) -> dict[str, dict[str, Any]]:
+    return {
+        Block.PASSWORD: {Action.PASSWORD: password},
+        Block.CONFIRM: {Action.CONFIRM: password if confirm is None else confirm},
+    }
+
+
+def open_modal(lab: Lab, text: str = "password svc", user: str = ALICE) -> str:
+    delivery = lab.emulator.slash_command(text, user=user)
+    assert not delivery.late
+    views = wait_for(lambda: lab.emulator.open_views(user))
+    return views[-1].id
+
+
+def view_text(lab: Lab, view_id: str) -> str:
+    return json.dumps(lab.emulator.view(view_id)["blocks"])
+
+
+def recorded(lab: Lab) -> str:
+    return json.dumps([c.args for c in lab.emulator.calls()]) + json.dumps(
+        [c.body for c in lab.emulator.calls()]
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_happy_path(
+    mode: str,
+    lab_domain: LabDomain,
+    fresh_user: LabUser,
+    sensors: WinRMEmulator,
+    env: None,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    lab_domain.dc.set_password(fresh_user.name, CANARY)
+    sensors.host("sensor02").set_service("AATPSensor", "Stopped")
+    with password_lab(mode, lab_domain, fresh_user, sensors, tmp_path) as lab:
+        view_id = open_modal(lab)
+        modal = lab.emulator.view(view_id)
+        inputs = [b for b in modal["blocks"] if b["type"] == "input"]
+        assert [b["block_id"] for b in inputs] == [Block.PASSWORD, Block.CONFIRM]
+        assert all("initial_value" not in b["element"] for b in inputs)
+
+        delivery = lab.emulator.submit_view(view_id, values(CANARY))
+        assert not delivery.late
+        assert delivery.ack is not None
+        assert delivery.ack["response_action"] == "update"
+        assert "Testing the connection" in json.dumps(delivery.ack["view"])
+        wait_for(lambda: "Saved." in view_text(lab, view_id), timeout=15)
+
+        announcement = wait_for(lambda: [m for m in lab.emulator.messages(OPS) if m.thread_ts is None])[0]
+        assert f"<@{ALICE}> changed the directory service account password for *svc*" in announcement.text
+        assert fresh_user.upn in announcement.text
+        assert "expires" in announcement.text
+
+        def final_report() -> str | None:
+            thread = [m for m in lab.emulator.messages(OPS) if m.thread_ts == announcement.ts]
+            text = thread[-1].text if thread else ""
+            return text if "need attention" in text or "All 2" in text else None
+
+        report = wait_for(final_report, timeout=30)
+        assert "1 of 2 sensor(s) need attention: sensor02" in report
+        assert lab.emulator.calls("chat.update")
+
+        changes = lab.runtime.services.changes
+        assert changes is not None
+        saved = changes.store.read("svc")
+        assert saved is not None
+        assert saved.get_secret_value() == CANARY
+        actions = [(r.actor, r.action, r.outcome) for r in reversed(changes.audit.recent("svc"))]
+        actor = "slack:U0ALICE (alice)"
+        assert actions == [(actor, "test", "ok"), (actor, "save", "ok"), (actor, "check", "failed")]
+        assert CANARY not in recorded(lab)
+    assert CANARY not in caplog.text
+    for path in (tmp_path / "state").rglob("*"):
+        if path.is_file() and path.name != "credentials.sqlite":
+            assert CANARY.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_wrong_password_shows_the_reason_and_saves_nothing(
+    mode: str,
+    lab_domain: LabDomain,
+    fresh_user: LabUser,
+    sensors: WinRMEmulator,
+    env: None,
+    tmp_path: Path,
+) -> None:
+    with password_lab(mode, lab_domain, fresh_user, sensors, tmp_path) as lab:
+        view_id = open_modal(lab)
+        lab.emulator.submit_view(view_id, values(CANARY))
+        wait_for(lambda: "Not saved." in view_text(lab, view_id), timeout=15)
+        text = view_text(lab, view_id)
+        assert "The password is wrong" in text
+        assert "wrong_password" in text
+        assert lab.emulator.calls("chat.postMessage") == []
+        changes = lab.runtime.services.changes
+        assert changes is not None
+        assert changes.store.read("svc") is None
+        # "Try again" brings the form back for the same account.
+        lab.emulator.click(Action.RETRY, view_id=view_id, value=_retry_value(lab, view_id))
+        wait_for(lambda: Block.PASSWORD in view_text(lab, view_id))
+        assert CANARY not in recorded(lab)
+
+
+def _retry_value(lab: Lab, view_id: str) -> str:
+    for block in lab.emulator.view(view_id)["blocks"]:
+        for element in block.get("elements", []):
+            if element.get("action_id") == Action.RETRY:
+                return str(element["value"])
+    raise AssertionError("no Try again button")
+
+
+@pytest.mark.parametrize(
+    ("typed", "confirm", "block", "message"),
+    [
+        ("", "", Block.PASSWORD, "Enter the new password."),
+        ("Good-Pa55word!", "Other-Pa55word!", Block.CONFIRM, "do not match"),
+        ("x" * 257, "x" * 257, Block.PASSWORD, "longer than 256"),
+        (" Good-Pa55word!", " Good-Pa55word!", Block.PASSWORD, "starts or ends with a space"),
+        ("Good\tPa55word!", "Good\tPa55word!", Block.PASSWORD, "control characters"),
+        ("Good-Pa55word!", "", Block.CONFIRM, "Type the new password again"),
+    ],
+)
+def test_invalid_input_gets_inline_errors_and_changes_nothing(
+    lab_domain: LabDomain,
+    fresh_user: LabUser,
+    sensors: WinRMEmulator,
+    env: None,
+    tmp_path: Path,
+    typed: str,
+    confirm: str,
+    block: str,
+    message: str,
+) -> None:
+    with password_lab("socket", lab_domain, fresh_user, sensors, tmp_path) as lab:
+        view_id = open_modal(lab)
+        delivery = lab.emulator.submit_view(view_id, values(typed, confirm))
+        assert delivery.ack is not None
+        assert delivery.ack["response_action"] == "errors"
+        assert message in delivery.ack["errors"][block]
+        assert lab.emulator.calls("views.update") == []
+        changes = lab.runtime.services.changes
+        assert changes is not None
+        assert [(r.action, r.outcome, r.reason) for r in changes.audit.recent()] == [
+            ("change", "refused", "invalid-input")
+        ]
+    assert lab_domain.dc.user_state(fresh_user.name)["badPwdCount"] == 0
+
+
+def test_several_accounts_need_a_choice(
+    lab_domain: LabDomain,
+    fresh_user: LabUser,
+    sensors: WinRMEmulator,
+    env: None,
+    tmp_path: Path,
+) -> None:
+    with password_lab("socket", lab_domain, fresh_user, sensors, tmp_path) as lab:
+        view_id = open_modal(lab, "password")
+        assert Block.ACCOUNT in view_text(lab, view_id)
+        delivery = lab.emulator.submit_view(view_id, values("Good-Pa55word!"))
+        assert delivery.ack is not None
+        assert delivery.ack["errors"] == {Block.ACCOUNT: "Choose a configured account."}
+        unknown = lab.emulator.slash_command("password nope")
+        assert "There is no account `nope`" in unknown.text
+
+
+def test_unauthorized_user_is_refused_and_audited(
+    lab_domain: LabDomain,
+    fresh_user: LabUser,
+    sensors: WinRMEmulator,
+    env: None,
+    tmp_path: Path,
+) -> None:
+    with password_lab("http", lab_domain, fresh_user, sensors, tmp_path) as lab:
+        delivery = lab.emulator.slash_command("password svc", user=MALLORY)
+        assert "not allowed" in delivery.text
+        assert lab.emulator.calls("views.open") == []
+        changes = lab.runtime.services.changes
+        assert changes is not None
+        assert [(r.action, r.outcome) for r in changes.audit.recent()] == [("password", "denied")]
+
+
+def test_a_second_change_in_flight_is_told_so(
+    lab_domain: LabDomain,
+    fresh_user: LabUser,
+    sensors: WinRMEmulator,
+    env: None,
+    tmp_path: Path,
+) -> None:
+    with password_lab("socket", lab_domain, fresh_user, sensors, tmp_path) as lab:
+        view_id = open_modal(lab)
+        with hold_account(tmp_path / "state", "svc"):  # e.g. a CLI change of the same account
+            lab.emulator.submit_view(view_id, values(fresh_user.password))
+            wait_for(lambda: "in progress" in view_text(lab, view_id), timeout=15)
+        assert lab.emulator.calls("chat.postMessage") == []
+    assert lab_domain.dc.user_state(fresh_user.name)["badPwdCount"] == 0
+
+
+def test_slack_rate_limit_then_success(
+    lab_domain: LabDomain,
+    fresh_user: LabUser,
+    sensors: WinRMEmulator,
+    env: None,
+    tmp_path: Path,
+) -> None:
+    with password_lab("socket", lab_domain, fresh_user, sensors, tmp_path) as lab:
+        view_id = open_modal(lab)
+        lab.emulator.fail("chat.postMessage", status=429, retry_after=1, times=1)
+        lab.emulator.submit_view(view_id, values(fresh_user.password))
+        wait_for(lambda: [m for m in lab.emulator.messages(OPS) if m.thread_ts is None], timeout=20)
+        statuses = [c.status for c in lab.emulator.calls("chat.postMessage")]
+        assert statuses[:2] == [429, 200]
+        settings = lab.runtime.services.settings
+        saved = open_store(settings).metadata("svc")
+        assert saved is not None
+
+
+def test_closed_modal_gets_the_outcome_by_ephemeral_message(
+    lab_domain: LabDomain,
+    fresh_user: LabUser,
+    sensors: WinRMEmulator,
+    env: None,
+    tmp_path: Path,
+) -> None:
+    with password_lab("socket", lab_domain, fresh_user, sensors, tmp_path) as lab:
+        view_id = open_modal(lab)
+        lab.emulator.submit_view(view_id, values("Wrong-Pa55word!"))
+        lab.emulator.close_view(view_id)
+        ephemeral = wait_for(
+            lambda: [m for m in lab.emulator.messages(OPS) if m.ephemeral_to == ALICE], timeout=15
+        )
+        assert "The password is wrong" in ephemeral[0].text
+
+
+def test_status_and_history(
+    lab_domain: LabDomain,
+    fresh_user: LabUser,
+    sensors: WinRMEmulator,
+    env: None,
+    tmp_path: Path,
+) -> None:
+    with password_lab("http", lab_domain, fresh_user, sensors, tmp_path) as lab:
+        ack = lab.emulator.slash_command("status")
+        assert "Checking 2 sensor(s)" in ack.text
+
+        def final() -> str | None:
+            texts = [c.args.get("text", "") for c in lab.emulator.calls("response_url")]
+            return next((t for t in reversed(texts) if "All 2 sensor(s)" in t), None)
+
+        assert wait_for(final, timeout=30)
+        assert "No audit events for svc." in lab.emulator.slash_command("history svc").text
+        everything = lab.emulator.slash_command("history").text
+        assert "slack:U0ALICE (alice)  check  -  ok: 2 of 2 sensors healthy" in everything
