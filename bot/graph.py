@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import msal
+import msal.exceptions
 import requests
 
 from bot.config import ConfigError, GraphConfig
@@ -65,6 +66,30 @@ def parse_health_issue(item: dict[str, Any]) -> HealthIssue | None:
     )
 
 
+class _Http:
+    """requests with the CA bundle and timeout passed on every call.
+
+    A session's own `verify` loses to $REQUESTS_CA_BUNDLE (requests reads the environment per request),
+    so a configured `ca_file` is given per call. MSAL uses this object as its `http_client`.
+    """
+
+    def __init__(self, session: requests.Session, verify: str | bool, timeout: float) -> None:
+        self._session = session
+        self._verify = verify
+        self._timeout = timeout
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        return self._session.get(url, verify=self._verify, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        return self._session.post(url, verify=self._verify, **kwargs)
+
+    def close(self) -> None:
+        self._session.close()
+
+
 class GraphHealthSource:
     """Reads open credential health issues. One MSAL app per source, so its token cache is reused."""
 
@@ -72,8 +97,8 @@ class GraphHealthSource:
         if not (config.tenant_id and config.client_id):
             raise ConfigError(["graph: tenant_id and client_id are required"])
         self.config = config
-        self._session = session or requests.Session()
-        self._session.verify = str(config.ca_file) if config.ca_file else True
+        verify = str(config.ca_file) if config.ca_file else True
+        self._http = _Http(session or requests.Session(), verify, config.timeout)
         self._app: msal.ConfidentialClientApplication | None = None
         self._scope = f"{_origin(config.graph_url)}/.default"
 
@@ -86,15 +111,15 @@ class GraphHealthSource:
                         self.config.client_id,
                         client_credential=secret.get_secret_value(),
                         authority=f"{self.config.authority_url}/{self.config.tenant_id}",
-                        verify=self._session.verify,
-                        timeout=self.config.timeout,
+                        http_client=self._http,
                         instance_discovery=False,
                     )
                 result = self._app.acquire_token_for_client(scopes=[self._scope])
-            except (ValueError, requests.RequestException) as exc:
+            except (ValueError, requests.RequestException, msal.exceptions.MsalError) as exc:
                 self._app = None
+                detail = " ".join(str(exc).split())[:200]
                 raise GraphError(
-                    f"cannot sign in at {self.config.authority_url}: {type(exc).__name__}"
+                    f"cannot sign in at {self.config.authority_url}: {type(exc).__name__}: {detail}"
                 ) from None
         token = result.get("access_token") if isinstance(result, dict) else None
         if not isinstance(token, str):
@@ -107,9 +132,7 @@ class GraphHealthSource:
 
     def _get(self, url: str, token: str) -> dict[str, Any]:
         try:
-            response = self._session.get(
-                url, headers={"Authorization": f"Bearer {token}"}, timeout=self.config.timeout
-            )
+            response = self._http.get(url, headers={"Authorization": f"Bearer {token}"})
         except requests.RequestException as exc:
             raise GraphError(f"cannot reach {_origin(url)}: {type(exc).__name__}") from None
         if response.status_code in (401, 403):

@@ -266,6 +266,11 @@ class GraphEmulator:
                 if issue["id"] == issue_id:
                     issue["status"] = status
 
+    @property
+    def issue_ids(self) -> list[str]:
+        with self._state.lock:
+            return [issue["id"] for issue in self._state.issues]
+
     def fail_next(self, path_prefix: str, status: int) -> None:
         """Answer the next request whose path starts with `path_prefix` with `status`."""
         with self._state.lock:
