@@ -10,6 +10,7 @@ import pytest
 from bot.monitor.actions import start_sensor_service
 from bot.monitor.cycle import run_monitor_cycle
 from bot.monitor.models import Incident, MessageRef, ReachabilityNotice
+from bot.monitor.notify import LogNotifier
 from bot.monitor.render import render_incident
 from lab.winrm.model import Host, log_line
 from lab.winrm.server import WinRMEmulator
@@ -107,6 +108,9 @@ def test_a_stopped_service_opens_an_incident_and_start_service_fixes_it(
     assert [
         (s.sensor, s.credential_errors, [v.name for v in s.stopped_services]) for s in incident.sensors
     ] == [("sensor02", 0, ["AATPSensor"])]
+    clock.advance(minutes=5)
+    assert run_monitor_cycle(runtime).updated == ()  # still stopped, nothing new: the alert stays as it is
+    assert notifier.names() == ["post_incident"]
     start = incident.actions[-1]
     assert (start.kind, start.sensor, start.service) == ("start_service", "sensor02", "AATPSensor")
 
@@ -232,3 +236,22 @@ def test_the_winrm_password_never_reaches_logs_or_state(
     for path in (tmp_path / "state").rglob("*"):
         if path.is_file():
             assert WINRM_PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_the_log_notifier_renders_plain_text(
+    sensors: WinRMEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="bot.monitor.notify")
+    clock = Clock()
+    settings = monitor_settings(tmp_path, sensors)
+    runtime = make_runtime(settings, RecordingNotifier(), clock)
+    runtime.notifier = LogNotifier()
+    credential_errors(sensors, "sensor01", clock, 2)
+    sensors.host("sensor02").set_service("AATPSensorUpdater", "Stopped")
+    run_monitor_cycle(runtime)
+    text = caplog.text
+    assert "ALERT: account svc: sensors report credential problems" in text
+    assert "sensor01: 2 credential error(s) since" in text
+    assert "sensor02: service AATPSensorUpdater is Stopped" in text
+    assert f"sample: 2026-11-25 06:00:00.0000 Error [DirectoryServices] {CREDENTIAL_ERROR}" in text
+    assert "fix: atp-bot set-password --account svc" in text

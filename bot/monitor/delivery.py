@@ -8,6 +8,7 @@ next cycle.
 from __future__ import annotations
 
 import logging
+import threading
 
 from bot.monitor.models import ExpiryWarning, ReachabilityNotice, RecheckReport
 from bot.monitor.notify import Notifier, NotifierError
@@ -16,6 +17,10 @@ from bot.monitor.state import MonitorState, OutboxItem, StoredIncident
 log = logging.getLogger(__name__)
 
 UNREACHABLE, REACHABLE, RECHECK, EXPIRY = "unreachable", "reachable", "recheck", "expiry"
+
+# The monitor cycle, a re-check and the expiry check may deliver at the same time (scheduler threads);
+# one sender at a time, so nothing is sent twice.
+_sending = threading.RLock()
 
 
 def _deliver_incident(notifier: Notifier, state: MonitorState, stored: StoredIncident) -> None:
@@ -49,14 +54,15 @@ def _send(notifier: Notifier, item: OutboxItem) -> None:
 
 def flush_outbox(notifier: Notifier, state: MonitorState) -> bool:
     """Send queued notices oldest first; stop at the first failure. True when the outbox is empty."""
-    for item in state.outbox():
-        try:
-            _send(notifier, item)
-        except NotifierError as exc:
-            log.warning("notifier unavailable, %s notice kept for the next cycle: %s", item.kind, exc)
-            return False
-        state.delivered(item)
-    return True
+    with _sending:
+        for item in state.outbox():
+            try:
+                _send(notifier, item)
+            except NotifierError as exc:
+                log.warning("notifier unavailable, %s notice kept for the next cycle: %s", item.kind, exc)
+                return False
+            state.delivered(item)
+        return True
 
 
 def deliver_pending(notifier: Notifier, state: MonitorState) -> bool:
