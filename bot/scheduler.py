@@ -23,6 +23,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import ConfigError, Settings
 from bot.graph import GraphError
@@ -200,14 +202,20 @@ def start_scheduler(runtime: MonitorRuntime, *, paused: bool = False) -> Schedul
     """
     settings = runtime.settings
     config = settings.scheduler
-    aps = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(url=jobstore_url(settings))},
-        executors={"default": ThreadPoolExecutor(max_workers=4)},
-        job_defaults={"coalesce": True, "max_instances": 1},
-        timezone=UTC,
-    )
+    url = jobstore_url(settings)
+    try:
+        store = SQLAlchemyJobStore(url=url)
+        aps = BackgroundScheduler(
+            jobstores={"default": store},
+            executors={"default": ThreadPoolExecutor(max_workers=4)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+        aps.start(paused=True)
+    except (SQLAlchemyError, ImportError) as exc:
+        where = make_url(url).render_as_string(hide_password=True)
+        raise ConfigError([f"scheduler.jobstore_url: cannot use {where}: {type(exc).__name__}"]) from None
     set_runtime(runtime)
-    aps.start(paused=True)
     if config.enabled:
         interval = config.monitor_interval_minutes
         aps.add_job(

@@ -284,3 +284,40 @@ class GraphEmulator:
     def records(self) -> list[RequestRecord]:
         with self._state.lock:
             return list(self._state.records)
+
+
+def register_cli(actions: Any) -> None:
+    """`atp-bot lab graph`: run the emulator in the foreground until Ctrl-C."""
+    parser = actions.add_parser(
+        "graph", help="run a Microsoft Graph health issues emulator (with its token endpoint)"
+    )
+    parser.add_argument("--port", type=int, default=8444, help="port on 127.0.0.1 (default 8444; 0 = any)")
+    parser.add_argument("--dir", type=Path, default=Path(".lab/graph"), help="where the test CA and files go")
+    parser.add_argument("--issues", type=int, default=1, help="open credential health issues to start with")
+    parser.set_defaults(handler=_run_cli)
+
+
+def _run_cli(args: Any) -> int:
+    directory: Path = args.dir
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    emulator = GraphEmulator(directory, port=args.port)
+    secret_file = directory / "client.secret"
+    secret_file.touch(mode=0o600)
+    secret_file.write_text(emulator.client_secret + "\n", encoding="utf-8")
+    for _ in range(args.issues):
+        emulator.add_issue()
+    with emulator:
+        print(f"Graph emulator at {emulator.graph_url}{HEALTH_ISSUES_PATH.removeprefix('/v1.0')}")
+        print("configuration for atp-bot:\n")
+        print(
+            f'[graph]\nenabled = true\ntenant_id = "{emulator.tenant_id}"\nclient_id = "{emulator.client_id}"'
+        )
+        print(f'client_secret_file = "{secret_file.resolve()}"')
+        print(f'authority_url = "{emulator.authority_url}"\ngraph_url = "{emulator.graph_url}"')
+        print(f'ca_file = "{emulator.tls.ca_file.resolve()}"\n')
+        print("Ctrl-C stops the emulator")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print(f"\nstopped after {len(emulator.records)} request(s)")
+    return 0

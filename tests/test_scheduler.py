@@ -13,6 +13,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import scheduler as scheduler_module
+from bot.config import ConfigError
 from bot.monitor.models import MessageRef, RecheckReport
 from bot.scheduler import EXPIRY_JOB, MONITOR_JOB, Scheduler, current_runtime, recheck_job, start_scheduler
 from lab.winrm.model import Host, log_line
@@ -153,3 +154,11 @@ def test_a_job_without_a_runtime_logs_and_does_nothing(caplog: pytest.LogCapture
     with caplog.at_level(logging.ERROR):
         recheck_job("svc", THREAD.model_dump(), Clock().now.isoformat(), 2)
     assert "no runtime registered" in caplog.text
+
+
+def test_an_unusable_job_store_is_a_configuration_error(sensors: WinRMEmulator, tmp_path: Path) -> None:
+    extra = '[scheduler]\njobstore_url = "sqlite:////nonexistent-dir/jobs.sqlite"\n'
+    runtime = make_runtime(monitor_settings(tmp_path, sensors, extra=extra), RecordingNotifier(), Clock())
+    with pytest.raises(ConfigError, match=r"scheduler\.jobstore_url: cannot use sqlite:////nonexistent-dir"):
+        start_scheduler(runtime)
+    assert current_runtime() is None
