@@ -101,9 +101,10 @@ def monitor_settings(
         '[[accounts]]\nid = "svc"\nusername = "svc-atp@contoso.test"\n'
         'domain_controllers = ["ldaps://127.0.0.1:1"]\n'
     )
+    endpoints = {name: emulator.endpoint(name) for name in emulator.hosts} if emulator else {}
     sensors = "".join(
-        f'[[sensors]]\nname = "{name}"\nendpoint = "{emulator.endpoint(name)}"\naccount = "svc"\n'
-        for name in (emulator.hosts if emulator else ())
+        f'[[sensors]]\nname = "{name}"\nendpoint = "{endpoint}"\naccount = "svc"\n'
+        for name, endpoint in endpoints.items()
     )
     return parse_settings(
         f"state_dir = {toml_str(tmp_path / 'state')}\n"

@@ -162,7 +162,7 @@ def assign_health(
         ]
         for owner in owners or list(found):
             found[owner].append(issue)
-    return {account_id: tuple(items) for account_id, items in found.items()}
+    return {account_id: tuple(sorted(items, key=lambda i: i.id)) for account_id, items in found.items()}
 
 
 def _track_reachability(
@@ -244,7 +244,7 @@ def run_monitor_cycle(rt: MonitorRuntime) -> CycleResult:
     health_list, health_error = _read_health(rt)
     health = assign_health(settings.accounts, health_list) if health_list is not None else {}
     now = rt.clock()
-    stored = state.incidents()
+    stored, reachability = state.incidents(), state.reachability()
     opened: list[Incident] = []
     updated: list[Incident] = []
     closed: list[Incident] = []
@@ -252,7 +252,7 @@ def run_monitor_cycle(rt: MonitorRuntime) -> CycleResult:
         for result in results:
             if result.position is not None:
                 MonitorState.save_position(db, result.name, result.position)
-        notices = _track_reachability(db, rt, results, state.reachability(), now)
+        notices = _track_reachability(db, rt, results, reachability, now)
         for account in settings.accounts:
             order = [s.name for s in sensors_for_account(settings, account.id)]
             seen = observe(order, by_name, health.get(account.id, ()) if health_list is not None else None)
