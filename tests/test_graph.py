@@ -139,3 +139,9 @@ def test_the_client_secret_never_reaches_logs_errors_or_state(
     for path in (tmp_path / "state").rglob("*"):
         if path.is_file():
             assert GRAPH_SECRET.encode() not in path.read_bytes(), path
+
+
+def test_the_runtime_uses_graph_when_it_is_enabled(tmp_path: Path, graph: GraphEmulator) -> None:
+    runtime = make_runtime(graph_settings(tmp_path, graph), RecordingNotifier(), Clock())
+    assert isinstance(runtime.health, GraphHealthSource)
+    assert make_runtime(monitor_settings(tmp_path / "off", None), RecordingNotifier(), Clock()).health is None

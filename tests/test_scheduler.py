@@ -192,3 +192,15 @@ def test_a_recheck_missed_while_the_bot_was_down_runs_at_start(
     ((thread, report),) = notifier.of("post_recheck")
     assert (thread, report.delay_minutes) == (THREAD, 2)
     assert [job.id.rsplit(":", 1)[1] for job in second.pending() if job.id.startswith("recheck:")] == ["10"]
+
+
+def test_rechecks_of_an_unknown_account_are_refused(
+    sensors: WinRMEmulator, tmp_path: Path, started: list[Scheduler]
+) -> None:
+    scheduler = start_scheduler(
+        make_runtime(monitor_settings(tmp_path, sensors), RecordingNotifier(), Clock()), paused=True
+    )
+    started.append(scheduler)
+    with pytest.raises(ConfigError, match="no account with id 'nope'"):
+        scheduler.schedule_rechecks("nope", THREAD, Clock().now)
+    assert [job.id for job in scheduler.pending() if job.id.startswith("recheck:")] == []
