@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import ConfigError, Settings
 from bot.graph import GraphError
-from bot.monitor.cycle import run_monitor_cycle
+from bot.monitor.cycle import CycleResult, run_monitor_cycle
 from bot.monitor.expiry import run_expiry_check
 from bot.monitor.models import MessageRef
 from bot.monitor.recheck import run_recheck
@@ -151,6 +151,11 @@ class Scheduler:
             self.aps.add_job(monitor_job, id=MONITOR_JOB, replace_existing=True)
         else:
             self.aps.modify_job(MONITOR_JOB, next_run_time=datetime.now(UTC))
+
+    def run_cycle_now(self) -> CycleResult:
+        """*Re-check now* with an answer: run one monitor cycle in the calling thread and return what it
+        found (the alert is updated or closed as usual). Waits if a cycle is running."""
+        return run_monitor_cycle(self.runtime)
 
     def pending(self) -> list[PendingJob]:
         return [PendingJob(job.id, job.next_run_time) for job in self.aps.get_jobs()]

@@ -204,3 +204,17 @@ def test_rechecks_of_an_unknown_account_are_refused(
     with pytest.raises(ConfigError, match="no account with id 'nope'"):
         scheduler.schedule_rechecks("nope", THREAD, Clock().now)
     assert [job.id for job in scheduler.pending() if job.id.startswith("recheck:")] == []
+
+
+def test_run_cycle_now_answers_in_the_calling_thread(
+    sensors: WinRMEmulator, tmp_path: Path, started: list[Scheduler]
+) -> None:
+    notifier = RecordingNotifier()
+    scheduler = start_scheduler(
+        make_runtime(monitor_settings(tmp_path, sensors), notifier, Clock()), paused=True
+    )
+    started.append(scheduler)
+    sensors.host("sensor01").set_service("AATPSensorUpdater", "Stopped")
+    result = scheduler.run_cycle_now()
+    assert result.opened == ("svc",) and [r.name for r in result.results] == ["sensor01"]
+    assert notifier.names() == ["post_incident"]

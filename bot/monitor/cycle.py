@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import sqlite3
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -235,8 +236,18 @@ def _describe(incident: Incident) -> str:
     return f"incident {incident.id}: " + "; ".join(parts)
 
 
+# One cycle at a time in the process: two at once would both read the same log positions and count the
+# same errors twice. A second caller waits, then runs a fresh cycle.
+_one_cycle = threading.Lock()
+
+
 def run_monitor_cycle(rt: MonitorRuntime) -> CycleResult:
     """One cycle: check, update incidents and reachability (one transaction), audit, then deliver."""
+    with _one_cycle:
+        return _cycle(rt)
+
+
+def _cycle(rt: MonitorRuntime) -> CycleResult:
     settings, state = rt.settings, rt.state
     names = [s.name for s in settings.sensors]
     results = rt.changes.checker(settings, names, positions=state.positions()) if names else []
