@@ -123,6 +123,7 @@ class GraphHealthSource:
                 ) from None
         token = result.get("access_token") if isinstance(result, dict) else None
         if not isinstance(token, str):
+            self._app = None  # sign in afresh next time: the secret may have been rotated meanwhile
             error = result.get("error") if isinstance(result, dict) else None
             raise GraphError(
                 f"sign-in at {self.config.authority_url} refused: {error or 'no access token'} "

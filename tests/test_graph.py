@@ -145,3 +145,15 @@ def test_the_runtime_uses_graph_when_it_is_enabled(tmp_path: Path, graph: GraphE
     runtime = make_runtime(graph_settings(tmp_path, graph), RecordingNotifier(), Clock())
     assert isinstance(runtime.health, GraphHealthSource)
     assert make_runtime(monitor_settings(tmp_path / "off", None), RecordingNotifier(), Clock()).health is None
+
+
+def test_a_rotated_client_secret_is_picked_up(
+    tmp_path: Path, graph: GraphEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph.add_issue()
+    monkeypatch.setenv("ATP_BOT_TEST_GRAPH_SECRET", "the-old-secret")
+    source = GraphHealthSource(graph_settings(tmp_path, graph).graph)
+    with pytest.raises(GraphError, match="invalid_client"):
+        source.credential_issues()
+    monkeypatch.setenv("ATP_BOT_TEST_GRAPH_SECRET", GRAPH_SECRET)
+    assert len(source.credential_issues()) == 1
