@@ -7,6 +7,7 @@ Secrets are never in the file: every secret is named by an environment variable 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -448,6 +449,126 @@ class SlackConfig(_Model):
         return parse_listen(self.listen)
 
 
+_DAILY_TIME = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
+_INTERVAL = r"^([1-9][0-9]{0,4})([mh])$"
+
+
+class SchedulerConfig(_Model):
+    """`[scheduler]`: the background jobs that watch the sensors and the password expiry."""
+
+    enabled: bool = True
+    monitor_interval_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 5
+    recheck_delays_minutes: Annotated[
+        list[Annotated[int, Field(ge=1, le=7 * 24 * 60)]], Field(max_length=10)
+    ] = [2, 10]
+    # "HH:MM" (UTC, daily) or an interval such as "12h" or "90m".
+    expiry_check_time: str = "08:00"
+    expiry_warning_days: Annotated[
+        list[Annotated[int, Field(ge=0, le=365)]], Field(min_length=1, max_length=20)
+    ] = [14, 7, 3, 1]
+    # A sensor that cannot be reached is reported once, after this many consecutive failed cycles.
+    unreachable_after: Annotated[int, Field(ge=1, le=1000)] = 3
+    # SQLAlchemy URL of the job store (without a password); default: SQLite in the state directory.
+    jobstore_url: str | None = None
+
+    @field_validator("expiry_check_time")
+    @classmethod
+    def _valid_check_time(cls, value: str) -> str:
+        if not (re.match(_DAILY_TIME, value) or re.match(_INTERVAL, value)):
+            raise ValueError(f'{value!r}: use a UTC time of day ("08:00") or an interval ("12h", "90m")')
+        return value
+
+    @field_validator("recheck_delays_minutes", "expiry_warning_days")
+    @classmethod
+    def _distinct(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("a value is listed twice")
+        return value
+
+    @field_validator("jobstore_url")
+    @classmethod
+    def _jobstore_without_password(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "not a valid SQLAlchemy URL (e.g. sqlite:////var/lib/atp-bot/jobs.sqlite)"
+            ) from None
+        if url.password:
+            raise ValueError("must not contain a password")
+        return value
+
+    @property
+    def expiry_daily_at(self) -> tuple[int, int] | None:
+        """(hour, minute) UTC when the expiry check runs daily; None when it runs at an interval."""
+        if re.match(_DAILY_TIME, self.expiry_check_time):
+            hour, minute = self.expiry_check_time.split(":")
+            return int(hour), int(minute)
+        return None
+
+    @property
+    def expiry_interval_minutes(self) -> int | None:
+        match = re.match(_INTERVAL, self.expiry_check_time)
+        if match is None:
+            return None
+        return int(match.group(1)) * (60 if match.group(2) == "h" else 1)
+
+
+DEFAULT_HEALTH_ISSUE_PATTERNS = ["directory services user credentials", "directory service account"]
+
+
+class GraphConfig(_Model):
+    """`[graph]`: optional Defender for Identity health issues from Microsoft Graph (app credentials)."""
+
+    enabled: bool = False
+    tenant_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]{1,128}$")] | None = None
+    client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,128}$")] | None = None
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    authority_url: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    ca_file: Path | None = None
+    timeout: Annotated[float, Field(gt=0, le=300)] = 30.0
+    # A health issue is about the directory service account when its display name contains one of these
+    # (case-insensitive).
+    issue_patterns: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = (
+        DEFAULT_HEALTH_ISSUE_PATTERNS
+    )
+
+    @field_validator("authority_url", "graph_url")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment or parts.username:
+            raise ValueError(f"{value!r}: must be an https:// URL without query or credentials")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> GraphConfig:
+        _one_secret_source("client_secret", self.client_secret_env, self.client_secret_file)
+        if self.enabled:
+            missing = [
+                name
+                for name, value in (
+                    ("tenant_id", self.tenant_id),
+                    ("client_id", self.client_id),
+                    (
+                        "client_secret_env or client_secret_file",
+                        self.client_secret_env or self.client_secret_file,
+                    ),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"enabled = true needs {', '.join(missing)}")
+        return self
+
+    def client_secret(self) -> SecretStr:
+        return read_secret("graph.client_secret", env=self.client_secret_env, file=self.client_secret_file)
+
+
 class Settings(_Model):
     """The whole configuration file."""
 
@@ -461,6 +582,8 @@ class Settings(_Model):
     store: StoreConfig = StoreConfig()
     audit: AuditConfig = AuditConfig()
     slack: SlackConfig = SlackConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    graph: GraphConfig = GraphConfig()
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:

@@ -406,3 +406,36 @@ def run_connection_test(
                 notes=notes,
             )
     return _unreachable(account, attempts, notes)
+
+
+class ExpiryUnavailable(Exception):
+    """The password expiry could not be read; the message is safe to show."""
+
+
+def read_password_expiry(account: AccountConfig) -> PasswordExpiry:
+    """Read the account's password expiry with its read-only lookup account (no bind as the account).
+
+    Fails over between DCs only while none answered; a refused lookup bind stops at once, so the lookup
+    account is never pushed towards lockout.
+    """
+    if account.lookup_username is None:
+        raise ValueError(f"account {account.id} has no lookup account")
+    lookup_password = account.lookup_password()
+    problems = []
+    with active_secret(lookup_password):
+        for dc in account.dcs:
+            try:
+                with _session(dc, account, account.lookup_username, lookup_password) as conn:
+                    bound, code, diagnostic = _bind(conn)
+                    if not bound:
+                        failure = decode_bind_failure(code, diagnostic)
+                        raise ExpiryUnavailable(f"{dc.url}: lookup account: {failure.message}")
+                    expiry, dn = _read_expiry(conn, account)
+                    if dn is None:
+                        raise ExpiryUnavailable(
+                            f"{dc.url}: {account.username} not found by the lookup account"
+                        )
+                    return expiry
+            except _NoVerdict as problem:
+                problems.append(f"{dc.url}: {problem.detail}")
+    raise ExpiryUnavailable("no domain controller answered: " + "; ".join(problems))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab import ata_center, dc_cmd, demo
+from lab import ata_center, dc_cmd, demo, graph
 from lab.slack import cli as slack_cli
 from lab.winrm import cli as winrm_cli
 
@@ -19,3 +19,4 @@ def register(commands: Any) -> None:
     winrm_cli.register(actions)
     slack_cli.register(actions)
     ata_center.register_cli(actions)
+    graph.register_cli(actions)

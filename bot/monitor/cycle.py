@@ -1,0 +1,323 @@
+"""The credential-error monitor: one check cycle over every sensor (and the optional Graph source).
+
+Each cycle scans only what the sensors appended to their error logs since the saved positions, and
+reads the service states. Per account, new credential errors or stopped services open an incident
+(one alert) or grow the open one (the alert is updated, never re-posted); a cycle in which every sensor
+of the account answered clean closes it. A sensor that cannot be reached is reported once after
+`scheduler.unreachable_after` failed cycles in a row, and once more when it answers again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.audit import AuditAction, AuditOutcome
+from bot.change import sensors_for_account
+from bot.config import AccountConfig
+from bot.graph import GraphError
+from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
+from bot.monitor.models import HealthIssue, Incident, ReachabilityNotice, SensorIssue, ServiceState
+from bot.monitor.runtime import MonitorRuntime
+from bot.monitor.state import MonitorState, Reachability, StoredIncident
+from bot.sensors import SensorResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AccountObservation:
+    """What one cycle saw for one account's sensors."""
+
+    issues: dict[str, SensorIssue]  # sensors with new credential errors or services not running
+    clean: frozenset[str]  # sensors that answered without a problem
+    all_answered: bool
+    health: tuple[HealthIssue, ...] | None  # None: the health source did not answer this cycle
+
+    @property
+    def has_problems(self) -> bool:
+        return bool(self.issues or self.health)
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    results: tuple[SensorResult, ...]
+    opened: tuple[str, ...] = ()  # account ids
+    updated: tuple[str, ...] = ()
+    closed: tuple[str, ...] = ()
+    notices: tuple[ReachabilityNotice, ...] = ()
+    delivered: bool = True  # False: something waits for the notifier
+    health_error: str | None = None
+
+
+def sensor_issue(result: SensorResult) -> SensorIssue | None:
+    """The sensor's part of an incident from this cycle's check; None when it has nothing to report."""
+    errors = result.credential_errors
+    stopped = tuple(ServiceState(name=s.name, state=s.state) for s in result.services if not s.running)
+    if not stopped and not (errors and errors.count):
+        return None
+    return SensorIssue(
+        sensor=result.name,
+        credential_errors=errors.count if errors else 0,
+        first_error=errors.first if errors and errors.count else None,
+        last_error=errors.last if errors and errors.count else None,
+        sample=errors.sample if errors and errors.count else None,
+        stopped_services=stopped,
+    )
+
+
+def observe(
+    sensor_names: Sequence[str],
+    results: Mapping[str, SensorResult],
+    health: tuple[HealthIssue, ...] | None,
+) -> AccountObservation:
+    issues, clean, answered = {}, set(), True
+    for name in sensor_names:
+        result = results.get(name)
+        if result is None or not result.reachable:
+            answered = False
+            continue
+        issue = sensor_issue(result)
+        if issue is None:
+            clean.add(name)
+        else:
+            issues[name] = issue
+    return AccountObservation(issues, frozenset(clean), answered, health)
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return min(x for x in (a, b) if x is not None) if a or b else None
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return max(x for x in (a, b) if x is not None) if a or b else None
+
+
+def _merge(old: SensorIssue, new: SensorIssue) -> SensorIssue:
+    return SensorIssue(
+        sensor=old.sensor,
+        credential_errors=old.credential_errors + new.credential_errors,
+        first_error=_earliest(old.first_error, new.first_error),
+        last_error=_latest(old.last_error, new.last_error),
+        sample=new.sample or old.sample,
+        stopped_services=new.stopped_services,
+    )
+
+
+def next_incident(
+    account_id: str,
+    current: Incident | None,
+    seen: AccountObservation,
+    now: datetime,
+    order: Sequence[str],
+) -> Incident | None:
+    """The account's incident after this cycle (pure). `current` may be closed but not yet delivered."""
+    if current is None:
+        if not seen.has_problems:
+            return None
+        return Incident(
+            id=secrets.token_hex(6),
+            account_id=account_id,
+            opened_at=now,
+            updated_at=now,
+            sensors=tuple(seen.issues[name] for name in order if name in seen.issues),
+            health_issues=seen.health or (),
+        )
+    if current.closed and not seen.has_problems:
+        return current
+    by_sensor = {s.sensor: s for s in current.sensors}
+    for name, issue in seen.issues.items():
+        by_sensor[name] = _merge(by_sensor[name], issue) if name in by_sensor else issue
+    for name in seen.clean:
+        if name in by_sensor and by_sensor[name].stopped_services:
+            by_sensor[name] = by_sensor[name].model_copy(update={"stopped_services": ()})
+    health = current.health_issues if seen.health is None else seen.health
+    sensors = tuple(by_sensor[name] for name in order if name in by_sensor)
+    sensors += tuple(s for name, s in by_sensor.items() if name not in order)  # sensors removed from config
+    clean_now = seen.all_answered and not seen.has_problems and seen.health is not None
+    closed_at = now if clean_now else None
+    candidate = current.model_copy(
+        update={"sensors": sensors, "health_issues": health, "closed_at": closed_at}
+    )
+    if candidate == current:
+        return current
+    return candidate.model_copy(update={"updated_at": now})
+
+
+def assign_health(
+    accounts: Sequence[AccountConfig], issues: Iterable[HealthIssue]
+) -> dict[str, tuple[HealthIssue, ...]]:
+    """Health issues per account, by domain (or sensor host) name; an issue no domain claims goes to all."""
+    found: dict[str, list[HealthIssue]] = {a.id: [] for a in accounts}
+    for issue in issues:
+        names = [n.lower() for n in (*issue.domains, *issue.sensors)]
+        owners = [
+            a.id
+            for a in accounts
+            if any(n == a.name.domain.lower() or n.endswith("." + a.name.domain.lower()) for n in names)
+        ]
+        for owner in owners or list(found):
+            found[owner].append(issue)
+    return {account_id: tuple(sorted(items, key=lambda i: i.id)) for account_id, items in found.items()}
+
+
+def _track_reachability(
+    db: sqlite3.Connection,
+    rt: MonitorRuntime,
+    results: Sequence[SensorResult],
+    known: Mapping[str, Reachability],
+    now: datetime,
+) -> list[ReachabilityNotice]:
+    notices = []
+    threshold = rt.settings.scheduler.unreachable_after
+    for result in results:
+        old = known.get(result.name, Reachability(result.name))
+        if result.reachable:
+            if old.reported:
+                notices.append(
+                    ReachabilityNotice(
+                        sensor=result.name,
+                        account_id=result.account,
+                        reachable=True,
+                        failures=old.failures,
+                        since=old.since or now,
+                        at=now,
+                    )
+                )
+            if old.failures or old.reported:
+                MonitorState.save_reachability(db, Reachability(result.name))
+            continue
+        assert result.failure is not None
+        detail = f"{result.failure.kind}: {result.failure.detail}"
+        failures, since = old.failures + 1, old.since or now
+        report = failures >= threshold and not old.reported
+        if report:
+            notices.append(
+                ReachabilityNotice(
+                    sensor=result.name,
+                    account_id=result.account,
+                    reachable=False,
+                    failures=failures,
+                    since=since,
+                    at=now,
+                    detail=detail,
+                )
+            )
+        MonitorState.save_reachability(
+            db, Reachability(result.name, failures, since, detail, old.reported or report)
+        )
+    for notice in notices:
+        MonitorState.enqueue(db, REACHABLE if notice.reachable else UNREACHABLE, notice.model_dump_json())
+    return notices
+
+
+def _read_health(rt: MonitorRuntime) -> tuple[list[HealthIssue] | None, str | None]:
+    if rt.health is None:
+        return [], None
+    try:
+        return rt.health.credential_issues(), None
+    except GraphError as exc:
+        log.warning("graph: health issues unavailable this cycle: %s", exc)
+        return None, str(exc)
+
+
+def _describe(incident: Incident) -> str:
+    parts = [
+        f"{s.sensor}: {s.credential_errors} credential error(s)"
+        + "".join(f", {svc.name} {svc.state}" for svc in s.stopped_services)
+        for s in incident.sensors
+    ]
+    parts += [f"health issue: {h.display_name}" for h in incident.health_issues]
+    return f"incident {incident.id}: " + "; ".join(parts)
+
+
+# One cycle at a time in the process: two at once would both read the same log positions and count the
+# same errors twice. A second caller waits, then runs a fresh cycle.
+_one_cycle = threading.Lock()
+
+
+def run_monitor_cycle(rt: MonitorRuntime) -> CycleResult:
+    """One cycle: check, update incidents and reachability (one transaction), audit, then deliver."""
+    with _one_cycle:
+        return _cycle(rt)
+
+
+def _cycle(rt: MonitorRuntime) -> CycleResult:
+    settings, state = rt.settings, rt.state
+    names = [s.name for s in settings.sensors]
+    results = rt.changes.checker(settings, names, positions=state.positions()) if names else []
+    by_name = {r.name: r for r in results}
+    health_list, health_error = _read_health(rt)
+    health = assign_health(settings.accounts, health_list) if health_list is not None else {}
+    now = rt.clock()
+    stored, reachability = state.incidents(), state.reachability()
+    opened: list[Incident] = []
+    updated: list[Incident] = []
+    closed: list[Incident] = []
+    with state.transaction() as db:
+        for result in results:
+            if result.position is not None:
+                MonitorState.save_position(db, result.name, result.position)
+        notices = _track_reachability(db, rt, results, reachability, now)
+        for account in settings.accounts:
+            order = [s.name for s in sensors_for_account(settings, account.id)]
+            seen = observe(order, by_name, health.get(account.id, ()) if health_list is not None else None)
+            previous = stored.get(account.id)
+            current = previous.incident if previous else None
+            incident = next_incident(account.id, current, seen, now, order)
+            if incident is None or incident == current:
+                continue
+            if current is None:
+                opened.append(incident)
+            elif incident.closed and not current.closed:
+                closed.append(incident)
+            else:
+                updated.append(incident)
+            MonitorState.save_incident(
+                db, StoredIncident(incident, previous.ref if previous else None, False)
+            )
+    _audit_cycle(rt, opened, closed, notices)
+    delivered = deliver_pending(rt.notifier, state)
+    return CycleResult(
+        results=tuple(results),
+        opened=tuple(i.account_id for i in opened),
+        updated=tuple(i.account_id for i in updated),
+        closed=tuple(i.account_id for i in closed),
+        notices=tuple(notices),
+        delivered=delivered,
+        health_error=health_error,
+    )
+
+
+def _audit_cycle(
+    rt: MonitorRuntime,
+    opened: Sequence[Incident],
+    closed: Sequence[Incident],
+    notices: Sequence[ReachabilityNotice],
+) -> None:
+    for incident in opened:
+        detail = _describe(incident)
+        rt.audit(AuditAction.ALERT, incident.account_id, AuditOutcome.FAILED, "credential_incident", detail)
+        log.warning("account %s: %s", incident.account_id, detail)
+    for incident in closed:
+        rt.audit(
+            AuditAction.ALERT,
+            incident.account_id,
+            AuditOutcome.OK,
+            "recovered",
+            f"incident {incident.id} closed",
+        )
+        log.info("account %s: incident %s closed: a full cycle was clean", incident.account_id, incident.id)
+    for notice in notices:
+        rt.audit(
+            AuditAction.ALERT,
+            notice.account_id,
+            AuditOutcome.OK if notice.reachable else AuditOutcome.FAILED,
+            "sensor_reachable" if notice.reachable else "sensor_unreachable",
+            f"sensor {notice.sensor}" + (f": {notice.detail}" if notice.detail else ""),
+        )

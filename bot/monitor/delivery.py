@@ -1,0 +1,83 @@
+"""Sending what the monitor found through the notifier, without ever losing it.
+
+Everything is persisted before it is sent. An incident stays `delivered = False` until the notifier took
+its latest version; other notices wait in the outbox, in order. A `NotifierError` leaves the rest for the
+next cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from bot.monitor.models import ExpiryWarning, ReachabilityNotice, RecheckReport
+from bot.monitor.notify import Notifier, NotifierError
+from bot.monitor.state import MonitorState, OutboxItem, StoredIncident
+
+log = logging.getLogger(__name__)
+
+UNREACHABLE, REACHABLE, RECHECK, EXPIRY = "unreachable", "reachable", "recheck", "expiry"
+
+# The monitor cycle, a re-check and the expiry check may deliver at the same time (scheduler threads);
+# one sender at a time, so nothing is sent twice.
+_sending = threading.RLock()
+
+
+def _deliver_incident(notifier: Notifier, state: MonitorState, stored: StoredIncident) -> None:
+    incident, ref = stored.incident, stored.ref
+    if ref is None:
+        ref = notifier.post_incident(incident)
+        state.put_incident(StoredIncident(incident, ref, delivered=not incident.closed))
+        if not incident.closed:
+            return
+    if incident.closed:
+        notifier.close_incident(ref, incident)
+        state.drop_incident(incident.account_id)
+    else:
+        notifier.update_incident(ref, incident)
+        state.put_incident(StoredIncident(incident, ref, delivered=True))
+
+
+def _send(notifier: Notifier, item: OutboxItem) -> None:
+    if item.kind == UNREACHABLE:
+        notifier.post_unreachable(ReachabilityNotice.model_validate_json(item.payload))
+    elif item.kind == REACHABLE:
+        notifier.post_reachable(ReachabilityNotice.model_validate_json(item.payload))
+    elif item.kind == RECHECK:
+        assert item.thread is not None, "a re-check report is always queued with its thread"
+        notifier.post_recheck(item.thread, RecheckReport.model_validate_json(item.payload))
+    elif item.kind == EXPIRY:
+        notifier.post_expiry_warning(ExpiryWarning.model_validate_json(item.payload))
+    else:
+        log.error("outbox item %d has an unknown kind %r; dropped", item.id, item.kind)
+
+
+def flush_outbox(notifier: Notifier, state: MonitorState) -> bool:
+    """Send queued notices oldest first; stop at the first failure. True when the outbox is empty."""
+    with _sending:
+        for item in state.outbox():
+            try:
+                _send(notifier, item)
+            except NotifierError as exc:
+                log.warning("notifier unavailable, %s notice kept for the next cycle: %s", item.kind, exc)
+                return False
+            state.delivered(item)
+        return True
+
+
+def deliver_pending(notifier: Notifier, state: MonitorState) -> bool:
+    """Send every pending incident change and queued notice. True when nothing is left pending."""
+    done = True
+    for stored in state.incidents().values():
+        if stored.delivered:
+            continue
+        try:
+            _deliver_incident(notifier, state, stored)
+        except NotifierError as exc:
+            done = False
+            log.warning(
+                "account %s: alert not delivered, kept for the next cycle: %s",
+                stored.incident.account_id,
+                exc,
+            )
+    return flush_outbox(notifier, state) and done

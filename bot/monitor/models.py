@@ -1,0 +1,182 @@
+"""What the monitor tells the operator: incidents, notices and reports, as JSON-serialisable values.
+
+These are the boundary between the core and a notifier (Slack renders them as Block Kit, the plain-text
+renderer for logs). They carry facts only, never text meant for display and never a secret.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from bot.sensors import NOT_INSTALLED, SensorResult
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MessageRef(_Value):
+    """Where a notifier put a message (Slack: channel id and message ts), to update or thread on it."""
+
+    channel: str
+    ts: str
+
+
+class ServiceState(_Value):
+    name: str
+    state: str  # Stopped, StartPending, … or "not installed"
+
+
+class SensorIssue(_Value):
+    """What one sensor contributes to an incident: credential errors seen so far, services not running."""
+
+    sensor: str
+    credential_errors: int = 0
+    first_error: datetime | None = None
+    last_error: datetime | None = None
+    sample: str | None = None
+    stopped_services: tuple[ServiceState, ...] = ()
+
+
+class HealthIssue(_Value):
+    """An open Defender for Identity health issue about the directory service account (Microsoft Graph)."""
+
+    id: str
+    display_name: str
+    status: str
+    severity: str | None = None
+    issue_type: str | None = None
+    sensors: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+    created: datetime | None = None
+
+
+ActionKind = Literal["update_password", "recheck", "start_service"]
+
+
+class IncidentAction(_Value):
+    """A button the notifier offers; authorization is the notifier's job."""
+
+    kind: ActionKind
+    account_id: str
+    sensor: str | None = None
+    service: str | None = None
+
+
+class Incident(_Value):
+    """Credential trouble of one account: one alert, updated while it lasts, closed when a cycle is clean."""
+
+    id: str
+    account_id: str
+    opened_at: datetime
+    updated_at: datetime
+    sensors: tuple[SensorIssue, ...] = ()
+    health_issues: tuple[HealthIssue, ...] = ()
+    closed_at: datetime | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_at is not None
+
+    @property
+    def first_seen(self) -> datetime:
+        firsts = [s.first_error for s in self.sensors if s.first_error is not None]
+        firsts += [h.created for h in self.health_issues if h.created is not None]
+        return min([*firsts, self.opened_at])
+
+    @property
+    def credential_errors(self) -> int:
+        return sum(s.credential_errors for s in self.sensors)
+
+    @property
+    def sample(self) -> str | None:
+        return next((s.sample for s in self.sensors if s.sample), None)
+
+    @property
+    def actions(self) -> tuple[IncidentAction, ...]:
+        actions = [
+            IncidentAction(kind="update_password", account_id=self.account_id),
+            IncidentAction(kind="recheck", account_id=self.account_id),
+        ]
+        actions += [
+            IncidentAction(
+                kind="start_service", account_id=self.account_id, sensor=s.sensor, service=svc.name
+            )
+            for s in self.sensors
+            for svc in s.stopped_services
+            if svc.state != NOT_INSTALLED
+        ]
+        return tuple(actions)
+
+
+class ReachabilityNotice(_Value):
+    """A sensor could not be reached for `failures` cycles in a row (or, `reachable`, is back)."""
+
+    sensor: str
+    account_id: str | None
+    reachable: bool
+    failures: int
+    since: datetime
+    at: datetime
+    detail: str | None = None
+
+
+class SensorSummary(_Value):
+    """One sensor's answer to a check, as facts."""
+
+    name: str
+    reachable: bool
+    healthy: bool
+    problems: tuple[str, ...] = ()
+    credential_errors: int | None = None
+    services: dict[str, str] = {}
+    error: str | None = None
+
+    @classmethod
+    def of(cls, result: SensorResult) -> SensorSummary:
+        errors = result.credential_errors
+        return cls(
+            name=result.name,
+            reachable=result.reachable,
+            healthy=result.healthy,
+            problems=tuple(result.problems),
+            credential_errors=errors.count if errors else None,
+            services={s.name: s.state for s in result.services},
+            error=f"{result.failure.kind}: {result.failure.detail}" if result.failure else None,
+        )
+
+
+class RecheckReport(_Value):
+    """A scheduled follow-up check of an account's sensors, `delay_minutes` after a password change."""
+
+    account_id: str
+    changed_at: datetime
+    delay_minutes: int
+    checked_at: datetime
+    sensors: tuple[SensorSummary, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return all(s.healthy for s in self.sensors)
+
+
+class ExpiryWarning(_Value):
+    account_id: str
+    expires_at: datetime
+    days_left: int
+    threshold: int  # the smallest warning threshold (days) this warning crossed
+
+
+class ServiceStartReport(_Value):
+    """The outcome of the *Start service* action."""
+
+    sensor: str
+    service: str
+    actor: str
+    ok: bool
+    before: str | None = None
+    after: str | None = None
+    message: str

@@ -1,0 +1,92 @@
+"""The notifier: how the monitor reaches the operator. Slack implements it; the core never renders.
+
+Contract for implementations: raise `NotifierError` when a message cannot be delivered (an outage, a
+rate limit). The monitor then keeps the alert pending and delivers it on a later cycle; any other
+exception is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from bot.monitor.models import (
+    ExpiryWarning,
+    Incident,
+    MessageRef,
+    ReachabilityNotice,
+    RecheckReport,
+)
+from bot.monitor.render import (
+    render_expiry_warning,
+    render_incident,
+    render_reachability,
+    render_recheck,
+)
+
+log = logging.getLogger(__name__)
+
+
+class NotifierError(Exception):
+    """A message could not be delivered now; the monitor retries on its next cycle."""
+
+
+class Notifier(Protocol):
+    def post_incident(self, incident: Incident) -> MessageRef:
+        """Post a new alert; the returned reference is persisted to update and close it later."""
+        ...
+
+    def update_incident(self, ref: MessageRef, incident: Incident) -> None:
+        """Replace the alert's content (more errors, more sensors, a service state change)."""
+        ...
+
+    def close_incident(self, ref: MessageRef, incident: Incident) -> None:
+        """Mark the alert resolved and post the recovery message in its thread."""
+        ...
+
+    def post_unreachable(self, notice: ReachabilityNotice) -> None:
+        """A sensor could not be reached for `notice.failures` cycles in a row (sent once)."""
+        ...
+
+    def post_reachable(self, notice: ReachabilityNotice) -> None:
+        """A sensor reported unreachable answers again (sent once)."""
+        ...
+
+    def post_recheck(self, thread_ref: MessageRef, report: RecheckReport) -> None:
+        """The result of a scheduled re-check, in the thread of the change it follows."""
+        ...
+
+    def post_expiry_warning(self, warning: ExpiryWarning) -> None:
+        """The account's password expires in `warning.days_left` days (once per threshold)."""
+        ...
+
+
+class LogNotifier:
+    """A notifier that writes plain text to the log: for running without Slack, and for the CLI."""
+
+    def __init__(self, logger: logging.Logger = log) -> None:
+        self._log = logger
+        self._posted = 0
+
+    def post_incident(self, incident: Incident) -> MessageRef:
+        self._posted += 1
+        self._log.warning("%s", render_incident(incident))
+        return MessageRef(channel="log", ts=str(self._posted))
+
+    def update_incident(self, ref: MessageRef, incident: Incident) -> None:
+        self._log.warning("(update of alert %s) %s", ref.ts, render_incident(incident))
+
+    def close_incident(self, ref: MessageRef, incident: Incident) -> None:
+        self._log.info("(alert %s) %s", ref.ts, render_incident(incident))
+
+    def post_unreachable(self, notice: ReachabilityNotice) -> None:
+        self._log.warning("%s", render_reachability(notice))
+
+    def post_reachable(self, notice: ReachabilityNotice) -> None:
+        self._log.info("%s", render_reachability(notice))
+
+    def post_recheck(self, thread_ref: MessageRef, report: RecheckReport) -> None:
+        self._log.info("%s", render_recheck(report))
+
+    def post_expiry_warning(self, warning: ExpiryWarning) -> None:
+        self._log.warning("%s", render_expiry_warning(warning))

@@ -1,0 +1,69 @@
+"""Plain-text views of the monitor's values, for logs and the CLI (Slack renders its own blocks)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.monitor.models import ExpiryWarning, Incident, ReachabilityNotice, RecheckReport, SensorIssue
+
+
+def _at(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "unknown"
+
+
+def _sensor_line(issue: SensorIssue) -> str:
+    parts = []
+    if issue.credential_errors:
+        parts.append(f"{issue.credential_errors} credential error(s) since {_at(issue.first_error)}")
+    parts += [f"service {s.name} is {s.state}" for s in issue.stopped_services]
+    return f"  {issue.sensor}: {'; '.join(parts) or 'no current problem'}"
+
+
+def render_incident(incident: Incident) -> str:
+    if incident.closed:
+        return (
+            f"RESOLVED: account {incident.account_id}: a full check cycle was clean at "
+            f"{_at(incident.closed_at)} (incident {incident.id}, first seen {_at(incident.first_seen)})."
+        )
+    lines = [
+        f"ALERT: account {incident.account_id}: sensors report credential problems "
+        f"(incident {incident.id}, first seen {_at(incident.first_seen)})"
+    ]
+    lines += [_sensor_line(s) for s in incident.sensors]
+    lines += [
+        f"  Defender for Identity health issue: {h.display_name} ({h.severity or 'no severity'})"
+        for h in incident.health_issues
+    ]
+    if incident.sample:
+        lines.append(f"  sample: {incident.sample}")
+    lines.append(f"  fix: atp-bot set-password --account {incident.account_id}")
+    return "\n".join(lines)
+
+
+def render_reachability(notice: ReachabilityNotice) -> str:
+    if notice.reachable:
+        return f"sensor {notice.sensor} answers again (unreachable since {_at(notice.since)})."
+    return (
+        f"sensor {notice.sensor} cannot be reached: {notice.failures} checks in a row failed since "
+        f"{_at(notice.since)}: {notice.detail or 'no detail'}"
+    )
+
+
+def render_recheck(report: RecheckReport) -> str:
+    verdict = "all healthy" if report.healthy else "needs attention"
+    lines = [
+        f"Re-check of account {report.account_id}, {report.delay_minutes} min after the change: {verdict}"
+    ]
+    for sensor in report.sensors:
+        state = "ok" if sensor.healthy else "; ".join(sensor.problems) or sensor.error or "unreachable"
+        lines.append(f"  {sensor.name}: {state}")
+    return "\n".join(lines)
+
+
+def render_expiry_warning(warning: ExpiryWarning) -> str:
+    if warning.days_left < 0:
+        return f"account {warning.account_id}: the password EXPIRED at {_at(warning.expires_at)}."
+    return (
+        f"account {warning.account_id}: the password expires in {warning.days_left} day(s), at "
+        f"{_at(warning.expires_at)}. Change it in time: atp-bot set-password --account {warning.account_id}"
+    )

@@ -1,0 +1,323 @@
+"""An emulator of the Microsoft identity platform token endpoint and Graph's Defender for Identity
+health issues (`/v1.0/security/identities/healthIssues`), for tests and for trying atp-bot locally.
+
+HTTPS with a throwaway test CA (lab.tlsca). The token endpoint implements the client credentials grant
+(OpenID discovery document included, as MSAL reads it first); the health issues list supports
+`$filter=status eq '…'` and pages with `@odata.nextLink`. Failures can be injected per path, and every
+request's method, path and status are recorded (never a body or a header value).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import ssl
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from lab.tlsca import TlsFiles, issue_ca_and_server_cert
+
+HEALTH_ISSUES_PATH = "/v1.0/security/identities/healthIssues"
+CREDENTIALS_ISSUE = "Directory services user credentials are incorrect"
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str  # without the query
+    status: int
+
+
+@dataclass
+class _State:
+    tenant_id: str
+    client_id: str
+    client_secret: str
+    page_size: int
+    issues: list[dict[str, Any]] = field(default_factory=list)
+    tokens: set[str] = field(default_factory=set)
+    injected: deque[tuple[str, int]] = field(default_factory=deque)
+    records: list[RequestRecord] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    state: _State
+    base_url: str
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the recorded requests are the emulator's log."""
+
+    def _reply(self, status: int, payload: dict[str, Any] | None = None) -> None:
+        body = json.dumps(payload).encode() if payload is not None else b""
+        self.send_response(status)
+        if body:
+            self.send_header("Content-Type", "application/json; odata.metadata=minimal")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        with self.server.state.lock:
+            self.server.state.records.append(RequestRecord(self.command, urlsplit(self.path).path, status))
+
+    def _injected(self, path: str) -> int | None:
+        state = self.server.state
+        with state.lock:
+            for item in state.injected:
+                if path.startswith(item[0]):
+                    state.injected.remove(item)
+                    return item[1]
+        return None
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        state = self.server.state
+        status = self._injected(parts.path)
+        if status is not None:
+            self._reply(status, {"error": {"code": "injected", "message": f"injected HTTP {status}"}})
+        elif parts.path == f"/{state.tenant_id}/v2.0/.well-known/openid-configuration":
+            self._reply(200, self._openid_configuration())
+        elif parts.path == HEALTH_ISSUES_PATH:
+            self._health_issues(parse_qs(parts.query))
+        else:
+            self._reply(404, {"error": {"code": "ResourceNotFound", "message": "not found"}})
+
+    def do_POST(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        form = parse_qs(self.rfile.read(length).decode("utf-8")) if length else {}
+        status = self._injected(parts.path)
+        if status is not None:
+            self._reply(status, {"error": "temporarily_unavailable", "error_description": "injected"})
+        elif parts.path == f"/{self.server.state.tenant_id}/oauth2/v2.0/token":
+            self._token({k: v[0] for k, v in form.items()})
+        else:
+            self._reply(404, {"error": "not_found"})
+
+    def _openid_configuration(self) -> dict[str, Any]:
+        base = f"{self.server.base_url}/{self.server.state.tenant_id}"
+        return {
+            "issuer": f"{base}/v2.0",
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        }
+
+    def _token(self, form: dict[str, str]) -> None:
+        state = self.server.state
+        if form.get("grant_type") != "client_credentials" or not form.get("scope", "").endswith("/.default"):
+            self._reply(400, {"error": "invalid_request", "error_description": "AADSTS900144: bad request"})
+            return
+        if form.get("client_id") != state.client_id or form.get("client_secret") != state.client_secret:
+            self._reply(
+                401,
+                {
+                    "error": "invalid_client",
+                    "error_description": "AADSTS7000215: Invalid client secret provided.",
+                },
+            )
+            return
+        token = secrets.token_urlsafe(32)
+        with state.lock:
+            state.tokens.add(token)
+        self._reply(
+            200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
+        )
+
+    def _health_issues(self, query: dict[str, list[str]]) -> None:
+        state = self.server.state
+        header = self.headers.get("Authorization", "")
+        with state.lock:
+            valid = header.startswith("Bearer ") and header[7:] in state.tokens
+            issues = list(state.issues)
+        if not valid:
+            self._reply(
+                401, {"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty."}}
+            )
+            return
+        wanted = (query.get("$filter") or [""])[0]
+        if wanted:
+            status = wanted.removeprefix("status eq ").strip("'")
+            issues = [i for i in issues if i["status"] == status]
+        skip = int((query.get("$skiptoken") or ["0"])[0])
+        page = issues[skip : skip + state.page_size]
+        payload: dict[str, Any] = {
+            "@odata.context": f"{self.server.base_url}/v1.0/$metadata#security/identities/healthIssues",
+            "value": page,
+        }
+        if skip + state.page_size < len(issues):
+            link = f"{self.server.base_url}{HEALTH_ISSUES_PATH}?$skiptoken={skip + state.page_size}"
+            if wanted:
+                link += f"&$filter={wanted}"
+            payload["@odata.nextLink"] = link
+        self._reply(200, payload)
+
+
+class GraphEmulator:
+    """Start with `start()`, stop with `stop()` (or use as a context manager)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        tenant_id: str = "contoso.onmicrosoft.test",
+        client_id: str = "11111111-2222-3333-4444-555555555555",
+        client_secret: str | None = None,
+        page_size: int = 2,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.tls: TlsFiles = issue_ca_and_server_cert(directory, ["localhost"], [host])
+        self.client_secret = client_secret or secrets.token_urlsafe(24)
+        self._state = _State(tenant_id, client_id, self.client_secret, page_size)
+        self._server = _Server((host, port), _Handler)
+        self._server.state = self._state
+        self._server.base_url = f"https://{host}:{self._server.server_address[1]}"
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def tenant_id(self) -> str:
+        return self._state.tenant_id
+
+    @property
+    def client_id(self) -> str:
+        return self._state.client_id
+
+    @property
+    def authority_url(self) -> str:
+        return self._server.base_url
+
+    @property
+    def graph_url(self) -> str:
+        return f"{self._server.base_url}/v1.0"
+
+    def start(self) -> GraphEmulator:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="graph", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> GraphEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- what tests set up, inject and inspect ---
+
+    def add_issue(
+        self,
+        display_name: str = CREDENTIALS_ISSUE,
+        *,
+        status: str = "open",
+        domains: tuple[str, ...] = ("contoso.test",),
+        sensors: tuple[str, ...] = ("dc1.contoso.test",),
+        severity: str = "high",
+    ) -> str:
+        """Add a health issue shaped like Graph's healthIssue resource; returns its id."""
+        issue_id = secrets.token_hex(16)
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        with self._state.lock:
+            self._state.issues.append(
+                {
+                    "id": issue_id,
+                    "displayName": display_name,
+                    "description": f"{display_name} (lab)",
+                    "healthIssueType": "sensor" if sensors else "global",
+                    "issueTypeId": "1011",
+                    "severity": severity,
+                    "status": status,
+                    "createdDateTime": now,
+                    "lastModifiedDateTime": now,
+                    "domainNames": list(domains),
+                    "sensorDNSNames": list(sensors),
+                    "additionalInformation": [],
+                    "recommendations": ["Update the directory services account credentials."],
+                    "recommendedActionCommands": [],
+                }
+            )
+        return issue_id
+
+    def set_status(self, issue_id: str, status: str) -> None:
+        with self._state.lock:
+            for issue in self._state.issues:
+                if issue["id"] == issue_id:
+                    issue["status"] = status
+
+    @property
+    def issue_ids(self) -> list[str]:
+        with self._state.lock:
+            return [issue["id"] for issue in self._state.issues]
+
+    def fail_next(self, path_prefix: str, status: int) -> None:
+        """Answer the next request whose path starts with `path_prefix` with `status`."""
+        with self._state.lock:
+            self._state.injected.append((path_prefix, status))
+
+    @property
+    def token_path(self) -> str:
+        return f"/{self._state.tenant_id}/oauth2/v2.0/token"
+
+    @property
+    def records(self) -> list[RequestRecord]:
+        with self._state.lock:
+            return list(self._state.records)
+
+
+def register_cli(actions: Any) -> None:
+    """`atp-bot lab graph`: run the emulator in the foreground until Ctrl-C."""
+    parser = actions.add_parser(
+        "graph", help="run a Microsoft Graph health issues emulator (with its token endpoint)"
+    )
+    parser.add_argument("--port", type=int, default=8444, help="port on 127.0.0.1 (default 8444; 0 = any)")
+    parser.add_argument("--dir", type=Path, default=Path(".lab/graph"), help="where the test CA and files go")
+    parser.add_argument("--issues", type=int, default=1, help="open credential health issues to start with")
+    parser.set_defaults(handler=_run_cli)
+
+
+def _run_cli(args: Any) -> int:
+    directory: Path = args.dir
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    emulator = GraphEmulator(directory, port=args.port)
+    secret_file = directory / "client.secret"
+    secret_file.touch(mode=0o600)
+    secret_file.write_text(emulator.client_secret + "\n", encoding="utf-8")
+    for _ in range(args.issues):
+        emulator.add_issue()
+    with emulator:
+        print(f"Graph emulator at {emulator.graph_url}{HEALTH_ISSUES_PATH.removeprefix('/v1.0')}")
+        print("configuration for atp-bot:\n")
+        print(
+            f'[graph]\nenabled = true\ntenant_id = "{emulator.tenant_id}"\nclient_id = "{emulator.client_id}"'
+        )
+        print(f'client_secret_file = "{secret_file.resolve()}"')
+        print(f'authority_url = "{emulator.authority_url}"\ngraph_url = "{emulator.graph_url}"')
+        print(f'ca_file = "{emulator.tls.ca_file.resolve()}"\n')
+        print("Ctrl-C stops the emulator")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print(f"\nstopped after {len(emulator.records)} request(s)")
+    return 0

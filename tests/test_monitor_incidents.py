@@ -1,0 +1,87 @@
+"""The incident rules as pure functions: what one cycle's observation does to an account's incident."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from bot.config import parse_settings
+from bot.monitor.cycle import AccountObservation, assign_health, next_incident
+from bot.monitor.models import HealthIssue, Incident, SensorIssue, ServiceState
+
+T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
+ORDER = ["s1", "s2"]
+
+
+def seen(
+    issues: dict[str, SensorIssue] | None = None,
+    clean: set[str] | None = None,
+    *,
+    answered: bool = True,
+    health: tuple[HealthIssue, ...] | None = (),
+) -> AccountObservation:
+    return AccountObservation(issues or {}, frozenset(clean or set()), answered, health)
+
+
+def errors(sensor: str, count: int, at: datetime, sample: str = "line") -> SensorIssue:
+    return SensorIssue(sensor=sensor, credential_errors=count, first_error=at, last_error=at, sample=sample)
+
+
+def test_errors_accumulate_and_a_restarted_service_is_dropped() -> None:
+    stopped = (ServiceState(name="AATPSensor", state="Stopped"),)
+    first = next_incident(
+        "svc",
+        None,
+        seen({"s1": errors("s1", 2, T0), "s2": SensorIssue(sensor="s2", stopped_services=stopped)}),
+        T0,
+        ORDER,
+    )
+    assert first is not None and first.first_seen == T0
+    later = T0 + timedelta(minutes=5)
+    second = next_incident("svc", first, seen({"s1": errors("s1", 1, later, "new")}, {"s2"}), later, ORDER)
+    assert second is not None and second.id == first.id and not second.closed
+    s1, s2 = second.sensors
+    assert (s1.credential_errors, s1.first_error, s1.last_error, s1.sample) == (3, T0, later, "new")
+    assert s2.stopped_services == ()
+    assert second.updated_at == later and second.opened_at == T0
+
+
+def test_an_unchanged_incident_is_returned_as_is() -> None:
+    stopped = SensorIssue(sensor="s1", stopped_services=(ServiceState(name="AATPSensor", state="Stopped"),))
+    first = next_incident("svc", None, seen({"s1": stopped}, {"s2"}), T0, ORDER)
+    assert (
+        next_incident("svc", first, seen({"s1": stopped}, {"s2"}), T0 + timedelta(minutes=5), ORDER) is first
+    )
+
+
+def test_a_closed_incident_still_waiting_for_delivery_reopens_on_new_errors() -> None:
+    first = next_incident("svc", None, seen({"s1": errors("s1", 1, T0)}), T0, ORDER)
+    assert first is not None
+    closed = next_incident("svc", first, seen(clean={"s1", "s2"}), T0 + timedelta(minutes=5), ORDER)
+    assert closed is not None and closed.closed
+    assert next_incident("svc", closed, seen(clean={"s1", "s2"}), T0 + timedelta(minutes=10), ORDER) is closed
+    reopened = next_incident(
+        "svc", closed, seen({"s2": errors("s2", 4, T0)}), T0 + timedelta(minutes=15), ORDER
+    )
+    assert reopened is not None and reopened.id == first.id and not reopened.closed
+    assert [s.credential_errors for s in reopened.sensors] == [1, 4]
+
+
+def test_no_close_without_a_full_answer() -> None:
+    first = next_incident("svc", None, seen({"s1": errors("s1", 1, T0)}), T0, ORDER)
+    assert first is not None
+    assert next_incident("svc", first, seen(clean={"s1"}, answered=False), T0, ORDER) is first
+    assert next_incident("svc", first, seen(clean={"s1", "s2"}, health=None), T0, ORDER) is first
+    assert next_incident("svc", None, seen(clean={"s1", "s2"}), T0, ORDER) is None
+
+
+def test_health_issues_go_to_the_account_of_their_domain() -> None:
+    settings = parse_settings(
+        '[[accounts]]\nid = "corp"\nusername = "svc@corp.test"\ndomain_controllers = ["ldaps://dc"]\n'
+        '[[accounts]]\nid = "lab"\nusername = "LAB\\\\svc"\ndomain_controllers = ["ldaps://dc"]\n'
+    )
+    ours = HealthIssue(id="b", display_name="x", status="open", sensors=("dc1.corp.test",))
+    nobody = HealthIssue(id="a", display_name="y", status="open", domains=("elsewhere.test",))
+    found = assign_health(settings.accounts, [ours, nobody])
+    assert found == {"corp": (nobody, ours), "lab": (nobody,)}
+    incident = Incident(id="i", account_id="corp", opened_at=T0, updated_at=T0, health_issues=found["corp"])
+    assert incident.first_seen == T0 and incident.sample is None
