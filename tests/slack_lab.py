@@ -13,10 +13,14 @@ from pydantic import SecretStr
 
 from bot.change import PasswordChanges
 from bot.config import Settings
+from bot.monitor.runtime import MonitorRuntime
+from bot.scheduler import Scheduler, start_scheduler
+from bot.slack.client import build_client
 from bot.slack.registry import CommandModule
 from bot.slack.runtime import SlackRuntime
 from bot.slack.secrets import SlackSecrets
 from commands import MODULES
+from commands.alerts import SlackNotifier
 from lab.slack import SlackEmulator
 from tests import slack_probe
 
@@ -96,26 +100,34 @@ def running_lab(
     modules: Sequence[CommandModule] = (*MODULES, slack_probe),
     config: Mapping[str, Any] | None = None,
     changes: Callable[[Settings], PasswordChanges] | None = None,
+    monitor: bool = False,
     **slack: Any,
 ) -> Iterator[Lab]:
     """Emulator + runtime started; on exit both stopped and no thread of theirs left behind.
 
     With `changes`, the runtime gets the real change path built from the settings (and its audit trail
-    instead of the recording one)."""
+    instead of the recording one); with `monitor` too, the monitor's scheduler (paused: tests run its
+    jobs) posting alerts through the Slack notifier."""
     before = set(threading.enumerate())
     emulator = emulator or SlackEmulator()
     audit = RecordingAudit()
     with emulator:
         settings = settings_for(emulator, mode, config, **slack)
         change_path = changes(settings) if changes else None
+        scheduler = None
+        if monitor and change_path is not None:
+            client = build_client(emulator.api_url, SecretStr(emulator.bot_token))
+            notifier = SlackNotifier(client, settings.slack.channel or OPS)
+            scheduler = start_scheduler(MonitorRuntime.create(settings, notifier, change_path), paused=True)
         runtime = SlackRuntime(
             settings,
             secrets=secrets_for(emulator),
             audit=change_path.audit if change_path else audit,
             modules=modules,
             changes=change_path,
+            scheduler=scheduler,
         )
-        with runtime:
+        with runtime, _shut_down(scheduler):
             if mode == "http":
                 emulator.request_url = runtime.runner.url  # type: ignore[union-attr]
             else:
@@ -127,6 +139,15 @@ def running_lab(
 
     wait_for(lambda: not leftover(), timeout=2.0, default=False)
     assert not leftover(), f"threads left running: {leftover()}"
+
+
+@contextmanager
+def _shut_down(scheduler: Scheduler | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown()
 
 
 def wait_for(probe: Callable[[], T | None], *, timeout: float = 5.0, default: Any = ...) -> T:

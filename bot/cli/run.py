@@ -15,9 +15,15 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.change import open_changes
 from bot.cli import context
+from bot.config import Settings
 from bot.exitcodes import ExitCode
+from bot.monitor.notify import LogNotifier, Notifier
+from bot.monitor.runtime import MonitorRuntime
+from bot.scheduler import start_scheduler
+from bot.slack.client import build_client
 from bot.slack.runtime import SlackRuntime, SlackUnreachable
 from bot.slack.secrets import SlackSecrets, remove_from_environment
+from commands.alerts import SlackNotifier
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +43,44 @@ def run(args: argparse.Namespace) -> int:
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
 
+    changes = open_changes(settings)
+    # The scheduler starts paused: its jobs run once Slack is connected, so a first alert can be posted.
+    scheduler = start_scheduler(
+        MonitorRuntime.create(settings, _notifier(settings, secrets), changes), paused=True
+    )
     try:
-        changes = open_changes(settings)
-        runtime = SlackRuntime(settings, secrets=secrets, audit=changes.audit, changes=changes)
+        runtime = SlackRuntime(
+            settings, secrets=secrets, audit=changes.audit, changes=changes, scheduler=scheduler
+        )
         runtime.start()
     except (SlackApiError, BoltError) as exc:
+        scheduler.shutdown()
         print(f"atp-bot: Slack refused to start the bot: {_slack_error(exc)}", file=sys.stderr)
         return ExitCode.USAGE if "invalid_auth" in str(exc) else ExitCode.UNREACHABLE
     except (SlackUnreachable, SlackClientError, OSError) as exc:
+        scheduler.shutdown()
         print(f"atp-bot: cannot reach Slack at {settings.slack.api_url}: {exc}", file=sys.stderr)
         return ExitCode.UNREACHABLE
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        scheduler.aps.resume()
         log.info("atp-bot is running in %s mode", settings.slack.mode)
         stop.wait()
     finally:
         runtime.stop()
+        scheduler.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return ExitCode.OK
+
+
+def _notifier(settings: Settings, secrets: SlackSecrets) -> Notifier:
+    """Alerts go to `[slack] channel`; without one they can only be logged."""
+    channel = settings.slack.channel
+    if channel is None:
+        log.warning("slack: no channel is configured: monitor alerts are only logged")
+        return LogNotifier()
+    return SlackNotifier(build_client(settings.slack.api_url, secrets.bot_token), channel)
 
 
 def _slack_error(exc: Exception) -> str:

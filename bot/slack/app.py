@@ -12,6 +12,7 @@ from slack_sdk import WebClient
 
 from bot.change import PasswordChanges
 from bot.config import Settings
+from bot.scheduler import Scheduler
 from bot.slack.audit import AuditSink
 from bot.slack.authz import Authorizer
 from bot.slack.client import ACK_PATH_MAX_RETRY_AFTER, build_client
@@ -34,6 +35,7 @@ def build_services(
     client: WebClient | None = None,
     modules: Sequence[CommandModule] = MODULES,
     changes: PasswordChanges | None = None,
+    scheduler: Scheduler | None = None,
 ) -> Services:
     """What handlers share. `client` defaults to one for `[slack] api_url` with the retry handlers;
     `executor` runs slow work (`Services.submit`)."""
@@ -51,6 +53,7 @@ def build_services(
         registry=Registry(modules),
         executor=executor,
         changes=changes,
+        scheduler=scheduler,
     )
 
 

@@ -13,6 +13,7 @@ from slack_sdk import WebClient
 
 from bot.change import PasswordChanges
 from bot.config import Settings
+from bot.scheduler import Scheduler
 from bot.slack.audit import AuditSink, slack_actor
 from bot.slack.authz import Authorizer
 from bot.slack.registry import Registry
@@ -36,6 +37,8 @@ class Services:
     executor: Executor
     # The change path (test → save → audit → checks); None only where a runtime is built without one.
     changes: PasswordChanges | None = None
+    # The monitor's scheduler (alerts, re-checks); None when `atp-bot run` runs without it.
+    scheduler: Scheduler | None = None
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run `fn` on the work executor; an exception is logged (it has nobody else to go to)."""

@@ -66,6 +66,9 @@ def authorize_interaction(services: Services, action: str) -> Callable[..., Bolt
             return ack(
                 response_action="update", view=notice_modal("Not allowed", f":no_entry: {decision.message}")
             )
+        if channel and user_id:  # a button in a channel message: tell the person who clicked it
+            text = f":no_entry: {decision.message}"
+            services.submit(services.client.chat_postEphemeral, channel=channel, user=user_id, text=text)
         return ack()
 
     return middleware

@@ -22,6 +22,7 @@ from slack_sdk import WebClient
 from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.redaction import install_record_redaction
+from bot.scheduler import Scheduler
 from bot.slack.app import build_app, build_services
 from bot.slack.audit import AuditSink
 from bot.slack.registry import CommandModule
@@ -147,6 +148,7 @@ class SlackRuntime:
         client: WebClient | None = None,
         modules: Sequence[CommandModule] = MODULES,
         changes: PasswordChanges | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         config = settings.slack
         if config.mode == "socket" and secrets.app_token is None:
@@ -165,6 +167,7 @@ class SlackRuntime:
                 client=client,
                 modules=modules,
                 changes=changes,
+                scheduler=scheduler,
             )
             self.app = build_app(self.services, secrets=secrets, listener_executor=self._listener_executor)
         except BaseException:

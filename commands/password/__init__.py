@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from bot.audit import AuditAction, AuditOutcome
 from bot.change import ChangeProgress, PasswordChanges, sensors_for_account
 from bot.config import Settings
+from bot.monitor.models import MessageRef
 from bot.sensors import SensorResult
 from bot.slack.audit import slack_actor
 from bot.slack.context import CommandContext, Services
@@ -114,6 +115,9 @@ def run_change(
             channel=channel, thread_ts=thread, text="No sensors are configured for this account."
         )
         return
+    if services.scheduler is not None and outcome.changed_at is not None:
+        later = MessageRef(channel=channel, ts=thread)
+        services.scheduler.schedule_rechecks(submission.account_id, later, outcome.changed_at)
     heading = (
         f"*Follow-up checks* on {len(sensors)} sensor(s): service state, credential errors since the change"
     )

@@ -1,0 +1,277 @@
+"""Channel alerts from the monitor, their buttons, and `/atp alerts` (the open incidents).
+
+`SlackNotifier` implements the monitor's notifier with Block Kit; the views are pure functions. The
+*Update password* button opens the `/atp password` modal (owned by `commands.password`); *Re-check now*
+runs a monitor cycle; *Start service* (with Slack's confirmation dialog) starts a stopped sensor service.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.monitor.actions import start_sensor_service
+from bot.monitor.models import (
+    ExpiryWarning,
+    Incident,
+    IncidentAction,
+    MessageRef,
+    ReachabilityNotice,
+    RecheckReport,
+)
+from bot.monitor.notify import NotifierError
+from bot.slack.audit import slack_actor
+from bot.slack.context import CommandContext, Services
+from bot.slack.middleware import authorize_interaction
+from bot.slack.registry import Subcommand
+from bot.slack.views import plain, section
+from commands.password.views import Action as PasswordAction
+
+log = logging.getLogger(__name__)
+
+NAME = "alerts"
+
+
+class Action(StrEnum):
+    RECHECK = "atp_alert_recheck"
+    START_SERVICE = "atp_alert_start_service"
+
+
+# Start-service buttons carry sensor and service in their action id: Slack wants ids unique per message.
+START_SERVICE_IDS = re.compile(f"^{Action.START_SERVICE}:")
+
+
+class StartServiceValue(BaseModel):
+    """What a *Start service* button carries."""
+
+    sensor: str
+    service: str
+
+
+def _when(moment: Any) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "unknown"
+
+
+def _escape(text: str) -> str:
+    """A raw log line inside mrkdwn: no formatting, no mentions."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
+
+
+def _button(action: IncidentAction) -> dict[str, Any]:
+    if action.kind == "update_password":
+        return {
+            "type": "button",
+            "style": "primary",
+            "action_id": PasswordAction.OPEN,
+            "text": plain("Update password"),
+            "value": action.account_id,
+        }
+    if action.kind == "recheck":
+        return {
+            "type": "button",
+            "action_id": Action.RECHECK,
+            "text": plain("Re-check now"),
+            "value": action.account_id,
+        }
+    value = StartServiceValue(sensor=action.sensor or "", service=action.service or "")
+    return {
+        "type": "button",
+        "action_id": f"{Action.START_SERVICE}:{action.sensor}:{action.service}",
+        "text": plain(f"Start {action.service} on {action.sensor}"[:75]),
+        "value": value.model_dump_json(),
+        "confirm": {
+            "title": plain("Start the service?"),
+            "text": {"type": "mrkdwn", "text": f"Start `{action.service}` on *{action.sensor}*?"},
+            "confirm": plain("Start"),
+            "deny": plain("Cancel"),
+        },
+    }
+
+
+def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
+    """The alert: affected sensors, first seen, a sample line, and the buttons that lead to the fix."""
+    if incident.closed:
+        text = (
+            f":white_check_mark: *Resolved*: account *{incident.account_id}*: a full check cycle was clean "
+            f"at {_when(incident.closed_at)} (first seen {_when(incident.first_seen)})."
+        )
+        return text, [section(text)]
+    heading = (
+        f":rotating_light: *Credential problem* on account *{incident.account_id}*: the sensors cannot use "
+        f"the directory service account (first seen {_when(incident.first_seen)})."
+    )
+    lines = []
+    for issue in incident.sensors:
+        parts = []
+        if issue.credential_errors:
+            parts.append(f"{issue.credential_errors} credential error(s), last {_when(issue.last_error)}")
+        parts += [f"service `{s.name}` is {s.state}" for s in issue.stopped_services]
+        lines.append(f"• *{issue.sensor}*: " + "; ".join(parts))
+    lines += [f"• Defender for Identity health issue: {h.display_name}" for h in incident.health_issues]
+    blocks = [section(heading), section("\n".join(lines) or "•")]
+    if incident.sample:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"`{_escape(incident.sample)[:500]}`"}],
+            }
+        )
+    blocks.append({"type": "actions", "elements": [_button(a) for a in incident.actions][:25]})
+    return f"{heading}\n" + "\n".join(lines), blocks
+
+
+def recheck_message(report: RecheckReport) -> str:
+    verdict = ":white_check_mark: all healthy" if report.healthy else ":rotating_light: needs attention"
+    lines = [f"*Re-check* {report.delay_minutes} min after the change: {verdict}"]
+    for sensor in report.sensors:
+        state = "ok" if sensor.healthy else "; ".join(sensor.problems) or sensor.error or "unreachable"
+        lines.append(f"• *{sensor.name}*: {state}")
+    return "\n".join(lines)
+
+
+def reachability_message(notice: ReachabilityNotice) -> str:
+    if notice.reachable:
+        since = _when(notice.since)
+        return f":white_check_mark: Sensor *{notice.sensor}* answers again (unreachable since {since})."
+    return (
+        f":warning: Sensor *{notice.sensor}* cannot be reached: {notice.failures} checks in a row failed "
+        f"since {_when(notice.since)}: {notice.detail or 'no detail'}"
+    )
+
+
+def expiry_message(warning: ExpiryWarning) -> str:
+    if warning.days_left < 0:
+        expired = _when(warning.expires_at)
+        return f":rotating_light: The password of account *{warning.account_id}* has *expired* ({expired})."
+    return (
+        f":hourglass: The password of account *{warning.account_id}* expires in *{warning.days_left} day(s)* "
+        f"({_when(warning.expires_at)}). Change it in time with `/atp password {warning.account_id}`."
+    )
+
+
+class SlackNotifier:
+    """The monitor's notifier for one channel. Slack failures become NotifierError (retried next cycle)."""
+
+    def __init__(self, client: WebClient, channel: str) -> None:
+        self.client = client
+        self.channel = channel
+
+    def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return dict(getattr(self.client, method)(**kwargs).data)
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            raise NotifierError(f"Slack {method} failed: {exc}") from None
+
+    def _post(
+        self, text: str, blocks: list[dict[str, Any]] | None = None, thread: MessageRef | None = None
+    ) -> MessageRef:
+        answer = self._call(
+            "chat_postMessage",
+            channel=thread.channel if thread else self.channel,
+            text=text,
+            blocks=blocks,
+            thread_ts=thread.ts if thread else None,
+        )
+        return MessageRef(channel=str(answer["channel"]), ts=str(answer["ts"]))
+
+    def post_incident(self, incident: Incident) -> MessageRef:
+        return self._post(*incident_message(incident))
+
+    def update_incident(self, ref: MessageRef, incident: Incident) -> None:
+        text, blocks = incident_message(incident)
+        self._call("chat_update", channel=ref.channel, ts=ref.ts, text=text, blocks=blocks)
+
+    def close_incident(self, ref: MessageRef, incident: Incident) -> None:
+        text, blocks = incident_message(incident)
+        self._call("chat_update", channel=ref.channel, ts=ref.ts, text=text, blocks=blocks)
+        self._post(text, thread=ref)
+
+    def post_unreachable(self, notice: ReachabilityNotice) -> None:
+        self._post(reachability_message(notice))
+
+    def post_reachable(self, notice: ReachabilityNotice) -> None:
+        self._post(reachability_message(notice))
+
+    def post_recheck(self, thread_ref: MessageRef, report: RecheckReport) -> None:
+        self._post(recheck_message(report), thread=thread_ref)
+
+    def post_expiry_warning(self, warning: ExpiryWarning) -> None:
+        self._post(expiry_message(warning))
+
+
+def handle(ctx: CommandContext) -> None:
+    """`/atp alerts`: the open incidents, to the person who asked."""
+    scheduler = ctx.services.scheduler
+    if scheduler is None:
+        ctx.reply("The monitor is not running in this atp-bot.")
+        return
+    incidents = [s.incident for s in scheduler.runtime.state.incidents().values() if not s.incident.closed]
+    if not incidents:
+        ctx.reply(":white_check_mark: No open credential incidents.")
+        return
+    texts = [incident_message(i)[0] for i in incidents]
+    ctx.reply("\n\n".join(texts), [section(t[:2900]) for t in texts][:45])
+
+
+def on_recheck(services: Services, ack: Ack, body: dict[str, Any]) -> None:
+    ack()
+    scheduler = services.scheduler
+    if scheduler is None:
+        return
+    user, channel = body["user"]["id"], body.get("channel", {}).get("id") or services.settings.slack.channel
+
+    def recheck() -> None:
+        result = scheduler.run_cycle_now()
+        problems = sum(not r.healthy for r in result.results)
+        text = f"Re-check done: {len(result.results)} sensor(s) checked, {problems} with problems."
+        if channel:
+            services.client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+    services.submit(recheck)
+
+
+def on_start_service(services: Services, ack: Ack, body: dict[str, Any]) -> None:
+    ack()
+    changes = services.changes
+    try:
+        target = StartServiceValue.model_validate_json(body["actions"][0]["value"])
+    except (ValidationError, KeyError, json.JSONDecodeError):
+        return
+    if changes is None:
+        return
+    user = body["user"]
+    actor = slack_actor(user["id"], user.get("username") or user.get("name"))
+    channel, ts = body.get("channel", {}).get("id"), body.get("container", {}).get("message_ts")
+
+    def start() -> None:
+        report = start_sensor_service(services.settings, changes.audit, target.sensor, target.service, actor)
+        icon = ":white_check_mark:" if report.ok else ":x:"
+        text = f"{icon} <@{user['id']}> started `{target.service}` on *{target.sensor}*: {report.message}"
+        if channel:
+            services.client.chat_postMessage(channel=channel, thread_ts=ts, text=text)
+
+    services.submit(start)
+
+
+SUBCOMMAND = Subcommand(name=NAME, summary="show the open credential incidents", handler=handle)
+
+
+def register(app: App, services: Services) -> None:
+    authorized = [authorize_interaction(services, NAME)]
+
+    def recheck(ack: Ack, body: dict[str, Any]) -> None:
+        on_recheck(services, ack, body)
+
+    def start_service(ack: Ack, body: dict[str, Any]) -> None:
+        on_start_service(services, ack, body)
+
+    app.action(Action.RECHECK, middleware=authorized)(recheck)
+    app.action({"action_id": START_SERVICE_IDS}, middleware=authorized)(start_service)

@@ -1,0 +1,134 @@
+"""Monitor alerts in Slack end to end: the real Bolt app and Slack notifier against the Slack emulator,
+the WinRM emulator and the real change path. Monitor jobs are run directly (no waiting)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.change import PasswordChanges, open_changes
+from bot.config import Settings
+from bot.store.embedded import init_embedded_store
+from commands import MODULES
+from commands.alerts import Action
+from commands.password.views import Action as PasswordAction
+from lab.winrm.model import log_line
+from lab.winrm.server import WinRMEmulator
+from tests.conftest import sensor_config
+from tests.slack_lab import ALICE, MALLORY, OPS, Lab, running_lab, wait_for
+
+
+def _changes(settings: Settings) -> PasswordChanges:
+    init_embedded_store(settings)
+    return open_changes(settings)
+
+
+@contextmanager
+def alerts_lab(sensors: WinRMEmulator, tmp_path: Path) -> Iterator[Lab]:
+    account = {"id": "svc", "username": "svc-atp@contoso.test", "domain_controllers": ["ldaps://127.0.0.1:1"]}
+    config = {"state_dir": str(tmp_path / "state"), "accounts": [account], **sensor_config(sensors, "svc")}
+    with running_lab("socket", modules=MODULES, config=config, changes=_changes, monitor=True) as lab:
+        yield lab
+
+
+def alert_messages(lab: Lab) -> list[object]:
+    return [m for m in lab.emulator.messages(OPS) if m.thread_ts is None and "Credential problem" in m.text]
+
+
+def buttons(blocks: list[dict[str, object]]) -> dict[str, dict[str, object]]:
+    found: dict[str, dict[str, object]] = {}
+    for block in blocks:
+        for element in block.get("elements", []) or []:  # type: ignore[attr-defined]
+            if element.get("type") == "button":
+                found[str(element["action_id"])] = element
+    return found
+
+
+def test_incident_alert_buttons_and_recovery(sensors: WinRMEmulator, env: None, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    sensors.host("sensor01").append_log(
+        log_line(now, "DirectoryServicesClient: The supplied credential is invalid.")
+    )
+    sensors.host("sensor02").set_service("AATPSensor", "Stopped")
+    with alerts_lab(sensors, tmp_path) as lab:
+        scheduler = lab.runtime.services.scheduler
+        assert scheduler is not None
+        scheduler.run_cycle_now()
+        alert = wait_for(lambda: alert_messages(lab))[0]
+        assert "*sensor01*: 1 credential error(s)" in alert.text  # type: ignore[attr-defined]
+        assert "service `AATPSensor` is Stopped" in alert.text  # type: ignore[attr-defined]
+        found = buttons(alert.blocks)  # type: ignore[attr-defined]
+        assert found[PasswordAction.OPEN]["value"] == "svc"
+        start_id = f"{Action.START_SERVICE}:sensor02:AATPSensor"
+        assert start_id in found
+        assert "confirm" in found[start_id]
+
+        # A second cycle with nothing new updates nothing and posts nothing.
+        scheduler.run_cycle_now()
+        assert len(alert_messages(lab)) == 1
+
+        # "Update password" opens the password modal for the account.
+        ts = alert.ts  # type: ignore[attr-defined]
+        lab.emulator.click(PasswordAction.OPEN, channel=OPS, message_ts=ts, value="svc")
+        view = wait_for(lambda: lab.emulator.open_views(ALICE))[-1]
+        assert "Account *svc*" in json.dumps(view.data["blocks"])
+
+        # Somebody not allowed cannot start a service.
+        value = str(found[start_id]["value"])
+        lab.emulator.click(start_id, user=MALLORY, channel=OPS, message_ts=ts, value=value)
+        refusal = wait_for(lambda: [m for m in lab.emulator.messages(OPS) if m.ephemeral_to == MALLORY])
+        assert "not allowed" in refusal[0].text
+        assert sensors.host("sensor02").service_state("AATPSensor") == "Stopped"
+
+        # "Start service" (after Slack's confirmation dialog) starts it and says so in the alert's thread.
+        lab.emulator.click(start_id, channel=OPS, message_ts=ts, value=value)
+        wait_for(lambda: sensors.host("sensor02").service_state("AATPSensor") == "Running", timeout=15)
+        reply = wait_for(
+            lambda: [m for m in lab.emulator.messages(OPS) if m.thread_ts == ts and "started" in m.text]
+        )
+        assert "started `AATPSensor` on *sensor02*" in reply[0].text
+        changes = lab.runtime.services.changes
+        assert changes is not None
+        assert ("start-service", "ok") in [(r.action, r.outcome) for r in changes.audit.recent()]
+
+        # "Re-check now": the sensors are clean now, so the incident closes with a recovery message.
+        lab.emulator.click(Action.RECHECK, channel=OPS, message_ts=ts, value="svc")
+        wait_for(lambda: [m for m in lab.emulator.messages(OPS) if m.ephemeral_to == ALICE], timeout=20)
+        resolved = wait_for(
+            lambda: [m for m in lab.emulator.messages(OPS) if m.thread_ts == ts and "Resolved" in m.text]
+        )
+        assert "account *svc*" in resolved[0].text
+        assert "Resolved" in next(m for m in lab.emulator.messages(OPS) if m.ts == ts).text
+        assert any(r.action == "alert" for r in changes.audit.recent())
+
+
+def test_alerts_subcommand_lists_open_incidents(sensors: WinRMEmulator, env: None, tmp_path: Path) -> None:
+    with alerts_lab(sensors, tmp_path) as lab:
+        assert "No open credential incidents" in lab.emulator.slash_command("alerts").text
+        sensors.host("sensor01").set_service("AATPSensor", "Stopped")
+        scheduler = lab.runtime.services.scheduler
+        assert scheduler is not None
+        scheduler.run_cycle_now()
+        assert "Credential problem* on account *svc*" in lab.emulator.slash_command("alerts").text
+
+
+@pytest.mark.parametrize("fault", [500])
+def test_a_slack_outage_delays_the_alert_but_does_not_lose_it(
+    sensors: WinRMEmulator, env: None, tmp_path: Path, fault: int
+) -> None:
+    sensors.host("sensor01").set_service("AATPSensor", "Stopped")
+    with alerts_lab(sensors, tmp_path) as lab:
+        scheduler = lab.runtime.services.scheduler
+        assert scheduler is not None
+        lab.emulator.fail("chat.postMessage", status=fault, times=10)
+        result = scheduler.run_cycle_now()
+        assert not result.delivered
+        assert alert_messages(lab) == []
+        lab.emulator.reset()
+        scheduler.run_cycle_now()
+        assert len(alert_messages(lab)) == 1
