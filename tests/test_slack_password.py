@@ -310,3 +310,35 @@ def test_status_and_history(
         assert "No audit events for svc." in lab.emulator.slash_command("history svc").text
         everything = lab.emulator.slash_command("history").text
         assert "slack:U0ALICE (alice)  check  -  ok: 2 of 2 sensors healthy" in everything
+
+
+def test_store_failure_after_a_passed_test_says_not_saved(
+    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: None, tmp_path: Path
+) -> None:
+    failing = tmp_path / "vault-put"
+    failing.write_text("#!/bin/sh\ncat >/dev/null\necho 'vault is sealed' >&2\nexit 2\n")
+    failing.chmod(0o700)
+    account = {
+        "id": "svc",
+        "username": fresh_user.upn,
+        "domain_controllers": [lab_domain.dc.ldaps_url],
+        "ca_file": str(lab_domain.dc.ca_file),
+    }
+    config = {
+        "state_dir": str(tmp_path / "state"),
+        "accounts": [account],
+        "store": {"backend": "command", "command": {"argv": [str(failing)]}},
+        **sensor_config(sensors, "svc"),
+    }
+    with running_lab("socket", modules=MODULES, config=config, changes=open_changes) as lab:
+        view_id = open_modal(lab)
+        lab.emulator.submit_view(view_id, values(fresh_user.password))
+        wait_for(lambda: "NOT saved" in view_text(lab, view_id), timeout=15)
+        assert "Tested OK but NOT saved." in view_text(lab, view_id)
+        assert lab.emulator.calls("chat.postMessage") == []  # no announcement of a change that did not happen
+        changes = lab.runtime.services.changes
+        assert changes is not None
+        assert [(r.action, r.outcome) for r in reversed(changes.audit.recent())] == [
+            ("test", "ok"),
+            ("save", "error"),
+        ]
