@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from lab.ntlm_users import register as register_ntlm_user
+from lab.serving import BackgroundServer
 from lab.tlsca import TlsFiles, issue_ca_and_server_cert
 
 PROFILE_PATH = "/api/management/systemProfiles/center"
@@ -213,8 +214,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200)
 
 
-class AtaCenterEmulator:
+class AtaCenterEmulator(BackgroundServer[_Server]):
     """Start with `start()`, stop with `stop()` (or use as a context manager)."""
+
+    thread_name = "ata-center"
 
     def __init__(
         self,
@@ -240,31 +243,11 @@ class AtaCenterEmulator:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"https://{host!s}:{port}"
-
-    def start(self) -> AtaCenterEmulator:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="ata-center", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def __enter__(self) -> AtaCenterEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- what tests inspect and inject ---
     @property

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from lab.serving import BackgroundServer
 from lab.tlsca import TlsFiles, issue_ca_and_server_cert
 
 HEALTH_ISSUES_PATH = "/v1.0/security/identities/healthIssues"
@@ -165,8 +166,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200, payload)
 
 
-class GraphEmulator:
+class GraphEmulator(BackgroundServer[_Server]):
     """Start with `start()`, stop with `stop()` (or use as a context manager)."""
+
+    thread_name = "graph"
 
     def __init__(
         self,
@@ -188,7 +191,6 @@ class GraphEmulator:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread: threading.Thread | None = None
 
     @property
     def tenant_id(self) -> str:
@@ -205,25 +207,6 @@ class GraphEmulator:
     @property
     def graph_url(self) -> str:
         return f"{self._server.base_url}/v1.0"
-
-    def start(self) -> GraphEmulator:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="graph", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def __enter__(self) -> GraphEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- what tests set up, inject and inspect ---
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from bot.audit import AuditAction, AuditError, AuditOutcome, cli_actor, open_audit
+from bot.audit import AuditAction, AuditOutcome, cli_actor, open_audit
 from bot.cli import context
 from bot.config import Settings
 from bot.exitcodes import ExitCode
@@ -50,11 +50,7 @@ def run_init(args: argparse.Namespace) -> int:
     settings = context.load(args)
     if not _embedded_only(settings, "init"):
         return ExitCode.USAGE
-    try:
-        audit = open_audit(settings)
-    except AuditError as exc:
-        print(f"atp-bot: {exc}", file=sys.stderr)
-        return ExitCode.PROBLEM
+    audit = open_audit(settings)
     try:
         result = init_embedded_store(settings)
     except StoreError as exc:
@@ -97,11 +93,7 @@ def run_rotate_key(args: argparse.Namespace) -> int:
     settings = context.load(args)
     if not _embedded_only(settings, "rotate-key"):
         return ExitCode.USAGE
-    try:
-        audit = open_audit(settings)
-    except AuditError as exc:
-        print(f"atp-bot: {exc}", file=sys.stderr)
-        return ExitCode.PROBLEM
+    audit = open_audit(settings)
     action = AuditAction.STORE_ROTATE_KEY
     try:
         result = rotate_key(settings)
