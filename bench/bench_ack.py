@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -21,8 +22,8 @@ from functools import partial
 
 from pydantic import SecretStr
 
+from bot.audit import open_audit
 from bot.config import Settings
-from bot.slack.audit import LoggingAudit
 from bot.slack.runtime import SlackRuntime
 from bot.slack.secrets import SlackSecrets
 from lab.slack import SlackEmulator
@@ -45,9 +46,10 @@ def measure(emulator: SlackEmulator, requests: int, senders: int, text: str, use
 
 
 def run(mode: str, requests: int) -> None:
-    with SlackEmulator() as emulator:
+    with SlackEmulator() as emulator, tempfile.TemporaryDirectory() as state:
         settings = Settings.model_validate(
             {
+                "state_dir": state,  # the real audit trail (refusals are audited on the ack path)
                 "accounts": [
                     {"id": "corp", "username": "svc@corp.test", "domain_controllers": ["ldaps://dc"]}
                 ],
@@ -62,7 +64,7 @@ def run(mode: str, requests: int) -> None:
         secrets = SlackSecrets(
             SecretStr(emulator.bot_token), SecretStr(emulator.app_token), SecretStr(emulator.signing_secret)
         )
-        with SlackRuntime(settings, secrets=secrets, audit=LoggingAudit()) as runtime:
+        with SlackRuntime(settings, secrets=secrets, audit=open_audit(settings)) as runtime:
             if mode == "http":
                 emulator.request_url = runtime.runner.url  # type: ignore[union-attr]
             else:
