@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
+from typing import get_args
 
 import pytest
+from pydantic import BaseModel
 
 from bot.cli import main
 from bot.config import AccountName, ConfigError, DomainController, Settings, load_settings, parse_settings
@@ -163,3 +166,23 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main(["no-such-command"])
     assert done.value.code == 2
+
+
+def _field_names(model: type[BaseModel]) -> set[str]:
+    names = set()
+    for name, field in model.model_fields.items():
+        names.add(name)
+        for inner in get_args(field.annotation) or (field.annotation,):
+            for candidate in get_args(inner) or (inner,):
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    names |= _field_names(candidate)
+    return names
+
+
+def test_the_example_config_mentions_every_key() -> None:
+    """examples/atp-bot.toml documents every key (commented or not), so it never falls behind the code."""
+    text = EXAMPLE.read_text()
+    keys = re.findall(r"\b([a-z_]+) = ", text)
+    tables = re.findall(r"\[+([a-z_.]+)\]+", text)
+    mentioned = {*keys, *(part for table in tables for part in table.split("."))}
+    assert _field_names(Settings) - mentioned == set()
