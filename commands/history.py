@@ -9,6 +9,7 @@ from bot.audit_view import format_history
 from bot.slack.context import CommandContext, Services
 from bot.slack.registry import Subcommand
 from bot.slack.views import section
+from commands.arguments import account_argument
 
 NAME = "history"
 LIMIT = 20
@@ -19,7 +20,10 @@ def handle(ctx: CommandContext) -> None:
     if changes is None:
         ctx.reply("This atp-bot runs without an audit trail.")
         return
-    account = ctx.args[0] if ctx.args else None
+    account, error = account_argument(ctx.services.settings, ctx.args)
+    if error:
+        ctx.reply(error)
+        return
     rows = changes.audit.recent(account, LIMIT)
     listing = format_history(rows, account)
     ctx.reply(listing, [section(f"```{listing[:2900]}```")])

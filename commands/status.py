@@ -11,6 +11,7 @@ from bot.change import sensors_for_account
 from bot.sensors import check_sensors
 from bot.slack.context import CommandContext, Services
 from bot.slack.registry import Subcommand
+from commands.arguments import account_argument
 from commands.sensor_report import LiveReport
 
 NAME = "status"
@@ -18,13 +19,13 @@ NAME = "status"
 
 def handle(ctx: CommandContext) -> None:
     settings = ctx.services.settings
-    ids = [a.id for a in settings.accounts]
-    if ctx.args and ctx.args[0] not in ids:
-        ctx.reply(f"There is no account `{ctx.args[0]}`. Configured accounts: {', '.join(ids)}.")
+    account, error = account_argument(settings, ctx.args)
+    if error:
+        ctx.reply(error)
         return
-    sensors = sensors_for_account(settings, ctx.args[0]) if ctx.args else list(settings.sensors)
+    sensors = sensors_for_account(settings, account) if account else list(settings.sensors)
     if not sensors:
-        ctx.reply("No sensors are configured" + (f" for account `{ctx.args[0]}`." if ctx.args else "."))
+        ctx.reply("No sensors are configured" + (f" for account `{account}`." if account else "."))
         return
     ctx.reply(f":hourglass_flowing_sand: Checking {len(sensors)} sensor(s)…")
     names = [s.name for s in sensors]

@@ -307,7 +307,8 @@ def test_status_and_history(
             return next((t for t in reversed(texts) if "All 2 sensor(s)" in t), None)
 
         assert wait_for(final, timeout=30)
-        assert "No audit events for svc." in lab.emulator.slash_command("history svc").text
+        assert "No audit events for svc." in lab.emulator.slash_command("history SVC").text
+        assert "There is no account `nope`" in lab.emulator.slash_command("history nope").text
         everything = lab.emulator.slash_command("history").text
         assert "slack:U0ALICE (alice)  check  -  ok: 2 of 2 sensors healthy" in everything
 

@@ -26,6 +26,7 @@ from bot.slack.context import CommandContext, Services
 from bot.slack.middleware import authorize_interaction
 from bot.slack.registry import Subcommand
 from bot.slack.views import decode_metadata, notice_modal, update_view
+from commands.arguments import account_argument
 from commands.password.validation import Submission, validate
 from commands.password.views import (
     TITLE,
@@ -54,11 +55,12 @@ def open_modal(client: WebClient, trigger_id: str, settings: Settings, state: Pa
 
 def handle(ctx: CommandContext) -> None:
     settings = ctx.services.settings
-    ids = [a.id for a in settings.accounts]
-    if ctx.args and ctx.args[0] not in ids:
-        ctx.reply(f"There is no account `{ctx.args[0]}`. Configured accounts: {', '.join(ids)}.")
+    account_id, error = account_argument(settings, ctx.args)
+    if error:
+        ctx.reply(error)
         return
-    account_id = ctx.args[0] if ctx.args else ids[0] if len(ids) == 1 else None
+    if account_id is None and len(settings.accounts) == 1:
+        account_id = settings.accounts[0].id
     ctx.ack()
     try:
         open_modal(
