@@ -8,6 +8,7 @@ pass the test is never saved, and nothing here knows about Slack.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from bot import metrics
 from bot.ad_errors import Reason
 from bot.audit import AuditAction, AuditError, AuditOutcome, AuditTrail, open_audit
 from bot.config import AccountConfig, SensorConfig, Settings
@@ -121,12 +123,16 @@ class PasswordChanges:
             try:
                 with hold_account(self.state_dir, account.id) as lease:
                     progress.testing(account)
+                    started = time.monotonic()
                     result = run_connection_test(account, password, guard=self.guard, lease=lease)
+                    metrics.CONNECTION_TEST_SECONDS.observe(time.monotonic() - started)
+                    metrics.CONNECTION_TESTS.labels(result.outcome, result.reason or "none").inc()
                     progress.tested(result)
                     outcome = self._after_test(account, password, actor, result)
             except AccountBusy as busy:
                 self._audit(actor, AuditAction.TEST, account.id, AuditOutcome.REFUSED, Reason.BUSY, str(busy))
                 outcome = ChangeOutcome(account.id, ChangeStatus.NOT_STARTED, str(busy))
+        metrics.PASSWORD_CHANGES.labels(outcome.status).inc()
         progress.finished(outcome)
         return outcome
 

@@ -449,6 +449,19 @@ class SlackConfig(_Model):
         return parse_listen(self.listen)
 
 
+class ObservabilityConfig(_Model):
+    """`[observability]`: `/healthz` and `/metrics` of `atp-bot run` on a local port (off when unset)."""
+
+    listen: str | None = None  # e.g. "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+
 _DAILY_TIME = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
 _INTERVAL = r"^([1-9][0-9]{0,4})([mh])$"
 
@@ -582,6 +595,7 @@ class Settings(_Model):
     store: StoreConfig = StoreConfig()
     audit: AuditConfig = AuditConfig()
     slack: SlackConfig = SlackConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     graph: GraphConfig = GraphConfig()
 

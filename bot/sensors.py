@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from bot import metrics
 from bot.config import ConfigError, SensorKind, Settings
 from bot.redaction import active_secret
 from bot.sensor_scripts import (
@@ -350,6 +351,7 @@ def check_sensors(
     results = {}
     for result in iter_check_results(settings, names, since=since, positions=positions):
         results[result.name] = result
+        metrics.record_sensor_check(result)
         if on_result:
             on_result(result)
     order = [t.name for t in resolve_targets(settings, names)]

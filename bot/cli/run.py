@@ -10,16 +10,18 @@ import threading
 from types import FrameType
 from typing import Any
 
+from apscheduler.schedulers.base import STATE_RUNNING
 from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.change import open_changes
+from bot.change import PasswordChanges, open_changes
 from bot.cli import context
-from bot.config import Settings
+from bot.config import ConfigError, Settings, parse_listen
 from bot.exitcodes import ExitCode
+from bot.health import HealthServer
 from bot.monitor.notify import LogNotifier, Notifier
 from bot.monitor.runtime import MonitorRuntime
-from bot.scheduler import start_scheduler
+from bot.scheduler import Scheduler, start_scheduler
 from bot.slack.client import build_client
 from bot.slack.runtime import SlackRuntime, SlackUnreachable
 from bot.slack.secrets import SlackSecrets, remove_from_environment
@@ -61,17 +63,47 @@ def run(args: argparse.Namespace) -> int:
         scheduler.shutdown()
         print(f"atp-bot: cannot reach Slack at {settings.slack.api_url}: {exc}", file=sys.stderr)
         return ExitCode.UNREACHABLE
+    health = None
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         scheduler.aps.resume()
+        health = _health_server(settings, runtime, scheduler, changes)
         log.info("atp-bot is running in %s mode", settings.slack.mode)
         stop.wait()
     finally:
+        if health is not None:
+            health.stop()
         runtime.stop()
         scheduler.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return ExitCode.OK
+
+
+def _health_server(
+    settings: Settings, runtime: SlackRuntime, scheduler: Scheduler, changes: PasswordChanges
+) -> HealthServer | None:
+    """`/healthz` and `/metrics` on `[observability] listen`, when set."""
+    if settings.observability.listen is None:
+        return None
+    account = settings.accounts[0].id
+
+    def store_reachable() -> bool:
+        changes.store.metadata(account)  # raises StoreError when the store cannot be read
+        return True
+
+    probes = {
+        "slack": lambda: runtime.runner.connected,
+        "scheduler": lambda: scheduler.aps.state == STATE_RUNNING,
+        "store": store_reachable,
+    }
+    host, port = parse_listen(settings.observability.listen)
+    try:
+        server = HealthServer(host, port, probes)
+    except OSError as exc:
+        raise ConfigError([f"observability.listen: cannot listen on {host}:{port}: {exc.strerror}"]) from None
+    server.start()
+    return server
 
 
 def _notifier(settings: Settings, secrets: SlackSecrets) -> Notifier:

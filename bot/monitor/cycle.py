@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot import metrics
 from bot.audit import AuditAction, AuditOutcome
 from bot.change import sensors_for_account
 from bot.config import AccountConfig
@@ -282,6 +283,7 @@ def _cycle(rt: MonitorRuntime) -> CycleResult:
                 db, StoredIncident(incident, previous.ref if previous else None, False)
             )
     _audit_cycle(rt, opened, closed, notices)
+    metrics.ALERTS_OPEN.set(sum(not s.incident.closed for s in state.incidents().values()))
     delivered = deliver_pending(rt.notifier, state)
     return CycleResult(
         results=tuple(results),

@@ -70,6 +70,11 @@ class SocketModeRunner:
             self._handler.close()  # type: ignore[no-untyped-call]
             self._handler = None
 
+    @property
+    def connected(self) -> bool:
+        """The Socket Mode WebSocket is open (for /healthz)."""
+        return self._handler is not None and bool(self._handler.client.is_connected())
+
 
 class _QuietRequestHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
@@ -103,6 +108,11 @@ class HttpRunner:
             raise RuntimeError("not started")
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"http://{host}:{self._server.server_port}{EVENTS_PATH}"
+
+    @property
+    def connected(self) -> bool:
+        """The HTTP listener is serving (for /healthz)."""
+        return self._server is not None
 
     def start(self) -> None:
         server_class = _ThreadingWSGIServer6 if ":" in self._host else _ThreadingWSGIServer

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the bot process (served on `/metrics` by `bot.health`). Never a secret in a label."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from bot.sensors import SensorResult
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+CONNECTION_TESTS = Counter(
+    "atp_bot_connection_tests",
+    "Connection tests of a directory service account password, by outcome and reason.",
+    ["outcome", "reason"],
+    registry=REGISTRY,
+)
+CONNECTION_TEST_SECONDS = Histogram(
+    "atp_bot_connection_test_seconds",
+    "How long a connection test took (lock held, all DCs tried).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+PASSWORD_CHANGES = Counter(
+    "atp_bot_password_changes", "Password changes, by how they ended.", ["status"], registry=REGISTRY
+)
+SENSOR_CHECKS = Counter(
+    "atp_bot_sensor_checks",
+    "Sensor checks, by result (healthy, problem, unreachable) and failure kind (none when checked).",
+    ["result", "failure"],
+    registry=REGISTRY,
+)
+SENSOR_CHECK_SECONDS = Histogram(
+    "atp_bot_sensor_check_seconds",
+    "How long one sensor's check took.",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+    registry=REGISTRY,
+)
+ALERTS_OPEN = Gauge("atp_bot_alerts_open", "Open credential incidents (one per account).", registry=REGISTRY)
+
+
+def record_sensor_check(result: SensorResult) -> None:
+    outcome = "unreachable" if not result.reachable else "healthy" if result.healthy else "problem"
+    SENSOR_CHECKS.labels(outcome, result.failure.kind if result.failure else "none").inc()
+    SENSOR_CHECK_SECONDS.observe(result.duration)

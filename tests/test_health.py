@@ -1,0 +1,104 @@
+"""`/healthz` and `/metrics` of `atp-bot run` (a real process), and the health endpoint's rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from bot.health import HealthServer
+from lab.slack import SlackEmulator
+from lab.winrm.server import WinRMEmulator
+from tests.conftest import SENSOR_WINRM_PASSWORD_ENV, SENSOR_WINRM_USER
+from tests.slack_lab import wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - loopback test URL
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_a_failing_probe_makes_healthz_503() -> None:
+    def broken() -> bool:
+        raise RuntimeError("store exploded")
+
+    server = HealthServer("127.0.0.1", 0, {"slack": lambda: True, "store": broken})
+    server.start()
+    try:
+        status, body = get(f"{server.url}/healthz")
+        assert status == 503
+        assert json.loads(body) == {"status": "unhealthy", "checks": {"slack": True, "store": False}}
+        assert get(f"{server.url}/nope")[0] == 404
+    finally:
+        server.stop()
+
+
+def test_run_serves_health_and_metrics(sensors: WinRMEmulator, env: None, tmp_path: Path) -> None:
+    port = free_port()
+    emulator = SlackEmulator().start()
+    try:
+        config = tmp_path / "atp-bot.toml"
+        user = SENSOR_WINRM_USER.replace("\\", "\\\\")
+        config.write_text(
+            f'state_dir = "{tmp_path / "state"}"\n'
+            '[[accounts]]\nid = "svc"\nusername = "svc@contoso.test"\ndomain_controllers = ["ldaps://dc1"]\n'
+            f'[slack]\napi_url = "{emulator.api_url}"\nchannel = "C0OPS"\nallowed_users = ["U0ALICE"]\n'
+            f'[observability]\nlisten = "127.0.0.1:{port}"\n'
+            f'[winrm]\nusername = "{user}"\npassword_env = "{SENSOR_WINRM_PASSWORD_ENV}"\n'
+            + "".join(
+                f'[[sensors]]\nname = "{n}"\nendpoint = "{sensors.endpoint(n)}"\naccount = "svc"\n'
+                for n in sensors.hosts
+            )
+        )
+        subprocess.run([sys.executable, "-m", "bot", "--config", str(config), "store", "init"], check=True)
+        env = {**os.environ, "SLACK_BOT_TOKEN": emulator.bot_token, "SLACK_APP_TOKEN": emulator.app_token}
+        bot = subprocess.Popen(
+            [sys.executable, "-m", "bot", "--config", str(config), "run"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_for(lambda: emulator.connected_apps, timeout=20)
+            healthy = wait_for(lambda: get(f"{base}/healthz")[0] == 200 or None, timeout=10)
+            assert healthy
+            assert json.loads(get(f"{base}/healthz")[1])["checks"] == {
+                "slack": True,
+                "scheduler": True,
+                "store": True,
+            }
+
+            emulator.slash_command("status")
+            wait_for(
+                lambda: (
+                    'atp_bot_sensor_checks_total{failure="none",result="healthy"} 2.0'
+                    in get(f"{base}/metrics")[1]
+                ),
+                timeout=30,
+            )
+            metrics = get(f"{base}/metrics")[1]
+            assert "atp_bot_sensor_check_seconds_count 2.0" in metrics
+            assert "atp_bot_alerts_open" in metrics
+        finally:
+            bot.send_signal(signal.SIGTERM)
+            _out, err = bot.communicate(timeout=30)
+        assert bot.returncode == 0, err
+    finally:
+        emulator.stop()
