@@ -92,6 +92,7 @@ def sensors_for_account(settings: Settings, account_id: str) -> list[SensorConfi
 
 
 SensorChecker = Callable[..., list[SensorResult]]
+ConnectionTester = Callable[..., ConnectionTestResult]
 
 
 class PasswordChanges:
@@ -105,6 +106,7 @@ class PasswordChanges:
         store: CredentialStore,
         audit: AuditTrail,
         checker: SensorChecker = check_sensors,
+        tester: ConnectionTester = run_connection_test,
     ) -> None:
         self.settings = settings
         self.state_dir = state_dir
@@ -112,6 +114,7 @@ class PasswordChanges:
         self.audit = audit
         self.guard = LockoutGuard.in_state_dir(state_dir, settings.lockout_guard)
         self.checker = checker
+        self.tester = tester
 
     def change(
         self, account_id: str, password: SecretStr, actor: str, progress: ChangeProgress | None = None
@@ -124,7 +127,7 @@ class PasswordChanges:
                 with hold_account(self.state_dir, account.id) as lease:
                     progress.testing(account)
                     started = time.monotonic()
-                    result = run_connection_test(account, password, guard=self.guard, lease=lease)
+                    result = self.tester(account, password, guard=self.guard, lease=lease)
                     metrics.CONNECTION_TEST_SECONDS.observe(time.monotonic() - started)
                     metrics.CONNECTION_TESTS.labels(result.outcome, result.reason or "none").inc()
                     progress.tested(result)

@@ -18,8 +18,18 @@ class Submission:
     password: SecretStr
 
 
-def _value(values: dict[str, Any], block: Block, action: Action) -> str:
-    return str((values.get(block, {}).get(action) or {}).get("value") or "")
+def _field(values: Any, block: Block, action: Action, key: str) -> Any:
+    """`values[block][action][key]`, or None when Slack (or a forger) sent any other shape."""
+    for step in (block, action, key):
+        if not isinstance(values, dict):
+            return None
+        values = values.get(step)
+    return values
+
+
+def _text(values: Any, block: Block, action: Action) -> str:
+    value = _field(values, block, action, "value")
+    return value if isinstance(value, str) else ""
 
 
 def validate(
@@ -29,12 +39,13 @@ def validate(
     errors: dict[str, str] = {}
     account_id = state.account_id
     if account_id is None:
-        selected = (values.get(Block.ACCOUNT, {}).get(Action.ACCOUNT) or {}).get("selected_option") or {}
-        account_id = selected.get("value")
-    if account_id not in {a.id for a in settings.accounts}:
+        selected = _field(values, Block.ACCOUNT, Action.ACCOUNT, "selected_option")
+        chosen = selected.get("value") if isinstance(selected, dict) else None
+        account_id = chosen if isinstance(chosen, str) else None
+    if account_id is None or account_id not in {a.id for a in settings.accounts}:
         errors[Block.ACCOUNT] = "Choose a configured account."
-    password = _value(values, Block.PASSWORD, Action.PASSWORD)
-    confirm = _value(values, Block.CONFIRM, Action.CONFIRM)
+    password = _text(values, Block.PASSWORD, Action.PASSWORD)
+    confirm = _text(values, Block.CONFIRM, Action.CONFIRM)
     problem = password_problem(password)
     if problem:
         errors[Block.PASSWORD] = problem
