@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -21,16 +22,19 @@ from typing import Any, TypeVar
 
 from bot.exitcodes import ExitCode
 from bot.logging_setup import configure_logging
+from bot.slack.runtime import SlackUnreachable
 from commands.password.views import Action, Block
 from lab.domain import LOCKOUT_THRESHOLD
 from lab.loopback import LoopbackUnavailable, can_claim
 from lab.samba import SambaUnavailable, missing_binaries
 from lab.slack.render import render_message, render_view
+from lab.slack.workspace import Message
 from lab.stack import SENSOR_ACCOUNT, SLACK_CHANNEL, SLACK_USER, SlackLab, running_slack_lab
 
 T = TypeVar("T")
 
 ACCOUNT = SENSOR_ACCOUNT
+LOCKOUT_DEMO_ACCOUNT = "noexpiry"  # another lab account, so the guard's counter starts at 0
 BROKEN_SENSOR = "dc02"  # the lab stops its AATPSensor service, so the checks have something to show
 SENSOR_LATENCY = {"dc02": 0.2, "dc03": 0.4}  # seconds per WinRM request: results arrive one by one
 WAIT_SECONDS = 30.0
@@ -174,12 +178,13 @@ class Demo:
     def follow_up_checks(self, thread_ts: str) -> None:
         self.heading("in its thread: the follow-up checks on every sensor, one message updated in place")
 
-        def final() -> str | None:
+        def final() -> Message | None:
             thread = [m for m in self.slack.messages(SLACK_CHANNEL) if m.thread_ts == thread_ts]
             done = thread and ("need attention" in thread[-1].text or "All " in thread[-1].text)
-            return thread[-1].ts if done else None
+            return thread[-1] if done else None
 
-        ts = wait_for(final, "the follow-up checks to finish")
+        report = wait_for(final, "the follow-up checks to finish")
+        ts = report.ts
         posted = [c for c in self.slack.calls("chat.postMessage") if c.args.get("thread_ts") == thread_ts]
         updates = [c for c in self.slack.calls("chat.update") if c.args.get("ts") == ts]
         shown = ""
@@ -191,8 +196,7 @@ class Demo:
                 continue
             shown = version.partition("\n")[2]
             show(version)
-        final_text = self.slack.messages(SLACK_CHANNEL)[-1].text
-        expect(BROKEN_SENSOR in final_text, f"the checks do not name {BROKEN_SENSOR}")
+        expect(BROKEN_SENSOR in report.text, f"the checks do not name {BROKEN_SENSOR}")
 
     def history(self) -> None:
         self.heading(f"alice types `/atp history {ACCOUNT}` (only she sees the answer)")
@@ -221,21 +225,41 @@ class Demo:
             )
         )
 
-    def cli(self) -> None:
-        self.heading(f"the same connection test from a terminal: atp-bot test-connection --account {ACCOUNT}")
+    def test_connection(self, account: str, password: str) -> int:
+        """Run the real `atp-bot test-connection` in a child process (the password on stdin, never argv)."""
         done = subprocess.run(
             [sys.executable, "-m", "bot", "--config", str(self.lab.config), "test-connection",
-             "--password-stdin", "--account", ACCOUNT],
-            input=self.lab.domain.users[ACCOUNT].password + "\n",
+             "--password-stdin", "--account", account],
+            input=password + "\n",
             capture_output=True,
             text=True,
             check=False,
             timeout=60,
         )  # fmt: skip
-        print(f"  $ atp-bot test-connection --password-stdin --account {ACCOUNT}   (password on stdin)")
+        print(f"  $ atp-bot test-connection --password-stdin --account {account}")
         show((done.stdout + done.stderr).rstrip())
         print(f"  (exit code {done.returncode})")
-        expect(done.returncode == 0, "atp-bot test-connection failed")
+        return done.returncode
+
+    def cli(self) -> None:
+        self.heading(f"the same path from a terminal (passwords on stdin): the right password for {ACCOUNT}")
+        expect(self.test_connection(ACCOUNT, self.lab.domain.users[ACCOUNT].password) == 0, "the test failed")
+
+    def lockout_guard(self) -> None:
+        other = LOCKOUT_DEMO_ACCOUNT
+        guard = self.lab.settings.lockout_guard
+        self.heading(f"a wrong password three times for {other}: the lockout guard stops the third")
+        codes = [self.test_connection(other, WRONG) for _ in range(guard.max_rejections + 1)]
+        user = self.lab.domain.users[other]
+        state = self.lab.domain.dc.user_state(user.name)
+        print(
+            f"  AD's badPwdCount for {user.name}: {state['badPwdCount']} of {LOCKOUT_THRESHOLD} "
+            f"(locked out: {'yes' if state['locked'] else 'no'})"
+        )
+        expect(codes[-1] != 0 and not state["locked"], "the lockout guard did not stop the third attempt")
+        expect(
+            state["badPwdCount"] == guard.max_rejections, "AD saw the attempt the guard should have stopped"
+        )
 
     def summary(self) -> None:
         self.heading("what happened behind the scenes")
@@ -275,6 +299,7 @@ class Demo:
         self.history()
         self.status()
         self.cli()
+        self.lockout_guard()
         self.summary()
 
 
@@ -309,7 +334,8 @@ def run(args: argparse.Namespace) -> int:
     configure_logging("DEBUG" if args.verbose else "WARNING")
     reason = missing_binaries() or can_claim()
     if reason:
-        print(f"atp-bot lab demo: cannot start the lab: {reason}", file=sys.stderr)
+        hint = " (run it as root, e.g. with sudo)" if os.geteuid() != 0 else ""
+        print(f"atp-bot lab demo: cannot start the lab: {reason}{hint}", file=sys.stderr)
         return ExitCode.UNREACHABLE
     started = time.monotonic()
     print(
@@ -321,11 +347,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"Lab up in {time.monotonic() - started:.0f} s.")
             show(_lab_summary(lab))
             Demo(lab).play()
-    except (SambaUnavailable, LoopbackUnavailable) as exc:
+    except (SambaUnavailable, LoopbackUnavailable, SlackUnreachable) as exc:
         print(f"atp-bot lab demo: cannot start the lab: {exc}", file=sys.stderr)
         return ExitCode.UNREACHABLE
     except DemoFailed as exc:
         print(f"\natp-bot lab demo: FAILED: {exc}", file=sys.stderr)
+        return ExitCode.PROBLEM
+    except KeyboardInterrupt:
+        print("\natp-bot lab demo: interrupted; the lab is stopped", file=sys.stderr)
         return ExitCode.PROBLEM
     print(f"\nDemo complete in {time.monotonic() - started:.0f} s: every step behaved as expected.")
     return ExitCode.OK

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli import main
+from lab import demo
 from lab.loopback import can_claim
 from lab.samba import missing_binaries
 from tests.peers import peer_missing
@@ -26,8 +28,9 @@ STEPS = [
     "== 7. in its thread: the follow-up checks",
     "== 8. alice types `/atp history contoso`",
     "== 9. alice types `/atp status`",
-    "== 10. the same connection test from a terminal",
-    "== 11. what happened behind the scenes",
+    "== 10. the same path from a terminal",
+    "== 11. a wrong password three times for noexpiry",
+    "== 12. what happened behind the scenes",
 ]
 
 
@@ -61,7 +64,7 @@ def test_demo_plays_the_password_flow_against_the_lab(tmp_path: Path) -> None:
     assert all(p >= 0 for p in positions), [s for s, p in zip(STEPS, positions, strict=True) if p < 0]
     assert positions == sorted(positions)
 
-    modal, mismatch, wrong, retry, right, announced, checks, history, status, cli, summary = (
+    modal, mismatch, wrong, retry, right, announced, checks, history, status, cli, guard, summary = (
         out[a:b] for a, b in zip(positions, [*positions[1:], len(out)], strict=True)
     )
     assert "[ New password: ________ ]" in modal
@@ -83,6 +86,9 @@ def test_demo_plays_the_password_flow_against_the_lab(tmp_path: Path) -> None:
     assert "  save  contoso  ok" in history
     assert "1 of 3 sensor(s) need attention: dc02." in status
     assert "PASSED: account contoso" in cli
+    assert guard.count("REJECTED: account noexpiry") == 2
+    assert "reason: guard_limit" in guard
+    assert "badPwdCount for svc-atp-noexpiry: 2 of 3 (locked out: no)" in guard
     assert re.search(r"badPwdCount [0-2] \(lockout threshold 3\); locked out: no", summary)
     assert "saved by slack:U0ALICE (alice)" in summary
     assert "hash chain verifies" in summary
@@ -92,3 +98,12 @@ def test_demo_plays_the_password_flow_against_the_lab(tmp_path: Path) -> None:
     for secret in _secrets(directory):
         assert secret not in out
         assert secret not in done.stderr
+
+
+def test_demo_without_the_dc_peer_says_why(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(demo, "missing_binaries", lambda: "samba, samba-tool not installed")
+    code = main(["lab", "demo"])
+    assert code == 3
+    assert "cannot start the lab: samba, samba-tool not installed" in capsys.readouterr().err
