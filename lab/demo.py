@@ -110,8 +110,8 @@ class Demo:
 
     def submit(self, view_id: str, password: str, confirm: str) -> dict[str, Any]:
         delivery = self.slack.submit_view(view_id, values(password, confirm))
-        expect(not delivery.late and delivery.ack is not None, "the bot did not acknowledge the submission")
-        assert delivery.ack is not None
+        if delivery.late or delivery.ack is None:
+            raise DemoFailed("the bot did not acknowledge the submission in time")
         return delivery.ack
 
     def submit_and_wait(self, view_id: str, password: str, outcome: str) -> None:
@@ -271,8 +271,8 @@ class Demo:
         )
         expect(state["badPwdCount"] < LOCKOUT_THRESHOLD and not state["locked"], "the account got locked out")
         saved = lab.changes.store.metadata(ACCOUNT)
-        expect(saved is not None, "the store holds no credential for the account")
-        assert saved is not None
+        if saved is None:
+            raise DemoFailed("the store holds no credential for the account")
         stored = lab.changes.store.read(ACCOUNT)
         same = stored is not None and stored.get_secret_value() == user.password
         show(
