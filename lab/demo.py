@@ -59,8 +59,8 @@ def register(actions: Any) -> None:
         "--dir",
         type=Path,
         metavar="DIR",
-        help="keep the lab's files (config, lab passwords, state) in DIR (default: a temporary directory, "
-        "removed at the end)",
+        help="keep the lab's files (config, lab passwords, state) in DIR; a previous run's dc/ and state/ "
+        "there are replaced (default: a temporary directory, removed at the end)",
     )
     parser.set_defaults(handler=run)
 
