@@ -1,0 +1,109 @@
+"""`atp-bot lab demo` end to end: the real CLI in a child process, the whole lab, one run (~20 s)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from lab import demo
+from lab.loopback import can_claim
+from lab.samba import missing_binaries
+from tests.peers import peer_missing
+
+pytestmark = pytest.mark.samba
+
+STEPS = [
+    "== 1. alice types `/atp password contoso` in #C0OPS",
+    "== 2. she types a new password and a different confirmation, and submits",
+    "== 3. she submits a wrong password",
+    "== 4. she clicks [Try again]",
+    "== 5. she submits the right password",
+    "== 6. #C0OPS: the announcement",
+    "== 7. in its thread: the follow-up checks",
+    "== 8. alice types `/atp history contoso`",
+    "== 9. alice types `/atp status`",
+    "== 10. the same path from a terminal",
+    "== 11. a wrong password three times for noexpiry",
+    "== 12. what happened behind the scenes",
+]
+
+
+def _secrets(directory: Path) -> list[str]:
+    """Every lab password the demo knew: the accounts', the lookup account's, the WinRM one, the store key."""
+    found = [line.split("\t")[2] for line in (directory / "lab-passwords.txt").read_text().splitlines()]
+    for name in ("lookup-password", "winrm-password", "state/store.key"):
+        found.append((directory / name).read_text().strip())
+    assert all(len(s) >= 12 for s in found)
+    return found
+
+
+def test_demo_plays_the_password_flow_against_the_lab(tmp_path: Path) -> None:
+    reason = missing_binaries() or can_claim()
+    if reason:
+        peer_missing(f"Samba AD DC: {reason}")
+    directory = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if k not in ("ATP_BOT_CONFIG", "ATP_BOT_STORE_KEY")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "lab", "demo", "--dir", str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=120,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert done.stderr == ""
+    positions = [out.find(step) for step in STEPS]
+    assert all(p >= 0 for p in positions), [s for s, p in zip(STEPS, positions, strict=True) if p < 0]
+    assert positions == sorted(positions)
+
+    modal, mismatch, wrong, retry, right, announced, checks, history, status, cli, guard, summary = (
+        out[a:b] for a, b in zip(positions, [*positions[1:], len(out)], strict=True)
+    )
+    assert "[ New password: ________ ]" in modal
+    assert "[Cancel] [Test and save]" in modal
+    assert "⚠ The two passwords do not match." in mismatch
+    assert "Testing the connection for *contoso*" in wrong
+    assert "The password is wrong" in wrong
+    assert "(`wrong_password`)" in wrong
+    assert "[Try again]" in wrong
+    assert "[ New password: ________ ]" in retry
+    assert "*Saved.*" in right
+    assert "changed the directory service account password for *contoso*" in announced
+    assert "posted:" in checks
+    assert "chat.update #1:" in checks
+    assert "1 of 3 sensor(s) need attention: dc02." in checks
+    assert ":x: *dc02*: service AATPSensor is Stopped" in checks
+    assert "  test  contoso  failed (wrong_password)" in history
+    assert "  test  contoso  ok" in history
+    assert "  save  contoso  ok" in history
+    assert "1 of 3 sensor(s) need attention: dc02." in status
+    assert "PASSED: account contoso" in cli
+    assert guard.count("REJECTED: account noexpiry") == 2
+    assert "reason: guard_limit" in guard
+    assert "badPwdCount for svc-atp-noexpiry: 2 of 3 (locked out: no)" in guard
+    assert re.search(r"badPwdCount [0-2] \(lockout threshold 3\); locked out: no", summary)
+    assert "saved by slack:U0ALICE (alice)" in summary
+    assert "hash chain verifies" in summary
+    assert "0 carrying the password" in summary
+    assert "Demo complete" in out
+
+    for secret in _secrets(directory):
+        assert secret not in out
+        assert secret not in done.stderr
+
+
+def test_demo_without_the_dc_peer_says_why(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(demo, "missing_binaries", lambda: "samba, samba-tool not installed")
+    code = main(["lab", "demo"])
+    assert code == 3
+    assert "cannot start the lab: samba, samba-tool not installed" in capsys.readouterr().err
