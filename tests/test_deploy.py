@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,23 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from bot.cli import main
-from bot.config import StoreConfig, parse_settings
+from bot.config import (
+    AccountConfig,
+    AtaCenterConfig,
+    AuditConfig,
+    CommandStoreConfig,
+    GraphConfig,
+    LockoutGuardConfig,
+    LoggingConfig,
+    SchedulerConfig,
+    SensorChecksConfig,
+    SensorConfig,
+    Settings,
+    SlackConfig,
+    StoreConfig,
+    WinRMConfig,
+    parse_settings,
+)
 from bot.slack.secrets import APP_TOKEN_ENV, BOT_TOKEN_ENV, SIGNING_SECRET_ENV
 from tests.peers import peer_missing
 
@@ -474,3 +491,99 @@ def test_container_layout_keeps_the_key_out_of_the_state_volume(
     for path in volume.rglob("*"):
         if path.is_file():
             assert key.encode() not in path.read_bytes(), path
+
+
+# --- docs/operations.md's configuration reference ------------------------------------------------
+
+
+def reference_rows() -> dict[str, list[tuple[list[str], str]]]:
+    """Section heading (`[slack]`, `[[sensors]]`, `top level`) → its table rows as (keys, default cell).
+
+    A row may name several keys (`password_env` / `password_file`, or a comma list) and a sub-table
+    (`[store.ata_center]` `url` is read as `ata_center.url`).
+    """
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    reference = text[text.index("## Configuration reference") :]
+    reference = reference[: reference.index("\n## ", 1)]
+    sections: dict[str, list[tuple[list[str], str]]] = {}
+    rows: list[tuple[list[str], str]] = []
+    for line in reference.splitlines():
+        heading = re.match(r"### (?:`(\[\[?[a-z_]+\]?\])`|Top level)", line)
+        if heading:
+            rows = sections.setdefault(heading.group(1) or "top level", [])
+        elif line.startswith("| `"):
+            first, default = line.split(" | ")[:2]
+            first = first.removeprefix("| ")
+            table = re.match(r"`\[store\.([a-z_]+)\]` ", first)
+            names = re.findall(r"`([a-z_]+)`", first[table.end() :] if table else first)
+            rows.append(([f"{table.group(1)}.{n}" if table else n for n in names], default))
+    return sections
+
+
+def documented_keys() -> dict[str, set[str]]:
+    return {section: {k for keys, _ in rows for k in keys} for section, rows in reference_rows().items()}
+
+
+def model_keys(model: type[Any], prefix: str = "") -> set[str]:
+    return {prefix + name for name in model.model_fields}
+
+
+def test_the_configuration_reference_documents_every_key_and_no_other() -> None:
+
+    store = (
+        (model_keys(StoreConfig) - {"ata_center", "command"})
+        | model_keys(AtaCenterConfig, "ata_center.")
+        | model_keys(CommandStoreConfig, "command.")
+    )
+    expected = {
+        "top level": {"state_dir"},
+        "[[accounts]]": model_keys(AccountConfig),
+        "[lockout_guard]": model_keys(LockoutGuardConfig),
+        "[logging]": model_keys(LoggingConfig),
+        "[slack]": model_keys(SlackConfig),
+        "[store]": store,
+        "[audit]": model_keys(AuditConfig),
+        "[winrm]": model_keys(WinRMConfig),
+        "[[sensors]]": model_keys(SensorConfig),
+        "[sensor_checks]": model_keys(SensorChecksConfig),
+        "[scheduler]": model_keys(SchedulerConfig),
+        "[graph]": model_keys(GraphConfig),
+    }
+    sections = {name.strip("[]") for name in expected} - {"top level"}
+    assert set(Settings.model_fields) == sections | {"state_dir"}
+    assert documented_keys() == expected
+
+
+SECTION_MODELS: dict[str, type[Any]] = {
+    "top level": Settings,
+    "[[accounts]]": AccountConfig,
+    "[lockout_guard]": LockoutGuardConfig,
+    "[logging]": LoggingConfig,
+    "[slack]": SlackConfig,
+    "[store]": StoreConfig,
+    "[audit]": AuditConfig,
+    "[winrm]": WinRMConfig,
+    "[[sensors]]": SensorConfig,
+    "[sensor_checks]": SensorChecksConfig,
+    "[scheduler]": SchedulerConfig,
+    "[graph]": GraphConfig,
+}
+
+
+def test_the_configuration_reference_states_the_real_defaults() -> None:
+    """Every row of one key whose default is a TOML literal (`2`, `"INFO"`, `[2, 10]`, `true`) matches
+    the model's default; descriptive defaults (`<state_dir>/store.key`, "system CAs") are not parsed."""
+    compared = 0
+    for section, rows in reference_rows().items():
+        model = SECTION_MODELS[section]
+        for keys, default in rows:
+            literal = re.match(r"`([^`]+)`", default)
+            if len(keys) != 1 or "." in keys[0] or literal is None:
+                continue
+            try:
+                value = tomllib.loads(f"v = {literal.group(1)}")["v"]
+            except tomllib.TOMLDecodeError:
+                continue
+            assert model.model_fields[keys[0]].default == value, f"{section} {keys[0]}"
+            compared += 1
+    assert compared >= 30  # 36 today: the check must not silently match nothing
