@@ -33,6 +33,7 @@ from bot.config import (
     GraphConfig,
     LockoutGuardConfig,
     LoggingConfig,
+    ObservabilityConfig,
     SchedulerConfig,
     SensorChecksConfig,
     SensorConfig,
@@ -335,7 +336,7 @@ def test_image_entrypoint_config_state_and_healthcheck() -> None:
     assert volume == ["/var/lib/atp-bot"]
     assert Path(parser.envs["XDG_STATE_HOME"], "atp-bot").is_relative_to(volume[0])
     healthcheck = instructions("HEALTHCHECK")
-    assert healthcheck and healthcheck[-1].split("CMD", 1)[1].strip() == '["atp-bot", "config", "check"]'
+    assert healthcheck and healthcheck[-1].split("CMD", 1)[1].strip() == '["atp-bot", "health"]'
 
 
 def test_image_installs_the_package_without_dev_or_lab_extras() -> None:
@@ -541,6 +542,7 @@ def test_the_configuration_reference_documents_every_key_and_no_other() -> None:
         "[lockout_guard]": model_keys(LockoutGuardConfig),
         "[logging]": model_keys(LoggingConfig),
         "[slack]": model_keys(SlackConfig),
+        "[observability]": model_keys(ObservabilityConfig),
         "[store]": store,
         "[audit]": model_keys(AuditConfig),
         "[winrm]": model_keys(WinRMConfig),
@@ -560,6 +562,7 @@ SECTION_MODELS: dict[str, type[Any]] = {
     "[lockout_guard]": LockoutGuardConfig,
     "[logging]": LoggingConfig,
     "[slack]": SlackConfig,
+    "[observability]": ObservabilityConfig,
     "[store]": StoreConfig,
     "[audit]": AuditConfig,
     "[winrm]": WinRMConfig,

@@ -93,6 +93,13 @@ def test_run_serves_health_and_metrics(sensors: WinRMEmulator, env: None, tmp_pa
                 ),
                 timeout=30,
             )
+            health = subprocess.run(
+                [sys.executable, "-m", "bot", "--config", str(config), "health"],
+                capture_output=True,
+                text=True,
+            )
+            assert health.returncode == 0, health.stdout + health.stderr
+            assert '"status": "ok"' in health.stdout
             metrics = get(f"{base}/metrics")[1]
             assert "atp_bot_sensor_check_seconds_count 2.0" in metrics
             assert "atp_bot_alerts_open" in metrics
@@ -100,5 +107,10 @@ def test_run_serves_health_and_metrics(sensors: WinRMEmulator, env: None, tmp_pa
             bot.send_signal(signal.SIGTERM)
             _out, err = bot.communicate(timeout=30)
         assert bot.returncode == 0, err
+        stopped = subprocess.run(
+            [sys.executable, "-m", "bot", "--config", str(config), "health"], capture_output=True, text=True
+        )
+        assert stopped.returncode == 3
+        assert "not answering" in stopped.stdout
     finally:
         emulator.stop()
