@@ -173,8 +173,15 @@ class Scheduler:
             self.aps.remove_job(job_id)
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the scheduler (waiting for running jobs when `wait`) and unregister the runtime."""
+        """Stop the scheduler (waiting for running jobs when `wait`) and unregister the runtime.
+
+        APScheduler 3 processes due jobs once more after `shutdown()` (agronholm/apscheduler#285): a
+        one-off re-check due at that moment would go to the stopped executor and then be deleted from the
+        persistent store. Detaching the store first keeps every pending job for the next start.
+        """
         if self.aps.running:
+            self.aps.pause()
+            self.aps.remove_jobstore("default", shutdown=True)
             self.aps.shutdown(wait=wait)
         if current_runtime() is self.runtime:
             set_runtime(None)

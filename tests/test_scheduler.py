@@ -167,10 +167,6 @@ def test_an_unusable_job_store_is_a_configuration_error(sensors: WinRMEmulator, 
     assert current_runtime() is None
 
 
-# APScheduler 3 processes due jobs once more while it shuts down, and its thread then fails to remove
-# the one-off job it could not submit (agronholm/apscheduler#285); the job stays stored, which is the
-# point of this test, so the thread's exception is expected here.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_recheck_missed_while_the_bot_was_down_runs_at_start(
     sensors: WinRMEmulator, tmp_path: Path, started: list[Scheduler]
 ) -> None:
