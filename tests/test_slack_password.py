@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -28,6 +28,22 @@ from tests.slack_lab import ALICE, MALLORY, OPS, Lab, running_lab, wait_for
 pytestmark = pytest.mark.samba
 
 MODES = ["socket", "http"]
+
+
+class Peers(NamedTuple):
+    """The real peers every test here drives: the Samba DC, a fresh AD account, two emulated sensors."""
+
+    lab_domain: LabDomain
+    user: LabUser
+    sensors: WinRMEmulator
+    tmp_path: Path
+
+
+@pytest.fixture
+def peers(
+    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: None, tmp_path: Path
+) -> Peers:
+    return Peers(lab_domain, fresh_user, sensors, tmp_path)
 
 
 def _changes(settings: Settings) -> PasswordChanges:
@@ -82,13 +98,10 @@ def recorded(lab: Lab) -> str:
 @pytest.mark.parametrize("mode", MODES)
 def test_happy_path(
     mode: str,
-    lab_domain: LabDomain,
-    fresh_user: LabUser,
-    sensors: WinRMEmulator,
-    env: None,
-    tmp_path: Path,
+    peers: Peers,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    lab_domain, fresh_user, sensors, tmp_path = peers
     caplog.set_level(logging.DEBUG)
     lab_domain.dc.set_password(fresh_user.name, CANARY)
     sensors.host("sensor02").set_service("AATPSensor", "Stopped")
@@ -138,12 +151,9 @@ def test_happy_path(
 @pytest.mark.parametrize("mode", MODES)
 def test_wrong_password_shows_the_reason_and_saves_nothing(
     mode: str,
-    lab_domain: LabDomain,
-    fresh_user: LabUser,
-    sensors: WinRMEmulator,
-    env: None,
-    tmp_path: Path,
+    peers: Peers,
 ) -> None:
+    lab_domain, fresh_user, sensors, tmp_path = peers
     with password_lab(mode, lab_domain, fresh_user, sensors, tmp_path) as lab:
         view_id = open_modal(lab)
         lab.emulator.submit_view(view_id, values(CANARY))
@@ -181,16 +191,13 @@ def _retry_value(lab: Lab, view_id: str) -> str:
     ],
 )
 def test_invalid_input_gets_inline_errors_and_changes_nothing(
-    lab_domain: LabDomain,
-    fresh_user: LabUser,
-    sensors: WinRMEmulator,
-    env: None,
-    tmp_path: Path,
+    peers: Peers,
     typed: str,
     confirm: str,
     block: str,
     message: str,
 ) -> None:
+    lab_domain, fresh_user, sensors, tmp_path = peers
     with password_lab("socket", lab_domain, fresh_user, sensors, tmp_path) as lab:
         view_id = open_modal(lab)
         delivery = lab.emulator.submit_view(view_id, values(typed, confirm))
@@ -207,12 +214,9 @@ def test_invalid_input_gets_inline_errors_and_changes_nothing(
 
 
 def test_several_accounts_need_a_choice(
-    lab_domain: LabDomain,
-    fresh_user: LabUser,
-    sensors: WinRMEmulator,
-    env: None,
-    tmp_path: Path,
+    peers: Peers,
 ) -> None:
+    lab_domain, fresh_user, sensors, tmp_path = peers
     with password_lab("socket", lab_domain, fresh_user, sensors, tmp_path) as lab:
         view_id = open_modal(lab, "password")
         assert Block.ACCOUNT in view_text(lab, view_id)
@@ -224,12 +228,9 @@ def test_several_accounts_need_a_choice(
 
 
 def test_unauthorized_user_is_refused_and_audited(
-    lab_domain: LabDomain,
-    fresh_user: LabUser,
-    sensors: WinRMEmulator,
-    env: None,
-    tmp_path: Path,
+    peers: Peers,
 ) -> None:
+    lab_domain, fresh_user, sensors, tmp_path = peers
     with password_lab("http", lab_domain, fresh_user, sensors, tmp_path) as lab:
         delivery = lab.emulator.slash_command("password svc", user=MALLORY)
         assert "not allowed" in delivery.text
@@ -240,12 +241,9 @@ def test_unauthorized_user_is_refused_and_audited(
 
 
 def test_a_second_change_in_flight_is_told_so(
-    lab_domain: LabDomain,
-    fresh_user: LabUser,
-    sensors: WinRMEmulator,
-    env: None,
-    tmp_path: Path,
+    peers: Peers,
 ) -> None:
+    lab_domain, fresh_user, sensors, tmp_path = peers
     with password_lab("socket", lab_domain, fresh_user, sensors, tmp_path) as lab:
         view_id = open_modal(lab)
         with hold_account(tmp_path / "state", "svc"):  # e.g. a CLI change of the same account
@@ -256,12 +254,9 @@ def test_a_second_change_in_flight_is_told_so(
 
 
 def test_slack_rate_limit_then_success(
-    lab_domain: LabDomain,
-    fresh_user: LabUser,
-    sensors: WinRMEmulator,
-    env: None,
-    tmp_path: Path,
+    peers: Peers,
 ) -> None:
+    lab_domain, fresh_user, sensors, tmp_path = peers
     with password_lab("socket", lab_domain, fresh_user, sensors, tmp_path) as lab:
         view_id = open_modal(lab)
         lab.emulator.fail("chat.postMessage", status=429, retry_after=1, times=1)
@@ -275,12 +270,9 @@ def test_slack_rate_limit_then_success(
 
 
 def test_closed_modal_gets_the_outcome_by_ephemeral_message(
-    lab_domain: LabDomain,
-    fresh_user: LabUser,
-    sensors: WinRMEmulator,
-    env: None,
-    tmp_path: Path,
+    peers: Peers,
 ) -> None:
+    lab_domain, fresh_user, sensors, tmp_path = peers
     with password_lab("socket", lab_domain, fresh_user, sensors, tmp_path) as lab:
         view_id = open_modal(lab)
         lab.emulator.submit_view(view_id, values("Wrong-Pa55word!"))
@@ -292,12 +284,9 @@ def test_closed_modal_gets_the_outcome_by_ephemeral_message(
 
 
 def test_status_and_history(
-    lab_domain: LabDomain,
-    fresh_user: LabUser,
-    sensors: WinRMEmulator,
-    env: None,
-    tmp_path: Path,
+    peers: Peers,
 ) -> None:
+    lab_domain, fresh_user, sensors, tmp_path = peers
     with password_lab("http", lab_domain, fresh_user, sensors, tmp_path) as lab:
         ack = lab.emulator.slash_command("status")
         assert "Checking 2 sensor(s)" in ack.text
@@ -313,9 +302,8 @@ def test_status_and_history(
         assert "slack:U0ALICE (alice)  check  -  ok: 2 of 2 sensors healthy" in everything
 
 
-def test_store_failure_after_a_passed_test_says_not_saved(
-    lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: None, tmp_path: Path
-) -> None:
+def test_store_failure_after_a_passed_test_says_not_saved(peers: Peers) -> None:
+    lab_domain, fresh_user, sensors, tmp_path = peers
     failing = tmp_path / "vault-put"
     failing.write_text("#!/bin/sh\ncat >/dev/null\necho 'vault is sealed' >&2\nexit 2\n")
     failing.chmod(0o700)
