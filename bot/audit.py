@@ -12,13 +12,14 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     Column,
@@ -41,6 +42,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, Program
 from bot.config import ConfigError, Settings
 from bot.redaction import redact
 from bot.state import state_dir
+
+log = logging.getLogger(__name__)
 
 DEFAULT_AUDIT_NAME = "audit.sqlite"
 GENESIS_HASH = "0" * 64
@@ -76,6 +79,39 @@ class AuditOutcome(StrEnum):
     FAILED = "failed"
     REFUSED = "refused"
     ERROR = "error"
+
+
+class AuditSink(Protocol):
+    """Anything that records audit events (the trail itself, or a test's recorder)."""
+
+    def record(
+        self,
+        actor: str,
+        action: str,
+        account: str | None,
+        outcome: str,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> object: ...
+
+
+def record_or_log(
+    audit: AuditSink,
+    actor: str,
+    action: str,
+    account: str | None,
+    outcome: str,
+    reason: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """Audit something that has already happened (a save, a service start, an alert): an unavailable
+    trail is logged loudly but never raised, because what happened cannot be undone."""
+    try:
+        audit.record(actor, action, account, outcome, reason, detail)
+    except AuditError as exc:
+        log.error(
+            "audit trail unavailable; not recorded: %s %s %s %s: %s", actor, action, account, outcome, exc
+        )
 
 
 class AuditError(Exception):

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from bot import metrics
 from bot.ad_errors import Reason
-from bot.audit import AuditAction, AuditError, AuditOutcome, AuditTrail, open_audit
+from bot.audit import AuditAction, AuditError, AuditOutcome, AuditSink, AuditTrail, open_audit, record_or_log
 from bot.config import AccountConfig, SensorConfig, Settings
 from bot.directory import ConnectionTestResult, Outcome, run_connection_test
 from bot.lockout import AccountBusy, LockoutGuard, hold_account
@@ -30,7 +30,7 @@ from bot.store import CredentialMetadata, CredentialStore, StoreError, open_stor
 
 log = logging.getLogger(__name__)
 
-_TEST_AUDIT_OUTCOME = {
+TEST_AUDIT_OUTCOME = {
     Outcome.PASSED: AuditOutcome.OK,
     Outcome.REJECTED: AuditOutcome.FAILED,
     Outcome.REFUSED: AuditOutcome.REFUSED,
@@ -86,6 +86,23 @@ def open_changes(settings: Settings) -> PasswordChanges:
     )
 
 
+def record_checks(
+    audit: AuditSink, actor: str, account_id: str | None, results: Sequence[SensorResult]
+) -> None:
+    """Audit a round of sensor checks: ok when every sensor is healthy."""
+    healthy = sum(r.healthy for r in results)
+    outcome = AuditOutcome.OK if healthy == len(results) else AuditOutcome.FAILED
+    record_or_log(
+        audit,
+        actor,
+        AuditAction.CHECK,
+        account_id,
+        outcome,
+        None,
+        f"{healthy} of {len(results)} sensors healthy",
+    )
+
+
 def sensors_for_account(settings: Settings, account_id: str) -> list[SensorConfig]:
     """The sensors that use this account; a sensor that names no account is checked for every account."""
     return [s for s in settings.sensors if s.account in (account_id, None)]
@@ -133,7 +150,15 @@ class PasswordChanges:
                     progress.tested(result)
                     outcome = self._after_test(account, password, actor, result)
             except AccountBusy as busy:
-                self._audit(actor, AuditAction.TEST, account.id, AuditOutcome.REFUSED, Reason.BUSY, str(busy))
+                record_or_log(
+                    self.audit,
+                    actor,
+                    AuditAction.TEST,
+                    account.id,
+                    AuditOutcome.REFUSED,
+                    Reason.BUSY,
+                    str(busy),
+                )
                 outcome = ChangeOutcome(account.id, ChangeStatus.NOT_STARTED, str(busy))
         metrics.PASSWORD_CHANGES.labels(outcome.status).inc()
         progress.finished(outcome)
@@ -147,7 +172,7 @@ class PasswordChanges:
                 actor,
                 AuditAction.TEST,
                 account.id,
-                _TEST_AUDIT_OUTCOME[result.outcome],
+                TEST_AUDIT_OUTCOME[result.outcome],
                 result.reason.value if result.reason else None,
                 f"{result.dc or 'no DC'}: {result.message}",
             )
@@ -166,7 +191,9 @@ class PasswordChanges:
         try:
             saved = self.store.save(account.id, password, actor)
         except StoreError as exc:
-            self._audit(actor, AuditAction.SAVE, account.id, AuditOutcome.ERROR, exc.reason, exc.message)
+            record_or_log(
+                self.audit, actor, AuditAction.SAVE, account.id, AuditOutcome.ERROR, exc.reason, exc.message
+            )
             log.error("account %s: tested OK but NOT saved: %s", account.id, exc.message)
             return ChangeOutcome(
                 account.id,
@@ -176,7 +203,7 @@ class PasswordChanges:
                 error_reason=exc.reason,
             )
         detail = f"{saved.backend} store; verified by {result.dc}"
-        self._audit(actor, AuditAction.SAVE, account.id, AuditOutcome.OK, None, detail)
+        record_or_log(self.audit, actor, AuditAction.SAVE, account.id, AuditOutcome.OK, None, detail)
         log.info("account %s: new password saved (%s store) by %s", account.id, saved.backend, actor)
         return ChangeOutcome(
             account.id,
@@ -186,21 +213,6 @@ class PasswordChanges:
             saved=saved,
             changed_at=saved.saved_at,
         )
-
-    def _audit(
-        self,
-        actor: str,
-        action: AuditAction,
-        account: str,
-        outcome: AuditOutcome,
-        reason: str | None,
-        detail: str,
-    ) -> None:
-        """Audit an event after the fact; a failure is logged loudly but does not undo what happened."""
-        try:
-            self.audit.record(actor, action, account, outcome, reason, detail)
-        except AuditError as exc:
-            log.error("audit trail unavailable; not recorded: %s %s %s: %s", action, account, outcome, exc)
 
     def follow_up_checks(
         self, account_id: str, since: datetime | None, actor: str, progress: ChangeProgress | None = None
@@ -214,14 +226,6 @@ class PasswordChanges:
         results = self.checker(
             self.settings, names, since=since or datetime.now(UTC), on_result=progress.sensor_checked
         )
-        healthy = sum(1 for r in results if r.healthy)
-        self._audit(
-            actor,
-            AuditAction.CHECK,
-            account_id,
-            AuditOutcome.OK if healthy == len(results) else AuditOutcome.FAILED,
-            None,
-            f"{healthy} of {len(results)} sensors healthy",
-        )
+        record_checks(self.audit, actor, account_id, results)
         progress.checks_done(results)
         return results

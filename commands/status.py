@@ -6,8 +6,7 @@ from typing import Any
 
 from slack_bolt import App, Respond
 
-from bot.audit import AuditAction, AuditOutcome
-from bot.change import sensors_for_account
+from bot.change import record_checks, sensors_for_account
 from bot.sensors import check_sensors
 from bot.slack.context import CommandContext, Services
 from bot.slack.registry import Subcommand
@@ -45,11 +44,7 @@ def run_status(services: Services, respond: Respond, actor: str, names: list[str
     report = LiveReport(post, lambda _ts, text, blocks: show(text, blocks), "*Sensor status*", len(names))
     results = check_sensors(services.settings, names, on_result=report.add)
     report.finish(results)
-    healthy = sum(r.healthy for r in results)
-    outcome = AuditOutcome.OK if healthy == len(results) else AuditOutcome.FAILED
-    services.audit.record(
-        actor, AuditAction.CHECK, None, outcome, None, f"{healthy} of {len(results)} sensors healthy"
-    )
+    record_checks(services.audit, actor, None, results)
 
 
 SUBCOMMAND = Subcommand(

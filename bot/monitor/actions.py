@@ -5,14 +5,10 @@ Whoever calls it (Slack) has already checked that the actor may do this.
 
 from __future__ import annotations
 
-import logging
-
-from bot.audit import AuditAction, AuditError, AuditOutcome, AuditTrail
+from bot.audit import AuditAction, AuditOutcome, AuditTrail, record_or_log
 from bot.config import ConfigError, Settings
 from bot.monitor.models import ServiceStartReport
 from bot.sensors import start_service
-
-log = logging.getLogger(__name__)
 
 
 def start_sensor_service(
@@ -40,10 +36,7 @@ def start_sensor_service(
             message = f"{service} on {sensor} is {result.after} after the start request" + (
                 f": {result.error}" if result.error else "."
             )
-    try:
-        audit.record(actor, AuditAction.START_SERVICE, account, outcome, reason, f"{sensor}: {message}")
-    except AuditError as exc:
-        log.error("audit trail unavailable; start of %s on %s not recorded: %s", service, sensor, exc)
+    record_or_log(audit, actor, AuditAction.START_SERVICE, account, outcome, reason, f"{sensor}: {message}")
     return ServiceStartReport(
         sensor=sensor, service=service, actor=actor, ok=ok, before=before, after=after, message=message
     )

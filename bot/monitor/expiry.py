@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from bot.audit import AuditAction, AuditOutcome
-from bot.change import _TEST_AUDIT_OUTCOME
+from bot.change import TEST_AUDIT_OUTCOME
 from bot.config import AccountConfig, ConfigError
 from bot.directory import ExpiryUnavailable, PasswordExpiry, read_password_expiry, run_connection_test
 from bot.lockout import AccountBusy, hold_account
@@ -61,7 +61,7 @@ def _with_saved_credential(rt: MonitorRuntime, account: AccountConfig) -> Passwo
     rt.audit(
         AuditAction.TEST,
         account.id,
-        _TEST_AUDIT_OUTCOME[result.outcome],
+        TEST_AUDIT_OUTCOME[result.outcome],
         result.reason.value if result.reason else "expiry_check",
         f"expiry check with the saved credential: {result.dc or 'no DC'}: {result.message}",
     )

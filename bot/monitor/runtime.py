@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from bot.audit import AuditAction, AuditError, AuditOutcome
+from bot.audit import AuditAction, AuditOutcome, record_or_log
 from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.graph import GraphHealthSource
@@ -16,8 +15,6 @@ from bot.lockout import now_utc
 from bot.monitor.models import HealthIssue
 from bot.monitor.notify import Notifier
 from bot.monitor.state import MonitorState
-
-log = logging.getLogger(__name__)
 
 MONITOR_ACTOR = "atp-bot:monitor"
 
@@ -59,7 +56,4 @@ class MonitorRuntime:
         self, action: AuditAction, account: str | None, outcome: AuditOutcome, reason: str, detail: str
     ) -> None:
         """Audit after the fact; an audit outage is logged loudly but never stops the monitor."""
-        try:
-            self.changes.audit.record(self.actor, action, account, outcome, reason, detail)
-        except AuditError as exc:
-            log.error("audit trail unavailable; not recorded: %s %s %s: %s", action, account, reason, exc)
+        record_or_log(self.changes.audit, self.actor, action, account, outcome, reason, detail)

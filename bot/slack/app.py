@@ -10,10 +10,10 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from bot.audit import AuditSink
 from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.scheduler import Scheduler
-from bot.slack.audit import AuditSink
 from bot.slack.authz import Authorizer
 from bot.slack.client import ACK_PATH_MAX_RETRY_AFTER, build_client
 from bot.slack.context import Services

@@ -1,20 +1,6 @@
-"""The audit trail as the Slack face sees it: an injected object with one `record` method."""
+"""How the Slack face names its actors in the audit trail."""
 
 from __future__ import annotations
-
-from typing import Protocol
-
-
-class AuditSink(Protocol):
-    def record(
-        self,
-        actor: str,
-        action: str,
-        account: str | None,
-        outcome: str,
-        reason: str | None = None,
-        detail: str | None = None,
-    ) -> object: ...
 
 
 def slack_actor(user_id: str, user_name: str | None) -> str:

@@ -11,10 +11,11 @@ from typing import Any, ParamSpec, TypeVar
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
+from bot.audit import AuditSink
 from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.scheduler import Scheduler
-from bot.slack.audit import AuditSink, slack_actor
+from bot.slack.audit import slack_actor
 from bot.slack.authz import Authorizer
 from bot.slack.registry import Registry
 
