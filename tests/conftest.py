@@ -123,3 +123,13 @@ def sensor_config(sensors: WinRMEmulator, account: str) -> dict[str, object]:
         },
         "sensors": [{"name": n, "endpoint": sensors.endpoint(n), "account": account} for n in sensors.hosts],
     }
+
+
+def lab_account(lab: LabDomain, user: LabUser, account_id: str = "svc") -> dict[str, object]:
+    """An [[accounts]] table for a lab user, verified against the lab DC's CA."""
+    return {
+        "id": account_id,
+        "username": user.upn,
+        "domain_controllers": [lab.dc.ldaps_url],
+        "ca_file": str(lab.dc.ca_file),
+    }

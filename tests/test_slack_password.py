@@ -22,7 +22,7 @@ from commands.password.views import Action, Block
 from lab.domain import LabDomain
 from lab.samba import LabUser
 from lab.winrm.server import WinRMEmulator
-from tests.conftest import CANARY, sensor_config
+from tests.conftest import CANARY, lab_account, sensor_config
 from tests.slack_lab import ALICE, MALLORY, OPS, Lab, running_lab, wait_for
 
 pytestmark = pytest.mark.samba
@@ -55,12 +55,7 @@ def _changes(settings: Settings) -> PasswordChanges:
 def password_lab(
     mode: str, lab: LabDomain, user: LabUser, sensors: WinRMEmulator, tmp_path: Path
 ) -> Iterator[Lab]:
-    account = {
-        "id": "svc",
-        "username": user.upn,
-        "domain_controllers": [lab.dc.ldaps_url],
-        "ca_file": str(lab.dc.ca_file),
-    }
+    account = lab_account(lab, user)
     other = {**account, "id": "other"}
     config = {
         "state_dir": str(tmp_path / "state"),
@@ -307,12 +302,7 @@ def test_store_failure_after_a_passed_test_says_not_saved(peers: Peers) -> None:
     failing = tmp_path / "vault-put"
     failing.write_text("#!/bin/sh\ncat >/dev/null\necho 'vault is sealed' >&2\nexit 2\n")
     failing.chmod(0o700)
-    account = {
-        "id": "svc",
-        "username": fresh_user.upn,
-        "domain_controllers": [lab_domain.dc.ldaps_url],
-        "ca_file": str(lab_domain.dc.ca_file),
-    }
+    account = lab_account(lab_domain, fresh_user)
     config = {
         "state_dir": str(tmp_path / "state"),
         "accounts": [account],

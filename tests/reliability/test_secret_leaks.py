@@ -21,7 +21,7 @@ from commands.password.views import Action, Block
 from lab.domain import LabDomain
 from lab.samba import LabUser
 from lab.winrm.server import WinRMEmulator
-from tests.conftest import CANARY, run_cli, sensor_config
+from tests.conftest import CANARY, lab_account, run_cli, sensor_config
 from tests.slack_lab import ALICE, running_lab, wait_for
 
 pytestmark = pytest.mark.samba
@@ -51,12 +51,7 @@ def test_the_canary_never_leaks(
     failing = tmp_path / "failing-store"
     failing.write_text("#!/bin/sh\ncat >/dev/null\necho 'sealed' >&2\nexit 1\n")
     failing.chmod(0o700)
-    account = {
-        "id": "svc",
-        "username": fresh_user.upn,
-        "domain_controllers": [lab_domain.dc.ldaps_url],
-        "ca_file": str(lab_domain.dc.ca_file),
-    }
+    account = lab_account(lab_domain, fresh_user)
     broken = {**account, "id": "broken", "domain_controllers": ["ldaps://127.0.0.1:1"]}
     state = tmp_path / "state"
     config = {"state_dir": str(state), "accounts": [account, broken], **sensor_config(sensors, "svc")}
