@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from slack_bolt import App, Respond
 
 from bot.change import record_checks, sensors_for_account
-from bot.sensors import check_sensors
+from bot.sensors import SensorResult
 from bot.slack.context import CommandContext, Services
 from bot.slack.registry import Subcommand
 from commands.arguments import account_argument
@@ -32,7 +33,8 @@ def handle(ctx: CommandContext) -> None:
 
 
 def run_status(services: Services, respond: Respond, actor: str, names: list[str]) -> None:
-    """On the bot's executor: check, replacing the ephemeral reply as results come in."""
+    """On the bot's executor: check (or join a check of the same sensors already running), replacing the
+    ephemeral reply as results come in."""
 
     def show(text: str, blocks: list[dict[str, Any]]) -> None:
         respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=True)
@@ -41,10 +43,12 @@ def run_status(services: Services, respond: Respond, actor: str, names: list[str
         show(text, blocks)
         return ""  # a response URL message has no ts: every update replaces it
 
+    def done(results: Sequence[SensorResult]) -> None:
+        report.finish(results)
+        record_checks(services.audit, actor, None, results)
+
     report = LiveReport(post, lambda _ts, text, blocks: show(text, blocks), "*Sensor status*", len(names))
-    results = check_sensors(services.settings, names, on_result=report.add)
-    report.finish(results)
-    record_checks(services.audit, actor, None, results)
+    services.status_checks.check(names, report.add, done)
 
 
 SUBCOMMAND = Subcommand(

@@ -14,6 +14,7 @@ from bot.audit import AuditSink
 from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.scheduler import Scheduler
+from bot.shared_checks import SharedChecks
 from bot.slack.authz import Authorizer
 from bot.slack.client import ACK_PATH_MAX_RETRY_AFTER, build_client
 from bot.slack.context import Services
@@ -52,6 +53,7 @@ def build_services(
         authorizer=Authorizer(config, lookups),
         registry=Registry(modules),
         executor=executor,
+        status_checks=SharedChecks(settings),
         changes=changes,
         scheduler=scheduler,
     )

@@ -15,6 +15,7 @@ from bot.audit import AuditSink
 from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.scheduler import Scheduler
+from bot.shared_checks import SharedChecks
 from bot.slack.audit import slack_actor
 from bot.slack.authz import Authorizer
 from bot.slack.registry import Registry
@@ -36,6 +37,8 @@ class Services:
     authorizer: Authorizer
     registry: Registry
     executor: Executor
+    # `/atp status` requests for the same sensors share one check.
+    status_checks: SharedChecks
     # The change path (test → save → audit → checks); None only where a runtime is built without one.
     changes: PasswordChanges | None = None
     # The monitor's scheduler (alerts, re-checks); None when `atp-bot run` runs without it.

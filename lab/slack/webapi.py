@@ -34,6 +34,7 @@ class Call:
     status: int
     error: str | None
     at: float
+    response_id: str | None = None  # for a post to a response URL: whose (the trigger id of the request)
 
 
 @dataclass
@@ -171,7 +172,8 @@ def _handler_class(api: WebApi) -> type[BaseHTTPRequestHandler]:
                 self._send(400, {"Content-Type": "text/plain"}, b"invalid_json")
                 return
             if parts.path.startswith("/response/"):
-                api.record(Call(RESPONSE_URL_METHOD, args, body, 200, None, time.monotonic()))
+                response_id = parts.path.removeprefix("/response/")
+                api.record(Call(RESPONSE_URL_METHOD, args, body, 200, None, time.monotonic(), response_id))
                 self._send(200, {"Content-Type": "application/json"}, b'{"ok": true}')
                 return
             if not parts.path.startswith("/api/"):
