@@ -15,6 +15,7 @@ import ssl
 import struct
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -417,8 +418,11 @@ class WinRMEmulator:
         return self
 
     def stop(self) -> None:
-        for name in list(self._listeners):
-            self._close(name)
+        """Close every listener; in parallel, as each takes up to a poll interval to notice (500 hosts)."""
+        names = list(self._listeners)
+        if names:
+            with ThreadPoolExecutor(min(64, len(names)), thread_name_prefix="winrm-stop") as pool:
+                list(pool.map(self._close, names))
 
 
 def _free_port(bind: str) -> int:

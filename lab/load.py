@@ -1,0 +1,171 @@
+"""A load scenario: many people typing `/atp status` at once, against a real `atp-bot run` process, a large
+emulated sensor fleet and the Slack emulator. Used by the reliability test and by `bench/bench_load.py`.
+
+`BotProcess` runs the bot as its own process (Socket Mode) so that its memory can be read from /proc;
+`status_storm` sends the slash commands concurrently and waits until each requester has the final report.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import tomli_w
+
+from lab.slack import SlackEmulator
+from lab.slack.webapi import RESPONSE_URL_METHOD, Call
+from lab.winrm.model import Host
+from lab.winrm.server import WinRMEmulator
+
+SLACK_USER = "U0ALICE"
+SLACK_CHANNEL = "C0OPS"
+ACCOUNT = "contoso"
+WINRM_USER = "CONTOSO\\atp-checker"
+WINRM_PASSWORD_ENV = "ATP_BOT_LOAD_WINRM_PASSWORD"
+
+
+def sensor_fleet(sensors: WinRMEmulator, count: int, latency: float = 0.0) -> list[dict[str, str]]:
+    """Add `count` healthy MDI sensors (`sensor000`…) to the emulator; their `[[sensors]]` tables."""
+    tables = []
+    for i in range(count):
+        host = Host.sensor(f"sensor{i:03d}")
+        host.latency = latency
+        tables.append({"name": host.name, "endpoint": sensors.add_host(host), "account": ACCOUNT})
+    return tables
+
+
+def load_config(state_dir: Path, slack: SlackEmulator, sensors: list[dict[str, str]]) -> dict[str, Any]:
+    """A configuration for the bot: one account, the fleet, Slack in Socket Mode, no scheduler."""
+    return {
+        "state_dir": str(state_dir),
+        "accounts": [
+            {"id": ACCOUNT, "username": "svc-atp@contoso.test", "domain_controllers": ["ldaps://dc1"]}
+        ],
+        "winrm": {"username": WINRM_USER, "password_env": WINRM_PASSWORD_ENV, "transport": "ntlm"},
+        "sensors": sensors,
+        "slack": {
+            "mode": "socket",
+            "api_url": slack.api_url,
+            "channel": SLACK_CHANNEL,
+            "allowed_users": [SLACK_USER],
+        },
+        "scheduler": {"enabled": False},
+    }
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A process's resident memory from /proc (KiB): now, and the peak since it started."""
+
+    rss_kib: int
+    peak_kib: int
+
+
+class BotProcess:
+    """`atp-bot run` as a child process on a config written to `directory`; stopped with SIGTERM on exit."""
+
+    def __init__(
+        self, directory: Path, config: Mapping[str, Any], slack: SlackEmulator, env: Mapping[str, str]
+    ) -> None:
+        self.config_path = directory / "atp-bot.toml"
+        self.config_path.write_text(tomli_w.dumps(dict(config)), encoding="utf-8")
+        self._slack = slack
+        self._env = {
+            **os.environ,
+            **env,
+            "SLACK_BOT_TOKEN": slack.bot_token,
+            "SLACK_APP_TOKEN": slack.app_token,
+        }
+        self.log_path = directory / "atp-bot.log"  # a file, not a pipe: a full pipe would stall the bot
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def _atp_bot(self, *argv: str) -> list[str]:
+        return [sys.executable, "-m", "bot", "--config", str(self.config_path), *argv]
+
+    def start(self, timeout: float = 30.0) -> BotProcess:
+        subprocess.run(self._atp_bot("store", "init"), env=self._env, check=True, capture_output=True)
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(self._atp_bot("run"), env=self._env, stderr=log)
+        try:
+            self._slack.wait_connected(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("not started")
+        return self._process.pid
+
+    def memory(self) -> Memory:
+        fields = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text(encoding="ascii").splitlines():
+            name, _, value = line.partition(":")
+            fields[name] = value.split()[0] if value.split() else ""
+        return Memory(int(fields["VmRSS"]), int(fields["VmHWM"]))
+
+    def stop(self) -> None:
+        """Stop the bot (its log stays in `log_path`)."""
+        if self._process is None:
+            return
+        process, self._process = self._process, None
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> BotProcess:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+@dataclass(frozen=True)
+class StormResult:
+    ack_seconds: list[float]  # each request's acknowledgement latency as Slack saw it
+    late: int  # requests not acknowledged within Slack's 3 s
+    final_texts: dict[str, str]  # trigger id → the text of the last report that requester got
+    seconds_to_last_report: float  # from the first request to the last requester's final report
+
+
+def _final(text: str) -> bool:
+    return "answered." not in text  # the summary of a report still in progress ends with "N of M answered."
+
+
+def status_storm(slack: SlackEmulator, requests: int, *, timeout: float = 120.0) -> StormResult:
+    """Send `requests` concurrent `/atp status` commands; wait until every requester has a final report."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(requests) as senders:
+        deliveries = list(
+            senders.map(lambda _: slack.slash_command("status", user=SLACK_USER), range(requests))
+        )
+    triggers = {d.trigger_id for d in deliveries}
+    finals: dict[str, Call] = {}
+    deadline = time.monotonic() + timeout
+    while len(finals) < len(triggers) and time.monotonic() < deadline:
+        for call in slack.calls(RESPONSE_URL_METHOD):
+            if call.response_id in triggers and _final(str(call.args.get("text", ""))):
+                finals[call.response_id] = call
+        time.sleep(0.05)
+    return StormResult(
+        ack_seconds=[d.latency for d in deliveries],
+        late=sum(d.late for d in deliveries),
+        final_texts={trigger: str(call.args.get("text", "")) for trigger, call in finals.items()},
+        seconds_to_last_report=max((c.at for c in finals.values()), default=time.monotonic()) - started,
+    )
