@@ -6,6 +6,7 @@ import base64
 import itertools
 import logging
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -133,3 +134,10 @@ def lab_account(lab: LabDomain, user: LabUser, account_id: str = "svc") -> dict[
         "domain_controllers": [lab.dc.ldaps_url],
         "ca_file": str(lab.dc.ca_file),
     }
+
+
+def closed_port_url() -> str:
+    """An LDAPS URL on loopback where nothing listens: a domain controller that is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"ldaps://127.0.0.1:{probe.getsockname()[1]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,6 +22,7 @@ from bot.slack.runtime import SlackRuntime
 from bot.slack.secrets import SlackSecrets
 from commands import MODULES
 from commands.alerts import SlackNotifier
+from commands.password.views import Action, Block
 from lab.slack import SlackEmulator
 from tests import slack_probe
 
@@ -162,3 +164,23 @@ def wait_for(probe: Callable[[], T | None], *, timeout: float = 5.0, default: An
                 return default  # type: ignore[no-any-return]
             raise AssertionError("condition not met in time")
         time.sleep(0.01)
+
+
+def values(password: str, confirm: str | None = None) -> dict[str, dict[str, Any]]:
+    """What a person types into the password modal (the confirmation repeats the password by default)."""
+    return {
+        Block.PASSWORD: {Action.PASSWORD: password},
+        Block.CONFIRM: {Action.CONFIRM: password if confirm is None else confirm},
+    }
+
+
+def open_modal(lab: Lab, text: str = "password svc", user: str = ALICE) -> str:
+    """Type `/atp <text>` and return the id of the modal it opened."""
+    delivery = lab.emulator.slash_command(text, user=user)
+    assert not delivery.late
+    views = wait_for(lambda: lab.emulator.open_views(user))
+    return views[-1].id
+
+
+def view_text(lab: Lab, view_id: str) -> str:
+    return json.dumps(lab.emulator.view(view_id)["blocks"])

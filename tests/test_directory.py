@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,16 +17,10 @@ from lab.domain import LabDomain
 from lab.faults import silent_tls_server
 from lab.samba import LabUser
 from lab.tlsca import issue_ca_and_server_cert
-from tests.conftest import CANARY, assert_no_canary
+from tests.conftest import CANARY, assert_no_canary, closed_port_url
 from tests.conftest import run_cli as cli
 
 pytestmark = pytest.mark.samba
-
-
-def closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"ldaps://127.0.0.1:{probe.getsockname()[1]}"
 
 
 def account_for(lab: LabDomain, user: LabUser | str, **overrides: object) -> AccountConfig:

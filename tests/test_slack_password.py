@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pytest
 
@@ -23,7 +23,7 @@ from lab.domain import LabDomain
 from lab.samba import LabUser
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import CANARY, lab_account, sensor_config
-from tests.slack_lab import ALICE, MALLORY, OPS, Lab, running_lab, wait_for
+from tests.slack_lab import ALICE, MALLORY, OPS, Lab, open_modal, running_lab, values, view_text, wait_for
 
 pytestmark = pytest.mark.samba
 
@@ -64,24 +64,6 @@ def password_lab(
     }
     with running_lab(mode, modules=MODULES, config=config, changes=_changes) as running:
         yield running
-
-
-def values(password: str, confirm: str | None = None) -> dict[str, dict[str, Any]]:
-    return {
-        Block.PASSWORD: {Action.PASSWORD: password},
-        Block.CONFIRM: {Action.CONFIRM: password if confirm is None else confirm},
-    }
-
-
-def open_modal(lab: Lab, text: str = "password svc", user: str = ALICE) -> str:
-    delivery = lab.emulator.slash_command(text, user=user)
-    assert not delivery.late
-    views = wait_for(lambda: lab.emulator.open_views(user))
-    return views[-1].id
-
-
-def view_text(lab: Lab, view_id: str) -> str:
-    return json.dumps(lab.emulator.view(view_id)["blocks"])
 
 
 def recorded(lab: Lab) -> str:

@@ -17,21 +17,13 @@ from bot.config import Settings
 from bot.metrics import REGISTRY
 from bot.store.embedded import init_embedded_store
 from commands import MODULES
-from commands.password.views import Action, Block
 from lab.domain import LabDomain
 from lab.samba import LabUser
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import CANARY, lab_account, run_cli, sensor_config
-from tests.slack_lab import ALICE, running_lab, wait_for
+from tests.slack_lab import ALICE, running_lab, values, wait_for
 
 pytestmark = pytest.mark.samba
-
-
-def values(password: str, confirm: str | None = None) -> dict[str, dict[str, str]]:
-    return {
-        Block.PASSWORD: {Action.PASSWORD: password},
-        Block.CONFIRM: {Action.CONFIRM: password if confirm is None else confirm},
-    }
 
 
 def files_with(root: Path, needle: bytes) -> list[Path]:
