@@ -175,7 +175,7 @@ def values(password: str, confirm: str | None = None) -> dict[str, dict[str, Any
 
 
 def open_modal(lab: Lab, text: str = "password svc", user: str = ALICE) -> str:
-    """Type `/atp <text>` and return the id of the modal it opened."""
+    """Type `/atp <text>` and return the id of the modal it opened (the user's newest: one at a time)."""
     delivery = lab.emulator.slash_command(text, user=user)
     assert not delivery.late
     views = wait_for(lambda: lab.emulator.open_views(user))
