@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot import metrics
 from bot.audit import AuditAction, AuditOutcome
@@ -251,11 +251,13 @@ def run_monitor_cycle(rt: MonitorRuntime) -> CycleResult:
 def _cycle(rt: MonitorRuntime) -> CycleResult:
     settings, state = rt.settings, rt.state
     names = [s.name for s in settings.sensors]
-    results = rt.changes.checker(settings, names, positions=state.positions()) if names else []
+    now = rt.clock()
+    # A sensor without a saved position is scanned over the default window before the monitor's own clock.
+    since = now - timedelta(minutes=settings.sensor_checks.default_window_minutes)
+    results = rt.changes.checker(settings, names, since=since, positions=state.positions()) if names else []
     by_name = {r.name: r for r in results}
     health_list, health_error = _read_health(rt)
     health = assign_health(settings.accounts, health_list) if health_list is not None else {}
-    now = rt.clock()
     stored, reachability = state.incidents(), state.reachability()
     opened: list[Incident] = []
     updated: list[Incident] = []
