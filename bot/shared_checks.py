@@ -12,22 +12,24 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.sensors import SensorResult, check_sensors
 
 log = logging.getLogger(__name__)
 
-ResultCallback = Callable[[SensorResult], None]
-DoneCallback = Callable[[Sequence[SensorResult]], None]
 T = TypeVar("T")
 
 
-@dataclass
-class _Follower:
-    on_result: ResultCallback
-    on_done: DoneCallback
+class CheckFollower(Protocol):
+    """Someone waiting for a check: told each result, then either every result or why there are none."""
+
+    def add(self, result: SensorResult) -> None: ...
+
+    def finish(self, results: Sequence[SensorResult]) -> None: ...
+
+    def fail(self, problem: str) -> None: ...
 
 
 @dataclass
@@ -35,7 +37,7 @@ class _Run:
     """One check in flight and who follows it."""
 
     results: list[SensorResult] = field(default_factory=list)
-    followers: list[_Follower] = field(default_factory=list)
+    followers: list[CheckFollower] = field(default_factory=list)
 
 
 class SharedChecks:
@@ -46,16 +48,15 @@ class SharedChecks:
         self._lock = threading.Lock()
         self._running: dict[tuple[str, ...], _Run] = {}
 
-    def check(self, names: Sequence[str], on_result: ResultCallback, on_done: DoneCallback) -> bool:
-        """Report a check of `names` to the callbacks. Returns True if this call joined a check in flight.
+    def check(self, names: Sequence[str], follower: CheckFollower) -> bool:
+        """Report a check of `names` to `follower`. Returns True if this call joined a check in flight.
 
-        A call that starts a check runs it in the calling thread and calls every follower's callbacks
-        from there (each follower's failure is logged, never passed on to the others). A call that joins
-        returns at once, after replaying the results known so far. If the check itself fails, its
-        exception goes to the caller that started it; the followers get no `on_done`.
+        A call that starts a check runs it in the calling thread and tells every follower from there (one
+        follower's exception is logged, never passed on to the others). A call that joins returns at once,
+        after replaying the results known so far. A check that cannot run (e.g. a WinRM password that
+        cannot be read) is told to every follower as its problem.
         """
         key = tuple(names)
-        follower = _Follower(on_result, on_done)
         with self._lock:
             run = self._running.get(key)
             if run is not None:
@@ -66,15 +67,18 @@ class SharedChecks:
                 known = None
         if known is not None:
             for result in known:
-                _call(on_result, result)
+                _tell(follower.add, result)
             return True
         try:
             results = check_sensors(self._settings, list(names), on_result=lambda r: self._publish(run, r))
-        finally:
-            with self._lock:
-                del self._running[key]
-        for each in run.followers:  # no one can join any more: the run is no longer listed
-            _call(each.on_done, results)
+        except ConfigError as exc:
+            problem = "; ".join(exc.problems)
+            self._end(key, lambda each: each.fail(problem))
+        except Exception:
+            log.exception("the sensor check failed")
+            self._end(key, lambda each: each.fail("the check failed unexpectedly (details in atp-bot's log)"))
+        else:
+            self._end(key, lambda each: each.finish(results))
         return False
 
     def _publish(self, run: _Run, result: SensorResult) -> None:
@@ -82,10 +86,16 @@ class SharedChecks:
             run.results.append(result)
             followers = list(run.followers)
         for follower in followers:
-            _call(follower.on_result, result)
+            _tell(follower.add, result)
+
+    def _end(self, key: tuple[str, ...], tell: Callable[[CheckFollower], None]) -> None:
+        with self._lock:
+            run = self._running.pop(key)
+        for follower in run.followers:  # no one can join any more: the run is no longer listed
+            _tell(tell, follower)
 
 
-def _call(callback: Callable[[T], None], value: T) -> None:
+def _tell(callback: Callable[[T], None], value: T) -> None:
     try:
         callback(value)
     except Exception:  # one requester's failure (e.g. Slack refusing an update) must not stop the others

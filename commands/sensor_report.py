@@ -101,6 +101,11 @@ class LiveReport:
             text, blocks = report(self._heading, self._results, self._total)
         self._update(self.ts, text, blocks)
 
+    def fail(self, problem: str) -> None:
+        """The checks could not run at all: say why instead of the results."""
+        text = f"{self._heading}\n:warning: The sensors could not be checked: {problem}"
+        self._update(self.ts, text, [section(text)])
+
 
 def thread_report(
     client: WebClient, channel: str, thread_ts: str | None, heading: str, total: int

@@ -7,6 +7,7 @@ from typing import Any
 
 from slack_bolt import App, Respond
 
+from bot.audit import AuditSink
 from bot.change import record_checks, sensors_for_account
 from bot.sensors import SensorResult
 from bot.slack.context import CommandContext, Services
@@ -43,12 +44,25 @@ def run_status(services: Services, respond: Respond, actor: str, names: list[str
         show(text, blocks)
         return ""  # a response URL message has no ts: every update replaces it
 
-    def done(results: Sequence[SensorResult]) -> None:
-        report.finish(results)
-        record_checks(services.audit, actor, None, results)
-
     report = LiveReport(post, lambda _ts, text, blocks: show(text, blocks), "*Sensor status*", len(names))
-    services.status_checks.check(names, report.add, done)
+    services.status_checks.check(names, _AuditedReport(report, services.audit, actor))
+
+
+class _AuditedReport:
+    """The requester's live report; the round of checks they were shown is audited under their name."""
+
+    def __init__(self, report: LiveReport, audit: AuditSink, actor: str) -> None:
+        self._report, self._audit, self._actor = report, audit, actor
+
+    def add(self, result: SensorResult) -> None:
+        self._report.add(result)
+
+    def finish(self, results: Sequence[SensorResult]) -> None:
+        self._report.finish(results)
+        record_checks(self._audit, self._actor, None, results)
+
+    def fail(self, problem: str) -> None:
+        self._report.fail(problem)
 
 
 SUBCOMMAND = Subcommand(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+import pytest
+
 from bot.sensors import SensorResult
 from bot.shared_checks import SharedChecks
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
 from tests.slack_lab import wait_for
-from tests.winrm_lab import make_settings
+from tests.winrm_lab import PASSWORD_ENV, make_settings
 
 
 class Requester:
@@ -19,14 +21,25 @@ class Requester:
     def __init__(self) -> None:
         self.seen: list[str] = []
         self.final: list[str] | None = None
-        self.done = threading.Event()
+        self.problem: str | None = None
 
-    def on_result(self, result: SensorResult) -> None:
+    def add(self, result: SensorResult) -> None:
         self.seen.append(result.name)
 
-    def on_done(self, results: Sequence[SensorResult]) -> None:
+    def finish(self, results: Sequence[SensorResult]) -> None:
         self.final = [r.name for r in results]
-        self.done.set()
+
+    def fail(self, problem: str) -> None:
+        self.problem = problem
+
+
+class Refusing(Requester):
+    """A requester whose Slack refuses every update."""
+
+    def add(self, result: SensorResult) -> None:
+        raise RuntimeError("Slack said no")
+
+    finish = fail = add  # type: ignore[assignment]
 
 
 def fleet(emulator: WinRMEmulator, slow_seconds: float) -> SharedChecks:
@@ -41,19 +54,17 @@ def fleet(emulator: WinRMEmulator, slow_seconds: float) -> SharedChecks:
 
 
 def start(checks: SharedChecks, requester: Requester) -> threading.Thread:
-    thread = threading.Thread(
-        target=checks.check, args=(["fast", "slow"], requester.on_result, requester.on_done)
-    )
+    thread = threading.Thread(target=checks.check, args=(["fast", "slow"], requester))
     thread.start()
     return thread
 
 
 def test_a_request_during_a_check_joins_it(emulator: WinRMEmulator) -> None:
-    checks = fleet(emulator, slow_seconds=0.4)
+    checks = fleet(emulator, slow_seconds=0.1)
     first, second = Requester(), Requester()
     owner = start(checks, first)
     wait_for(lambda: first.seen == ["fast"], timeout=10)
-    joined = checks.check(["fast", "slow"], second.on_result, second.on_done)
+    joined = checks.check(["fast", "slow"], second)
     assert joined
     assert second.seen == ["fast"]  # replayed at once
     owner.join(timeout=30)
@@ -66,32 +77,41 @@ def test_a_request_after_a_check_ended_starts_a_new_one(emulator: WinRMEmulator)
     checks = fleet(emulator, slow_seconds=0)
     for _ in range(2):
         requester = Requester()
-        assert not checks.check(["fast", "slow"], requester.on_result, requester.on_done)
+        assert not checks.check(["fast", "slow"], requester)
         assert requester.final == ["fast", "slow"]
     assert emulator.host("slow").counters.scripts == 2
 
 
 def test_a_failing_follower_does_not_stop_the_others(emulator: WinRMEmulator) -> None:
-    checks = fleet(emulator, slow_seconds=0.4)
+    checks = fleet(emulator, slow_seconds=0.1)
     owner_requester, healthy = Requester(), Requester()
-
-    def refuse(_: object) -> None:
-        raise RuntimeError("Slack said no")
 
     owner = start(checks, owner_requester)
     wait_for(lambda: owner_requester.seen, timeout=10)
-    checks.check(["fast", "slow"], refuse, refuse)
-    checks.check(["fast", "slow"], healthy.on_result, healthy.on_done)
+    checks.check(["fast", "slow"], Refusing())
+    checks.check(["fast", "slow"], healthy)
     owner.join(timeout=30)
     assert owner_requester.final == healthy.final == ["fast", "slow"]
 
 
 def test_different_sensors_are_not_shared(emulator: WinRMEmulator) -> None:
-    checks = fleet(emulator, slow_seconds=0.4)
+    checks = fleet(emulator, slow_seconds=0.1)
     both, fast_only = Requester(), Requester()
     owner = start(checks, both)
     wait_for(lambda: both.seen, timeout=10)
-    assert not checks.check(["fast"], fast_only.on_result, fast_only.on_done)
+    assert not checks.check(["fast"], fast_only)
     owner.join(timeout=30)
     assert fast_only.final == ["fast"]
     assert emulator.host("fast").counters.scripts == 2
+
+
+def test_a_check_that_cannot_run_is_told_to_everyone(
+    emulator: WinRMEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks = fleet(emulator, slow_seconds=0)
+    monkeypatch.delenv(PASSWORD_ENV)
+    requester = Requester()
+    checks.check(["fast", "slow"], requester)
+    assert requester.final is None
+    assert requester.problem is not None and PASSWORD_ENV in requester.problem
+    assert emulator.host("fast").counters.requests == 0

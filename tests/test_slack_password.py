@@ -22,7 +22,7 @@ from commands.password.views import Action, Block
 from lab.domain import LabDomain
 from lab.samba import LabUser
 from lab.winrm.server import WinRMEmulator
-from tests.conftest import CANARY, lab_account, sensor_config
+from tests.conftest import CANARY, SENSOR_WINRM_PASSWORD_ENV, lab_account, sensor_config
 from tests.slack_lab import ALICE, MALLORY, OPS, Lab, open_modal, running_lab, values, view_text, wait_for
 
 pytestmark = pytest.mark.samba
@@ -277,6 +277,26 @@ def test_status_and_history(
         assert "There is no account `nope`" in lab.emulator.slash_command("history nope").text
         everything = lab.emulator.slash_command("history").text
         assert "slack:U0ALICE (alice)  check  -  ok: 2 of 2 sensors healthy" in everything
+
+
+def test_sensor_checks_that_cannot_run_say_why(peers: Peers, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab_domain, fresh_user, sensors, tmp_path = peers
+    monkeypatch.delenv(SENSOR_WINRM_PASSWORD_ENV)  # the WinRM password cannot be read
+    with password_lab("socket", lab_domain, fresh_user, sensors, tmp_path) as lab:
+        lab.emulator.slash_command("status")
+
+        def told(texts: list[str]) -> str | None:
+            return next((t for t in texts if "could not be checked" in t), None)
+
+        status = wait_for(lambda: told([c.args.get("text", "") for c in lab.emulator.calls("response_url")]))
+        assert SENSOR_WINRM_PASSWORD_ENV in status
+        view_id = open_modal(lab)
+        lab.emulator.submit_view(view_id, values(fresh_user.password))
+        follow_up = wait_for(
+            lambda: told([m.text for m in lab.emulator.messages(OPS) if m.thread_ts]), timeout=20
+        )
+        assert "*Follow-up checks*" in follow_up and SENSOR_WINRM_PASSWORD_ENV in follow_up
+        assert [h.counters.requests for h in sensors.hosts.values()] == [0, 0]
 
 
 def test_store_failure_after_a_passed_test_says_not_saved(peers: Peers) -> None:

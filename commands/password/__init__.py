@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.audit import AuditAction, AuditOutcome
 from bot.change import ChangeProgress, PasswordChanges, sensors_for_account
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.monitor.models import MessageRef
 from bot.sensors import SensorResult
 from bot.slack.audit import slack_actor
@@ -124,7 +124,10 @@ def run_change(
         f"*Follow-up checks* on {len(sensors)} sensor(s): service state, credential errors since the change"
     )
     report = thread_report(client, channel, thread, heading, len(sensors))
-    changes.follow_up_checks(submission.account_id, outcome.changed_at, actor, _FollowUp(report))
+    try:
+        changes.follow_up_checks(submission.account_id, outcome.changed_at, actor, _FollowUp(report))
+    except ConfigError as exc:
+        report.fail("; ".join(exc.problems))
 
 
 def on_submit(services: Services, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
