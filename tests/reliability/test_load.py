@@ -19,6 +19,9 @@ from lab.winrm.server import WinRMEmulator
 
 SENSORS = 500
 REQUESTS = 50
+# Each WinRM round trip of an emulated sensor takes this long (a real one runs PowerShell: longer), so the
+# checks spread over time as they do in production instead of saturating the CPU all at once.
+ROUND_TRIP_SECONDS = 0.05
 WINRM_PASSWORD = "Load-W1nRM-secret"
 # After the first storm the bot has met every sensor once; a second storm may add little more than noise.
 GROWTH_ALLOWED_KIB = 16 * 1024
@@ -27,7 +30,7 @@ GROWTH_ALLOWED_KIB = 16 * 1024
 @pytest.fixture
 def fleet() -> Iterator[tuple[WinRMEmulator, list[dict[str, str]]]]:
     with WinRMEmulator(username=WINRM_USER, password=WINRM_PASSWORD) as sensors:
-        yield sensors, sensor_fleet(sensors, SENSORS)
+        yield sensors, sensor_fleet(sensors, SENSORS, ROUND_TRIP_SECONDS)
 
 
 def test_fifty_status_requests_with_500_sensors(
