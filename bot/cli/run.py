@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
         runtime.services.submit(tell_interrupted, runtime.services, recoveries)
         health = _health_server(settings, runtime, scheduler, changes)
         log.info("atp-bot is running in %s mode", settings.slack.mode)
-        stop.wait()
+        # Python runs signal handlers in this thread only: waking up now and then makes sure it does even
+        # when the kernel delivered SIGTERM to another thread (seen under load: the bot never stopped).
+        while not stop.wait(timeout=1.0):
+            pass
     finally:
         if health is not None:
             health.stop()
