@@ -72,6 +72,7 @@ class AuditAction(StrEnum):
     STORE_INIT = "store-init"
     STORE_ROTATE_KEY = "store-rotate-key"
     LOCKOUT_GUARD = "lockout-guard"
+    INTERRUPTED = "interrupted"  # a change cut short by a crash, resolved at the next start
 
 
 class AuditOutcome(StrEnum):

@@ -3,13 +3,17 @@
 lock → connection test → save → audit → follow-up sensor checks. Slack and the CLI are thin faces over
 it: they pass a `ChangeProgress` whose methods they override to show each step. A credential that did not
 pass the test is never saved, and nothing here knows about Slack.
+
+Every change is written to the change journal while it is in flight, so a change that a crash cut short
+is found, resolved and audited at the next start (`recover_interrupted`) or before the account's next
+change, never left silent.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -20,9 +24,11 @@ from pydantic import SecretStr
 from bot import metrics
 from bot.ad_errors import Reason
 from bot.audit import AuditAction, AuditError, AuditOutcome, AuditSink, AuditTrail, open_audit, record_or_log
+from bot.change_journal import ChangeJournal, InFlight, Phase
 from bot.config import AccountConfig, SensorConfig, Settings
 from bot.directory import ConnectionTestResult, Outcome, run_connection_test
-from bot.lockout import AccountBusy, LockoutGuard, hold_account
+from bot.lockout import AccountBusy, AccountLease, LockoutGuard, hold_account
+from bot.recovery import Recovery, resolve
 from bot.redaction import active_secret
 from bot.sensors import SensorResult, check_sensors
 from bot.state import state_dir
@@ -62,6 +68,9 @@ class ChangeOutcome:
 
 class ChangeProgress:
     """Callbacks for each step of a change; the faces (Slack, CLI) override what they show."""
+
+    def recovered(self, recovery: Recovery) -> None:
+        """An earlier change of the account, cut short by a crash, was found and resolved first."""
 
     def testing(self, account: AccountConfig) -> None:
         """The connection test starts."""
@@ -130,25 +139,44 @@ class PasswordChanges:
         self.store = store
         self.audit = audit
         self.guard = LockoutGuard.in_state_dir(state_dir, settings.lockout_guard)
+        self.journal = ChangeJournal(state_dir)
         self.checker = checker
         self.tester = tester
 
     def change(
-        self, account_id: str, password: SecretStr, actor: str, progress: ChangeProgress | None = None
+        self,
+        account_id: str,
+        password: SecretStr,
+        actor: str,
+        progress: ChangeProgress | None = None,
+        origin: Mapping[str, str] | None = None,
     ) -> ChangeOutcome:
-        """Test, then save only if the test passed. Never raises for peer or store problems."""
+        """Test, then save only if the test passed. Never raises for peer or store problems.
+
+        `origin` is kept in the change journal while the change is in flight (never a secret): what the
+        face needs to tell the person if a crash cuts the change short (Slack: user and channel)."""
         progress = progress or ChangeProgress()
         account = self.settings.account(account_id)
         with active_secret(password):
             try:
                 with hold_account(self.state_dir, account.id) as lease:
-                    progress.testing(account)
-                    started = time.monotonic()
-                    result = self.tester(account, password, guard=self.guard, lease=lease)
-                    metrics.CONNECTION_TEST_SECONDS.observe(time.monotonic() - started)
-                    metrics.CONNECTION_TESTS.labels(result.outcome, result.reason or "none").inc()
-                    progress.tested(result)
-                    outcome = self._after_test(account, password, actor, result)
+                    for recovery in self._recover(account.id):
+                        progress.recovered(recovery)
+                    try:
+                        entry = self.journal.begin(account.id, actor, self.store.backend, origin)
+                    except OSError as exc:
+                        log.error("account %s: cannot write the change journal: %s", account.id, exc)
+                        outcome = ChangeOutcome(
+                            account.id,
+                            ChangeStatus.NOT_STARTED,
+                            f"Not started: the change journal in {self.journal.path} cannot be written "
+                            f"({exc.strerror}).",
+                        )
+                    else:
+                        try:
+                            outcome = self._test_and_save(account, password, actor, progress, lease, entry)
+                        finally:
+                            self._finish(entry)
             except AccountBusy as busy:
                 record_or_log(
                     self.audit,
@@ -164,8 +192,75 @@ class PasswordChanges:
         progress.finished(outcome)
         return outcome
 
+    def _test_and_save(
+        self,
+        account: AccountConfig,
+        password: SecretStr,
+        actor: str,
+        progress: ChangeProgress,
+        lease: AccountLease,
+        entry: InFlight,
+    ) -> ChangeOutcome:
+        progress.testing(account)
+        started = time.monotonic()
+        result = self.tester(account, password, guard=self.guard, lease=lease)
+        metrics.CONNECTION_TEST_SECONDS.observe(time.monotonic() - started)
+        metrics.CONNECTION_TESTS.labels(result.outcome, result.reason or "none").inc()
+        progress.tested(result)
+        return self._after_test(account, password, actor, result, entry)
+
+    def _finish(self, entry: InFlight) -> None:
+        try:
+            self.journal.finish(entry)
+        except OSError as exc:  # resolved at the next start, as if the process had died here
+            log.error("account %s: cannot clear the change journal entry: %s", entry.account_id, exc)
+
+    def recover_interrupted(self) -> list[Recovery]:
+        """At start: resolve and audit every change a crash cut short (an account whose lock is held has
+        its change still running elsewhere, and is left alone). The faces tell the people concerned."""
+        started = time.monotonic()
+        recoveries: list[Recovery] = []
+        for account_id in sorted({entry.account_id for entry in self.journal.entries()}):
+            try:
+                with hold_account(self.state_dir, account_id):
+                    recoveries.extend(self._recover(account_id))
+            except AccountBusy:
+                log.info("account %s: a change is in flight in another process; not resolved", account_id)
+        if recoveries:
+            log.info(
+                "resolved %d interrupted change(s) in %.3f s", len(recoveries), time.monotonic() - started
+            )
+        return recoveries
+
+    def _recover(self, account_id: str) -> list[Recovery]:
+        """Resolve the account's leftover journal entries; the caller holds the account's lock, so no
+        change of the account is running and every entry found is one that a crash cut short."""
+        self.journal.remove_stray_temporary(account_id)
+        recoveries = []
+        for entry in self.journal.entries(account_id):
+            try:
+                recovery = resolve(entry, self.store, self.audit, datetime.now(UTC))
+            except (StoreError, AuditError) as exc:
+                log.error(
+                    "account %s: an interrupted change (started %s by %s) could not be resolved, "
+                    "kept for the next start: %s",
+                    account_id,
+                    entry.started_at,
+                    entry.actor,
+                    exc,
+                )
+                continue
+            self._finish(entry)
+            recoveries.append(recovery)
+        return recoveries
+
     def _after_test(
-        self, account: AccountConfig, password: SecretStr, actor: str, result: ConnectionTestResult
+        self,
+        account: AccountConfig,
+        password: SecretStr,
+        actor: str,
+        result: ConnectionTestResult,
+        entry: InFlight,
     ) -> ChangeOutcome:
         try:
             self.audit.record(
@@ -189,19 +284,14 @@ class PasswordChanges:
                 account.id, ChangeStatus.TEST_FAILED, f"Not saved: {result.message}", test=result
             )
         try:
+            self.journal.advance(entry, Phase.SAVING)
+        except OSError as exc:  # saving now could leave an interrupted save undetectable
+            problem = StoreError(f"the change journal cannot be written ({exc.strerror})", reason="io")
+            return self._not_saved(account, actor, result, problem)
+        try:
             saved = self.store.save(account.id, password, actor)
         except StoreError as exc:
-            record_or_log(
-                self.audit, actor, AuditAction.SAVE, account.id, AuditOutcome.ERROR, exc.reason, exc.message
-            )
-            log.error("account %s: tested OK but NOT saved: %s", account.id, exc.message)
-            return ChangeOutcome(
-                account.id,
-                ChangeStatus.SAVE_FAILED,
-                f"Tested OK but NOT saved: {exc.message}",
-                test=result,
-                error_reason=exc.reason,
-            )
+            return self._not_saved(account, actor, result, exc)
         detail = f"{saved.backend} store; verified by {result.dc}"
         record_or_log(self.audit, actor, AuditAction.SAVE, account.id, AuditOutcome.OK, None, detail)
         log.info("account %s: new password saved (%s store) by %s", account.id, saved.backend, actor)
@@ -212,6 +302,21 @@ class PasswordChanges:
             test=result,
             saved=saved,
             changed_at=saved.saved_at,
+        )
+
+    def _not_saved(
+        self, account: AccountConfig, actor: str, result: ConnectionTestResult, exc: StoreError
+    ) -> ChangeOutcome:
+        record_or_log(
+            self.audit, actor, AuditAction.SAVE, account.id, AuditOutcome.ERROR, exc.reason, exc.message
+        )
+        log.error("account %s: tested OK but NOT saved: %s", account.id, exc.message)
+        return ChangeOutcome(
+            account.id,
+            ChangeStatus.SAVE_FAILED,
+            f"Tested OK but NOT saved: {exc.message}",
+            test=result,
+            error_reason=exc.reason,
         )
 
     def follow_up_checks(

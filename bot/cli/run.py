@@ -26,6 +26,7 @@ from bot.slack.client import build_client
 from bot.slack.runtime import SlackRuntime, SlackUnreachable
 from bot.slack.secrets import SlackSecrets, remove_from_environment
 from commands.alerts import SlackNotifier
+from commands.password import tell_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
 
     changes = open_changes(settings)
+    # Before Slack takes requests, so that no new change of an account resolves its leftover first.
+    recoveries = changes.recover_interrupted()
     # The scheduler starts paused: its jobs run once Slack is connected, so a first alert can be posted.
     scheduler = start_scheduler(
         MonitorRuntime.create(settings, _notifier(settings, secrets), changes), paused=True
@@ -67,9 +70,13 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         scheduler.aps.resume()
+        runtime.services.submit(tell_interrupted, runtime.services, recoveries)
         health = _health_server(settings, runtime, scheduler, changes)
         log.info("atp-bot is running in %s mode", settings.slack.mode)
-        stop.wait()
+        # Python runs signal handlers in this thread only: waking up now and then makes sure it does even
+        # when the kernel delivered SIGTERM to another thread (seen under load: the bot never stopped).
+        while not stop.wait(timeout=1.0):
+            pass
     finally:
         if health is not None:
             health.stop()

@@ -13,6 +13,7 @@ from bot.cli.test_connection import EXIT_CODES, render
 from bot.config import AccountConfig
 from bot.directory import ConnectionTestResult
 from bot.exitcodes import ExitCode
+from bot.recovery import Recovery
 from bot.sensors import SensorResult
 
 
@@ -31,6 +32,9 @@ def register(commands: Any) -> None:
 
 
 class _Printer(ChangeProgress):
+    def recovered(self, recovery: Recovery) -> None:
+        print(f"AN EARLIER CHANGE WAS INTERRUPTED: {recovery.describe()}.", flush=True)
+
     def testing(self, account: AccountConfig) -> None:
         print(
             f"Testing the password of {account.id} ({account.username}) on its domain controllers…",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,6 +22,7 @@ from bot.audit import AuditAction, AuditOutcome
 from bot.change import ChangeProgress, PasswordChanges, sensors_for_account
 from bot.config import ConfigError, Settings
 from bot.monitor.models import MessageRef
+from bot.recovery import Recovery
 from bot.sensors import SensorResult
 from bot.slack.audit import slack_actor
 from bot.slack.context import CommandContext, Services
@@ -27,6 +30,7 @@ from bot.slack.middleware import authorize_interaction
 from bot.slack.registry import Subcommand
 from bot.slack.views import decode_metadata, notice_modal, update_view
 from commands.arguments import account_argument
+from commands.password.origin import origin_channel, origin_user, slack_origin
 from commands.password.validation import Submission, validate
 from commands.password.views import (
     TITLE,
@@ -34,6 +38,7 @@ from commands.password.views import (
     Callback,
     PasswordModalState,
     announcement,
+    interrupted_notice,
     password_modal,
     result_modal,
     testing_modal,
@@ -99,7 +104,8 @@ def run_change(
 ) -> None:
     """The slow part, on the bot's executor: the change path, then what Slack shows of it."""
     client, settings = services.client, services.settings
-    outcome = changes.change(submission.account_id, submission.password, actor)
+    origin = slack_origin(user_id, state.channel_id)
+    outcome = changes.change(submission.account_id, submission.password, actor, origin=origin)
     time.sleep(max(0.0, acked_at + ACK_SETTLE_SECONDS - time.monotonic()))
     retry_state = PasswordModalState(account_id=submission.account_id, channel_id=state.channel_id)
     if not update_view(client, view_id, result_modal(outcome, retry_state)):
@@ -111,23 +117,64 @@ def run_change(
     channel = settings.slack.channel or state.channel_id
     text, blocks = announcement(outcome, user_id, settings)
     thread = str(client.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"])
-    sensors = sensors_for_account(settings, submission.account_id)
+    check_in_thread(services, changes, submission.account_id, outcome.changed_at, actor, channel, thread)
+
+
+def check_in_thread(
+    services: Services,
+    changes: PasswordChanges,
+    account_id: str,
+    changed_at: datetime | None,
+    actor: str,
+    channel: str,
+    thread: str,
+) -> None:
+    """After a save: schedule the re-checks and run the follow-up checks, reported in `thread`."""
+    client, settings = services.client, services.settings
+    sensors = sensors_for_account(settings, account_id)
     if not sensors:
         client.chat_postMessage(
             channel=channel, thread_ts=thread, text="No sensors are configured for this account."
         )
         return
-    if services.scheduler is not None and outcome.changed_at is not None:
-        later = MessageRef(channel=channel, ts=thread)
-        services.scheduler.schedule_rechecks(submission.account_id, later, outcome.changed_at)
+    if services.scheduler is not None and changed_at is not None:
+        services.scheduler.schedule_rechecks(account_id, MessageRef(channel=channel, ts=thread), changed_at)
     heading = (
         f"*Follow-up checks* on {len(sensors)} sensor(s): service state, credential errors since the change"
     )
     report = thread_report(client, channel, thread, heading, len(sensors))
     try:
-        changes.follow_up_checks(submission.account_id, outcome.changed_at, actor, _FollowUp(report))
+        changes.follow_up_checks(account_id, changed_at, actor, _FollowUp(report))
     except ConfigError as exc:
         report.fail("; ".join(exc.problems))
+
+
+def tell_interrupted(services: Services, recoveries: Sequence[Recovery]) -> None:
+    """Once Slack is connected after a start: tell the channel what became of each change a crash cut
+    short; one whose save had landed gets what a saved change gets (re-checks, follow-up checks)."""
+    for recovery in recoveries:
+        origin = recovery.entry.origin
+        channel = services.settings.slack.channel or origin_channel(origin)
+        if channel is None:
+            log.warning("account %s: no channel to tell about the interrupted change", recovery.account_id)
+            continue
+        text, blocks = interrupted_notice(recovery, origin_user(origin), services.settings)
+        try:
+            thread = str(services.client.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"])
+            if recovery.saved is not None and services.changes is not None:
+                check_in_thread(
+                    services,
+                    services.changes,
+                    recovery.account_id,
+                    recovery.saved.saved_at,
+                    recovery.entry.actor,
+                    channel,
+                    thread,
+                )
+        except (SlackApiError, ConfigError) as exc:
+            log.error(
+                "account %s: could not tell Slack about the interrupted change: %s", recovery.account_id, exc
+            )
 
 
 def on_submit(services: Services, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Block Kit for `/atp password`: the modal in each of its states and the channel announcement (pure)."""
+"""Block Kit for `/atp password`: the modal in each of its states and the channel messages (pure)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from bot.change import ChangeOutcome, ChangeStatus
-from bot.config import AccountConfig, Settings
+from bot.config import AccountConfig, ConfigError, Settings
+from bot.recovery import Recovery, Verdict
 from bot.slack.views import encode_metadata, notice_modal, plain, section
 
 TITLE = "Directory password"
@@ -156,6 +157,42 @@ def announcement(
     details = f"Verified by `{test.dc if test else '?'}`; the password {expiry}."
     if saved:
         details += f" Saved in the {saved.backend} store."
+    return f"{text} {details}", [
+        section(text),
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": details}]},
+    ]
+
+
+def interrupted_notice(
+    recovery: Recovery, user_id: str | None, settings: Settings
+) -> tuple[str, list[dict[str, Any]]]:
+    """The channel message when a restart finds a change that a crash cut short: what became of it and
+    what to do now. `user_id` is who started it in Slack (None: it was started elsewhere, e.g. the CLI)."""
+    entry = recovery.entry
+    try:
+        account = f"*{entry.account_id}* (`{settings.account(entry.account_id).username}`)"
+    except ConfigError:  # the account was removed from the configuration meanwhile
+        account = f"*{entry.account_id}*"
+    who = f"<@{user_id}>" if user_id else f"`{entry.actor}`"
+    what = (
+        f"The password change of {account} started by {who} at {entry.started_at:%H:%M} UTC "
+        "was interrupted by a restart"
+    )
+    again = f"run `/atp password {entry.account_id}` again"
+    if recovery.verdict is Verdict.SAVED and recovery.saved is not None:
+        text = (
+            f":key: {what}, but the new password had been saved "
+            f"({recovery.saved.backend} store, {recovery.saved.saved_at:%H:%M} UTC). "
+            "The follow-up checks run now."
+        )
+    elif recovery.verdict is Verdict.UNCONFIRMED:
+        text = (
+            f":warning: {what} while the {entry.backend} store was saving it, and the store never "
+            f"confirmed the save. The previous password may still be in use: check the store, or {again}."
+        )
+    else:
+        text = f":warning: {what} before it was saved. The previous password is still in use: {again}."
+    details = "Recorded in the audit trail (`/atp history`)."
     return f"{text} {details}", [
         section(text),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": details}]},

@@ -1,0 +1,191 @@
+"""The change journal, the resolution of a change a crash cut short, and the Slack wording of it (pure).
+
+The process-level proofs (SIGKILL of `atp-bot run` and `set-password`) are in
+tests/reliability/test_killed_mid_change.py; these are the fast rules underneath.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from bot.audit import open_audit
+from bot.change import ChangeProgress, PasswordChanges
+from bot.change_journal import ChangeJournal, InFlight, Phase
+from bot.config import Settings
+from bot.directory import ConnectionTestResult, Outcome
+from bot.lockout import hold_account
+from bot.recovery import Recovery, Verdict, verdict
+from bot.store import CredentialMetadata, open_store
+from bot.store.embedded import init_embedded_store
+from commands.password.views import interrupted_notice
+from lab.slack.render import render_message
+from tests.conftest import CANARY
+
+STARTED = datetime(2026, 11, 25, 7, 10, 3, tzinfo=UTC)
+ALICE = "slack:U0ALICE (alice)"
+
+
+def entry(phase: Phase = Phase.TESTING, backend: str = "embedded") -> InFlight:
+    return InFlight("e1", "svc", ALICE, backend, STARTED, phase, 1234, {"slack_user": "U0ALICE"})
+
+
+def saved(delta: timedelta, by: str = ALICE, backend: str = "embedded") -> CredentialMetadata:
+    return CredentialMetadata("svc", STARTED + delta, by, backend)  # type: ignore[arg-type]
+
+
+def test_the_journal_keeps_entries_private_atomic_and_secret_free(tmp_path: Path) -> None:
+    journal = ChangeJournal(tmp_path)
+    first = journal.begin("svc", ALICE, "embedded", {"slack_user": "U0ALICE", "slack_channel": "C0OPS"})
+    journal.begin("other", "cli:bob", "command")
+    moved = journal.advance(first, Phase.SAVING)
+
+    assert [e.phase for e in journal.entries("svc")] == [Phase.SAVING]
+    assert journal.entries("svc") == [moved]
+    assert {e.account_id for e in journal.entries()} == {"svc", "other"}
+    assert stat.S_IMODE(journal.path.stat().st_mode) == 0o700
+    files = list(journal.path.iterdir())
+    assert len(files) == 2  # no temporary file left behind
+    for file in files:
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600
+    journal.finish(moved)
+    assert [e.account_id for e in journal.entries()] == ["other"]
+
+
+def test_an_unreadable_entry_is_skipped_and_a_stray_temporary_removed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = ChangeJournal(tmp_path)
+    journal.begin("svc", ALICE, "embedded")
+    (journal.path / "torn.json").write_text('{"id": "x", "acc')
+    (journal.path / ".tmp-svc.json").write_text("{")
+    assert [e.account_id for e in journal.entries()] == ["svc"]
+    assert "cannot read" in caplog.text
+    journal.remove_stray_temporary("svc")
+    assert not (journal.path / ".tmp-svc.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("phase", "backend", "store", "expected"),
+    [
+        (Phase.TESTING, "embedded", None, Verdict.NOT_SAVED),
+        (Phase.SAVING, "embedded", None, Verdict.NOT_SAVED),  # one SQLite transaction: certain
+        (Phase.SAVING, "embedded", saved(-timedelta(days=1)), Verdict.NOT_SAVED),  # an older save
+        (Phase.SAVING, "embedded", saved(timedelta(seconds=2)), Verdict.SAVED),
+        (Phase.SAVING, "embedded", saved(timedelta(seconds=2), by="cli:bob"), Verdict.NOT_SAVED),
+        (Phase.TESTING, "command", None, Verdict.NOT_SAVED),  # the store was never called
+        (Phase.SAVING, "command", None, Verdict.UNCONFIRMED),  # the command may have applied it
+        (Phase.SAVING, "command", saved(timedelta(seconds=2), backend="command"), Verdict.SAVED),
+        (Phase.SAVING, "command", saved(timedelta(seconds=2)), Verdict.UNCONFIRMED),  # another backend
+    ],
+)
+def test_verdict(phase: Phase, backend: str, store: CredentialMetadata | None, expected: Verdict) -> None:
+    assert verdict(entry(phase, backend), store) is expected
+
+
+def _changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PasswordChanges:
+    monkeypatch.setenv("ATP_BOT_STORE_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    settings = Settings.model_validate(
+        {
+            "state_dir": str(tmp_path),
+            "accounts": [{"id": "svc", "username": "svc@corp.test", "domain_controllers": ["ldaps://dc1"]}],
+        }
+    )
+    init_embedded_store(settings)
+
+    def passes(*_args: object, **_kwargs: object) -> ConnectionTestResult:
+        return ConnectionTestResult("svc", Outcome.PASSED, "accepted", dc="ldaps://dc1")
+
+    return PasswordChanges(
+        settings, state_dir=tmp_path, store=open_store(settings), audit=open_audit(settings), tester=passes
+    )
+
+
+def test_a_leftover_is_resolved_once_and_audited_and_a_busy_account_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changes = _changes(tmp_path, monkeypatch)
+    leftover = changes.journal.advance(changes.journal.begin("svc", ALICE, "embedded"), Phase.SAVING)
+
+    with hold_account(tmp_path, "svc"):  # a change of the account is running in another process
+        assert changes.recover_interrupted() == []
+    assert changes.journal.entries() == [leftover]
+
+    (recovery,) = changes.recover_interrupted()
+    assert (recovery.verdict, recovery.saved, recovery.save_audited) == (Verdict.NOT_SAVED, None, False)
+    assert changes.journal.entries() == []
+    assert changes.recover_interrupted() == []
+    (row,) = changes.audit.recent("svc")
+    assert (row.actor, row.action, row.outcome, row.reason) == (ALICE, "interrupted", "error", "not-saved")
+    assert "interrupted while saving; nothing was saved" in (row.detail or "")
+
+
+def test_the_next_change_of_the_account_resolves_a_leftover_whose_save_landed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changes = _changes(tmp_path, monkeypatch)
+    leftover = changes.journal.begin("svc", ALICE, "embedded")
+    changes.store.save("svc", SecretStr(CANARY), ALICE)  # the save landed; the process died before auditing
+
+    seen: list[Recovery] = []
+
+    class Recorder(ChangeProgress):
+        def recovered(self, recovery: Recovery) -> None:
+            seen.append(recovery)
+
+    outcome = changes.change("svc", SecretStr(CANARY), "cli:bob", Recorder())
+    assert outcome.saved_ok
+    (recovery,) = seen
+    assert recovery.entry == leftover
+    assert (recovery.verdict, recovery.save_audited) == (Verdict.SAVED, False)
+    rows = [(r.actor, r.action, r.outcome, r.reason) for r in reversed(changes.audit.recent("svc"))]
+    assert rows == [
+        (ALICE, "interrupted", "ok", "saved"),
+        ("cli:bob", "test", "ok", None),
+        ("cli:bob", "save", "ok", None),
+    ]
+    assert "the save itself had not been audited" in (changes.audit.recent("svc")[-1].detail or "")
+    assert changes.journal.entries() == []
+    assert changes.audit.verify().intact
+
+
+SETTINGS = Settings.model_validate(
+    {"accounts": [{"id": "svc", "username": "svc-atp@contoso.test", "domain_controllers": ["ldaps://dc1"]}]}
+)
+
+
+def test_interrupted_notice_wording() -> None:
+    not_saved = Recovery(entry(Phase.SAVING), Verdict.NOT_SAVED, None, False)
+    text, blocks = interrupted_notice(not_saved, "U0ALICE", SETTINGS)
+    assert render_message(text, blocks).splitlines()[1:] == [
+        "| :warning: The password change of *svc* (`svc-atp@contoso.test`) started by <@U0ALICE> at "
+        "07:10 UTC was interrupted by a restart before it was saved. The previous password is still in "
+        "use: run `/atp password svc` again.",
+        "| » Recorded in the audit trail (`/atp history`).",
+    ]
+
+    unconfirmed = Recovery(entry(Phase.SAVING, "command"), Verdict.UNCONFIRMED, None, False)
+    assert interrupted_notice(unconfirmed, None, SETTINGS)[0] == (
+        ":warning: The password change of *svc* (`svc-atp@contoso.test`) started by `slack:U0ALICE (alice)` "
+        "at 07:10 UTC was interrupted by a restart while the command store was saving it, and the store "
+        "never confirmed the save. The previous password may still be in use: check the store, or run "
+        "`/atp password svc` again. Recorded in the audit trail (`/atp history`)."
+    )
+
+    landed = Recovery(entry(Phase.SAVING), Verdict.SAVED, saved(timedelta(minutes=1)), False)
+    assert interrupted_notice(landed, "U0ALICE", SETTINGS)[0] == (
+        ":key: The password change of *svc* (`svc-atp@contoso.test`) started by <@U0ALICE> at 07:10 UTC "
+        "was interrupted by a restart, but the new password had been saved (embedded store, 07:11 UTC). "
+        "The follow-up checks run now. Recorded in the audit trail (`/atp history`)."
+    )
+
+    removed = Settings.model_validate(
+        {"accounts": [{"id": "other", "username": "o@contoso.test", "domain_controllers": ["ldaps://dc1"]}]}
+    )
+    assert "change of *svc* started by" in interrupted_notice(not_saved, "U0ALICE", removed)[0]
