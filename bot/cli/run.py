@@ -7,18 +7,22 @@ import logging
 import signal
 import sys
 import threading
+from threading import Event
 from types import FrameType
 from typing import Any
 
-from apscheduler.schedulers.base import STATE_RUNNING
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy.engine import make_url
 
 from bot.change import PasswordChanges, open_changes
 from bot.cli import context
 from bot.config import ConfigError, Settings, parse_listen
 from bot.exitcodes import ExitCode
 from bot.health import HealthServer
+from bot.leader import LeaderElection
+from bot.metrics import SCHEDULER_LEADER
 from bot.monitor.notify import LogNotifier, Notifier
 from bot.monitor.runtime import MonitorRuntime
 from bot.scheduler import Scheduler, start_scheduler
@@ -64,24 +68,74 @@ def run(args: argparse.Namespace) -> int:
         print(f"atp-bot: cannot reach Slack at {settings.slack.api_url}: {exc}", file=sys.stderr)
         return ExitCode.UNREACHABLE
     health = None
+    election = None
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        scheduler.aps.resume()
-        health = _health_server(settings, runtime, scheduler, changes)
+        election = _lead_scheduler(settings, scheduler)
+        health = _health_server(settings, runtime, scheduler, changes, election)
         log.info("atp-bot is running in %s mode", settings.slack.mode)
-        stop.wait()
+        _serve(settings, scheduler, election, stop)
     finally:
         if health is not None:
             health.stop()
         runtime.stop()
-        scheduler.shutdown()
+        scheduler.shutdown()  # waits for running jobs, so the lock is released only after them
+        if election is not None:
+            election.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return ExitCode.OK
 
 
+def _lead_scheduler(settings: Settings, scheduler: Scheduler) -> LeaderElection | None:
+    """Run the scheduler here: at once when alone, else only while elected (`[scheduler] leader_lock_url`)."""
+    config = settings.scheduler
+    if config.leader_lock_url is None:
+        scheduler.aps.resume()
+        SCHEDULER_LEADER.set(1)
+        return None
+
+    def elected() -> None:
+        SCHEDULER_LEADER.set(1)
+        if scheduler.aps.running:
+            scheduler.aps.resume()
+
+    def demoted() -> None:
+        SCHEDULER_LEADER.set(0)
+        if scheduler.aps.running:
+            scheduler.aps.pause()
+
+    password = config.leader_lock_password()
+    url = make_url(config.leader_lock_url)
+    election = LeaderElection(
+        url if password is None else url.set(password=password.get_secret_value()),
+        poll_seconds=config.leader_poll_seconds,
+        on_elected=elected,
+        on_demoted=demoted,
+    )
+    SCHEDULER_LEADER.set(0)
+    election.start()
+    log.info("scheduler: standby until elected through the leader lock")
+    return election
+
+
+def _serve(settings: Settings, scheduler: Scheduler, election: LeaderElection | None, stop: Event) -> None:
+    """Wait for `stop`. The leader also wakes its scheduler every poll: APScheduler only looks at the
+    shared job store when its own next job is due, so a re-check added by a standby would wait for it."""
+    if election is None:
+        stop.wait()
+        return
+    while not stop.wait(settings.scheduler.leader_poll_seconds):
+        if election.is_leader and scheduler.aps.state == STATE_RUNNING:
+            scheduler.aps.wakeup()
+
+
 def _health_server(
-    settings: Settings, runtime: SlackRuntime, scheduler: Scheduler, changes: PasswordChanges
+    settings: Settings,
+    runtime: SlackRuntime,
+    scheduler: Scheduler,
+    changes: PasswordChanges,
+    election: LeaderElection | None,
 ) -> HealthServer | None:
     """`/healthz` and `/metrics` on `[observability] listen`, when set."""
     if settings.observability.listen is None:
@@ -92,14 +146,20 @@ def _health_server(
         changes.store.metadata(account)  # raises StoreError when the store cannot be read
         return True
 
-    probes = {
-        "slack": lambda: runtime.runner.connected,
-        "scheduler": lambda: scheduler.aps.state == STATE_RUNNING,
-        "store": store_reachable,
-    }
+    def scheduler_ok() -> bool:
+        """Running on the leader (or a single instance), paused and ready on a standby."""
+        if election is None or election.is_leader:
+            return bool(scheduler.aps.state == STATE_RUNNING)
+        return bool(scheduler.aps.state == STATE_PAUSED)
+
+    probes = {"slack": lambda: runtime.runner.connected, "scheduler": scheduler_ok, "store": store_reachable}
+    info = None
+    if election is not None:
+        probes["leader_lock"] = lambda: election.reachable
+        info = lambda: {"role": election.role}  # noqa: E731
     host, port = parse_listen(settings.observability.listen)
     try:
-        server = HealthServer(host, port, probes)
+        server = HealthServer(host, port, probes, info)
     except OSError as exc:
         raise ConfigError([f"observability.listen: cannot listen on {host}:{port}: {exc.strerror}"]) from None
     server.start()
