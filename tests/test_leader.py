@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from bot.config import ConfigError, parse_settings
 from bot.leader import LeaderElection
-from bot.scheduler import jobstore_url
+from bot.monitor.models import MessageRef
+from bot.scheduler import RECHECK_PREFIX, jobstore_url, recheck_job
 from lab.postgres import PostgresCluster, server_binaries
+from lab.slack import SlackEmulator
 from tests.peers import peer_missing
 from tests.slack_lab import wait_for
 
@@ -207,3 +222,129 @@ def test_replica_passwords_come_from_the_environment(monkeypatch: pytest.MonkeyP
         settings.scheduler.leader_lock_password()
     assert jobstore_url(settings).password == "jobs-secret"
     assert "jobs-secret" not in repr(jobstore_url(settings))
+
+
+# --- end to end: two `atp-bot run` processes, one Slack workspace, one PostgreSQL ------------------------
+
+DB_PASSWORD_ENV = "ATP_TEST_REPLICA_DB_PASSWORD"
+THREAD = MessageRef(channel="C0OPS", ts="1700000000.000100")
+
+
+def _replica_config(
+    tmp_path: Path, name: str, db_url: str, api_url: str, env: dict[str, str]
+) -> tuple[Path, str]:
+    """One replica's config (its own state directory and health port) and its /healthz base URL."""
+    port = _closed_port()
+    path = tmp_path / f"{name}.toml"
+    path.write_text(
+        f'state_dir = "{tmp_path / name}"\n{ACCOUNT}'
+        f'[slack]\napi_url = "{api_url}"\nchannel = "C0OPS"\nallowed_users = ["U0ALICE"]\n'
+        f'[observability]\nlisten = "127.0.0.1:{port}"\n'
+        f'[audit]\nurl = "{db_url}"\npassword_env = "{DB_PASSWORD_ENV}"\n'
+        f'[scheduler]\nexpiry_check_time = "24h"\njobstore_url = "{db_url}"\n'
+        f'jobstore_password_env = "{DB_PASSWORD_ENV}"\nleader_lock_url = "{db_url}"\n'
+        f'leader_lock_password_env = "{DB_PASSWORD_ENV}"\nleader_poll_seconds = {POLL}\n',
+        encoding="utf-8",
+    )
+    subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(path), "store", "init"],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    return path, f"http://127.0.0.1:{port}"
+
+
+def _health(base: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=2) as answer:  # noqa: S310 - loopback
+            body: dict[str, Any] = json.loads(answer.read())
+            return body
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def _roles(bases: list[str]) -> list[str] | None:
+    """Each replica's role once all are healthy and exactly one leads; else None."""
+    answers = [_health(base) for base in bases]
+    roles = [str(a.get("role")) for a in answers if a is not None and a["status"] == "ok"]
+    return roles if sorted(roles) == ["leader", "standby"] else None
+
+
+def _add_recheck(url: URL, due: datetime) -> str:
+    """Put a re-check into the shared job store from outside, as a standby does after a change."""
+    aps = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(url=url)}, timezone=UTC)
+    aps.start(paused=True)
+    job_id = f"{RECHECK_PREFIX}corp:test"
+    aps.add_job(
+        recheck_job,
+        trigger=DateTrigger(run_date=due, timezone=UTC),
+        args=["corp", THREAD.model_dump(), datetime.now(UTC).isoformat(), 2],
+        id=job_id,
+        misfire_grace_time=3600,
+    )
+    aps.remove_jobstore("default", shutdown=True)
+    aps.shutdown(wait=False)
+    return job_id
+
+
+def test_two_replicas_serve_slack_and_one_runs_the_scheduler(
+    cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    admin = create_engine(make_url(cluster.url).set(password=PASSWORD), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text('CREATE DATABASE "replicas"'))
+    admin.dispose()
+    db_url = str(make_url(cluster.url).set(database="replicas"))
+    env = {**os.environ, DB_PASSWORD_ENV: PASSWORD}
+    with SlackEmulator() as emulator:
+        env |= {"SLACK_BOT_TOKEN": emulator.bot_token, "SLACK_APP_TOKEN": emulator.app_token}
+        configs = [_replica_config(tmp_path, name, db_url, emulator.api_url, env) for name in ("a", "b")]
+        bots = [
+            subprocess.Popen(
+                [sys.executable, "-m", "bot", "--config", str(path), "run"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for path, _base in configs
+        ]
+        try:
+            wait_for(lambda: emulator.connected_apps == 2 or None, timeout=30)
+            bases = [base for _path, base in configs]
+            roles = wait_for(lambda: _roles(bases), timeout=20)
+            leader = roles.index("leader")
+            standby = 1 - leader
+            metrics = urllib.request.urlopen(f"{bases[standby]}/metrics", timeout=5).read().decode()  # noqa: S310
+            assert "atp_bot_scheduler_leader 0.0" in metrics
+            assert _health(bases[standby])["checks"]["scheduler"]  # type: ignore[index]
+            for _ in range(2):  # one envelope per connection, round robin: both replicas answer
+                assert "`/atp help`" in emulator.slash_command("help").text
+
+            _add_recheck(make_url(db_url).set(password=PASSWORD), datetime.now(UTC) + timedelta(seconds=3))
+            bots[leader].kill()
+            bots[leader].communicate(timeout=10)
+            started = time.monotonic()
+            wait_for(lambda: (_health(bases[standby]) or {}).get("role") == "leader" or None, timeout=20)
+            takeover = time.monotonic() - started
+            wait_for(lambda: emulator.connected_apps == 1 or None, timeout=20)
+            assert "`/atp help`" in emulator.slash_command("help").text
+
+            def rechecks() -> list[str]:
+                return [m.text for m in emulator.messages("C0OPS") if m.thread_ts == THREAD.ts]
+
+            wait_for(rechecks, timeout=20)
+            time.sleep(6 * POLL)  # the killed leader had it pending too: it must still run only once
+            assert len(rechecks()) == 1, rechecks()
+            assert takeover < 3 * POLL + 5
+        finally:
+            for bot in bots:
+                if bot.poll() is None:
+                    bot.send_signal(signal.SIGTERM)
+            outputs = [bot.communicate(timeout=30) for bot in bots]
+    survivor = bots[standby]
+    assert survivor.returncode == 0, outputs[standby][1]
+    assert "this replica is the leader" in outputs[standby][1]
+    for out, err in outputs:
+        assert PASSWORD not in out + err
