@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 # libpq-based drivers understand these connection parameters (psycopg 3, psycopg2).
@@ -53,3 +56,30 @@ def lock_engine(url: URL, timeout: float, *, pooled: bool = False) -> Engine:
         }
     options: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
     return create_engine(url, isolation_level="AUTOCOMMIT", connect_args=connect_args, **options)
+
+
+class AdvisoryLocks:
+    """Named, non-blocking locks shared by every process that uses the same database (one pooled
+    connection per lock held)."""
+
+    def __init__(self, url: URL, timeout: float) -> None:
+        self._engine = lock_engine(url, timeout, pooled=True)
+
+    @contextmanager
+    def hold(self, name: str) -> Iterator[bool]:
+        """Yield True while holding `name`, False when another session holds it. Raises SQLAlchemyError
+        when the database cannot be reached. Released at exit, or by the server if the session dies."""
+        key = {"key": advisory_key(name)}
+        with self._engine.connect() as conn:
+            held = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar() is True
+            try:
+                yield held
+            finally:
+                if held:
+                    try:
+                        conn.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+                    except SQLAlchemyError:
+                        conn.invalidate()  # the session is gone, and its lock with it
+
+    def close(self) -> None:
+        self._engine.dispose()

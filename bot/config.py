@@ -24,7 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 CONFIG_ENV = "ATP_BOT_CONFIG"
@@ -565,14 +565,19 @@ class SchedulerConfig(_Model):
             "scheduler.jobstore_password", env=self.jobstore_password_env, file=self.jobstore_password_file
         )
 
-    def leader_lock_password(self) -> SecretStr | None:
-        if not (self.leader_lock_password_env or self.leader_lock_password_file):
+    def leader_lock(self) -> URL | None:
+        """`leader_lock_url` with the password from `leader_lock_password_env`/`_file`; None when unset."""
+        if self.leader_lock_url is None:
             return None
-        return read_secret(
+        url = make_url(self.leader_lock_url)
+        if not (self.leader_lock_password_env or self.leader_lock_password_file):
+            return url
+        password = read_secret(
             "scheduler.leader_lock_password",
             env=self.leader_lock_password_env,
             file=self.leader_lock_password_file,
         )
+        return url.set(password=password.get_secret_value())
 
     @property
     def expiry_daily_at(self) -> tuple[int, int] | None:

@@ -24,8 +24,10 @@ from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
+from bot.advisory import AdvisoryLocks
 from bot.config import ConfigError, parse_settings
 from bot.leader import LeaderElection
+from bot.lockout import AccountBusy, SharedLockUnavailable, hold_account, share_account_locks
 from bot.monitor.models import MessageRef
 from bot.scheduler import RECHECK_PREFIX, jobstore_url, recheck_job
 from lab.postgres import PostgresCluster, server_binaries
@@ -219,7 +221,7 @@ def test_replica_passwords_come_from_the_environment(monkeypatch: pytest.MonkeyP
     )
     monkeypatch.setenv("ATP_TEST_JOBS_PW", "jobs-secret")
     with pytest.raises(ConfigError, match="environment variable ATP_TEST_LOCK_PW is not set"):
-        settings.scheduler.leader_lock_password()
+        settings.scheduler.leader_lock()
     assert jobstore_url(settings).password == "jobs-secret"
     assert "jobs-secret" not in repr(jobstore_url(settings))
 
@@ -348,3 +350,43 @@ def test_two_replicas_serve_slack_and_one_runs_the_scheduler(
     assert "this replica is the leader" in outputs[standby][1]
     for out, err in outputs:
         assert PASSWORD not in out + err
+
+
+@pytest.fixture
+def shared_locks(lock_url: URL) -> Iterator[AdvisoryLocks]:
+    locks = AdvisoryLocks(lock_url, POLL)
+    share_account_locks(lambda account_id: locks.hold(f"test:account:{account_id}"))
+    yield locks
+    share_account_locks(None)
+    locks.close()
+
+
+def test_replicas_share_the_account_lock(shared_locks: AdvisoryLocks, tmp_path: Path) -> None:
+    """Two hosts (two state directories, so two separate flocks) still test one account at a time."""
+    host_a, host_b = tmp_path / "a", tmp_path / "b"
+    host_a.mkdir()
+    host_b.mkdir()
+    with hold_account(host_a, "corp") as lease:
+        assert lease.account_id == "corp"
+        with (
+            pytest.raises(AccountBusy, match="Another test or change for account corp"),
+            hold_account(host_b, "corp"),
+        ):
+            pass
+        with hold_account(host_b, "other"):
+            pass
+    with hold_account(host_b, "corp"):
+        pass
+
+
+def test_an_unreachable_shared_lock_refuses_the_test(cluster: PostgresCluster, tmp_path: Path) -> None:
+    locks = AdvisoryLocks(make_url(cluster.url).set(password=PASSWORD, port=_closed_port()), POLL)
+    share_account_locks(lambda account_id: locks.hold(account_id))
+    try:
+        with pytest.raises(SharedLockUnavailable, match="cannot be reached"), hold_account(tmp_path, "corp"):
+            pass
+    finally:
+        share_account_locks(None)
+        locks.close()
+    with hold_account(tmp_path, "corp"):  # the host lock was released
+        pass

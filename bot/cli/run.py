@@ -14,14 +14,15 @@ from typing import Any
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError, SlackClientError
-from sqlalchemy.engine import make_url
 
+from bot.advisory import AdvisoryLocks
 from bot.change import PasswordChanges, open_changes
 from bot.cli import context
 from bot.config import ConfigError, Settings, parse_listen
 from bot.exitcodes import ExitCode
 from bot.health import HealthServer
 from bot.leader import LeaderElection
+from bot.lockout import share_account_locks
 from bot.metrics import SCHEDULER_LEADER
 from bot.monitor.notify import LogNotifier, Notifier
 from bot.monitor.runtime import MonitorRuntime
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
 
+    account_locks = _share_account_locks(settings)  # first: a missing lock password stops nothing
     changes = open_changes(settings)
     # The scheduler starts paused: its jobs run once Slack is connected, so a first alert can be posted.
     scheduler = start_scheduler(
@@ -82,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
         scheduler.shutdown()  # waits for running jobs, so the lock is released only after them
         if election is not None:
             election.stop()
+        if account_locks is not None:
+            share_account_locks(None)
+            account_locks.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return ExitCode.OK
@@ -90,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
 def _lead_scheduler(settings: Settings, scheduler: Scheduler) -> LeaderElection | None:
     """Run the scheduler here: at once when alone, else only while elected (`[scheduler] leader_lock_url`)."""
     config = settings.scheduler
-    if config.leader_lock_url is None:
+    lock_url = config.leader_lock()
+    if lock_url is None:
         scheduler.aps.resume()
         SCHEDULER_LEADER.set(1)
         return None
@@ -105,10 +111,8 @@ def _lead_scheduler(settings: Settings, scheduler: Scheduler) -> LeaderElection 
         if scheduler.aps.running:
             scheduler.aps.pause()
 
-    password = config.leader_lock_password()
-    url = make_url(config.leader_lock_url)
     election = LeaderElection(
-        url if password is None else url.set(password=password.get_secret_value()),
+        lock_url,
         poll_seconds=config.leader_poll_seconds,
         on_elected=elected,
         on_demoted=demoted,
@@ -117,6 +121,16 @@ def _lead_scheduler(settings: Settings, scheduler: Scheduler) -> LeaderElection 
     election.start()
     log.info("scheduler: standby until elected through the leader lock")
     return election
+
+
+def _share_account_locks(settings: Settings) -> AdvisoryLocks | None:
+    """With replicas, one test or change per account across all of them, not only on this host."""
+    url = settings.scheduler.leader_lock()
+    if url is None:
+        return None
+    locks = AdvisoryLocks(url, settings.scheduler.leader_poll_seconds)
+    share_account_locks(lambda account_id: locks.hold(f"atp-bot:account:{account_id}"))
+    return locks
 
 
 def _serve(settings: Settings, scheduler: Scheduler, election: LeaderElection | None, stop: Event) -> None:
