@@ -320,7 +320,12 @@ def test_two_replicas_serve_slack_and_one_runs_the_scheduler(
             standby = 1 - leader
             metrics = urllib.request.urlopen(f"{bases[standby]}/metrics", timeout=5).read().decode()  # noqa: S310
             assert "atp_bot_scheduler_leader 0.0" in metrics
-            assert _health(bases[standby])["checks"]["scheduler"]  # type: ignore[index]
+            assert _health(bases[standby]) == {
+                "status": "ok",
+                "checks": {"slack": True, "scheduler": True, "store": True},
+                "role": "standby",
+                "leader_lock": "reachable",
+            }
             for _ in range(2):  # one envelope per connection, round robin: both replicas answer
                 assert "`/atp help`" in emulator.slash_command("help").text
 

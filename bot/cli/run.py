@@ -169,8 +169,11 @@ def _health_server(
     probes = {"slack": lambda: runtime.runner.connected, "scheduler": scheduler_ok, "store": store_reachable}
     info = None
     if election is not None:
-        probes["leader_lock"] = lambda: election.reachable
-        info = lambda: {"role": election.role}  # noqa: E731
+        # Facts, not probes: a database outage must not get a replica that still serves Slack restarted.
+        info = lambda: {  # noqa: E731
+            "role": election.role,
+            "leader_lock": "reachable" if election.reachable else "unreachable",
+        }
     host, port = parse_listen(settings.observability.listen)
     try:
         server = HealthServer(host, port, probes, info)
