@@ -24,7 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 CONFIG_ENV = "ATP_BOT_CONFIG"
@@ -483,6 +483,15 @@ class SchedulerConfig(_Model):
     unreachable_after: Annotated[int, Field(ge=1, le=1000)] = 3
     # SQLAlchemy URL of the job store (without a password); default: SQLite in the state directory.
     jobstore_url: str | None = None
+    jobstore_password_env: str | None = None
+    jobstore_password_file: Path | None = None
+    # Two or more replicas: a PostgreSQL URL (without a password) whose session advisory lock elects the
+    # one replica that runs the scheduler. Unset: a single instance runs it.
+    leader_lock_url: str | None = None
+    leader_lock_password_env: str | None = None
+    leader_lock_password_file: Path | None = None
+    # How often a standby tries to take the lock and the leader checks it still holds it.
+    leader_poll_seconds: Annotated[float, Field(ge=0.1, le=60)] = 5.0
 
     @field_validator("expiry_check_time")
     @classmethod
@@ -510,8 +519,65 @@ class SchedulerConfig(_Model):
                 "not a valid SQLAlchemy URL (e.g. sqlite:////var/lib/atp-bot/jobs.sqlite)"
             ) from None
         if url.password:
-            raise ValueError("must not contain a password")
+            raise ValueError(
+                "must not contain a password: use jobstore_password_env or jobstore_password_file"
+            )
         return value
+
+    @field_validator("leader_lock_url")
+    @classmethod
+    def _leader_lock_on_postgresql(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a valid SQLAlchemy URL (e.g. postgresql+psycopg://atp@db/atp)") from None
+        if url.get_backend_name() != "postgresql":
+            raise ValueError(
+                "must be a PostgreSQL URL (advisory locks), e.g. postgresql+psycopg://atp@db/atp"
+            )
+        if url.password:
+            raise ValueError(
+                "must not contain a password: use leader_lock_password_env or leader_lock_password_file"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _shared_when_replicated(self) -> SchedulerConfig:
+        _one_secret_source("jobstore_password", self.jobstore_password_env, self.jobstore_password_file)
+        _one_secret_source(
+            "leader_lock_password", self.leader_lock_password_env, self.leader_lock_password_file
+        )
+        if self.leader_lock_url is not None and (
+            self.jobstore_url is None or make_url(self.jobstore_url).get_backend_name() == "sqlite"
+        ):
+            raise ValueError(
+                "leader_lock_url (several replicas) needs a jobstore_url on a shared database such as "
+                "PostgreSQL, so that every replica sees the same jobs"
+            )
+        return self
+
+    def jobstore_password(self) -> SecretStr | None:
+        if not (self.jobstore_password_env or self.jobstore_password_file):
+            return None
+        return read_secret(
+            "scheduler.jobstore_password", env=self.jobstore_password_env, file=self.jobstore_password_file
+        )
+
+    def leader_lock(self) -> URL | None:
+        """`leader_lock_url` with the password from `leader_lock_password_env`/`_file`; None when unset."""
+        if self.leader_lock_url is None:
+            return None
+        url = make_url(self.leader_lock_url)
+        if not (self.leader_lock_password_env or self.leader_lock_password_file):
+            return url
+        password = read_secret(
+            "scheduler.leader_lock_password",
+            env=self.leader_lock_password_env,
+            file=self.leader_lock_password_file,
+        )
+        return url.set(password=password.get_secret_value())
 
     @property
     def expiry_daily_at(self) -> tuple[int, int] | None:

@@ -20,6 +20,7 @@ from bot.metrics import REGISTRY
 log = logging.getLogger(__name__)
 
 Probe = Callable[[], bool]
+Info = Callable[[], Mapping[str, str]]
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
@@ -31,7 +32,10 @@ def _run_probe(probe: Probe) -> bool:
         return False
 
 
-def health_app(probes: Mapping[str, Probe]) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+def health_app(
+    probes: Mapping[str, Probe], info: Info | None = None
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """`info` adds facts to the body that are not pass/fail (such as a replica's role)."""
     metrics = make_wsgi_app(REGISTRY)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -43,7 +47,10 @@ def health_app(probes: Mapping[str, Probe]) -> Callable[[dict[str, Any], StartRe
             return [b"not found\n"]
         checks = {name: _run_probe(probe) for name, probe in probes.items()}
         healthy = all(checks.values())
-        body = json.dumps({"status": "ok" if healthy else "unhealthy", "checks": checks}).encode()
+        answer: dict[str, Any] = {"status": "ok" if healthy else "unhealthy", "checks": checks}
+        if info is not None:
+            answer.update(info())
+        body = json.dumps(answer).encode()
         status = "200 OK" if healthy else "503 Service Unavailable"
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
@@ -59,8 +66,8 @@ class _Quiet(WSGIRequestHandler):
 class HealthServer:
     """The endpoint on a background thread; `url` is its base URL once started."""
 
-    def __init__(self, host: str, port: int, probes: Mapping[str, Probe]) -> None:
-        self._server: WSGIServer = make_server(host, port, health_app(probes), handler_class=_Quiet)
+    def __init__(self, host: str, port: int, probes: Mapping[str, Probe], info: Info | None = None) -> None:
+        self._server: WSGIServer = make_server(host, port, health_app(probes, info), handler_class=_Quiet)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.1,), name="atp-bot-health", daemon=True
         )

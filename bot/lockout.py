@@ -4,6 +4,8 @@ Two mechanisms, both per account:
 - `hold_account` is an exclusive, non-blocking lock (a `flock` in the state directory, so it also holds
   across processes: the bot and a CLI run). One test or change per account at a time; a second one is
   told at once and waits for nothing.
+  With several replicas (`[scheduler] leader_lock_url`), `atp-bot run` also shares the lock with the
+  other replicas through `share_account_locks` (a PostgreSQL advisory lock per account).
 - `LockoutGuard` persists every rejected test and refuses new tests once `max_rejections` happened within
   `window_minutes`, well below any sane AD `lockoutThreshold`.
 """
@@ -14,10 +16,12 @@ import fcntl
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import LockoutGuardConfig
 
@@ -28,6 +32,27 @@ class AccountBusy(Exception):
             f"Another test or change for account {account_id} is in progress; try again when it ends."
         )
         self.account_id = account_id
+
+
+class SharedLockUnavailable(AccountBusy):
+    def __init__(self, account_id: str) -> None:
+        Exception.__init__(
+            self,
+            f"The lock that account {account_id} shares with the other atp-bot replicas cannot be reached "
+            "(database unavailable); nothing was tested or changed. Try again shortly.",
+        )
+        self.account_id = account_id
+
+
+# Takes the account's lock shared with other replicas: yields True while held, False when taken elsewhere.
+SharedLock = Callable[[str], AbstractContextManager[bool]]
+_shared_lock: SharedLock | None = None
+
+
+def share_account_locks(lock: SharedLock | None) -> None:
+    """From now on `hold_account` also takes `lock(account_id)` (None: this host's lock only)."""
+    global _shared_lock
+    _shared_lock = lock
 
 
 @dataclass(frozen=True)
@@ -47,7 +72,15 @@ def hold_account(state_dir: Path, account_id: str) -> Iterator[AccountLease]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise AccountBusy(account_id) from None
-        yield AccountLease(account_id)
+        with ExitStack() as stack:
+            if _shared_lock is not None:
+                try:
+                    held = stack.enter_context(_shared_lock(account_id))
+                except SQLAlchemyError:
+                    raise SharedLockUnavailable(account_id) from None
+                if not held:
+                    raise AccountBusy(account_id)
+            yield AccountLease(account_id)
     finally:
         os.close(fd)
 

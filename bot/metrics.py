@@ -39,6 +39,11 @@ SENSOR_CHECK_SECONDS = Histogram(
     registry=REGISTRY,
 )
 ALERTS_OPEN = Gauge("atp_bot_alerts_open", "Open credential incidents (one per account).", registry=REGISTRY)
+SCHEDULER_LEADER = Gauge(
+    "atp_bot_scheduler_leader",
+    "1 while this process runs the scheduler (the elected leader, or a single instance), 0 as a standby.",
+    registry=REGISTRY,
+)
 
 
 def record_sensor_check(result: SensorResult) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,8 +24,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
 from bot.config import ConfigError, Settings
 from bot.graph import GraphError
@@ -43,6 +44,7 @@ EXPIRY_JOB = "expiry"
 RECHECK_PREFIX = "recheck:"
 # A re-check missed while the bot was down still runs when it starts again within this time.
 RECHECK_GRACE = timedelta(hours=24)
+CREATE_ATTEMPTS = 5
 
 _registry_lock = threading.Lock()
 _runtime: MonitorRuntime | None = None
@@ -187,15 +189,32 @@ class Scheduler:
             set_runtime(None)
 
 
-def jobstore_url(settings: Settings) -> str:
-    if settings.scheduler.jobstore_url:
-        return settings.scheduler.jobstore_url
+def jobstore_url(settings: Settings) -> URL:
+    """The job store's URL, with the password from `jobstore_password_env`/`_file` when one is set."""
+    config = settings.scheduler
+    if config.jobstore_url:
+        password = config.jobstore_password()
+        url = make_url(config.jobstore_url)
+        return url if password is None else url.set(password=password.get_secret_value())
     path = state_dir(settings) / JOBSTORE_NAME
     try:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     except OSError as exc:
         raise ConfigError([f"scheduler: cannot create {path}: {exc.strerror}"]) from None
-    return f"sqlite:///{path}"
+    return URL.create("sqlite", database=str(path))
+
+
+def _create_jobs_table(store: SQLAlchemyJobStore) -> None:
+    """Create the jobs table up front: replicas starting together race on CREATE TABLE (PostgreSQL), and
+    the loser's error is harmless, so it simply tries again."""
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            store.jobs_t.create(store.engine, checkfirst=True)
+            return
+        except (IntegrityError, ProgrammingError):
+            if attempt == CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def _expiry_trigger(settings: Settings) -> CronTrigger | IntervalTrigger:
@@ -217,6 +236,7 @@ def start_scheduler(runtime: MonitorRuntime, *, paused: bool = False) -> Schedul
     url = jobstore_url(settings)
     try:
         store = SQLAlchemyJobStore(url=url)
+        _create_jobs_table(store)
         aps = BackgroundScheduler(
             jobstores={"default": store},
             executors={"default": ThreadPoolExecutor(max_workers=4)},
@@ -225,7 +245,7 @@ def start_scheduler(runtime: MonitorRuntime, *, paused: bool = False) -> Schedul
         )
         aps.start(paused=True)
     except (SQLAlchemyError, ImportError) as exc:
-        where = make_url(url).render_as_string(hide_password=True)
+        where = url.render_as_string(hide_password=True)
         raise ConfigError([f"scheduler.jobstore_url: cannot use {where}: {type(exc).__name__}"]) from None
     set_runtime(runtime)
     if config.enabled:

@@ -7,18 +7,23 @@ import logging
 import signal
 import sys
 import threading
+from threading import Event
 from types import FrameType
 from typing import Any
 
-from apscheduler.schedulers.base import STATE_RUNNING
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.advisory import AdvisoryLocks
 from bot.change import PasswordChanges, open_changes
 from bot.cli import context
 from bot.config import ConfigError, Settings, parse_listen
 from bot.exitcodes import ExitCode
 from bot.health import HealthServer
+from bot.leader import LeaderElection
+from bot.lockout import share_account_locks
+from bot.metrics import SCHEDULER_LEADER
 from bot.monitor.notify import LogNotifier, Notifier
 from bot.monitor.runtime import MonitorRuntime
 from bot.scheduler import Scheduler, start_scheduler
@@ -46,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
 
+    account_locks = _share_account_locks(settings)  # first: a missing lock password stops nothing
     changes = open_changes(settings)
     # Before Slack takes requests, so that no new change of an account resolves its leftover first.
     recoveries = changes.recover_interrupted()
@@ -67,28 +73,88 @@ def run(args: argparse.Namespace) -> int:
         print(f"atp-bot: cannot reach Slack at {settings.slack.api_url}: {exc}", file=sys.stderr)
         return ExitCode.UNREACHABLE
     health = None
+    election = None
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        scheduler.aps.resume()
+        election = _lead_scheduler(settings, scheduler)
         runtime.services.submit(tell_interrupted, runtime.services, recoveries)
-        health = _health_server(settings, runtime, scheduler, changes)
+        health = _health_server(settings, runtime, scheduler, changes, election)
         log.info("atp-bot is running in %s mode", settings.slack.mode)
-        # Python runs signal handlers in this thread only: waking up now and then makes sure it does even
-        # when the kernel delivered SIGTERM to another thread (seen under load: the bot never stopped).
-        while not stop.wait(timeout=1.0):
-            pass
+        _serve(settings, scheduler, election, stop)
     finally:
         if health is not None:
             health.stop()
         runtime.stop()
-        scheduler.shutdown()
+        scheduler.shutdown()  # waits for running jobs, so the lock is released only after them
+        if election is not None:
+            election.stop()
+        if account_locks is not None:
+            share_account_locks(None)
+            account_locks.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return ExitCode.OK
 
 
+def _lead_scheduler(settings: Settings, scheduler: Scheduler) -> LeaderElection | None:
+    """Run the scheduler here: at once when alone, else only while elected (`[scheduler] leader_lock_url`)."""
+    config = settings.scheduler
+    lock_url = config.leader_lock()
+    if lock_url is None:
+        scheduler.aps.resume()
+        SCHEDULER_LEADER.set(1)
+        return None
+
+    def elected() -> None:
+        SCHEDULER_LEADER.set(1)
+        if scheduler.aps.running:
+            scheduler.aps.resume()
+
+    def demoted() -> None:
+        SCHEDULER_LEADER.set(0)
+        if scheduler.aps.running:
+            scheduler.aps.pause()
+
+    election = LeaderElection(
+        lock_url,
+        poll_seconds=config.leader_poll_seconds,
+        on_elected=elected,
+        on_demoted=demoted,
+    )
+    SCHEDULER_LEADER.set(0)
+    election.start()
+    log.info("scheduler: standby until elected through the leader lock")
+    return election
+
+
+def _share_account_locks(settings: Settings) -> AdvisoryLocks | None:
+    """With replicas, one test or change per account across all of them, not only on this host."""
+    url = settings.scheduler.leader_lock()
+    if url is None:
+        return None
+    locks = AdvisoryLocks(url, settings.scheduler.leader_poll_seconds)
+    share_account_locks(lambda account_id: locks.hold(f"atp-bot:account:{account_id}"))
+    return locks
+
+
+def _serve(settings: Settings, scheduler: Scheduler, election: LeaderElection | None, stop: Event) -> None:
+    """Wait for `stop`, waking up at least every second: Python runs signal handlers in the main thread
+    only, and waking makes sure it does even when the kernel delivered SIGTERM to another thread (seen
+    under load: the bot never stopped). The leader also wakes its scheduler each time: APScheduler only
+    looks at the shared job store when its own next job is due, so a re-check added by a standby would
+    wait for it."""
+    interval = min(1.0, settings.scheduler.leader_poll_seconds)
+    while not stop.wait(interval):
+        if election is not None and election.is_leader and scheduler.aps.state == STATE_RUNNING:
+            scheduler.aps.wakeup()
+
+
 def _health_server(
-    settings: Settings, runtime: SlackRuntime, scheduler: Scheduler, changes: PasswordChanges
+    settings: Settings,
+    runtime: SlackRuntime,
+    scheduler: Scheduler,
+    changes: PasswordChanges,
+    election: LeaderElection | None,
 ) -> HealthServer | None:
     """`/healthz` and `/metrics` on `[observability] listen`, when set."""
     if settings.observability.listen is None:
@@ -99,14 +165,23 @@ def _health_server(
         changes.store.metadata(account)  # raises StoreError when the store cannot be read
         return True
 
-    probes = {
-        "slack": lambda: runtime.runner.connected,
-        "scheduler": lambda: scheduler.aps.state == STATE_RUNNING,
-        "store": store_reachable,
-    }
+    def scheduler_ok() -> bool:
+        """Running on the leader (or a single instance), paused and ready on a standby."""
+        if election is None or election.is_leader:
+            return bool(scheduler.aps.state == STATE_RUNNING)
+        return bool(scheduler.aps.state == STATE_PAUSED)
+
+    probes = {"slack": lambda: runtime.runner.connected, "scheduler": scheduler_ok, "store": store_reachable}
+    info = None
+    if election is not None:
+        # Facts, not probes: a database outage must not get a replica that still serves Slack restarted.
+        info = lambda: {  # noqa: E731
+            "role": election.role,
+            "leader_lock": "reachable" if election.reachable else "unreachable",
+        }
     host, port = parse_listen(settings.observability.listen)
     try:
-        server = HealthServer(host, port, probes)
+        server = HealthServer(host, port, probes, info)
     except OSError as exc:
         raise ConfigError([f"observability.listen: cannot listen on {host}:{port}: {exc.strerror}"]) from None
     server.start()

@@ -42,6 +42,7 @@ class SocketModeServer:
         self._tickets: set[str] = set()
         self._connections: list[ServerConnection] = []
         self._pending: dict[str, dict[str, Any] | None] = {}
+        self._turn = 0
         self._server: Server = serve(
             self._serve_connection, host, 0, process_request=self._check_ticket, ping_interval=ping_interval
         )
@@ -116,7 +117,8 @@ class SocketModeServer:
             return len(self._connections)
 
     def deliver(self, kind: str, payload: dict[str, Any], *, timeout: float) -> EnvelopeAck:
-        """Send one envelope (`slash_commands`, `interactive`, `events_api`) and wait for its ack."""
+        """Send one envelope (`slash_commands`, `interactive`, `events_api`) to the next connection in
+        turn and wait for its ack."""
         self.wait_connected(timeout)
         envelope_id = str(uuid.uuid4())
         envelope = {
@@ -129,7 +131,9 @@ class SocketModeServer:
         }
         with self._lock:
             self._pending[envelope_id] = None
-            connection = self._connections[-1]
+            # Slack spreads envelopes over an app's open connections (replicas, reconnects): round robin.
+            connection = self._connections[self._turn % len(self._connections)]
+            self._turn += 1
         started = time.monotonic()
         connection.send(json.dumps(envelope))
         with self._lock:
