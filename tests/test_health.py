@@ -31,6 +31,8 @@ def get(url: str) -> tuple[int, str]:
             return answer.status, answer.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+    except urllib.error.URLError as error:  # not listening yet: the bot connects to Slack first
+        return 0, str(error.reason)
 
 
 def test_a_failing_probe_makes_healthz_503() -> None:
