@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bot.audit import AuditTrail, open_audit
-from lab.postgres import PostgresCluster, server_binaries
-from tests.peers import peer_missing
+from lab.postgres import PostgresCluster
+from tests.peers import postgres_cluster
 from tests.storetools import make_settings
 
 PASSWORD = "pg-test-password-51"
@@ -24,14 +24,7 @@ _names = itertools.count()
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PostgresCluster]:
-    if server_binaries() is None:
-        peer_missing("PostgreSQL server binaries are not installed (Debian package: postgresql)")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        peer_missing("the psycopg driver is not installed (pip install 'psycopg[binary]')")
-    with PostgresCluster(PASSWORD) as running:
-        yield running
+    yield from postgres_cluster(PASSWORD)
 
 
 @pytest.fixture

@@ -30,9 +30,9 @@ from bot.leader import LeaderElection
 from bot.lockout import AccountBusy, SharedLockUnavailable, hold_account, share_account_locks
 from bot.monitor.models import MessageRef
 from bot.scheduler import RECHECK_PREFIX, jobstore_url, recheck_job
-from lab.postgres import PostgresCluster, server_binaries
+from lab.postgres import PostgresCluster
 from lab.slack import SlackEmulator
-from tests.peers import peer_missing
+from tests.peers import postgres_cluster
 from tests.slack_lab import wait_for
 
 PASSWORD = "pg-leader-password-73"
@@ -41,14 +41,7 @@ POLL = 0.2
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PostgresCluster]:
-    if server_binaries() is None:
-        peer_missing("PostgreSQL server binaries are not installed (Debian package: postgresql)")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        peer_missing("the psycopg driver is not installed (pip install 'psycopg[binary]')")
-    with PostgresCluster(PASSWORD) as running:
-        yield running
+    yield from postgres_cluster(PASSWORD)
 
 
 @pytest.fixture
