@@ -175,11 +175,13 @@ def values(password: str, confirm: str | None = None) -> dict[str, dict[str, Any
 
 
 def open_modal(lab: Lab, text: str = "password svc", user: str = ALICE) -> str:
-    """Type `/atp <text>` and return the id of the modal it opened (the user's newest: one at a time)."""
+    """Type `/atp <text>` and return the id of the modal it opened (one at a time: the bot may open it
+    after its acknowledgement, so this waits for a view that was not open before)."""
+    before = {v.id for v in lab.emulator.open_views(user)}
     delivery = lab.emulator.slash_command(text, user=user)
     assert not delivery.late
-    views = wait_for(lambda: lab.emulator.open_views(user))
-    return views[-1].id
+    (opened,) = wait_for(lambda: [v.id for v in lab.emulator.open_views(user) if v.id not in before])
+    return opened
 
 
 def view_text(lab: Lab, view_id: str) -> str:
