@@ -358,6 +358,25 @@ def check_sensors(
     return [results[name] for name in order]
 
 
+def not_checked(settings: Settings, names: Sequence[str], problem: str) -> list[SensorResult]:
+    """Results for sensors that could not be checked at all because of the configuration (e.g. a WinRM
+    password that cannot be read): each one reachable by nobody, with `problem` as its failure."""
+    configured = {s.name: s for s in settings.sensors}
+    now = datetime.now(UTC)
+    return [
+        SensorResult(
+            name=name,
+            endpoint=configured[name].endpoint,
+            kind=configured[name].kind,
+            account=configured[name].account,
+            checked_at=now,
+            duration=0.0,
+            failure=Failure(FailureKind.CONFIG, problem),
+        )
+        for name in names
+    ]
+
+
 def start_service(settings: Settings, sensor_name: str, service: str) -> ServiceStartResult:
     """`Start-Service` one of the sensor's configured services and report the state it reached."""
     (target,) = resolve_targets(settings, [sensor_name])

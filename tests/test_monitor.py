@@ -255,3 +255,25 @@ def test_the_log_notifier_renders_plain_text(
     assert "sensor02: service AATPSensorUpdater is Stopped" in text
     assert f"sample: 2026-11-25 06:00:00.0000 Error [DirectoryServices] {CREDENTIAL_ERROR}" in text
     assert "fix: atp-bot set-password --account svc" in text
+
+
+def test_sensors_that_cannot_be_checked_are_reported_like_unreachable_ones(
+    sensors: WinRMEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, notifier = Clock(), RecordingNotifier()
+    settings = monitor_settings(tmp_path, sensors, extra="[scheduler]\nunreachable_after = 2\n")
+    runtime = make_runtime(settings, notifier, clock)
+    monkeypatch.delenv("ATP_BOT_TEST_WINRM")  # the WinRM password cannot be read
+    for _ in range(2):
+        run_monitor_cycle(runtime)
+        clock.advance(minutes=5)
+    notices = notifier.of("post_unreachable")
+    assert [n.sensor for n in notices] == ["sensor01", "sensor02"]
+    assert all(
+        "config_error" in (n.detail or "") and "ATP_BOT_TEST_WINRM" in (n.detail or "") for n in notices
+    )
+    assert [h.counters.requests for h in sensors.hosts.values()] == [0, 0]
+
+    monkeypatch.setenv("ATP_BOT_TEST_WINRM", WINRM_PASSWORD)
+    run_monitor_cycle(runtime)
+    assert [n.sensor for n in notifier.of("post_reachable")] == ["sensor01", "sensor02"]

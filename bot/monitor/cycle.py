@@ -20,13 +20,13 @@ from datetime import datetime, timedelta
 from bot import metrics
 from bot.audit import AuditAction, AuditOutcome
 from bot.change import sensors_for_account
-from bot.config import AccountConfig
+from bot.config import AccountConfig, ConfigError
 from bot.graph import GraphError
 from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
 from bot.monitor.models import HealthIssue, Incident, ReachabilityNotice, SensorIssue, ServiceState
 from bot.monitor.runtime import MonitorRuntime
 from bot.monitor.state import MonitorState, Reachability, StoredIncident
-from bot.sensors import SensorResult
+from bot.sensors import SensorResult, not_checked
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +254,14 @@ def _cycle(rt: MonitorRuntime) -> CycleResult:
     now = rt.clock()
     # A sensor without a saved position is scanned over the default window before the monitor's own clock.
     since = now - timedelta(minutes=settings.sensor_checks.default_window_minutes)
-    results = rt.changes.checker(settings, names, since=since, positions=state.positions()) if names else []
+    try:
+        results = (
+            rt.changes.checker(settings, names, since=since, positions=state.positions()) if names else []
+        )
+    except ConfigError as exc:  # e.g. the WinRM password cannot be read: reported like unreachable sensors
+        problem = "; ".join(exc.problems)
+        log.error("monitor: the sensors cannot be checked: %s", problem)
+        results = not_checked(settings, names, problem)
     by_name = {r.name: r for r in results}
     health_list, health_error = _read_health(rt)
     health = assign_health(settings.accounts, health_list) if health_list is not None else {}

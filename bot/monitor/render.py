@@ -42,9 +42,9 @@ def render_incident(incident: Incident) -> str:
 
 def render_reachability(notice: ReachabilityNotice) -> str:
     if notice.reachable:
-        return f"sensor {notice.sensor} answers again (unreachable since {_at(notice.since)})."
+        return f"sensor {notice.sensor} can be checked again (it could not since {_at(notice.since)})."
     return (
-        f"sensor {notice.sensor} cannot be reached: {notice.failures} checks in a row failed since "
+        f"sensor {notice.sensor} cannot be checked: {notice.failures} checks in a row failed since "
         f"{_at(notice.since)}: {notice.detail or 'no detail'}"
     )
 
