@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
-from bot.change import PasswordChanges
+from bot.change import PasswordChanges, open_changes
 from bot.config import Settings
 from bot.monitor.runtime import MonitorRuntime
 from bot.scheduler import Scheduler, start_scheduler
@@ -20,6 +20,7 @@ from bot.slack.client import build_client
 from bot.slack.registry import CommandModule
 from bot.slack.runtime import SlackRuntime
 from bot.slack.secrets import SlackSecrets
+from bot.store.embedded import init_embedded_store
 from commands import MODULES
 from commands.alerts import SlackNotifier
 from commands.password.views import Action, Block
@@ -164,6 +165,12 @@ def wait_for(probe: Callable[[], T | None], *, timeout: float = 5.0, default: An
                 return default  # type: ignore[no-any-return]
             raise AssertionError("condition not met in time")
         time.sleep(0.01)
+
+
+def initialised_changes(settings: Settings) -> PasswordChanges:
+    """The real change path on a freshly initialised embedded store (the `changes` of `running_lab`)."""
+    init_embedded_store(settings)
+    return open_changes(settings)
 
 
 def values(password: str, confirm: str | None = None) -> dict[str, dict[str, Any]]:

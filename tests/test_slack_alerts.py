@@ -11,28 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from bot.change import PasswordChanges, open_changes
-from bot.config import Settings
-from bot.store.embedded import init_embedded_store
 from commands import MODULES
 from commands.alerts import Action
 from commands.password.views import Action as PasswordAction
 from lab.winrm.model import log_line
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import sensor_config
-from tests.slack_lab import ALICE, MALLORY, OPS, Lab, running_lab, wait_for
-
-
-def _changes(settings: Settings) -> PasswordChanges:
-    init_embedded_store(settings)
-    return open_changes(settings)
+from tests.slack_lab import ALICE, MALLORY, OPS, Lab, initialised_changes, running_lab, wait_for
 
 
 @contextmanager
 def alerts_lab(sensors: WinRMEmulator, tmp_path: Path) -> Iterator[Lab]:
     account = {"id": "svc", "username": "svc-atp@contoso.test", "domain_controllers": ["ldaps://127.0.0.1:1"]}
     config = {"state_dir": str(tmp_path / "state"), "accounts": [account], **sensor_config(sensors, "svc")}
-    with running_lab("socket", modules=MODULES, config=config, changes=_changes, monitor=True) as lab:
+    with running_lab(
+        "socket", modules=MODULES, config=config, changes=initialised_changes, monitor=True
+    ) as lab:
         yield lab
 
 

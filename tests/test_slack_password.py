@@ -12,18 +12,27 @@ from typing import NamedTuple
 
 import pytest
 
-from bot.change import PasswordChanges, open_changes
-from bot.config import Settings
+from bot.change import open_changes
 from bot.lockout import hold_account
 from bot.store import open_store
-from bot.store.embedded import init_embedded_store
 from commands import MODULES
 from commands.password.views import Action, Block
 from lab.domain import LabDomain
 from lab.samba import LabUser
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import CANARY, SENSOR_WINRM_PASSWORD_ENV, lab_account, sensor_config
-from tests.slack_lab import ALICE, MALLORY, OPS, Lab, open_modal, running_lab, values, view_text, wait_for
+from tests.slack_lab import (
+    ALICE,
+    MALLORY,
+    OPS,
+    Lab,
+    initialised_changes,
+    open_modal,
+    running_lab,
+    values,
+    view_text,
+    wait_for,
+)
 
 pytestmark = pytest.mark.samba
 
@@ -46,11 +55,6 @@ def peers(
     return Peers(lab_domain, fresh_user, sensors, tmp_path)
 
 
-def _changes(settings: Settings) -> PasswordChanges:
-    init_embedded_store(settings)
-    return open_changes(settings)
-
-
 @contextmanager
 def password_lab(
     mode: str, lab: LabDomain, user: LabUser, sensors: WinRMEmulator, tmp_path: Path
@@ -62,7 +66,7 @@ def password_lab(
         "accounts": [account, other],
         **sensor_config(sensors, "svc"),
     }
-    with running_lab(mode, modules=MODULES, config=config, changes=_changes) as running:
+    with running_lab(mode, modules=MODULES, config=config, changes=initialised_changes) as running:
         yield running
 
 

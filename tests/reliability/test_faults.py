@@ -12,16 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from bot.change import PasswordChanges, open_changes
-from bot.config import Settings
-from bot.store.embedded import init_embedded_store
 from commands import MODULES
 from lab.domain import LabDomain
 from lab.samba import LabUser
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import closed_port_url, lab_account, sensor_config
-from tests.slack_lab import OPS, Lab, open_modal, running_lab, values, view_text, wait_for
+from tests.slack_lab import (
+    OPS,
+    Lab,
+    initialised_changes,
+    open_modal,
+    running_lab,
+    values,
+    view_text,
+    wait_for,
+)
 
 pytestmark = pytest.mark.samba
 
@@ -47,11 +53,6 @@ def lab_config(
     }
 
 
-def open_and_init(settings: Settings) -> PasswordChanges:
-    init_embedded_store(settings)
-    return open_changes(settings)
-
-
 def thread_report(lab: Lab, parent_ts: str) -> str | None:
     """The final sensor report in the announcement's thread: every line of its blocks."""
     thread = [m for m in lab.emulator.messages(OPS) if m.thread_ts == parent_ts]
@@ -66,7 +67,7 @@ def test_first_dc_down_failing_sensors_and_slack_errors(
     faulty_fleet(sensors)
     dead = closed_port_url()
     config = lab_config(tmp_path, lab_domain, fresh_user, sensors, [dead, lab_domain.dc.ldaps_url])
-    with running_lab("socket", modules=MODULES, config=config, changes=open_and_init) as lab:
+    with running_lab("socket", modules=MODULES, config=config, changes=initialised_changes) as lab:
         lab.emulator.fail("chat.postMessage", status=429, retry_after=1)
         lab.emulator.fail("chat.update", status=503)
         view_id = open_modal(lab)
@@ -100,7 +101,7 @@ def test_every_dc_down_saves_nothing_and_announces_nothing(
     lab_domain: LabDomain, fresh_user: LabUser, sensors: WinRMEmulator, env: None, tmp_path: Path
 ) -> None:
     config = lab_config(tmp_path, lab_domain, fresh_user, sensors, [closed_port_url(), closed_port_url()])
-    with running_lab("http", modules=MODULES, config=config, changes=open_and_init) as lab:
+    with running_lab("http", modules=MODULES, config=config, changes=initialised_changes) as lab:
         view_id = open_modal(lab)
         lab.emulator.submit_view(view_id, values(fresh_user.password))
         wait_for(lambda: "Not saved" in view_text(lab, view_id), timeout=20)

@@ -10,14 +10,11 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from bot.change import PasswordChanges, open_changes
-from bot.config import Settings
-from bot.store.embedded import init_embedded_store
 from commands import MODULES
 from lab.domain import LabDomain
 from lab.samba import LabUser
 from tests.conftest import lab_account, run_cli
-from tests.slack_lab import open_modal, running_lab, values, view_text, wait_for
+from tests.slack_lab import initialised_changes, open_modal, running_lab, values, view_text, wait_for
 
 pytestmark = pytest.mark.samba
 
@@ -27,11 +24,6 @@ WRONG = "The password is wrong"
 GUARD = "atp-bot refuses more tests until"
 # What a person may be told instead of a test: the guard's limit, or another test of the account running.
 NOT_SENT = (GUARD, "is in progress; try again when it ends")
-
-
-def open_and_init(settings: Settings) -> PasswordChanges:
-    init_embedded_store(settings)
-    return open_changes(settings)
 
 
 def outcome(view: str) -> str | None:
@@ -45,7 +37,7 @@ def test_wrong_passwords_from_everywhere_never_lock_the_account(
     config = {"state_dir": str(tmp_path / "state"), "accounts": [lab_account(lab_domain, fresh_user)]}
     config_file = tmp_path / "atp-bot.toml"
     config_file.write_text(tomli_w.dumps(config), encoding="utf-8")
-    with running_lab("socket", modules=MODULES, config=config, changes=open_and_init) as lab:
+    with running_lab("socket", modules=MODULES, config=config, changes=initialised_changes) as lab:
 
         def from_slack(attempt: int, view_id: str) -> str:
             lab.emulator.submit_view(view_id, values(f"Wrong-From-Slack-{attempt}"))

@@ -12,16 +12,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from bot.change import PasswordChanges, open_changes
-from bot.config import Settings
 from bot.metrics import REGISTRY
-from bot.store.embedded import init_embedded_store
 from commands import MODULES
 from lab.domain import LabDomain
 from lab.samba import LabUser
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import CANARY, lab_account, run_cli, sensor_config
-from tests.slack_lab import ALICE, running_lab, values, wait_for
+from tests.slack_lab import ALICE, initialised_changes, running_lab, values, wait_for
 
 pytestmark = pytest.mark.samba
 
@@ -49,11 +46,7 @@ def test_the_canary_never_leaks(
     config = {"state_dir": str(state), "accounts": [account, broken], **sensor_config(sensors, "svc")}
     recorded: list[str] = []
 
-    def open_with_store(settings: Settings) -> PasswordChanges:
-        init_embedded_store(settings)
-        return open_changes(settings)
-
-    with running_lab("socket", modules=MODULES, config=config, changes=open_with_store) as lab:
+    with running_lab("socket", modules=MODULES, config=config, changes=initialised_changes) as lab:
 
         def submit(text: str, typed: dict[str, dict[str, str]], until: str) -> None:
             lab.emulator.slash_command(text)
