@@ -17,16 +17,13 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from bench_ack import percentile  # bench/ is on the path of a script run from it
+
 from lab.load import WINRM_PASSWORD_ENV, WINRM_USER, BotProcess, load_config, sensor_fleet, status_storm
 from lab.slack import SlackEmulator
 from lab.winrm.server import WinRMEmulator
 
 WINRM_PASSWORD = "Bench-W1nRM-secret"
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def mib(kib: int) -> str:
