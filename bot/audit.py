@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -37,9 +36,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from bot.config import ConfigError, Settings
+from bot.dbschema import create_idempotently
 from bot.redaction import redact
 from bot.state import state_dir
 
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_AUDIT_NAME = "audit.sqlite"
 GENESIS_HASH = "0" * 64
-CREATE_ATTEMPTS = 5
 MAX_FIELD_LENGTH = {"actor": 200, "action": 64, "account": 64, "outcome": 32, "reason": 64, "detail": 500}
 
 
@@ -244,23 +243,18 @@ def _sqlite_engine(url: URL) -> Engine:
 class AuditTrail:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # Another process may be creating the same trail at this moment: its CREATE TABLE (PostgreSQL) or
-        # its switch to WAL (SQLite, which answers "database is locked" without waiting) makes ours fail
-        # once; the schema steps are idempotent, so they are simply tried again.
-        for attempt in range(CREATE_ATTEMPTS):
-            try:
-                metadata.create_all(engine)
-                with engine.begin() as conn:
-                    if conn.execute(select(head.c.id)).first() is None:
-                        conn.execute(insert(head).values(id=1, last_id=0, last_hash=GENESIS_HASH))
-                return
-            except SQLAlchemyError as exc:
-                retryable = isinstance(exc, IntegrityError | ProgrammingError | OperationalError)
-                if attempt == CREATE_ATTEMPTS - 1 or not retryable:
-                    raise AuditError(
-                        f"cannot open the audit trail {engine.url!r}: {exc.__class__.__name__}"
-                    ) from None
-                time.sleep(0.05 * (attempt + 1))
+        try:
+            create_idempotently(self._create_schema)
+        except SQLAlchemyError as exc:
+            raise AuditError(
+                f"cannot open the audit trail {engine.url!r}: {exc.__class__.__name__}"
+            ) from None
+
+    def _create_schema(self) -> None:
+        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            if conn.execute(select(head.c.id)).first() is None:
+                conn.execute(insert(head).values(id=1, last_id=0, last_hash=GENESIS_HASH))
 
     def record(
         self,

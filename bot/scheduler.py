@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -25,9 +24,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import ConfigError, Settings
+from bot.dbschema import create_idempotently
 from bot.graph import GraphError
 from bot.monitor.cycle import CycleResult, run_monitor_cycle
 from bot.monitor.expiry import run_expiry_check
@@ -44,7 +44,6 @@ EXPIRY_JOB = "expiry"
 RECHECK_PREFIX = "recheck:"
 # A re-check missed while the bot was down still runs when it starts again within this time.
 RECHECK_GRACE = timedelta(hours=24)
-CREATE_ATTEMPTS = 5
 
 _registry_lock = threading.Lock()
 _runtime: MonitorRuntime | None = None
@@ -204,19 +203,6 @@ def jobstore_url(settings: Settings) -> URL:
     return URL.create("sqlite", database=str(path))
 
 
-def _create_jobs_table(store: SQLAlchemyJobStore) -> None:
-    """Create the jobs table up front: replicas starting together race on CREATE TABLE (PostgreSQL), and
-    the loser's error is harmless, so it simply tries again."""
-    for attempt in range(CREATE_ATTEMPTS):
-        try:
-            store.jobs_t.create(store.engine, checkfirst=True)
-            return
-        except (IntegrityError, ProgrammingError):
-            if attempt == CREATE_ATTEMPTS - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-
-
 def _expiry_trigger(settings: Settings) -> CronTrigger | IntervalTrigger:
     config = settings.scheduler
     daily = config.expiry_daily_at
@@ -236,7 +222,8 @@ def start_scheduler(runtime: MonitorRuntime, *, paused: bool = False) -> Schedul
     url = jobstore_url(settings)
     try:
         store = SQLAlchemyJobStore(url=url)
-        _create_jobs_table(store)
+        # Replicas starting together race on CREATE TABLE (PostgreSQL); the loser tries again.
+        create_idempotently(lambda: store.jobs_t.create(store.engine, checkfirst=True))
         aps = BackgroundScheduler(
             jobstores={"default": store},
             executors={"default": ThreadPoolExecutor(max_workers=4)},
