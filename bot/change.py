@@ -138,7 +138,7 @@ class PasswordChanges:
         self.state_dir = state_dir
         self.store = store
         self.audit = audit
-        self.guard = LockoutGuard.in_state_dir(state_dir, settings.lockout_guard)
+        self.guard = LockoutGuard.for_settings(settings)
         self.journal = ChangeJournal(state_dir)
         self.checker = checker
         self.tester = tester

@@ -4,26 +4,34 @@ Two mechanisms, both per account:
 - `hold_account` is an exclusive, non-blocking lock (a `flock` in the state directory, so it also holds
   across processes: the bot and a CLI run). One test or change per account at a time; a second one is
   told at once and waits for nothing.
-  With several replicas (`[scheduler] leader_lock_url`), `atp-bot run` also shares the lock with the
-  other replicas through `share_account_locks` (a PostgreSQL advisory lock per account).
+  With several replicas (`[scheduler] leader_lock_url`), `atp-bot run` and the CLI also share the lock
+  with the other replicas through `replica_account_locks` (a PostgreSQL advisory lock per account).
 - `LockoutGuard` persists every rejected test and refuses new tests once `max_rejections` happened within
-  `window_minutes`, well below any sane AD `lockoutThreshold`.
+  `window_minutes`, well below any sane AD `lockoutThreshold`; with replicas, in their shared database.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
-import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, closing, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import Column, MetaData, Table, Text, create_engine, delete, insert, select
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
-from bot.config import LockoutGuardConfig
+from bot.advisory import AdvisoryLocks, lock_engine
+from bot.config import LockoutGuardConfig, Settings
+from bot.dbschema import create_idempotently
+from bot.state import state_dir
+
+log = logging.getLogger(__name__)
 
 
 class AccountBusy(Exception):
@@ -53,6 +61,24 @@ def share_account_locks(lock: SharedLock | None) -> None:
     """From now on `hold_account` also takes `lock(account_id)` (None: this host's lock only)."""
     global _shared_lock
     _shared_lock = lock
+
+
+@contextmanager
+def replica_account_locks(settings: Settings) -> Iterator[None]:
+    """While inside, with replicas (`[scheduler] leader_lock_url`), `hold_account` also takes the
+    account's advisory lock in the shared database: one test or change per account across every replica
+    and every CLI run on any host. Without replicas, nothing changes."""
+    url = settings.scheduler.leader_lock()
+    if url is None:
+        yield
+        return
+    locks = AdvisoryLocks(url, settings.scheduler.leader_poll_seconds)
+    share_account_locks(lambda account_id: locks.hold(f"atp-bot:account:{account_id}"))
+    try:
+        yield
+    finally:
+        share_account_locks(None)
+        locks.close()
 
 
 @dataclass(frozen=True)
@@ -97,43 +123,87 @@ class GuardDecision:
     message: str
 
 
+_metadata = MetaData()
+_rejected_tests = Table(
+    "rejected_tests",
+    _metadata,
+    Column("account_id", Text, nullable=False),
+    Column("at", Text, nullable=False),  # ISO 8601 UTC: compares in time order as text
+    Column("reason", Text, nullable=False),
+)
+GUARD_FILE = "lockout-guard.sqlite"
+
+
 class LockoutGuard:
-    """Persisted count of rejected tests per account (SQLite in the state directory)."""
+    """Persisted count of rejected tests per account.
+
+    Kept in SQLite in the state directory; with replicas (`[scheduler] leader_lock_url`) in the shared
+    PostgreSQL database instead, so that every replica and every CLI run counts against one limit: a
+    wrong password that Slack sent to one replica, then to the other, must not get twice the tries.
+    A ledger that cannot be read refuses the test (nothing is sent to AD).
+    """
 
     def __init__(
-        self, path: Path, config: LockoutGuardConfig, clock: Callable[[], datetime] = now_utc
+        self, engine: Engine, config: LockoutGuardConfig, clock: Callable[[], datetime] = now_utc
     ) -> None:
-        self._path = path
+        self._engine = engine
         self._config = config
         self._clock = clock
-        with closing(self._connect()) as db, db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS rejected_tests (account_id TEXT NOT NULL, at TEXT NOT NULL,"
-                " reason TEXT NOT NULL)"
-            )
+        self._ready = False
 
     @classmethod
-    def in_state_dir(cls, state_dir: Path, config: LockoutGuardConfig) -> LockoutGuard:
-        return cls(state_dir / "lockout-guard.sqlite", config)
+    def at_path(
+        cls, path: Path, config: LockoutGuardConfig, clock: Callable[[], datetime] = now_utc
+    ) -> LockoutGuard:
+        return cls(
+            create_engine(
+                URL.create("sqlite", database=str(path)), connect_args={"timeout": 30}, poolclass=NullPool
+            ),
+            config,
+            clock,
+        )
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self._path, timeout=30)
+    @classmethod
+    def for_settings(cls, settings: Settings) -> LockoutGuard:
+        """The guard this configuration's processes share: the replicas' database when there is one."""
+        shared = settings.scheduler.leader_lock()
+        if shared is None:
+            return cls.at_path(state_dir(settings) / GUARD_FILE, settings.lockout_guard)
+        return cls(lock_engine(shared, settings.scheduler.leader_poll_seconds), settings.lockout_guard)
+
+    def _prepare(self) -> None:
+        if not self._ready:
+            create_idempotently(lambda: _metadata.create_all(self._engine))
+            self._ready = True
 
     @property
     def _window(self) -> timedelta:
         return timedelta(minutes=self._config.window_minutes)
 
     def _recent(self, account_id: str) -> list[datetime]:
+        self._prepare()
         since = (self._clock() - self._window).isoformat()
-        with closing(self._connect()) as db:
-            rows = db.execute(
-                "SELECT at FROM rejected_tests WHERE account_id = ? AND at > ? ORDER BY at",
-                (account_id, since),
-            ).fetchall()
-        return [datetime.fromisoformat(at) for (at,) in rows]
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(_rejected_tests.c.at)
+                .where(_rejected_tests.c.account_id == account_id, _rejected_tests.c.at > since)
+                .order_by(_rejected_tests.c.at)
+            ).scalars()
+            return [datetime.fromisoformat(at) for at in rows]
 
     def check(self, lease: AccountLease) -> GuardDecision:
-        recent = self._recent(lease.account_id)
+        try:
+            recent = self._recent(lease.account_id)
+        except SQLAlchemyError as exc:
+            log.error("lockout guard: cannot read %s: %s", self._where, type(exc).__name__)
+            return GuardDecision(
+                False,
+                0,
+                None,
+                f"atp-bot cannot read its count of rejected tests for account {lease.account_id} "
+                f"({self._where} is unavailable), so it does not risk a test that could lock the account. "
+                "Nothing was sent to Active Directory; try again when it is back.",
+            )
         limit = self._config.max_rejections
         if len(recent) < limit:
             return GuardDecision(True, len(recent), None, "")
@@ -148,10 +218,28 @@ class LockoutGuard:
         )
 
     def record_rejection(self, lease: AccountLease, reason: str) -> None:
+        """Count a rejected test. If the ledger cannot be written, say so loudly: the count is then low
+        until it can, and the next `check` refuses while the ledger stays unreadable."""
         now = self._clock()
-        with closing(self._connect()) as db, db:
-            db.execute(
-                "INSERT INTO rejected_tests (account_id, at, reason) VALUES (?, ?, ?)",
-                (lease.account_id, now.isoformat(), reason),
+        try:
+            self._prepare()
+            with self._engine.begin() as conn:
+                conn.execute(
+                    insert(_rejected_tests).values(
+                        account_id=lease.account_id, at=now.isoformat(), reason=str(reason)
+                    )
+                )
+                conn.execute(
+                    delete(_rejected_tests).where(_rejected_tests.c.at < (now - 2 * self._window).isoformat())
+                )
+        except SQLAlchemyError as exc:
+            log.error(
+                "lockout guard: cannot record a rejected test of account %s in %s: %s",
+                lease.account_id,
+                self._where,
+                type(exc).__name__,
             )
-            db.execute("DELETE FROM rejected_tests WHERE at < ?", ((now - 2 * self._window).isoformat(),))
+
+    @property
+    def _where(self) -> str:
+        return "the shared database" if self._engine.dialect.name != "sqlite" else "the state directory"

@@ -39,7 +39,7 @@ def account_for(lab: LabDomain, user: LabUser | str, **overrides: object) -> Acc
 def run(
     account: AccountConfig, password: str, state: Path, max_rejections: int = 100
 ) -> ConnectionTestResult:
-    guard = LockoutGuard(state / "guard.sqlite", LockoutGuardConfig(max_rejections=max_rejections))
+    guard = LockoutGuard.at_path(state / "guard.sqlite", LockoutGuardConfig(max_rejections=max_rejections))
     with hold_account(state, account.id) as lease:
         return run_connection_test(account, SecretStr(password), guard=guard, lease=lease)
 

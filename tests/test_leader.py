@@ -25,9 +25,16 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from bot.advisory import AdvisoryLocks
-from bot.config import ConfigError, parse_settings
+from bot.config import ConfigError, Settings, parse_settings
 from bot.leader import LeaderElection
-from bot.lockout import AccountBusy, SharedLockUnavailable, hold_account, share_account_locks
+from bot.lockout import (
+    GUARD_FILE,
+    AccountBusy,
+    LockoutGuard,
+    SharedLockUnavailable,
+    hold_account,
+    share_account_locks,
+)
 from bot.monitor.models import MessageRef
 from bot.scheduler import RECHECK_PREFIX, jobstore_url, recheck_job
 from lab.postgres import PostgresCluster
@@ -393,3 +400,46 @@ def test_an_unreachable_shared_lock_refuses_the_test(cluster: PostgresCluster, t
         locks.close()
     with hold_account(tmp_path, "corp"):  # the host lock was released
         pass
+
+
+def _replica_settings(tmp_path: Path, name: str, db_url: str) -> Settings:
+    return parse_settings(
+        f'state_dir = "{tmp_path / name}"\n{ACCOUNT}[scheduler]\n'
+        f'jobstore_url = "{db_url}"\nleader_lock_url = "{db_url}"\n'
+        f'leader_lock_password_env = "{DB_PASSWORD_ENV}"\nleader_poll_seconds = {POLL}\n'
+        "[lockout_guard]\nmax_rejections = 2\n"
+    )
+
+
+def test_replicas_share_the_lockout_guard(
+    cluster: PostgresCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rejection counted on one replica counts on the other: two rejections in all, not two each."""
+    monkeypatch.setenv(DB_PASSWORD_ENV, PASSWORD)
+    a, b = (LockoutGuard.for_settings(_replica_settings(tmp_path, n, cluster.url)) for n in ("a", "b"))
+    with hold_account(tmp_path, "corp") as lease:
+        a.record_rejection(lease, "wrong_password")
+        assert b.check(lease).allowed
+        b.record_rejection(lease, "wrong_password")
+        refused = a.check(lease)
+    assert not refused.allowed and refused.recent_rejections == 2
+    assert "refuses more tests until" in refused.message
+    assert not (tmp_path / "a" / GUARD_FILE).exists()
+
+
+def test_an_unreadable_shared_guard_refuses_the_test(
+    cluster: PostgresCluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv(DB_PASSWORD_ENV, PASSWORD)
+    down = str(make_url(cluster.url).set(port=_closed_port()))
+    guard = LockoutGuard.for_settings(_replica_settings(tmp_path, "a", down))
+    with hold_account(tmp_path, "corp") as lease:
+        decision = guard.check(lease)
+        guard.record_rejection(lease, "wrong_password")  # logged, never raised
+    assert not decision.allowed
+    assert "Nothing was sent to Active Directory" in decision.message
+    assert "cannot record a rejected test of account corp" in caplog.text
+    assert PASSWORD not in caplog.text + decision.message

@@ -24,7 +24,7 @@ class Clock:
 
 def test_guard_refuses_past_the_limit_and_recovers_after_the_window(tmp_path: Path) -> None:
     clock = Clock()
-    guard = LockoutGuard(
+    guard = LockoutGuard.at_path(
         tmp_path / "g.sqlite", LockoutGuardConfig(max_rejections=2, window_minutes=30), clock
     )
     with hold_account(tmp_path, "a") as lease:
@@ -45,8 +45,8 @@ def test_guard_refuses_past_the_limit_and_recovers_after_the_window(tmp_path: Pa
 def test_guard_state_survives_a_restart(tmp_path: Path) -> None:
     config = LockoutGuardConfig(max_rejections=1)
     with hold_account(tmp_path, "a") as lease:
-        LockoutGuard(tmp_path / "g.sqlite", config).record_rejection(lease, "wrong_password")
-        assert not LockoutGuard(tmp_path / "g.sqlite", config).check(lease).allowed
+        LockoutGuard.at_path(tmp_path / "g.sqlite", config).record_rejection(lease, "wrong_password")
+        assert not LockoutGuard.at_path(tmp_path / "g.sqlite", config).check(lease).allowed
 
 
 def test_second_holder_in_another_thread_is_told_at_once(tmp_path: Path) -> None:

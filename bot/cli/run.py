@@ -15,14 +15,13 @@ from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.advisory import AdvisoryLocks
 from bot.change import PasswordChanges, open_changes
 from bot.cli import context
 from bot.config import ConfigError, Settings, parse_listen
 from bot.exitcodes import ExitCode
 from bot.health import HealthServer
 from bot.leader import LeaderElection
-from bot.lockout import share_account_locks
+from bot.lockout import replica_account_locks
 from bot.metrics import SCHEDULER_LEADER
 from bot.monitor.notify import LogNotifier, Notifier
 from bot.monitor.runtime import MonitorRuntime
@@ -45,13 +44,17 @@ def run(args: argparse.Namespace) -> int:
     settings = context.load(args, service=True)
     secrets = SlackSecrets.from_env(settings.slack)
     remove_from_environment()
+    with replica_account_locks(settings):  # first: a missing lock password stops the bot before it starts
+        return _run(settings, secrets)
+
+
+def _run(settings: Settings, secrets: SlackSecrets) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
 
-    account_locks = _share_account_locks(settings)  # first: a missing lock password stops nothing
     changes = open_changes(settings)
     # Before Slack takes requests, so that no new change of an account resolves its leftover first.
     recoveries = changes.recover_interrupted()
@@ -88,9 +91,6 @@ def run(args: argparse.Namespace) -> int:
         scheduler.shutdown()  # waits for running jobs, so the lock is released only after them
         if election is not None:
             election.stop()
-        if account_locks is not None:
-            share_account_locks(None)
-            account_locks.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return ExitCode.OK
@@ -125,16 +125,6 @@ def _lead_scheduler(settings: Settings, scheduler: Scheduler) -> LeaderElection 
     election.start()
     log.info("scheduler: standby until elected through the leader lock")
     return election
-
-
-def _share_account_locks(settings: Settings) -> AdvisoryLocks | None:
-    """With replicas, one test or change per account across all of them, not only on this host."""
-    url = settings.scheduler.leader_lock()
-    if url is None:
-        return None
-    locks = AdvisoryLocks(url, settings.scheduler.leader_poll_seconds)
-    share_account_locks(lambda account_id: locks.hold(f"atp-bot:account:{account_id}"))
-    return locks
 
 
 def _serve(settings: Settings, scheduler: Scheduler, election: LeaderElection | None, stop: Event) -> None:

@@ -13,6 +13,7 @@ from bot.cli.test_connection import EXIT_CODES, render
 from bot.config import AccountConfig
 from bot.directory import ConnectionTestResult
 from bot.exitcodes import ExitCode
+from bot.lockout import replica_account_locks
 from bot.recovery import Recovery
 from bot.sensors import SensorResult
 
@@ -83,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     changes = open_changes(settings)
     actor = cli_actor()
     printer = _Printer()
-    outcome = changes.change(account.id, password, actor, printer)
+    with replica_account_locks(settings):
+        outcome = changes.change(account.id, password, actor, printer)
     code = exit_code(outcome)
     if outcome.saved_ok and not args.no_checks:
         sensors = changes.follow_up_checks(account.id, outcome.changed_at, actor, printer)

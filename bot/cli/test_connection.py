@@ -9,7 +9,7 @@ from typing import Any
 from bot.cli import context
 from bot.directory import ConnectionTestResult, Outcome, run_connection_test
 from bot.exitcodes import ExitCode
-from bot.lockout import AccountBusy, LockoutGuard, hold_account
+from bot.lockout import AccountBusy, LockoutGuard, hold_account, replica_account_locks
 from bot.state import state_dir
 
 EXIT_CODES = {
@@ -80,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
     account = settings.account(args.account)
     password = context.read_password(args, f"New password for {account.username}: ")
     directory = state_dir(settings)
-    guard = LockoutGuard.in_state_dir(directory, settings.lockout_guard)
+    guard = LockoutGuard.for_settings(settings)
     try:
-        with hold_account(directory, account.id) as lease:
+        with replica_account_locks(settings), hold_account(directory, account.id) as lease:
             result = run_connection_test(account, password, guard=guard, lease=lease)
     except AccountBusy as busy:
         print(f"NOT TESTED: {busy}")

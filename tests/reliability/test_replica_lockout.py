@@ -1,0 +1,74 @@
+"""Lockout with two replicas: wrong passwords spread over two hosts (two state directories) that share
+one PostgreSQL, against a real Samba DC whose lockout threshold is 3. The guard's count is shared, so AD
+sees at most the guard's two rejections in all, not two per replica."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from lab.domain import LabDomain
+from lab.postgres import PostgresCluster
+from lab.samba import LabUser
+from tests.conftest import lab_account, run_cli
+from tests.peers import postgres_cluster
+
+pytestmark = pytest.mark.samba
+
+DB_PASSWORD = "replica-guard-db-41"
+DB_PASSWORD_ENV = "ATP_TEST_REPLICA_GUARD_DB"
+WRONG = "The password is wrong"
+GUARD = "atp-bot refuses more tests until"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PostgresCluster]:
+    yield from postgres_cluster(DB_PASSWORD)
+
+
+def replica_config(tmp_path: Path, name: str, account: dict[str, object], db_url: str) -> Path:
+    """One replica's configuration: its own state directory, the shared database."""
+    path = tmp_path / f"{name}.toml"
+    config = {
+        "state_dir": str(tmp_path / name),
+        "accounts": [account],
+        "scheduler": {
+            "jobstore_url": db_url,
+            "jobstore_password_env": DB_PASSWORD_ENV,
+            "leader_lock_url": db_url,
+            "leader_lock_password_env": DB_PASSWORD_ENV,
+        },
+    }
+    path.write_text(tomli_w.dumps(config), encoding="utf-8")
+    return path
+
+
+def test_replicas_share_one_lockout_count(
+    lab_domain: LabDomain,
+    fresh_user: LabUser,
+    cluster: PostgresCluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(DB_PASSWORD_ENV, DB_PASSWORD)
+    account = lab_account(lab_domain, fresh_user)
+    replicas = [replica_config(tmp_path, name, account, cluster.url) for name in ("a", "b")]
+
+    told = []
+    for attempt in range(5):  # a, b, a, b, a: what Slack's round robin would do to one person's retries
+        config = replicas[attempt % 2]
+        done = run_cli(
+            config, "test-connection", "--account", "svc", "--password-stdin", stdin=f"Wrong-{attempt}\n"
+        )
+        assert done.returncode == 1, done
+        told.append(done.stdout)
+
+    assert [WRONG in t for t in told] == [True, True, False, False, False], told
+    assert all(GUARD in t for t in told[2:]), told
+    state = lab_domain.dc.user_state(fresh_user.name)
+    assert state["badPwdCount"] == 2 and not state["locked"], state
+    for text in told:
+        assert DB_PASSWORD not in text
