@@ -678,6 +678,12 @@ class Settings(_Model):
         for index, sensor in enumerate(self.sensors):
             if sensor.account is not None and sensor.account not in ids:
                 raise ValueError(f"sensors[{index}].account: no account with id {sensor.account!r}")
+        if self.scheduler.leader_lock_url is not None and self.store.backend == "embedded":
+            raise ValueError(
+                'store.backend: "embedded" keeps the credential in one replica\'s state directory, so '
+                "replicas would disagree on it; with [scheduler] leader_lock_url (several replicas) use "
+                'backend "ata-center" or "command", whose target every replica shares'
+            )
         return self
 
     def account(self, account_id: str) -> AccountConfig:

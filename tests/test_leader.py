@@ -172,6 +172,8 @@ def _closed_port() -> int:
 
 
 ACCOUNT = '[[accounts]]\nid = "corp"\nusername = "svc@corp.test"\ndomain_controllers = ["ldaps://dc1"]\n'
+# Replicas need a store whose target they share (not the embedded one in each state directory).
+SHARED_STORE = '[store]\nbackend = "command"\n[store.command]\nargv = ["/bin/sh", "-c", "cat >/dev/null"]\n'
 
 
 @pytest.mark.parametrize(
@@ -213,9 +215,22 @@ def test_replica_settings_are_validated(scheduler: str, expected: str) -> None:
     assert "hunter2" not in str(caught.value)
 
 
+def test_replicas_refuse_the_embedded_store() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(
+            f"{ACCOUNT}[scheduler]\n"
+            'jobstore_url = "postgresql+psycopg://atp@db/atp"\nleader_lock_url = "postgresql+psycopg://atp@db/atp"\n'
+        )
+    assert caught.value.problems == [
+        'store.backend: "embedded" keeps the credential in one replica\'s state directory, so replicas would '
+        'disagree on it; with [scheduler] leader_lock_url (several replicas) use backend "ata-center" or '
+        '"command", whose target every replica shares'
+    ]
+
+
 def test_replica_passwords_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = parse_settings(
-        f"{ACCOUNT}[scheduler]\n"
+        f"{ACCOUNT}{SHARED_STORE}[scheduler]\n"
         'jobstore_url = "postgresql+psycopg://atp@db/atp"\njobstore_password_env = "ATP_TEST_JOBS_PW"\n'
         'leader_lock_url = "postgresql+psycopg://atp@db/atp"\nleader_lock_password_env = "ATP_TEST_LOCK_PW"\n'
     )
@@ -232,14 +247,12 @@ DB_PASSWORD_ENV = "ATP_TEST_REPLICA_DB_PASSWORD"
 THREADS = [MessageRef(channel="C0OPS", ts=f"1700000000.00010{n}") for n in range(2)]
 
 
-def _replica_config(
-    tmp_path: Path, name: str, db_url: str, api_url: str, env: dict[str, str]
-) -> tuple[Path, str]:
+def _replica_config(tmp_path: Path, name: str, db_url: str, api_url: str) -> tuple[Path, str]:
     """One replica's config (its own state directory and health port) and its /healthz base URL."""
     port = _closed_port()
     path = tmp_path / f"{name}.toml"
     path.write_text(
-        f'state_dir = "{tmp_path / name}"\n{ACCOUNT}'
+        f'state_dir = "{tmp_path / name}"\n{ACCOUNT}{SHARED_STORE}'
         f'[slack]\napi_url = "{api_url}"\nchannel = "C0OPS"\nallowed_users = ["U0ALICE"]\n'
         f'[observability]\nlisten = "127.0.0.1:{port}"\n'
         f'[audit]\nurl = "{db_url}"\npassword_env = "{DB_PASSWORD_ENV}"\n'
@@ -247,12 +260,6 @@ def _replica_config(
         f'jobstore_password_env = "{DB_PASSWORD_ENV}"\nleader_lock_url = "{db_url}"\n'
         f'leader_lock_password_env = "{DB_PASSWORD_ENV}"\nleader_poll_seconds = {POLL}\n',
         encoding="utf-8",
-    )
-    subprocess.run(
-        [sys.executable, "-m", "bot", "--config", str(path), "store", "init"],
-        check=True,
-        capture_output=True,
-        env=env,
     )
     return path, f"http://127.0.0.1:{port}"
 
@@ -303,7 +310,7 @@ def test_two_replicas_serve_slack_and_one_runs_the_scheduler(
     env = {**os.environ, DB_PASSWORD_ENV: PASSWORD}
     with SlackEmulator() as emulator:
         env |= {"SLACK_BOT_TOKEN": emulator.bot_token, "SLACK_APP_TOKEN": emulator.app_token}
-        configs = [_replica_config(tmp_path, name, db_url, emulator.api_url, env) for name in ("a", "b")]
+        configs = [_replica_config(tmp_path, name, db_url, emulator.api_url) for name in ("a", "b")]
         bots = [
             subprocess.Popen(
                 [sys.executable, "-m", "bot", "--config", str(path), "run"],
@@ -404,7 +411,7 @@ def test_an_unreachable_shared_lock_refuses_the_test(cluster: PostgresCluster, t
 
 def _replica_settings(tmp_path: Path, name: str, db_url: str) -> Settings:
     return parse_settings(
-        f'state_dir = "{tmp_path / name}"\n{ACCOUNT}[scheduler]\n'
+        f'state_dir = "{tmp_path / name}"\n{ACCOUNT}{SHARED_STORE}[scheduler]\n'
         f'jobstore_url = "{db_url}"\nleader_lock_url = "{db_url}"\n'
         f'leader_lock_password_env = "{DB_PASSWORD_ENV}"\nleader_poll_seconds = {POLL}\n'
         "[lockout_guard]\nmax_rejections = 2\n"

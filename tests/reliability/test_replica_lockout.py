@@ -35,6 +35,7 @@ def replica_config(tmp_path: Path, name: str, account: dict[str, object], db_url
     config = {
         "state_dir": str(tmp_path / name),
         "accounts": [account],
+        "store": {"backend": "command", "command": {"argv": ["/bin/sh", "-c", "cat >/dev/null"]}},
         "scheduler": {
             "jobstore_url": db_url,
             "jobstore_password_env": DB_PASSWORD_ENV,
