@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,8 +29,9 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-def lock_engine(url: URL, timeout: float, *, pooled: bool = False) -> Engine:
-    """An autocommit engine whose sessions give up on a dead peer after about `timeout` seconds.
+def lock_engine(url: URL, timeout: float, *, pooled: bool = False, autocommit: bool = True) -> Engine:
+    """An engine whose sessions give up on a dead peer after about `timeout` seconds: autocommit for
+    locks, transactional (`autocommit=False`) for the state that replicas share.
 
     With a libpq driver (psycopg, psycopg2): client side, a connect timeout, TCP keepalives and
     `tcp_user_timeout`; server side (session settings), `tcp_keepalives_*` so that the server ends a
@@ -54,8 +56,10 @@ def lock_engine(url: URL, timeout: float, *, pooled: bool = False) -> Engine:
             "tcp_user_timeout": seconds * 1000,
             "options": " ".join(f"-c {name}={value}" for name, value in server.items()),
         }
-    options: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
-    return create_engine(url, isolation_level="AUTOCOMMIT", connect_args=connect_args, **options)
+    options: dict[str, Any] = {"pool_pre_ping": True} if pooled else {"poolclass": NullPool}
+    if autocommit:
+        options["isolation_level"] = "AUTOCOMMIT"
+    return create_engine(url, connect_args=connect_args, **options)
 
 
 class AdvisoryLocks:
@@ -80,6 +84,21 @@ class AdvisoryLocks:
                         conn.execute(text("SELECT pg_advisory_unlock(:key)"), key)
                     except SQLAlchemyError:
                         conn.invalidate()  # the session is gone, and its lock with it
+
+    @contextmanager
+    def wait_for(self, name: str, *, poll: float, timeout: float) -> Iterator[None]:
+        """Hold `name`, waiting (polling every `poll` s) while another session holds it; TimeoutError
+        after `timeout` s. For work that must not run twice at once across replicas but must not be
+        skipped either (a monitor cycle, sending notices)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.hold(name) as held:
+                if held:
+                    yield
+                    return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{name}: still held elsewhere after {timeout:.0f} s")
+            time.sleep(poll)
 
     def close(self) -> None:
         self._engine.dispose()

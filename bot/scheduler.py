@@ -174,7 +174,8 @@ class Scheduler:
             self.aps.remove_job(job_id)
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the scheduler (waiting for running jobs when `wait`) and unregister the runtime.
+        """Stop the scheduler (waiting for running jobs when `wait`), unregister the runtime and close its
+        state's connections.
 
         APScheduler 3 processes due jobs once more after `shutdown()` (agronholm/apscheduler#285): a
         one-off re-check due at that moment would go to the stopped executor and then be deleted from the
@@ -186,6 +187,7 @@ class Scheduler:
             self.aps.shutdown(wait=wait)
         if current_runtime() is self.runtime:
             set_runtime(None)
+        self.runtime.state.close()
 
 
 def jobstore_url(settings: Settings) -> URL:

@@ -16,6 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
 SUPERUSER = "atp"
 
 
@@ -50,6 +53,17 @@ class PostgresCluster:
     def url(self) -> str:
         """A SQLAlchemy URL without the password (it goes in through `[audit] password_env`)."""
         return f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database; its URL, without the password."""
+        url = make_url(self.url)
+        admin = create_engine(url.set(password=self.password), isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            admin.dispose()
+        return url.set(database=name).render_as_string(hide_password=False)
 
     def _command(self, *argv: str) -> list[str]:
         return ["runuser", "-u", "postgres", "--", *argv] if self._as_root else list(argv)

@@ -23,6 +23,7 @@ from bot.monitor.runtime import HealthSource, MonitorRuntime
 from bot.state import state_dir
 from bot.store import open_store
 from bot.store.embedded import init_embedded_store, store_path
+from lab.winrm.model import log_line
 from lab.winrm.server import WinRMEmulator
 
 WINRM_USER = "CONTOSO\\atp-checker"
@@ -114,6 +115,11 @@ def monitor_settings(
         + sensors
         + extra
     )
+
+
+def credential_errors(emulator: WinRMEmulator, host: str, clock: Clock, count: int) -> None:
+    """`count` credential errors in the host's sensor error log, at the clock's time."""
+    emulator.host(host).append_log(*[log_line(clock.now, f"[DirectoryServices] {CREDENTIAL_ERROR}")] * count)
 
 
 def make_runtime(

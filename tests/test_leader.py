@@ -302,11 +302,7 @@ def _rechecks(emulator: SlackEmulator, thread: MessageRef) -> list[str]:
 def test_two_replicas_serve_slack_and_one_runs_the_scheduler(
     cluster: PostgresCluster, tmp_path: Path
 ) -> None:
-    admin = create_engine(make_url(cluster.url).set(password=PASSWORD), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text('CREATE DATABASE "replicas"'))
-    admin.dispose()
-    db_url = str(make_url(cluster.url).set(database="replicas"))
+    db_url = cluster.create_database("replicas")
     env = {**os.environ, DB_PASSWORD_ENV: PASSWORD}
     with SlackEmulator() as emulator:
         env |= {"SLACK_BOT_TOKEN": emulator.bot_token, "SLACK_APP_TOKEN": emulator.app_token}

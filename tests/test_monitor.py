@@ -12,7 +12,7 @@ from bot.monitor.cycle import run_monitor_cycle
 from bot.monitor.models import Incident, MessageRef, ReachabilityNotice
 from bot.monitor.notify import LogNotifier
 from bot.monitor.render import render_incident
-from lab.winrm.model import Host, log_line
+from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
 from tests.monitor_tools import (
     CREDENTIAL_ERROR,
@@ -21,6 +21,7 @@ from tests.monitor_tools import (
     Clock,
     RecordingNotifier,
     alert_rows,
+    credential_errors,
     make_runtime,
     monitor_settings,
 )
@@ -34,10 +35,6 @@ def sensors(monkeypatch: pytest.MonkeyPatch) -> Iterator[WinRMEmulator]:
         emulator.add_host(Host.sensor("sensor01"))
         emulator.add_host(Host.sensor("sensor02"))
         yield emulator
-
-
-def credential_errors(emulator: WinRMEmulator, host: str, clock: Clock, count: int) -> None:
-    emulator.host(host).append_log(*[log_line(clock.now, f"[DirectoryServices] {CREDENTIAL_ERROR}")] * count)
 
 
 def test_an_incident_is_posted_once_updated_then_closed_with_recovery(

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from sqlalchemy import Connection
 
 from bot import metrics
 from bot.audit import AuditAction, AuditOutcome
@@ -168,7 +169,7 @@ def assign_health(
 
 
 def _track_reachability(
-    db: sqlite3.Connection,
+    db: Connection,
     rt: MonitorRuntime,
     results: Sequence[SensorResult],
     known: Mapping[str, Reachability],
@@ -237,14 +238,15 @@ def _describe(incident: Incident) -> str:
     return f"incident {incident.id}: " + "; ".join(parts)
 
 
-# One cycle at a time in the process: two at once would both read the same log positions and count the
-# same errors twice. A second caller waits, then runs a fresh cycle.
+# One cycle at a time (in the process, and across replicas sharing the state): two at once would both
+# read the same log positions and count the same errors twice. A second caller waits, then runs a fresh
+# cycle.
 _one_cycle = threading.Lock()
 
 
 def run_monitor_cycle(rt: MonitorRuntime) -> CycleResult:
     """One cycle: check, update incidents and reachability (one transaction), audit, then deliver."""
-    with _one_cycle:
+    with rt.state.exclusive("cycle", _one_cycle):
         return _cycle(rt)
 
 

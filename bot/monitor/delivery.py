@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 
 UNREACHABLE, REACHABLE, RECHECK, EXPIRY = "unreachable", "reachable", "recheck", "expiry"
 
-# The monitor cycle, a re-check and the expiry check may deliver at the same time (scheduler threads);
-# one sender at a time, so nothing is sent twice.
+# The monitor cycle, a re-check and the expiry check may deliver at the same time (scheduler threads,
+# and replicas sharing the state); one sender at a time, so nothing is sent twice.
 _sending = threading.RLock()
 
 
@@ -54,7 +54,7 @@ def _send(notifier: Notifier, item: OutboxItem) -> None:
 
 def flush_outbox(notifier: Notifier, state: MonitorState) -> bool:
     """Send queued notices oldest first; stop at the first failure. True when the outbox is empty."""
-    with _sending:
+    with state.exclusive("sending", _sending):
         for item in state.outbox():
             try:
                 _send(notifier, item)

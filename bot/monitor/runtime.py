@@ -50,7 +50,9 @@ class MonitorRuntime:
         """The runtime for `atp-bot run`; the Graph source is built from `[graph]` when enabled."""
         if health is None and settings.graph.enabled:
             health = GraphHealthSource(settings.graph)
-        return cls(settings, notifier, changes, MonitorState.in_state_dir(changes.state_dir), health, clock)
+        return cls(
+            settings, notifier, changes, MonitorState.for_settings(settings, changes.state_dir), health, clock
+        )
 
     def audit(
         self, action: AuditAction, account: str | None, outcome: AuditOutcome, reason: str, detail: str

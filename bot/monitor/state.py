@@ -1,41 +1,114 @@
-"""The monitor's persistent memory (SQLite in the state directory).
+"""The monitor's persistent memory: SQLite in the state directory, or the replicas' shared PostgreSQL.
 
 Log positions, open incidents with their message references, per-sensor reachability, the outbox of
 notices not yet delivered, and which expiry warnings fired. A check cycle's findings are written in one
 transaction before anything is sent, so a crash or a notifier outage never loses an alert.
+
+With replicas (`[scheduler] leader_lock_url`) the state lives in that database, so that a new leader
+goes on from the old one's log positions, updates and closes its alert, and sends what it left queued;
+`exclusive` then also keeps a cycle or a delivery from running on two replicas at once.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
-from bot.config import ConfigError
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    insert,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
+
+from bot.advisory import AdvisoryLocks, lock_engine
+from bot.config import ConfigError, Settings
+from bot.dbschema import create_idempotently
 from bot.directory import PasswordExpiry
 from bot.monitor.models import Incident, MessageRef
 from bot.sensors import LogPosition
 
 STATE_NAME = "monitor.sqlite"
+# How long a replica waits for another one's cycle or delivery before it gives up (a cycle is bounded by
+# the sensors' deadlines, far below this).
+EXCLUSIVE_TIMEOUT_SECONDS = 30 * 60
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS positions (sensor TEXT PRIMARY KEY, data TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS incidents (account_id TEXT PRIMARY KEY, data TEXT NOT NULL, ref TEXT,"
-    " delivered INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS reachability (sensor TEXT PRIMARY KEY, failures INTEGER NOT NULL,"
-    " since TEXT, detail TEXT, reported INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
-    " thread TEXT, payload TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS expiry_fired (account_id TEXT NOT NULL, expires_at TEXT NOT NULL,"
-    " threshold INTEGER NOT NULL, PRIMARY KEY (account_id, expires_at, threshold))",
-    "CREATE TABLE IF NOT EXISTS expiry_reads (account_id TEXT PRIMARY KEY, read_on TEXT NOT NULL,"
-    " never INTEGER NOT NULL, expires_at TEXT)",
+_metadata = MetaData()
+_positions = Table(
+    "positions", _metadata, Column("sensor", Text, primary_key=True), Column("data", Text, nullable=False)
 )
+_incidents = Table(
+    "incidents",
+    _metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("ref", Text),
+    Column("delivered", Integer, nullable=False),
+)
+_reachability = Table(
+    "reachability",
+    _metadata,
+    Column("sensor", Text, primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("since", Text),
+    Column("detail", Text),
+    Column("reported", Integer, nullable=False),
+)
+_outbox = Table(
+    "outbox",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", Text, nullable=False),
+    Column("thread", Text),
+    Column("payload", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+_expiry_fired = Table(
+    "expiry_fired",
+    _metadata,
+    Column("account_id", Text, nullable=False),
+    Column("expires_at", Text, nullable=False),
+    Column("threshold", Integer, nullable=False),
+    PrimaryKeyConstraint("account_id", "expires_at", "threshold"),
+)
+_expiry_reads = Table(
+    "expiry_reads",
+    _metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("read_on", Text, nullable=False),
+    Column("never", Integer, nullable=False),
+    Column("expires_at", Text),
+)
+
+
+def _upsert(db: Connection, table: Table, values: Mapping[str, Any], *, replace: bool = True) -> None:
+    """Insert a row, or replace (`replace`) or keep (not `replace`) the one with the same primary key."""
+    dialect = postgresql if db.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(**values)
+    keys = [c.name for c in table.primary_key.columns]
+    if replace:
+        changed = {name: statement.excluded[name] for name in values if name not in keys}
+        db.execute(statement.on_conflict_do_update(index_elements=keys, set_=changed))
+    else:
+        db.execute(statement.on_conflict_do_nothing(index_elements=keys))
 
 
 @dataclass(frozen=True)
@@ -63,45 +136,71 @@ class OutboxItem:
 
 
 class MonitorState:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, engine: Engine, locks: AdvisoryLocks | None = None) -> None:
+        self._engine = engine
+        self._locks = locks
+        create_idempotently(lambda: _metadata.create_all(engine))
+
+    @classmethod
+    def in_state_dir(cls, state_dir: Path) -> MonitorState:
+        path = state_dir / STATE_NAME
         try:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         except OSError as exc:
             raise ConfigError([f"monitor state: cannot create {path}: {exc.strerror}"]) from None
-        with self.transaction() as db:
-            for statement in _SCHEMA:
-                db.execute(statement)
+        url = URL.create("sqlite", database=str(path))
+        return cls(create_engine(url, connect_args={"timeout": 30}, poolclass=NullPool))
 
     @classmethod
-    def in_state_dir(cls, state_dir: Path) -> MonitorState:
-        return cls(state_dir / STATE_NAME)
+    def for_settings(cls, settings: Settings, state_dir: Path) -> MonitorState:
+        """The state this configuration's replicas share, or this host's when there are none."""
+        shared = settings.scheduler.leader_lock()
+        if shared is None:
+            return cls.in_state_dir(state_dir)
+        timeout = settings.scheduler.leader_poll_seconds
+        return cls(
+            lock_engine(shared, timeout, pooled=True, autocommit=False), AdvisoryLocks(shared, timeout)
+        )
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Connection]:
         """One atomic unit of writes (commits at the end, rolls back on an exception)."""
-        with closing(sqlite3.connect(self.path, timeout=30)) as db, db:
+        with self._engine.begin() as db:
             yield db
+
+    @contextmanager
+    def exclusive(self, name: str, local: threading.Lock | threading.RLock) -> Iterator[None]:
+        """Hold `local` (this process) and, with replicas, the lock `name` shared with them (waiting)."""
+        with local:
+            shared = (
+                self._locks.wait_for(f"atp-bot:monitor:{name}", poll=0.2, timeout=EXCLUSIVE_TIMEOUT_SECONDS)
+                if self._locks is not None
+                else nullcontext()
+            )
+            with shared:
+                yield
+
+    def close(self) -> None:
+        self._engine.dispose()
+        if self._locks is not None:
+            self._locks.close()
 
     # --- log positions ---
 
     def positions(self) -> dict[str, LogPosition]:
         with self.transaction() as db:
-            rows = db.execute("SELECT sensor, data FROM positions").fetchall()
+            rows = db.execute(select(_positions.c.sensor, _positions.c.data)).all()
         return {sensor: LogPosition.from_json(json.loads(data)) for sensor, data in rows}
 
     @staticmethod
-    def save_position(db: sqlite3.Connection, sensor: str, position: LogPosition) -> None:
-        db.execute(
-            "INSERT OR REPLACE INTO positions (sensor, data) VALUES (?, ?)",
-            (sensor, json.dumps(position.to_json())),
-        )
+    def save_position(db: Connection, sensor: str, position: LogPosition) -> None:
+        _upsert(db, _positions, {"sensor": sensor, "data": json.dumps(position.to_json())})
 
     # --- incidents ---
 
     def incidents(self) -> dict[str, StoredIncident]:
         with self.transaction() as db:
-            rows = db.execute("SELECT data, ref, delivered FROM incidents").fetchall()
+            rows = db.execute(select(_incidents.c.data, _incidents.c.ref, _incidents.c.delivered)).all()
         found = {}
         for data, ref, delivered in rows:
             incident = Incident.model_validate_json(data)
@@ -111,15 +210,16 @@ class MonitorState:
         return found
 
     @staticmethod
-    def save_incident(db: sqlite3.Connection, stored: StoredIncident) -> None:
-        db.execute(
-            "INSERT OR REPLACE INTO incidents (account_id, data, ref, delivered) VALUES (?, ?, ?, ?)",
-            (
-                stored.incident.account_id,
-                stored.incident.model_dump_json(),
-                stored.ref.model_dump_json() if stored.ref else None,
-                int(stored.delivered),
-            ),
+    def save_incident(db: Connection, stored: StoredIncident) -> None:
+        _upsert(
+            db,
+            _incidents,
+            {
+                "account_id": stored.incident.account_id,
+                "data": stored.incident.model_dump_json(),
+                "ref": stored.ref.model_dump_json() if stored.ref else None,
+                "delivered": int(stored.delivered),
+            },
         )
 
     def put_incident(self, stored: StoredIncident) -> None:
@@ -128,13 +228,14 @@ class MonitorState:
 
     def drop_incident(self, account_id: str) -> None:
         with self.transaction() as db:
-            db.execute("DELETE FROM incidents WHERE account_id = ?", (account_id,))
+            db.execute(delete(_incidents).where(_incidents.c.account_id == account_id))
 
     # --- reachability ---
 
     def reachability(self) -> dict[str, Reachability]:
+        t = _reachability
         with self.transaction() as db:
-            rows = db.execute("SELECT sensor, failures, since, detail, reported FROM reachability").fetchall()
+            rows = db.execute(select(t.c.sensor, t.c.failures, t.c.since, t.c.detail, t.c.reported)).all()
         return {
             sensor: Reachability(
                 sensor, failures, datetime.fromisoformat(since) if since else None, detail, bool(reported)
@@ -143,31 +244,33 @@ class MonitorState:
         }
 
     @staticmethod
-    def save_reachability(db: sqlite3.Connection, state: Reachability) -> None:
-        db.execute(
-            "INSERT OR REPLACE INTO reachability (sensor, failures, since, detail, reported)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (
-                state.sensor,
-                state.failures,
-                state.since.isoformat() if state.since else None,
-                state.detail,
-                int(state.reported),
-            ),
+    def save_reachability(db: Connection, state: Reachability) -> None:
+        _upsert(
+            db,
+            _reachability,
+            {
+                "sensor": state.sensor,
+                "failures": state.failures,
+                "since": state.since.isoformat() if state.since else None,
+                "detail": state.detail,
+                "reported": int(state.reported),
+            },
         )
 
     # --- outbox: notices waiting for delivery, oldest first ---
 
     @staticmethod
-    def enqueue(db: sqlite3.Connection, kind: str, payload: str, thread: MessageRef | None = None) -> None:
+    def enqueue(db: Connection, kind: str, payload: str, thread: MessageRef | None = None) -> None:
         db.execute(
-            "INSERT INTO outbox (kind, thread, payload) VALUES (?, ?, ?)",
-            (kind, thread.model_dump_json() if thread else None, payload),
+            insert(_outbox).values(
+                kind=kind, thread=thread.model_dump_json() if thread else None, payload=payload
+            )
         )
 
     def outbox(self) -> list[OutboxItem]:
+        t = _outbox
         with self.transaction() as db:
-            rows = db.execute("SELECT id, kind, thread, payload FROM outbox ORDER BY id").fetchall()
+            rows = db.execute(select(t.c.id, t.c.kind, t.c.thread, t.c.payload).order_by(t.c.id)).all()
         return [
             OutboxItem(row_id, kind, MessageRef.model_validate_json(thread) if thread else None, payload)
             for row_id, kind, thread, payload in rows
@@ -175,38 +278,37 @@ class MonitorState:
 
     def delivered(self, item: OutboxItem) -> None:
         with self.transaction() as db:
-            db.execute("DELETE FROM outbox WHERE id = ?", (item.id,))
+            db.execute(delete(_outbox).where(_outbox.c.id == item.id))
 
     # --- password expiry ---
 
     def fired_thresholds(self, account_id: str, expires_at: datetime) -> set[int]:
+        t = _expiry_fired
         with self.transaction() as db:
             rows = db.execute(
-                "SELECT threshold FROM expiry_fired WHERE account_id = ? AND expires_at = ?",
-                (account_id, expires_at.isoformat()),
-            ).fetchall()
-        return {threshold for (threshold,) in rows}
+                select(t.c.threshold).where(
+                    t.c.account_id == account_id, t.c.expires_at == expires_at.isoformat()
+                )
+            ).scalars()
+            return set(rows)
 
     @staticmethod
-    def mark_fired(
-        db: sqlite3.Connection, account_id: str, expires_at: datetime, thresholds: set[int]
-    ) -> None:
-        db.execute(
-            "DELETE FROM expiry_fired WHERE account_id = ? AND expires_at != ?",
-            (account_id, expires_at.isoformat()),
-        )
-        db.executemany(
-            "INSERT OR IGNORE INTO expiry_fired (account_id, expires_at, threshold) VALUES (?, ?, ?)",
-            [(account_id, expires_at.isoformat(), t) for t in thresholds],
-        )
+    def mark_fired(db: Connection, account_id: str, expires_at: datetime, thresholds: set[int]) -> None:
+        t = _expiry_fired
+        db.execute(delete(t).where(t.c.account_id == account_id, t.c.expires_at != expires_at.isoformat()))
+        for threshold in sorted(thresholds):
+            values = {"account_id": account_id, "expires_at": expires_at.isoformat(), "threshold": threshold}
+            _upsert(db, t, values, replace=False)
 
     def cached_expiry(self, account_id: str, today: date) -> PasswordExpiry | None:
         """The expiry read earlier today, if any (the saved-credential path binds at most once a day)."""
+        t = _expiry_reads
         with self.transaction() as db:
             row = db.execute(
-                "SELECT never, expires_at FROM expiry_reads WHERE account_id = ? AND read_on = ?",
-                (account_id, today.isoformat()),
-            ).fetchone()
+                select(t.c.never, t.c.expires_at).where(
+                    t.c.account_id == account_id, t.c.read_on == today.isoformat()
+                )
+            ).first()
         if row is None:
             return None
         never, expires_at = row
@@ -216,18 +318,18 @@ class MonitorState:
 
     def remember_expiry(self, account_id: str, today: date, expiry: PasswordExpiry) -> None:
         with self.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO expiry_reads (account_id, read_on, never, expires_at)"
-                " VALUES (?, ?, ?, ?)",
-                (
-                    account_id,
-                    today.isoformat(),
-                    int(expiry.never),
-                    expiry.at.isoformat() if expiry.at else None,
-                ),
+            _upsert(
+                db,
+                _expiry_reads,
+                {
+                    "account_id": account_id,
+                    "read_on": today.isoformat(),
+                    "never": int(expiry.never),
+                    "expires_at": expiry.at.isoformat() if expiry.at else None,
+                },
             )
 
     def forget_expiry(self, account_id: str) -> None:
         """Drop today's cached expiry (the password just changed, so it has a new expiry date)."""
         with self.transaction() as db:
-            db.execute("DELETE FROM expiry_reads WHERE account_id = ?", (account_id,))
+            db.execute(delete(_expiry_reads).where(_expiry_reads.c.account_id == account_id))
