@@ -678,13 +678,24 @@ class Settings(_Model):
         for index, sensor in enumerate(self.sensors):
             if sensor.account is not None and sensor.account not in ids:
                 raise ValueError(f"sensors[{index}].account: no account with id {sensor.account!r}")
-        if self.scheduler.leader_lock_url is not None and self.store.backend == "embedded":
+        if self.scheduler.leader_lock_url is not None:
+            self._shared_by_replicas()
+        return self
+
+    def _shared_by_replicas(self) -> None:
+        """With replicas, what they must agree on cannot live in one replica's state directory."""
+        if self.store.backend == "embedded":
             raise ValueError(
                 'store.backend: "embedded" keeps the credential in one replica\'s state directory, so '
                 "replicas would disagree on it; with [scheduler] leader_lock_url (several replicas) use "
                 'backend "ata-center" or "command", whose target every replica shares'
             )
-        return self
+        if self.audit.url is None or make_url(self.audit.url).get_backend_name() == "sqlite":
+            raise ValueError(
+                "audit.url: with [scheduler] leader_lock_url (several replicas) the audit trail must be "
+                "one database that every replica writes, such as PostgreSQL; a file per replica would "
+                "split the trail (and lose it with the replica's volume)"
+            )
 
     def account(self, account_id: str) -> AccountConfig:
         for account in self.accounts:

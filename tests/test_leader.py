@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -40,6 +41,7 @@ from bot.scheduler import RECHECK_PREFIX, jobstore_url, recheck_job
 from lab.postgres import PostgresCluster
 from lab.slack import SlackEmulator
 from tests.peers import postgres_cluster
+from tests.replicas import replica_tables
 from tests.slack_lab import wait_for
 
 PASSWORD = "pg-leader-password-73"
@@ -172,8 +174,6 @@ def _closed_port() -> int:
 
 
 ACCOUNT = '[[accounts]]\nid = "corp"\nusername = "svc@corp.test"\ndomain_controllers = ["ldaps://dc1"]\n'
-# Replicas need a store whose target they share (not the embedded one in each state directory).
-SHARED_STORE = '[store]\nbackend = "command"\n[store.command]\nargv = ["/bin/sh", "-c", "cat >/dev/null"]\n'
 
 
 @pytest.mark.parametrize(
@@ -215,25 +215,28 @@ def test_replica_settings_are_validated(scheduler: str, expected: str) -> None:
     assert "hunter2" not in str(caught.value)
 
 
-def test_replicas_refuse_the_embedded_store() -> None:
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"store": {"backend": "embedded"}}, 'store.backend: "embedded" keeps the credential in one replica'),
+        (
+            {"audit": {}},
+            "audit.url: with [scheduler] leader_lock_url (several replicas) the audit trail",
+        ),
+        ({"audit": {"url": "sqlite:////var/lib/atp-bot/audit.sqlite"}}, "audit.url: with [scheduler]"),
+    ],
+)
+def test_replicas_refuse_what_they_would_not_share(change: dict[str, Any], expected: str) -> None:
+    tables = replica_tables("postgresql+psycopg://atp@db/atp", "ATP_TEST_DB_PW", POLL) | change
     with pytest.raises(ConfigError) as caught:
-        parse_settings(
-            f"{ACCOUNT}[scheduler]\n"
-            'jobstore_url = "postgresql+psycopg://atp@db/atp"\nleader_lock_url = "postgresql+psycopg://atp@db/atp"\n'
-        )
-    assert caught.value.problems == [
-        'store.backend: "embedded" keeps the credential in one replica\'s state directory, so replicas would '
-        'disagree on it; with [scheduler] leader_lock_url (several replicas) use backend "ata-center" or '
-        '"command", whose target every replica shares'
-    ]
+        parse_settings(ACCOUNT + tomli_w.dumps(tables))
+    assert [p[: len(expected)] for p in caught.value.problems] == [expected]
 
 
 def test_replica_passwords_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = parse_settings(
-        f"{ACCOUNT}{SHARED_STORE}[scheduler]\n"
-        'jobstore_url = "postgresql+psycopg://atp@db/atp"\njobstore_password_env = "ATP_TEST_JOBS_PW"\n'
-        'leader_lock_url = "postgresql+psycopg://atp@db/atp"\nleader_lock_password_env = "ATP_TEST_LOCK_PW"\n'
-    )
+    tables = replica_tables("postgresql+psycopg://atp@db/atp", "ATP_TEST_LOCK_PW", POLL)
+    tables["scheduler"]["jobstore_password_env"] = "ATP_TEST_JOBS_PW"
+    settings = parse_settings(ACCOUNT + tomli_w.dumps(tables))
     monkeypatch.setenv("ATP_TEST_JOBS_PW", "jobs-secret")
     with pytest.raises(ConfigError, match="environment variable ATP_TEST_LOCK_PW is not set"):
         settings.scheduler.leader_lock()
@@ -251,16 +254,13 @@ def _replica_config(tmp_path: Path, name: str, db_url: str, api_url: str) -> tup
     """One replica's config (its own state directory and health port) and its /healthz base URL."""
     port = _closed_port()
     path = tmp_path / f"{name}.toml"
-    path.write_text(
-        f'state_dir = "{tmp_path / name}"\n{ACCOUNT}{SHARED_STORE}'
-        f'[slack]\napi_url = "{api_url}"\nchannel = "C0OPS"\nallowed_users = ["U0ALICE"]\n'
-        f'[observability]\nlisten = "127.0.0.1:{port}"\n'
-        f'[audit]\nurl = "{db_url}"\npassword_env = "{DB_PASSWORD_ENV}"\n'
-        f'[scheduler]\nexpiry_check_time = "24h"\njobstore_url = "{db_url}"\n'
-        f'jobstore_password_env = "{DB_PASSWORD_ENV}"\nleader_lock_url = "{db_url}"\n'
-        f'leader_lock_password_env = "{DB_PASSWORD_ENV}"\nleader_poll_seconds = {POLL}\n',
-        encoding="utf-8",
-    )
+    tables = replica_tables(db_url, DB_PASSWORD_ENV, POLL)
+    tables["scheduler"]["expiry_check_time"] = "24h"
+    tables |= {
+        "slack": {"api_url": api_url, "channel": "C0OPS", "allowed_users": ["U0ALICE"]},
+        "observability": {"listen": f"127.0.0.1:{port}"},
+    }
+    path.write_text(f'state_dir = "{tmp_path / name}"\n{ACCOUNT}{tomli_w.dumps(tables)}', encoding="utf-8")
     return path, f"http://127.0.0.1:{port}"
 
 
@@ -406,12 +406,8 @@ def test_an_unreachable_shared_lock_refuses_the_test(cluster: PostgresCluster, t
 
 
 def _replica_settings(tmp_path: Path, name: str, db_url: str) -> Settings:
-    return parse_settings(
-        f'state_dir = "{tmp_path / name}"\n{ACCOUNT}{SHARED_STORE}[scheduler]\n'
-        f'jobstore_url = "{db_url}"\nleader_lock_url = "{db_url}"\n'
-        f'leader_lock_password_env = "{DB_PASSWORD_ENV}"\nleader_poll_seconds = {POLL}\n'
-        "[lockout_guard]\nmax_rejections = 2\n"
-    )
+    tables = replica_tables(db_url, DB_PASSWORD_ENV, POLL) | {"lockout_guard": {"max_rejections": 2}}
+    return parse_settings(f'state_dir = "{tmp_path / name}"\n{ACCOUNT}{tomli_w.dumps(tables)}')
 
 
 def test_replicas_share_the_lockout_guard(

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from bot.audit import open_audit
 from bot.change import PasswordChanges
@@ -29,6 +30,7 @@ from tests.monitor_tools import (
     monitor_settings,
 )
 from tests.peers import postgres_cluster
+from tests.replicas import replica_tables
 
 DB_PASSWORD = "monitor-replicas-db-58"
 DB_PASSWORD_ENV = "ATP_TEST_MONITOR_DB"
@@ -61,12 +63,7 @@ class Replica:
         settings = monitor_settings(
             tmp_path / name,
             sensors,
-            extra=(
-                '[store]\nbackend = "command"\n[store.command]\nargv = ["/bin/sh", "-c", "cat >/dev/null"]\n'
-                f'[scheduler]\njobstore_url = "{db_url}"\njobstore_password_env = "{DB_PASSWORD_ENV}"\n'
-                f'leader_lock_url = "{db_url}"\nleader_lock_password_env = "{DB_PASSWORD_ENV}"\n'
-                "leader_poll_seconds = 0.2\n"
-            ),
+            extra=tomli_w.dumps(replica_tables(db_url, DB_PASSWORD_ENV, poll=0.2)),
         )
         changes = PasswordChanges(
             settings, state_dir=state_dir(settings), store=open_store(settings), audit=open_audit(settings)

@@ -15,6 +15,7 @@ from lab.postgres import PostgresCluster
 from lab.samba import LabUser
 from tests.conftest import lab_account, run_cli
 from tests.peers import postgres_cluster
+from tests.replicas import replica_tables
 
 pytestmark = pytest.mark.samba
 
@@ -35,13 +36,7 @@ def replica_config(tmp_path: Path, name: str, account: dict[str, object], db_url
     config = {
         "state_dir": str(tmp_path / name),
         "accounts": [account],
-        "store": {"backend": "command", "command": {"argv": ["/bin/sh", "-c", "cat >/dev/null"]}},
-        "scheduler": {
-            "jobstore_url": db_url,
-            "jobstore_password_env": DB_PASSWORD_ENV,
-            "leader_lock_url": db_url,
-            "leader_lock_password_env": DB_PASSWORD_ENV,
-        },
+        **replica_tables(db_url, DB_PASSWORD_ENV, poll=1.0),
     }
     path.write_text(tomli_w.dumps(config), encoding="utf-8")
     return path
