@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy.exc import SQLAlchemyError
 
 if TYPE_CHECKING:
     from bot.sensors import SensorResult
@@ -38,12 +41,29 @@ SENSOR_CHECK_SECONDS = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
     registry=REGISTRY,
 )
-ALERTS_OPEN = Gauge("atp_bot_alerts_open", "Open credential incidents (one per account).", registry=REGISTRY)
+ALERTS_OPEN = Gauge(
+    "atp_bot_alerts_open",
+    "Open credential incidents (one per account), read from the monitor's state at each scrape.",
+    registry=REGISTRY,
+)
 SCHEDULER_LEADER = Gauge(
     "atp_bot_scheduler_leader",
     "1 while this process runs the scheduler (the elected leader, or a single instance), 0 as a standby.",
     registry=REGISTRY,
 )
+
+
+def count_open_alerts(read: Callable[[], int]) -> None:
+    """Let `atp_bot_alerts_open` ask `read` at each scrape: right after a restart too, and the same number
+    on every replica that shares the state. NaN while the state cannot be read."""
+
+    def value() -> float:
+        try:
+            return float(read())
+        except SQLAlchemyError:
+            return math.nan
+
+    ALERTS_OPEN.set_function(value)
 
 
 def record_sensor_check(result: SensorResult) -> None:

@@ -104,7 +104,7 @@ def test_run_serves_health_and_metrics(sensors: WinRMEmulator, env: None, tmp_pa
             assert '"status": "ok"' in health.stdout
             metrics = get(f"{base}/metrics")[1]
             assert "atp_bot_sensor_check_seconds_count 2.0" in metrics
-            assert "atp_bot_alerts_open" in metrics
+            assert "atp_bot_alerts_open 0.0" in metrics  # read from the state, before any cycle
         finally:
             bot.send_signal(signal.SIGTERM)
             _out, err = bot.communicate(timeout=30)

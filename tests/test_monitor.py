@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from bot.metrics import REGISTRY, count_open_alerts
 from bot.monitor.actions import start_sensor_service
 from bot.monitor.cycle import run_monitor_cycle
 from bot.monitor.models import Incident, MessageRef, ReachabilityNotice
@@ -274,3 +277,22 @@ def test_sensors_that_cannot_be_checked_are_reported_like_unreachable_ones(
     monkeypatch.setenv("ATP_BOT_TEST_WINRM", WINRM_PASSWORD)
     run_monitor_cycle(runtime)
     assert [n.sensor for n in notifier.of("post_reachable")] == ["sensor01", "sensor02"]
+
+
+def test_the_open_alerts_metric_reads_the_state_at_each_scrape(
+    sensors: WinRMEmulator, tmp_path: Path
+) -> None:
+    clock = Clock()
+    runtime = make_runtime(monitor_settings(tmp_path, sensors), RecordingNotifier(), clock)
+    count_open_alerts(runtime.state.open_incidents)
+    assert REGISTRY.get_sample_value("atp_bot_alerts_open") == 0
+    credential_errors(sensors, "sensor01", clock, 1)
+    run_monitor_cycle(runtime)
+    assert REGISTRY.get_sample_value("atp_bot_alerts_open") == 1
+
+    def unreadable() -> int:
+        raise OperationalError("SELECT", {}, Exception("database is gone"))
+
+    count_open_alerts(unreadable)
+    assert math.isnan(REGISTRY.get_sample_value("atp_bot_alerts_open") or 0)
+    count_open_alerts(lambda: 0)  # the process-wide gauge no longer points at this test's state

@@ -22,7 +22,7 @@ from bot.exitcodes import ExitCode
 from bot.health import HealthServer
 from bot.leader import LeaderElection
 from bot.lockout import replica_account_locks
-from bot.metrics import SCHEDULER_LEADER
+from bot.metrics import SCHEDULER_LEADER, count_open_alerts
 from bot.monitor.notify import LogNotifier, Notifier
 from bot.monitor.runtime import MonitorRuntime
 from bot.scheduler import Scheduler, start_scheduler
@@ -58,10 +58,10 @@ def _run(settings: Settings, secrets: SlackSecrets) -> int:
     changes = open_changes(settings)
     # Before Slack takes requests, so that no new change of an account resolves its leftover first.
     recoveries = changes.recover_interrupted()
+    monitor = MonitorRuntime.create(settings, _notifier(settings, secrets), changes)
+    count_open_alerts(monitor.state.open_incidents)
     # The scheduler starts paused: its jobs run once Slack is connected, so a first alert can be posted.
-    scheduler = start_scheduler(
-        MonitorRuntime.create(settings, _notifier(settings, secrets), changes), paused=True
-    )
+    scheduler = start_scheduler(monitor, paused=True)
     try:
         runtime = SlackRuntime(
             settings, secrets=secrets, audit=changes.audit, changes=changes, scheduler=scheduler

@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from bot import metrics
 from bot.audit import AuditAction, AuditOutcome
 from bot.change import sensors_for_account
 from bot.config import AccountConfig, ConfigError
@@ -294,7 +293,6 @@ def _cycle(rt: MonitorRuntime) -> CycleResult:
                 db, StoredIncident(incident, previous.ref if previous else None, False)
             )
     _audit_cycle(rt, opened, closed, notices)
-    metrics.ALERTS_OPEN.set(sum(not s.incident.closed for s in state.incidents().values()))
     delivered = deliver_pending(rt.notifier, state)
     return CycleResult(
         results=tuple(results),

@@ -222,6 +222,9 @@ class MonitorState:
             },
         )
 
+    def open_incidents(self) -> int:
+        return sum(not stored.incident.closed for stored in self.incidents().values())
+
     def put_incident(self, stored: StoredIncident) -> None:
         with self.transaction() as db:
             self.save_incident(db, stored)
