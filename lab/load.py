@@ -140,12 +140,18 @@ class BotProcess:
 class StormResult:
     ack_seconds: list[float]  # each request's acknowledgement latency as Slack saw it
     late: int  # requests not acknowledged within Slack's 3 s
-    final_texts: dict[str, str]  # trigger id → the text of the last report that requester got
+    final_texts: dict[str, str]  # trigger id → the last report that requester got, as text and sections
     seconds_to_last_report: float  # from the first request to the last requester's final report
 
 
 def _final(text: str) -> bool:
     return "answered." not in text  # the summary of a report still in progress ends with "N of M answered."
+
+
+def _shown(call: Call) -> str:
+    """A report as the person sees it: its text, then each section's (where every sensor's line is)."""
+    sections = [str(b.get("text", {}).get("text", "")) for b in call.args.get("blocks") or []]
+    return "\n".join([str(call.args.get("text", "")), *sections])
 
 
 def status_storm(slack: SlackEmulator, requests: int, *, timeout: float = 120.0) -> StormResult:
@@ -166,6 +172,6 @@ def status_storm(slack: SlackEmulator, requests: int, *, timeout: float = 120.0)
     return StormResult(
         ack_seconds=[d.latency for d in deliveries],
         late=sum(d.late for d in deliveries),
-        final_texts={trigger: str(call.args.get("text", "")) for trigger, call in finals.items()},
+        final_texts={trigger: _shown(call) for trigger, call in finals.items()},
         seconds_to_last_report=max((c.at for c in finals.values()), default=time.monotonic()) - started,
     )
