@@ -7,6 +7,7 @@ never carry the password (pywinrm and requests do not put it in theirs, and we a
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import re
 import time
@@ -26,6 +27,8 @@ from winrm.exceptions import (
 from winrm.protocol import Protocol
 
 from bot.sensor_targets import SensorTarget
+
+log = logging.getLogger(__name__)
 
 ACCESS_DENIED_CODE = 5  # WSManFault code for "Access is denied."
 UTF8_CODEPAGE = 65001  # the shell's console code page (pywinrm defaults to 437)
@@ -85,7 +88,12 @@ def _protocol(target: SensorTarget, password: SecretStr | None, remaining: float
         server_cert_validation="validate" if target.cert_validation else "ignore",
         read_timeout_sec=read,
         operation_timeout_sec=operation,
-        proxy=None,
+        # Sensors are reached directly, never through the environment's proxy. Not `proxy=None`: pywinrm
+        # then puts `no_proxy` in the session's proxies, and requests rewrites `os.environ["no_proxy"]`
+        # around every request (psf/requests#4997), which concurrent checks race on (a KeyError in any
+        # thread reading the environment, or a `no_proxy=*` left behind for Slack's client). An empty
+        # proxy URL is no proxy to requests, and leaves the environment alone.
+        proxy="",
     )
 
 
@@ -113,6 +121,8 @@ def _classify(exc: BaseException) -> RemoteFailure:
         return RemoteFailure(FailureKind.WINRM_FAULT, str(exc))
     if isinstance(exc, requests.exceptions.RequestException):
         return RemoteFailure(FailureKind.WINRM_FAULT, type(exc).__name__)
+    # Not a failure pywinrm or requests document: keep the traceback for whoever investigates.
+    log.warning("WinRM run failed with an unexpected error", exc_info=exc)
     return RemoteFailure(FailureKind.WINRM_FAULT, f"unexpected {type(exc).__name__}")
 
 

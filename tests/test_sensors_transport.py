@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -109,3 +112,44 @@ def test_certificate_authentication(winrm_password: str, tls_files: TlsFiles, tm
 def test_certificate_transport_needs_the_key_pair() -> None:
     with pytest.raises(ConfigError, match="cert_pem and cert_key_pem go together"):
         make_settings([{"name": "s1", "endpoint": "https://s1/wsman"}], winrm={"cert_pem": "/x.pem"})
+
+
+def test_sensors_ignore_the_environments_proxy(
+    emulator: WinRMEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sensors are reached directly, even where the process has a proxy for Slack or Graph."""
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    endpoint = emulator.add_host(Host.sensor("s1"))
+    (result,) = check_sensors(make_settings([{"name": "s1", "endpoint": endpoint}]))
+    assert result.healthy
+
+
+def test_concurrent_checks_never_touch_the_environment(
+    emulator: WinRMEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests rewrites `os.environ["no_proxy"]` around each request when a session's proxies name
+    `no_proxy` (psf/requests#4997), which is not thread-safe: another thread iterating the environment
+    fails with KeyError, and a race can leave the change behind for every other client in the process."""
+    monkeypatch.delenv("no_proxy", raising=False)
+    names = [f"s{i}" for i in range(24)]
+    sensors = [{"name": n, "endpoint": emulator.add_host(Host.sensor(n))} for n in names]
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.update(k for k in list(os.environ) if k.lower() == "no_proxy")
+
+    watcher = threading.Thread(target=watch)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, so that a short-lived change would be seen
+    watcher.start()
+    try:
+        results = check_sensors(make_settings(sensors, checks={"pool_size": 24}))
+    finally:
+        done.set()
+        watcher.join()
+        sys.setswitchinterval(interval)
+    assert [r.healthy for r in results] == [True] * len(names)
+    assert seen == set()
