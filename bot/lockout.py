@@ -21,15 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Column, MetaData, Table, Text, create_engine, delete, insert, select
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy import Column, MetaData, Table, Text, delete, insert, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
 
 from bot.advisory import AdvisoryLocks, lock_engine
 from bot.config import LockoutGuardConfig, Settings
 from bot.dbschema import create_idempotently
-from bot.state import state_dir
+from bot.state import sqlite_engine, state_dir
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +154,7 @@ class LockoutGuard:
     def at_path(
         cls, path: Path, config: LockoutGuardConfig, clock: Callable[[], datetime] = now_utc
     ) -> LockoutGuard:
-        return cls(
-            create_engine(
-                URL.create("sqlite", database=str(path)), connect_args={"timeout": 30}, poolclass=NullPool
-            ),
-            config,
-            clock,
-        )
+        return cls(sqlite_engine(path), config, clock)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> LockoutGuard:

@@ -3,6 +3,10 @@
 import os
 from pathlib import Path
 
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
+
 from bot.config import ConfigError, Settings
 
 
@@ -21,3 +25,11 @@ def state_dir(settings: Settings) -> Path:
     except OSError as exc:
         raise ConfigError([f"state_dir: cannot create {path}: {exc.strerror}"]) from None
     return path
+
+
+def sqlite_engine(path: Path) -> Engine:
+    """An engine on a SQLite file: a connection per use (nothing held open), waiting up to 30 s for a
+    writer in another process."""
+    return create_engine(
+        URL.create("sqlite", database=str(path)), connect_args={"timeout": 30}, poolclass=NullPool
+    )

@@ -30,14 +30,11 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
-    create_engine,
     delete,
     insert,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL
-from sqlalchemy.pool import NullPool
 
 from bot.advisory import AdvisoryLocks, lock_engine
 from bot.config import ConfigError, Settings
@@ -45,6 +42,7 @@ from bot.dbschema import create_idempotently
 from bot.directory import PasswordExpiry
 from bot.monitor.models import Incident, MessageRef
 from bot.sensors import LogPosition
+from bot.state import sqlite_engine
 
 STATE_NAME = "monitor.sqlite"
 # How long a replica waits for another one's cycle or delivery before it gives up (a cycle is bounded by
@@ -148,8 +146,7 @@ class MonitorState:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         except OSError as exc:
             raise ConfigError([f"monitor state: cannot create {path}: {exc.strerror}"]) from None
-        url = URL.create("sqlite", database=str(path))
-        return cls(create_engine(url, connect_args={"timeout": 30}, poolclass=NullPool))
+        return cls(sqlite_engine(path))
 
     @classmethod
     def for_settings(cls, settings: Settings, state_dir: Path) -> MonitorState:
