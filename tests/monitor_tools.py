@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.audit import open_audit
-from bot.change import PasswordChanges
+from bot.change import open_changes
 from bot.config import Settings, parse_settings
 from bot.monitor.models import (
     ExpiryWarning,
@@ -20,8 +19,6 @@ from bot.monitor.models import (
 )
 from bot.monitor.notify import NotifierError
 from bot.monitor.runtime import HealthSource, MonitorRuntime
-from bot.state import state_dir
-from bot.store import open_store
 from bot.store.embedded import init_embedded_store, store_path
 from lab.winrm.model import log_line
 from lab.winrm.server import WinRMEmulator
@@ -131,9 +128,7 @@ def make_runtime(
     """The runtime `atp-bot run` would build (store initialised on first use)."""
     if not store_path(settings).exists():
         init_embedded_store(settings)
-    changes = PasswordChanges(
-        settings, state_dir=state_dir(settings), store=open_store(settings), audit=open_audit(settings)
-    )
+    changes = open_changes(settings)
     return MonitorRuntime.create(settings, notifier, changes, health=health, clock=clock)
 
 

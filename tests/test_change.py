@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.audit import open_audit
-from bot.change import ChangeProgress, ChangeStatus, PasswordChanges
+from bot.change import ChangeProgress, ChangeStatus, PasswordChanges, open_changes
 from bot.config import Settings, load_settings
 from bot.directory import ConnectionTestResult
 from bot.lockout import hold_account
@@ -153,9 +153,7 @@ class Recorder(ChangeProgress):
 
 def changes_for(config: Path) -> tuple[Settings, PasswordChanges]:
     settings = load_settings(config)
-    return settings, PasswordChanges(
-        settings, state_dir=state_dir(settings), store=open_store(settings), audit=open_audit(settings)
-    )
+    return settings, open_changes(settings)
 
 
 def test_store_failure_after_a_passed_test_is_reported_and_audited(

@@ -12,12 +12,9 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from bot.audit import open_audit
-from bot.change import PasswordChanges
+from bot.change import open_changes
 from bot.monitor.cycle import CycleResult, run_monitor_cycle
 from bot.monitor.runtime import MonitorRuntime
-from bot.state import state_dir
-from bot.store import open_store
 from lab.postgres import PostgresCluster
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
@@ -65,9 +62,7 @@ class Replica:
             sensors,
             extra=tomli_w.dumps(replica_tables(db_url, DB_PASSWORD_ENV, poll=0.2)),
         )
-        changes = PasswordChanges(
-            settings, state_dir=state_dir(settings), store=open_store(settings), audit=open_audit(settings)
-        )
+        changes = open_changes(settings)
         self.notifier = RecordingNotifier()
         self.runtime = MonitorRuntime.create(settings, self.notifier, changes, clock=clock)
 
