@@ -213,6 +213,11 @@ class AuditVerification:
     warning: str | None = None  # an intact but weaker trail (no key, or not re-keyed yet)
     key_missing: bool = False  # a keyed trail, but no key here to check it with (configuration)
 
+    @property
+    def anchor(self) -> str | None:
+        """`ID:HASH` of the head of an intact, non-empty trail: note it elsewhere for `verify --anchor`."""
+        return f"{self.rows}:{self.head_hash}" if self.intact and self.rows else None
+
 
 def _canonical(values: dict[str, Any]) -> bytes:
     """A row's content, its id and the previous hash as canonical JSON."""

@@ -37,7 +37,7 @@ def verification_json(result: AuditVerification) -> dict[str, Any]:
     return {
         "intact": result.intact,
         "rows": result.rows,
-        "head": f"{result.rows}:{result.head_hash}" if result.intact and result.rows else None,
+        "head": result.anchor,
         "keyed_from": result.keyed_from,
         "first_broken_id": result.first_broken_id,
         "problem": result.problem,

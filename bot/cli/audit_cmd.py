@@ -95,7 +95,7 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"atp-bot: configuration error: {result.problem}", file=sys.stderr)
     elif result.intact:
         keyed = f"keyed from row {result.keyed_from}" if result.keyed_from else "unkeyed"
-        print(f"audit trail intact: {result.rows} rows ({keyed}), head {result.rows}:{result.head_hash}")
+        print(f"audit trail intact: {result.rows} rows ({keyed}), head {result.anchor or 'none'}")
     else:
         _print_broken(result)
     _print_warning(result)
