@@ -301,13 +301,13 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-_LEGACY_HEAD_COLUMNS = ("keyed_from", "mac")
+_KEYED_HEAD_COLUMNS = ("keyed_from", "mac")
 
 
 def _add_head_columns(conn: Connection) -> None:
     """Upgrade a trail made before the audit key: its head gains `keyed_from` and `mac` (both NULL)."""
     present = {column["name"] for column in inspect(conn).get_columns(head.name)}
-    for name in _LEGACY_HEAD_COLUMNS:
+    for name in _KEYED_HEAD_COLUMNS:
         if name not in present:
             kind = head.c[name].type.compile(conn.dialect)
             conn.execute(text(f"ALTER TABLE {head.name} ADD COLUMN {name} {kind}"))
