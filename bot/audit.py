@@ -47,7 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from bot.audit_key import AuditKey, load_audit_key
+from bot.audit_key import AuditKey, AuditKeyInit, audit_key_path, create_audit_key, load_audit_key
 from bot.config import ConfigError, Settings
 from bot.dbschema import create_idempotently
 from bot.redaction import redact
@@ -400,6 +400,12 @@ class AuditTrail:
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot write to the audit trail: {_cause(exc)}") from None
 
+    def keyed_from(self) -> int | None:
+        """The first row chained with the audit key, as the head says; None: an unkeyed trail."""
+        with self.engine.connect() as conn:
+            value = conn.execute(select(head.c.keyed_from).where(head.c.id == 1)).scalar()
+        return int(value) if value is not None else None
+
     def recent(self, account: str | None = None, limit: int = 50) -> list[AuditRow]:
         """The latest events, newest first."""
         query = select(events).order_by(events.c.id.desc()).limit(max(1, limit))
@@ -572,3 +578,21 @@ def open_audit(settings: Settings) -> AuditTrail:
     except (SQLAlchemyError, ImportError) as exc:
         raise ConfigError([f"audit.url: cannot use {url!r}: {exc}"]) from None
     return AuditTrail(engine, load_audit_key(settings))
+
+
+def init_audit_key(settings: Settings) -> AuditKeyInit:
+    """Create the audit key unless it exists. A keyed trail whose key is lost gets no new one: rows
+    keyed with the lost key would never verify with it, so the key must come back from its backup."""
+    trail = open_audit(settings)
+    keyed_from = trail.keyed_from() if trail.key is None else None
+    trail.engine.dispose()
+    if keyed_from is not None:
+        variable = f"${settings.audit.key_env} nor " if settings.audit.key_env else ""
+        raise ConfigError(
+            [
+                f"audit: the trail is keyed from row {keyed_from} but its key is missing (neither "
+                f"{variable}{audit_key_path(settings)}): restore the key from its backup; a new key "
+                "would not verify the trail"
+            ]
+        )
+    return create_audit_key(settings)

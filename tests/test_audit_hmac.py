@@ -230,6 +230,10 @@ def test_keyed_trail_without_its_key_is_a_configuration_error(
     with pytest.raises(AuditError, match="no audit key"):
         lab.trail().record("cli:alice", "check", "corp", "ok")  # fails closed
     assert "Traceback" not in err
+    code, _, err = lab.cli(capsys, "init")  # a new key would never verify the keyed rows
+    assert code == 2
+    assert "restore the key from its backup" in err
+    assert not key_file.exists()
 
 
 def _legacy_trail(lab: Lab, count: int) -> None:

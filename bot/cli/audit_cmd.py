@@ -14,9 +14,10 @@ from bot.audit import (
     AuditOutcome,
     AuditVerification,
     cli_actor,
+    init_audit_key,
     open_audit,
 )
-from bot.audit_key import AuditKeyInit, create_audit_key
+from bot.audit_key import AuditKeyInit
 from bot.audit_view import format_history, history_json, verification_json
 from bot.cli import context
 from bot.exitcodes import ExitCode
@@ -114,12 +115,12 @@ def key_created_lines(init: AuditKeyInit) -> list[str]:
 
 def run_init(args: argparse.Namespace) -> int:
     settings = context.load(args)
-    init = create_audit_key(settings)
+    init = init_audit_key(settings)
     print("\n".join(key_created_lines(init)))
     trail = open_audit(settings)
     if init.created:
         trail.record(cli_actor(), AuditAction.AUDIT_INIT, None, AuditOutcome.OK, None, init.source)
-    if trail.verify().keyed_from is None and trail.recent(limit=1):
+    if trail.keyed_from() is None and trail.recent(limit=1):
         print("the trail was written without the key: seal it with `atp-bot audit rekey`")
     return ExitCode.OK
 

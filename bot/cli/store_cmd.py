@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from bot.audit import AuditAction, AuditOutcome, cli_actor, open_audit
-from bot.audit_key import create_audit_key
+from bot.audit import AuditAction, AuditOutcome, cli_actor, init_audit_key, open_audit
 from bot.cli import context
 from bot.cli.audit_cmd import key_created_lines
 from bot.config import Settings
@@ -52,7 +51,7 @@ def run_init(args: argparse.Namespace) -> int:
     settings = context.load(args)
     if not _embedded_only(settings, "init"):
         return ExitCode.USAGE
-    print("\n".join(key_created_lines(create_audit_key(settings))))  # before the trail's first row
+    print("\n".join(key_created_lines(init_audit_key(settings))))  # before the trail's first row
     audit = open_audit(settings)
     try:
         result = init_embedded_store(settings)
