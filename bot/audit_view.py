@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bot.audit import AuditRow
+from bot.audit import AuditRow, AuditVerification
 
 DETAIL_WIDTH = 80
 
@@ -30,3 +30,16 @@ def format_history(rows: Sequence[AuditRow], account: str | None = None) -> str:
 
 def history_json(rows: Sequence[AuditRow]) -> list[dict[str, Any]]:
     return [row.as_dict() for row in rows]
+
+
+def verification_json(result: AuditVerification) -> dict[str, Any]:
+    """`audit verify --json`: `head` is `ID:HASH`, ready for `--anchor`; null unless intact and not empty."""
+    return {
+        "intact": result.intact,
+        "rows": result.rows,
+        "head": result.anchor,
+        "keyed_from": result.keyed_from,
+        "first_broken_id": result.first_broken_id,
+        "problem": result.problem,
+        "warning": result.warning,
+    }

@@ -376,6 +376,13 @@ class AuditConfig(_Model):
     url: str | None = None
     password_env: str | None = None
     password_file: Path | None = None
+    # The HMAC key of the chain, kept outside the audit database: from this environment variable when it
+    # is set, else from key_file (default: <state_dir>/audit.key, made by `atp-bot audit init`).
+    key_env: str | None = "ATP_BOT_AUDIT_KEY"
+    key_file: Path | None = None
+    # Post the verified head of the chain (row and hash) to [slack] channel once a day, "HH:MM" UTC.
+    announce_head: bool = False
+    announce_head_at: str = "08:00"
 
     @field_validator("url")
     @classmethod
@@ -390,10 +397,23 @@ class AuditConfig(_Model):
             raise ValueError("must not contain a password: use password_env or password_file")
         return value
 
+    @field_validator("announce_head_at")
+    @classmethod
+    def _valid_announce_time(cls, value: str) -> str:
+        if not re.match(_DAILY_TIME, value):
+            raise ValueError(f'{value!r}: use a UTC time of day, e.g. "08:00"')
+        return value
+
     @model_validator(mode="after")
     def _secret_source(self) -> AuditConfig:
         _one_secret_source("password", self.password_env, self.password_file)
         return self
+
+    @property
+    def announce_daily_at(self) -> tuple[int, int]:
+        """(hour, minute) UTC of the daily head announcement."""
+        hour, minute = self.announce_head_at.split(":")
+        return int(hour), int(minute)
 
     def password(self) -> SecretStr | None:
         if not (self.password_env or self.password_file):

@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.config import ConfigError, Settings
 from bot.dbschema import create_idempotently
 from bot.graph import GraphError
+from bot.monitor.audit_head import run_audit_head_announcement
 from bot.monitor.cycle import CycleResult, run_monitor_cycle
 from bot.monitor.expiry import run_expiry_check
 from bot.monitor.models import MessageRef
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 JOBSTORE_NAME = "scheduler.sqlite"
 MONITOR_JOB = "monitor"
 EXPIRY_JOB = "expiry"
+AUDIT_HEAD_JOB = "audit-head"
 RECHECK_PREFIX = "recheck:"
 # A re-check missed while the bot was down still runs when it starts again within this time.
 RECHECK_GRACE = timedelta(hours=24)
@@ -88,6 +90,12 @@ def expiry_job() -> None:
         run_expiry_check(runtime)
     except (ConfigError, GraphError) as exc:
         log.error("expiry check skipped: %s", exc)
+
+
+def audit_head_job() -> None:
+    runtime = _runtime_or_log(AUDIT_HEAD_JOB)
+    if runtime is not None:
+        run_audit_head_announcement(runtime)
 
 
 def recheck_job(account_id: str, thread: dict[str, str], changed_at: str, delay_minutes: int) -> None:
@@ -214,6 +222,23 @@ def _expiry_trigger(settings: Settings) -> CronTrigger | IntervalTrigger:
     return IntervalTrigger(minutes=config.expiry_interval_minutes, timezone=UTC)
 
 
+def _plan_audit_head(aps: BackgroundScheduler, settings: Settings) -> None:
+    """The daily head announcement: its own switch (`[audit] announce_head`), apart from `[scheduler]`."""
+    if not settings.audit.announce_head:
+        if aps.get_job(AUDIT_HEAD_JOB) is not None:
+            aps.remove_job(AUDIT_HEAD_JOB)
+        return
+    hour, minute = settings.audit.announce_daily_at
+    aps.add_job(
+        audit_head_job,
+        trigger=CronTrigger(hour=hour, minute=minute, timezone=UTC),
+        id=AUDIT_HEAD_JOB,
+        name="audit head announcement",
+        replace_existing=True,
+        misfire_grace_time=int(timedelta(hours=12).total_seconds()),
+    )
+
+
 def start_scheduler(runtime: MonitorRuntime, *, paused: bool = False) -> Scheduler:
     """Register `runtime`, start the scheduler on the persistent job store and (re)plan the periodic jobs.
 
@@ -259,6 +284,7 @@ def start_scheduler(runtime: MonitorRuntime, *, paused: bool = False) -> Schedul
         for job_id in (MONITOR_JOB, EXPIRY_JOB):
             if aps.get_job(job_id) is not None:
                 aps.remove_job(job_id)
+    _plan_audit_head(aps, settings)
     if not paused:
         aps.resume()
     log.info("scheduler started (%s)", "enabled" if config.enabled else "disabled: no periodic jobs")

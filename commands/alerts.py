@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.monitor.actions import start_sensor_service
 from bot.monitor.models import (
+    AuditHeadNotice,
     ExpiryWarning,
     Incident,
     IncidentAction,
@@ -157,6 +158,21 @@ def expiry_message(warning: ExpiryWarning) -> str:
     )
 
 
+def audit_head_message(notice: AuditHeadNotice) -> str:
+    if not notice.intact:
+        return (
+            f":rotating_light: The audit trail is *not intact* ({_when(notice.verified_at)}): "
+            f"{_escape(notice.problem or 'unknown problem')}. Run `atp-bot audit verify`."
+        )
+    keyed = "keyed" if notice.keyed else "*unkeyed*: run `atp-bot audit rekey`"
+    return (
+        f":closed_lock_with_key: Audit trail intact ({_when(notice.verified_at)}): "
+        f"{notice.rows} rows, {keyed}. "
+        f"Head `{notice.head or 'none'}`: a later `atp-bot audit verify --anchor {notice.head or 'ID:HASH'}` "
+        "must still find it."
+    )
+
+
 class SlackNotifier:
     """The monitor's notifier for one channel. Slack failures become NotifierError (retried next cycle)."""
 
@@ -205,6 +221,9 @@ class SlackNotifier:
 
     def post_expiry_warning(self, warning: ExpiryWarning) -> None:
         self._post(expiry_message(warning))
+
+    def post_audit_head(self, notice: AuditHeadNotice) -> None:
+        self._post(audit_head_message(notice))
 
 
 def handle(ctx: CommandContext) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from bot.change import open_changes
 from bot.config import Settings, parse_settings
 from bot.monitor.models import (
+    AuditHeadNotice,
     ExpiryWarning,
     Incident,
     MessageRef,
@@ -80,6 +81,9 @@ class RecordingNotifier:
 
     def post_expiry_warning(self, warning: ExpiryWarning) -> None:
         self._record("post_expiry_warning", warning)
+
+    def post_audit_head(self, notice: AuditHeadNotice) -> None:
+        self._record("post_audit_head", notice)
 
 
 def toml_str(value: object) -> str:

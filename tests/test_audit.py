@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import sqlite3
 import subprocess
 import sys
@@ -165,8 +167,13 @@ for index in range(40):
 """
 
 
-def test_two_processes_do_not_fork_the_chain(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keyed", [False, True])
+def test_two_processes_do_not_fork_the_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyed: bool
+) -> None:
     # No trail yet: the two processes also race to create the database and its tables.
+    if keyed:
+        monkeypatch.setenv("ATP_BOT_AUDIT_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
     root = Path(__file__).resolve().parent.parent
     children = [
         subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), f"p{i}"], cwd=root) for i in range(2)
@@ -176,6 +183,7 @@ def test_two_processes_do_not_fork_the_chain(tmp_path: Path) -> None:
     result = _trail(tmp_path).verify()
     assert result.intact
     assert result.rows == 80
+    assert result.keyed_from == (1 if keyed else None)
 
 
 def _row(**overrides: object) -> AuditRow:

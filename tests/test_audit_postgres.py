@@ -1,8 +1,11 @@
-"""The audit trail on PostgreSQL through `[audit] url` (a throwaway cluster from lab/postgres.py)."""
+"""The audit trail on PostgreSQL through `[audit] url` (a throwaway cluster from lab/postgres.py), keyed
+with an audit key from the environment, as replicas sharing one trail run it."""
 
 from __future__ import annotations
 
+import base64
 import itertools
+import os
 import subprocess
 import sys
 import threading
@@ -19,6 +22,7 @@ from tests.peers import postgres_cluster
 from tests.storetools import make_settings
 
 PASSWORD = "pg-test-password-51"
+AUDIT_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 _names = itertools.count()
 
 
@@ -42,6 +46,11 @@ def _extra(url: str) -> str:
     return f'[audit]\nurl = "{url}"\npassword_env = "ATP_TEST_AUDIT_DB_PASSWORD"\n'
 
 
+@pytest.fixture(autouse=True)
+def _audit_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATP_BOT_AUDIT_KEY", AUDIT_KEY)
+
+
 @pytest.fixture
 def trail(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> AuditTrail:
     monkeypatch.setenv("ATP_TEST_AUDIT_DB_PASSWORD", PASSWORD)
@@ -56,6 +65,7 @@ def test_record_recent_verify(trail: AuditTrail) -> None:
     result = trail.verify()
     assert result.intact
     assert result.rows == 2
+    assert result.keyed_from == 1
     assert PASSWORD not in repr(trail.engine.url)
 
 
@@ -82,6 +92,7 @@ def test_concurrent_threads(trail: AuditTrail) -> None:
     result = trail.verify()
     assert result.intact
     assert result.rows == 90
+    assert result.keyed_from == 1
 
 
 _WRITER = """
@@ -109,3 +120,4 @@ def test_two_processes(tmp_path: Path, database_url: str, monkeypatch: pytest.Mo
     result = open_audit(make_settings(tmp_path, _extra(database_url))).verify()
     assert result.intact
     assert result.rows == 60
+    assert result.keyed_from == 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,8 +17,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import scheduler as scheduler_module
 from bot.config import ConfigError
-from bot.monitor.models import MessageRef, RecheckReport
-from bot.scheduler import EXPIRY_JOB, MONITOR_JOB, Scheduler, current_runtime, recheck_job, start_scheduler
+from bot.monitor.models import AuditHeadNotice, MessageRef, RecheckReport
+from bot.scheduler import (
+    AUDIT_HEAD_JOB,
+    EXPIRY_JOB,
+    MONITOR_JOB,
+    Scheduler,
+    current_runtime,
+    recheck_job,
+    start_scheduler,
+)
 from lab.winrm.model import Host, log_line
 from lab.winrm.server import WinRMEmulator
 from tests.monitor_tools import (
@@ -214,3 +225,41 @@ def test_run_cycle_now_answers_in_the_calling_thread(
     result = scheduler.run_cycle_now()
     assert result.opened == ("svc",) and [r.name for r in result.results] == ["sensor01"]
     assert notifier.names() == ["post_incident"]
+
+
+def test_the_daily_audit_head_announcement(
+    sensors: WinRMEmulator, tmp_path: Path, started: list[Scheduler], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATP_BOT_AUDIT_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    off = start_scheduler(make_runtime(monitor_settings(tmp_path, sensors), RecordingNotifier(), Clock()))
+    started.append(off)
+    assert off.aps.get_job(AUDIT_HEAD_JOB) is None  # off by default
+    off.shutdown()
+
+    notifier = RecordingNotifier()
+    extra = '[audit]\nannounce_head = true\nannounce_head_at = "07:15"\n'
+    scheduler = start_scheduler(
+        make_runtime(monitor_settings(tmp_path, sensors, extra=extra), notifier, Clock()), paused=True
+    )
+    started.append(scheduler)
+    trigger = scheduler.aps.get_job(AUDIT_HEAD_JOB).trigger
+    assert isinstance(trigger, CronTrigger)
+    assert str(trigger.fields[5]) == "7" and str(trigger.fields[6]) == "15"
+    trail = scheduler.runtime.changes.audit
+    trail.record("cli:alice", "check", "svc", "ok")
+
+    scheduler.run_job_now(AUDIT_HEAD_JOB)
+    (notice,) = notifier.of("post_audit_head")
+    assert isinstance(notice, AuditHeadNotice)
+    assert (notice.intact, notice.keyed, notice.verified_at) == (True, True, Clock().now)
+    assert notice.head == trail.verify().anchor
+
+    with sqlite3.connect(tmp_path / "state" / "audit.sqlite") as db:
+        db.execute("UPDATE audit_events SET outcome = 'failed' WHERE id = 1")
+    notifier.failing = True  # Slack is down at announcement time: the notice waits in the outbox
+    scheduler.run_job_now(AUDIT_HEAD_JOB)
+    notifier.failing = False
+    scheduler.run_job_now(MONITOR_JOB)
+    (_, broken) = notifier.of("post_audit_head")
+    assert (broken.intact, broken.head) == (False, None)
+    assert broken.problem.startswith("row 1: its keyed hash does not match")

@@ -3,7 +3,9 @@ the WinRM emulator and the real change path. Monitor jobs are run directly (no w
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.scheduler import AUDIT_HEAD_JOB
 from commands import MODULES
 from commands.alerts import Action
 from commands.password.views import Action as PasswordAction
@@ -21,9 +24,14 @@ from tests.slack_lab import ALICE, MALLORY, OPS, Lab, initialised_changes, runni
 
 
 @contextmanager
-def alerts_lab(sensors: WinRMEmulator, tmp_path: Path) -> Iterator[Lab]:
+def alerts_lab(sensors: WinRMEmulator, tmp_path: Path, **tables: object) -> Iterator[Lab]:
     account = {"id": "svc", "username": "svc-atp@contoso.test", "domain_controllers": ["ldaps://127.0.0.1:1"]}
-    config = {"state_dir": str(tmp_path / "state"), "accounts": [account], **sensor_config(sensors, "svc")}
+    config = {
+        "state_dir": str(tmp_path / "state"),
+        "accounts": [account],
+        **sensor_config(sensors, "svc"),
+        **tables,
+    }
     with running_lab(
         "socket", modules=MODULES, config=config, changes=initialised_changes, monitor=True
     ) as lab:
@@ -126,3 +134,20 @@ def test_a_slack_outage_delays_the_alert_but_does_not_lose_it(
         lab.emulator.reset()
         scheduler.run_cycle_now()
         assert len(alert_messages(lab)) == 1
+
+
+def test_the_daily_audit_head_reaches_the_channel(
+    sensors: WinRMEmulator, env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATP_BOT_AUDIT_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    with alerts_lab(sensors, tmp_path, audit={"announce_head": True}) as lab:
+        scheduler = lab.runtime.services.scheduler
+        assert scheduler is not None
+        trail = scheduler.runtime.changes.audit
+        trail.record("cli:alice", "check", "svc", "ok")
+        scheduler.run_job_now(AUDIT_HEAD_JOB)
+        anchor = trail.verify().anchor
+        (message,) = [m for m in lab.emulator.messages(OPS) if "Audit trail" in m.text]
+    assert anchor is not None
+    assert "Audit trail intact" in message.text
+    assert f"`atp-bot audit verify --anchor {anchor}`" in message.text

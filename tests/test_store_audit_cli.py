@@ -126,3 +126,18 @@ def test_store_rotate_key_command(tmp_path: Path, capsys: pytest.CaptureFixture[
     code, out, _ = _run(capsys, config, "history", "--limit", "1")
     assert "store-rotate-key  -  ok: key id" in out
     assert CANARY not in out
+
+
+def test_store_init_makes_the_audit_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path)
+    code, out, _ = _run(capsys, config, "store", "init")
+    assert code == 0
+    key_file = tmp_path / "state" / "audit.key"
+    assert f"created the audit key in {key_file} (mode 0600)" in out
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_bytes()
+    code, out, _ = _run(capsys, config, "audit", "verify")
+    assert code == 0
+    assert "intact: 1 rows (keyed from row 1)" in out  # the store-init row
+    _run(capsys, config, "store", "init")  # refused (the store exists); the audit key is kept
+    assert key_file.read_bytes() == key

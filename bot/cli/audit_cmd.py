@@ -1,4 +1,4 @@
-"""`atp-bot audit verify` and `atp-bot history`: check the audit chain, and list recent events."""
+"""`atp-bot audit verify|init|rekey` and `atp-bot history`: check and key the audit chain, list events."""
 
 from __future__ import annotations
 
@@ -7,8 +7,18 @@ import json
 import sys
 from typing import Any
 
-from bot.audit import AuditError, open_audit
-from bot.audit_view import format_history, history_json
+from bot.audit import (
+    AuditAction,
+    AuditAnchor,
+    AuditError,
+    AuditOutcome,
+    AuditVerification,
+    cli_actor,
+    init_audit_key,
+    open_audit,
+)
+from bot.audit_key import AuditKeyInit
+from bot.audit_view import format_history, history_json, verification_json
 from bot.cli import context
 from bot.exitcodes import ExitCode
 
@@ -20,13 +30,38 @@ def _positive(text: str) -> int:
     return value
 
 
+def _anchor(text: str) -> AuditAnchor:
+    try:
+        return AuditAnchor.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(commands: Any) -> None:
     audit = commands.add_parser("audit", help="the audit trail")
     actions = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     verify = actions.add_parser(
-        "verify", help="check the hash chain; exit 0 if intact, 1 naming the first broken row"
+        "verify",
+        help="check the chain and its head with the audit key; exit 0 intact, 1 tampered (naming the row "
+        "or the head), 2 a keyed trail but no key",
     )
+    verify.add_argument(
+        "--anchor",
+        type=_anchor,
+        metavar="ID:HASH",
+        help="a row and its hash noted elsewhere (a previous verify, the daily announcement): "
+        "the trail must still hold them",
+    )
+    verify.add_argument("--json", action="store_true", help="print the result as a JSON object")
     verify.set_defaults(handler=run_verify)
+    init = actions.add_parser(
+        "init", help="create the audit HMAC key file (mode 0600) unless the key exists; never overwrites"
+    )
+    init.set_defaults(handler=run_init)
+    rekey = actions.add_parser(
+        "rekey", help="verify an unkeyed (older) trail and seal it with a keyed row; later rows are keyed"
+    )
+    rekey.set_defaults(handler=run_rekey)
 
     history = commands.add_parser("history", help="show recent audit events (newest first)")
     history.add_argument("--account", metavar="ID", help="only events about this account")
@@ -35,21 +70,86 @@ def register(commands: Any) -> None:
     history.set_defaults(handler=run_history)
 
 
-def run_verify(args: argparse.Namespace) -> int:
-    settings = context.load(args)
-    try:
-        result = open_audit(settings).verify()
-    except AuditError as exc:
-        print(f"atp-bot: {exc}", file=sys.stderr)
-        return ExitCode.PROBLEM
-    if result.intact:
-        print(f"audit trail intact: {result.rows} rows, head {result.head_hash}")
-        return ExitCode.OK
+def _print_broken(result: AuditVerification) -> None:
     print(
         f"audit trail BROKEN at row {result.first_broken_id}: {result.problem} "
         f"({result.rows} rows before it verified)"
     )
-    return ExitCode.PROBLEM
+
+
+def _print_warning(result: AuditVerification) -> None:
+    if result.warning:
+        print(f"atp-bot: warning: {result.warning}", file=sys.stderr)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    settings = context.load(args)
+    try:
+        result = open_audit(settings).verify(args.anchor)
+    except AuditError as exc:
+        print(f"atp-bot: {exc}", file=sys.stderr)
+        return ExitCode.PROBLEM
+    code = ExitCode.OK if result.intact else ExitCode.USAGE if result.key_missing else ExitCode.PROBLEM
+    if args.json:
+        print(json.dumps(verification_json(result), indent=2))
+    elif result.key_missing:
+        print(f"atp-bot: configuration error: {result.problem}", file=sys.stderr)
+    elif result.intact:
+        keyed = f"keyed from row {result.keyed_from}" if result.keyed_from else "unkeyed"
+        print(f"audit trail intact: {result.rows} rows ({keyed}), head {result.anchor or 'none'}")
+    else:
+        _print_broken(result)
+    _print_warning(result)
+    return code
+
+
+def key_created_lines(init: AuditKeyInit) -> list[str]:
+    """What `audit init` and `store init` say about the audit key."""
+    if not init.created:
+        return [f"the audit key comes from the {init.source}"]
+    return [
+        f"created the audit key in {init.source.removeprefix('key file ')} (mode 0600)",
+        "back it up apart from the audit database: without it the keyed trail cannot be verified",
+    ]
+
+
+def run_init(args: argparse.Namespace) -> int:
+    settings = context.load(args)
+    init = init_audit_key(settings)
+    print("\n".join(key_created_lines(init)))
+    trail = open_audit(settings)
+    if init.created:
+        trail.record(cli_actor(), AuditAction.AUDIT_INIT, None, AuditOutcome.OK, None, init.source)
+    if trail.keyed_from() is None and trail.recent(limit=1):
+        print("the trail was written without the key: seal it with `atp-bot audit rekey`")
+    return ExitCode.OK
+
+
+def run_rekey(args: argparse.Namespace) -> int:
+    settings = context.load(args)
+    trail = open_audit(settings)
+    if trail.key is None:
+        print(
+            "atp-bot: configuration error: no audit key: create one with `atp-bot audit init`",
+            file=sys.stderr,
+        )
+        return ExitCode.USAGE
+    rekeyed = trail.rekey(cli_actor())
+    before = rekeyed.verification
+    if rekeyed.row is not None:
+        row = rekeyed.row
+        print(f"verified {before.rows} unkeyed rows and sealed them with keyed row {row.id}")
+        print(f"every later row is keyed; head {row.id}:{row.hash}")
+        return ExitCode.OK
+    if not before.intact:
+        _print_broken(before)
+        print("nothing was re-keyed: restore the trail from a backup, or keep it aside and start a new one")
+        return ExitCode.PROBLEM
+    if before.keyed_from is not None:
+        print(f"the trail is already keyed from row {before.keyed_from}: nothing to do")
+    else:
+        print("the trail is empty: its first row will be keyed")
+    return ExitCode.OK
 
 
 def run_history(args: argparse.Namespace) -> int:

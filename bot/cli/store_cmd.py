@@ -6,8 +6,9 @@ import argparse
 import sys
 from typing import Any
 
-from bot.audit import AuditAction, AuditOutcome, cli_actor, open_audit
+from bot.audit import AuditAction, AuditOutcome, cli_actor, init_audit_key, open_audit
 from bot.cli import context
+from bot.cli.audit_cmd import key_created_lines
 from bot.config import Settings
 from bot.exitcodes import ExitCode
 from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
@@ -50,6 +51,7 @@ def run_init(args: argparse.Namespace) -> int:
     settings = context.load(args)
     if not _embedded_only(settings, "init"):
         return ExitCode.USAGE
+    print("\n".join(key_created_lines(init_audit_key(settings))))  # before the trail's first row
     audit = open_audit(settings)
     try:
         result = init_embedded_store(settings)

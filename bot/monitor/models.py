@@ -170,6 +170,17 @@ class ExpiryWarning(_Value):
     threshold: int  # the smallest warning threshold (days) this warning crossed
 
 
+class AuditHeadNotice(_Value):
+    """The audit chain as verified at `verified_at`: its head is an anchor kept outside the database."""
+
+    verified_at: datetime
+    intact: bool
+    rows: int
+    head: str | None = None  # "ID:HASH", for `atp-bot audit verify --anchor`
+    keyed: bool = False
+    problem: str | None = None  # why it did not verify: the broken row or head, or why it could not be read
+
+
 class ServiceStartReport(_Value):
     """The outcome of the *Start service* action."""
 

@@ -11,6 +11,7 @@ import logging
 from typing import Protocol
 
 from bot.monitor.models import (
+    AuditHeadNotice,
     ExpiryWarning,
     Incident,
     MessageRef,
@@ -18,6 +19,7 @@ from bot.monitor.models import (
     RecheckReport,
 )
 from bot.monitor.render import (
+    render_audit_head,
     render_expiry_warning,
     render_incident,
     render_reachability,
@@ -60,6 +62,10 @@ class Notifier(Protocol):
         """The account's password expires in `warning.days_left` days (once per threshold)."""
         ...
 
+    def post_audit_head(self, notice: AuditHeadNotice) -> None:
+        """The daily verified head of the audit chain (`[audit] announce_head`), or why it did not verify."""
+        ...
+
 
 class LogNotifier:
     """A notifier that writes plain text to the log: for running without Slack, and for the CLI."""
@@ -90,3 +96,6 @@ class LogNotifier:
 
     def post_expiry_warning(self, warning: ExpiryWarning) -> None:
         self._log.warning("%s", render_expiry_warning(warning))
+
+    def post_audit_head(self, notice: AuditHeadNotice) -> None:
+        self._log.log(logging.INFO if notice.intact else logging.ERROR, "%s", render_audit_head(notice))

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.monitor.models import ExpiryWarning, Incident, ReachabilityNotice, RecheckReport, SensorIssue
+from bot.monitor.models import (
+    AuditHeadNotice,
+    ExpiryWarning,
+    Incident,
+    ReachabilityNotice,
+    RecheckReport,
+    SensorIssue,
+)
 
 
 def _at(moment: datetime | None) -> str:
@@ -66,4 +73,14 @@ def render_expiry_warning(warning: ExpiryWarning) -> str:
     return (
         f"account {warning.account_id}: the password expires in {warning.days_left} day(s), at "
         f"{_at(warning.expires_at)}. Change it in time: atp-bot set-password --account {warning.account_id}"
+    )
+
+
+def render_audit_head(notice: AuditHeadNotice) -> str:
+    if not notice.intact:
+        return f"audit trail NOT intact at {_at(notice.verified_at)}: {notice.problem}"
+    keyed = "keyed" if notice.keyed else "UNKEYED (run atp-bot audit rekey)"
+    return (
+        f"audit trail intact at {_at(notice.verified_at)}: {notice.rows} rows, {keyed}, "
+        f"head {notice.head or 'none'} (check later with: atp-bot audit verify --anchor ID:HASH)"
     )
