@@ -126,3 +126,52 @@ def test_a_slack_outage_delays_the_alert_but_does_not_lose_it(
         lab.emulator.reset()
         scheduler.run_cycle_now()
         assert len(alert_messages(lab)) == 1
+
+
+HOSTILE = "The supplied credential is invalid. ` <!channel> <https://evil.example/login|bank> &lt; *now*"
+
+
+def mrkdwn_texts(text: str, blocks: object) -> list[str]:
+    """The fallback text and every mrkdwn text of a message's blocks, as Slack received them."""
+    found = [text]
+    for block in json.loads(blocks) if isinstance(blocks, str) else blocks or []:
+        for part in [block.get("text"), *(block.get("elements") or [])]:
+            if isinstance(part, dict) and part.get("type") == "mrkdwn":
+                found.append(str(part["text"]))
+    return found
+
+
+def assert_inert(texts: list[str]) -> None:
+    joined = "\n".join(texts)
+    assert "<!channel>" not in joined and "<https://evil" not in joined and "<!here>" not in joined
+    assert "&lt;!channel&gt;" in joined  # shown as the sensor wrote it
+    assert "&amp;lt;" in joined  # the sensor's own `&lt;` is not decoded into `<`
+
+
+def test_hostile_sensor_output_is_inert_in_alerts_and_status(
+    sensors: WinRMEmulator, env: None, tmp_path: Path
+) -> None:
+    """A log line and a service state written to break out of the bot's formatting reach Slack escaped:
+    through the real monitor and `/atp status`, as the Slack emulator recorded them."""
+    sensors.host("sensor01").append_log(log_line(datetime.now(UTC), f"DirectoryServicesClient: {HOSTILE}"))
+    sensors.host("sensor02").set_service("AATPSensor", "Stopped <!here> ` &lt; <!channel>")
+    with alerts_lab(sensors, tmp_path) as lab:
+        scheduler = lab.runtime.services.scheduler
+        assert scheduler is not None
+        scheduler.run_cycle_now()
+        alert = wait_for(lambda: alert_messages(lab))[0]
+        texts = mrkdwn_texts(alert.text, alert.blocks)  # type: ignore[attr-defined]
+        assert_inert(texts)
+        (sample,) = [t for t in texts if t.startswith("`")]
+        assert sample.count("`") == 2  # the sensor's backtick did not close the code span
+
+        lab.emulator.slash_command("status")
+
+        def final() -> list[str] | None:
+            answers = [c.args for c in lab.emulator.calls("response_url")]
+            done = [a for a in answers if "need attention" in str(a.get("text", ""))]
+            return mrkdwn_texts(done[-1]["text"], done[-1].get("blocks")) if done else None
+
+        status = wait_for(final, timeout=30)
+        assert_inert(status)
+        assert any("e.g. `" in t for t in status)
