@@ -61,22 +61,24 @@ def _when(moment: Any) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "unknown"
 
 
+def _subject(account_id: str | None) -> str:
+    """Whose incident: an account's, or that of the sensors that name none (several accounts configured)."""
+    return f"account *{account_id}*" if account_id else "the sensors that name no account"
+
+
 def _button(action: IncidentAction) -> dict[str, Any]:
+    # Without an account the value is left out: *Update password* then lets the user pick the account.
+    account = {"value": action.account_id} if action.account_id else {}
     if action.kind == "update_password":
         return {
             "type": "button",
             "style": "primary",
             "action_id": PasswordAction.OPEN,
             "text": plain("Update password"),
-            "value": action.account_id,
+            **account,
         }
     if action.kind == "recheck":
-        return {
-            "type": "button",
-            "action_id": Action.RECHECK,
-            "text": plain("Re-check now"),
-            "value": action.account_id,
-        }
+        return {"type": "button", "action_id": Action.RECHECK, "text": plain("Re-check now"), **account}
     value = StartServiceValue(sensor=action.sensor or "", service=action.service or "")
     return {
         "type": "button",
@@ -96,12 +98,12 @@ def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
     """The alert: affected sensors, first seen, a sample line, and the buttons that lead to the fix."""
     if incident.closed:
         text = (
-            f":white_check_mark: *Resolved*: account *{incident.account_id}*: a full check cycle was clean "
+            f":white_check_mark: *Resolved*: {_subject(incident.account_id)}: a full check cycle was clean "
             f"at {_when(incident.closed_at)} (first seen {_when(incident.first_seen)})."
         )
         return text, [section(text)]
     heading = (
-        f":rotating_light: *Credential problem* on account *{incident.account_id}*: the sensors cannot use "
+        f":rotating_light: *Credential problem* on {_subject(incident.account_id)}: the sensors cannot use "
         f"the directory service account (first seen {_when(incident.first_seen)})."
     )
     lines = []

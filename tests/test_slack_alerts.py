@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.monitor.models import Incident, SensorIssue, ServiceState
 from commands import MODULES
-from commands.alerts import Action
+from commands.alerts import Action, incident_message
 from commands.password.views import Action as PasswordAction
 from lab.winrm.model import log_line
 from lab.winrm.server import WinRMEmulator
@@ -175,3 +176,18 @@ def test_hostile_sensor_output_is_inert_in_alerts_and_status(
         status = wait_for(final, timeout=30)
         assert_inert(status)
         assert any("e.g. `" in t for t in status)
+
+
+def test_the_alert_of_sensors_without_account_lets_the_user_pick_the_account() -> None:
+    now = datetime.now(UTC)
+    issue = SensorIssue(
+        sensor="sensor01", stopped_services=(ServiceState(name="AATPSensor", state="Stopped"),)
+    )
+    incident = Incident(id="i1", account_id=None, opened_at=now, updated_at=now, sensors=(issue,))
+    text, blocks = incident_message(incident)
+    assert "*Credential problem* on the sensors that name no account" in text
+    found = buttons(blocks)
+    assert "value" not in found[PasswordAction.OPEN]  # the modal then offers every account
+    assert "value" not in found[Action.RECHECK]
+    closed = incident.model_copy(update={"closed_at": now})
+    assert "*Resolved*: the sensors that name no account" in incident_message(closed)[0]
