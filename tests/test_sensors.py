@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from bot.cli import main
 from bot.config import ConfigError
 from bot.sensors import (
     NOT_INSTALLED,
@@ -22,7 +25,7 @@ from bot.sensors import (
 from bot.winrm_runner import MAX_ERROR_TEXT, MAX_OUTPUT_BYTES, clixml_text
 from lab.winrm.model import Host, log_line
 from lab.winrm.server import WinRMEmulator
-from tests.winrm_lab import CANARY, make_settings
+from tests.winrm_lab import CANARY, make_settings, settings_toml
 
 CRED = "The supplied credential is invalid."
 NOW = datetime.now(UTC)
@@ -406,3 +409,22 @@ def test_powershell_errors_are_read_with_a_bounded_scan() -> None:
     unclosed = ("#< CLIXML\r\n" + '<S S="Error">' * 100_000).encode()
     assert clixml_text(unclosed) == ""
     assert clixml_text(b"plain failure\r\n") == "plain failure"
+
+
+def test_check_lists_a_sensor_without_account_once(
+    emulator: WinRMEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sensor that names no account belongs to every account, yet `atp-bot check` checks and lists it
+    once, however many accounts there are."""
+    sensors = [{"name": "s1", "endpoint": emulator.add_host(Host.sensor("s1"))}]
+    more = "".join(
+        f'\n[[accounts]]\nid = "{a}"\nusername = "svc@{a}.test"\ndomain_controllers = ["ldaps://dc"]\n'
+        for a in ("fabrikam", "tailspin")
+    )
+    config = tmp_path / "atp-bot.toml"
+    config.write_text(settings_toml(sensors) + more, encoding="utf-8")
+    assert main(["--config", str(config), "check", "--json"]) == 0
+    assert [d["name"] for d in json.loads(capsys.readouterr().out)] == ["s1"]
+    assert main(["--config", str(config), "check"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["SENSOR", "s1"]
+    assert emulator.host("s1").counters.scripts == 2

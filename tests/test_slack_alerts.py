@@ -191,3 +191,30 @@ def test_the_alert_of_sensors_without_account_lets_the_user_pick_the_account() -
     assert "value" not in found[Action.RECHECK]
     closed = incident.model_copy(update={"closed_at": now})
     assert "*Resolved*: the sensors that name no account" in incident_message(closed)[0]
+
+
+def test_status_lists_a_sensor_without_account_once(
+    sensors: WinRMEmulator, env: None, tmp_path: Path
+) -> None:
+    """`/atp status` with several accounts: the sensor that names none is checked and listed once."""
+    accounts = [
+        {"id": a, "username": f"svc@{a}.test", "domain_controllers": ["ldaps://127.0.0.1:1"]}
+        for a in ("svc", "fabrikam", "tailspin")
+    ]
+    config: dict[str, object] = {"state_dir": str(tmp_path / "state"), "accounts": accounts}
+    config |= sensor_config(sensors, "svc")
+    config["sensors"][0].pop("account")  # type: ignore[index]
+    with running_lab("socket", modules=MODULES, config=config, changes=initialised_changes) as lab:
+        for command in ("status", "status svc", "status fabrikam"):
+            before = len(lab.emulator.calls("response_url"))
+            lab.emulator.slash_command(command)
+
+            def final(since: int = before) -> str | None:
+                texts = [str(c.args.get("text", "")) for c in lab.emulator.calls("response_url")[since:]]
+                return next((t for t in texts if "sensor(s) are running" in t), None)
+
+            wait_for(final, timeout=30)
+            shown = json.dumps(lab.emulator.calls("response_url")[-1].args.get("blocks"))
+            assert shown.count("*sensor01*") == 1, command
+            assert shown.count("*sensor02*") == (0 if command == "status fabrikam" else 1), command
+    assert sensors.host("sensor01").counters.scripts == 3
