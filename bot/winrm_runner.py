@@ -36,6 +36,9 @@ UTF8_CODEPAGE = 65001  # the shell's console code page (pywinrm defaults to 437)
 # What one run may send back, stdout and stderr together: the check prints one small JSON object, so
 # anything near this is a sensor gone wrong, and it must not be able to fill the bot's memory.
 MAX_OUTPUT_BYTES = 1 << 20
+# One WS-Management response: WinRM keeps each within the MaxEnvelopeSize pywinrm asks for (150 KiB); an
+# endpoint that does not is refused from its Content-Length, before its body is read.
+MAX_RESPONSE_BYTES = 2 * MAX_OUTPUT_BYTES
 # Closing the remote shell happens after every run, also a timed-out one, so it gets its own budget.
 CLOSE_TIMEOUT_SECONDS = 5
 # PowerShell's error stream: how much of it is scanned, and how much readable text is kept.
@@ -179,6 +182,7 @@ def _run(protocol: Protocol, command: str, remaining: Callable[[], float]) -> Sc
         protocol.transport.read_timeout_sec = max(1, min(protocol.read_timeout_sec, math.ceil(remaining())))
 
     budget()
+    protocol.transport.build_session().hooks["response"].append(_refuse_oversized)
     shell_id = protocol.open_shell(codepage=UTF8_CODEPAGE)
     try:
         budget()
@@ -194,6 +198,18 @@ def _run(protocol: Protocol, command: str, remaining: Callable[[], float]) -> Sc
         raise
     _close_shell(protocol, shell_id)
     return output
+
+
+def _refuse_oversized(response: requests.Response, *args: object, **kwargs: object) -> None:
+    """A requests response hook: it runs before the body is read, so an oversized body never is."""
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > MAX_RESPONSE_BYTES:
+        response.close()
+        raise RemoteFailure(
+            FailureKind.SCRIPT_ERROR,
+            f"the sensor sent a {int(length) // 1024} KiB response (WinRM sends at most "
+            f"{MAX_RESPONSE_BYTES // 1024} KiB at once); the check was stopped",
+        )
 
 
 def _receive(protocol: Protocol, shell_id: str, command_id: str, budget: Callable[[], None]) -> ScriptOutput:

@@ -22,7 +22,7 @@ from bot.sensors import (
     check_sensors,
     start_service,
 )
-from bot.winrm_runner import MAX_ERROR_TEXT, MAX_OUTPUT_BYTES, clixml_text
+from bot.winrm_runner import MAX_ERROR_TEXT, MAX_OUTPUT_BYTES, MAX_RESPONSE_BYTES, clixml_text
 from lab.winrm.model import Host, log_line
 from lab.winrm.server import WinRMEmulator
 from tests.winrm_lab import CANARY, make_settings, settings_toml
@@ -428,3 +428,15 @@ def test_check_lists_a_sensor_without_account_once(
     assert main(["--config", str(config), "check"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["SENSOR", "s1"]
     assert emulator.host("s1").counters.scripts == 2
+
+
+def test_one_oversized_response_is_refused_before_it_is_read(emulator: WinRMEmulator) -> None:
+    """An endpoint that ignores pywinrm's MaxEnvelopeSize and sends megabytes in one answer is stopped
+    by the answer's Content-Length; the shell is still closed."""
+    host = Host.sensor("sensor01")
+    host.output_padding, host.envelope_limit = MAX_RESPONSE_BYTES, 4 * MAX_RESPONSE_BYTES
+    _, settings = one(emulator, host)
+    (result,) = check_sensors(settings)  # type: ignore[arg-type]
+    assert result.failure is not None and result.failure.kind is FailureKind.SCRIPT_ERROR
+    assert result.failure.detail.endswith("KiB at once); the check was stopped")
+    assert emulator.open_shells("sensor01") == 0

@@ -339,7 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "specified in OperationTimeout."
                 )
                 return self._fault(rid, "TimedOut", reason, wsman.OPERATION_TIMEOUT)
-            streams, exit_code = running.take(request.max_envelope)
+            streams, exit_code = running.take(model.envelope_limit or request.max_envelope)
             return 200, wsman.received(rid, command_id, streams, exit_code)
         if request.action == wsman.SIGNAL:
             command_id = (request.body.find(f"{{{wsman.SHELL}}}Signal") or request.body).get("CommandId", "")
