@@ -11,6 +11,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from html import unescape
@@ -32,6 +33,20 @@ log = logging.getLogger(__name__)
 
 ACCESS_DENIED_CODE = 5  # WSManFault code for "Access is denied."
 UTF8_CODEPAGE = 65001  # the shell's console code page (pywinrm defaults to 437)
+# What one run may send back, stdout and stderr together: the check prints one small JSON object, so
+# anything near this is a sensor gone wrong, and it must not be able to fill the bot's memory.
+MAX_OUTPUT_BYTES = 1 << 20
+# One WS-Management response: WinRM keeps each within the MaxEnvelopeSize pywinrm asks for (150 KiB); an
+# endpoint that does not is refused from its Content-Length, before its body is read.
+MAX_RESPONSE_BYTES = 2 * MAX_OUTPUT_BYTES
+# Closing the remote shell happens after every run, also a timed-out one, so it gets its own budget.
+CLOSE_TIMEOUT_SECONDS = 5
+# PowerShell's error stream: how much of it is scanned, and how much readable text is kept.
+CLIXML_SCAN_BYTES = 64 * 1024
+MAX_ERROR_TEXT = 4000
+CLIXML_MARK = "#< CLIXML"
+ERROR_OPEN, ERROR_CLOSE = '<S S="Error">', "</S>"
+_CLIXML_CHAR = re.compile(r"_x([0-9A-Fa-f]{4})_")  # a character PowerShell could not put in XML as is
 
 
 class FailureKind(StrEnum):
@@ -59,13 +74,26 @@ class ScriptOutput:
 
 
 def clixml_text(stderr: bytes) -> str:
-    """The readable text of PowerShell's CLIXML error stream (or the raw text if it is not CLIXML)."""
-    text = stderr.decode("utf-8", errors="replace")
-    if not text.startswith("#< CLIXML"):
-        return text.strip()
-    parts = re.findall(r'<S S="Error">(.*?)</S>', text, flags=re.DOTALL)
-    joined = "".join(unescape(p) for p in parts).replace("_x000D__x000A_", "\n")
-    return joined.strip()
+    """The readable text of PowerShell's CLIXML error stream (or the raw text if it is not CLIXML).
+
+    A bounded scan: only the first CLIXML_SCAN_BYTES are looked at, each error record is found once with
+    `str.find` (no backtracking over a hostile stream), and at most MAX_ERROR_TEXT characters are kept.
+    """
+    text = stderr[:CLIXML_SCAN_BYTES].decode("utf-8", errors="replace")
+    if not text.startswith(CLIXML_MARK):
+        return text.strip()[:MAX_ERROR_TEXT]
+    records: list[str] = []
+    kept, position = 0, 0
+    while kept < MAX_ERROR_TEXT:
+        start = text.find(ERROR_OPEN, position)
+        end = text.find(ERROR_CLOSE, start + len(ERROR_OPEN)) if start >= 0 else -1
+        if end < 0:
+            break
+        records.append(text[start + len(ERROR_OPEN) : end])
+        kept += end - start
+        position = end + len(ERROR_CLOSE)
+    readable = _CLIXML_CHAR.sub(lambda found: chr(int(found.group(1), 16)), unescape("".join(records)))
+    return readable.strip()[:MAX_ERROR_TEXT]
 
 
 def _timeouts(target: SensorTarget, remaining: float) -> tuple[int, int]:
@@ -140,37 +168,77 @@ def run_powershell(
     encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
     try:
         protocol = _protocol(target, password, remaining())
-
-        def budget() -> None:
-            # Each request may wait at most until the deadline (pywinrm reads this per request).
-            protocol.transport.read_timeout_sec = max(
-                1, min(protocol.read_timeout_sec, math.ceil(remaining()))
-            )
-
-        budget()
-        shell_id = protocol.open_shell(codepage=UTF8_CODEPAGE)
         try:
-            budget()
-            command_id = protocol.run_command(shell_id, f"powershell -encodedcommand {encoded}")
-            stdout, stderr, code, done = [], [], -1, False
-            while not done:
-                budget()
-                try:
-                    out, err, code, done = protocol.get_command_output_raw(shell_id, command_id)
-                except WinRMOperationTimeoutError:
-                    continue
-                stdout.append(out)
-                stderr.append(err)
-            budget()
-            protocol.cleanup_command(shell_id, command_id)
-            budget()
-            protocol.close_shell(shell_id)
+            return _run(protocol, f"powershell -encodedcommand {encoded}", remaining)
         finally:
             protocol.transport.close_session()
     except Exception as exc:  # noqa: BLE001 - every failure becomes a typed RemoteFailure
         raise _classify(exc) from None
+
+
+def _run(protocol: Protocol, command: str, remaining: Callable[[], float]) -> ScriptOutput:
+    def budget() -> None:
+        # Each request may wait at most until the deadline (pywinrm reads this per request).
+        protocol.transport.read_timeout_sec = max(1, min(protocol.read_timeout_sec, math.ceil(remaining())))
+
+    budget()
+    protocol.transport.build_session().hooks["response"].append(_refuse_oversized)
+    shell_id = protocol.open_shell(codepage=UTF8_CODEPAGE)
+    try:
+        budget()
+        command_id = protocol.run_command(shell_id, command)
+        output = _receive(protocol, shell_id, command_id, budget)
+        budget()
+        protocol.cleanup_command(shell_id, command_id)
+    except BaseException:
+        # A request cut short leaves its connection, and with it NTLM's message sealing, out of step with
+        # the sensor: the shell is closed over a new session (pywinrm authenticates it afresh).
+        protocol.transport.close_session()
+        _close_shell(protocol, shell_id)
+        raise
+    _close_shell(protocol, shell_id)
+    return output
+
+
+def _refuse_oversized(response: requests.Response, *args: object, **kwargs: object) -> None:
+    """A requests response hook: it runs before the body is read, so an oversized body never is."""
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > MAX_RESPONSE_BYTES:
+        response.close()
+        raise RemoteFailure(
+            FailureKind.SCRIPT_ERROR,
+            f"the sensor sent a {int(length) // 1024} KiB response (WinRM sends at most "
+            f"{MAX_RESPONSE_BYTES // 1024} KiB at once); the check was stopped",
+        )
+
+
+def _receive(protocol: Protocol, shell_id: str, command_id: str, budget: Callable[[], None]) -> ScriptOutput:
+    """The command's output until it is done, refusing more than MAX_OUTPUT_BYTES."""
+    stdout, stderr = bytearray(), bytearray()
+    code, done = -1, False
+    while not done:
+        budget()
+        try:
+            out, err, code, done = protocol.get_command_output_raw(shell_id, command_id)
+        except WinRMOperationTimeoutError:
+            continue
+        stdout += out
+        stderr += err
+        if len(stdout) + len(stderr) > MAX_OUTPUT_BYTES:
+            raise RemoteFailure(
+                FailureKind.SCRIPT_ERROR,
+                f"the sensor sent more than {MAX_OUTPUT_BYTES // 1024} KiB of output; the check was stopped",
+            )
     return ScriptOutput(
-        stdout=b"".join(stdout).decode("utf-8", errors="replace"),
-        stderr=clixml_text(b"".join(stderr)),
-        exit_code=code,
+        stdout=stdout.decode("utf-8", errors="replace"), stderr=clixml_text(bytes(stderr)), exit_code=code
     )
+
+
+def _close_shell(protocol: Protocol, shell_id: str) -> None:
+    """Best effort after every run, whatever ended it: a shell left open keeps its PowerShell running,
+    and shells piling up reach WinRM's MaxShellsPerUser, after which the sensor refuses every check."""
+    protocol.transport.read_timeout_sec = CLOSE_TIMEOUT_SECONDS
+    try:
+        protocol.close_shell(shell_id)
+    except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more than the cleanup's
+        log.info("could not close remote shell %s: %s", shell_id, _classify(exc))

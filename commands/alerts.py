@@ -33,6 +33,7 @@ from bot.slack.audit import slack_actor
 from bot.slack.context import CommandContext, Services
 from bot.slack.middleware import authorize_interaction
 from bot.slack.registry import Subcommand
+from bot.slack.text import code_span, escape, inline
 from bot.slack.views import plain, section
 from commands.password.views import Action as PasswordAction
 
@@ -61,27 +62,24 @@ def _when(moment: Any) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "unknown"
 
 
-def _escape(text: str) -> str:
-    """A raw log line inside mrkdwn: no formatting, no mentions."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
+def _subject(account_id: str | None) -> str:
+    """Whose incident: an account's, or that of the sensors that name none (several accounts configured)."""
+    return f"account *{account_id}*" if account_id else "the sensors that name no account"
 
 
 def _button(action: IncidentAction) -> dict[str, Any]:
+    # Without an account the value is left out: *Update password* then lets the user pick the account.
+    account = {"value": action.account_id} if action.account_id else {}
     if action.kind == "update_password":
         return {
             "type": "button",
             "style": "primary",
             "action_id": PasswordAction.OPEN,
             "text": plain("Update password"),
-            "value": action.account_id,
+            **account,
         }
     if action.kind == "recheck":
-        return {
-            "type": "button",
-            "action_id": Action.RECHECK,
-            "text": plain("Re-check now"),
-            "value": action.account_id,
-        }
+        return {"type": "button", "action_id": Action.RECHECK, "text": plain("Re-check now"), **account}
     value = StartServiceValue(sensor=action.sensor or "", service=action.service or "")
     return {
         "type": "button",
@@ -101,12 +99,12 @@ def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
     """The alert: affected sensors, first seen, a sample line, and the buttons that lead to the fix."""
     if incident.closed:
         text = (
-            f":white_check_mark: *Resolved*: account *{incident.account_id}*: a full check cycle was clean "
+            f":white_check_mark: *Resolved*: {_subject(incident.account_id)}: a full check cycle was clean "
             f"at {_when(incident.closed_at)} (first seen {_when(incident.first_seen)})."
         )
         return text, [section(text)]
     heading = (
-        f":rotating_light: *Credential problem* on account *{incident.account_id}*: the sensors cannot use "
+        f":rotating_light: *Credential problem* on {_subject(incident.account_id)}: the sensors cannot use "
         f"the directory service account (first seen {_when(incident.first_seen)})."
     )
     lines = []
@@ -114,15 +112,17 @@ def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
         parts = []
         if issue.credential_errors:
             parts.append(f"{issue.credential_errors} credential error(s), last {_when(issue.last_error)}")
-        parts += [f"service `{s.name}` is {s.state}" for s in issue.stopped_services]
+        parts += [f"service `{s.name}` is {inline(s.state)}" for s in issue.stopped_services]
         lines.append(f"• *{issue.sensor}*: " + "; ".join(parts))
-    lines += [f"• Defender for Identity health issue: {h.display_name}" for h in incident.health_issues]
+    lines += [
+        f"• Defender for Identity health issue: {inline(h.display_name)}" for h in incident.health_issues
+    ]
     blocks = [section(heading), section("\n".join(lines) or "•")]
     if incident.sample:
         blocks.append(
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"`{_escape(incident.sample)[:500]}`"}],
+                "elements": [{"type": "mrkdwn", "text": code_span(incident.sample, 500)}],
             }
         )
     blocks.append({"type": "actions", "elements": [_button(a) for a in incident.actions][:25]})
@@ -134,7 +134,7 @@ def recheck_message(report: RecheckReport) -> str:
     lines = [f"*Re-check* {report.delay_minutes} min after the change: {verdict}"]
     for sensor in report.sensors:
         state = "ok" if sensor.healthy else "; ".join(sensor.problems) or sensor.error or "unreachable"
-        lines.append(f"• *{sensor.name}*: {state}")
+        lines.append(f"• *{sensor.name}*: {inline(state)}")
     return "\n".join(lines)
 
 
@@ -144,7 +144,7 @@ def reachability_message(notice: ReachabilityNotice) -> str:
         return f":white_check_mark: Sensor *{notice.sensor}* answers again (unreachable since {since})."
     return (
         f":warning: Sensor *{notice.sensor}* cannot be reached: {notice.failures} checks in a row failed "
-        f"since {_when(notice.since)}: {notice.detail or 'no detail'}"
+        f"since {_when(notice.since)}: {inline(notice.detail or 'no detail')}"
     )
 
 
@@ -273,7 +273,8 @@ def on_start_service(services: Services, ack: Ack, body: dict[str, Any]) -> None
     def start() -> None:
         report = start_sensor_service(services.settings, changes.audit, target.sensor, target.service, actor)
         icon = ":white_check_mark:" if report.ok else ":x:"
-        text = f"{icon} <@{user['id']}> started `{target.service}` on *{target.sensor}*: {report.message}"
+        service, sensor = code_span(target.service), escape(target.sensor)  # from the button: forgeable
+        text = f"{icon} <@{user['id']}> started {service} on *{sensor}*: {inline(report.message)}"
         if channel:
             services.client.chat_postMessage(channel=channel, thread_ts=ts, text=text)
 

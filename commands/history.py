@@ -8,6 +8,7 @@ from bot.audit import AuditAction, AuditOutcome
 from bot.audit_view import format_history
 from bot.slack.context import CommandContext, Services
 from bot.slack.registry import Subcommand
+from bot.slack.text import code_block, escape
 from bot.slack.views import section
 from commands.arguments import account_argument
 
@@ -26,7 +27,7 @@ def handle(ctx: CommandContext) -> None:
         return
     rows = changes.audit.recent(account, LIMIT)
     listing = format_history(rows, account)
-    ctx.reply(listing, [section(f"```{listing[:2900]}```")])
+    ctx.reply(escape(listing), [section(code_block(listing))])  # audit details quote AD and store errors
     ctx.services.audit.record(
         ctx.actor, AuditAction.HISTORY, account, AuditOutcome.OK, None, f"{len(rows)} events shown"
     )

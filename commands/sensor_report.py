@@ -13,6 +13,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot.sensors import SensorResult
+from bot.slack.text import code_span, escape, inline
 from bot.slack.views import section
 
 SECTION_LIMIT = 2900  # Slack allows 3000 characters in a section's text
@@ -20,15 +21,17 @@ MAX_SECTIONS = 40  # of Slack's 50 blocks per message
 
 
 def sensor_line(result: SensorResult) -> str:
+    """One sensor's line; everything the sensor said (states, errors, log lines) is escaped."""
     if result.failure is not None:
-        return f":warning: *{result.name}*: not checked ({result.failure.kind}: {result.failure.detail})"
+        failure = f"{result.failure.kind}: {inline(result.failure.detail)}"
+        return f":warning: *{result.name}*: not checked ({failure})"
     if result.healthy:
-        services = ", ".join(f"{s.name} {s.state}" for s in result.services) or "no services"
+        services = ", ".join(f"{s.name} {inline(s.state)}" for s in result.services) or "no services"
         return f":white_check_mark: *{result.name}*: {services}; no credential errors"
-    problems = list(result.problems)
+    problems = [inline(problem) for problem in result.problems]
     errors = result.credential_errors
     if errors and errors.count and errors.sample:
-        problems.append(f"e.g. `{errors.sample[:200]}`")
+        problems.append(f"e.g. {code_span(errors.sample, 200)}")
     return f":x: *{result.name}*: " + "; ".join(problems)
 
 
@@ -103,7 +106,7 @@ class LiveReport:
 
     def fail(self, problem: str) -> None:
         """The checks could not run at all: say why instead of the results."""
-        text = f"{self._heading}\n:warning: The sensors could not be checked: {problem}"
+        text = f"{self._heading}\n:warning: The sensors could not be checked: {escape(problem)}"
         self._update(self.ts, text, [section(text)])
 
 

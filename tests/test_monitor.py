@@ -296,3 +296,43 @@ def test_the_open_alerts_metric_reads_the_state_at_each_scrape(
     count_open_alerts(unreadable)
     assert math.isnan(REGISTRY.get_sample_value("atp_bot_alerts_open") or 0)
     count_open_alerts(lambda: 0)  # the process-wide gauge no longer points at this test's state
+
+
+def test_a_sensor_without_account_is_checked_and_alerted_once_whatever_the_accounts(
+    sensors: WinRMEmulator, tmp_path: Path
+) -> None:
+    """Three accounts and a bad sensor that names none: one check, one alert (the lab saw one per
+    account), whose *Update password* leaves the account to the operator; it closes like any other."""
+    accounts = "".join(
+        f'[[accounts]]\nid = "{a}"\nusername = "svc@{a}.test"\ndomain_controllers = ["ldaps://127.0.0.1:1"]\n'
+        for a in ("a1", "a2", "a3")
+    )
+    own = f'[[sensors]]\nname = "sensor01"\nendpoint = "{sensors.endpoint("sensor01")}"\n'
+    own += f'[[sensors]]\nname = "sensor02"\nendpoint = "{sensors.endpoint("sensor02")}"\naccount = "a2"\n'
+    clock, notifier = Clock(), RecordingNotifier()
+    runtime = make_runtime(monitor_settings(tmp_path, None, account=accounts, extra=own), notifier, clock)
+    credential_errors(sensors, "sensor01", clock, 2)
+    sensors.host("sensor02").set_service("AATPSensor", "Stopped")
+    first = run_monitor_cycle(runtime)
+    assert [r.name for r in first.results] == ["sensor01", "sensor02"]
+    assert sensors.host("sensor01").counters.scripts == 1
+    assert first.opened == ("a2", None)
+    posted = notifier.of("post_incident")
+    assert [(i.account_id, [s.sensor for s in i.sensors]) for i in posted] == [
+        ("a2", ["sensor02"]),
+        (None, ["sensor01"]),
+    ]
+    shared = posted[1]
+    assert [(a.kind, a.account_id) for a in shared.actions] == [("update_password", None), ("recheck", None)]
+    assert render_incident(shared).startswith("ALERT: sensors that name no account:")
+
+    sensors.host("sensor02").set_service("AATPSensor", "Running")
+    clock.advance(minutes=5)
+    assert run_monitor_cycle(runtime).closed == ("a2", None)
+    assert runtime.state.incidents() == {}
+    assert alert_rows(runtime) == [
+        ("failed", "credential_incident", "a2"),
+        ("failed", "credential_incident", None),
+        ("ok", "recovered", "a2"),
+        ("ok", "recovered", None),
+    ]

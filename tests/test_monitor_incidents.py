@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bot.config import parse_settings
-from bot.monitor.cycle import AccountObservation, assign_health, next_incident
+from bot.monitor.cycle import AccountObservation, alert_groups, assign_health, next_incident
 from bot.monitor.models import HealthIssue, Incident, SensorIssue, ServiceState
 
 T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
@@ -85,3 +85,30 @@ def test_health_issues_go_to_the_account_of_their_domain() -> None:
     assert found == {"corp": (nobody, ours), "lab": (nobody,)}
     incident = Incident(id="i", account_id="corp", opened_at=T0, updated_at=T0, health_issues=found["corp"])
     assert incident.first_seen == T0 and incident.sample is None
+
+
+def accounts_toml(*ids: str) -> str:
+    return "".join(
+        f'[[accounts]]\nid = "{i}"\nusername = "svc@{i}.test"\ndomain_controllers = ["ldaps://dc"]\n'
+        for i in ids
+    )
+
+
+SENSORS = (
+    '[[sensors]]\nname = "s1"\nendpoint = "http://s1"\n[[sensors]]\nname = "s2"\nendpoint = "http://s2"\n'
+)
+
+
+def test_each_sensor_is_in_exactly_one_incident() -> None:
+    """A sensor without `account` belongs to every account: with one account it is that account's; with
+    several it has one incident of its own (None), never one identical incident per account."""
+    one = parse_settings(accounts_toml("svc") + SENSORS + 'account = "svc"\n')
+    assert alert_groups(one) == {"svc": ["s1", "s2"]}
+    several = parse_settings(accounts_toml("a1", "a2", "a3") + SENSORS + 'account = "a2"\n')
+    assert alert_groups(several) == {"a1": [], "a2": ["s2"], "a3": [], None: ["s1"]}
+    assigned = parse_settings(
+        accounts_toml("a1", "a2")
+        + SENSORS.replace('"http://s1"\n', '"http://s1"\naccount = "a1"\n')
+        + 'account = "a2"\n'
+    )
+    assert alert_groups(assigned, [None, "a1"]) == {"a1": ["s1"], "a2": ["s2"], None: []}  # left to close

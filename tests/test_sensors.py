@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from bot.cli import main
 from bot.config import ConfigError
-from bot.sensors import NOT_INSTALLED, FailureKind, LogPosition, SensorResult, check_sensors, start_service
+from bot.sensors import (
+    NOT_INSTALLED,
+    Failure,
+    FailureKind,
+    LogPosition,
+    SensorResult,
+    check_sensors,
+    start_service,
+)
+from bot.winrm_runner import MAX_ERROR_TEXT, MAX_OUTPUT_BYTES, MAX_RESPONSE_BYTES, clixml_text
 from lab.winrm.model import Host, log_line
 from lab.winrm.server import WinRMEmulator
-from tests.winrm_lab import CANARY, make_settings
+from tests.winrm_lab import CANARY, make_settings, settings_toml
 
 CRED = "The supplied credential is invalid."
 NOW = datetime.now(UTC)
@@ -362,3 +374,69 @@ def test_time_window_reaches_into_the_archived_log(emulator: WinRMEmulator) -> N
     assert errors.count == 2
     assert errors.sample is not None
     assert "after rotation" in errors.sample
+
+
+def test_remote_shells_are_closed_after_timeouts_and_failures(emulator: WinRMEmulator) -> None:
+    """A check that times out or fails still closes its shell, so shells never pile up to WinRM's
+    MaxShellsPerUser (after which the sensor would refuse every check)."""
+    host = Host.sensor("sensor01")
+    host.max_shells_per_user = 1
+    host.set_fault("timeout")  # the script never finishes
+    _, settings = one(emulator, host, checks={"host_timeout": 1.5})
+    for _ in range(2):
+        (result,) = check_sensors(settings)  # type: ignore[arg-type]
+        assert result.failure is not None and result.failure.kind is FailureKind.TIMEOUT
+        assert emulator.open_shells("sensor01") == 0
+    host.set_fault(None)
+    host.output_padding = MAX_OUTPUT_BYTES  # over the cap with the result itself
+    (flooded,) = check_sensors(settings)  # type: ignore[arg-type]
+    assert flooded.failure == Failure(
+        FailureKind.SCRIPT_ERROR, "the sensor sent more than 1024 KiB of output; the check was stopped"
+    )
+    assert emulator.open_shells("sensor01") == 0
+    host.output_padding = 0
+    (healthy,) = check_sensors(settings)  # type: ignore[arg-type]
+    assert healthy.healthy
+    assert emulator.open_shells("sensor01") == 0
+
+
+def test_powershell_errors_are_read_with_a_bounded_scan() -> None:
+    record = '<S S="Error">Cannot find path &apos;C:\\x&apos;_x000D__x000A_</S>'
+    many = ("#< CLIXML\r\n<Objs>" + record * 10_000 + "</Objs>").encode()
+    text = clixml_text(many)
+    assert text.startswith("Cannot find path 'C:\\x'\r\nCannot find")
+    assert len(text) <= MAX_ERROR_TEXT
+    unclosed = ("#< CLIXML\r\n" + '<S S="Error">' * 100_000).encode()
+    assert clixml_text(unclosed) == ""
+    assert clixml_text(b"plain failure\r\n") == "plain failure"
+
+
+def test_check_lists_a_sensor_without_account_once(
+    emulator: WinRMEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sensor that names no account belongs to every account, yet `atp-bot check` checks and lists it
+    once, however many accounts there are."""
+    sensors = [{"name": "s1", "endpoint": emulator.add_host(Host.sensor("s1"))}]
+    more = "".join(
+        f'\n[[accounts]]\nid = "{a}"\nusername = "svc@{a}.test"\ndomain_controllers = ["ldaps://dc"]\n'
+        for a in ("fabrikam", "tailspin")
+    )
+    config = tmp_path / "atp-bot.toml"
+    config.write_text(settings_toml(sensors) + more, encoding="utf-8")
+    assert main(["--config", str(config), "check", "--json"]) == 0
+    assert [d["name"] for d in json.loads(capsys.readouterr().out)] == ["s1"]
+    assert main(["--config", str(config), "check"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["SENSOR", "s1"]
+    assert emulator.host("s1").counters.scripts == 2
+
+
+def test_one_oversized_response_is_refused_before_it_is_read(emulator: WinRMEmulator) -> None:
+    """An endpoint that ignores pywinrm's MaxEnvelopeSize and sends megabytes in one answer is stopped
+    by the answer's Content-Length; the shell is still closed."""
+    host = Host.sensor("sensor01")
+    host.output_padding, host.envelope_limit = MAX_RESPONSE_BYTES, 4 * MAX_RESPONSE_BYTES
+    _, settings = one(emulator, host)
+    (result,) = check_sensors(settings)  # type: ignore[arg-type]
+    assert result.failure is not None and result.failure.kind is FailureKind.SCRIPT_ERROR
+    assert result.failure.detail.endswith("KiB at once); the check was stopped")
+    assert emulator.open_shells("sensor01") == 0

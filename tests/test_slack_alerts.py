@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.monitor.models import Incident, SensorIssue, ServiceState
 from bot.scheduler import AUDIT_HEAD_JOB
 from commands import MODULES
-from commands.alerts import Action
+from commands.alerts import Action, incident_message
 from commands.password.views import Action as PasswordAction
 from lab.winrm.model import log_line
 from lab.winrm.server import WinRMEmulator
@@ -151,3 +152,94 @@ def test_the_daily_audit_head_reaches_the_channel(
     assert anchor is not None
     assert "Audit trail intact" in message.text
     assert f"`atp-bot audit verify --anchor {anchor}`" in message.text
+
+
+HOSTILE = "The supplied credential is invalid. ` <!channel> <https://evil.example/login|bank> &lt; *now*"
+
+
+def mrkdwn_texts(text: str, blocks: object) -> list[str]:
+    """The fallback text and every mrkdwn text of a message's blocks, as Slack received them."""
+    found = [text]
+    for block in json.loads(blocks) if isinstance(blocks, str) else blocks or []:
+        for part in [block.get("text"), *(block.get("elements") or [])]:
+            if isinstance(part, dict) and part.get("type") == "mrkdwn":
+                found.append(str(part["text"]))
+    return found
+
+
+def assert_inert(texts: list[str]) -> None:
+    joined = "\n".join(texts)
+    assert "<!channel>" not in joined and "<https://evil" not in joined and "<!here>" not in joined
+    assert "&lt;!channel&gt;" in joined  # shown as the sensor wrote it
+    assert "&amp;lt;" in joined  # the sensor's own `&lt;` is not decoded into `<`
+
+
+def test_hostile_sensor_output_is_inert_in_alerts_and_status(
+    sensors: WinRMEmulator, env: None, tmp_path: Path
+) -> None:
+    """A log line and a service state written to break out of the bot's formatting reach Slack escaped:
+    through the real monitor and `/atp status`, as the Slack emulator recorded them."""
+    sensors.host("sensor01").append_log(log_line(datetime.now(UTC), f"DirectoryServicesClient: {HOSTILE}"))
+    sensors.host("sensor02").set_service("AATPSensor", "Stopped <!here> ` &lt; <!channel>")
+    with alerts_lab(sensors, tmp_path) as lab:
+        scheduler = lab.runtime.services.scheduler
+        assert scheduler is not None
+        scheduler.run_cycle_now()
+        alert = wait_for(lambda: alert_messages(lab))[0]
+        texts = mrkdwn_texts(alert.text, alert.blocks)  # type: ignore[attr-defined]
+        assert_inert(texts)
+        (sample,) = [t for t in texts if t.startswith("`")]
+        assert sample.count("`") == 2  # the sensor's backtick did not close the code span
+
+        lab.emulator.slash_command("status")
+
+        def final() -> list[str] | None:
+            answers = [c.args for c in lab.emulator.calls("response_url")]
+            done = [a for a in answers if "need attention" in str(a.get("text", ""))]
+            return mrkdwn_texts(done[-1]["text"], done[-1].get("blocks")) if done else None
+
+        status = wait_for(final, timeout=30)
+        assert_inert(status)
+        assert any("e.g. `" in t for t in status)
+
+
+def test_the_alert_of_sensors_without_account_lets_the_user_pick_the_account() -> None:
+    now = datetime.now(UTC)
+    issue = SensorIssue(
+        sensor="sensor01", stopped_services=(ServiceState(name="AATPSensor", state="Stopped"),)
+    )
+    incident = Incident(id="i1", account_id=None, opened_at=now, updated_at=now, sensors=(issue,))
+    text, blocks = incident_message(incident)
+    assert "*Credential problem* on the sensors that name no account" in text
+    found = buttons(blocks)
+    assert "value" not in found[PasswordAction.OPEN]  # the modal then offers every account
+    assert "value" not in found[Action.RECHECK]
+    closed = incident.model_copy(update={"closed_at": now})
+    assert "*Resolved*: the sensors that name no account" in incident_message(closed)[0]
+
+
+def test_status_lists_a_sensor_without_account_once(
+    sensors: WinRMEmulator, env: None, tmp_path: Path
+) -> None:
+    """`/atp status` with several accounts: the sensor that names none is checked and listed once."""
+    accounts = [
+        {"id": a, "username": f"svc@{a}.test", "domain_controllers": ["ldaps://127.0.0.1:1"]}
+        for a in ("svc", "fabrikam", "tailspin")
+    ]
+    config: dict[str, object] = {"state_dir": str(tmp_path / "state"), "accounts": accounts}
+    config |= sensor_config(sensors, "svc")
+    config["sensors"][0].pop("account")  # type: ignore[index]
+    with running_lab("socket", modules=MODULES, config=config, changes=initialised_changes) as lab:
+        for command in ("status", "status svc", "status fabrikam"):
+            before = len(lab.emulator.calls("response_url"))
+            lab.emulator.slash_command(command)
+
+            def final(since: int = before) -> str | None:
+                texts = [str(c.args.get("text", "")) for c in lab.emulator.calls("response_url")[since:]]
+                return next((t for t in texts if "sensor(s) are running" in t), None)
+
+            wait_for(final, timeout=30)
+            shown = json.dumps(lab.emulator.calls("response_url")[-1].args.get("blocks"))
+            assert shown.count("*sensor01*") == 1, command
+            assert shown.count("*sensor02*") == (0 if command == "status fabrikam" else 1), command
+    assert sensors.host("sensor01").counters.scripts == 3

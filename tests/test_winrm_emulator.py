@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 import winrm
-from winrm.exceptions import InvalidCredentialsError
+from winrm.exceptions import InvalidCredentialsError, WSManFaultError
 
 from bot.sensor_scripts import CHECK_SENSOR, MAX_COMMAND_LINE, CheckParams, command_line_length
 from lab.tlsca import TlsFiles
+from lab.winrm import wsman
 from lab.winrm.hostfile import build_host, load_host_file
 from lab.winrm.model import Host, LogFile
 from lab.winrm.powershell import match_template
@@ -56,6 +57,40 @@ def test_wrong_password_is_rejected(emulator: WinRMEmulator, transport: str) -> 
     client = session(emulator.add_host(Host.sensor("h")), transport, password="wrong")
     with pytest.raises(InvalidCredentialsError):
         client.run_cmd("hostname")
+
+
+def test_shells_are_counted_and_limited_per_user(emulator: WinRMEmulator) -> None:
+    """Like WinRM's MaxShellsPerUser: past the quota a new shell is refused until one is closed."""
+    host = Host.sensor("h")
+    host.max_shells_per_user = 2
+    protocol = session(emulator.add_host(host)).protocol
+    first, _second = protocol.open_shell(), protocol.open_shell()
+    assert emulator.open_shells("h") == 2
+    with pytest.raises(WSManFaultError) as refused:
+        protocol.open_shell()
+    assert refused.value.wsman_fault_code == wsman.QUOTA_MAX_SHELLS
+    assert "maximum number of 2 concurrent shells" in refused.value.reason
+    protocol.close_shell(first)
+    assert emulator.open_shells("h") == 1
+    protocol.open_shell()
+    assert emulator.open_shells("h") == 2
+
+
+def test_large_output_comes_in_envelope_sized_parts(emulator: WinRMEmulator) -> None:
+    host = Host.sensor("h")
+    host.output_padding = 1 << 20
+    client = session(emulator.add_host(host))
+    script = CHECK_SENSOR.render(
+        CheckParams(
+            services=[], log_dir="C:\\", error_log="e.log", patterns=["p"], since=None, max_bytes=4096
+        )
+    )
+    before = host.counters.requests
+    result = client.run_ps(script)
+    receives = host.counters.requests - before - 4  # open, command, signal, delete
+    assert result.status_code == 0
+    assert len(result.std_out) > 1 << 20 and result.std_out.rstrip().endswith(b"}")
+    assert receives >= (1 << 20) // wsman.DEFAULT_MAX_ENVELOPE  # never one response over pywinrm's size
 
 
 def test_templates_with_a_changed_body_are_not_run(emulator: WinRMEmulator) -> None:

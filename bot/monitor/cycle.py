@@ -3,8 +3,11 @@
 Each cycle scans only what the sensors appended to their error logs since the saved positions, and
 reads the service states. Per account, new credential errors or stopped services open an incident
 (one alert) or grow the open one (the alert is updated, never re-posted); a cycle in which every sensor
-of the account answered clean closes it. A sensor that cannot be reached is reported once after
-`scheduler.unreachable_after` failed cycles in a row, and once more when it answers again.
+of the account answered clean closes it. Each sensor is checked once per cycle and appears in one
+incident: a sensor that names no account is its account's when only one is configured, and otherwise
+goes to the incident of the sensors that name no account (not to one identical alert per account).
+A sensor that cannot be reached is reported once after `scheduler.unreachable_after` failed cycles in a
+row, and once more when it answers again.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection
 
 from bot.audit import AuditAction, AuditOutcome
-from bot.change import sensors_for_account
-from bot.config import AccountConfig, ConfigError
+from bot.config import AccountConfig, ConfigError, Settings
 from bot.graph import GraphError
 from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
 from bot.monitor.models import HealthIssue, Incident, ReachabilityNotice, SensorIssue, ServiceState
+from bot.monitor.render import incident_subject
 from bot.monitor.runtime import MonitorRuntime
 from bot.monitor.state import MonitorState, Reachability, StoredIncident
 from bot.sensors import SensorResult, not_checked
@@ -48,9 +51,9 @@ class AccountObservation:
 @dataclass(frozen=True)
 class CycleResult:
     results: tuple[SensorResult, ...]
-    opened: tuple[str, ...] = ()  # account ids
-    updated: tuple[str, ...] = ()
-    closed: tuple[str, ...] = ()
+    opened: tuple[str | None, ...] = ()  # account ids (None: the sensors that name no account)
+    updated: tuple[str | None, ...] = ()
+    closed: tuple[str | None, ...] = ()
     notices: tuple[ReachabilityNotice, ...] = ()
     delivered: bool = True  # False: something waits for the notifier
     health_error: str | None = None
@@ -111,7 +114,7 @@ def _merge(old: SensorIssue, new: SensorIssue) -> SensorIssue:
 
 
 def next_incident(
-    account_id: str,
+    account_id: str | None,
     current: Incident | None,
     seen: AccountObservation,
     now: datetime,
@@ -150,6 +153,23 @@ def next_incident(
     return candidate.model_copy(update={"updated_at": now})
 
 
+def alert_groups(settings: Settings, stored: Iterable[str | None] = ()) -> dict[str | None, list[str]]:
+    """The sensors of each incident, in configuration order, each sensor in exactly one.
+
+    A sensor that names no account belongs to the only account, or, with several, to the incident of
+    the sensors that name no account (key None); that key also stays while `stored` has its incident,
+    so that it can close once its sensors were given accounts.
+    """
+    accounts = [a.id for a in settings.accounts]
+    shared = None if len(accounts) > 1 else accounts[0] if accounts else None
+    groups: dict[str | None, list[str]] = {account: [] for account in accounts}
+    for sensor in settings.sensors:
+        groups.setdefault(sensor.account or shared, []).append(sensor.name)
+    if None in stored:
+        groups.setdefault(None, [])
+    return groups
+
+
 def assign_health(
     accounts: Sequence[AccountConfig], issues: Iterable[HealthIssue]
 ) -> dict[str, tuple[HealthIssue, ...]]:
@@ -165,6 +185,16 @@ def assign_health(
         for owner in owners or list(found):
             found[owner].append(issue)
     return {account_id: tuple(sorted(items, key=lambda i: i.id)) for account_id, items in found.items()}
+
+
+def _group_health(
+    group: str | None, health: Mapping[str, tuple[HealthIssue, ...]], answered: bool
+) -> tuple[HealthIssue, ...] | None:
+    """An incident's health issues this cycle (None: unknown, the source did not answer). They are about
+    accounts: the sensors that name no account never have any."""
+    if group is None:
+        return ()
+    return health.get(group, ()) if answered else None
 
 
 def _track_reachability(
@@ -275,12 +305,11 @@ def _cycle(rt: MonitorRuntime) -> CycleResult:
             if result.position is not None:
                 MonitorState.save_position(db, result.name, result.position)
         notices = _track_reachability(db, rt, results, reachability, now)
-        for account in settings.accounts:
-            order = [s.name for s in sensors_for_account(settings, account.id)]
-            seen = observe(order, by_name, health.get(account.id, ()) if health_list is not None else None)
-            previous = stored.get(account.id)
+        for group, order in alert_groups(settings, stored).items():
+            seen = observe(order, by_name, _group_health(group, health, health_list is not None))
+            previous = stored.get(group)
             current = previous.incident if previous else None
-            incident = next_incident(account.id, current, seen, now, order)
+            incident = next_incident(group, current, seen, now, order)
             if incident is None or incident == current:
                 continue
             if current is None:
@@ -314,7 +343,7 @@ def _audit_cycle(
     for incident in opened:
         detail = _describe(incident)
         rt.audit(AuditAction.ALERT, incident.account_id, AuditOutcome.FAILED, "credential_incident", detail)
-        log.warning("account %s: %s", incident.account_id, detail)
+        log.warning("%s: %s", incident_subject(incident.account_id), detail)
     for incident in closed:
         rt.audit(
             AuditAction.ALERT,
@@ -323,7 +352,8 @@ def _audit_cycle(
             "recovered",
             f"incident {incident.id} closed",
         )
-        log.info("account %s: incident %s closed: a full cycle was clean", incident.account_id, incident.id)
+        subject = incident_subject(incident.account_id)
+        log.info("%s: incident %s closed: a full cycle was clean", subject, incident.id)
     for notice in notices:
         rt.audit(
             AuditAction.ALERT,

@@ -12,6 +12,7 @@ import threading
 
 from bot.monitor.models import AuditHeadNotice, ExpiryWarning, ReachabilityNotice, RecheckReport
 from bot.monitor.notify import Notifier, NotifierError
+from bot.monitor.render import incident_subject
 from bot.monitor.state import MonitorState, OutboxItem, StoredIncident
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,6 @@ def deliver_pending(notifier: Notifier, state: MonitorState) -> bool:
             _deliver_incident(notifier, state, stored)
         except NotifierError as exc:
             done = False
-            log.warning(
-                "account %s: alert not delivered, kept for the next cycle: %s",
-                stored.incident.account_id,
-                exc,
-            )
+            subject = incident_subject(stored.incident.account_id)
+            log.warning("%s: alert not delivered, kept for the next cycle: %s", subject, exc)
     return flush_outbox(notifier, state) and done

@@ -61,7 +61,7 @@ class IncidentAction(_Value):
     """A button the notifier offers; authorization is the notifier's job."""
 
     kind: ActionKind
-    account_id: str
+    account_id: str | None  # None: the incident of sensors that name no account (the operator picks one)
     sensor: str | None = None
     service: str | None = None
 
@@ -70,7 +70,9 @@ class Incident(_Value):
     """Credential trouble of one account: one alert, updated while it lasts, closed when a cycle is clean."""
 
     id: str
-    account_id: str
+    # None: sensors that name no account while several are configured; they get one incident of their
+    # own rather than one identical incident per account.
+    account_id: str | None
     opened_at: datetime
     updated_at: datetime
     sensors: tuple[SensorIssue, ...] = ()

@@ -18,6 +18,11 @@ def _at(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "unknown"
 
 
+def incident_subject(account_id: str | None) -> str:
+    """Whose incident it is: an account's, or that of the sensors that name no account."""
+    return f"account {account_id}" if account_id else "sensors that name no account"
+
+
 def _sensor_line(issue: SensorIssue) -> str:
     parts = []
     if issue.credential_errors:
@@ -29,11 +34,11 @@ def _sensor_line(issue: SensorIssue) -> str:
 def render_incident(incident: Incident) -> str:
     if incident.closed:
         return (
-            f"RESOLVED: account {incident.account_id}: a full check cycle was clean at "
+            f"RESOLVED: {incident_subject(incident.account_id)}: a full check cycle was clean at "
             f"{_at(incident.closed_at)} (incident {incident.id}, first seen {_at(incident.first_seen)})."
         )
     lines = [
-        f"ALERT: account {incident.account_id}: sensors report credential problems "
+        f"ALERT: {incident_subject(incident.account_id)}: sensors report credential problems "
         f"(incident {incident.id}, first seen {_at(incident.first_seen)})"
     ]
     lines += [_sensor_line(s) for s in incident.sensors]
@@ -43,7 +48,8 @@ def render_incident(incident: Incident) -> str:
     ]
     if incident.sample:
         lines.append(f"  sample: {incident.sample}")
-    lines.append(f"  fix: atp-bot set-password --account {incident.account_id}")
+    account = incident.account_id or "ID (the account these sensors use)"
+    lines.append(f"  fix: atp-bot set-password --account {account}")
     return "\n".join(lines)
 
 

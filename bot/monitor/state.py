@@ -109,6 +109,11 @@ def _upsert(db: Connection, table: Table, values: Mapping[str, Any], *, replace:
         db.execute(statement.on_conflict_do_nothing(index_elements=keys))
 
 
+def _incident_key(account_id: str | None) -> str:
+    """The row key of an account's incident; "" (never an account id) for sensors that name no account."""
+    return account_id or ""
+
+
 @dataclass(frozen=True)
 class StoredIncident:
     incident: Incident
@@ -195,7 +200,7 @@ class MonitorState:
 
     # --- incidents ---
 
-    def incidents(self) -> dict[str, StoredIncident]:
+    def incidents(self) -> dict[str | None, StoredIncident]:
         with self.transaction() as db:
             rows = db.execute(select(_incidents.c.data, _incidents.c.ref, _incidents.c.delivered)).all()
         found = {}
@@ -212,7 +217,7 @@ class MonitorState:
             db,
             _incidents,
             {
-                "account_id": stored.incident.account_id,
+                "account_id": _incident_key(stored.incident.account_id),
                 "data": stored.incident.model_dump_json(),
                 "ref": stored.ref.model_dump_json() if stored.ref else None,
                 "delivered": int(stored.delivered),
@@ -226,9 +231,9 @@ class MonitorState:
         with self.transaction() as db:
             self.save_incident(db, stored)
 
-    def drop_incident(self, account_id: str) -> None:
+    def drop_incident(self, account_id: str | None) -> None:
         with self.transaction() as db:
-            db.execute(delete(_incidents).where(_incidents.c.account_id == account_id))
+            db.execute(delete(_incidents).where(_incidents.c.account_id == _incident_key(account_id)))
 
     # --- reachability ---
 

@@ -28,6 +28,7 @@ from bot.slack.audit import slack_actor
 from bot.slack.context import CommandContext, Services
 from bot.slack.middleware import authorize_interaction
 from bot.slack.registry import Subcommand
+from bot.slack.text import inline
 from bot.slack.views import decode_metadata, notice_modal, update_view
 from commands.arguments import account_argument
 from commands.password.origin import origin_channel, origin_user, slack_origin
@@ -110,7 +111,7 @@ def run_change(
     retry_state = PasswordModalState(account_id=submission.account_id, channel_id=state.channel_id)
     if not update_view(client, view_id, result_modal(outcome, retry_state)):
         client.chat_postEphemeral(
-            channel=state.channel_id, user=user_id, text=f"/atp password: {outcome.message}"
+            channel=state.channel_id, user=user_id, text=f"/atp password: {inline(outcome.message)}"
         )
     if not outcome.saved_ok:
         return

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from bot.change import ChangeOutcome, ChangeStatus
 from bot.config import AccountConfig, ConfigError, Settings
 from bot.recovery import Recovery, Verdict
+from bot.slack.text import inline
 from bot.slack.views import encode_metadata, notice_modal, plain, section
 
 TITLE = "Directory password"
@@ -132,12 +133,12 @@ def result_modal(outcome: ChangeOutcome, state: PasswordModalState) -> dict[str,
         return notice_modal(TITLE, text)
     if outcome.status is ChangeStatus.SAVE_FAILED:
         why = outcome.message.removeprefix("Tested OK but NOT saved: ")
-        text = f":warning: *Tested OK but NOT saved.* {why}"
+        text = f":warning: *Tested OK but NOT saved.* {inline(why)}"
     elif outcome.status is ChangeStatus.TEST_FAILED and test is not None:
         reason = f" (`{test.reason}`)" if test.reason else ""
-        text = f":x: *Not saved.* {test.message}{reason}\nNothing was changed."
+        text = f":x: *Not saved.* {inline(test.message)}{reason}\nNothing was changed."
     else:
-        text = f":no_entry: *Not saved.* {outcome.message}"
+        text = f":no_entry: *Not saved.* {inline(outcome.message)}"
     modal = notice_modal(TITLE, text)
     modal["blocks"].append(_retry_button(state))
     return modal

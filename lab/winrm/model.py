@@ -89,6 +89,13 @@ class Host:
     files: dict[str, LogFile] = field(default_factory=dict)
     latency: float = 0.0
     fault: Fault | None = None
+    # winrm/config/winrs MaxShellsPerUser (Windows' default): WinRM refuses to open more shells than this.
+    max_shells_per_user: int = 30
+    # Bytes of warnings the check script prints before its result (a sensor that floods its output).
+    output_padding: int = 0
+    # None: each Receive answer stays within the client's MaxEnvelopeSize, as on Windows; a number of bytes
+    # replaces that limit (an endpoint that ignores it and sends everything at once).
+    envelope_limit: int | None = None
     counters: Counters = field(default_factory=Counters)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 

@@ -24,6 +24,7 @@ from lab.winrm.model import Host
 
 _COMMAND = re.compile(r"^powershell(?:\.exe)?\s+-(?:encodedcommand|enc|e)\s+(\S+)\s*$", re.IGNORECASE)
 _BLOCK = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+PADDING_LINE = b"WARNING: the sensor repeats itself.\r\n"
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?")
 
 
@@ -90,13 +91,15 @@ def run_command(host: Host, command: str, arguments: str = "") -> Outcome:
     template, params = matched
     if host.fault == "bad_output":
         return Outcome(b"WARNING: something unexpected\r\n", b"", 0)
+    padding = b""
     if template is CHECK_SENSOR:
         out: dict[str, Any] = CheckRun(host, params).run()
+        padding = (PADDING_LINE * (host.output_padding // len(PADDING_LINE) + 1))[: host.output_padding]
     elif template is START_SERVICE:
         out = start_service(host, params)
     else:  # pragma: no cover - every template has a branch
         return _fail("template without an emulation")
-    return Outcome(json.dumps(out, separators=(",", ":")).encode() + b"\r\n", b"", 0)
+    return Outcome(padding + json.dumps(out, separators=(",", ":")).encode() + b"\r\n", b"", 0)
 
 
 def start_service(host: Host, params: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ CERTIFICATE_AUTH = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/
 BOUNDARY = b"--Encrypted Boundary"
 ENCRYPTED_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 STREAM_CHUNK = 8192
+ENVELOPE_OVERHEAD = 4096  # bytes of a ReceiveResponse that are not stream data (generous)
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,37 @@ class Account:
 
 
 @dataclass
+class _Command:
+    """A command's output still to be received: (stream, base64 chunk, end of stream, raw size) in order."""
+
+    chunks: list[tuple[str, str, bool, int]]
+    exit_code: int
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> _Command:
+        chunks = []
+        for name, data in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
+            pieces = [data[i : i + STREAM_CHUNK] for i in range(0, len(data), STREAM_CHUNK)] or [b""]
+            for index, piece in enumerate(pieces):
+                encoded = base64.b64encode(piece).decode("ascii")
+                chunks.append((name, encoded, index == len(pieces) - 1, len(piece)))
+        return cls(chunks, outcome.exit_code)
+
+    def take(self, max_envelope: int) -> tuple[list[tuple[str, str, bool]], int | None]:
+        """The next Receive's streams within the client's envelope size, and the exit code once the last
+        chunk goes (None: more follows), as WinRM splits a large output over several responses."""
+        budget = max(STREAM_CHUNK, (max_envelope - ENVELOPE_OVERHEAD) * 3 // 4)
+        streams: list[tuple[str, str, bool]] = []
+        while self.chunks and (not streams or self.chunks[0][3] <= budget):
+            name, data, end, size = self.chunks.pop(0)
+            streams.append((name, data, end))
+            budget -= size
+        return streams, None if self.chunks else self.exit_code
+
+
+@dataclass
 class _Shell:
-    commands: dict[str, Outcome] = field(default_factory=dict)
+    commands: dict[str, _Command] = field(default_factory=dict)
 
 
 class _Listener(ThreadingHTTPServer):
@@ -68,7 +98,7 @@ class _Listener(ThreadingHTTPServer):
     def __init__(self, emulator: WinRMEmulator, host: Host, port: int) -> None:
         self.emulator = emulator
         self.model = host
-        self.shells: dict[str, _Shell] = {}
+        self.shells = emulator.shells.setdefault(host.name, {})  # outlive the listener, as on Windows
         self.connections: set[socket.socket] = set()
         self.conn_lock = threading.Lock()
         self.stopping = threading.Event()
@@ -271,8 +301,18 @@ class _Handler(BaseHTTPRequestHandler):
                 wsman.INTERNAL_ERROR,
             )
         if request.action == wsman.CREATE:
-            shell_id = str(uuid.uuid4()).upper()
-            server.shells[shell_id] = _Shell()
+            with model.lock:
+                full = len(server.shells) >= model.max_shells_per_user
+                shell_id = str(uuid.uuid4()).upper()
+                if not full:
+                    server.shells[shell_id] = _Shell()
+            if full:
+                reason = (
+                    "The WS-Management service cannot process the request. This user is allowed a maximum "
+                    f"number of {model.max_shells_per_user} concurrent shells, which has been exceeded. "
+                    "Close existing shells or raise the quota for this user."
+                )
+                return self._fault(rid, "QuotaLimit", reason, wsman.QUOTA_MAX_SHELLS)
             address = f"{self.server.emulator.scheme}://{self.server.emulator.bind}:{server.server_address[1]}/wsman"
             return 200, wsman.shell_created(rid, address, shell_id)
         shell = server.shells.get(request.shell_id or "")
@@ -286,39 +326,32 @@ class _Handler(BaseHTTPRequestHandler):
             command = request.body.findtext(f".//{{{wsman.SHELL}}}Command") or ""
             arguments = " ".join(a.text or "" for a in request.body.iter(f"{{{wsman.SHELL}}}Arguments"))
             command_id = str(uuid.uuid4()).upper()
-            shell.commands[command_id] = run_command(model, command, arguments)
+            shell.commands[command_id] = _Command.of(run_command(model, command, arguments))
             return 200, wsman.command_started(rid, command_id)
         if request.action == wsman.RECEIVE:
             stream = request.body.find(f".//{{{wsman.SHELL}}}DesiredStream")
             command_id = stream.get("CommandId", "") if stream is not None else ""
-            outcome = shell.commands.get(command_id)
-            if outcome is None or model.fault == "timeout":
+            running = shell.commands.get(command_id)
+            if running is None or model.fault == "timeout":
                 server.stopping.wait(request.operation_timeout)
                 reason = (
                     "The WS-Management service cannot complete the operation within the time "
                     "specified in OperationTimeout."
                 )
                 return self._fault(rid, "TimedOut", reason, wsman.OPERATION_TIMEOUT)
-            return 200, wsman.received(rid, command_id, _streams(outcome), outcome.exit_code)
+            streams, exit_code = running.take(model.envelope_limit or request.max_envelope)
+            return 200, wsman.received(rid, command_id, streams, exit_code)
         if request.action == wsman.SIGNAL:
             command_id = (request.body.find(f"{{{wsman.SHELL}}}Signal") or request.body).get("CommandId", "")
             shell.commands.pop(command_id, None)
             return 200, wsman.signalled(rid)
         if request.action == wsman.DELETE:
-            server.shells.pop(request.shell_id or "", None)
+            with model.lock:
+                server.shells.pop(request.shell_id or "", None)
             return 200, wsman.deleted(rid)
         return self._fault(
             rid, "ActionNotSupported", f"The action {request.action} is not supported.", wsman.INTERNAL_ERROR
         )
-
-
-def _streams(outcome: Outcome) -> list[tuple[str, str, bool]]:
-    streams: list[tuple[str, str, bool]] = []
-    for name, data in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
-        chunks = [data[i : i + STREAM_CHUNK] for i in range(0, len(data), STREAM_CHUNK)] or [b""]
-        for index, chunk in enumerate(chunks):
-            streams.append((name, base64.b64encode(chunk).decode("ascii"), index == len(chunks) - 1))
-    return streams
 
 
 class WinRMEmulator:
@@ -351,6 +384,7 @@ class WinRMEmulator:
         if "ntlm" in auth:
             register_ntlm_user(self.account.domain, self.account.user, password)
         self.hosts: dict[str, Host] = {}
+        self.shells: dict[str, dict[str, _Shell]] = {}  # per host: its open shells
         self._ports: dict[str, int] = {}
         self._listeners: dict[str, _Listener] = {}
         self._threads: dict[str, threading.Thread] = {}
@@ -374,6 +408,11 @@ class WinRMEmulator:
 
     def host(self, name: str) -> Host:
         return self.hosts[name]
+
+    def open_shells(self, name: str) -> int:
+        """How many shells are open on host `name` (opened and not yet deleted by the client)."""
+        with self.hosts[name].lock:
+            return len(self.shells.get(name, {}))
 
     def endpoint(self, name: str) -> str:
         return f"{self.scheme}://{self.bind}:{self._ports[name]}/wsman"

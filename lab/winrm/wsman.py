@@ -23,12 +23,15 @@ SIGNAL = f"{SHELL}/Signal"
 SEND = f"{SHELL}/Send"
 CMD_RESOURCE = f"{SHELL}/cmd"
 DONE = f"{SHELL}/CommandState/Done"
+RUNNING = f"{SHELL}/CommandState/Running"
+DEFAULT_MAX_ENVELOPE = 153600  # bytes; what pywinrm asks for (`w:MaxEnvelopeSize`)
 
 # WSManFault codes Windows uses.
 OPERATION_TIMEOUT = 2150858793
 INVALID_SELECTORS = 2150858843
 ACCESS_DENIED = 5
 INTERNAL_ERROR = 2150858770
+QUOTA_MAX_SHELLS = 2150859174  # ERROR_WSMAN_QUOTA_MAX_SHELLS_PPQ: MaxShellsPerUser exceeded
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Request:
     resource_uri: str
     shell_id: str | None
     operation_timeout: float
+    max_envelope: int
     body: ET.Element
 
 
@@ -48,6 +52,11 @@ class BadRequest(Exception):
 def _duration(text: str | None) -> float:
     found = re.fullmatch(r"PT(\d+(?:\.\d+)?)S", (text or "").strip())
     return float(found.group(1)) if found else 60.0
+
+
+def _size(text: str | None) -> int:
+    found = re.fullmatch(r"\d+", (text or "").strip())
+    return int(found.group(0)) if found else DEFAULT_MAX_ENVELOPE
 
 
 def parse(xml: bytes) -> Request:
@@ -69,6 +78,7 @@ def parse(xml: bytes) -> Request:
         resource_uri=(header.findtext(f"{{{WSMAN}}}ResourceURI") or "").strip(),
         shell_id=shell_id,
         operation_timeout=_duration(header.findtext(f"{{{WSMAN}}}OperationTimeout")),
+        max_envelope=_size(header.findtext(f"{{{WSMAN}}}MaxEnvelopeSize")),
         body=body,
     )
 
@@ -110,17 +120,23 @@ def command_started(relates_to: str, command_id: str) -> bytes:
     return envelope(f"{SHELL}/CommandResponse", relates_to, body)
 
 
-def received(relates_to: str, command_id: str, streams: list[tuple[str, str, bool]], exit_code: int) -> bytes:
-    """`streams`: (name, base64 data, end) in order; the command is reported Done with `exit_code`."""
+def received(
+    relates_to: str, command_id: str, streams: list[tuple[str, str, bool]], exit_code: int | None
+) -> bytes:
+    """`streams`: (name, base64 data, end) in order; the command is Done with `exit_code`, or still
+    Running (`exit_code` None: more output follows in the next Receive)."""
     end_attr = ' End="true"'
     parts = [
         f'<rsp:Stream Name="{name}" CommandId="{command_id}"{end_attr if end else ""}>{data}</rsp:Stream>'
         for name, data, end in streams
     ]
-    state = (
-        f'<rsp:CommandState CommandId="{command_id}" State="{DONE}"><rsp:ExitCode>{exit_code}</rsp:ExitCode>'
-        "</rsp:CommandState>"
-    )
+    if exit_code is None:
+        state = f'<rsp:CommandState CommandId="{command_id}" State="{RUNNING}"/>'
+    else:
+        state = (
+            f'<rsp:CommandState CommandId="{command_id}" State="{DONE}"><rsp:ExitCode>{exit_code}'
+            "</rsp:ExitCode></rsp:CommandState>"
+        )
     body = f"<rsp:ReceiveResponse>{''.join(parts)}{state}</rsp:ReceiveResponse>"
     return envelope(f"{SHELL}/ReceiveResponse", relates_to, body)
 
