@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from bot.cli import main
 from bot.config import AccountName, ConfigError, DomainController, Settings, load_settings, parse_settings
 from bot.state import state_dir
+from lab.tlsca import TlsFiles, issue_ca_and_server_cert, issue_client_cert
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "atp-bot.toml"
 
@@ -133,9 +134,22 @@ def test_state_dir_defaults_to_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert state_dir(parse_settings(MINIMAL)) == tmp_path / "atp-bot"
 
 
-def test_config_check_summarises(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[TlsFiles, TlsFiles]:
+    """A CA bundle (with a server certificate) and a client certificate with its key, as real PEM files."""
+    directory = tmp_path_factory.mktemp("pki")
+    return issue_ca_and_server_cert(directory, ["localhost"], []), issue_client_cert(directory, "atp")
+
+
+def with_real_ca(text: str, pki: tuple[TlsFiles, TlsFiles]) -> str:
+    return text.replace("/etc/atp-bot/contoso-ca.pem", str(pki[0].ca_file))
+
+
+def test_config_check_summarises(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pki: tuple[TlsFiles, TlsFiles]
+) -> None:
     path = tmp_path / "c.toml"
-    path.write_text(MINIMAL.replace("tls_verify = true", "tls_verify = false"))
+    path.write_text(with_real_ca(MINIMAL, pki).replace("tls_verify = true", "tls_verify = false"))
     assert main(["--config", str(path), "config", "check"]) == 0
     out, err = capsys.readouterr()
     assert "configuration OK" in out
@@ -144,9 +158,11 @@ def test_config_check_summarises(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "TLS certificate verification is disabled" in err
 
 
-def test_config_path_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_path_from_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pki: tuple[TlsFiles, TlsFiles]
+) -> None:
     path = tmp_path / "from-env.toml"
-    path.write_text(MINIMAL)
+    path.write_text(with_real_ca(MINIMAL, pki))
     monkeypatch.setenv("ATP_BOT_CONFIG", str(path))
     assert main(["config", "check"]) == 0
 

@@ -1,0 +1,218 @@
+"""What can be checked of a configuration without contacting a peer: its files, their permissions, the
+environment variables it names, and the sensors' resolved settings.
+
+A configuration that parses may still fail later (a missing `ca_file`, an unset `*_env` variable, a
+sensor without a WinRM username). Every command checks the files when it loads the configuration, so
+such a mistake stops it at once with a located message instead of a traceback halfway through a change;
+`atp-bot config check` reports the rest too, and with `--strict` (the systemd unit's ExecStartPre, the
+container's check before `run`) treats what is missing from the environment as an error.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from bot.config import (
+    ConfigError,
+    ConfigSource,
+    SensorConfig,
+    Settings,
+    WinRMConfig,
+    parse_settings,
+    read_config_text,
+)
+from bot.config_messages import Location
+from bot.sensor_targets import resolve_targets
+from bot.slack.secrets import APP_TOKEN_ENV, BOT_TOKEN_ENV, SIGNING_SECRET_ENV
+
+# Keys whose file atp-bot reads as a secret: nobody but the service's user (and group) may read it.
+_SECRET_FILE_SUFFIXES = ("password_file", "secret_file", "cert_key_pem")
+# Files that `atp-bot store init` creates: they may not exist yet.
+_CREATED_BY_INIT = {("store", "key_file"), ("store", "path")}
+_SET_IT = "set it where the service gets its environment (atp-bot.env, the Kubernetes Secret)"
+# A variable that may be unset: the embedded store then reads its key from key_file.
+_OPTIONAL_ENV = {("store", "key_env")}
+
+
+@dataclass
+class Findings:
+    """`errors` stop every command; `environment` (unset variables, secret files others can read) stops
+    `config check --strict` only; `notes` are worth a look but stop nothing."""
+
+    errors: list[str] = field(default_factory=list)
+    environment: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CheckedConfig:
+    settings: Settings
+    findings: Findings
+
+
+def check_config_file(path: Path) -> CheckedConfig:
+    """Parse the file (ConfigError if it cannot be parsed) and check it against this machine."""
+    text = read_config_text(path)
+    settings = parse_settings(text, str(path))
+    return CheckedConfig(settings, preflight(settings, ConfigSource.of(str(path), text)))
+
+
+def load_checked(path: Path) -> Settings:
+    """The settings, or a ConfigError naming every problem that would make them fail later."""
+    checked = check_config_file(path)
+    if checked.findings.errors:
+        raise ConfigError(checked.findings.errors)
+    return checked.settings
+
+
+def preflight(settings: Settings, source: ConfigSource) -> Findings:
+    findings = Findings()
+    inactive = _inactive_tables(settings)
+    for loc, value in _values(settings):
+        if any(loc[: len(off)] == off for off in inactive):
+            continue
+        name = str(loc[-1])
+        if isinstance(value, Path) and (name.endswith("_file") or name.endswith("_pem")):
+            _check_file(loc, value, source, findings)
+        elif isinstance(value, str) and name.endswith("_env") and not _optional_or_set(loc, value):
+            findings.environment.append(
+                source.problem(loc, f"environment variable {value} is not set: {_SET_IT}")
+            )
+    _check_client_certificates(settings, source, findings)
+    _check_slack_environment(settings, findings)
+    try:
+        resolve_targets(settings)
+    except ConfigError as exc:
+        findings.errors.extend(exc.problems)
+    _check_sensor_accounts(settings, source, findings)
+    return findings
+
+
+def _optional_or_set(loc: Location, variable: str) -> bool:
+    return loc in _OPTIONAL_ENV or bool(os.environ.get(variable))
+
+
+def _inactive_tables(settings: Settings) -> list[Location]:
+    """Tables that configure something switched off: their files and variables are never read."""
+    off: list[Location] = []
+    if not settings.graph.enabled:
+        off.append(("graph",))
+    if settings.store.backend != "ata-center":
+        off.append(("store", "ata_center"))
+    if settings.store.backend != "embedded":
+        off += [("store", "key_env"), ("store", "key_file")]
+    return off
+
+
+def _values(model: BaseModel, loc: Location = ()) -> Iterator[tuple[Location, object]]:
+    """Every leaf value of the settings with its key path (`("accounts", 0, "ca_file")`)."""
+    for name in type(model).model_fields:
+        value, here = getattr(model, name), (*loc, name)
+        if isinstance(value, BaseModel):
+            yield from _values(value, here)
+        elif isinstance(value, list) and any(isinstance(item, BaseModel) for item in value):
+            for index, item in enumerate(value):
+                yield from _values(item, (*here, index))
+        else:
+            yield here, value
+
+
+def _check_file(loc: Location, path: Path, source: ConfigSource, findings: Findings) -> None:
+    if not path.is_absolute():
+        findings.errors.append(
+            source.problem(
+                loc, f"{path} is relative: use an absolute path (a service has its own working directory)"
+            )
+        )
+        return
+    if loc in _CREATED_BY_INIT and not path.exists():
+        return
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise IsADirectoryError
+        with path.open("rb") as handle:
+            empty = not handle.read(4096).strip()
+    except FileNotFoundError:
+        findings.errors.append(
+            source.problem(loc, f"{path} does not exist: correct the path or create the file")
+        )
+        return
+    except IsADirectoryError:
+        findings.errors.append(source.problem(loc, f"{path} is not a regular file"))
+        return
+    except OSError as exc:
+        findings.errors.append(source.problem(loc, f"cannot read {path}: {exc.strerror}"))
+        return
+    if empty:
+        findings.errors.append(source.problem(loc, f"{path} is empty"))
+    elif str(loc[-1]).endswith("ca_file"):
+        _check_ca_bundle(loc, path, source, findings)
+    if str(loc[-1]).endswith(_SECRET_FILE_SUFFIXES) and mode & 0o007:
+        findings.environment.append(
+            source.problem(
+                loc,
+                f"{path} is accessible by others (mode {stat.S_IMODE(mode):04o}): a secret must be readable "
+                f"by the service's user only; fix it with: chmod 600 {path}",
+            )
+        )
+
+
+def _check_ca_bundle(loc: Location, path: Path, source: ConfigSource, findings: Findings) -> None:
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError:
+        findings.errors.append(
+            source.problem(loc, f"{path} holds no PEM certificate (a CA bundle is expected)")
+        )
+
+
+def _check_client_certificates(settings: Settings, source: ConfigSource, findings: Findings) -> None:
+    """cert_pem and cert_key_pem: a certificate and its unencrypted key (pywinrm takes no passphrase)."""
+    tables: list[tuple[Location, WinRMConfig | SensorConfig]] = [(("winrm",), settings.winrm)]
+    tables += [(("sensors", index), sensor) for index, sensor in enumerate(settings.sensors)]
+    for loc, table in tables:
+        cert, key = table.cert_pem, table.cert_key_pem
+        if cert is None or key is None or not (cert.is_file() and key.is_file()):
+            continue  # missing files are reported by _check_file
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            context.load_cert_chain(cert, key, password=lambda: b"")
+        except (ssl.SSLError, OSError):
+            findings.errors.append(
+                source.problem(
+                    (*loc, "cert_pem"),
+                    f"{cert} and {key} are not a PEM certificate and its matching, unencrypted private key",
+                )
+            )
+
+
+def _check_slack_environment(settings: Settings, findings: Findings) -> None:
+    needed = [BOT_TOKEN_ENV, APP_TOKEN_ENV if settings.slack.mode == "socket" else SIGNING_SECRET_ENV]
+    findings.environment.extend(
+        f"slack: environment variable {name} is not set (atp-bot run needs it in {settings.slack.mode} "
+        f"mode): {_SET_IT}"
+        for name in needed
+        if not os.environ.get(name)
+    )
+
+
+def _check_sensor_accounts(settings: Settings, source: ConfigSource, findings: Findings) -> None:
+    if len(settings.accounts) < 2:
+        return
+    for index, sensor in enumerate(settings.sensors):
+        if sensor.account is None:
+            findings.notes.append(
+                source.problem(
+                    ("sensors", index),
+                    f"sensor {sensor.name} names no account while {len(settings.accounts)} are configured: "
+                    'it is checked after a change of any of them; set account = "<id>" to the one it uses',
+                )
+            )
