@@ -204,3 +204,290 @@ def test_the_example_config_mentions_every_key() -> None:
     tables = re.findall(r"\[+([a-z_.]+)\]+", text)
     mentioned = {*keys, *(part for table in tables for part in table.split("."))}
     assert _field_names(Settings) - mentioned == set()
+
+
+# --- config check as a gate: everything that can fail later, refused now with key, file and line -------
+
+GATE_ENV = {"ATP_TEST_WINRM_PW": "w", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}
+
+
+@pytest.fixture
+def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pki: tuple[TlsFiles, TlsFiles]) -> dict[str, Path]:
+    """A configuration that passes `config check --strict`, and the files its variants point at."""
+    for name, value in GATE_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("ATP_TEST_UNSET_VAR", raising=False)
+    files = {
+        "ca": pki[0].ca_file,
+        "cert": pki[1].cert_file,
+        "key": pki[1].key_file,
+        "other_key": pki[0].key_file,
+    }
+    for name, content, mode in (
+        ("secret", "s3cret\n", 0o600),
+        ("open_secret", "s\n", 0o644),
+        ("empty", "", 0o600),
+    ):
+        files[name] = tmp_path / name
+        files[name].write_text(content)
+        files[name].chmod(mode)
+    files["config"] = tmp_path / "atp-bot.toml"
+    files["config"].write_text(gate_text(tmp_path, files))
+    return files
+
+
+def gate_text(tmp_path: Path, files: dict[str, Path]) -> str:
+    return "\n".join(
+        [
+            f'state_dir = "{tmp_path / "state"}"',  # line 1
+            "[[accounts]]",
+            'id = "corp"',
+            'username = "svc@corp.test"',
+            'domain_controllers = ["ldaps://dc1.corp.test"]',  # line 5
+            f'ca_file = "{files["ca"]}"',
+            "tls_verify = true",
+            "connect_timeout = 5.0",
+            'lookup_username = "ro@corp.test"',
+            f'lookup_password_file = "{files["secret"]}"',  # line 10
+            "[sensor_checks]",
+            "pool_size = 32",
+            "[store]",
+            'backend = "embedded"',
+            "[winrm]",  # line 15
+            "username = 'CORP\\checker'",
+            'password_env = "ATP_TEST_WINRM_PW"',
+            'transport = "ntlm"',
+            "[[sensors]]",
+            'name = "s1"',  # line 20
+            'endpoint = "https://s1.corp.test:5986/wsman"',
+            'account = "corp"',
+        ]
+    )
+
+
+def check(config: Path, capsys: pytest.CaptureFixture[str], *options: str) -> tuple[int, str, str]:
+    code = main(["--config", str(config), "config", "check", *options])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_gate_configuration_passes_strict(
+    gate: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert check(gate["config"], capsys, "--strict") == (0, check(gate["config"], capsys)[1], "")
+
+
+CLIENT_CERT = 'transport = "certificate"\ncert_pem = "{cert}"\ncert_key_pem = "{key}"'
+BROKEN = {
+    "ca_file missing": (
+        "{ca}",
+        "/nonexistent/ca.pem",
+        "accounts[0].ca_file: /nonexistent/ca.pem does not exist",
+        6,
+    ),
+    "ca_file not PEM": ("{ca}", "{secret}", "accounts[0].ca_file: {secret} holds no PEM certificate", 6),
+    "secret file missing": (
+        "{secret}",
+        "/nonexistent/pw",
+        "accounts[0].lookup_password_file: /nonexistent/pw does not exist",
+        10,
+    ),
+    "secret file empty": ("{secret}", "{empty}", "accounts[0].lookup_password_file: {empty} is empty", 10),
+    "secret file readable by others": (
+        "{secret}",
+        "{open_secret}",
+        "accounts[0].lookup_password_file: {open_secret} is accessible by others (mode 0644): a secret "
+        "must be readable by the service's user only; fix it with: chmod 600 {open_secret}",
+        10,
+    ),
+    "relative state_dir": (
+        'state_dir = "',
+        'state_dir = "state" #',
+        "state_dir: 'state' is relative: use an absolute path",
+        1,
+    ),
+    "string for a bool": (
+        "tls_verify = true",
+        'tls_verify = "yes"',
+        "accounts[0].tls_verify: must be true or false, without quotes",
+        7,
+    ),
+    "string for a number": (
+        "connect_timeout = 5.0",
+        'connect_timeout = "5"',
+        "accounts[0].connect_timeout: must be a number, without quotes",
+        8,
+    ),
+    "string for an int": (
+        "pool_size = 32",
+        'pool_size = "32"',
+        "sensor_checks.pool_size: must be a whole number, without quotes",
+        12,
+    ),
+    "unknown backend": (
+        '"embedded"',
+        '"vault"',
+        "store.backend: must be one of embedded, ata-center, command",
+        14,
+    ),
+    "misspelt key": (
+        "connect_timeout = 5.0",
+        "connect_timout = 5.0",
+        "accounts[0].connect_timout: unknown key; did you mean `connect_timeout`?",
+        8,
+    ),
+    "unset variable": (
+        "ATP_TEST_WINRM_PW",
+        "ATP_TEST_UNSET_VAR",
+        "winrm.password_env: environment variable ATP_TEST_UNSET_VAR is not set: set it where the service "
+        "gets its environment",
+        17,
+    ),
+    "basic over http": (
+        'transport = "ntlm"',
+        'transport = "basic"',
+        "sensors[0].endpoint: transport 'basic' over http:// is refused: it sends the WinRM password in "
+        "clear text",
+        21,
+    ),
+    "certificate over http": (
+        'transport = "ntlm"',
+        CLIENT_CERT,
+        "sensors[0].endpoint: transport 'certificate' over http:// is refused",
+        23,
+    ),
+    "client certificate missing": (
+        "{cert}",
+        "/nonexistent/cert.pem",
+        "winrm.cert_pem: /nonexistent/cert.pem does not exist",
+        19,
+    ),
+    "client certificate and another key": (
+        "{key}",
+        "{other_key}",
+        "winrm.cert_pem: {cert} and {other_key} are not a PEM certificate and its matching, unencrypted "
+        "private key",
+        19,
+    ),
+    "unknown sensor account": (
+        'account = "corp"',
+        'account = "nope"',
+        "sensors[0].account: no account with id 'nope'",
+        22,
+    ),
+    "sensor without a WinRM username": (
+        "username = 'CORP\\checker'",
+        "",
+        "sensors[s1]: no WinRM username (set [winrm].username)",
+        None,
+    ),
+    "TOML syntax": (
+        "tls_verify = true",
+        "tls_verify = yes",
+        "not valid TOML: Invalid value (at line 7, column 14)",
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize(("old", "new", "expected", "line"), BROKEN.values(), ids=BROKEN.keys())
+def test_config_check_strict_refuses_what_would_fail_later(
+    gate: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    old: str,
+    new: str,
+    expected: str,
+    line: int | None,
+) -> None:
+    config = gate["config"]
+    text = config.read_text()
+    if "certificate" in new or "{cert}" in old or "{key}" in old:
+        text = text.replace('transport = "ntlm"', CLIENT_CERT.format(**gate))
+    if "http://" in expected:
+        text = text.replace("https://s1.corp.test:5986", "http://s1.corp.test:5985")
+    config.write_text(text.replace(old.format(**gate), new.format(**gate), 1))
+    code, out, err = check(config, capsys, "--strict")
+    assert (code, out) == (2, "")
+    problem = next(p for p in err.splitlines() if p.startswith("atp-bot: configuration error: "))
+    assert expected.format(**gate) in problem
+    if line is not None:
+        assert problem.endswith(f"({config}, line {line})"), problem
+    assert "Traceback" not in err
+
+
+def test_without_strict_the_environment_is_a_warning(
+    gate: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's shell may lack the service's environment: only --strict fails on it."""
+    monkeypatch.delenv("SLACK_APP_TOKEN")
+    config = gate["config"]
+    config.write_text(config.read_text().replace(str(gate["secret"]), str(gate["open_secret"])))
+    code, out, err = check(config, capsys)
+    assert code == 0
+    assert "configuration OK" in out
+    assert "atp-bot: warning: slack: environment variable SLACK_APP_TOKEN is not set" in err
+    assert f"chmod 600 {gate['open_secret']}" in err
+    assert err.count("(an error with --strict)") == 2
+    code, out, err = check(config, capsys, "--strict")
+    assert (code, out) == (2, "")
+    assert err.count("atp-bot: configuration error:") == 2
+
+
+def test_every_command_refuses_a_missing_file_with_the_same_message(
+    gate: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = gate["config"]
+    config.write_text(config.read_text().replace(str(gate["ca"]), "/nonexistent/ca.pem"))
+    _, _, checked = check(config, capsys)
+    refusal = next(line for line in checked.splitlines() if "ca_file" in line)
+    for command in (["store", "status"], ["history"], ["test-connection", "--account", "corp"], ["run"]):
+        assert main(["--config", str(config), *command]) == 2, command
+        assert capsys.readouterr().err == refusal + "\n", command
+
+
+def test_config_check_warns_of_a_sensor_without_account_among_several(
+    gate: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = gate["config"]
+    second = (
+        '[[accounts]]\nid = "lab"\nusername = "svc@lab.test"\ndomain_controllers = ["ldaps://dc1.lab.test"]\n'
+    )
+    text = (
+        config.read_text()
+        .replace('account = "corp"', "")
+        .replace("[sensor_checks]", second + "[sensor_checks]")
+    )
+    config.write_text(text)
+    code, _, err = check(config, capsys, "--strict")
+    assert code == 0
+    assert (
+        "atp-bot: warning: sensors[0]: sensor s1 names no account while 2 are configured: it is checked "
+        'after a change of any of them; set account = "<id>" to the one it uses'
+    ) in err
+    assert f"({config}, line 23)" in err
+
+
+def test_insecure_settings_are_printed_by_config_check_and_logged_at_every_start(
+    gate: dict[str, Path], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    config = gate["config"]
+    text = config.read_text().replace("tls_verify = true", "tls_verify = false")
+    text = text.replace("https://s1.corp.test:5986", "http://s1.corp.test:5985")
+    text += (
+        '\n[[sensors]]\nname = "s2"\nendpoint = "https://s2.corp.test:5986/wsman"\ncert_validation = false\n'
+    )
+    text += '[store.ata_center]\nurl = "https://center"\nusername = "C\\\\u"\n'
+    text += 'password_env = "ATP_TEST_WINRM_PW"\ntls_verify = false\n'
+    config.write_text(text.replace('backend = "embedded"', 'backend = "ata-center"'))
+    expected = [
+        "account corp: TLS certificate verification is disabled (tls_verify = false)",
+        "sensor s1: NTLM over http:// (http://s1.corp.test:5985/wsman); messages are sealed, but the host is "
+        "not authenticated: prefer https://",
+        "sensor s2: WinRM certificate validation is disabled (cert_validation = false)",
+        "store.ata_center: TLS certificate verification is disabled (tls_verify = false)",
+    ]
+    code, _, err = check(config, capsys, "--strict")
+    assert code == 0
+    assert [line.removeprefix("atp-bot: warning: ") for line in err.splitlines()] == expected
+    main(["--config", str(config), "history"])
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == expected
