@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import get_args
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from bot.cli import main
@@ -491,3 +492,23 @@ def test_insecure_settings_are_printed_by_config_check_and_logged_at_every_start
     assert [line.removeprefix("atp-bot: warning: ") for line in err.splitlines()] == expected
     main(["--config", str(config), "history"])
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == expected
+
+
+def test_deployments_gate_the_bot_on_config_check_strict() -> None:
+    """systemd's ExecStartPre, Compose's one-shot service and Kubernetes' init container run the gate."""
+    deploy = EXAMPLE.parent.parent / "deploy"
+    unit = (deploy / "atp-bot.service").read_text(encoding="utf-8").splitlines()
+    assert "ExecStartPre=/opt/atp-bot/bin/atp-bot config check --strict" in unit
+    compose = yaml.safe_load((deploy / "compose.yaml").read_text(encoding="utf-8"))["services"]
+    assert compose["config-check"]["command"] == ["config", "check", "--strict"]
+    assert compose["config-check"]["image"] == compose["atp-bot"]["image"]
+    assert compose["config-check"]["env_file"] == compose["atp-bot"]["env_file"]
+    assert compose["atp-bot"]["depends_on"] == {
+        "config-check": {"condition": "service_completed_successfully"}
+    }
+    pod = yaml.safe_load((deploy / "kubernetes" / "deployment.yaml").read_text(encoding="utf-8"))
+    pod = pod["spec"]["template"]["spec"]
+    (gate,), (bot,) = pod["initContainers"], pod["containers"]
+    assert gate["args"] == ["config", "check", "--strict"]
+    for key in ("image", "envFrom", "env", "securityContext"):
+        assert gate[key] == bot[key], key
