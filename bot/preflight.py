@@ -2,10 +2,11 @@
 environment variables it names, and the sensors' resolved settings.
 
 A configuration that parses may still fail later (a missing `ca_file`, an unset `*_env` variable, a
-sensor without a WinRM username). Every command checks the files when it loads the configuration, so
-such a mistake stops it at once with a located message instead of a traceback halfway through a change;
-`atp-bot config check` reports the rest too, and with `--strict` (the systemd unit's ExecStartPre, the
-container's check before `run`) treats what is missing from the environment as an error.
+sensor without a WinRM username). Every command stops at once, with the key, file and line, on what is
+wrong wherever it runs (a missing CA bundle or client certificate, a relative path, an empty secret).
+What belongs to the service's environment (`*_env` variables, Slack tokens, secret files, which systemd's
+credentials directory shows only inside the service) is reported by `atp-bot config check`, and is an
+error with `--strict`: the systemd unit's ExecStartPre and the containers' gate run it before `run`.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ _OPTIONAL_ENV = {("store", "key_env")}
 
 @dataclass
 class Findings:
-    """`errors` stop every command; `environment` (unset variables, secret files others can read) stops
-    `config check --strict` only; `notes` are worth a look but stop nothing."""
+    """`errors` stop every command; `environment` (unset variables, secret files missing here or readable
+    by others) stops `config check --strict` only; `notes` are worth a look but stop nothing."""
 
     errors: list[str] = field(default_factory=list)
     environment: list[str] = field(default_factory=list)
@@ -62,14 +63,6 @@ def check_config_file(path: Path) -> CheckedConfig:
     text = read_config_text(path)
     settings = parse_settings(text, str(path))
     return CheckedConfig(settings, preflight(settings, ConfigSource.of(str(path), text)))
-
-
-def load_checked(path: Path) -> Settings:
-    """The settings, or a ConfigError naming every problem that would make them fail later."""
-    checked = check_config_file(path)
-    if checked.findings.errors:
-        raise ConfigError(checked.findings.errors)
-    return checked.settings
 
 
 def preflight(settings: Settings, source: ConfigSource) -> Findings:
@@ -125,6 +118,7 @@ def _values(model: BaseModel, loc: Location = ()) -> Iterator[tuple[Location, ob
 
 
 def _check_file(loc: Location, path: Path, source: ConfigSource, findings: Findings) -> None:
+    secret = str(loc[-1]).endswith(_SECRET_FILE_SUFFIXES)
     if not path.is_absolute():
         findings.errors.append(
             source.problem(
@@ -135,27 +129,19 @@ def _check_file(loc: Location, path: Path, source: ConfigSource, findings: Findi
     if loc in _CREATED_BY_INIT and not path.exists():
         return
     try:
-        mode = path.stat().st_mode
-        if not stat.S_ISREG(mode):
-            raise IsADirectoryError
-        with path.open("rb") as handle:
-            empty = not handle.read(4096).strip()
-    except FileNotFoundError:
-        findings.errors.append(
-            source.problem(loc, f"{path} does not exist: correct the path or create the file")
-        )
-        return
-    except IsADirectoryError:
-        findings.errors.append(source.problem(loc, f"{path} is not a regular file"))
-        return
+        mode, empty = _read_start(path)
     except OSError as exc:
-        findings.errors.append(source.problem(loc, f"cannot read {path}: {exc.strerror}"))
+        # A secret may exist only in the service's view (systemd's credentials directory), like a variable
+        # of its environment: --strict, run where the service runs, makes that an error too.
+        (findings.environment if secret else findings.errors).append(
+            source.problem(loc, _unreadable(path, exc))
+        )
         return
     if empty:
         findings.errors.append(source.problem(loc, f"{path} is empty"))
     elif str(loc[-1]).endswith("ca_file"):
         _check_ca_bundle(loc, path, source, findings)
-    if str(loc[-1]).endswith(_SECRET_FILE_SUFFIXES) and mode & 0o007:
+    if secret and mode & 0o007:
         findings.environment.append(
             source.problem(
                 loc,
@@ -163,6 +149,23 @@ def _check_file(loc: Location, path: Path, source: ConfigSource, findings: Findi
                 f"by the service's user only; fix it with: chmod 600 {path}",
             )
         )
+
+
+def _read_start(path: Path) -> tuple[int, bool]:
+    """The file's mode, and whether it is empty (or blank); OSError when it cannot be read."""
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        raise IsADirectoryError(0, "not a regular file")
+    with path.open("rb") as handle:
+        return mode, not handle.read(4096).strip()
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return f"{path} does not exist: correct the path or create the file"
+    if isinstance(exc, IsADirectoryError):
+        return f"{path} is not a regular file"
+    return f"cannot read {path}: {exc.strerror}"
 
 
 def _check_ca_bundle(loc: Location, path: Path, source: ConfigSource, findings: Findings) -> None:

@@ -512,3 +512,19 @@ def test_deployments_gate_the_bot_on_config_check_strict() -> None:
     assert gate["args"] == ["config", "check", "--strict"]
     for key in ("image", "envFrom", "env", "securityContext"):
         assert gate[key] == bot[key], key
+
+
+def test_a_secret_file_only_the_service_sees_is_a_warning_in_a_shell(
+    gate: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """systemd's credentials directory exists only inside the service: from a shell, one-shot commands
+    work and `config check` warns; `--strict` (ExecStartPre, inside the service's view) refuses."""
+    config = gate["config"]
+    service_only = "/run/credentials/atp-bot.service/lookup-password"
+    config.write_text(config.read_text().replace(str(gate["secret"]), service_only))
+    code, _, err = check(config, capsys)
+    assert code == 0
+    assert f"accounts[0].lookup_password_file: {service_only} does not exist" in err
+    assert "(an error with --strict)" in err
+    assert main(["--config", str(config), "history"]) == 0
+    assert check(config, capsys, "--strict")[0] == 2

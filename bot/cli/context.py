@@ -9,19 +9,24 @@ import sys
 
 from pydantic import SecretStr
 
-from bot.config import Settings, UsageError, insecure_settings, resolve_config_path
+from bot.config import ConfigError, Settings, UsageError, insecure_settings, resolve_config_path
 from bot.logging_setup import configure_logging
 from bot.password_policy import password_problem
-from bot.preflight import load_checked
+from bot.preflight import check_config_file
 
 
 def load(args: argparse.Namespace, *, service: bool = False) -> Settings:
     """Load the configuration named on the command line, check its files (a missing `ca_file` stops the
     command here, named), set up logging from it and warn about every insecure setting.
     """
-    settings = load_checked(resolve_config_path(args.config))
+    checked = check_config_file(resolve_config_path(args.config))
+    if checked.findings.errors:
+        raise ConfigError(checked.findings.errors)
+    settings = checked.settings
     start_logging(args, settings, service=service)
-    for warning in insecure_settings(settings):
+    # What the environment lacks matters to the service; a shell may lack it without harm.
+    environment = checked.findings.environment if service else []
+    for warning in [*environment, *insecure_settings(settings)]:
         logging.getLogger("atp-bot").warning(warning)
     return settings
 
