@@ -138,7 +138,9 @@ def _check_file(loc: Location, path: Path, source: ConfigSource, findings: Findi
         )
         return
     if empty:
-        findings.errors.append(source.problem(loc, f"{path} is empty"))
+        findings.errors.append(
+            source.problem(loc, f"{path} is empty: write the secret or certificate into it")
+        )
     elif str(loc[-1]).endswith("ca_file"):
         _check_ca_bundle(loc, path, source, findings)
     if secret and mode & 0o007:
@@ -164,8 +166,8 @@ def _unreadable(path: Path, exc: OSError) -> str:
     if isinstance(exc, FileNotFoundError):
         return f"{path} does not exist: correct the path or create the file"
     if isinstance(exc, IsADirectoryError):
-        return f"{path} is not a regular file"
-    return f"cannot read {path}: {exc.strerror}"
+        return f"{path} is not a regular file: name the file itself"
+    return f"cannot read {path}: {exc.strerror}; make it readable by the service's user"
 
 
 def _check_ca_bundle(loc: Location, path: Path, source: ConfigSource, findings: Findings) -> None:

@@ -8,7 +8,15 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from bot.config import ConfigError, SensorConfig, SensorKind, Settings, WinRMTransport, read_secret
+from bot.config import (
+    ConfigError,
+    SensorConfig,
+    SensorKind,
+    Settings,
+    UsageError,
+    WinRMTransport,
+    read_secret,
+)
 
 
 @dataclass(frozen=True)
@@ -106,7 +114,7 @@ def resolve_targets(settings: Settings, names: Sequence[str] | None = None) -> l
         known = {s.name for s in settings.sensors}
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise ConfigError(
+            raise UsageError(
                 [f"no sensor named {n!r} (configured: {', '.join(sorted(known)) or 'none'})" for n in unknown]
             )
         wanted = set(names)
