@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from bot.cli import main
 from bot.config import AccountName, ConfigError, DomainController, Settings, load_settings, parse_settings
+from bot.config_messages import TomlLines
 from bot.state import state_dir
 from lab.tlsca import TlsFiles, issue_ca_and_server_cert, issue_client_cert
 
@@ -528,3 +529,17 @@ def test_a_secret_file_only_the_service_sees_is_a_warning_in_a_shell(
     assert "(an error with --strict)" in err
     assert main(["--config", str(config), "history"]) == 0
     assert check(config, capsys, "--strict")[0] == 2
+
+
+def test_lines_are_found_in_sub_tables_of_array_elements_and_not_inside_multi_line_strings() -> None:
+    text = (
+        '[[sensors]]\nname = "a"\n[[sensors]]\nname = "b"\nlog_dir = """\nkind = "x"\n"""\n'
+        '[store.ata_center]\nurl = "https://c"\n[[accounts]]\n[accounts.extra]\nkey = 1\n'
+    )
+    lines = TomlLines(text)
+    assert lines.line(("sensors", 1, "name")) == 4
+    assert lines.line(("sensors", 1, "log_dir")) == 5
+    assert lines.line(("sensors", 1, "kind")) == 3  # not the line inside the string: its table's line
+    assert lines.line(("store", "ata_center", "url")) == 9
+    assert lines.line(("accounts", 0, "extra", "key")) == 12
+    assert lines.line(("graph", "enabled")) is None
