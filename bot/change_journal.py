@@ -128,17 +128,34 @@ class ChangeJournal:
     def _write(self, entry: InFlight) -> None:
         self.path.mkdir(mode=0o700, exist_ok=True)
         temp = self._temporary(entry.account_id)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(entry.as_json(), out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, self.path / f"{entry.id}{_SUFFIX}")
-        self._sync_dir()
+        write_synced(temp, json.dumps(entry.as_json()))
+        replace_durably(temp, self.path / f"{entry.id}{_SUFFIX}")
 
     def _sync_dir(self) -> None:
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_directory(self.path)
+
+
+def write_synced(path: Path, text: str, *, exclusive: bool = False) -> None:
+    """Write `text` to `path` (mode 0600; `exclusive`: never over an existing file) and fsync it. Its
+    directory entry is durable only after `sync_directory` or `replace_durably`."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def replace_durably(source: Path, target: Path) -> None:
+    """Rename `source` over `target` atomically, then fsync the directory: after a power loss the rename
+    is there (without the directory's fsync, the file system may not have written it yet)."""
+    os.replace(source, target)
+    sync_directory(target.parent)
+
+
+def sync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -6,6 +6,7 @@ Secrets are never in the file: every secret is named by an environment variable 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -27,6 +28,8 @@ from pydantic import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from bot.config_messages import Location, TomlLines, format_location, parse_location, plain_message
+
 CONFIG_ENV = "ATP_BOT_CONFIG"
 DEFAULT_CONFIG_NAME = "atp-bot.toml"
 
@@ -39,6 +42,10 @@ class ConfigError(Exception):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
         super().__init__("; ".join(self.problems))
+
+
+class UsageError(ConfigError):
+    """What was typed cannot be used (an unknown account id, passwords that differ): exit 2, "usage error"."""
 
 
 class _Model(BaseModel):
@@ -274,6 +281,25 @@ class SensorConfig(_WinRMSettings):
         if value is not None and value.count("*") > 1:
             raise ValueError("at most one `*` (the versioned folder) is allowed")
         return value
+
+    def effective_transport(self, winrm: WinRMConfig) -> WinRMTransport:
+        return self.transport or winrm.transport or "ntlm"
+
+    def effective_cert_validation(self, winrm: WinRMConfig) -> bool:
+        return (
+            self.cert_validation if self.cert_validation is not None else winrm.cert_validation is not False
+        )
+
+    @property
+    def over_http(self) -> bool:
+        return self.endpoint.startswith("http://")
+
+
+# WinRM transports that must not run over plain http://, and why.
+_NEEDS_HTTPS: dict[WinRMTransport, str] = {
+    "basic": "sends the WinRM password in clear text before the host can refuse it",
+    "certificate": "presents the client certificate in the TLS handshake, which http:// does not have",
+}
 
 
 class SensorChecksConfig(_Model):
@@ -685,6 +711,16 @@ class Settings(_Model):
     scheduler: SchedulerConfig = SchedulerConfig()
     graph: GraphConfig = GraphConfig()
 
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute_state_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError(
+                f"{str(value)!r} is relative: use an absolute path (a service does not start in your "
+                "working directory), e.g. /var/lib/atp-bot"
+            )
+        return value
+
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
         ids = [a.id for a in self.accounts]
@@ -698,9 +734,27 @@ class Settings(_Model):
         for index, sensor in enumerate(self.sensors):
             if sensor.account is not None and sensor.account not in ids:
                 raise ValueError(f"sensors[{index}].account: no account with id {sensor.account!r}")
+        self._no_transport_in_clear()
         if self.scheduler.leader_lock_url is not None:
             self._shared_by_replicas()
         return self
+
+    def _no_transport_in_clear(self) -> None:
+        """Refuse a sensor whose transport needs TLS but whose endpoint is http:// (security review 11.9)."""
+        clear = [
+            (index, sensor.effective_transport(self.winrm))
+            for index, sensor in enumerate(self.sensors)
+            if sensor.over_http and sensor.effective_transport(self.winrm) in _NEEDS_HTTPS
+        ]
+        if not clear:
+            return
+        index, transport = clear[0]
+        more = f" ({len(clear) - 1} more sensor(s) likewise)" if len(clear) > 1 else ""
+        raise ValueError(
+            f"sensors[{index}].endpoint: transport {transport!r} over http:// is refused: it "
+            f"{_NEEDS_HTTPS[transport]}; use an https:// endpoint (https://host:5986/wsman, with ca_file) "
+            f'or transport = "ntlm"{more}'
+        )
 
     def _shared_by_replicas(self) -> None:
         """With replicas, what they must agree on cannot live in one replica's state directory."""
@@ -722,16 +776,30 @@ class Settings(_Model):
             if account.id == account_id:
                 return account
         known = ", ".join(a.id for a in self.accounts)
-        raise ConfigError([f"no account with id {account_id!r} (configured: {known})"])
+        raise UsageError([f"no account with id {account_id!r} (configured: {known})"])
 
 
 def insecure_settings(settings: Settings) -> list[str]:
-    """Warnings to log on every start for settings that weaken security."""
-    return [
+    """Allowed settings that weaken security: logged at every start and printed by `config check`."""
+    warnings = [
         f"account {account.id}: TLS certificate verification is disabled (tls_verify = false)"
         for account in settings.accounts
         if not account.tls_verify
     ]
+    for sensor in settings.sensors:
+        if not sensor.effective_cert_validation(settings.winrm):
+            warnings.append(
+                f"sensor {sensor.name}: WinRM certificate validation is disabled (cert_validation = false)"
+            )
+        if sensor.over_http and sensor.effective_transport(settings.winrm) == "ntlm":
+            warnings.append(
+                f"sensor {sensor.name}: NTLM over http:// ({sensor.endpoint}); messages are sealed, but the "
+                "host is not authenticated: prefer https://"
+            )
+    center = settings.store.ata_center
+    if settings.store.backend == "ata-center" and center is not None and not center.tls_verify:
+        warnings.append("store.ata_center: TLS certificate verification is disabled (tls_verify = false)")
+    return warnings
 
 
 def resolve_config_path(cli_value: str | None) -> Path:
@@ -739,42 +807,75 @@ def resolve_config_path(cli_value: str | None) -> Path:
     return Path(cli_value or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME)
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else part
-    return text
+@dataclass(frozen=True)
+class ConfigSource:
+    """The file a configuration came from, to point each problem at its key path, file and line."""
+
+    name: str
+    lines: TomlLines
+
+    @classmethod
+    def of(cls, name: str, text: str) -> ConfigSource:
+        return cls(name, TomlLines(text))
+
+    def problem(self, loc: Location, message: str) -> str:
+        """`accounts[0].ca_file: <message> (atp-bot.toml, line 7)`."""
+        line = self.lines.line(loc)
+        place = f"{self.name}, line {line}" if line else self.name
+        where = format_location(loc)
+        return f"{where}: {message} ({place})" if where else f"{message} ({place})"
 
 
-def format_validation_error(error: ValidationError) -> list[str]:
-    """One line per problem, located like `accounts[0].domain_controllers: …`."""
+def format_validation_error(
+    error: ValidationError, root: type[BaseModel] | None = None, source: ConfigSource | None = None
+) -> list[str]:
+    """One line per problem, in plain words, located like `accounts[0].domain_controllers: …` (and by file
+    and line with a `source`). `root` is the validated model, for "did you mean" suggestions."""
     problems = []
     for item in error.errors(include_url=False, include_input=False):
-        message = item["msg"].removeprefix("Value error, ")
-        where = _location(tuple(item["loc"]))
-        problems.append(f"{where}: {message}" if where else message)
+        loc: Location = tuple(item["loc"])
+        message = plain_message(item, root or BaseModel)
+        prefix, sep, rest = message.partition(": ")
+        if not loc and sep and (named := parse_location(prefix)):  # a cross-check names its key itself
+            loc, message = named, rest
+        if source is not None:
+            problems.append(source.problem(loc, message))
+        else:
+            where = format_location(loc)
+            problems.append(f"{where}: {message}" if where else message)
     return problems
 
 
+def _json_scalar(value: object) -> str:
+    """TOML's dates and times, which JSON lacks, as the text a string key would have held."""
+    return str(value)
+
+
 def parse_settings(text: str, source: str = "<config>") -> Settings:
+    """Validate strictly: a string is not a bool or a number (`tls_verify = "yes"` is an error, not true).
+
+    Validated as JSON, whose strict mode still reads paths from strings; TOML's values are JSON's.
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{source}: not valid TOML: {exc}"]) from None
     try:
-        return Settings.model_validate(data)
+        return Settings.model_validate_json(json.dumps(data, default=_json_scalar), strict=True)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
+        raise ConfigError(format_validation_error(exc, Settings, ConfigSource.of(source, text))) from None
 
 
-def load_settings(path: Path) -> Settings:
+def read_config_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such configuration file (use --config or ${CONFIG_ENV})"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    return parse_settings(text, str(path))
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+
+
+def load_settings(path: Path) -> Settings:
+    return parse_settings(read_config_text(path), str(path))

@@ -8,7 +8,15 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from bot.config import ConfigError, SensorConfig, SensorKind, Settings, WinRMTransport, read_secret
+from bot.config import (
+    ConfigError,
+    SensorConfig,
+    SensorKind,
+    Settings,
+    UsageError,
+    WinRMTransport,
+    read_secret,
+)
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,7 @@ def resolve_target(settings: Settings, sensor: SensorConfig) -> SensorTarget:
     defaults = KIND_DEFAULTS[sensor.kind]
     # A sensor that names its own secret source replaces both of the [winrm] sources.
     own_secret = sensor.password_env is not None or sensor.password_file is not None
-    transport = sensor.transport or winrm.transport or "ntlm"
+    transport = sensor.effective_transport(winrm)
     username = sensor.username or winrm.username
     target = SensorTarget(
         name=sensor.name,
@@ -79,9 +87,7 @@ def resolve_target(settings: Settings, sensor: SensorConfig) -> SensorTarget:
         password_env=sensor.password_env if own_secret else winrm.password_env,
         password_file=sensor.password_file if own_secret else winrm.password_file,
         ca_file=sensor.ca_file or winrm.ca_file,
-        cert_validation=sensor.cert_validation
-        if sensor.cert_validation is not None
-        else winrm.cert_validation is not False,
+        cert_validation=sensor.effective_cert_validation(winrm),
         cert_pem=sensor.cert_pem or winrm.cert_pem,
         cert_key_pem=sensor.cert_key_pem or winrm.cert_key_pem,
         operation_timeout=winrm.operation_timeout,
@@ -108,7 +114,7 @@ def resolve_targets(settings: Settings, names: Sequence[str] | None = None) -> l
         known = {s.name for s in settings.sensors}
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise ConfigError(
+            raise UsageError(
                 [f"no sensor named {n!r} (configured: {', '.join(sorted(known)) or 'none'})" for n in unknown]
             )
         wanted = set(names)

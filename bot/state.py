@@ -1,6 +1,9 @@
 """The one directory where atp-bot keeps its state (lockout counters, store, audit trail, jobs)."""
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine
@@ -33,3 +36,23 @@ def sqlite_engine(path: Path) -> Engine:
     return create_engine(
         URL.create("sqlite", database=str(path)), connect_args={"timeout": 30}, poolclass=NullPool
     )
+
+
+RUN_LOCK_NAME = "run.lock"
+
+
+@contextmanager
+def state_dir_lock(settings: Settings, *, exclusive: bool) -> Iterator[bool]:
+    """A `flock` on `<state_dir>/run.lock`. `atp-bot run` holds it shared for its lifetime (waiting for a
+    maintenance command to finish first); a maintenance command that must not run beside the bot
+    (`store rotate-key`) takes it exclusively without waiting, and gets False while a bot holds it."""
+    fd = os.open(state_dir(settings) / RUN_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+            held = True
+        except BlockingIOError:
+            held = False
+        yield held
+    finally:
+        os.close(fd)

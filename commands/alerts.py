@@ -162,7 +162,7 @@ def audit_head_message(notice: AuditHeadNotice) -> str:
     if not notice.intact:
         return (
             f":rotating_light: The audit trail is *not intact* ({_when(notice.verified_at)}): "
-            f"{_escape(notice.problem or 'unknown problem')}. Run `atp-bot audit verify`."
+            f"{inline(notice.problem or 'unknown problem')}. Run `atp-bot audit verify`."
         )
     keyed = "keyed" if notice.keyed else "*unkeyed*: run `atp-bot audit rekey`"
     return (

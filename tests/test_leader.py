@@ -203,7 +203,7 @@ ACCOUNT = '[[accounts]]\nid = "corp"\nusername = "svc@corp.test"\ndomain_control
             'jobstore_password_env = "A"\njobstore_password_file = "/run/a"',
             "scheduler: Value error, set jobstore_password_env or jobstore_password_file, not both",
         ),
-        ("leader_poll_seconds = 0", "scheduler.leader_poll_seconds: Input should be greater than or equal"),
+        ("leader_poll_seconds = 0", "scheduler.leader_poll_seconds: must be at least 0.1"),
     ],
 )
 def test_replica_settings_are_validated(scheduler: str, expected: str) -> None:

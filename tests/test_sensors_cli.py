@@ -76,8 +76,8 @@ def test_usage_errors(emulator: WinRMEmulator, tmp_path: Path, capsys: pytest.Ca
     assert main(["--config", str(config), "check", "--since", "yesterday"]) == 2
     assert main(["--config", str(config), "check", "--since", "2026-01-01T00:00:00"]) == 2
     err = capsys.readouterr().err
-    assert "no sensor named 'nope'" in err
-    assert "--since" in err
+    assert "atp-bot: usage error: no sensor named 'nope'" in err
+    assert "atp-bot: usage error: --since" in err
     assert "Traceback" not in err
 
 

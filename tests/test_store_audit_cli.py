@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sqlite3
@@ -28,21 +29,30 @@ def _run(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tuple[
 
 
 def test_store_init_status_and_history(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     config = write_config(tmp_path)
     code, out, err = _run(capsys, config, "store", "status")
-    assert code == 1
+    assert code == 2  # as set-password's: a store that is not set up is a configuration error
+    assert "atp-bot store init" in err
+    monkeypatch.setattr("sys.stdin", io.StringIO(CANARY + "\n"))
+    code, _, err = _run(capsys, config, "set-password", "--account", "corp", "--password-stdin")
+    assert code == 2
     assert "atp-bot store init" in err
 
     code, out, _ = _run(capsys, config, "store", "init")
     assert code == 0
     assert "created the embedded store" in out
     assert "store.key" in out
-    code, _, err = _run(capsys, config, "store", "init")
-    assert code == 1
-    assert "refusing to overwrite" in err
+    key = (tmp_path / "state" / "store.key").read_bytes()
+    code, out, err = _run(capsys, config, "store", "init")
+    assert (code, err) == (0, "")
+    assert "already exists; nothing was changed" in out
+    assert (tmp_path / "state" / "store.key").read_bytes() == key
 
     settings = make_settings(tmp_path)
     open_store(settings).save("corp", SecretStr(CANARY), "slack:U123 (alice)")
@@ -57,10 +67,9 @@ def test_store_init_status_and_history(
     code, out, _ = _run(capsys, config, "history", "--json")
     events = json.loads(out)
     assert code == 0
-    assert [e["action"] for e in events] == ["save", "store-init", "store-init"]
+    assert [e["action"] for e in events] == ["save", "store-init"]
     for event in events:
         assert {"time", "actor", "action", "account", "outcome"} <= set(event)
-    assert events[1]["outcome"] == "refused"
 
     code, out, _ = _run(capsys, config, "history", "--account", "corp", "--limit", "5")
     assert code == 0
@@ -83,7 +92,7 @@ def test_insecure_key_file_message(tmp_path: Path, capsys: pytest.CaptureFixture
     key_file = tmp_path / "state" / "store.key"
     key_file.chmod(0o644)
     code, _, err = _run(capsys, config, "store", "status")
-    assert code == 1
+    assert code == 2
     assert f"chmod 600 {key_file}" in err
     assert "Traceback" not in err
 
@@ -141,3 +150,29 @@ def test_store_init_makes_the_audit_key(tmp_path: Path, capsys: pytest.CaptureFi
     assert "intact: 1 rows (keyed from row 1)" in out  # the store-init row
     _run(capsys, config, "store", "init")  # refused (the store exists); the audit key is kept
     assert key_file.read_bytes() == key
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--limit", "abc"], "argument --limit: must be a whole number from 1 to 10000, not 'abc'"),
+        (["--limit", "0"], "argument --limit: must be a whole number from 1 to 10000, not '0'"),
+    ],
+)
+def test_history_limit_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as usage:
+        main(["--config", str(write_config(tmp_path)), "history", *arguments])
+    assert usage.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_history_of_an_unknown_account_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run(capsys, write_config(tmp_path), "history", "--account", "nosuch")
+    assert (code, out) == (2, "")
+    assert err == "atp-bot: usage error: no account with id 'nosuch' (configured: corp, lab)\n"

@@ -19,7 +19,7 @@ from tests.storetools import make_settings
         ('[store]\nbackend = "command"\n', 'store: backend "command" needs a [store.command] table'),
         (
             '[store]\nbackend = "vault"\n',
-            "store.backend: Input should be 'embedded', 'ata-center' or 'command'",
+            "store.backend: must be one of embedded, ata-center, command",
         ),
         (
             '[store.ata_center]\nurl = "http://center"\nusername = "C\\\\u"\npassword_env = "X"\n',
@@ -34,7 +34,7 @@ from tests.storetools import make_settings
             "store.ata_center: set password_env or password_file",
         ),
         ('[store.command]\nargv = ["save-it"]\n', "store.command.argv: argv[0] must be the absolute path"),
-        ("[store.command]\nargv = []\n", "store.command.argv: List should have at least 1 item"),
+        ("[store.command]\nargv = []\n", "store.command.argv: must have at least 1 item(s)"),
         (
             '[audit]\nurl = "postgresql+psycopg://atp:hunter2@db/atp"\n',
             "audit.url: must not contain a password",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import signal
@@ -16,10 +17,16 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from bot.cli import main
+from bot.state import state_dir_lock
 from bot.store import StoreError, open_store
 from bot.store.embedded import init_embedded_store, rotate_key, store_path
 from bot.store.keys import key_file_path
-from tests.storetools import CANARY, files_containing, make_settings
+from lab.slack import SlackEmulator
+from tests.slack_lab import wait_for
+from tests.storetools import CANARY, files_containing, make_settings, write_config
+from tests.test_slack_cli import APP_TOKEN, BOT_TOKEN, start_bot
+from tests.test_slack_cli import write_config as write_bot_config
 
 
 @pytest.fixture(autouse=True)
@@ -232,3 +239,74 @@ def test_rotate_key_refuses_an_environment_key(tmp_path: Path, monkeypatch: pyte
     init_embedded_store(settings)
     with pytest.raises(StoreError, match="environment variable ATP_BOT_STORE_KEY"):
         rotate_key(settings)
+
+
+def test_rotation_is_durable_key_file_and_rename_synced_with_their_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power loss after the rotation must find the new key on disk: the new file, then the rename, are
+    followed by an fsync of the key's directory (security review 11.11)."""
+    settings = make_settings(tmp_path)
+    init_embedded_store(settings)
+    key_file = key_file_path(settings)
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+        events.append(("replace", str(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    rotate_key(settings)
+    directory, pending = str(key_file.parent), str(key_file) + ".new"
+    key_events = [e for e in events if e[1] in (directory, pending, str(key_file))]
+    assert key_events == [
+        ("fsync", pending),  # the new key's bytes
+        ("fsync", directory),  # its directory entry
+        ("replace", str(key_file)),
+        ("fsync", directory),  # the rename
+    ]
+
+
+def test_rotate_key_refuses_while_a_bot_holds_the_state_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    settings = make_settings(tmp_path)
+    assert main(["--config", str(config), "store", "init"]) == 0
+    key = key_file_path(settings).read_bytes()
+    with state_dir_lock(settings, exclusive=False):  # what `atp-bot run` holds for its lifetime
+        assert main(["--config", str(config), "store", "rotate-key"]) == 1
+    err = capsys.readouterr().err
+    assert f"atp-bot run is using the state directory {tmp_path / 'state'}" in err
+    assert "Stop it first" in err
+    assert key_file_path(settings).read_bytes() == key
+    assert main(["--config", str(config), "history", "--json"]) == 0
+    (rotation, _init) = json.loads(capsys.readouterr().out)
+    assert (rotation["action"], rotation["outcome"]) == ("store-rotate-key", "refused")
+    assert main(["--config", str(config), "store", "rotate-key"]) == 0
+
+
+def test_rotate_key_refuses_beside_a_running_bot(tmp_path: Path) -> None:
+    """The real `atp-bot run` process: refused while it runs, done once it stopped."""
+    with SlackEmulator(bot_token=BOT_TOKEN, app_token=APP_TOKEN) as emulator:
+        config = write_bot_config(tmp_path, emulator.api_url)
+        rotate = [sys.executable, "-m", "bot", "--config", str(config), "store", "rotate-key"]
+        bot = start_bot(config, BOT_TOKEN)
+        try:
+            wait_for(lambda: emulator.connected_apps, timeout=20)
+            refused = subprocess.run(rotate, capture_output=True, text=True, timeout=60, check=False)
+            bot.send_signal(signal.SIGTERM)
+            bot.communicate(timeout=30)
+        finally:
+            bot.kill()
+    assert refused.returncode == 1
+    assert "atp-bot run is using the state directory" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    done = subprocess.run(rotate, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr

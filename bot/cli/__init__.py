@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 from bot import __version__
 from bot.audit import AuditError
 from bot.cli import audit_cmd, check, config_cmd, health_cmd, run, set_password, store_cmd, test_connection
-from bot.config import ConfigError
+from bot.config import ConfigError, UsageError
 from bot.exitcodes import ExitCode
 from bot.store import StoreError
 
@@ -53,12 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except ConfigError as exc:
+        kind = "usage error" if isinstance(exc, UsageError) else "configuration error"
         for problem in exc.problems:
-            print(f"atp-bot: configuration error: {problem}", file=sys.stderr)
+            print(f"atp-bot: {kind}: {problem}", file=sys.stderr)
         return ExitCode.USAGE
     except StoreError as exc:
         print(f"atp-bot: store error: {exc.message}", file=sys.stderr)
-        return ExitCode.USAGE if exc.reason in ("config", "key") else ExitCode.PROBLEM
+        return store_cmd.exit_code(exc)
     except AuditError as exc:
         print(f"atp-bot: audit trail error: {exc}", file=sys.stderr)
         return ExitCode.PROBLEM

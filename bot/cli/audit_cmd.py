@@ -24,9 +24,13 @@ from bot.exitcodes import ExitCode
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    """`--limit`: argparse turns the error into a usage error (exit 2) naming the option."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError("must be between 1 and 10000")
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 10000, not {text!r}")
     return value
 
 
@@ -154,6 +158,8 @@ def run_rekey(args: argparse.Namespace) -> int:
 
 def run_history(args: argparse.Namespace) -> int:
     settings = context.load(args)
+    if args.account is not None:
+        settings.account(args.account)  # an unknown id is a usage error, not an empty history
     try:
         rows = open_audit(settings).recent(account=args.account, limit=args.limit)
     except AuditError as exc:

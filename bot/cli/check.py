@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.cli import context
-from bot.config import ConfigError
+from bot.config import ConfigError, UsageError
 from bot.exitcodes import ExitCode
 from bot.sensors import SensorResult, check_sensors
 
@@ -38,9 +38,9 @@ def parse_since(value: str | None) -> datetime | None:
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError([f"--since: not an ISO 8601 time: {value!r}"]) from None
+        raise UsageError([f"--since: not an ISO 8601 time: {value!r}"]) from None
     if when.tzinfo is None:
-        raise ConfigError([f"--since: add a time zone (e.g. Z or +01:00): {value!r}"])
+        raise UsageError([f"--since: add a time zone (e.g. Z or +01:00): {value!r}"])
     return when
 
 

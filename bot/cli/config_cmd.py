@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from bot.cli import context
-from bot.config import Settings
+from bot.config import ConfigError, Settings, insecure_settings, resolve_config_path
 from bot.exitcodes import ExitCode
+from bot.preflight import check_config_file
 from bot.state import default_state_dir
 
 
@@ -16,6 +18,12 @@ def register(commands: Any) -> None:
     actions = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = actions.add_parser(
         "check", help="validate the configuration file and print a summary (contacts nothing)"
+    )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="also fail when the environment lacks what the service needs: unset *_env variables and "
+        "Slack tokens, secret files that others can read (for ExecStartPre and container start-up)",
     )
     check.set_defaults(handler=run_check)
 
@@ -42,7 +50,17 @@ def summary(settings: Settings) -> list[str]:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    settings = context.load(args)
+    checked = check_config_file(resolve_config_path(args.config))
+    settings, findings = checked.settings, checked.findings
+    context.start_logging(args, settings)
+    if args.strict:
+        errors, warnings = findings.errors + findings.environment, []
+    else:
+        errors, warnings = findings.errors, [f"{w} (an error with --strict)" for w in findings.environment]
+    for warning in [*warnings, *findings.notes, *insecure_settings(settings)]:
+        print(f"atp-bot: warning: {warning}", file=sys.stderr)
+    if errors:
+        raise ConfigError(errors)
     print("configuration OK")
     for line in summary(settings):
         print(line)

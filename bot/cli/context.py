@@ -9,23 +9,33 @@ import sys
 
 from pydantic import SecretStr
 
-from bot.config import ConfigError, Settings, insecure_settings, load_settings, resolve_config_path
+from bot.config import ConfigError, Settings, UsageError, insecure_settings, resolve_config_path
 from bot.logging_setup import configure_logging
 from bot.password_policy import password_problem
+from bot.preflight import check_config_file
 
 
 def load(args: argparse.Namespace, *, service: bool = False) -> Settings:
-    """Load the configuration named on the command line and set up logging from it.
-
-    One-shot commands log warnings only (their output is the result) unless -v; a long-running
-    `service` logs at the configured level.
+    """Load the configuration named on the command line, check its files (a missing `ca_file` stops the
+    command here, named), set up logging from it and warn about every insecure setting.
     """
-    settings = load_settings(resolve_config_path(args.config))
-    level = "DEBUG" if args.verbose else settings.logging.level if service else "WARNING"
-    configure_logging(level, settings.logging.format)
-    for warning in insecure_settings(settings):
+    checked = check_config_file(resolve_config_path(args.config))
+    if checked.findings.errors:
+        raise ConfigError(checked.findings.errors)
+    settings = checked.settings
+    start_logging(args, settings, service=service)
+    # What the environment lacks matters to the service; a shell may lack it without harm.
+    environment = checked.findings.environment if service else []
+    for warning in [*environment, *insecure_settings(settings)]:
         logging.getLogger("atp-bot").warning(warning)
     return settings
+
+
+def start_logging(args: argparse.Namespace, settings: Settings, *, service: bool = False) -> None:
+    """One-shot commands log warnings only (their output is the result) unless -v; a long-running
+    `service` logs at the configured level."""
+    level = "DEBUG" if args.verbose else settings.logging.level if service else "WARNING"
+    configure_logging(level, settings.logging.format)
 
 
 def add_password_source(parser: argparse.ArgumentParser) -> None:
@@ -51,10 +61,10 @@ def read_password(
     elif sys.stdin.isatty():
         value = getpass.getpass(prompt)
         if confirm and value != getpass.getpass("Confirm password: "):
-            raise ConfigError(["the two passwords do not match; nothing was tested or saved"])
+            raise UsageError(["the two passwords do not match; nothing was tested or saved"])
     else:
-        raise ConfigError(["no terminal to prompt for the password: use --password-stdin"])
+        raise UsageError(["no terminal to prompt for the password: use --password-stdin"])
     problem = password_problem(value)
     if problem:
-        raise ConfigError([f"{problem} Nothing was tested or saved."])
+        raise UsageError([f"{problem} Nothing was tested or saved."])
     return SecretStr(value)

@@ -29,6 +29,7 @@ from bot.scheduler import Scheduler, start_scheduler
 from bot.slack.client import build_client
 from bot.slack.runtime import SlackRuntime, SlackUnreachable
 from bot.slack.secrets import SlackSecrets, remove_from_environment
+from bot.state import state_dir_lock
 from commands.alerts import SlackNotifier
 from commands.password import tell_interrupted
 
@@ -44,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     settings = context.load(args, service=True)
     secrets = SlackSecrets.from_env(settings.slack)
     remove_from_environment()
-    with replica_account_locks(settings):  # first: a missing lock password stops the bot before it starts
+    # The replica locks first: a missing lock password stops the bot before it starts. Then the state
+    # directory's lock, held for the bot's lifetime: `store rotate-key` refuses to run beside it.
+    with replica_account_locks(settings), state_dir_lock(settings, exclusive=False):
         return _run(settings, secrets)
 
 

@@ -1,4 +1,5 @@
-"""`atp-bot store init|status`: create the embedded store, and show what is saved (never the secret)."""
+"""`atp-bot store init|status|rotate-key`: create the embedded store, show what is saved (never the secret),
+and re-encrypt it with a new key while no bot runs on the state directory."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from bot.cli.audit_cmd import key_created_lines
 from bot.config import Settings
 from bot.exitcodes import ExitCode
 from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
-from bot.store.embedded import init_embedded_store, rotate_key
+from bot.store.embedded import init_embedded_store, rotate_key, store_exists, store_path
 
 
 def register(commands: Any) -> None:
@@ -32,9 +33,16 @@ def register(commands: Any) -> None:
     rotate.set_defaults(handler=run_rotate_key)
 
 
+def exit_code(exc: StoreError) -> ExitCode:
+    """A store that is not set up, or a wrong key, is a configuration error (2), for every command."""
+    if exc.reason in ("config", "key"):
+        return ExitCode.USAGE
+    return ExitCode.UNREACHABLE if exc.reason == "unreachable" else ExitCode.PROBLEM
+
+
 def _error(exc: StoreError) -> int:
     print(f"atp-bot: store error: {exc.message}", file=sys.stderr)
-    return ExitCode.UNREACHABLE if exc.reason == "unreachable" else ExitCode.PROBLEM
+    return exit_code(exc)
 
 
 def _embedded_only(settings: Settings, action: str) -> bool:
@@ -52,6 +60,10 @@ def run_init(args: argparse.Namespace) -> int:
     if not _embedded_only(settings, "init"):
         return ExitCode.USAGE
     print("\n".join(key_created_lines(init_audit_key(settings))))  # before the trail's first row
+    if store_exists(settings):
+        print(f"the embedded store {store_path(settings)} already exists; nothing was changed")
+        print("`atp-bot store status` shows what it holds")
+        return ExitCode.OK
     audit = open_audit(settings)
     try:
         result = init_embedded_store(settings)
@@ -100,7 +112,8 @@ def run_rotate_key(args: argparse.Namespace) -> int:
     try:
         result = rotate_key(settings)
     except StoreError as exc:
-        audit.record(cli_actor(), action, None, AuditOutcome.FAILED, exc.reason, exc.message)
+        outcome = AuditOutcome.REFUSED if exc.reason == "busy" else AuditOutcome.FAILED
+        audit.record(cli_actor(), action, None, outcome, exc.reason, exc.message)
         return _error(exc)
     detail = f"key id {result.old_key_id} -> {result.new_key_id}, {result.credentials} credential(s)"
     audit.record(cli_actor(), action, None, AuditOutcome.OK, None, detail)

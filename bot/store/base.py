@@ -15,7 +15,17 @@ BackendName = Literal["embedded", "ata-center", "command"]
 
 # Why a save failed, for the audit reason code and the exit code (`unreachable` maps to exit 3).
 StoreErrorReason = Literal[
-    "config", "key", "unreachable", "tls", "auth", "rejected", "bad-response", "timeout", "exit-status", "io"
+    "config",
+    "key",
+    "unreachable",
+    "tls",
+    "auth",
+    "rejected",
+    "bad-response",
+    "timeout",
+    "exit-status",
+    "io",
+    "busy",  # another process holds what the operation needs (a running bot, for a key rotation)
 ]
 
 

@@ -19,8 +19,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 
+from bot.change_journal import replace_durably
 from bot.config import Settings
-from bot.state import state_dir
+from bot.state import state_dir, state_dir_lock
 from bot.store.base import BackendName, CredentialMetadata, StoreError
 from bot.store.keys import StoreKey, create_key_file, key_file_path, key_from_environment, load_key
 from bot.store.sqlite_file import connect, fetch_one
@@ -174,10 +175,15 @@ class InitResult:
     key_created: bool
 
 
+def store_exists(settings: Settings) -> bool:
+    path = store_path(settings)
+    return path.exists() and path.stat().st_size > 0
+
+
 def init_embedded_store(settings: Settings) -> InitResult:
     """Create the key (unless it comes from the environment) and an empty store; never overwrite either."""
     path = store_path(settings)
-    if path.exists() and path.stat().st_size > 0:
+    if store_exists(settings):
         raise StoreError(f"{path} already exists: refusing to overwrite the store", reason="config")
     env = key_from_environment(settings.store)
     key = load_key(settings) if env else create_key_file(key_file_path(settings))
@@ -243,6 +249,17 @@ def rotate_key(settings: Settings) -> RotateResult:
             f"the store key comes from the environment variable {env}: rotation replaces a key file only",
             reason="config",
         )
+    with state_dir_lock(settings, exclusive=True) as alone:
+        if not alone:
+            raise StoreError(
+                f"atp-bot run is using the state directory {state_dir(settings)}: it would keep the old key. "
+                "Stop it first (systemctl stop atp-bot), rotate, then start it again",
+                reason="busy",
+            )
+        return _rotate(settings)
+
+
+def _rotate(settings: Settings) -> RotateResult:
     store = open_embedded(settings)
     old_key_id, key_path, pending = store.key_id, key_file_path(settings), _pending_key_path(settings)
     new_key = create_key_file(pending)
@@ -251,5 +268,5 @@ def rotate_key(settings: Settings) -> RotateResult:
     except StoreError:
         pending.unlink(missing_ok=True)
         raise
-    os.replace(pending, key_path)
+    replace_durably(pending, key_path)
     return RotateResult(key_path, old_key_id, new_key.key_id, count)

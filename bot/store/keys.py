@@ -14,6 +14,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.change_journal import sync_directory, write_synced
 from bot.config import Settings, StoreConfig
 from bot.state import state_dir
 from bot.store.base import StoreError
@@ -101,10 +102,12 @@ def load_key(settings: Settings) -> StoreKey:
 
 
 def create_key_file(path: Path) -> StoreKey:
-    """Write a new random key to `path` (mode 0600); never overwrite an existing file."""
+    """Write a new random key to `path` (mode 0600), durably (file and directory synced, so a power loss
+    cannot leave a store encrypted with a key that is not on disk); never overwrite an existing file."""
     material = os.urandom(KEY_BYTES)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_synced(path, encode_key(material) + "\n", exclusive=True)
+        sync_directory(path.parent)
     except FileExistsError:
         raise StoreError(
             f"{path} already exists: refusing to overwrite a store key "
@@ -113,8 +116,4 @@ def create_key_file(path: Path) -> StoreKey:
         ) from None
     except OSError as exc:
         raise StoreError(f"cannot create the store key file {path}: {exc.strerror}", reason="key") from None
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(encode_key(material) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
     return StoreKey(material, f"key file {path}")

@@ -29,6 +29,8 @@ def config_snippet(spec: HostFile, emulator: WinRMEmulator, ca_file: Path | None
     """The atp-bot configuration that points at the emulated hosts."""
     transport = "ntlm" if "ntlm" in spec.auth else "basic"
     lines = ["[winrm]", f'username = "{spec.username.replace(chr(92), chr(92) * 2)}"']
+    if transport == "basic" and not spec.tls:
+        lines.insert(0, "# atp-bot refuses basic over http:// (clear-text password): set tls = true")
     lines.append(f'password_env = "{spec.password_env or "ATP_BOT_WINRM_PASSWORD"}"')
     lines.append(f'transport = "{transport}"')
     if ca_file:
