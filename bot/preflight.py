@@ -35,11 +35,11 @@ from bot.slack.secrets import APP_TOKEN_ENV, BOT_TOKEN_ENV, SIGNING_SECRET_ENV
 
 # Keys whose file atp-bot reads as a secret: nobody but the service's user (and group) may read it.
 _SECRET_FILE_SUFFIXES = ("password_file", "secret_file", "cert_key_pem")
-# Files that `atp-bot store init` creates: they may not exist yet.
-_CREATED_BY_INIT = {("store", "key_file"), ("store", "path")}
+# Files that `atp-bot store init` (or `audit init`) creates: they may not exist yet.
+_CREATED_BY_INIT = {("store", "key_file"), ("store", "path"), ("audit", "key_file")}
 _SET_IT = "set it where the service gets its environment (atp-bot.env, the Kubernetes Secret)"
-# A variable that may be unset: the embedded store then reads its key from key_file.
-_OPTIONAL_ENV = {("store", "key_env")}
+# Variables that may be unset: the embedded store and the audit trail then read their key from key_file.
+_OPTIONAL_ENV = {("store", "key_env"), ("audit", "key_env")}
 
 
 @dataclass
