@@ -12,7 +12,7 @@ import logging
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -351,15 +351,41 @@ def _unreachable(
 def run_connection_test(
     account: AccountConfig, password: SecretStr, *, guard: LockoutGuard, lease: AccountLease
 ) -> ConnectionTestResult:
-    """Test `password` for `account` against its domain controllers. Never raises for peer problems."""
+    """Test `password` for `account` against its domain controllers. Never raises for peer problems.
+
+    The guard counts the test before the password leaves and settles it from the verdict; if this
+    process dies in between, the test stays counted as a rejection (AD may have counted it)."""
     if lease.account_id != account.id:
         raise ValueError("the lease is for another account")
-    decision = guard.check(lease)
-    if not decision.allowed:
-        return _refused(account, Reason.GUARD_LIMIT, decision.message)
+    lookup_password = account.lookup_password() if account.lookup_username else None
+    decision = guard.admit(lease)
+    if decision.attempt is None:
+        return _refused(account, decision.reason or Reason.GUARD_LIMIT, decision.message)
+    result = _test_on_dcs(account, password, lookup_password)
+    if not guard.settle(decision.attempt, counted_rejection(result)):
+        until = guard.counted_until(decision.attempt)
+        note = (
+            f"the lockout guard could not record this test's outcome; it counts it as a rejected test "
+            f"until {until:%Y-%m-%d %H:%M} UTC"
+        )
+        result = replace(result, notes=(*result.notes, note))
+    return result
+
+
+def counted_rejection(result: ConnectionTestResult) -> Reason | None:
+    """What the guard counts for a test: a rejection, or a bind whose answer never came (AD may have
+    counted it); None when AD accepted the password or it was never sent."""
+    if result.outcome is Outcome.REJECTED or result.reason is Reason.NO_ANSWER:
+        return result.reason
+    return None
+
+
+def _test_on_dcs(
+    account: AccountConfig, password: SecretStr, lookup_password: SecretStr | None
+) -> ConnectionTestResult:
+    """The DCs in order, failing over only while none received the password."""
     attempts: list[DcAttempt] = []
     notes: tuple[str, ...] = ()
-    lookup_password = account.lookup_password() if account.lookup_username else None
     with active_secret(password):
         for dc in account.dcs:
             try:
@@ -388,11 +414,9 @@ def run_connection_test(
                 attempts.append(DcAttempt(dc.url, problem.outcome, problem.detail))
                 log.warning("account %s: %s gave no verdict: %s", account.id, dc.url, problem.detail)
                 if problem.outcome is AttemptOutcome.NO_ANSWER:
-                    guard.record_rejection(lease, Reason.NO_ANSWER)
                     break
                 continue
             failure = decode_bind_failure(code, diagnostic)
-            guard.record_rejection(lease, failure.reason)
             attempts.append(DcAttempt(dc.url, AttemptOutcome.REJECTED, failure.message))
             log.info("account %s: %s rejected the credential (%s)", account.id, dc.url, failure.reason)
             return ConnectionTestResult(
