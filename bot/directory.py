@@ -257,13 +257,24 @@ def _read_expiry(conn: Connection, account: AccountConfig) -> tuple[PasswordExpi
 
 
 @dataclass(frozen=True)
-class _Precheck:
+class LockoutPrecheck:
+    """AD's own view of the account's lockout state, read by the lookup account; without `threshold`,
+    the view is unavailable and `notes` say why."""
+
     refuse: Reason | None = None
     message: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    bad_count: int | None = None  # recent bad password attempts (older than the window: 0)
+    threshold: int | None = None  # the domain's lockoutThreshold (0: never locks out)
+
+    def describe(self) -> str:
+        if self.threshold is None:
+            return "; ".join(self.notes) or "AD's lockout state is unknown"
+        locked = "locked out" if self.refuse is Reason.ACCOUNT_LOCKED else "not locked out"
+        return f"badPwdCount {self.bad_count} of lockoutThreshold {self.threshold}, {locked}"
 
 
-def _precheck(dc: DomainController, account: AccountConfig, lookup_password: SecretStr) -> _Precheck:
+def _precheck(dc: DomainController, account: AccountConfig, lookup_password: SecretStr) -> LockoutPrecheck:
     """Read the account's lockout state with the read-only lookup account, before sending the password.
 
     Raises _NoVerdict when the DC cannot be reached. Any other problem only adds a note: the persisted
@@ -277,7 +288,9 @@ def _precheck(dc: DomainController, account: AccountConfig, lookup_password: Sec
         bound, code, diagnostic = _bind(conn)
         if not bound:
             failure = decode_bind_failure(code, diagnostic)
-            return _Precheck(notes=(f"lockout pre-check unavailable: lookup account: {failure.message}",))
+            return LockoutPrecheck(
+                notes=(f"lockout pre-check unavailable: lookup account: {failure.message}",)
+            )
         base = _naming_context(conn, account)
         threshold = window = None
         if base and conn.search(
@@ -293,14 +306,8 @@ def _precheck(dc: DomainController, account: AccountConfig, lookup_password: Sec
             ["badPwdCount", "badPasswordTime", "msDS-User-Account-Control-Computed", "lockoutTime"],
         )
     if user is None or threshold is None:
-        return _Precheck(
+        return LockoutPrecheck(
             notes=("lockout pre-check unavailable: the account or the domain policy is not readable",)
-        )
-    if (_first_int(user, "msDS-User-Account-Control-Computed") or 0) & UF_LOCKOUT:
-        return _Precheck(
-            Reason.ACCOUNT_LOCKED,
-            "The account is locked out in Active Directory. atp-bot did not send the password; "
-            "unlock the account first.",
         )
     bad_count = _first_int(user, "badPwdCount") or 0
     bad_time = _first_int(user, "badPasswordTime") or 0
@@ -308,13 +315,42 @@ def _precheck(dc: DomainController, account: AccountConfig, lookup_password: Sec
     window_end = filetime_to_datetime(bad_time) + timedelta(microseconds=abs(window or 0) // 10)
     if bad_count and window and bad_time and window_end < datetime.now(UTC):
         bad_count = 0
+    if (_first_int(user, "msDS-User-Account-Control-Computed") or 0) & UF_LOCKOUT:
+        return LockoutPrecheck(
+            Reason.ACCOUNT_LOCKED,
+            "The account is locked out in Active Directory. atp-bot did not send the password; "
+            "unlock the account first.",
+            bad_count=bad_count,
+            threshold=threshold,
+        )
     if threshold > 0 and bad_count >= threshold - 1:
-        return _Precheck(
+        return LockoutPrecheck(
             Reason.NEAR_LOCKOUT,
             f"The account has {bad_count} recent bad password attempts in AD and locks out at {threshold}. "
             "atp-bot did not send the password; wait for the lockout observation window to pass.",
+            bad_count=bad_count,
+            threshold=threshold,
         )
-    return _Precheck()
+    return LockoutPrecheck(bad_count=bad_count, threshold=threshold)
+
+
+class PrecheckUnavailable(Exception):
+    """No domain controller answered the lookup account; the message is safe to show."""
+
+
+def lockout_precheck(account: AccountConfig) -> LockoutPrecheck:
+    """AD's view of the account's lockout state, through its lookup account (the account's own password
+    is never sent). Fails over between DCs while none answers; raises PrecheckUnavailable when none did."""
+    if account.lookup_username is None:
+        raise ValueError(f"account {account.id} has no lookup account")
+    lookup_password = account.lookup_password()
+    problems = []
+    for dc in account.dcs:
+        try:
+            return _precheck(dc, account, lookup_password)
+        except _NoVerdict as problem:
+            problems.append(f"{dc.url}: {problem.detail}")
+    raise PrecheckUnavailable("no domain controller answered: " + "; ".join(problems))
 
 
 def _refused(
