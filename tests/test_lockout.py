@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from bot.ad_errors import Reason
 from bot.config import LockoutGuardConfig
@@ -91,6 +94,24 @@ def test_a_ledger_that_cannot_be_written_refuses_the_test(tmp_path: Path) -> Non
     assert "(attempt to write a readonly database)" in decision.message
     assert "nothing was sent to AD" in decision.message
     assert guard.count("a").rejections == 1
+
+
+def test_a_write_lock_held_past_the_busy_timeout_refuses_the_test(tmp_path: Path) -> None:
+    """Another process holds the ledger's write lock: the count can be read, the attempt not written."""
+    path = tmp_path / "g.sqlite"
+    LockoutGuard.at_path(path, LockoutGuardConfig()).count("a")  # the ledger exists
+    impatient = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.1}, poolclass=NullPool)
+    guard = LockoutGuard(impatient, LockoutGuardConfig(), path=path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with hold_account(tmp_path, "a") as lease:
+            decision = guard.admit(lease)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert (decision.allowed, decision.reason) == (False, Reason.GUARD_UNAVAILABLE)
+    assert "cannot be written (database is locked)" in decision.message
 
 
 def test_a_verdict_that_cannot_be_recorded_leaves_the_test_counted(tmp_path: Path) -> None:
