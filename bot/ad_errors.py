@@ -30,6 +30,7 @@ class Reason(StrEnum):
     TLS_ERROR = "tls_error"
     NO_ANSWER = "no_answer"
     GUARD_LIMIT = "guard_limit"
+    GUARD_UNAVAILABLE = "guard_unavailable"  # the lockout guard cannot count the test: nothing sent
     NEAR_LOCKOUT = "near_lockout"
     BUSY = "busy"
 

@@ -12,7 +12,7 @@ import logging
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -257,13 +257,24 @@ def _read_expiry(conn: Connection, account: AccountConfig) -> tuple[PasswordExpi
 
 
 @dataclass(frozen=True)
-class _Precheck:
+class LockoutPrecheck:
+    """AD's own view of the account's lockout state, read by the lookup account; without `threshold`,
+    the view is unavailable and `notes` say why."""
+
     refuse: Reason | None = None
     message: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    bad_count: int | None = None  # recent bad password attempts (older than the window: 0)
+    threshold: int | None = None  # the domain's lockoutThreshold (0: never locks out)
+
+    def describe(self) -> str:
+        if self.threshold is None:
+            return "; ".join(self.notes) or "AD's lockout state is unknown"
+        locked = "locked out" if self.refuse is Reason.ACCOUNT_LOCKED else "not locked out"
+        return f"badPwdCount {self.bad_count} of lockoutThreshold {self.threshold}, {locked}"
 
 
-def _precheck(dc: DomainController, account: AccountConfig, lookup_password: SecretStr) -> _Precheck:
+def _precheck(dc: DomainController, account: AccountConfig, lookup_password: SecretStr) -> LockoutPrecheck:
     """Read the account's lockout state with the read-only lookup account, before sending the password.
 
     Raises _NoVerdict when the DC cannot be reached. Any other problem only adds a note: the persisted
@@ -277,7 +288,9 @@ def _precheck(dc: DomainController, account: AccountConfig, lookup_password: Sec
         bound, code, diagnostic = _bind(conn)
         if not bound:
             failure = decode_bind_failure(code, diagnostic)
-            return _Precheck(notes=(f"lockout pre-check unavailable: lookup account: {failure.message}",))
+            return LockoutPrecheck(
+                notes=(f"lockout pre-check unavailable: lookup account: {failure.message}",)
+            )
         base = _naming_context(conn, account)
         threshold = window = None
         if base and conn.search(
@@ -293,14 +306,8 @@ def _precheck(dc: DomainController, account: AccountConfig, lookup_password: Sec
             ["badPwdCount", "badPasswordTime", "msDS-User-Account-Control-Computed", "lockoutTime"],
         )
     if user is None or threshold is None:
-        return _Precheck(
+        return LockoutPrecheck(
             notes=("lockout pre-check unavailable: the account or the domain policy is not readable",)
-        )
-    if (_first_int(user, "msDS-User-Account-Control-Computed") or 0) & UF_LOCKOUT:
-        return _Precheck(
-            Reason.ACCOUNT_LOCKED,
-            "The account is locked out in Active Directory. atp-bot did not send the password; "
-            "unlock the account first.",
         )
     bad_count = _first_int(user, "badPwdCount") or 0
     bad_time = _first_int(user, "badPasswordTime") or 0
@@ -308,13 +315,42 @@ def _precheck(dc: DomainController, account: AccountConfig, lookup_password: Sec
     window_end = filetime_to_datetime(bad_time) + timedelta(microseconds=abs(window or 0) // 10)
     if bad_count and window and bad_time and window_end < datetime.now(UTC):
         bad_count = 0
+    if (_first_int(user, "msDS-User-Account-Control-Computed") or 0) & UF_LOCKOUT:
+        return LockoutPrecheck(
+            Reason.ACCOUNT_LOCKED,
+            "The account is locked out in Active Directory. atp-bot did not send the password; "
+            "unlock the account first.",
+            bad_count=bad_count,
+            threshold=threshold,
+        )
     if threshold > 0 and bad_count >= threshold - 1:
-        return _Precheck(
+        return LockoutPrecheck(
             Reason.NEAR_LOCKOUT,
             f"The account has {bad_count} recent bad password attempts in AD and locks out at {threshold}. "
             "atp-bot did not send the password; wait for the lockout observation window to pass.",
+            bad_count=bad_count,
+            threshold=threshold,
         )
-    return _Precheck()
+    return LockoutPrecheck(bad_count=bad_count, threshold=threshold)
+
+
+class PrecheckUnavailable(Exception):
+    """No domain controller answered the lookup account; the message is safe to show."""
+
+
+def lockout_precheck(account: AccountConfig) -> LockoutPrecheck:
+    """AD's view of the account's lockout state, through its lookup account (the account's own password
+    is never sent). Fails over between DCs while none answers; raises PrecheckUnavailable when none did."""
+    if account.lookup_username is None:
+        raise ValueError(f"account {account.id} has no lookup account")
+    lookup_password = account.lookup_password()
+    problems = []
+    for dc in account.dcs:
+        try:
+            return _precheck(dc, account, lookup_password)
+        except _NoVerdict as problem:
+            problems.append(f"{dc.url}: {problem.detail}")
+    raise PrecheckUnavailable("no domain controller answered: " + "; ".join(problems))
 
 
 def _refused(
@@ -351,15 +387,41 @@ def _unreachable(
 def run_connection_test(
     account: AccountConfig, password: SecretStr, *, guard: LockoutGuard, lease: AccountLease
 ) -> ConnectionTestResult:
-    """Test `password` for `account` against its domain controllers. Never raises for peer problems."""
+    """Test `password` for `account` against its domain controllers. Never raises for peer problems.
+
+    The guard counts the test before the password leaves and settles it from the verdict; if this
+    process dies in between, the test stays counted as a rejection (AD may have counted it)."""
     if lease.account_id != account.id:
         raise ValueError("the lease is for another account")
-    decision = guard.check(lease)
-    if not decision.allowed:
-        return _refused(account, Reason.GUARD_LIMIT, decision.message)
+    lookup_password = account.lookup_password() if account.lookup_username else None
+    decision = guard.admit(lease)
+    if decision.attempt is None:
+        return _refused(account, decision.reason or Reason.GUARD_LIMIT, decision.message)
+    result = _test_on_dcs(account, password, lookup_password)
+    if not guard.settle(decision.attempt, counted_rejection(result)):
+        until = guard.counted_until(decision.attempt)
+        note = (
+            f"the lockout guard could not record this test's outcome; it counts it as a rejected test "
+            f"until {until:%Y-%m-%d %H:%M} UTC"
+        )
+        result = replace(result, notes=(*result.notes, note))
+    return result
+
+
+def counted_rejection(result: ConnectionTestResult) -> Reason | None:
+    """What the guard counts for a test: a rejection, or a bind whose answer never came (AD may have
+    counted it); None when AD accepted the password or it was never sent."""
+    if result.outcome is Outcome.REJECTED or result.reason is Reason.NO_ANSWER:
+        return result.reason
+    return None
+
+
+def _test_on_dcs(
+    account: AccountConfig, password: SecretStr, lookup_password: SecretStr | None
+) -> ConnectionTestResult:
+    """The DCs in order, failing over only while none received the password."""
     attempts: list[DcAttempt] = []
     notes: tuple[str, ...] = ()
-    lookup_password = account.lookup_password() if account.lookup_username else None
     with active_secret(password):
         for dc in account.dcs:
             try:
@@ -388,11 +450,9 @@ def run_connection_test(
                 attempts.append(DcAttempt(dc.url, problem.outcome, problem.detail))
                 log.warning("account %s: %s gave no verdict: %s", account.id, dc.url, problem.detail)
                 if problem.outcome is AttemptOutcome.NO_ANSWER:
-                    guard.record_rejection(lease, Reason.NO_ANSWER)
                     break
                 continue
             failure = decode_bind_failure(code, diagnostic)
-            guard.record_rejection(lease, failure.reason)
             attempts.append(DcAttempt(dc.url, AttemptOutcome.REJECTED, failure.message))
             log.info("account %s: %s rejected the credential (%s)", account.id, dc.url, failure.reason)
             return ConnectionTestResult(

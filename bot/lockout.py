@@ -6,8 +6,9 @@ Two mechanisms, both per account:
   told at once and waits for nothing.
   With several replicas (`[scheduler] leader_lock_url`), `atp-bot run` and the CLI also share the lock
   with the other replicas through `replica_account_locks` (a PostgreSQL advisory lock per account).
-- `LockoutGuard` persists every rejected test and refuses new tests once `max_rejections` happened within
-  `window_minutes`, well below any sane AD `lockoutThreshold`; with replicas, in their shared database.
+- `LockoutGuard` persists every test before its password is sent, counts it until its verdict says it was
+  accepted, and refuses new tests once `max_rejections` were counted within `window_minutes`, well below
+  any sane AD `lockoutThreshold`; with replicas, in their shared database. It fails closed.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Column, MetaData, Table, Text, delete, insert, select
+from sqlalchemy import Column, MetaData, Table, Text, delete, insert, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from bot.ad_errors import Reason
 from bot.advisory import AdvisoryLocks, lock_engine
 from bot.config import LockoutGuardConfig, Settings
 from bot.dbschema import create_idempotently
-from bot.state import sqlite_engine, state_dir
+from bot.redaction import redact
+from bot.state import private_file, sqlite_engine, state_dir
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +117,60 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+class GuardUnavailable(Exception):
+    """The guard's ledger cannot be read or written; the message names where and why, never a secret."""
+
+    def __init__(self, where: str, cause: str) -> None:
+        super().__init__(f"{where} ({cause})")
+        self.where = where
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class PendingAttempt:
+    """A test counted in the ledger before its password leaves: the key of its pending row."""
+
+    account_id: str
+    at: datetime
+
+
 @dataclass(frozen=True)
 class GuardDecision:
     allowed: bool
     recent_rejections: int
     retry_after: datetime | None
     message: str
+    reason: Reason | None = None  # why a test is refused
+    attempt: PendingAttempt | None = None  # when allowed: the pending row to settle after the test
+
+
+@dataclass(frozen=True)
+class GuardCount:
+    """What the ledger counts against one account within the window (pending attempts included)."""
+
+    account_id: str
+    counted: tuple[datetime, ...]  # oldest first
+    pending: int  # of which never settled: the process died mid-test, AD may have counted them
+    limit: int
+    window: timedelta
+
+    @property
+    def rejections(self) -> int:
+        return len(self.counted)
+
+    @property
+    def refusing(self) -> bool:
+        return len(self.counted) >= self.limit
+
+    @property
+    def refused_until(self) -> datetime | None:
+        """When the count drops below the limit again (None: not refusing)."""
+        return self.counted[-self.limit] + self.window if self.refusing else None
+
+    @property
+    def oldest_expires_at(self) -> datetime | None:
+        """When the oldest counted attempt leaves the window (None: nothing counted)."""
+        return self.counted[0] + self.window if self.counted else None
 
 
 _metadata = MetaData()
@@ -128,9 +179,21 @@ _rejected_tests = Table(
     _metadata,
     Column("account_id", Text, nullable=False),
     Column("at", Text, nullable=False),  # ISO 8601 UTC: compares in time order as text
-    Column("reason", Text, nullable=False),
+    Column("reason", Text, nullable=False),  # PENDING until the test's verdict is recorded
 )
 GUARD_FILE = "lockout-guard.sqlite"
+# The reason of a row written before the password is sent; it counts as a rejection until settled.
+PENDING = "pending"
+
+
+def _cause(exc: SQLAlchemyError | OSError) -> str:
+    """A one-line, secret-free account of a database or file error."""
+    if isinstance(exc, OSError):
+        text = exc.strerror or ""
+    else:
+        orig = exc.orig if isinstance(exc, DBAPIError) else None
+        text = str(orig).strip().splitlines()[0] if orig is not None and str(orig).strip() else ""
+    return redact(text) or type(exc).__name__
 
 
 class LockoutGuard:
@@ -139,22 +202,31 @@ class LockoutGuard:
     Kept in SQLite in the state directory; with replicas (`[scheduler] leader_lock_url`) in the shared
     PostgreSQL database instead, so that every replica and every CLI run counts against one limit: a
     wrong password that Slack sent to one replica, then to the other, must not get twice the tries.
-    A ledger that cannot be read refuses the test (nothing is sent to AD).
+
+    It fails closed: a test is admitted only once a pending row for it is durably written, and that row
+    counts as a rejection until the test's verdict settles it. A ledger that cannot be read or written
+    refuses the test (nothing is sent to AD); a process that dies mid-bind leaves its row counted.
     """
 
     def __init__(
-        self, engine: Engine, config: LockoutGuardConfig, clock: Callable[[], datetime] = now_utc
+        self,
+        engine: Engine,
+        config: LockoutGuardConfig,
+        clock: Callable[[], datetime] = now_utc,
+        *,
+        path: Path | None = None,
     ) -> None:
         self._engine = engine
         self._config = config
         self._clock = clock
+        self._path = path
         self._ready = False
 
     @classmethod
     def at_path(
         cls, path: Path, config: LockoutGuardConfig, clock: Callable[[], datetime] = now_utc
     ) -> LockoutGuard:
-        return cls(sqlite_engine(path), config, clock)
+        return cls(sqlite_engine(path), config, clock, path=path)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> LockoutGuard:
@@ -164,8 +236,23 @@ class LockoutGuard:
             return cls.at_path(state_dir(settings) / GUARD_FILE, settings.lockout_guard)
         return cls(lock_engine(shared, settings.scheduler.leader_poll_seconds), settings.lockout_guard)
 
+    @property
+    def config(self) -> LockoutGuardConfig:
+        return self._config
+
+    @property
+    def shared(self) -> bool:
+        """True when the ledger is the replicas' database (a peer), False for the state directory's file."""
+        return self._engine.dialect.name != "sqlite"
+
+    @property
+    def where(self) -> str:
+        return "the shared database" if self.shared else "the state directory"
+
     def _prepare(self) -> None:
         if not self._ready:
+            if self._path is not None:
+                private_file(self._path)
             create_idempotently(lambda: _metadata.create_all(self._engine))
             self._ready = True
 
@@ -173,66 +260,132 @@ class LockoutGuard:
     def _window(self) -> timedelta:
         return timedelta(minutes=self._config.window_minutes)
 
-    def _recent(self, account_id: str) -> list[datetime]:
-        self._prepare()
+    def count(self, account_id: str) -> GuardCount:
+        """The account's counted attempts within the window. Raises GuardUnavailable."""
         since = (self._clock() - self._window).isoformat()
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(_rejected_tests.c.at)
-                .where(_rejected_tests.c.account_id == account_id, _rejected_tests.c.at > since)
-                .order_by(_rejected_tests.c.at)
-            ).scalars()
-            return [datetime.fromisoformat(at) for at in rows]
-
-    def check(self, lease: AccountLease) -> GuardDecision:
+        query = (
+            select(_rejected_tests.c.at, _rejected_tests.c.reason)
+            .where(_rejected_tests.c.account_id == account_id, _rejected_tests.c.at > since)
+            .order_by(_rejected_tests.c.at)
+        )
         try:
-            recent = self._recent(lease.account_id)
-        except SQLAlchemyError as exc:
-            log.error("lockout guard: cannot read %s: %s", self._where, type(exc).__name__)
-            return GuardDecision(
-                False,
-                0,
-                None,
-                f"atp-bot cannot read its count of rejected tests for account {lease.account_id} "
-                f"({self._where} is unavailable), so it does not risk a test that could lock the account. "
-                "Nothing was sent to Active Directory; try again when it is back.",
-            )
-        limit = self._config.max_rejections
-        if len(recent) < limit:
-            return GuardDecision(True, len(recent), None, "")
-        retry_after = recent[-limit] + self._window
-        return GuardDecision(
-            False,
-            len(recent),
-            retry_after,
-            f"{len(recent)} tests of account {lease.account_id} were rejected in the last "
-            f"{self._config.window_minutes} minutes; to protect the account from lockout, atp-bot refuses "
-            f"more tests until {retry_after:%Y-%m-%d %H:%M} UTC. Check the password and the account in AD.",
+            self._prepare()
+            with self._engine.connect() as conn:
+                rows = conn.execute(query).all()
+        except (SQLAlchemyError, OSError) as exc:
+            log.error("lockout guard: cannot read %s: %s", self.where, _cause(exc))
+            raise GuardUnavailable(self.where, _cause(exc)) from None
+        return GuardCount(
+            account_id,
+            tuple(datetime.fromisoformat(at) for at, _ in rows),
+            sum(reason == PENDING for _, reason in rows),
+            self._config.max_rejections,
+            self._window,
         )
 
-    def record_rejection(self, lease: AccountLease, reason: str) -> None:
-        """Count a rejected test. If the ledger cannot be written, say so loudly: the count is then low
-        until it can, and the next `check` refuses while the ledger stays unreadable."""
-        now = self._clock()
+    def admit(self, lease: AccountLease) -> GuardDecision:
+        """Allow a test only below the limit and once its pending row is durably written."""
+        try:
+            count = self.count(lease.account_id)
+        except GuardUnavailable as problem:
+            return self._refuse_unreadable(lease, problem)
+        if count.refusing:
+            return self._refuse_at_limit(lease, count)
+        attempt = PendingAttempt(lease.account_id, self._clock())
+        try:
+            self._write_pending(attempt)
+        except (SQLAlchemyError, OSError) as exc:
+            log.error(
+                "lockout guard: cannot record a test of account %s in %s: %s",
+                lease.account_id,
+                self.where,
+                _cause(exc),
+            )
+            return GuardDecision(
+                False,
+                count.rejections,
+                None,
+                f"atp-bot cannot record the attempt: {self.where} cannot be written ({_cause(exc)}), and a "
+                f"test it cannot count could lock account {lease.account_id} out; nothing was sent to AD. "
+                "Try again when it can be written.",
+                Reason.GUARD_UNAVAILABLE,
+            )
+        return GuardDecision(True, count.rejections, None, "", attempt=attempt)
+
+    def _write_pending(self, attempt: PendingAttempt) -> None:
+        oldest_kept = (attempt.at - 2 * self._window).isoformat()
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(_rejected_tests).values(
+                    account_id=attempt.account_id, at=attempt.at.isoformat(), reason=PENDING
+                )
+            )
+            conn.execute(delete(_rejected_tests).where(_rejected_tests.c.at < oldest_kept))
+
+    def _refuse_unreadable(self, lease: AccountLease, problem: GuardUnavailable) -> GuardDecision:
+        return GuardDecision(
+            False,
+            0,
+            None,
+            f"atp-bot cannot read its count of rejected tests for account {lease.account_id} "
+            f"({problem.where} is unavailable: {problem.cause}), so it does not risk a test that could lock "
+            "the account. Nothing was sent to Active Directory; try again when it is back.",
+            Reason.GUARD_UNAVAILABLE,
+        )
+
+    def _refuse_at_limit(self, lease: AccountLease, count: GuardCount) -> GuardDecision:
+        retry_after = count.refused_until
+        return GuardDecision(
+            False,
+            count.rejections,
+            retry_after,
+            f"{count.rejections} tests of account {lease.account_id} were rejected in the last "
+            f"{self._config.window_minutes} minutes; to protect the account from lockout, atp-bot refuses "
+            f"more tests until {retry_after:%Y-%m-%d %H:%M} UTC. Check the password and the account in AD.",
+            Reason.GUARD_LIMIT,
+        )
+
+    def settle(self, attempt: PendingAttempt, rejection: Reason | None) -> bool:
+        """Record an admitted test's verdict: `rejection` (it counts), or None (accepted, or the password
+        never left: the row goes). False when the ledger cannot be written: the row stays pending and so
+        counts as a rejection until the window passes."""
+        row = (
+            (_rejected_tests.c.account_id == attempt.account_id)
+            & (_rejected_tests.c.at == attempt.at.isoformat())
+            & (_rejected_tests.c.reason == PENDING)
+        )
+        try:
+            with self._engine.begin() as conn:
+                if rejection is None:
+                    conn.execute(delete(_rejected_tests).where(row))
+                else:
+                    conn.execute(update(_rejected_tests).where(row).values(reason=str(rejection)))
+        except SQLAlchemyError as exc:
+            log.error(
+                "lockout guard: cannot record the outcome of a test of account %s in %s (%s); it counts "
+                "as rejected until %s",
+                attempt.account_id,
+                self.where,
+                _cause(exc),
+                self.counted_until(attempt).isoformat(timespec="minutes"),
+            )
+            return False
+        return True
+
+    def counted_until(self, attempt: PendingAttempt) -> datetime:
+        return attempt.at + self._window
+
+    def reset(self, lease: AccountLease) -> int:
+        """Forget every counted attempt of the account; how many there were. Raises GuardUnavailable."""
         try:
             self._prepare()
             with self._engine.begin() as conn:
-                conn.execute(
-                    insert(_rejected_tests).values(
-                        account_id=lease.account_id, at=now.isoformat(), reason=str(reason)
-                    )
+                removed = conn.execute(
+                    delete(_rejected_tests).where(_rejected_tests.c.account_id == lease.account_id)
                 )
-                conn.execute(
-                    delete(_rejected_tests).where(_rejected_tests.c.at < (now - 2 * self._window).isoformat())
-                )
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             log.error(
-                "lockout guard: cannot record a rejected test of account %s in %s: %s",
-                lease.account_id,
-                self._where,
-                type(exc).__name__,
+                "lockout guard: cannot reset account %s in %s: %s", lease.account_id, self.where, _cause(exc)
             )
-
-    @property
-    def _where(self) -> str:
-        return "the shared database" if self._engine.dialect.name != "sqlite" else "the state directory"
+            raise GuardUnavailable(self.where, _cause(exc)) from None
+        return int(removed.rowcount)

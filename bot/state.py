@@ -30,6 +30,14 @@ def state_dir(settings: Settings) -> Path:
     return path
 
 
+def private_file(path: Path) -> None:
+    """Create `path` readable by its owner only, or tighten it (SQLite gives its journal the same mode).
+    Raises OSError."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+
+
 def sqlite_engine(path: Path) -> Engine:
     """An engine on a SQLite file: a connection per use (nothing held open), waiting up to 30 s for a
     writer in another process."""

@@ -1,4 +1,5 @@
-"""Misbehaving peers for failure tests: a server that completes TLS and then never answers."""
+"""Misbehaving peers for failure tests: a server that completes TLS and then never answers; a SQLite
+database that can be read but no longer written."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from lab.tlsca import TlsFiles
 
@@ -53,3 +55,12 @@ def silent_tls_server(tls: TlsFiles, host: str = "127.0.0.1") -> Iterator[int]:
         stop.set()
         thread.join(timeout=5)
         listener.close()
+
+
+def read_only_sqlite(path: Path) -> None:
+    """Make a SQLite database readable but not writable, for root too (which file modes do not stop):
+    a file format write version above 2 in the header makes SQLite treat the file as read-only, and every
+    write then fails as on a read-only disk ("attempt to write a readonly database")."""
+    with path.open("r+b") as db:
+        db.seek(18)
+        db.write(b"\x03")

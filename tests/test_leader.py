@@ -25,6 +25,7 @@ from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
+from bot.ad_errors import Reason
 from bot.advisory import AdvisoryLocks
 from bot.config import ConfigError, Settings, parse_settings
 from bot.leader import LeaderElection
@@ -417,10 +418,10 @@ def test_replicas_share_the_lockout_guard(
     monkeypatch.setenv(DB_PASSWORD_ENV, PASSWORD)
     a, b = (LockoutGuard.for_settings(_replica_settings(tmp_path, n, cluster.url)) for n in ("a", "b"))
     with hold_account(tmp_path, "corp") as lease:
-        a.record_rejection(lease, "wrong_password")
-        assert b.check(lease).allowed
-        b.record_rejection(lease, "wrong_password")
-        refused = a.check(lease)
+        for guard in (a, b):
+            attempt = guard.admit(lease).attempt
+            assert attempt is not None and guard.settle(attempt, Reason.WRONG_PASSWORD)
+        refused = a.admit(lease)
     assert not refused.allowed and refused.recent_rejections == 2
     assert "refuses more tests until" in refused.message
     assert not (tmp_path / "a" / GUARD_FILE).exists()
@@ -436,9 +437,8 @@ def test_an_unreadable_shared_guard_refuses_the_test(
     down = str(make_url(cluster.url).set(port=_closed_port()))
     guard = LockoutGuard.for_settings(_replica_settings(tmp_path, "a", down))
     with hold_account(tmp_path, "corp") as lease:
-        decision = guard.check(lease)
-        guard.record_rejection(lease, "wrong_password")  # logged, never raised
-    assert not decision.allowed
+        decision = guard.admit(lease)
+    assert not decision.allowed and decision.reason is Reason.GUARD_UNAVAILABLE
     assert "Nothing was sent to Active Directory" in decision.message
-    assert "cannot record a rejected test of account corp" in caplog.text
+    assert "lockout guard: cannot read the shared database" in caplog.text
     assert PASSWORD not in caplog.text + decision.message

@@ -22,7 +22,7 @@ from bot.store.base import BackendName
 REASONS = {
     Outcome.PASSED: [None],
     Outcome.REJECTED: [Reason.WRONG_PASSWORD, Reason.ACCOUNT_LOCKED, Reason.ACCOUNT_DISABLED],
-    Outcome.REFUSED: [Reason.GUARD_LIMIT, Reason.NEAR_LOCKOUT],
+    Outcome.REFUSED: [Reason.GUARD_LIMIT, Reason.GUARD_UNAVAILABLE, Reason.NEAR_LOCKOUT],
     Outcome.UNREACHABLE: [Reason.DC_UNREACHABLE, Reason.TLS_ERROR, Reason.NO_ANSWER],
 }
 

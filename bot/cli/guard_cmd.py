@@ -1,0 +1,214 @@
+"""`atp-bot guard status` and `atp-bot guard reset`: see, and after one's own typos clear, the lockout
+guard's count of rejected tests.
+
+A reset is audited with the operator as actor and refused while AD's own pre-check (the account's lookup
+account) says the account is locked or one bad password away from it: clearing the guard's count then
+would let the next typo lock the account. Without a lookup account AD's view is unknown, so a reset needs
+`--force`; `--force` never overrides what AD says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from typing import Any
+
+from bot.audit import AuditAction, AuditOutcome, cli_actor, open_audit, record_or_log
+from bot.cli import context
+from bot.config import AccountConfig, Settings
+from bot.directory import LockoutPrecheck, PrecheckUnavailable, lockout_precheck
+from bot.exitcodes import ExitCode
+from bot.lockout import (
+    AccountBusy,
+    AccountLease,
+    GuardCount,
+    GuardUnavailable,
+    LockoutGuard,
+    SharedLockUnavailable,
+    hold_account,
+    replica_account_locks,
+)
+from bot.state import state_dir
+
+
+def register(commands: Any) -> None:
+    guard = commands.add_parser(
+        "guard", help="the lockout guard's count of rejected tests: show it, or reset it for an account"
+    )
+    actions = guard.add_subparsers(dest="guard_command", metavar="ACTION", required=True)
+    status = actions.add_parser(
+        "status",
+        help="per account: rejections counted in the window, the limit, when the window frees up "
+        "(exit 1 when an account is refusing tests)",
+    )
+    status.add_argument("--account", metavar="ID", help="only this account")
+    status.add_argument("--json", action="store_true", help="print the counts as JSON")
+    status.set_defaults(handler=run_status)
+    reset = actions.add_parser(
+        "reset",
+        help="forget an account's counted rejections (audited; refused while AD says the account is "
+        "locked or near lockout)",
+    )
+    reset.add_argument("--account", required=True, metavar="ID", help="account id from the configuration")
+    reset.add_argument(
+        "--force",
+        action="store_true",
+        help="reset even though AD's own lockout state cannot be read (no lookup account, or no DC "
+        "answered); never overrides AD saying the account is locked or near lockout",
+    )
+    reset.set_defaults(handler=run_reset)
+
+
+def _unavailable(guard: LockoutGuard, problem: GuardUnavailable) -> int:
+    print(f"atp-bot: the lockout guard's count is unavailable: {problem}")
+    return ExitCode.UNREACHABLE if guard.shared else ExitCode.PROBLEM
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def count_json(count: GuardCount) -> dict[str, object]:
+    return {
+        "account": count.account_id,
+        "rejections": count.rejections,
+        "pending": count.pending,
+        "limit": count.limit,
+        "refusing": count.refusing,
+        "refused_until": _time(count.refused_until),
+        "oldest_expires_at": _time(count.oldest_expires_at),
+    }
+
+
+def describe(count: GuardCount) -> str:
+    pending = f" ({count.pending} never settled: the test was cut short)" if count.pending else ""
+    line = f"{count.account_id}: {count.rejections} of {count.limit} counted{pending}"
+    if count.refused_until is not None:
+        return f"{line}: REFUSING tests until {count.refused_until:%Y-%m-%d %H:%M} UTC"
+    if count.oldest_expires_at is not None:
+        return f"{line}; the oldest leaves the window at {count.oldest_expires_at:%Y-%m-%d %H:%M} UTC"
+    return line
+
+
+def run_status(args: argparse.Namespace) -> int:
+    settings = context.load(args)
+    accounts = [settings.account(args.account)] if args.account else settings.accounts
+    guard = LockoutGuard.for_settings(settings)
+    try:
+        counts = [guard.count(account.id) for account in accounts]
+    except GuardUnavailable as problem:
+        return _unavailable(guard, problem)
+    config = guard.config
+    if args.json:
+        document = {
+            "ledger": "shared_database" if guard.shared else "state_dir",
+            "limit": config.max_rejections,
+            "window_minutes": config.window_minutes,
+            "accounts": [count_json(count) for count in counts],
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        print(
+            f"lockout guard: at most {config.max_rejections} rejected tests per {config.window_minutes} "
+            f"minutes, counted in {guard.where}"
+        )
+        print("\n".join(describe(count) for count in counts))
+    return ExitCode.PROBLEM if any(count.refusing for count in counts) else ExitCode.OK
+
+
+class _Refused(Exception):
+    """The reset is refused; `reason` goes to the audit trail, the message to the operator."""
+
+    def __init__(self, reason: str, message: str, code: ExitCode = ExitCode.PROBLEM) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.code = code
+
+
+def ad_view(account: AccountConfig, force: bool) -> str:
+    """What AD says, for the audit row; raises _Refused when it forbids the reset or is unknown without
+    `force`."""
+    if account.lookup_username is None:
+        if not force:
+            raise _Refused(
+                "no_ad_view",
+                f"account {account.id} has no lookup account, so AD's own count of bad passwords cannot be "
+                "checked; re-run with --force to reset without it.",
+            )
+        return "AD not checked (no lookup account; --force)"
+    try:
+        view: LockoutPrecheck = lockout_precheck(account)
+    except PrecheckUnavailable as exc:
+        if not force:
+            raise _Refused(
+                "dc_unreachable",
+                f"AD's lockout state cannot be read: {exc}. Re-run with --force to reset without it.",
+                ExitCode.UNREACHABLE,
+            ) from None
+        return f"AD not checked ({exc}; --force)"
+    if view.refuse is not None:
+        raise _Refused(str(view.refuse), f"{view.message} ({view.describe()})")
+    if view.threshold is None:
+        if not force:
+            raise _Refused(
+                "no_ad_view",
+                f"AD's lockout state cannot be read: {view.describe()}. Re-run with --force to reset "
+                "without it.",
+            )
+        return f"AD not checked ({view.describe()}; --force)"
+    return f"AD: {view.describe()}"
+
+
+def _reset(
+    settings: Settings, guard: LockoutGuard, lease: AccountLease, account: AccountConfig, force: bool
+) -> int:
+    """Under the account's lock (no test runs meanwhile): AD's view, the audit row, then the reset."""
+    try:
+        count = guard.count(account.id)
+    except GuardUnavailable as problem:
+        return _unavailable(guard, problem)
+    if not count.rejections:
+        print(f"Nothing to reset: the lockout guard counts no test of account {account.id}.")
+        return ExitCode.OK
+    audit, actor = open_audit(settings), cli_actor()
+    try:
+        view = ad_view(account, force)
+    except _Refused as refused:
+        record_or_log(
+            audit,
+            actor,
+            AuditAction.LOCKOUT_GUARD,
+            account.id,
+            AuditOutcome.REFUSED,
+            refused.reason,
+            str(refused),
+        )
+        print(f"NOT RESET: {refused}")
+        return refused.code
+    detail = f"reset: {count.rejections} counted test(s) forgotten ({count.pending} never settled); {view}"
+    audit.record(actor, AuditAction.LOCKOUT_GUARD, account.id, AuditOutcome.OK, "reset", detail)
+    try:
+        guard.reset(lease)
+    except GuardUnavailable as problem:
+        record_or_log(
+            audit, actor, AuditAction.LOCKOUT_GUARD, account.id, AuditOutcome.ERROR, "reset", str(problem)
+        )
+        return _unavailable(guard, problem)
+    print(f"RESET: account {account.id}: {count.rejections} counted test(s) forgotten. {view}.")
+    return ExitCode.OK
+
+
+def run_reset(args: argparse.Namespace) -> int:
+    settings = context.load(args)
+    account = settings.account(args.account)
+    guard = LockoutGuard.for_settings(settings)
+    try:
+        with replica_account_locks(settings), hold_account(state_dir(settings), account.id) as lease:
+            return _reset(settings, guard, lease, account, args.force)
+    except SharedLockUnavailable as busy:
+        print(f"NOT RESET: {busy}")
+        return ExitCode.UNREACHABLE
+    except AccountBusy as busy:
+        print(f"NOT RESET: {busy}")
+        return ExitCode.PROBLEM
