@@ -19,7 +19,8 @@ from pydantic import SecretStr
 from requests_ntlm import HttpNtlmAuth
 
 from bot.config import AccountName, AtaCenterConfig, ConfigError, Settings
-from bot.store.base import BackendName, CredentialMetadata, StoreError, configured_account, scrub
+from bot.redaction import scrub
+from bot.store.base import BackendName, CredentialMetadata, StoreError, configured_account
 from bot.store.ledger import MetadataLedger
 
 log = logging.getLogger(__name__)
