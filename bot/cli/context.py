@@ -12,15 +12,18 @@ from pydantic import SecretStr
 from bot.config import ConfigError, Settings, insecure_settings, load_settings, resolve_config_path
 from bot.logging_setup import configure_logging
 from bot.password_policy import password_problem
+from bot.secret_env import take_from_environment
 
 
 def load(args: argparse.Namespace, *, service: bool = False) -> Settings:
     """Load the configuration named on the command line and set up logging from it.
 
     One-shot commands log warnings only (their output is the result) unless -v; a long-running
-    `service` logs at the configured level.
+    `service` logs at the configured level. Every secret the configuration names in the environment is
+    taken out of it first (see bot.secret_env).
     """
     settings = load_settings(resolve_config_path(args.config))
+    take_from_environment(settings.secret_env_names())
     level = "DEBUG" if args.verbose else settings.logging.level if service else "WARNING"
     configure_logging(level, settings.logging.format)
     for warning in insecure_settings(settings):

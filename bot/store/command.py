@@ -1,9 +1,11 @@
 """The command backend: an operator-provided program saves the credential (custom integrations).
 
 The program is run without a shell, from the argv in the configuration. It receives the password on
-standard input only (one line) — never in its arguments or environment, which other users of the
-machine can read. It learns which account through ATP_BOT_ACCOUNT_ID and ATP_BOT_USERNAME, and who
-asked through ATP_BOT_ACTOR. Exit status 0 means saved.
+standard input only (one line, UTF-8) — never in its arguments or environment, which other users of
+the machine can read. Its environment is minimal: PATH, LANG, HOME, the variables named in
+`[store.command] pass_env`, and the change: which account through ATP_BOT_ACCOUNT_ID and
+ATP_BOT_USERNAME, who asked through ATP_BOT_ACTOR. No secret of atp-bot's own is ever in it. Exit
+status 0 means saved.
 
 Its output is the peer's text: it never goes into an error message or the audit trail (a program may
 echo the password back, escaped or encoded); it is logged at DEBUG only, after every form of the
@@ -21,12 +23,15 @@ from pydantic import SecretStr
 
 from bot.config import CommandStoreConfig, Settings
 from bot.redaction import scrub
+from bot.secret_env import taken_names
 from bot.store.base import BackendName, CredentialMetadata, StoreError, configured_account
 from bot.store.ledger import MetadataLedger
 
 log = logging.getLogger(__name__)
 
 OUTPUT_LOG_LIMIT = 2000
+# What any program needs to run; everything else only through `pass_env`.
+BASE_ENV = ("PATH", "LANG", "HOME")
 
 
 def _output_sizes(result: subprocess.CompletedProcess[str]) -> str:
@@ -52,12 +57,7 @@ class CommandStore:
     def save(self, account_id: str, password: SecretStr, actor: str) -> CredentialMetadata:
         secret = password.get_secret_value()
         program = self._config.argv[0]
-        env = dict(os.environ)
-        env.update(
-            ATP_BOT_ACCOUNT_ID=account_id,
-            ATP_BOT_USERNAME=configured_account(self._settings, account_id).username,
-            ATP_BOT_ACTOR=actor,
-        )
+        env = self._environment(account_id, actor)
         try:
             result = subprocess.run(
                 self._config.argv,
@@ -91,6 +91,19 @@ class CommandStore:
                 reason="exit-status",
             )
         return self._ledger.record(account_id, actor)
+
+    def _environment(self, account_id: str, actor: str) -> dict[str, str]:
+        """The child's whole environment. A secret is left out even if `pass_env` names it (the
+        configuration refuses that) or an entry point failed to take it out of `os.environ`."""
+        secret = self._settings.secret_env_names() | taken_names()
+        wanted = [name for name in (*BASE_ENV, *self._config.pass_env) if name not in secret]
+        env = {name: os.environ[name] for name in wanted if name in os.environ}
+        env.update(
+            ATP_BOT_ACCOUNT_ID=account_id,
+            ATP_BOT_USERNAME=configured_account(self._settings, account_id).username,
+            ATP_BOT_ACTOR=actor,
+        )
+        return env
 
     def read(self, account_id: str) -> SecretStr | None:
         """The command backend cannot read a credential back."""

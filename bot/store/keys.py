@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Settings, StoreConfig
+from bot.secret_env import environment_secret
 from bot.state import state_dir
 from bot.store.base import StoreError
 
@@ -42,7 +43,7 @@ def key_file_path(settings: Settings) -> Path:
 
 def key_from_environment(config: StoreConfig) -> str | None:
     """The name of the environment variable that holds the key, if it is configured and set."""
-    if config.key_env and os.environ.get(config.key_env):
+    if config.key_env and environment_secret(config.key_env):
         return config.key_env
     return None
 
@@ -89,8 +90,9 @@ def check_private(path: Path) -> None:
 
 def load_key(settings: Settings) -> StoreKey:
     env = key_from_environment(settings.store)
-    if env:
-        return decode_key(os.environ[env], f"environment variable {env}")
+    text = environment_secret(env) if env else None
+    if env and text:
+        return decode_key(text, f"environment variable {env}")
     path = key_file_path(settings)
     check_private(path)
     try:
