@@ -29,6 +29,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.config_messages import Location, TomlLines, format_location, parse_location, plain_message
+from bot.secret_env import environment_secret
 
 CONFIG_ENV = "ATP_BOT_CONFIG"
 DEFAULT_CONFIG_NAME = "atp-bot.toml"
@@ -57,7 +58,7 @@ class _Model(BaseModel):
 def read_secret(what: str, *, env: str | None, file: Path | None) -> SecretStr:
     """Read a secret from an environment variable or a file; errors name the source, never a value."""
     if env:
-        value = os.environ.get(env)
+        value = environment_secret(env)
         if not value:
             raise ConfigError([f"{what}: environment variable {env} is not set"])
         return SecretStr(value)
@@ -369,6 +370,8 @@ class CommandStoreConfig(_Model):
 
     argv: Annotated[list[str], Field(min_length=1)]
     timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    # Environment variables passed on to the program besides PATH, LANG, HOME and ATP_BOT_*; never a secret.
+    pass_env: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = []
 
     @field_validator("argv")
     @classmethod
@@ -459,6 +462,13 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"{value!r}: expected host:port, e.g. 0.0.0.0:3000")
     return host, int(port)
+
+
+# Where the Slack credentials come from (names of environment variables, not secrets; see bot.slack.secrets).
+SLACK_BOT_TOKEN_ENV = "SLACK_BOT_TOKEN"  # noqa: S105
+SLACK_APP_TOKEN_ENV = "SLACK_APP_TOKEN"  # noqa: S105
+SLACK_SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"  # noqa: S105
+SLACK_SECRET_ENVS = frozenset({SLACK_BOT_TOKEN_ENV, SLACK_APP_TOKEN_ENV, SLACK_SIGNING_SECRET_ENV})
 
 
 class SlackConfig(_Model):
@@ -694,6 +704,30 @@ class GraphConfig(_Model):
         return read_secret("graph.client_secret", env=self.client_secret_env, file=self.client_secret_file)
 
 
+def _configured_env_names(value: object) -> set[str]:
+    """The variables named by every `*_env` setting, anywhere in the (nested) configuration."""
+    if isinstance(value, BaseModel):
+        names: set[str] = set()
+        for field, item in value:
+            if field.endswith("_env") and isinstance(item, str) and item:
+                names.add(item)
+            else:
+                names |= _configured_env_names(item)
+        return names
+    if isinstance(value, list):
+        return {name for item in value for name in _configured_env_names(item)}
+    return set()
+
+
+def _no_secret_passed_on(pass_env: list[str], secret_names: frozenset[str]) -> None:
+    secret = sorted(set(pass_env) & secret_names)
+    if secret:
+        raise ValueError(
+            f"store.command.pass_env: {', '.join(secret)} holds a secret of atp-bot's configuration; "
+            "the store command never gets a secret in its environment (only the password, on stdin)"
+        )
+
+
 class Settings(_Model):
     """The whole configuration file."""
 
@@ -737,6 +771,8 @@ class Settings(_Model):
         self._no_transport_in_clear()
         if self.scheduler.leader_lock_url is not None:
             self._shared_by_replicas()
+        if self.store.command is not None:
+            _no_secret_passed_on(self.store.command.pass_env, self.secret_env_names())
         return self
 
     def _no_transport_in_clear(self) -> None:
@@ -755,6 +791,10 @@ class Settings(_Model):
             f"{_NEEDS_HTTPS[transport]}; use an https:// endpoint (https://host:5986/wsman, with ca_file) "
             f'or transport = "ntlm"{more}'
         )
+
+    def secret_env_names(self) -> frozenset[str]:
+        """Every environment variable that holds one of this configuration's secrets, Slack's included."""
+        return frozenset(_configured_env_names(self)) | SLACK_SECRET_ENVS
 
     def _shared_by_replicas(self) -> None:
         """With replicas, what they must agree on cannot live in one replica's state directory."""

@@ -3,7 +3,8 @@
 App-only access: an app registration with the `SecurityIdentitiesHealth.Read.All` application
 permission, signed in with its client secret through MSAL (client credentials flow). Only open issues
 whose display name matches `[graph].issue_patterns` (the directory service account's credentials) are
-returned. Errors name the endpoint and the HTTP status, never the secret or the token.
+returned. Errors name the endpoint and the HTTP status, never the secret or the token. No call
+follows a redirect (see bot.redirects): the token request carries the client secret, the others the token.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import requests
 from bot.config import ConfigError, GraphConfig
 from bot.monitor.models import HealthIssue
 from bot.redaction import active_secret
+from bot.redirects import describe_redirect, redirect_target
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +68,16 @@ def parse_health_issue(item: dict[str, Any]) -> HealthIssue | None:
     )
 
 
+class RedirectRefused(requests.RequestException):
+    """A 3xx answer to a call that carries the client secret or the token; it was not followed."""
+
+
 class _Http:
     """requests with the CA bundle and timeout passed on every call.
 
     A session's own `verify` loses to $REQUESTS_CA_BUNDLE (requests reads the environment per request),
-    so a configured `ca_file` is given per call. MSAL uses this object as its `http_client`.
+    so a configured `ca_file` is given per call. MSAL uses this object as its `http_client`. Redirects
+    are refused (`RedirectRefused`), never followed.
     """
 
     def __init__(self, session: requests.Session, verify: str | bool, timeout: float) -> None:
@@ -79,12 +86,20 @@ class _Http:
         self._timeout = timeout
 
     def get(self, url: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self._timeout)
-        return self._session.get(url, verify=self._verify, **kwargs)
+        return self._request("GET", url, **kwargs)
 
     def post(self, url: str, **kwargs: Any) -> requests.Response:
+        return self._request("POST", url, **kwargs)
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
-        return self._session.post(url, verify=self._verify, **kwargs)
+        kwargs["allow_redirects"] = False
+        response = self._session.request(method, url, verify=self._verify, **kwargs)
+        target = redirect_target(response.status_code, url, response.headers.get("Location"))
+        if target is not None:
+            response.close()
+            raise RedirectRefused(describe_redirect(response.status_code, target))
+        return response
 
     def close(self) -> None:
         self._session.close()
@@ -134,6 +149,8 @@ class GraphHealthSource:
     def _get(self, url: str, token: str) -> dict[str, Any]:
         try:
             response = self._http.get(url, headers={"Authorization": f"Bearer {token}"})
+        except RedirectRefused as exc:
+            raise GraphError(f"Graph answered {HEALTH_ISSUES_PATH} with an {exc}") from None
         except requests.RequestException as exc:
             raise GraphError(f"cannot reach {_origin(url)}: {type(exc).__name__}") from None
         if response.status_code in (401, 403):

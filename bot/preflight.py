@@ -11,7 +11,6 @@ error with `--strict`: the systemd unit's ExecStartPre and the containers' gate 
 
 from __future__ import annotations
 
-import os
 import ssl
 import stat
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from bot.config import (
     read_config_text,
 )
 from bot.config_messages import Location
+from bot.secret_env import environment_secret
 from bot.sensor_targets import resolve_targets
 from bot.slack.secrets import APP_TOKEN_ENV, BOT_TOKEN_ENV, SIGNING_SECRET_ENV
 
@@ -89,7 +89,7 @@ def preflight(settings: Settings, source: ConfigSource) -> Findings:
 
 
 def _optional_or_set(loc: Location, variable: str) -> bool:
-    return loc in _OPTIONAL_ENV or bool(os.environ.get(variable))
+    return loc in _OPTIONAL_ENV or bool(environment_secret(variable))
 
 
 def _inactive_tables(settings: Settings) -> list[Location]:
@@ -205,7 +205,7 @@ def _check_slack_environment(settings: Settings, findings: Findings) -> None:
         f"slack: environment variable {name} is not set (atp-bot run needs it in {settings.slack.mode} "
         f"mode): {_SET_IT}"
         for name in needed
-        if not os.environ.get(name)
+        if not environment_secret(name)
     )
 
 

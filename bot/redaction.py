@@ -4,6 +4,10 @@ Code that handles a password registers it for the duration of the work (`active_
 filter installed by `bot.logging_setup` replaces every registered value in a formatted record. This is
 defence in depth: the code itself never logs a secret, and the tests prove it with a canary.
 
+A peer may echo a secret back transformed (JSON- or XML-escaped, percent-encoded, in base64), so a
+secret is registered in every form it can take on the way out (`secret_forms`); the log filter and
+every scrubber of peer output (`scrub`) replace all of them.
+
 Some secrets are logged by libraries before atp-bot ever sees them: Bolt logs the whole request body when
 a signature check fails and slack_sdk logs request parameters at DEBUG. Those are caught by shape
 (`redact_patterns`): Slack tokens, bearer credentials, `token` fields, and every `values` object (a
@@ -12,12 +16,16 @@ modal's `view.state.values`, where a typed password travels) in JSON, Python-rep
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 import logging
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from urllib.parse import quote, quote_plus
 
 from pydantic import SecretStr
 
@@ -25,24 +33,145 @@ REDACTED = "[REDACTED]"
 
 _lock = threading.Lock()
 _active: Counter[str] = Counter()
+_forms: dict[str, frozenset[str]] = {}
+_active_forms: tuple[str, ...] = ()  # every form of every active secret, longest first
+
+# Shorter base64 fragments of a (very short) secret would match unrelated text; they are not registered.
+MIN_BASE64_CORE = 4
+_URL_SAFE = str.maketrans("+/", "-_")
+
+
+def _json_forms(value: str) -> set[str]:
+    """JSON string bodies: Python's (`\\u00e9` or raw non-ASCII) and the HTML-safe style of .NET's
+    encoders, which also writes `"`, `&`, `<`, `>`, `'`, `+` and non-ASCII as `\\uXXXX`."""
+    forms = {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    for digits in ("{:04x}", "{:04X}"):
+        forms.add("".join(_json_unicode_escape(char, digits) for char in value))
+    return forms
+
+
+def _json_unicode_escape(char: str, digits: str) -> str:
+    if char == "\\":
+        return "\\\\"
+    if char.isascii() and char.isprintable() and char not in "\"&<>'+`":
+        return char
+    units = char.encode("utf-16-be")
+    return "".join("\\u" + digits.format(int.from_bytes(units[i : i + 2])) for i in range(0, len(units), 2))
+
+
+def _repr_forms(value: str) -> set[str]:
+    """Python `repr`/`ascii` of the string, and `repr` of its UTF-8 bytes, without the quotes."""
+    return {repr(value)[1:-1], ascii(value)[1:-1], repr(value.encode("utf-8"))[2:-1]}
+
+
+def _percent_forms(value: str) -> set[str]:
+    """`quote` (with and without `/` kept), `quote_plus`, `encodeURIComponent`, in both hex cases."""
+    encoded = {
+        quote(value, safe=""),
+        quote(value),
+        quote_plus(value, safe=""),
+        quote(value, safe="!'()*~"),
+    }
+    lower = {re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), form) for form in encoded}
+    return encoded | lower
+
+
+def _markup_forms(value: str) -> set[str]:
+    """XML/HTML escaping, with each way encoders write (or leave) the two quotes, each also with
+    non-ASCII as `&#NNN;`."""
+    text = html.escape(value, quote=False)
+    forms = {
+        text.replace('"', double).replace("'", single)
+        for double in ('"', "&quot;", "&#34;")
+        for single in ("'", "&#x27;", "&apos;", "&#39;")
+    }
+    return forms | {form.encode("ascii", "xmlcharrefreplace").decode("ascii") for form in forms}
+
+
+def _base64_core(data: bytes, offset: int) -> str:
+    """The base64 characters that depend on `data` alone when it starts `offset` (0-2) bytes into a
+    longer encoded string: the characters shared with the neighbouring bytes are left out."""
+    encoded = base64.b64encode(bytes(offset) + data).decode("ascii").rstrip("=")
+    first = -(-8 * offset // 6)  # ceil: the first character without bits of the bytes before
+    last = 8 * (offset + len(data)) // 6  # floor: past the last character without bits of the bytes after
+    return encoded[first:last]
+
+
+def _base64_forms(value: str) -> set[str]:
+    """Base64 (standard and URL-safe) of the UTF-8 and UTF-16-LE bytes: the whole encoding, and the
+    three alignments in which the bytes can sit inside a longer encoded string."""
+    forms = set()
+    for data in (value.encode("utf-8"), value.encode("utf-16-le")):
+        forms.add(base64.b64encode(data).decode("ascii"))
+        forms.update(
+            core for offset in range(3) if len(core := _base64_core(data, offset)) >= MIN_BASE64_CORE
+        )
+    return forms | {form.translate(_URL_SAFE) for form in forms}
+
+
+_EXPANSIONS: tuple[Callable[[str], set[str]], ...] = (
+    _json_forms,
+    _repr_forms,
+    _percent_forms,
+    _markup_forms,
+    _base64_forms,
+)
+
+
+def secret_forms(value: str) -> frozenset[str]:
+    """Every form `value` can take on its way out: literal, JSON-escaped, `repr` (and those two applied
+    twice, as when a JSON body is quoted in a log line), percent-encoded, XML/HTML-escaped and base64."""
+    forms = {value}
+    for expand in _EXPANSIONS:
+        forms |= expand(value)
+    quoted = _json_forms(value) | _repr_forms(value)
+    forms |= {twice for form in quoted for twice in _json_forms(form) | _repr_forms(form)}
+    return frozenset(form for form in forms if form)
+
+
+def _longest_first(forms: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(forms), key=len, reverse=True))
+
+
+def _refresh_active_forms() -> None:
+    global _active_forms
+    _active_forms = _longest_first(form for value in _active for form in _forms[value])
 
 
 @contextmanager
 def active_secret(secret: SecretStr) -> Iterator[None]:
-    """Redact `secret` from every log record emitted while the block runs."""
+    """Redact `secret`, in every form, from every log record emitted while the block runs."""
     value = secret.get_secret_value()
     if not value:
         yield
         return
+    forms = secret_forms(value)
     with _lock:
         _active[value] += 1
+        _forms[value] = forms
+        _refresh_active_forms()
     try:
         yield
     finally:
         with _lock:
             _active[value] -= 1
             if _active[value] <= 0:
-                del _active[value]
+                del _active[value], _forms[value]
+                _refresh_active_forms()
+
+
+def _replace(text: str, forms: Iterable[str]) -> str:
+    for form in forms:
+        if form in text:
+            text = text.replace(form, REDACTED)
+    return text
+
+
+def scrub(text: str, secret: str) -> str:
+    """`text` (a peer's output) with every form of `secret`, and of every active secret, replaced."""
+    with _lock:
+        active = _active_forms
+    return _replace(text, _longest_first((*secret_forms(secret), *active)) if secret else active)
 
 
 _TOKEN = re.compile(r"\b(?:xox[a-z]|xapp|xoxe(?:\.xox[a-z])?|xwfp)-[A-Za-z0-9-]+")
@@ -118,13 +247,10 @@ def redact_patterns(text: str) -> str:
 
 
 def redact(text: str) -> str:
-    """Redact the active secrets, then everything `redact_patterns` recognises."""
+    """Redact every form of the active secrets, then everything `redact_patterns` recognises."""
     with _lock:
-        values = sorted(_active, key=len, reverse=True)
-    for value in values:
-        if value in text:
-            text = text.replace(value, REDACTED)
-    return redact_patterns(text)
+        forms = _active_forms
+    return redact_patterns(_replace(text, forms))
 
 
 class RedactingFilter(logging.Filter):

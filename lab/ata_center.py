@@ -4,7 +4,7 @@ HTTPS with a throwaway test CA, Windows authentication as NTLM (pyspnego's accep
 binding to the server certificate as IIS's extended protection does), and
 `/api/management/systemProfiles/center`: GET returns the Center's profile, POST of the whole modified
 profile replaces it. Like the real Center it never returns a password in clear. Failures can be
-injected (HTTP status, unexpected JSON), and every request's metadata is recorded.
+injected (HTTP status, unexpected JSON, a redirect elsewhere), and every request's metadata is recorded.
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ class _Injected:
     status: int
     body: bytes
     delay: float
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -182,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
                 state.injected.remove(injected)
         if injected is not None:
             time.sleep(injected.delay)
-            self._reply(injected.status, injected.body)
+            self._reply(injected.status, injected.body, injected.headers)
         elif self.path != PROFILE_PATH:
             self._reply(404, b'{"Message":"No HTTP resource was found that matches the request URI."}')
         elif method == "GET":
@@ -273,6 +274,11 @@ class AtaCenterEmulator(BackgroundServer[_Server]):
         raw = body.encode() if isinstance(body, str) else body
         with self._state.lock:
             self._state.injected.append(_Injected(method, status, raw, delay))
+
+    def redirect_next(self, method: str, status: int, location: str) -> None:
+        """Answer the next `method` request (once authenticated) with a `status` redirect to `location`."""
+        with self._state.lock:
+            self._state.injected.append(_Injected(method, status, b"", 0.0, {"Location": location}))
 
 
 def register_cli(actions: Any) -> None:

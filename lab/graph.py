@@ -3,7 +3,8 @@ health issues (`/v1.0/security/identities/healthIssues`), for tests and for tryi
 
 HTTPS with a throwaway test CA (lab.tlsca). The token endpoint implements the client credentials grant
 (OpenID discovery document included, as MSAL reads it first); the health issues list supports
-`$filter=status eq '…'` and pages with `@odata.nextLink`. Failures can be injected per path, and every
+`$filter=status eq '…'` and pages with `@odata.nextLink`. Failures and redirects elsewhere can be
+injected per path, and every
 request's method, path and status are recorded (never a body or a header value).
 """
 
@@ -35,6 +36,13 @@ class RequestRecord:
     status: int
 
 
+@dataclass(frozen=True)
+class _Injected:
+    path_prefix: str
+    status: int
+    location: str | None = None
+
+
 @dataclass
 class _State:
     tenant_id: str
@@ -43,7 +51,7 @@ class _State:
     page_size: int
     issues: list[dict[str, Any]] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
-    injected: deque[tuple[str, int]] = field(default_factory=deque)
+    injected: deque[_Injected] = field(default_factory=deque)
     records: list[RequestRecord] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -62,9 +70,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the recorded requests are the emulator's log."""
 
-    def _reply(self, status: int, payload: dict[str, Any] | None = None) -> None:
+    def _reply(self, status: int, payload: dict[str, Any] | None = None, location: str | None = None) -> None:
         body = json.dumps(payload).encode() if payload is not None else b""
         self.send_response(status)
+        if location is not None:
+            self.send_header("Location", location)
         if body:
             self.send_header("Content-Type", "application/json; odata.metadata=minimal")
         self.send_header("Content-Length", str(len(body)))
@@ -73,21 +83,23 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.state.lock:
             self.server.state.records.append(RequestRecord(self.command, urlsplit(self.path).path, status))
 
-    def _injected(self, path: str) -> int | None:
+    def _injected(self, path: str) -> _Injected | None:
         state = self.server.state
         with state.lock:
             for item in state.injected:
-                if path.startswith(item[0]):
+                if path.startswith(item.path_prefix):
                     state.injected.remove(item)
-                    return item[1]
+                    return item
         return None
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         state = self.server.state
-        status = self._injected(parts.path)
-        if status is not None:
-            self._reply(status, {"error": {"code": "injected", "message": f"injected HTTP {status}"}})
+        injected = self._injected(parts.path)
+        if injected is not None:
+            status = injected.status
+            error = {"error": {"code": "injected", "message": f"injected HTTP {status}"}}
+            self._reply(status, error, injected.location)
         elif parts.path == f"/{state.tenant_id}/v2.0/.well-known/openid-configuration":
             self._reply(200, self._openid_configuration())
         elif parts.path == HEALTH_ISSUES_PATH:
@@ -99,9 +111,10 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         form = parse_qs(self.rfile.read(length).decode("utf-8")) if length else {}
-        status = self._injected(parts.path)
-        if status is not None:
-            self._reply(status, {"error": "temporarily_unavailable", "error_description": "injected"})
+        injected = self._injected(parts.path)
+        if injected is not None:
+            error = {"error": "temporarily_unavailable", "error_description": "injected"}
+            self._reply(injected.status, error, injected.location)
         elif parts.path == f"/{self.server.state.tenant_id}/oauth2/v2.0/token":
             self._token({k: v[0] for k, v in form.items()})
         else:
@@ -257,7 +270,12 @@ class GraphEmulator(BackgroundServer[_Server]):
     def fail_next(self, path_prefix: str, status: int) -> None:
         """Answer the next request whose path starts with `path_prefix` with `status`."""
         with self._state.lock:
-            self._state.injected.append((path_prefix, status))
+            self._state.injected.append(_Injected(path_prefix, status))
+
+    def redirect_next(self, path_prefix: str, status: int, location: str) -> None:
+        """Answer the next request whose path starts with `path_prefix` with a redirect to `location`."""
+        with self._state.lock:
+            self._state.injected.append(_Injected(path_prefix, status, location))
 
     @property
     def token_path(self) -> str:

@@ -157,3 +157,27 @@ def test_a_rotated_client_secret_is_picked_up(
         source.credential_issues()
     monkeypatch.setenv("ATP_BOT_TEST_GRAPH_SECRET", GRAPH_SECRET)
     assert len(source.credential_issues()) == 1
+
+
+@pytest.mark.parametrize("status", [302, 307, 308])
+def test_a_token_endpoint_redirect_is_never_followed(
+    tmp_path: Path, graph: GraphEmulator, status: int
+) -> None:
+    """A 307/308 would re-send the client secret to the Location host (here: the emulator, renamed)."""
+    elsewhere = graph.authority_url.replace("127.0.0.1", "localhost") + graph.token_path
+    graph.redirect_next(graph.token_path, status, elsewhere)
+    with pytest.raises(GraphError, match=rf"cannot sign in .*HTTP {status} redirect to localhost:\d+"):
+        GraphHealthSource(graph_settings(tmp_path, graph).graph).credential_issues()
+    assert [r.status for r in graph.records if r.path == graph.token_path] == [status]
+
+
+def test_a_health_issues_redirect_is_never_followed(tmp_path: Path, graph: GraphEmulator) -> None:
+    """A 302 would re-send the bearer token to the Location host."""
+    graph.add_issue()
+    elsewhere = graph.graph_url.replace("127.0.0.1", "localhost") + HEALTH_ISSUES_PATH.removeprefix("/v1.0")
+    graph.redirect_next(HEALTH_ISSUES_PATH, 302, elsewhere)
+    source = GraphHealthSource(graph_settings(tmp_path, graph).graph)
+    with pytest.raises(GraphError, match=r"HTTP 302 redirect to localhost:\d+"):
+        source.credential_issues()
+    assert [r.status for r in graph.records if r.path == HEALTH_ISSUES_PATH] == [302]
+    assert len(source.credential_issues()) == 1

@@ -140,3 +140,18 @@ def test_bounded_rate_limit_retry(emulator: SlackEmulator) -> None:
     emulator.fail("auth.test", status=429, retry_after=2)
     assert error_of(client.auth_test) == "ratelimited"
     assert [c.status for c in emulator.calls("auth.test")] == [429, 200, 429]
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_never_followed_with_the_token(
+    emulator: SlackEmulator, client: WebClient, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """urllib would re-send the Authorization header (the bot token) to the Location of a 301/302/303."""
+    elsewhere = emulator.api_url.replace("127.0.0.1", "localhost") + "auth.test"
+    emulator.redirect("auth.test", elsewhere, status=status)
+    with pytest.raises(SlackApiError) as raised:
+        client.auth_test()
+    assert raised.value.response.status_code == status
+    assert [c.status for c in emulator.calls("auth.test")] == [status]  # nothing reached the Location
+    assert f"HTTP {status} redirect to localhost:" in caplog.text
+    assert client.auth_test()["ok"]

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from bot.config import Settings
 from bot.store import StoreError, open_store
-from bot.store.ata_center import ACCOUNT_NAME_FIELD, CREDENTIAL_SECTION
+from bot.store.ata_center import ACCOUNT_NAME_FIELD, CREDENTIAL_SECTION, PROFILE_PATH
 from lab.ata_center import AtaCenterEmulator
 from tests.storetools import CANARY, files_containing, make_settings, toml_str
 
@@ -79,16 +79,36 @@ def test_http_401_on_post(tmp_path: Path, center: AtaCenterEmulator) -> None:
     assert center.stored_password is None
 
 
-def test_http_500_echoing_the_body_is_reported_without_the_secret(
-    tmp_path: Path, center: AtaCenterEmulator
+def test_http_500_echoing_the_body_is_reported_without_it(
+    tmp_path: Path, center: AtaCenterEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     center.fail_next("POST", 500, json.dumps({"Message": f"could not save {CANARY}"}))
     with pytest.raises(StoreError, match="HTTP 500") as caught:
         open_store(_settings(tmp_path, center)).save("corp", SecretStr(CANARY), "cli:alice")
     assert caught.value.reason == "rejected"
-    assert "[REDACTED]" in caught.value.message
-    assert CANARY not in caught.value.message
+    assert "could not save" not in caught.value.message  # the peer's text stays out of the message
+    assert "500 Internal Server Error" in caught.value.message
+    assert "could not save [REDACTED]" in caplog.text  # and is logged, redacted, at DEBUG
+    assert CANARY not in caplog.text
     assert open_store(_settings(tmp_path, center)).metadata("corp") is None
+
+
+@pytest.mark.parametrize(("method", "status"), [("POST", 307), ("POST", 308), ("GET", 302), ("GET", 301)])
+def test_a_redirect_is_never_followed(
+    tmp_path: Path, center: AtaCenterEmulator, method: str, status: int
+) -> None:
+    """The Location is the same Center under another name: following it would save there and succeed."""
+    elsewhere = center.url.replace("127.0.0.1", "localhost") + PROFILE_PATH
+    center.redirect_next(method, status, elsewhere)
+    store = open_store(_settings(tmp_path, center))
+    with pytest.raises(StoreError, match=rf"HTTP {status} redirect to localhost:\d+") as caught:
+        store.save("corp", SecretStr(CANARY), "cli:alice")
+    assert caught.value.reason == "bad-response"
+    assert center.saves == 0
+    assert center.stored_password is None
+    assert [r.method for r in center.records if r.status == 200] == (["GET"] if method == "POST" else [])
+    assert store.metadata("corp") is None
 
 
 @pytest.mark.parametrize(

@@ -39,12 +39,12 @@ elif mode == "slow":
 """
 
 
-def _settings(tmp_path: Path, mode: str, timeout: float = 10.0) -> tuple[Settings, Path]:
+def _settings(tmp_path: Path, mode: str, timeout: float = 10.0, more: str = "") -> tuple[Settings, Path]:
     script = tmp_path / "recorder.py"
     script.write_text(_RECORDER, encoding="utf-8")
     out = tmp_path / "received"
     argv = ", ".join(toml_str(a) for a in (sys.executable, script, out, mode))
-    extra = f'[store]\nbackend = "command"\n[store.command]\nargv = [{argv}]\ntimeout = {timeout}\n'
+    extra = f'[store]\nbackend = "command"\n[store.command]\nargv = [{argv}]\ntimeout = {timeout}\n{more}'
     return make_settings(tmp_path, extra), out
 
 
@@ -86,8 +86,9 @@ def test_non_zero_exit_is_an_error_without_the_secret(
     with pytest.raises(StoreError, match="exit status 7") as caught:
         store.save("corp", SecretStr(CANARY), "cli:alice")
     assert caught.value.reason == "exit-status"
-    assert "vault said no to [REDACTED]" in caught.value.message
-    assert CANARY not in caught.value.message
+    assert "vault said no" not in caught.value.message  # the program's text stays out of the message
+    assert "characters on stderr" in caught.value.message
+    assert "vault said no to [REDACTED]" in caplog.text  # and is logged, redacted, at DEBUG
     assert CANARY not in caplog.text
     assert store.metadata("corp") is None
 
@@ -106,3 +107,32 @@ def test_missing_program_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot run the store command") as caught:
         open_store(make_settings(tmp_path, extra)).save("corp", SecretStr(CANARY), "cli:a")
     assert caught.value.reason == "config"
+
+
+def test_the_program_gets_a_minimal_environment_without_any_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = {
+        "ATP_BOT_STORE_KEY": "store-key-canary",
+        "ATP_BOT_TEST_ATA": "ata-canary",
+        "SLACK_BOT_TOKEN": "xoxb-canary",
+        "PGPASSWORD": "unrelated-canary",
+    }
+    for name, value in {**secrets, "LANG": "C.UTF-8", "VAULT_ADDR": "https://vault.test"}.items():
+        monkeypatch.setenv(name, value)
+    audit = '[audit]\nurl = "postgresql+psycopg://atp@db/atp"\npassword_env = "ATP_BOT_TEST_ATA"\n'
+    settings, out = _settings(tmp_path, "quiet", more='pass_env = ["VAULT_ADDR"]\n' + audit)
+    open_store(settings).save("corp", SecretStr(CANARY), "cli:alice")
+    env = json.loads(Path(str(out) + ".env").read_text())
+    expected = {
+        "PATH",
+        "LANG",
+        "HOME",
+        "VAULT_ADDR",
+        "ATP_BOT_ACCOUNT_ID",
+        "ATP_BOT_USERNAME",
+        "ATP_BOT_ACTOR",
+    }
+    assert set(env) <= expected | {"LC_CTYPE"}  # Python itself may set LC_CTYPE (PEP 538)
+    assert {"PATH", "LANG", "VAULT_ADDR", "ATP_BOT_ACCOUNT_ID"} <= set(env)
+    assert not any(value in json.dumps(env) for value in secrets.values())

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from bot.config import ConfigError
+from bot.cli import main
+from bot.config import ConfigError, read_secret
+from bot.secret_env import taken_names
 from bot.store import StoreError, open_store
-from tests.storetools import make_settings
+from bot.store.keys import encode_key
+from tests.storetools import make_settings, write_config
 
 
 @pytest.mark.parametrize(
@@ -66,3 +70,35 @@ def test_unknown_account_is_a_store_error(tmp_path: Path) -> None:
     extra = '[store]\nbackend = "command"\n[store.command]\nargv = ["/bin/true"]\n'
     with pytest.raises(StoreError, match="no account with id 'nope'"):
         open_store(make_settings(tmp_path, extra)).save("nope", SecretStr("x"), "cli:a")
+
+
+_WINRM_FROM_ENV = '[winrm]\nusername = "CONTOSO\\\\atp-checker"\npassword_env = "ATP_BOT_TEST_WINRM"\n'
+
+
+@pytest.mark.parametrize("secret", ["ATP_BOT_TEST_WINRM", "ATP_BOT_STORE_KEY", "SLACK_BOT_TOKEN"])
+def test_pass_env_never_names_a_secret(tmp_path: Path, secret: str) -> None:
+    extra = f'[store]\nbackend = "command"\n[store.command]\nargv = ["/bin/true"]\npass_env = ["{secret}"]\n'
+    with pytest.raises(ConfigError, match=f"store.command.pass_env: {secret} holds a secret"):
+        make_settings(tmp_path, _WINRM_FROM_ENV + extra)
+
+
+def test_every_entry_point_takes_the_configured_secrets_out_of_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once read they live in memory only, and a later read of the same setting still gets them."""
+    secrets = {
+        "ATP_BOT_STORE_KEY": encode_key(os.urandom(32)),
+        "ATP_BOT_TEST_WINRM": "WinRM-Canary-Pa55",
+        "SLACK_BOT_TOKEN": "xoxb-canary-token",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    config = write_config(tmp_path, _WINRM_FROM_ENV)
+    assert main(["--config", str(config), "store", "init"]) == 0
+    assert set(secrets).isdisjoint(os.environ)
+    assert main(["--config", str(config), "store", "status"]) == 0  # reads the store key a second time
+    assert (
+        read_secret("winrm", env="ATP_BOT_TEST_WINRM", file=None).get_secret_value()
+        == secrets["ATP_BOT_TEST_WINRM"]
+    )
+    assert set(secrets) <= taken_names()

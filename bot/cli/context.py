@@ -13,16 +13,19 @@ from bot.config import ConfigError, Settings, UsageError, insecure_settings, res
 from bot.logging_setup import configure_logging
 from bot.password_policy import password_problem
 from bot.preflight import check_config_file
+from bot.secret_env import take_from_environment
 
 
 def load(args: argparse.Namespace, *, service: bool = False) -> Settings:
     """Load the configuration named on the command line, check its files (a missing `ca_file` stops the
-    command here, named), set up logging from it and warn about every insecure setting.
+    command here, named), set up logging from it and warn about every insecure setting. Every secret the
+    configuration names in the environment is taken out of it first (see bot.secret_env).
     """
     checked = check_config_file(resolve_config_path(args.config))
     if checked.findings.errors:
         raise ConfigError(checked.findings.errors)
     settings = checked.settings
+    take_from_environment(settings.secret_env_names())
     start_logging(args, settings, service=service)
     # What the environment lacks matters to the service; a shell may lack it without harm.
     environment = checked.findings.environment if service else []

@@ -28,7 +28,7 @@ from bot.monitor.runtime import MonitorRuntime
 from bot.scheduler import Scheduler, start_scheduler
 from bot.slack.client import build_client
 from bot.slack.runtime import SlackRuntime, SlackUnreachable
-from bot.slack.secrets import SlackSecrets, remove_from_environment
+from bot.slack.secrets import SlackSecrets
 from bot.state import state_dir_lock
 from commands.alerts import SlackNotifier
 from commands.password import tell_interrupted
@@ -44,7 +44,6 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = context.load(args, service=True)
     secrets = SlackSecrets.from_env(settings.slack)
-    remove_from_environment()
     # The replica locks first: a missing lock password stops the bot before it starts. Then the state
     # directory's lock, held for the bot's lifetime: `store rotate-key` refuses to run beside it.
     with replica_account_locks(settings), state_dir_lock(settings, exclusive=False):

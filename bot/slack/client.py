@@ -1,6 +1,11 @@
-"""The Slack Web API client: configurable base URL, and slack_sdk's own retry handlers."""
+"""The Slack Web API client: configurable base URL, slack_sdk's own retry handlers, and no redirects."""
 
 from __future__ import annotations
+
+import logging
+import urllib.request
+from email.message import Message
+from typing import IO
 
 from pydantic import SecretStr
 from slack_sdk import WebClient
@@ -10,6 +15,10 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
+
+from bot.redirects import describe_redirect, redirect_target
+
+log = logging.getLogger(__name__)
 
 # One retry each: enough to ride out a blip without holding a 3-second acknowledgement for long.
 MAX_RETRIES = 1
@@ -44,6 +53,35 @@ class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
             return False
 
 
+class RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib would follow a 301/302/303 with the Authorization header (the token) to the Location host.
+
+    Slack's Web API never redirects. Returning no new request makes urllib raise the 3xx as an HTTPError,
+    which slack_sdk turns into a failed call (`SlackApiError`, with the status).
+    """
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: Message,
+        newurl: str,
+    ) -> None:
+        target = redirect_target(code, req.full_url, newurl) or newurl
+        log.warning("slack: the Web API answered with an %s", describe_redirect(code, target))
+        return None
+
+
+def refuse_redirects() -> None:
+    """Make urllib's default opener, which slack_sdk's WebClient uses, refuse redirects (idempotent).
+
+    slack_sdk builds its own opener, which follows redirects, only when a proxy is configured
+    (`WebClient(proxy=…)` or `$HTTPS_PROXY`); see docs/operations.md."""
+    urllib.request.install_opener(urllib.request.build_opener(RefuseRedirects))
+
+
 def build_client(api_url: str, token: SecretStr, *, max_retry_after: int | None = None) -> WebClient:
     """A WebClient for `api_url` (Slack's, a proxy's or the lab emulator's) that retries rate limits
     (honouring Retry-After, up to `max_retry_after` seconds if given), 5xx answers and connection errors."""
@@ -52,6 +90,7 @@ def build_client(api_url: str, token: SecretStr, *, max_retry_after: int | None 
         if max_retry_after is None
         else BoundedRateLimitRetryHandler(max_retry_after)
     )
+    refuse_redirects()
     return WebClient(
         token=token.get_secret_value(),
         base_url=api_url,

@@ -1,18 +1,18 @@
-"""Slack credentials: read from the environment only, never from the configuration file."""
+"""Slack credentials: read from the environment only, never from the configuration file.
+
+Every entry point takes them out of the process environment at start (bot.secret_env), so that child
+processes do not inherit them and Bolt does not pick them up on its own."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from bot.config import SLACK_APP_TOKEN_ENV as APP_TOKEN_ENV
+from bot.config import SLACK_BOT_TOKEN_ENV as BOT_TOKEN_ENV
+from bot.config import SLACK_SIGNING_SECRET_ENV as SIGNING_SECRET_ENV
 from bot.config import ConfigError, SlackConfig, read_secret
-
-# Names of environment variables, not secrets.
-BOT_TOKEN_ENV = "SLACK_BOT_TOKEN"  # noqa: S105
-APP_TOKEN_ENV = "SLACK_APP_TOKEN"  # noqa: S105
-SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,3 @@ class SlackSecrets:
 def _expect_prefix(secret: SecretStr, prefix: str, env: str) -> None:
     if not secret.get_secret_value().startswith(prefix):
         raise ConfigError([f"{env}: expected a token starting with {prefix}"])
-
-
-def remove_from_environment() -> None:
-    """Drop the Slack secrets from this process's environment once read, so that child processes (a
-    `command` store backend, for one) do not inherit them, and Bolt does not pick them up on its own."""
-    for name in (BOT_TOKEN_ENV, APP_TOKEN_ENV, SIGNING_SECRET_ENV):
-        os.environ.pop(name, None)

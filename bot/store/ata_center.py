@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ from pydantic import SecretStr
 from requests_ntlm import HttpNtlmAuth
 
 from bot.config import AccountName, AtaCenterConfig, ConfigError, Settings
-from bot.store.base import BackendName, CredentialMetadata, StoreError, configured_account, scrub
+from bot.redaction import scrub
+from bot.redirects import describe_redirect, redirect_target
+from bot.store.base import BackendName, CredentialMetadata, StoreError, configured_account
 from bot.store.ledger import MetadataLedger
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,15 @@ PASSWORD_FIELD = "DirectoryServicesClientAccountPasswordEncrypted"  # noqa: S105
 PASSWORD_PLAIN_KEY = "Password"  # noqa: S105 (a field name)
 # --- end of ATA Center fields ---
 
-BODY_EXCERPT = 200
+BODY_LOG_LIMIT = 2000
+
+
+def _status(code: int) -> str:
+    """The code with its standard phrase: the peer's own reason phrase is its text, never repeated."""
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return str(code)
 
 
 def _matches(profile_user: str, profile_domain: str, account: AccountName) -> bool:
@@ -91,6 +102,7 @@ class AtaCenterStore:
                 headers={"Content-Type": "application/json"} if body is not None else None,
                 timeout=self._config.timeout,
                 verify=self._verify,
+                allow_redirects=False,
             )
         except requests.exceptions.SSLError as exc:
             raise StoreError(
@@ -110,6 +122,14 @@ class AtaCenterStore:
                 f"cannot reach the ATA Center {self._config.url}: {type(exc).__name__}", reason="unreachable"
             ) from None
         log.debug("ATA Center %s %s: HTTP %s", method, url, response.status_code)
+        target = redirect_target(response.status_code, url, response.headers.get("Location"))
+        if target is not None:
+            raise StoreError(
+                f"the ATA Center answered {method} {PROFILE_PATH} with an "
+                f"{scrub(describe_redirect(response.status_code, target), secret)} "
+                "(check store.ata_center.url)",
+                reason="bad-response",
+            )
         if response.status_code in (401, 403):
             raise StoreError(
                 f"the ATA Center refused {method} {PROFILE_PATH} for {self._config.username} "
@@ -118,10 +138,12 @@ class AtaCenterStore:
                 reason="auth",
             )
         if not response.ok:
-            excerpt = scrub(response.text, secret).strip()[:BODY_EXCERPT]
+            log.debug(
+                "ATA Center %s %s answer: %s", method, url, scrub(response.text, secret)[:BODY_LOG_LIMIT]
+            )
             raise StoreError(
-                f"the ATA Center answered {method} {PROFILE_PATH} with HTTP {response.status_code}"
-                + (f": {excerpt}" if excerpt else ""),
+                f"the ATA Center answered {method} {PROFILE_PATH} with HTTP {_status(response.status_code)} "
+                f"({len(response.content)} bytes, logged at DEBUG)",
                 reason="rejected",
             )
         return response
@@ -158,8 +180,9 @@ class AtaCenterStore:
             section = self._section(profile)
             user, domain = section[ACCOUNT_NAME_FIELD], section[ACCOUNT_DOMAIN_FIELD]
             if not _matches(user, domain, account):
+                found = scrub(f"{user}@{domain}", secret)
                 raise StoreError(
-                    f"the ATA Center's directory services account is {user}@{domain}, not {account.raw}; "
+                    f"the ATA Center's directory services account is {found}, not {account.raw}; "
                     "refusing to overwrite another account's password",
                     reason="config",
                 )

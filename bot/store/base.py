@@ -9,7 +9,6 @@ from typing import Literal, Protocol
 from pydantic import SecretStr
 
 from bot.config import AccountConfig, ConfigError, Settings
-from bot.redaction import REDACTED
 
 BackendName = Literal["embedded", "ata-center", "command"]
 
@@ -65,11 +64,6 @@ class CredentialStore(Protocol):
     def metadata(self, account_id: str) -> CredentialMetadata | None:
         """When and by whom the credential was last saved through atp-bot, or None."""
         ...
-
-
-def scrub(text: str, secret: str) -> str:
-    """`text` (a peer's output) with every occurrence of `secret` replaced."""
-    return text.replace(secret, REDACTED) if secret else text
 
 
 def configured_account(settings: Settings, account_id: str) -> AccountConfig:

@@ -1,9 +1,15 @@
 """The command backend: an operator-provided program saves the credential (custom integrations).
 
 The program is run without a shell, from the argv in the configuration. It receives the password on
-standard input only (one line) — never in its arguments or environment, which other users of the
-machine can read. It learns which account through ATP_BOT_ACCOUNT_ID and ATP_BOT_USERNAME, and who
-asked through ATP_BOT_ACTOR. Exit status 0 means saved.
+standard input only (one line, UTF-8) — never in its arguments or environment, which other users of
+the machine can read. Its environment is minimal: PATH, LANG, HOME, the variables named in
+`[store.command] pass_env`, and the change: which account through ATP_BOT_ACCOUNT_ID and
+ATP_BOT_USERNAME, who asked through ATP_BOT_ACTOR. No secret of atp-bot's own is ever in it. Exit
+status 0 means saved.
+
+Its output is the peer's text: it never goes into an error message or the audit trail (a program may
+echo the password back, escaped or encoded); it is logged at DEBUG only, after every form of the
+password has been redacted.
 """
 
 from __future__ import annotations
@@ -16,18 +22,26 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from bot.config import CommandStoreConfig, Settings
-from bot.store.base import BackendName, CredentialMetadata, StoreError, configured_account, scrub
+from bot.redaction import scrub
+from bot.secret_env import taken_names
+from bot.store.base import BackendName, CredentialMetadata, StoreError, configured_account
 from bot.store.ledger import MetadataLedger
 
 log = logging.getLogger(__name__)
 
 OUTPUT_LOG_LIMIT = 2000
-ERROR_TAIL_LINES = 3
+# What any program needs to run; everything else only through `pass_env`.
+BASE_ENV = ("PATH", "LANG", "HOME")
 
 
-def _tail(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(lines[-ERROR_TAIL_LINES:])
+def _output_sizes(result: subprocess.CompletedProcess[str]) -> str:
+    """What the program wrote, by size only (its text may hold the password in some form)."""
+    sizes = [
+        f"{len(text)} characters on {name}"
+        for name, text in (("stdout", result.stdout), ("stderr", result.stderr))
+        if text
+    ]
+    return ", ".join(sizes) or "no output"
 
 
 class CommandStore:
@@ -43,18 +57,14 @@ class CommandStore:
     def save(self, account_id: str, password: SecretStr, actor: str) -> CredentialMetadata:
         secret = password.get_secret_value()
         program = self._config.argv[0]
-        env = dict(os.environ)
-        env.update(
-            ATP_BOT_ACCOUNT_ID=account_id,
-            ATP_BOT_USERNAME=configured_account(self._settings, account_id).username,
-            ATP_BOT_ACTOR=actor,
-        )
+        env = self._environment(account_id, actor)
         try:
             result = subprocess.run(
                 self._config.argv,
                 input=secret + "\n",
                 capture_output=True,
-                text=True,
+                encoding="utf-8",
+                errors="replace",
                 env=env,
                 timeout=self._config.timeout,
                 check=False,
@@ -69,17 +79,31 @@ class CommandStore:
             raise StoreError(
                 f"cannot run the store command {program}: {exc.strerror}", reason="config"
             ) from None
-        stdout, stderr = scrub(result.stdout, secret), scrub(result.stderr, secret)
-        for name, text in (("stdout", stdout), ("stderr", stderr)):
+        for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
             if text.strip():
-                log.info("store command %s %s: %s", program, name, text.strip()[:OUTPUT_LOG_LIMIT])
+                log.debug(
+                    "store command %s %s: %s", program, name, scrub(text.strip(), secret)[:OUTPUT_LOG_LIMIT]
+                )
         if result.returncode != 0:
-            detail = _tail(stderr) or _tail(stdout) or "no output"
             raise StoreError(
-                f"the store command {program} failed with exit status {result.returncode}: {detail}",
+                f"the store command {program} failed with exit status {result.returncode} "
+                f"({_output_sizes(result)}; the output is logged at DEBUG, atp-bot -v)",
                 reason="exit-status",
             )
         return self._ledger.record(account_id, actor)
+
+    def _environment(self, account_id: str, actor: str) -> dict[str, str]:
+        """The child's whole environment. A secret is left out even if `pass_env` names it (the
+        configuration refuses that) or an entry point failed to take it out of `os.environ`."""
+        secret = self._settings.secret_env_names() | taken_names()
+        wanted = [name for name in (*BASE_ENV, *self._config.pass_env) if name not in secret]
+        env = {name: os.environ[name] for name in wanted if name in os.environ}
+        env.update(
+            ATP_BOT_ACCOUNT_ID=account_id,
+            ATP_BOT_USERNAME=configured_account(self._settings, account_id).username,
+            ATP_BOT_ACTOR=actor,
+        )
+        return env
 
     def read(self, account_id: str) -> SecretStr | None:
         """The command backend cannot read a credential back."""

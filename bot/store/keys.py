@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bot.change_journal import sync_directory, write_synced
 from bot.config import Settings, StoreConfig
+from bot.secret_env import environment_secret
 from bot.state import state_dir
 from bot.store.base import StoreError
 
@@ -43,7 +44,7 @@ def key_file_path(settings: Settings) -> Path:
 
 def key_from_environment(config: StoreConfig) -> str | None:
     """The name of the environment variable that holds the key, if it is configured and set."""
-    if config.key_env and os.environ.get(config.key_env):
+    if config.key_env and environment_secret(config.key_env):
         return config.key_env
     return None
 
@@ -90,8 +91,9 @@ def check_private(path: Path) -> None:
 
 def load_key(settings: Settings) -> StoreKey:
     env = key_from_environment(settings.store)
-    if env:
-        return decode_key(os.environ[env], f"environment variable {env}")
+    text = environment_secret(env) if env else None
+    if env and text:
+        return decode_key(text, f"environment variable {env}")
     path = key_file_path(settings)
     check_private(path)
     try:

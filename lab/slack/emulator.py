@@ -129,6 +129,10 @@ class SlackEmulator:
         """Script the next `times` calls of `method`: 429 with Retry-After, 5xx, or 200 with `error`."""
         self._api.fail(method, Fault(status, retry_after if status == 429 else None, error, times))
 
+    def redirect(self, method: str, location: str, *, status: int = 302) -> None:
+        """Answer the next call of `method` with a `status` redirect to `location`."""
+        self._api.fail(method, Fault(status, location=location))
+
     def messages(self, channel: str | None = None) -> list[Message]:
         with self.workspace.lock:
             return [m for m in self.workspace.messages if channel is None or m.channel == channel]

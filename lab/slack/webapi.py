@@ -41,10 +41,11 @@ class Call:
 class Fault:
     """A scripted failure for the next `times` calls of a method."""
 
-    status: int  # 429 (with Retry-After), 5xx, or 200 with `error`
+    status: int  # 429 (with Retry-After), 5xx, 3xx (to `location`), or 200 with `error`
     retry_after: int | None = None
     error: str | None = None
     times: int = 1
+    location: str | None = None
 
 
 @dataclass
@@ -86,6 +87,8 @@ class WebApi:
             status, error = fault.status, "ratelimited" if fault.status == 429 else "internal_error"
             if fault.retry_after is not None:
                 headers["Retry-After"] = str(fault.retry_after)
+            if fault.location is not None:
+                headers["Location"] = fault.location
             answer: dict[str, Any] = {"ok": False, "error": error}
         elif fault is not None:
             error = fault.error or "fatal_error"
