@@ -20,6 +20,9 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from bot.config import (
+    SLACK_APP_TOKEN_ENV,
+    SLACK_BOT_TOKEN_ENV,
+    SLACK_SIGNING_SECRET_ENV,
     ConfigError,
     ConfigSource,
     SensorConfig,
@@ -31,7 +34,6 @@ from bot.config import (
 from bot.config_messages import Location
 from bot.secret_env import environment_secret
 from bot.sensor_targets import resolve_targets
-from bot.slack.secrets import APP_TOKEN_ENV, BOT_TOKEN_ENV, SIGNING_SECRET_ENV
 
 # Keys whose file atp-bot reads as a secret: nobody but the service's user (and group) may read it.
 _SECRET_FILE_SUFFIXES = ("password_file", "secret_file", "cert_key_pem")
@@ -200,7 +202,8 @@ def _check_client_certificates(settings: Settings, source: ConfigSource, finding
 
 
 def _check_slack_environment(settings: Settings, findings: Findings) -> None:
-    needed = [BOT_TOKEN_ENV, APP_TOKEN_ENV if settings.slack.mode == "socket" else SIGNING_SECRET_ENV]
+    socket = settings.slack.mode == "socket"
+    needed = [SLACK_BOT_TOKEN_ENV, SLACK_APP_TOKEN_ENV if socket else SLACK_SIGNING_SECRET_ENV]
     findings.environment.extend(
         f"slack: environment variable {name} is not set (atp-bot run needs it in {settings.slack.mode} "
         f"mode): {_SET_IT}"
