@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
 
 from bot.metrics import REGISTRY
+from bot.wsgi import BackgroundWsgiServer, ServerLimits
 
 log = logging.getLogger(__name__)
 
 Probe = Callable[[], bool]
 Info = Callable[[], Mapping[str, str]]
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+# Probes and a metrics scraper: a few small GETs at a time.
+HEALTH_LIMITS = ServerLimits(threads=2, connection_limit=32, idle_seconds=10, max_body_bytes=64 * 1024)
 
 
 def _run_probe(probe: Probe) -> bool:
@@ -58,30 +60,22 @@ def health_app(
     return app
 
 
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("health: " + format, *args)
-
-
 class HealthServer:
     """The endpoint on a background thread; `url` is its base URL once started."""
 
     def __init__(self, host: str, port: int, probes: Mapping[str, Probe], info: Info | None = None) -> None:
-        self._server: WSGIServer = make_server(host, port, health_app(probes, info), handler_class=_Quiet)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.1,), name="atp-bot-health", daemon=True
+        self._server = BackgroundWsgiServer(
+            health_app(probes, info), host, port, HEALTH_LIMITS, name="atp-bot-health"
         )
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        host = self._server.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self._server.port}"
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
         log.info("health and metrics on %s/healthz and /metrics", self.url)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()

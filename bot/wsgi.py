@@ -1,0 +1,124 @@
+"""A WSGI app served in the background by waitress: HTTP mode's `/slack/events` and the `/healthz` port.
+
+Why waitress: one I/O thread reads every connection without blocking and hands a request to a bounded
+pool of threads only once it has fully arrived, so idle or slow clients hold a socket, never a thread;
+inactive connections are closed; a body over the limit is refused with 413 from its Content-Length,
+before it is read; uncaught errors are logged through `logging` (so redacted), never printed.
+Stopping closes every connection at once, whatever the clients are doing.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from waitress import wasyncore
+from waitress.server import create_server
+
+log = logging.getLogger(__name__)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+LOOP_SECONDS = 1.0  # the I/O loop wakes up at least this often (stop() wakes it at once)
+DISPATCH_SHUTDOWN_SECONDS = 3.0  # a request still running after this is abandoned on stop()
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one client may take. `connection_limit` bounds open connections (then new ones wait in the
+    listen backlog); `idle_seconds` closes a connection on which nothing arrived for that long."""
+
+    threads: int
+    connection_limit: int
+    idle_seconds: int
+    max_body_bytes: int
+    max_header_bytes: int = 64 * 1024
+    backlog: int = 1024
+
+
+class BackgroundWsgiServer:
+    """`app` on `host:port` (port 0: a free one), served on thread `name` from start() to stop()."""
+
+    def __init__(self, app: WsgiApp, host: str, port: int, limits: ServerLimits, *, name: str) -> None:
+        self._name = name
+        self._map: dict[int, Any] = {}
+        self._stopping = threading.Event()
+        self._closing = threading.Lock()  # the trigger is never pulled once the I/O thread closed it
+        self._closed = False
+        self._server = create_server(
+            app,
+            map=self._map,
+            sockets=[_bound_socket(host, port)],
+            threads=limits.threads,
+            connection_limit=limits.connection_limit,
+            channel_timeout=limits.idle_seconds,
+            cleanup_interval=max(1, limits.idle_seconds // 2),
+            max_request_body_size=limits.max_body_bytes,
+            max_request_header_size=limits.max_header_bytes,
+            backlog=limits.backlog,
+            expose_tracebacks=False,
+            ident="atp-bot",
+            asyncore_use_poll=True,
+        )
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+
+    @property
+    def host(self) -> str:
+        return str(self._server.effective_host)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port)
+
+    @property
+    def alive(self) -> bool:
+        """The I/O thread runs (for liveness probes)."""
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Close the listener and every connection, then give running requests a moment to finish."""
+        with self._closing:
+            self._stopping.set()
+            if self._thread.is_alive() and not self._closed:
+                self._server.pull_trigger()  # wakes the I/O loop now
+        if self._thread.is_alive():
+            self._thread.join()
+        self._close_all()
+        self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=DISPATCH_SHUTDOWN_SECONDS)
+
+    def _serve(self) -> None:
+        """waitress's loop, one poll at a time so that stop() is seen; every socket of the map is touched
+        by this thread only."""
+        try:
+            while not self._stopping.is_set():
+                wasyncore.loop(timeout=LOOP_SECONDS, use_poll=True, map=self._map, count=1)
+        except Exception:  # the loop itself failing is a bug: logged (redacted), the probes then fail
+            log.exception("%s: the HTTP server stopped", self._name)
+        finally:
+            self._close_all()
+
+    def _close_all(self) -> None:
+        with self._closing:
+            if not self._closed:
+                self._closed = True
+                wasyncore.close_all(self._map, ignore_all=True)
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host:port` (IPv6 when the host is), not yet listening: binding ourselves
+    gives exactly one listener, and an OSError that names the address."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
