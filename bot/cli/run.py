@@ -37,11 +37,29 @@ log = logging.getLogger(__name__)
 
 def register(commands: Any) -> None:
     parser = commands.add_parser("run", help="run the Slack bot (Socket Mode or HTTP, per [slack] mode)")
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        type=_listen_address,
+        help="HTTP mode: listen here instead of [slack] listen (the container files pass 0.0.0.0:3000)",
+    )
     parser.set_defaults(handler=run)
+
+
+def _listen_address(value: str) -> str:
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
     settings = context.load(args, service=True)
+    if args.listen is not None:
+        settings = settings.model_copy(
+            update={"slack": settings.slack.model_copy(update={"listen": args.listen})}
+        )
     secrets = SlackSecrets.from_env(settings.slack)
     remove_from_environment()
     with replica_account_locks(settings):  # first: a missing lock password stops the bot before it starts

@@ -1,9 +1,11 @@
-"""Secrets stay out of logs and out of what Slack records, in both modes; forged or stale HTTP requests
-are rejected before anything runs."""
+"""Secrets stay out of logs and out of what Slack records, in both modes; forged, stale, replayed or
+oversized HTTP requests are rejected before anything runs."""
 
 from __future__ import annotations
 
 import logging
+import socket
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -89,3 +91,29 @@ def test_bad_signatures_are_rejected_and_nothing_runs(
         assert lab.audit.records == []
     assert "Invalid request signature detected" in caplog.text  # Bolt logged the body …
     assert_clean(caplog.text)  # … redacted
+
+
+def test_a_replayed_request_is_refused_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO), running_lab("http") as lab:
+        assert lab.emulator.slash_command("probe corp").status == 200
+        wait_for(lambda: lab.emulator.calls("views.open"))
+        replayed = lab.emulator.resend_last()  # the same bytes, signature and timestamp
+        assert (replayed.status, replayed.body) == (401, '{"error": "replayed request"}')
+        assert lab.emulator.slash_command("probe corp").status == 200  # a genuine one still passes
+        wait_for(lambda: len(lab.emulator.calls("views.open")) == 2)
+        assert len(lab.emulator.calls("views.open")) == 2
+    assert "refused a replayed Slack request (/atp)" in caplog.text
+
+
+def test_a_body_over_the_limit_gets_413_before_it_is_sent() -> None:
+    with running_lab("http") as lab:
+        url = urlsplit(lab.runtime.runner.url)  # type: ignore[union-attr]
+        with socket.create_connection((url.hostname, url.port), timeout=5) as client:
+            client.sendall(
+                f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {2 * 1024 * 1024}\r\n\r\n".encode()
+            )
+            answer = client.recv(4096).decode()  # the body was never sent
+        assert answer.startswith("HTTP/1.1 413 ")
+        assert {c.method for c in lab.emulator.calls()} == {"auth.test"}  # nothing ran
