@@ -17,7 +17,7 @@ from bot.config import ConfigError, SlackConfig
 from bot.redaction import REDACTED, active_secret, install_record_redaction, redact, redact_patterns
 from bot.slack.replay import WINDOW_SECONDS, ReplayCache
 from bot.slack.secrets import SlackSecrets, remove_from_environment
-from bot.slack.views import decode_metadata, encode_metadata, notice_modal
+from bot.slack.views import decode_metadata, encode_metadata, notice_modal, view_channel
 
 
 def test_slack_config_defaults_and_validation() -> None:
@@ -176,3 +176,9 @@ def test_replay_cache_is_bounded() -> None:
         assert cache.first_use(f"v0={n}", str(int(clock.now)))
     assert len(cache) == 3
     assert not cache.first_use("v0=9", str(int(clock.now)))
+
+
+def test_the_channel_a_modal_was_opened_from() -> None:
+    assert view_channel({"private_metadata": '{"channel_id": "C0OPS", "account_id": null}'}) == "C0OPS"
+    for unknown in ({}, {"private_metadata": ""}, {"private_metadata": "{}"}, {"private_metadata": "x"}):
+        assert view_channel(unknown) is None
