@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from tests.slack_lab import (
     RANDOM,
     Lab,
     RecordingAudit,
+    initialised_changes,
     running_lab,
     secrets_for,
     settings_for,
@@ -270,3 +272,19 @@ def test_password_submission_from_a_channel_no_longer_allowed_is_refused(mode: s
         ("password", "denied", "channel not allowed")
     ]
     assert emulator.calls("chat.postMessage") == []
+
+
+def test_refusals_cannot_push_events_out_of_history(tmp_path: Path) -> None:
+    """Anyone in the workspace can be refused as often as they like; `/atp history` lists the refusals
+    apart, so the real events stay in its last 20."""
+    config = {"state_dir": str(tmp_path / "state")}
+    with running_lab("socket", modules=MODULES, config=config, changes=initialised_changes) as lab:
+        lab.emulator.slash_command("history", user=ALICE)  # a real event: "history ok"
+        for _ in range(25):
+            assert "not allowed" in lab.emulator.slash_command("password", user=MALLORY).text
+        listing = lab.emulator.slash_command("history", user=ALICE).text
+
+    assert "slack:U0ALICE (alice)  history  -  ok: 0 events shown" in listing
+    events, refusals = listing.split("Latest refused requests")
+    assert "denied" not in events
+    assert refusals.count("slack:U0MALLORY (mallory)  password  -  denied (user not allowed)") == 5

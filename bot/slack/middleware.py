@@ -12,6 +12,7 @@ from typing import Any
 
 from slack_bolt import Ack, BoltResponse
 
+from bot.audit import AuditOutcome
 from bot.slack.audit import slack_actor
 from bot.slack.authz import Decision
 from bot.slack.context import Services
@@ -19,8 +20,6 @@ from bot.slack.router import COMMAND, resolve
 from bot.slack.views import notice_modal, view_channel
 
 log = logging.getLogger(__name__)
-
-DENIED = "denied"
 
 
 def authorize_command(services: Services) -> Callable[..., BoltResponse | None]:
@@ -82,4 +81,4 @@ def _audit_refusal(
     services: Services, actor: str, action: str, decision: Decision, detail: str | None
 ) -> None:
     log.info("refused %s to %s: %s", action, actor, decision.reason)
-    services.audit.record(actor, action, None, DENIED, decision.reason, detail)
+    services.audit.record(actor, action, None, AuditOutcome.DENIED, decision.reason, detail)
