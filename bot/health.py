@@ -1,7 +1,9 @@
-"""`/healthz` and `/metrics` of `atp-bot run`, on a local port (`[observability] listen`).
+"""`/healthz`, `/livez` and `/metrics` of `atp-bot run`, on a local port (`[observability] listen`).
 
-`/healthz` answers 200 when every probe passes (Slack connected, scheduler running, store reachable) and
-503 otherwise, with the probes' results as JSON, so a container runtime or a load balancer can act on it.
+`/healthz` (ready) answers 200 when every probe passes (Slack connected, scheduler running, store
+reachable) and 503 otherwise, with the probes' results as JSON, so a container runtime or a load balancer
+can act on it. `/livez` (alive) passes while the process and its threads work, whatever Slack or the
+store do: restarting the process would not bring Slack back, so a liveness probe must not ask for it.
 """
 
 from __future__ import annotations
@@ -35,37 +37,51 @@ def _run_probe(probe: Probe) -> bool:
 
 
 def health_app(
-    probes: Mapping[str, Probe], info: Info | None = None
+    probes: Mapping[str, Probe], info: Info | None = None, live: Mapping[str, Probe] | None = None
 ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    """`info` adds facts to the body that are not pass/fail (such as a replica's role)."""
+    """`probes` answer `/healthz`, `live` answer `/livez`; `info` adds facts to `/healthz` that are not
+    pass/fail (such as a replica's role)."""
     metrics = make_wsgi_app(REGISTRY)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
             return metrics(environ, start_response)  # type: ignore[no-any-return]
-        if path != "/healthz":
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"not found\n"]
-        checks = {name: _run_probe(probe) for name, probe in probes.items()}
-        healthy = all(checks.values())
-        answer: dict[str, Any] = {"status": "ok" if healthy else "unhealthy", "checks": checks}
-        if info is not None:
-            answer.update(info())
-        body = json.dumps(answer).encode()
-        status = "200 OK" if healthy else "503 Service Unavailable"
-        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-        return [body]
+        if path == "/healthz":
+            return _answer(start_response, probes, info)
+        if path == "/livez":
+            return _answer(start_response, live or {}, None)
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
 
     return app
+
+
+def _answer(start_response: StartResponse, probes: Mapping[str, Probe], info: Info | None) -> list[bytes]:
+    checks = {name: _run_probe(probe) for name, probe in probes.items()}
+    healthy = all(checks.values())
+    answer: dict[str, Any] = {"status": "ok" if healthy else "unhealthy", "checks": checks}
+    if info is not None:
+        answer.update(info())
+    body = json.dumps(answer).encode()
+    status = "200 OK" if healthy else "503 Service Unavailable"
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 class HealthServer:
     """The endpoint on a background thread; `url` is its base URL once started."""
 
-    def __init__(self, host: str, port: int, probes: Mapping[str, Probe], info: Info | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        probes: Mapping[str, Probe],
+        info: Info | None = None,
+        live: Mapping[str, Probe] | None = None,
+    ) -> None:
         self._server = BackgroundWsgiServer(
-            health_app(probes, info), host, port, HEALTH_LIMITS, name="atp-bot-health"
+            health_app(probes, info, live), host, port, HEALTH_LIMITS, name="atp-bot-health"
         )
 
     @property
@@ -75,7 +91,7 @@ class HealthServer:
 
     def start(self) -> None:
         self._server.start()
-        log.info("health and metrics on %s/healthz and /metrics", self.url)
+        log.info("health and metrics on %s/healthz, /livez and /metrics", self.url)
 
     def stop(self) -> None:
         self._server.stop()

@@ -180,6 +180,8 @@ def _health_server(
         return bool(scheduler.aps.state == STATE_PAUSED)
 
     probes = {"slack": lambda: runtime.runner.connected, "scheduler": scheduler_ok, "store": store_reachable}
+    # Liveness: this process still works, whatever Slack, the store or the leader lock do.
+    live = {"slack_runtime": lambda: runtime.runner.alive, "scheduler": lambda: scheduler.aps.running}
     info = None
     if election is not None:
         # Facts, not probes: a database outage must not get a replica that still serves Slack restarted.
@@ -189,7 +191,7 @@ def _health_server(
         }
     host, port = parse_listen(settings.observability.listen)
     try:
-        server = HealthServer(host, port, probes, info)
+        server = HealthServer(host, port, probes, info, live)
     except OSError as exc:
         raise ConfigError([f"observability.listen: cannot listen on {host}:{port}: {exc.strerror}"]) from None
     server.start()

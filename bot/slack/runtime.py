@@ -78,6 +78,11 @@ class SocketModeRunner:
         """The Socket Mode WebSocket is open (for /healthz)."""
         return self._handler is not None and bool(self._handler.client.is_connected())
 
+    @property
+    def alive(self) -> bool:
+        """Started and not stopped (for /livez): the client reconnects by itself while Slack is away."""
+        return self._handler is not None
+
 
 class HttpRunner:
     """Bolt's WSGI adapter on waitress (bot.wsgi), serving `POST /slack/events`."""
@@ -98,6 +103,11 @@ class HttpRunner:
     @property
     def connected(self) -> bool:
         """The HTTP listener is serving (for /healthz)."""
+        return self.alive
+
+    @property
+    def alive(self) -> bool:
+        """The HTTP server's I/O thread runs (for /livez)."""
         return self._server is not None and self._server.alive
 
     def start(self) -> None:
