@@ -20,6 +20,10 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 log = logging.getLogger(__name__)
+# waitress warns once per request that waits for a thread: a burst of 50 commands, each waiting a few
+# milliseconds, would write dozens of WARNING lines. What matters (the acknowledgement in time) is
+# tested; the queue itself is not worth a warning.
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
