@@ -4,6 +4,8 @@ Why waitress: one I/O thread reads every connection without blocking and hands a
 pool of threads only once it has fully arrived, so idle or slow clients hold a socket, never a thread;
 inactive connections are closed; a body over the limit is refused with 413 from its Content-Length,
 before it is read; uncaught errors are logged through `logging` (so redacted), never printed.
+On top of that, a request whose headers and body have not all arrived within `request_seconds` is cut
+off (a slow-loris client that sends a byte now and then is never idle, so waitress alone keeps it).
 Stopping closes every connection at once, whatever the clients are doing.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -34,12 +37,14 @@ DISPATCH_SHUTDOWN_SECONDS = 3.0  # a request still running after this is abandon
 @dataclass(frozen=True)
 class ServerLimits:
     """What one client may take. `connection_limit` bounds open connections (then new ones wait in the
-    listen backlog); `idle_seconds` closes a connection on which nothing arrived for that long."""
+    listen backlog); `idle_seconds` closes a connection on which nothing arrived for that long;
+    `request_seconds` closes one whose request (headers and body) takes longer than that to arrive."""
 
     threads: int
     connection_limit: int
     idle_seconds: int
     max_body_bytes: int
+    request_seconds: float = 10.0  # Slack gives up after 3 s: a request still arriving is no use
     max_header_bytes: int = 64 * 1024
     backlog: int = 1024
 
@@ -53,6 +58,8 @@ class BackgroundWsgiServer:
         self._stopping = threading.Event()
         self._closing = threading.Lock()  # the trigger is never pulled once the I/O thread closed it
         self._closed = False
+        self._request_seconds = limits.request_seconds
+        self._arriving: dict[object, float] = {}  # a request still arriving → when it was first seen
         self._server = create_server(
             app,
             map=self._map,
@@ -103,10 +110,27 @@ class BackgroundWsgiServer:
         try:
             while not self._stopping.is_set():
                 wasyncore.loop(timeout=LOOP_SECONDS, use_poll=True, map=self._map, count=1)
+                self._cut_off_slow_requests(time.monotonic())
         except Exception:  # the loop itself failing is a bug: logged (redacted), the probes then fail
             log.exception("%s: the HTTP server stopped", self._name)
         finally:
             self._close_all()
+
+    def _cut_off_slow_requests(self, now: float) -> None:
+        """Close the connections whose request has been arriving for longer than `request_seconds`
+        (the channel's `request` is the one being received; `requests` are complete ones being served:
+        the attributes waitress's own idle sweep reads). Runs on the I/O thread, like the sweep."""
+        arriving: dict[object, float] = {}
+        for channel in list(self._server.active_channels.values()):
+            request = channel.request
+            if request is None or channel.requests or channel.will_close:
+                continue
+            first_seen = self._arriving.get(request, now)
+            if now - first_seen > self._request_seconds:
+                channel.will_close = True  # waitress closes it on its next pass
+            else:
+                arriving[request] = first_seen
+        self._arriving = arriving
 
     def _close_all(self) -> None:
         with self._closing:
