@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,12 +74,19 @@ class Memory:
 
 
 class BotProcess:
-    """`atp-bot run` as a child process on a config written to `directory`; stopped with SIGTERM on exit."""
+    """`atp-bot run [run_args…]` as a child process on a config written to `directory`; stopped with
+    SIGTERM on exit."""
 
     def __init__(
-        self, directory: Path, config: Mapping[str, Any], slack: SlackEmulator, env: Mapping[str, str]
+        self,
+        directory: Path,
+        config: Mapping[str, Any],
+        slack: SlackEmulator,
+        env: Mapping[str, str],
+        run_args: Sequence[str] = (),
     ) -> None:
         self.config_path = directory / "atp-bot.toml"
+        self._run_args = tuple(run_args)
         self.config_path.write_text(tomli_w.dumps(dict(config)), encoding="utf-8")
         self._slack = slack
         self._env = {
@@ -99,7 +106,7 @@ class BotProcess:
     def start(self, timeout: float = 30.0) -> BotProcess:
         subprocess.run(self._atp_bot("store", "init"), env=self._env, check=True, capture_output=True)
         with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(self._atp_bot("run"), env=self._env, stderr=log)
+            self._process = subprocess.Popen(self._atp_bot("run", *self._run_args), env=self._env, stderr=log)
         try:
             if self._http:
                 self._slack.request_url = self._wait_for_http_url(timeout)

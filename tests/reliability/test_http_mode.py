@@ -42,8 +42,10 @@ def slack() -> Iterator[SlackEmulator]:
 def bot(slack: SlackEmulator, tmp_path: Path) -> Iterator[BotProcess]:
     with WinRMEmulator(username=WINRM_USER, password=WINRM_PASSWORD) as sensors:
         config = load_config(tmp_path / "state", slack, sensor_fleet(sensors, SENSORS))
-        config["slack"] |= {"mode": "http", "listen": "127.0.0.1:0"}
-        with BotProcess(tmp_path, config, slack, {WINRM_PASSWORD_ENV: WINRM_PASSWORD}) as process:
+        config["slack"]["mode"] = "http"
+        env = {WINRM_PASSWORD_ENV: WINRM_PASSWORD}
+        # --listen as the container files pass it, on a free port: [slack] listen is left at its default.
+        with BotProcess(tmp_path, config, slack, env, run_args=["--listen", "127.0.0.1:0"]) as process:
             yield process
 
 
