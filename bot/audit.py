@@ -91,6 +91,7 @@ class AuditOutcome(StrEnum):
     FAILED = "failed"
     REFUSED = "refused"
     ERROR = "error"
+    DENIED = "denied"  # an authorization refusal (a Slack user or channel not allowed)
 
 
 class AuditSink(Protocol):
@@ -406,11 +407,16 @@ class AuditTrail:
             value = conn.execute(select(head.c.keyed_from).where(head.c.id == 1)).scalar()
         return int(value) if value is not None else None
 
-    def recent(self, account: str | None = None, limit: int = 50) -> list[AuditRow]:
-        """The latest events, newest first."""
+    def recent(
+        self, account: str | None = None, limit: int = 50, *, denied: bool | None = None
+    ) -> list[AuditRow]:
+        """The latest events, newest first. `denied`: True only authorization refusals, False all but them."""
         query = select(events).order_by(events.c.id.desc()).limit(max(1, limit))
         if account is not None:
             query = query.where(events.c.account == account)
+        if denied is not None:
+            is_denied = events.c.outcome == AuditOutcome.DENIED.value
+            query = query.where(is_denied if denied else ~is_denied)
         with self.engine.connect() as conn:
             return [_to_row(row._mapping) for row in conn.execute(query)]
 

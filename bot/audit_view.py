@@ -21,11 +21,19 @@ def format_event(row: AuditRow) -> str:
     return line
 
 
-def format_history(rows: Sequence[AuditRow], account: str | None = None) -> str:
-    """A short listing of events, newest first, or a sentence saying there are none."""
-    if not rows:
-        return f"No audit events for {account}." if account else "No audit events yet."
-    return "\n".join(format_event(row) for row in rows)
+def format_history(
+    rows: Sequence[AuditRow], account: str | None = None, refusals: Sequence[AuditRow] = ()
+) -> str:
+    """A short listing of events, newest first, or a sentence saying there are none; then `refusals`
+    (authorization refusals, read apart from `rows`) under a heading of their own."""
+    if rows:
+        listing = "\n".join(format_event(row) for row in rows)
+    else:
+        listing = f"No audit events for {account}." if account else "No audit events yet."
+    if refusals:
+        listing += "\n\nLatest refused requests (listed apart from the events above):\n"
+        listing += "\n".join(format_event(row) for row in refusals)
+    return listing
 
 
 def history_json(rows: Sequence[AuditRow]) -> list[dict[str, Any]]:

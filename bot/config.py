@@ -482,7 +482,9 @@ class SlackConfig(_Model):
     allowed_usergroups: list[Annotated[str, Field(pattern=SLACK_USERGROUP_PATTERN)]] = []
     # If set, sensitive subcommands are accepted only in these channels.
     allowed_channels: list[Annotated[str, Field(pattern=SLACK_CHANNEL_PATTERN)]] = []
-    listen: str = "0.0.0.0:3000"  # HTTP mode: Slack must reach it
+    # HTTP mode: loopback by default, behind the TLS proxy Slack needs anyway; the container files pass
+    # `atp-bot run --listen 0.0.0.0:3000`.
+    listen: str = "127.0.0.1:3000"
     # Threads for slow work (connection tests, saves, sensor checks), apart from Bolt's ack path.
     workers: Annotated[int, Field(ge=1, le=256)] = 8
 

@@ -14,6 +14,9 @@ from commands.arguments import account_argument
 
 NAME = "history"
 LIMIT = 20
+# Refusals (anyone in the workspace can cause them) are read apart, so that they never push real events
+# out of the last LIMIT.
+REFUSALS_SHOWN = 5
 
 
 def handle(ctx: CommandContext) -> None:
@@ -25,8 +28,9 @@ def handle(ctx: CommandContext) -> None:
     if error:
         ctx.reply(error)
         return
-    rows = changes.audit.recent(account, LIMIT)
-    listing = format_history(rows, account)
+    rows = changes.audit.recent(account, LIMIT, denied=False)
+    refusals = changes.audit.recent(None, REFUSALS_SHOWN, denied=True)
+    listing = format_history(rows, account, refusals)
     ctx.reply(escape(listing), [section(code_block(listing))])  # audit details quote AD and store errors
     ctx.services.audit.record(
         ctx.actor, AuditAction.HISTORY, account, AuditOutcome.OK, None, f"{len(rows)} events shown"

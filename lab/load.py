@@ -1,18 +1,20 @@
 """A load scenario: many people typing `/atp status` at once, against a real `atp-bot run` process, a large
 emulated sensor fleet and the Slack emulator. Used by the reliability test and by `bench/bench_load.py`.
 
-`BotProcess` runs the bot as its own process (Socket Mode) so that its memory can be read from /proc;
+`BotProcess` runs the bot as its own process (Socket Mode, or HTTP mode when the configuration says so)
+so that its memory and limits can be read from /proc;
 `status_storm` sends the slash commands concurrently and waits until each requester has the final report.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from lab.slack.webapi import RESPONSE_URL_METHOD, Call
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
 
+LISTENING = re.compile(r"listening for Slack on (\S+)")
 SLACK_USER = "U0ALICE"
 SLACK_CHANNEL = "C0OPS"
 ACCOUNT = "contoso"
@@ -71,12 +74,19 @@ class Memory:
 
 
 class BotProcess:
-    """`atp-bot run` as a child process on a config written to `directory`; stopped with SIGTERM on exit."""
+    """`atp-bot run [run_args…]` as a child process on a config written to `directory`; stopped with
+    SIGTERM on exit."""
 
     def __init__(
-        self, directory: Path, config: Mapping[str, Any], slack: SlackEmulator, env: Mapping[str, str]
+        self,
+        directory: Path,
+        config: Mapping[str, Any],
+        slack: SlackEmulator,
+        env: Mapping[str, str],
+        run_args: Sequence[str] = (),
     ) -> None:
         self.config_path = directory / "atp-bot.toml"
+        self._run_args = tuple(run_args)
         self.config_path.write_text(tomli_w.dumps(dict(config)), encoding="utf-8")
         self._slack = slack
         self._env = {
@@ -84,7 +94,9 @@ class BotProcess:
             **env,
             "SLACK_BOT_TOKEN": slack.bot_token,
             "SLACK_APP_TOKEN": slack.app_token,
+            "SLACK_SIGNING_SECRET": slack.signing_secret,
         }
+        self._http = config["slack"].get("mode") == "http"
         self.log_path = directory / "atp-bot.log"  # a file, not a pipe: a full pipe would stall the bot
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -94,13 +106,28 @@ class BotProcess:
     def start(self, timeout: float = 30.0) -> BotProcess:
         subprocess.run(self._atp_bot("store", "init"), env=self._env, check=True, capture_output=True)
         with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(self._atp_bot("run"), env=self._env, stderr=log)
+            self._process = subprocess.Popen(self._atp_bot("run", *self._run_args), env=self._env, stderr=log)
         try:
-            self._slack.wait_connected(timeout)
+            if self._http:
+                self._slack.request_url = self._wait_for_http_url(timeout)
+            else:
+                self._slack.wait_connected(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _wait_for_http_url(self, timeout: float) -> str:
+        """HTTP mode: the URL the bot logs once it listens (it may have picked a free port)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = LISTENING.search(self.log_path.read_text(encoding="utf-8", errors="replace"))
+            if found:
+                return found.group(1)
+            if self._process is not None and self._process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"atp-bot did not start listening; see {self.log_path}")
 
     @property
     def pid(self) -> int:
@@ -115,17 +142,17 @@ class BotProcess:
             fields[name] = value.split()[0] if value.split() else ""
         return Memory(int(fields["VmRSS"]), int(fields["VmHWM"]))
 
-    def stop(self) -> None:
-        """Stop the bot (its log stays in `log_path`)."""
+    def stop(self) -> int | None:
+        """Stop the bot with SIGTERM, killed after 30 s (its log stays in `log_path`); its exit code."""
         if self._process is None:
-            return
+            return None
         process, self._process = self._process, None
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=30)
+            return process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
+            return process.wait()
 
     def __enter__(self) -> BotProcess:
         return self.start()

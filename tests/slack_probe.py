@@ -8,7 +8,7 @@ import threading
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, SecretStr
+from pydantic import SecretStr
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
@@ -16,7 +16,15 @@ from bot.redaction import active_secret
 from bot.slack.context import CommandContext, Services
 from bot.slack.middleware import authorize_interaction
 from bot.slack.registry import Subcommand
-from bot.slack.views import decode_metadata, encode_metadata, notice_modal, plain, section, update_view
+from bot.slack.views import (
+    ViewOrigin,
+    decode_metadata,
+    encode_metadata,
+    notice_modal,
+    plain,
+    section,
+    update_view,
+)
 
 NAME = "probe"
 # Stands for the slow step (an LDAP test): the work waits for it, so a test decides when the work
@@ -38,11 +46,10 @@ class Action(StrEnum):
     RECHECK = "probe_recheck"
 
 
-class ProbeState(BaseModel):
+class ProbeState(ViewOrigin):
     """What the modal carries in `private_metadata` (never the secret)."""
 
     account: str
-    channel_id: str
 
 
 def modal(state: ProbeState) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from bot.cli import main
+from bot.cli import build_parser, main
 from bot.config import (
     AccountConfig,
     AtaCenterConfig,
@@ -41,14 +42,23 @@ from bot.config import (
     SlackConfig,
     StoreConfig,
     WinRMConfig,
+    load_settings,
+    parse_listen,
     parse_settings,
 )
+from bot.exitcodes import ExitCode
+from bot.slack.registry import Registry
 from bot.slack.secrets import APP_TOKEN_ENV, BOT_TOKEN_ENV, SIGNING_SECRET_ENV
+from commands import MODULES
 from tests.peers import peer_missing
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 KUBE = DEPLOY / "kubernetes"
+EXAMPLE = ROOT / "examples" / "atp-bot.toml"
+# What every container file runs: HTTP mode must be reachable from outside ([slack] listen is loopback).
+CONTAINER_RUN = ["run", "--listen", "0.0.0.0:3000"]
+CREDENTIALS_DIR = "/run/credentials/atp-bot.service/"  # where the unit's LoadCredential= files appear
 VENV_BIN = Path(sys.executable).parent
 
 KUBE_VERSIONS = ("1.28", kubernetes_validate.latest_version())
@@ -145,7 +155,7 @@ def test_the_job_runs_the_same_pod_as_the_deployment() -> None:
     for field in ("image", "envFrom", "env", "securityContext", "volumeMounts"):
         assert job_container[field] == bot_container[field], field
     assert job_container["args"] == ["store", "init"]
-    assert bot_container["args"] == ["run"]
+    assert bot_container["args"] == CONTAINER_RUN
 
 
 def test_deployment_runs_exactly_one_replica_never_two_at_once() -> None:
@@ -187,6 +197,18 @@ def test_the_secret_is_a_template_without_values() -> None:
     assert all(value == "" for value in secret["stringData"].values())
 
 
+def test_liveness_asks_whether_the_process_works_readiness_whether_slack_is_connected() -> None:
+    """A liveness probe that failed on a Slack outage would restart the pod, which brings Slack back no
+    sooner: liveness is /livez (`health --live`), readiness /healthz (`health`)."""
+    (container,) = pod_specs()["deployment"]["containers"]
+    assert container["livenessProbe"]["exec"]["command"] == ["atp-bot", "health", "--live"]
+    assert container["readinessProbe"]["exec"]["command"] == ["atp-bot", "health"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        build_parser().parse_args(container[probe]["exec"]["command"][1:])  # valid arguments
+    text = kube("configmap.yaml")["data"]["atp-bot.toml"]
+    assert parse_settings(text, "configmap.yaml").observability.listen is not None
+
+
 def test_kustomization_lists_every_long_lived_manifest() -> None:
     kustomization = kube("kustomization.yaml")
     assert kustomization["kind"] == "Kustomization"
@@ -198,6 +220,29 @@ def test_kustomization_lists_every_long_lived_manifest() -> None:
 
 
 # --- Compose -------------------------------------------------------------------------------------
+
+
+def test_compose_and_the_example_configuration_work_together(capsys: pytest.CaptureFixture[str]) -> None:
+    """As shipped: the image's HEALTHCHECK runs `atp-bot health`, which needs [observability] listen; with
+    the example (what compose.yaml's comments copy) it asks a loopback port instead of exiting 2."""
+    compose = load_yaml(DEPLOY / "compose.yaml")
+    assert compose["services"]["atp-bot"]["command"] == CONTAINER_RUN
+    assert "healthcheck" not in compose["services"]["atp-bot"]  # the image's HEALTHCHECK applies
+    listen = load_settings(EXAMPLE).observability.listen
+    assert listen is not None
+    assert parse_listen(listen)[0] == "127.0.0.1"
+    assert main(["--config", str(EXAMPLE), "health", "--timeout", "0.5"]) != ExitCode.USAGE
+    assert "not answering on http://127.0.0.1:9464/healthz" in capsys.readouterr().out
+
+
+def test_the_container_files_listen_on_every_interface_explicitly() -> None:
+    """[slack] listen defaults to loopback; inside a container nothing outside reaches loopback, so the
+    image, Compose and Kubernetes all pass --listen, on the port the image exposes."""
+    assert SlackConfig().listen == "127.0.0.1:3000"
+    args = build_parser().parse_args(CONTAINER_RUN)
+    host, port = parse_listen(args.listen)
+    assert host == "0.0.0.0"  # noqa: S104 - the point of the test
+    assert instructions("EXPOSE") == [str(port)]
 
 
 def check_compose(path: Path) -> subprocess.CompletedProcess[str]:
@@ -330,7 +375,7 @@ def test_image_bakes_in_no_secret() -> None:
 def test_image_entrypoint_config_state_and_healthcheck() -> None:
     parser = dockerfile()
     assert json.loads(instructions("ENTRYPOINT")[-1]) == ["atp-bot"]
-    assert json.loads(instructions("CMD")[-1]) == ["run"]
+    assert json.loads(instructions("CMD")[-1]) == CONTAINER_RUN
     assert parser.envs["ATP_BOT_CONFIG"] == "/etc/atp-bot/atp-bot.toml"
     (volume,) = (json.loads(v) for v in instructions("VOLUME"))
     assert volume == ["/var/lib/atp-bot"]
@@ -435,6 +480,7 @@ def test_systemd_unit_is_hardened_and_reads_secrets_from_root_only_files() -> No
         "StateDirectory": "atp-bot",
         "StateDirectoryMode": "0700",
         "ConfigurationDirectory": "atp-bot",
+        "LimitCORE": "0",  # a core dump would hold passwords and tokens
     }.items():
         assert service.get(key) == value, key
     assert unit["Service"]["SystemCallFilter"][0] == "@system-service"
@@ -442,9 +488,72 @@ def test_systemd_unit_is_hardened_and_reads_secrets_from_root_only_files() -> No
     assert environment["XDG_STATE_HOME"] == "%S"  # state_dir = /var/lib/atp-bot = StateDirectory
     assert environment["ATP_BOT_CONFIG"] == "%E/atp-bot/atp-bot.toml"
     assert unit["Service"]["EnvironmentFile"] == ["%E/atp-bot/atp-bot.env"]
-    for credential in unit["Service"]["LoadCredential"]:
+    for credential in unit["Service"].get("LoadCredential", []):
         name, _, source = credential.partition(":")
         assert source == f"%E/atp-bot/credentials/{name}"
+
+
+def secret_sources(settings: Settings) -> tuple[set[str], set[str]]:
+    """The environment variables (`*_env`) and systemd credential names (`*_file` keys pointing into the
+    unit's credentials directory) that a configuration reads its secrets from."""
+    names: set[str] = set()
+    credentials: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key.endswith("_env") and item:
+                    names.add(item)
+                elif key.endswith("_file") and str(item).startswith(CREDENTIALS_DIR):
+                    credentials.add(str(item).removeprefix(CREDENTIALS_DIR))
+                else:
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(settings.model_dump(mode="json"))
+    return names, credentials
+
+
+def test_the_unit_provides_the_secrets_the_example_reads_the_way_it_reads_them() -> None:
+    """One way for both: the example's *_env secrets come from the unit's EnvironmentFile (whose template
+    is the env example), and the unit loads no credential the configuration does not read (a listed
+    credential whose file is missing stops the service)."""
+    names, credentials = secret_sources(load_settings(EXAMPLE))
+    assert names and names <= set(env_example())
+    loaded = {c.partition(":")[0] for c in unit_directives()["Service"].get("LoadCredential", [])}
+    assert loaded == credentials
+
+
+def manual_run_command() -> list[str]:
+    """The documented one-liner that runs `atp-bot check` like the service (docs/operations.md)."""
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    (line,) = [line for line in text.splitlines() if line.startswith("sudo systemd-run ")]
+    return shlex.split(line)
+
+
+def test_the_documented_manual_run_uses_the_units_identity_and_environment() -> None:
+    service = unit_directives()["Service"]
+    expand = {"%E": "/etc", "%S": "/var/lib"}
+
+    def expanded(value: str) -> str:
+        for specifier, path in expand.items():
+            value = value.replace(specifier, path)
+        return value
+
+    argv = manual_run_command()
+    properties = dict(argv[i + 1].split("=", 1) for i, arg in enumerate(argv) if arg == "-p")
+    environment = dict(argv[i + 1].split("=", 1) for i, arg in enumerate(argv) if arg == "-E")
+    for key in ("User", "Group", "EnvironmentFile", "UMask", "LimitCORE"):
+        assert properties[key] == expanded(service[key][-1]), key
+    assert environment == {
+        name: expanded(value) for name, value in (e.split("=", 1) for e in service["Environment"])
+    }
+    assert "LoadCredential" not in properties and "LoadCredential" not in service
+    exec_start = service["ExecStart"][-1].split()
+    assert argv[-len(exec_start) :] == [*exec_start[:-1], "check"]
+    assert {"--wait", "--pipe", "--collect"} <= set(argv)  # output and exit code come back to the shell
 
 
 # --- Slack app manifest --------------------------------------------------------------------------
@@ -458,6 +567,12 @@ def test_slack_manifest_asks_only_for_what_atp_bot_uses() -> None:
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["settings"]["socket_mode_enabled"] is True
     assert manifest["settings"]["token_rotation_enabled"] is False
+
+
+def test_slack_manifest_usage_hint_lists_every_subcommand() -> None:
+    (command,) = load_yaml(DEPLOY / "slack-manifest.yaml")["features"]["slash_commands"]
+    expected = " | ".join(f"{s.name} {s.usage}".strip() for s in Registry(MODULES))
+    assert command["usage_hint"] == expected
 
 
 # --- the container layout, run for real ----------------------------------------------------------

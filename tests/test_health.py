@@ -50,9 +50,21 @@ def test_a_failing_probe_makes_healthz_503() -> None:
         server.stop()
 
 
+def test_livez_passes_while_the_process_works_whatever_slack_does() -> None:
+    server = HealthServer("127.0.0.1", 0, {"slack": lambda: False}, live={"slack_runtime": lambda: True})
+    server.start()
+    try:
+        assert get(f"{server.url}/healthz")[0] == 503
+        status, body = get(f"{server.url}/livez")
+        assert (status, json.loads(body)) == (200, {"status": "ok", "checks": {"slack_runtime": True}})
+    finally:
+        server.stop()
+
+
 def test_run_serves_health_and_metrics(sensors: WinRMEmulator, env: None, tmp_path: Path) -> None:
     port = free_port()
     emulator = SlackEmulator().start()
+    slack_stopped = False
     try:
         config = tmp_path / "atp-bot.toml"
         user = SENSOR_WINRM_USER.replace("\\", "\\\\")
@@ -95,24 +107,35 @@ def test_run_serves_health_and_metrics(sensors: WinRMEmulator, env: None, tmp_pa
                 ),
                 timeout=30,
             )
-            health = subprocess.run(
-                [sys.executable, "-m", "bot", "--config", str(config), "health"],
-                capture_output=True,
-                text=True,
-            )
+            health = atp_bot(config, "health")
             assert health.returncode == 0, health.stdout + health.stderr
             assert '"status": "ok"' in health.stdout
             metrics = get(f"{base}/metrics")[1]
             assert "atp_bot_sensor_check_seconds_count 2.0" in metrics
             assert "atp_bot_alerts_open 0.0" in metrics  # read from the state, before any cycle
+            assert json.loads(get(f"{base}/livez")[1]) == {
+                "status": "ok",
+                "checks": {"slack_runtime": True, "scheduler": True},
+            }
+
+            emulator.stop()  # a Slack outage: no longer ready, still alive (a restart would not help)
+            slack_stopped = True
+            assert wait_for(lambda: get(f"{base}/healthz")[0] == 503 or None, timeout=20)
+            live = atp_bot(config, "health", "--live")
+            assert live.returncode == 0, live.stdout + live.stderr
         finally:
             bot.send_signal(signal.SIGTERM)
             _out, err = bot.communicate(timeout=30)
         assert bot.returncode == 0, err
-        stopped = subprocess.run(
-            [sys.executable, "-m", "bot", "--config", str(config), "health"], capture_output=True, text=True
-        )
+        stopped = atp_bot(config, "health")
         assert stopped.returncode == 3
         assert "not answering" in stopped.stdout
     finally:
-        emulator.stop()
+        if not slack_stopped:
+            emulator.stop()
+
+
+def atp_bot(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(config), *args], capture_output=True, text=True
+    )

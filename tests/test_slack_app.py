@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bot.slack.runtime import SlackRuntime
+from commands import MODULES
 from lab.slack import SlackEmulator
 from tests import slack_probe
-from tests.slack_lab import ALICE, BOB, MALLORY, OPS, RANDOM, Lab, running_lab, wait_for
+from tests.slack_lab import (
+    ALICE,
+    BOB,
+    MALLORY,
+    OPS,
+    RANDOM,
+    Lab,
+    RecordingAudit,
+    initialised_changes,
+    running_lab,
+    secrets_for,
+    settings_for,
+    values,
+    wait_for,
+)
 
 MODES = ["socket", "http"]
 
@@ -220,3 +240,51 @@ def test_emulator_can_be_given_a_workspace() -> None:
     with running_lab("http", emulator=emulator) as lab:
         lab.emulator.slash_command("probe", user=MALLORY)
         assert wait_for(lambda: lab.emulator.calls("views.open"))
+
+
+@contextmanager
+def runtime_on(emulator: SlackEmulator, mode: str, audit: RecordingAudit, **slack: Any) -> Iterator[None]:
+    """A runtime on an emulator that is already running: stopping one and starting another is what a
+    restart with a new configuration looks like to Slack (its open modals stay open)."""
+    settings = settings_for(emulator, mode, **slack)
+    with SlackRuntime(settings, secrets=secrets_for(emulator), audit=audit, modules=MODULES) as runtime:
+        if mode == "http":
+            emulator.request_url = runtime.runner.url  # type: ignore[union-attr]
+        else:
+            wait_for(lambda: emulator.connected_apps == 1)
+        yield
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_password_submission_from_a_channel_no_longer_allowed_is_refused(mode: str) -> None:
+    audit = RecordingAudit()
+    with SlackEmulator() as emulator:
+        with runtime_on(emulator, mode, audit, allowed_channels=[OPS]):
+            emulator.slash_command("password", channel=OPS)
+            (view,) = wait_for(lambda: emulator.open_views(ALICE))
+        with runtime_on(emulator, mode, audit, allowed_channels=[RANDOM]):
+            delivery = emulator.submit_view(view.id, values("N3w-Passw0rd!"))
+
+    assert delivery.ack is not None
+    assert delivery.ack["response_action"] == "update"
+    assert "`/atp password` can only be used in <#C0RANDOM>" in json.dumps(delivery.ack["view"])
+    assert [(r.action, r.outcome, r.reason) for r in audit.records] == [
+        ("password", "denied", "channel not allowed")
+    ]
+    assert emulator.calls("chat.postMessage") == []
+
+
+def test_refusals_cannot_push_events_out_of_history(tmp_path: Path) -> None:
+    """Anyone in the workspace can be refused as often as they like; `/atp history` lists the refusals
+    apart, so the real events stay in its last 20."""
+    config = {"state_dir": str(tmp_path / "state")}
+    with running_lab("socket", modules=MODULES, config=config, changes=initialised_changes) as lab:
+        lab.emulator.slash_command("history", user=ALICE)  # a real event: "history ok"
+        for _ in range(25):
+            assert "not allowed" in lab.emulator.slash_command("password", user=MALLORY).text
+        listing = lab.emulator.slash_command("history", user=ALICE).text
+
+    assert "slack:U0ALICE (alice)  history  -  ok: 0 events shown" in listing
+    events, refusals = listing.split("Latest refused requests")
+    assert "denied" not in events
+    assert refusals.count("slack:U0MALLORY (mallory)  password  -  denied (user not allowed)") == 5

@@ -17,8 +17,9 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from bot.config import ConfigError, SlackConfig
 from bot.redaction import REDACTED, active_secret, install_record_redaction, redact, redact_patterns
 from bot.secret_env import take_from_environment
+from bot.slack.replay import WINDOW_SECONDS, ReplayCache
 from bot.slack.secrets import SlackSecrets
-from bot.slack.views import decode_metadata, encode_metadata, notice_modal
+from bot.slack.views import decode_metadata, encode_metadata, notice_modal, view_channel
 
 
 def test_slack_config_defaults_and_validation() -> None:
@@ -26,7 +27,7 @@ def test_slack_config_defaults_and_validation() -> None:
     assert (config.mode, config.api_url, config.listen_address) == (
         "socket",
         "https://slack.com/api/",
-        ("0.0.0.0", 3000),  # noqa: S104 - the documented default
+        ("127.0.0.1", 3000),  # loopback: the container files pass --listen 0.0.0.0:3000
     )
     assert SlackConfig(api_url="http://127.0.0.1:9/api").api_url == "http://127.0.0.1:9/api/"
     assert SlackConfig(listen="[::1]:8080").listen_address == ("::1", 8080)
@@ -150,3 +151,38 @@ def test_manifest_asks_only_for_the_scopes_the_bot_uses() -> None:
     assert scopes == ["commands", "chat:write", "usergroups:read"]
     assert re.search(r"^  socket_mode_enabled: true$", manifest, flags=re.MULTILINE)
     assert re.search(r"^    - command: /atp$", manifest, flags=re.MULTILINE)
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_replay_cache_refuses_a_second_use_until_bolt_would_refuse_it_anyway() -> None:
+    clock = FakeClock(1_000_000.0)
+    cache = ReplayCache(clock=clock)
+    signed_at = str(int(clock.now))
+    assert cache.first_use("v0=a", signed_at)
+    assert not cache.first_use("v0=a", signed_at)
+    assert cache.first_use("v0=b", signed_at)
+    clock.now += WINDOW_SECONDS + 1  # Bolt now rejects the timestamp itself: the entries can go
+    assert cache.first_use("v0=c", str(int(clock.now)))
+    assert len(cache) == 1
+
+
+def test_replay_cache_is_bounded() -> None:
+    clock = FakeClock(1_000_000.0)
+    cache = ReplayCache(max_entries=3, clock=clock)
+    for n in range(10):
+        assert cache.first_use(f"v0={n}", str(int(clock.now)))
+    assert len(cache) == 3
+    assert not cache.first_use("v0=9", str(int(clock.now)))
+
+
+def test_the_channel_a_modal_was_opened_from() -> None:
+    assert view_channel({"private_metadata": '{"channel_id": "C0OPS", "account_id": null}'}) == "C0OPS"
+    for unknown in ({}, {"private_metadata": ""}, {"private_metadata": "{}"}, {"private_metadata": "x"}):
+        assert view_channel(unknown) is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A core dump would hold whatever is in memory, passwords and tokens included: none, for any command.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))

@@ -1,4 +1,5 @@
-"""`atp-bot health`: ask a running `atp-bot run` for its /healthz (for container and service checks)."""
+"""`atp-bot health`: ask a running `atp-bot run` for its /healthz (ready), or with `--live` its /livez
+(alive), for container and service checks."""
 
 from __future__ import annotations
 
@@ -20,20 +21,25 @@ def register(commands: Any) -> None:
         help="ask the running bot's /healthz ([observability] listen): 0 healthy, 1 unhealthy, 3 no answer",
     )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="ask /livez instead: is the process working (not: is Slack connected); for liveness probes",
+    )
     parser.set_defaults(handler=run)
 
 
-def healthz_url(listen: str) -> str:
+def healthz_url(listen: str, path: str = "/healthz") -> str:
     host, port = parse_listen(listen)
     host = WILDCARDS.get(host, host)
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
 
 def run(args: argparse.Namespace) -> int:
     settings = context.load(args)
     if settings.observability.listen is None:
         raise ConfigError(["observability.listen is not set, so atp-bot run serves no /healthz"])
-    url = healthz_url(settings.observability.listen)
+    url = healthz_url(settings.observability.listen, "/livez" if args.live else "/healthz")
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as answer:  # noqa: S310 - http to our own port
             print(answer.read().decode())

@@ -38,11 +38,29 @@ log = logging.getLogger(__name__)
 
 def register(commands: Any) -> None:
     parser = commands.add_parser("run", help="run the Slack bot (Socket Mode or HTTP, per [slack] mode)")
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        type=_listen_address,
+        help="HTTP mode: listen here instead of [slack] listen (the container files pass 0.0.0.0:3000)",
+    )
     parser.set_defaults(handler=run)
+
+
+def _listen_address(value: str) -> str:
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
     settings = context.load(args, service=True)
+    if args.listen is not None:
+        settings = settings.model_copy(
+            update={"slack": settings.slack.model_copy(update={"listen": args.listen})}
+        )
     secrets = SlackSecrets.from_env(settings.slack)
     # The replica locks first: a missing lock password stops the bot before it starts. Then the state
     # directory's lock, held for the bot's lifetime: `store rotate-key` refuses to run beside it.
@@ -164,6 +182,8 @@ def _health_server(
         return bool(scheduler.aps.state == STATE_PAUSED)
 
     probes = {"slack": lambda: runtime.runner.connected, "scheduler": scheduler_ok, "store": store_reachable}
+    # Liveness: this process still works, whatever Slack, the store or the leader lock do.
+    live = {"slack_runtime": lambda: runtime.runner.alive, "scheduler": lambda: scheduler.aps.running}
     info = None
     if election is not None:
         # Facts, not probes: a database outage must not get a replica that still serves Slack restarted.
@@ -173,7 +193,7 @@ def _health_server(
         }
     host, port = parse_listen(settings.observability.listen)
     try:
-        server = HealthServer(host, port, probes, info)
+        server = HealthServer(host, port, probes, info, live)
     except OSError as exc:
         raise ConfigError([f"observability.listen: cannot listen on {host}:{port}: {exc.strerror}"]) from None
     server.start()

@@ -20,6 +20,7 @@ from bot.slack.client import ACK_PATH_MAX_RETRY_AFTER, build_client
 from bot.slack.context import Services
 from bot.slack.middleware import authorize_command
 from bot.slack.registry import CommandModule, Registry
+from bot.slack.replay import ReplayCache, refuse_replays
 from bot.slack.router import COMMAND, route
 from bot.slack.secrets import SlackSecrets
 from commands import MODULES
@@ -63,7 +64,8 @@ def build_app(services: Services, *, secrets: SlackSecrets, listener_executor: E
     """The Bolt app: `/atp` (router + authorization middleware) and every module's listeners.
 
     Calls `auth.test` once (Bolt's token check), so Slack must answer. `listener_executor` runs Bolt's
-    listeners, the acknowledgement path. HTTP mode verifies request signatures with the signing secret.
+    listeners, the acknowledgement path. HTTP mode verifies request signatures with the signing secret,
+    and refuses a signature it has already seen (a replay within Bolt's 5-minute window).
     """
     config = services.settings.slack
     http = config.mode == "http"
@@ -78,6 +80,8 @@ def build_app(services: Services, *, secrets: SlackSecrets, listener_executor: E
         listener_executor=listener_executor,
         logger=logging.getLogger("bot.slack.bolt"),
     )
+    if http:
+        app.use(refuse_replays(ReplayCache()))
     app.command(COMMAND, middleware=[authorize_command(services)])(route(services))
     for module in services.registry.modules:
         module.register(app, services)

@@ -12,15 +12,14 @@ from typing import Any
 
 from slack_bolt import Ack, BoltResponse
 
+from bot.audit import AuditOutcome
 from bot.slack.audit import slack_actor
 from bot.slack.authz import Decision
 from bot.slack.context import Services
 from bot.slack.router import COMMAND, resolve
-from bot.slack.views import notice_modal
+from bot.slack.views import notice_modal, view_channel
 
 log = logging.getLogger(__name__)
-
-DENIED = "denied"
 
 
 def authorize_command(services: Services) -> Callable[..., BoltResponse | None]:
@@ -49,13 +48,17 @@ def authorize_command(services: Services) -> Callable[..., BoltResponse | None]:
 
 
 def authorize_interaction(services: Services, action: str) -> Callable[..., BoltResponse | None]:
-    """Middleware for a sensitive subcommand's view or action listener (membership may have changed
-    since the modal opened). A refused view submission turns the modal into the refusal."""
+    """Middleware for a sensitive subcommand's view or action listener (membership, or the allowed
+    channels, may have changed since the modal opened). A view submission is checked against the channel
+    its modal was opened from (`ViewOrigin`; one that does not say is refused when channels are
+    restricted). A refused view submission turns the modal into the refusal."""
 
     def middleware(ack: Ack, body: dict[str, Any], next_: Callable[[], None]) -> BoltResponse | None:
         user = body.get("user") or {}
         user_id = user.get("id", "")
         channel = (body.get("channel") or {}).get("id")
+        if body.get("type") == "view_submission":
+            channel = view_channel(body.get("view") or {}) or ""  # "": no channel is allowed
         decision = services.authorizer.check(f"{COMMAND} {action}", user_id, channel)
         if decision.allowed:
             next_()
@@ -78,4 +81,4 @@ def _audit_refusal(
     services: Services, actor: str, action: str, decision: Decision, detail: str | None
 ) -> None:
     log.info("refused %s to %s: %s", action, actor, decision.reason)
-    services.audit.record(actor, action, None, DENIED, decision.reason, detail)
+    services.audit.record(actor, action, None, AuditOutcome.DENIED, decision.reason, detail)

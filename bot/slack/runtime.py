@@ -4,15 +4,10 @@
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from socketserver import ThreadingMixIn
 from types import TracebackType
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -27,6 +22,7 @@ from bot.scheduler import Scheduler
 from bot.slack.app import build_app, build_services
 from bot.slack.registry import CommandModule
 from bot.slack.secrets import SlackSecrets
+from bot.wsgi import BackgroundWsgiServer, ServerLimits
 from commands import MODULES
 
 log = logging.getLogger(__name__)
@@ -34,7 +30,14 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 LISTENER_THREADS = 16  # Bolt listeners: quick handlers that acknowledge; slow work goes to `workers`
 CONNECT_TIMEOUT_SECONDS = 10.0
-SHUTDOWN_POLL_SECONDS = 0.1
+# HTTP mode. Slack's own payloads are far below the body limit. Idle or slow clients cost a connection,
+# not a thread; past the connection limit new ones wait in the listen backlog until idle ones time out.
+HTTP_LIMITS = ServerLimits(
+    threads=LISTENER_THREADS,
+    connection_limit=500,
+    idle_seconds=20,
+    max_body_bytes=1024 * 1024,
+)
 
 
 class SlackUnreachable(Exception):
@@ -75,31 +78,19 @@ class SocketModeRunner:
         """The Socket Mode WebSocket is open (for /healthz)."""
         return self._handler is not None and bool(self._handler.client.is_connected())
 
-
-class _QuietRequestHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http: " + format, *args)
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    """One thread per request, all joined on `server_close()`."""
-
-    daemon_threads = False
-    block_on_close = True
-
-
-class _ThreadingWSGIServer6(_ThreadingWSGIServer):
-    address_family = socket.AF_INET6
+    @property
+    def alive(self) -> bool:
+        """Started and not stopped (for /livez): the client reconnects by itself while Slack is away."""
+        return self._handler is not None
 
 
 class HttpRunner:
-    """Bolt's WSGI adapter on the standard library's WSGI server, serving `POST /slack/events`."""
+    """Bolt's WSGI adapter on waitress (bot.wsgi), serving `POST /slack/events`."""
 
     def __init__(self, app: App, host: str, port: int) -> None:
         self._handler = SlackRequestHandler(app, path=EVENTS_PATH)
         self._host, self._port = host, port
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundWsgiServer | None = None
 
     @property
     def url(self) -> str:
@@ -107,39 +98,32 @@ class HttpRunner:
         if self._server is None:
             raise RuntimeError("not started")
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._server.server_port}{EVENTS_PATH}"
+        return f"http://{host}:{self._server.port}{EVENTS_PATH}"
 
     @property
     def connected(self) -> bool:
         """The HTTP listener is serving (for /healthz)."""
-        return self._server is not None
+        return self.alive
+
+    @property
+    def alive(self) -> bool:
+        """The HTTP server's I/O thread runs (for /livez)."""
+        return self._server is not None and self._server.alive
 
     def start(self) -> None:
-        server_class = _ThreadingWSGIServer6 if ":" in self._host else _ThreadingWSGIServer
         try:
-            self._server = make_server(
-                self._host,
-                self._port,
-                self._handler,
-                server_class=server_class,
-                handler_class=_QuietRequestHandler,
+            self._server = BackgroundWsgiServer(
+                self._handler, self._host, self._port, HTTP_LIMITS, name="atp-bot-http"
             )
         except OSError as exc:
             raise SlackUnreachable(f"cannot listen on {self._host}:{self._port}: {exc.strerror}") from None
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), name="atp-bot-http", daemon=True
-        )
-        self._thread.start()
+        self._server.start()
         log.info("listening for Slack on %s", self.url)
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
 
 
 class SlackRuntime:

@@ -3,9 +3,10 @@ a modal the user already closed cannot be updated."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -25,6 +26,22 @@ def encode_metadata(state: BaseModel) -> str:
 def decode_metadata(model: type[M], text: str) -> M:
     """Parse `private_metadata` back (raises pydantic.ValidationError on anything unexpected)."""
     return model.model_validate_json(text)
+
+
+class ViewOrigin(BaseModel):
+    """What the `private_metadata` of every sensitive modal carries (its state model extends this): the
+    channel it was opened from. A view submission has no channel of its own, and `allowed_channels`
+    must still hold when it arrives."""
+
+    channel_id: str
+
+
+def view_channel(view: Mapping[str, Any]) -> str | None:
+    """The channel a modal was opened from, or None when its `private_metadata` does not say."""
+    try:
+        return ViewOrigin.model_validate_json(view.get("private_metadata") or "").channel_id
+    except ValidationError:
+        return None
 
 
 def plain(text: str) -> dict[str, Any]:

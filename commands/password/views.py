@@ -5,13 +5,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel
-
 from bot.change import ChangeOutcome, ChangeStatus
 from bot.config import AccountConfig, ConfigError, Settings
 from bot.recovery import Recovery, Verdict
 from bot.slack.text import inline
-from bot.slack.views import encode_metadata, notice_modal, plain, section
+from bot.slack.views import ViewOrigin, encode_metadata, notice_modal, plain, section
 
 TITLE = "Directory password"
 
@@ -35,11 +33,10 @@ class Action(StrEnum):
     OPEN = "atp_password_open"  # a button elsewhere (e.g. an alert) that opens the modal; value: account id
 
 
-class PasswordModalState(BaseModel):
+class PasswordModalState(ViewOrigin):
     """What the modal carries in `private_metadata`: never the password."""
 
     account_id: str | None  # None: several accounts, the user picks one in the modal
-    channel_id: str
 
 
 def _account_option(account: AccountConfig) -> dict[str, Any]:

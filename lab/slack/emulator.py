@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
-from lab.slack.signing import Signing, post, signed_headers
+from lab.slack.signing import HttpAnswer, Signing, post, signed_headers
 from lab.slack.socket_mode import SocketModeServer
 from lab.slack.webapi import Call, Fault, WebApi, WebApiServer
 from lab.slack.workspace import APP_ID, TEAM_DOMAIN, TEAM_ID, Message, View, Workspace
@@ -59,6 +59,7 @@ class SlackEmulator:
         self.ack_wait = ack_wait
         self.request_url: str | None = None  # set: deliver as signed HTTP requests (HTTP mode)
         self.deliveries: list[Delivery] = []
+        self._last_request: tuple[str, dict[str, str]] | None = None  # HTTP mode: body and headers
         self._socket = SocketModeServer()
         self._api = WebApi(self.workspace, bot_token, app_token, self._socket.new_url)
         self._http = WebApiServer(self._api, port=api_port)
@@ -256,6 +257,14 @@ class SlackEmulator:
             raise ValueError("click: give view_id, or channel and message_ts")
         return self._deliver("interactive", payload, trigger_id, signing, kind="block_actions")
 
+    def resend_last(self) -> HttpAnswer:
+        """HTTP mode: send the last request again, byte for byte (what someone who captured it could do
+        within the signature's 5 minutes)."""
+        if self.request_url is None or self._last_request is None:
+            raise RuntimeError("no HTTP request was sent yet")
+        body, headers = self._last_request
+        return post(self.request_url, body, headers, timeout=self.ack_wait)
+
     # -- delivery ----------------------------------------------------------------------------------
 
     def _interaction(self, kind: str, user: str, trigger_id: str) -> dict[str, Any]:
@@ -291,12 +300,9 @@ class SlackEmulator:
                 body = urlencode(payload)
             else:
                 body = urlencode({"payload": json.dumps(payload)})
-            answer = post(
-                self.request_url,
-                body,
-                signed_headers(self.signing_secret, body, signing),
-                timeout=self.ack_wait,
-            )
+            headers = signed_headers(self.signing_secret, body, signing)
+            self._last_request = (body, headers)
+            answer = post(self.request_url, body, headers, timeout=self.ack_wait)
             parsed = json.loads(answer.body) if answer.body.strip().startswith("{") else {}
             delivery = Delivery(
                 kind, answer.status, parsed if answer.status == 200 else None, answer.latency, trigger_id
