@@ -8,8 +8,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from bot.cli import context
-from bot.config import ConfigError, parse_listen
+from bot.config import ConfigError, load_settings, parse_listen, resolve_config_path
 from bot.exitcodes import ExitCode
 
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - mapped to loopback
@@ -36,7 +35,9 @@ def healthz_url(listen: str, path: str = "/healthz") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = context.load(args)
+    # Only the listen address is read: a probe asks the running bot, which checked the configuration's
+    # files when it started; a CA bundle that is missing in the probe's view must not fail the probe.
+    settings = load_settings(resolve_config_path(args.config))
     if settings.observability.listen is None:
         raise ConfigError(["observability.listen is not set, so atp-bot run serves no /healthz"])
     url = healthz_url(settings.observability.listen, "/livez" if args.live else "/healthz")
