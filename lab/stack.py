@@ -8,8 +8,10 @@ config, the lab passwords (files only, mode 0600) and atp-bot's state (store, au
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ from bot.slack.secrets import SlackSecrets
 from bot.store.embedded import init_embedded_store
 from lab.dc_cmd import write_lab_files, write_private
 from lab.domain import LabDomain, running_lab_domain
+from lab.loopback import can_claim
+from lab.samba import missing_binaries
 from lab.slack import SlackEmulator
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
@@ -82,6 +86,26 @@ def slack_lab_toml(domain: LabDomain, directory: Path, sensors: WinRMEmulator, s
         "",
     ]
     return "\n".join(lines)
+
+
+def cannot_start() -> str | None:
+    """None when the whole lab can start here, else why not (the Samba AD DC needs root and Samba)."""
+    reason = missing_binaries() or can_claim()
+    if reason and os.geteuid() != 0:
+        return f"{reason} (run it as root, e.g. with sudo)"
+    return reason
+
+
+@contextmanager
+def lab_directory(chosen: Path | None, *, keep: bool) -> Iterator[Path]:
+    """`chosen` (kept), else a new temporary directory: kept with `keep`, else removed at the end."""
+    if chosen is not None:
+        yield chosen.resolve()
+    elif keep:
+        yield Path(tempfile.mkdtemp(prefix="atp-bot-lab-"))
+    else:
+        with tempfile.TemporaryDirectory(prefix="atp-bot-lab-") as tmp:
+            yield Path(tmp)
 
 
 def reset(directory: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from lab import demo
+from lab import stack
 from lab.loopback import can_claim
 from lab.samba import missing_binaries
 from tests.peers import peer_missing
@@ -103,7 +103,7 @@ def test_demo_plays_the_password_flow_against_the_lab(tmp_path: Path) -> None:
 def test_demo_without_the_dc_peer_says_why(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(demo, "missing_binaries", lambda: "samba, samba-tool not installed")
+    monkeypatch.setattr(stack, "missing_binaries", lambda: "samba, samba-tool not installed")
     code = main(["lab", "demo"])
     assert code == 3
     assert "cannot start the lab: samba, samba-tool not installed" in capsys.readouterr().err
