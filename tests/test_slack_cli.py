@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from lab.slack import SlackEmulator
-from tests.slack_lab import wait_for
+from lab.slack.console import SlackConsole
+from lab.winrm.server import WinRMEmulator
+from tests.conftest import CANARY
+from tests.slack_lab import ALICE, OPS, Lab, wait_for
+from tests.test_slack_alerts import alerts_lab
 
 BOT_TOKEN = "xoxb-5555-CANARYRUN"
 APP_TOKEN = "xapp-1-A0-6666-CANARYRUN"
@@ -103,3 +110,107 @@ def test_run_without_a_store_says_how_to_create_it(emulator: SlackEmulator, tmp_
     assert "create it with `atp-bot store init`" in err
     assert "Traceback" not in err
     assert emulator.connected_apps == 0
+
+
+class Transcript:
+    """The console's standard output, as a person reads it: `expect` waits until a text shows up."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.seen = 0
+        self.changed = threading.Condition()
+
+    def write(self, text: str) -> int:
+        with self.changed:
+            self.text += text
+            self.changed.notify_all()
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def expect(self, wanted: str, timeout: float = 20) -> str:
+        """Wait for `wanted` after what was already read; return the text up to and including it."""
+        with self.changed:
+            found = self.changed.wait_for(lambda: wanted in self.text[self.seen :], timeout)
+            assert found, f"{wanted!r} not shown; the console shows:\n{self.text[self.seen :]}"
+            end = self.text.index(wanted, self.seen) + len(wanted)
+            shown, self.seen = self.text[self.seen : end], end
+            return shown
+
+
+@contextmanager
+def console(lab: Lab) -> Iterator[tuple[Callable[[str], object], Transcript]]:
+    """The prompt of `atp-bot lab slack` on the lab's emulator, typed into through a pipe as its stdin."""
+    read_end, write_end = os.pipe()
+    transcript = Transcript()
+
+    def type_line(line: str) -> None:
+        os.write(write_end, (line + "\n").encode())
+
+    with open(read_end, encoding="utf-8") as stdin:
+        prompt = SlackConsole(lab.emulator, user=ALICE, channel=OPS, stdin=stdin, stdout=transcript)
+        loop = threading.Thread(target=prompt.run)
+        loop.start()
+        try:
+            yield type_line, transcript
+        finally:
+            os.close(write_end)  # end of input: the prompt returns
+            loop.join(timeout=10)
+    assert not loop.is_alive()
+
+
+def test_lab_slack_prompt_shows_modals_and_messages_and_clicks_buttons(
+    sensors: WinRMEmulator, env: None, tmp_path: Path
+) -> None:
+    sensors.host("sensor02").set_service("AATPSensor", "Stopped")
+    with alerts_lab(sensors, tmp_path) as lab, console(lab) as (type_line, shown):
+        scheduler = lab.runtime.services.scheduler
+        assert scheduler is not None
+        scheduler.run_cycle_now()
+        alert = shown.expect("click: ")
+        assert "atp-bot in #C0OPS [" in alert
+        assert "*Credential problem* on account *svc*" in alert
+        buttons = shown.expect("\n")
+        assert "[Update password]" in buttons
+        recheck = re.search(r"(\d+) \[Re-check now\]", buttons)
+        assert recheck is not None
+
+        type_line("/atp help")
+        assert "atp-bot (only visible to you):" in shown.expect("`/atp password")
+
+        type_line("click Update password")
+        modal = shown.expect("└─ [Cancel] [Test and save]")
+        assert "Account *svc*" in modal
+        assert "[ New password: ________ ]" in modal
+
+        type_line("submit")
+        shown.expect("New password: ")
+        type_line(CANARY)
+        shown.expect("Confirm the new password: ")
+        type_line(CANARY + "-other")
+        assert "⚠ The two passwords do not match." in shown.expect("[Test and save]")
+
+        type_line("submit")
+        shown.expect("New password: ")
+        type_line(CANARY)
+        shown.expect("Confirm the new password: ")
+        type_line(CANARY)
+        assert "Not saved." in shown.expect("[Try again]")
+
+        type_line("close")
+        shown.expect(" closed)")
+
+        type_line("Start AATPSensor on sensor02")
+        assert "Start `AATPSensor` on *sensor02*?" in shown.expect("[y/N] ")
+        type_line("y")
+        assert ", thread of " in shown.expect("started `AATPSensor` on *sensor02*")
+        assert sensors.host("sensor02").service_state("AATPSensor") == "Running"
+
+        type_line(recheck.group(1))
+        assert "(updated)" in shown.expect("*Resolved*")
+        shown.expect("Re-check done")
+
+        type_line("click Nope")
+        shown.expect("no button 'Nope' on screen")
+    assert CANARY not in shown.text
