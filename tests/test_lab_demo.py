@@ -34,9 +34,15 @@ STEPS = [
 ]
 
 
-def _secrets(directory: Path) -> list[str]:
+def lab_passwords(directory: Path) -> dict[str, str]:
+    """The lab accounts' passwords by account id, from the lab directory's lab-passwords.txt."""
+    lines = (directory / "lab-passwords.txt").read_text().splitlines()
+    return {fields[0]: fields[2] for fields in (line.split("\t") for line in lines)}
+
+
+def lab_secrets(directory: Path) -> list[str]:
     """Every lab password the demo knew: the accounts', the lookup account's, the WinRM one, the store key."""
-    found = [line.split("\t")[2] for line in (directory / "lab-passwords.txt").read_text().splitlines()]
+    found = list(lab_passwords(directory).values())
     for name in ("lookup-password", "winrm-password", "state/store.key"):
         found.append((directory / name).read_text().strip())
     assert all(len(s) >= 12 for s in found)
@@ -95,7 +101,7 @@ def test_demo_plays_the_password_flow_against_the_lab(tmp_path: Path) -> None:
     assert "0 carrying the password" in summary
     assert "Demo complete" in out
 
-    for secret in _secrets(directory):
+    for secret in lab_secrets(directory):
         assert secret not in out
         assert secret not in done.stderr
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import signal
@@ -14,13 +15,18 @@ from pathlib import Path
 
 import pytest
 
+from lab.loopback import can_claim
+from lab.samba import missing_binaries
 from lab.slack import SlackEmulator
 from lab.slack.console import SlackConsole
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import CANARY
+from tests.peers import peer_missing
 from tests.slack_lab import ALICE, OPS, Lab, wait_for
+from tests.test_lab_demo import lab_passwords, lab_secrets
 from tests.test_slack_alerts import alerts_lab
 
+WRONG = "Not-The-Pa55word-42!"
 BOT_TOKEN = "xoxb-5555-CANARYRUN"
 APP_TOKEN = "xapp-1-A0-6666-CANARYRUN"
 
@@ -214,3 +220,81 @@ def test_lab_slack_prompt_shows_modals_and_messages_and_clicks_buttons(
         type_line("click Nope")
         shown.expect("no button 'Nope' on screen")
     assert CANARY not in shown.text
+
+
+class Terminal:
+    """A child process on a pseudo-terminal, read as a person at a keyboard sees it (echo included). A
+    session of its own: no controlling terminal, so a no-echo prompt uses this one and never the tester's."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.master, slave = os.openpty()
+        self.process = subprocess.Popen(
+            argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+        )
+        os.close(slave)
+        self.screen = Transcript()
+        self.reader = threading.Thread(target=self._read)
+        self.reader.start()
+
+    def _read(self) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while True:
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                return
+            if not chunk:
+                return
+            self.screen.write(decoder.decode(chunk))
+
+    def type(self, line: str) -> None:
+        os.write(self.master, (line + "\n").encode())
+
+    def close(self) -> int:
+        os.write(self.master, b"\x04")  # Ctrl-D: end of input
+        try:
+            return self.process.wait(timeout=60)
+        finally:
+            self.process.kill()
+            self.reader.join(timeout=10)
+            os.close(self.master)
+
+
+@pytest.mark.samba
+def test_lab_slack_with_the_bot_on_a_terminal(tmp_path: Path) -> None:
+    reason = missing_binaries() or can_claim()
+    if reason:
+        peer_missing(f"Samba AD DC: {reason}")
+    directory = tmp_path / "lab"
+    env = {k: v for k, v in os.environ.items() if k not in ("ATP_BOT_CONFIG", "ATP_BOT_STORE_KEY")}
+    terminal = Terminal([sys.executable, "-m", "bot", "lab", "slack", "--bot", "--dir", str(directory)], env)
+    shown = terminal.screen
+    try:
+        shown.expect("Ctrl-D quits", timeout=90)
+        terminal.type("/atp password contoso")
+        assert "Account *contoso*" in shown.expect("[Cancel] [Test and save]")
+
+        terminal.type("submit")
+        for prompt in ("New password: ", "Confirm the new password: "):
+            shown.expect(prompt)
+            terminal.type(WRONG)
+        assert "Testing the connection for *contoso*" in shown.expect("Not saved.")
+        assert "(`wrong_password`)" in shown.expect("[Try again]")
+
+        terminal.type("Try again")
+        shown.expect("[Test and save]")
+        terminal.type("submit")
+        right = lab_passwords(directory)["contoso"]
+        for prompt in ("New password: ", "Confirm the new password: "):
+            shown.expect(prompt)
+            terminal.type(right)
+        shown.expect("*Saved.*")
+        shown.expect("changed the directory service account password for *contoso*")
+        assert "atp-bot in #C0OPS, thread of " in shown.expect("*Follow-up checks*")
+        shown.expect("All 3 sensor(s) are running")
+    finally:
+        code = terminal.close()
+    assert code == 0, shown.text
+    assert "/atp password contoso" in shown.text  # what is typed is echoed, except the passwords
+    for secret in (WRONG, *lab_secrets(directory)):
+        assert secret not in shown.text
