@@ -19,14 +19,12 @@ from typing import Any, TypeVar
 
 from bot.exitcodes import ExitCode
 from bot.logging_setup import configure_logging
-from bot.slack.runtime import SlackUnreachable
 from commands.password.views import Action, Block
 from lab.domain import LOCKOUT_THRESHOLD
-from lab.loopback import LoopbackUnavailable
-from lab.samba import SambaUnavailable
 from lab.slack.render import render_message, render_view
 from lab.slack.workspace import Message
 from lab.stack import (
+    LAB_PEER_ERRORS,
     SENSOR_ACCOUNT,
     SLACK_CHANNEL,
     SLACK_USER,
@@ -361,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"Lab up in {time.monotonic() - started:.0f} s.")
             show(_lab_summary(lab, kept=kept))
             Demo(lab).play()
-    except (SambaUnavailable, LoopbackUnavailable, SlackUnreachable) as exc:
+    except LAB_PEER_ERRORS as exc:
         print(f"atp-bot lab demo: cannot start the lab: {exc}", file=sys.stderr)
         return ExitCode.UNREACHABLE
     except DemoFailed as exc:

@@ -17,17 +17,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ldap3.core.exceptions import LDAPException
 from pydantic import SecretStr
 
 from bot.change import PasswordChanges, open_changes
 from bot.config import Settings, load_settings
-from bot.slack.runtime import SlackRuntime
+from bot.slack.runtime import SlackRuntime, SlackUnreachable
 from bot.slack.secrets import SlackSecrets
 from bot.store.embedded import init_embedded_store
 from lab.dc_cmd import write_lab_files, write_private
 from lab.domain import LabDomain, running_lab_domain
-from lab.loopback import can_claim
-from lab.samba import missing_binaries
+from lab.loopback import LoopbackUnavailable, can_claim
+from lab.samba import SambaUnavailable, missing_binaries
 from lab.slack import SlackEmulator
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
@@ -38,6 +39,8 @@ WINRM_USER = "atp-checker"
 SLACK_USER = "U0ALICE"  # the emulated workspace's alice, the one allowed user
 SLACK_CHANNEL = "C0OPS"
 STATE = "state"
+# What a lab peer that cannot start or stops answering raises (the DC administered over LDAP included).
+LAB_PEER_ERRORS = (SambaUnavailable, LoopbackUnavailable, SlackUnreachable, LDAPException)
 
 
 @dataclass

@@ -10,12 +10,16 @@ from typing import Any
 
 from bot.exitcodes import ExitCode
 from bot.logging_setup import configure_logging
-from bot.slack.runtime import SlackUnreachable
-from lab.loopback import LoopbackUnavailable
-from lab.samba import SambaUnavailable
 from lab.slack.console import SlackConsole
 from lab.slack.emulator import LAB_APP_TOKEN, LAB_BOT_TOKEN, LAB_SIGNING_SECRET, SlackEmulator
-from lab.stack import SENSOR_ACCOUNT, SlackLab, cannot_start, lab_directory, running_slack_lab
+from lab.stack import (
+    LAB_PEER_ERRORS,
+    SENSOR_ACCOUNT,
+    SlackLab,
+    cannot_start,
+    lab_directory,
+    running_slack_lab,
+)
 
 
 def register(actions: Any) -> None:
@@ -77,7 +81,7 @@ def _with_bot(args: argparse.Namespace) -> int:
         with lab_directory(args.dir, keep=False) as directory, running_slack_lab(directory) as lab:
             print(_lab_summary(lab, kept=args.dir is not None), flush=True)
             _console(lab.slack, args)
-    except (SambaUnavailable, LoopbackUnavailable, SlackUnreachable) as exc:
+    except LAB_PEER_ERRORS as exc:
         print(f"atp-bot lab slack: cannot start the lab: {exc}", file=sys.stderr)
         return ExitCode.UNREACHABLE
     return ExitCode.OK
