@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ldap3 import BASE, MODIFY_REPLACE, SIMPLE, Connection, Server, Tls
-from ldap3.core.exceptions import LDAPSocketOpenError
 
 from lab.tlsca import TlsFiles, issue_ca_and_server_cert
 
@@ -32,7 +31,6 @@ UF_ACCOUNTDISABLE = 0x2
 UF_NORMAL_ACCOUNT = 0x200
 UF_DONT_EXPIRE_PASSWD = 0x10000
 _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
-ADMIN_BIND_ATTEMPTS = 3
 SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) on Linux, less the terminating NUL
 LONGEST_SOCKET = "state/winbindd_privileged/pipe"  # the longest socket path in a running DC's directory
 _MINUTE_100NS = 60 * 10_000_000
@@ -155,8 +153,8 @@ class SambaDC:
             if self._process.poll() is not None:
                 raise SambaUnavailable(f"samba exited with {self._process.returncode}: {self._log_tail()}")
             try:
-                self._admin_bind(attempts=1).unbind()
-                return
+                with self.admin():
+                    return
             except Exception:  # noqa: BLE001 - any failure here means "not ready yet"
                 time.sleep(0.3)
         self.stop()
@@ -195,18 +193,8 @@ class SambaDC:
         )
         return Server(self.address, port=636, use_ssl=True, tls=tls, get_info="NO_INFO", connect_timeout=5)
 
-    def _admin_bind(self, attempts: int = ADMIN_BIND_ATTEMPTS) -> Connection:
-        """A bind as Administrator. Right after its start, on a loaded machine, the DC has been seen to reset
-        a connection during the TLS handshake (`Connection reset by peer`) once it had answered: try again."""
-        for _ in range(attempts - 1):
-            try:
-                return self._bound_admin()
-            except LDAPSocketOpenError as exc:
-                log.warning("lab DC %s: admin bind failed (%s); trying again", self.address, exc)
-                time.sleep(1.0)
-        return self._bound_admin()
-
-    def _bound_admin(self) -> Connection:
+    @contextmanager
+    def admin(self) -> Iterator[Connection]:
         conn = Connection(
             self._server(),
             user=f"Administrator@{self.dns_domain}",
@@ -217,11 +205,6 @@ class SambaDC:
             raise_exceptions=True,
         )
         conn.bind()
-        return conn
-
-    @contextmanager
-    def admin(self) -> Iterator[Connection]:
-        conn = self._admin_bind()
         try:
             yield conn
         finally:
