@@ -100,13 +100,34 @@ def test_run_with_slack_unreachable(tmp_path: Path) -> None:
     assert "cannot reach Slack" in err
 
 
-def test_lab_slack_prints_its_urls() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "lab", "slack"], input="", capture_output=True, text=True, timeout=30
+def lab_slack(*args: str, typed: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "lab", "slack", *args],
+        input=typed,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
+
+
+def test_lab_slack_prints_its_urls_and_says_when_no_app_answers() -> None:
+    done = lab_slack(typed="/atp help\nclick 1\nsubmit\n")
     assert done.returncode == 0
     assert "Slack Web API:      http://127.0.0.1:" in done.stdout
     assert "Socket Mode server: ws://127.0.0.1:" in done.stdout
+    assert "no app is connected over Socket Mode yet" in done.stdout
+    assert "no button '1' on screen" in done.stdout
+    assert "no open modal to submit" in done.stdout
+    assert done.stderr == ""
+
+    http = lab_slack("--request-url", "http://127.0.0.1:9/slack/events", typed="/atp help\n")
+    assert http.returncode == 0
+    assert "the app at the request URL did not answer: <urlopen error [Errno 111]" in http.stdout
+    assert http.stderr == ""
+
+    both = lab_slack("--bot", "--port", "8900")
+    assert both.returncode == 2
+    assert both.stderr == "atp-bot lab slack: --port and --request-url do not go with --bot\n"
 
 
 def test_run_without_a_store_says_how_to_create_it(emulator: SlackEmulator, tmp_path: Path) -> None:

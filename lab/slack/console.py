@@ -32,6 +32,15 @@ HELP = """\
   help             this list;  Ctrl-D quits"""
 
 
+UNDELIVERED = (NotConnected, OSError)  # no app on Socket Mode; an HTTP-mode app that does not answer
+
+
+def _undelivered(exc: Exception) -> str:
+    if isinstance(exc, NotConnected):
+        return "no app is connected over Socket Mode yet"
+    return f"the app at the request URL did not answer: {exc}"
+
+
 @dataclass(frozen=True)
 class Button:
     """Something the person can click: a block button, or a modal's Submit/Close."""
@@ -196,7 +205,10 @@ class SlackConsole:
 
     def _watch(self) -> None:
         while not self.stopped.wait(POLL_SECONDS):
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception as exc:  # noqa: BLE001 - the prompt goes on; a person never sees a traceback
+                self.say(f"(could not show what changed: {exc})")
 
     # -- the prompt loop ---------------------------------------------------------------------------
 
@@ -229,8 +241,8 @@ class SlackConsole:
     def slash(self, command: str, text: str) -> None:
         try:
             delivery = self.slack.slash_command(text, user=self.user, channel=self.channel, command=command)
-        except NotConnected:
-            self.say("no app is connected over Socket Mode yet")
+        except UNDELIVERED as exc:
+            self.say(_undelivered(exc))
             return
         if delivery.late:
             self.say(f"({command} failed: the app did not answer in time; Slack shows the user an error)")
@@ -271,10 +283,10 @@ class SlackConsole:
                     self.slack.close_view(button.container, user=self.user)
                 elif self.confirmed(button):
                     self.click_button(button)
-        except NotConnected:
-            self.say("no app is connected over Socket Mode yet")
         except LookupError:
             self.say("that modal is closed")
+        except UNDELIVERED as exc:
+            self.say(_undelivered(exc))
         self.refresh()
 
     def confirmed(self, button: Button) -> bool:
