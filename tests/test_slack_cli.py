@@ -292,10 +292,14 @@ def test_lab_slack_with_the_bot_on_a_terminal(tmp_path: Path) -> None:
     shown = terminal.screen
     try:
         shown.expect("Ctrl-D quits", timeout=90)
-        terminal.type("/atp password contoso")
-        assert "Account *contoso*" in shown.expect("[Cancel] [Test and save]")
+        terminal.type("/atp password")  # no account: the modal has a select of the lab's accounts
+        assert "[ Directory service account: ( contoso (svc-atp@contoso.test) |" in shown.expect(
+            "[Test and save]"
+        )
 
         terminal.type("submit")
+        shown.expect("Directory service account (1 contoso (svc-atp@contoso.test)  2 ")
+        terminal.type("contoso")
         for prompt in ("New password: ", "Confirm the new password: "):
             shown.expect(prompt)
             terminal.type(WRONG)
@@ -303,7 +307,7 @@ def test_lab_slack_with_the_bot_on_a_terminal(tmp_path: Path) -> None:
         assert "(`wrong_password`)" in shown.expect("[Try again]")
 
         terminal.type("Try again")
-        shown.expect("[Test and save]")
+        assert "Account *contoso*" in shown.expect("[Test and save]")
         terminal.type("submit")
         right = lab_passwords(directory)["contoso"]
         for prompt in ("New password: ", "Confirm the new password: "):
@@ -316,6 +320,6 @@ def test_lab_slack_with_the_bot_on_a_terminal(tmp_path: Path) -> None:
     finally:
         code = terminal.close()
     assert code == 0, shown.text
-    assert "/atp password contoso" in shown.text  # what is typed is echoed, except the passwords
+    assert "/atp password\r\n" in shown.text  # what is typed is echoed, except the passwords
     for secret in (WRONG, *lab_secrets(directory)):
         assert secret not in shown.text

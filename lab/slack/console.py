@@ -106,10 +106,6 @@ def view_buttons(view: Mapping[str, Any]) -> list[Button]:
     return found
 
 
-def _text_input(element: Mapping[str, Any]) -> bool:
-    return element.get("type") == "plain_text_input"
-
-
 def _secret(block: Mapping[str, Any]) -> bool:
     element = block.get("element") or {}
     label = str((block.get("label") or {}).get("text", ""))
@@ -128,11 +124,11 @@ class SlackConsole:
         channel: str,
         stdin: TextIO,
         stdout: TextIO,
-        read_secret: Callable[[str], str] | None = None,
     ) -> None:
         self.slack, self.user, self.channel = emulator, user, channel
         self.stdin, self.stdout = stdin, stdout
-        self.read_secret = read_secret or (getpass.getpass if stdin.isatty() else self._read_line)
+        # No echo on a terminal; piped input is not echoed anyway.
+        self.read_secret: Callable[[str], str] = getpass.getpass if stdin.isatty() else self._read_line
         self.screen = Screen()
         self.lock = threading.RLock()  # one writer at a time: the prompt loop or the watcher
         self.stopped = threading.Event()
@@ -224,8 +220,6 @@ class SlackConsole:
 
     def handle(self, line: str) -> None:
         word, _, rest = line.partition(" ")
-        if not line:
-            return
         if line.startswith("/"):
             self.slash(word, rest)
         elif line in ("help", "?"):
@@ -235,7 +229,7 @@ class SlackConsole:
                 self.show_view(view.as_slack())
         elif line in ("submit", "close"):
             self.modal_button(line)
-        else:
+        elif line:
             self.click(rest if word == "click" else line)
 
     def slash(self, command: str, text: str) -> None:
@@ -326,7 +320,7 @@ class SlackConsole:
             if block.get("type") != "input":
                 continue
             label = str((block.get("label") or {}).get("text", "value"))
-            if _text_input(element):
+            if element.get("type") == "plain_text_input":
                 read = self.read_secret if _secret(block) else self._read_line
                 value: Any = read(f"{label}: ")
             elif element.get("type") == "static_select":
@@ -344,9 +338,13 @@ class SlackConsole:
         return self.stdin.readline().removesuffix("\n")
 
     def _choose(self, label: str, options: list[Mapping[str, Any]]) -> dict[str, Any]:
+        """A select: the option picked by its number, its value or its text (none: left empty)."""
         names = [str((o.get("text") or {}).get("text", o.get("value"))) for o in options]
         listed = "  ".join(f"{n} {name}" for n, name in enumerate(names, 1))
-        answer = self._read_line(f"{label} ({listed}): ").strip()
-        index = int(answer) - 1 if answer.isdigit() and 0 < int(answer) <= len(options) else None
-        chosen = options[index] if index is not None else None
-        return {"type": "static_select", "selected_option": dict(chosen) if chosen else None}
+        answer = self._read_line(f"{label} ({listed}): ").strip().lower()
+        chosen = [
+            option
+            for number, (option, name) in enumerate(zip(options, names, strict=True), 1)
+            if answer in (str(number), str(option.get("value", "")).lower(), name.lower())
+        ]
+        return {"type": "static_select", "selected_option": dict(chosen[0]) if chosen else None}
