@@ -13,7 +13,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +22,13 @@ from pydantic import SecretStr
 
 from bot.change import PasswordChanges, open_changes
 from bot.config import Settings, load_settings
+from bot.monitor.runtime import MonitorRuntime
+from bot.scheduler import Scheduler, start_scheduler
+from bot.slack.client import build_client
 from bot.slack.runtime import SlackRuntime, SlackUnreachable
 from bot.slack.secrets import SlackSecrets
 from bot.store.embedded import init_embedded_store
+from commands.alerts import SlackNotifier
 from lab.dc_cmd import write_lab_files, write_private
 from lab.domain import LabDomain, running_lab_domain
 from lab.loopback import LoopbackUnavailable, can_claim
@@ -53,6 +57,7 @@ class SlackLab:
     slack: SlackEmulator
     runtime: SlackRuntime
     changes: PasswordChanges
+    scheduler: Scheduler | None = None  # the monitor's, when the lab runs it
 
 
 def _toml(value: str) -> str:
@@ -119,9 +124,23 @@ def reset(directory: Path) -> None:
 
 
 @contextmanager
-def running_slack_lab(directory: Path, sensor_names: Sequence[str] = SENSOR_NAMES) -> Iterator[SlackLab]:
+def _monitoring(settings: Settings, slack: SlackEmulator, changes: PasswordChanges) -> Iterator[Scheduler]:
+    """The monitor's scheduler, posting alerts to the lab channel as `atp-bot run` does; shut down at exit."""
+    notifier = SlackNotifier(build_client(slack.api_url, SecretStr(slack.bot_token)), SLACK_CHANNEL)
+    scheduler = start_scheduler(MonitorRuntime.create(settings, notifier, changes))
+    try:
+        yield scheduler
+    finally:
+        scheduler.shutdown()
+
+
+@contextmanager
+def running_slack_lab(
+    directory: Path, sensor_names: Sequence[str] = SENSOR_NAMES, *, monitor: bool = False
+) -> Iterator[SlackLab]:
     """Start the DC, the sensors (healthy; change them through `lab.sensors.host(name)`), the Slack
-    emulator and the bot; on exit stop them in reverse order."""
+    emulator and the bot (with `monitor`, its scheduler too: alerts, re-checks after a change); on exit stop
+    them in reverse order."""
     reset(directory)
     winrm_password = f"WinRM-{secrets.token_urlsafe(12)}"
     with (
@@ -139,6 +158,11 @@ def running_slack_lab(directory: Path, sensor_names: Sequence[str] = SENSOR_NAME
         init_embedded_store(settings)
         changes = open_changes(settings)
         bot_secrets = SlackSecrets(bot_token=SecretStr(slack.bot_token), app_token=SecretStr(slack.app_token))
-        with SlackRuntime(settings, secrets=bot_secrets, audit=changes.audit, changes=changes) as runtime:
+        with (
+            _monitoring(settings, slack, changes) if monitor else nullcontext() as scheduler,
+            SlackRuntime(
+                settings, secrets=bot_secrets, audit=changes.audit, changes=changes, scheduler=scheduler
+            ) as runtime,
+        ):
             slack.wait_connected()
-            yield SlackLab(directory, config, settings, domain, sensors, slack, runtime, changes)
+            yield SlackLab(directory, config, settings, domain, sensors, slack, runtime, changes, scheduler)

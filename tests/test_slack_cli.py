@@ -292,6 +292,12 @@ def test_lab_slack_with_the_bot_on_a_terminal(tmp_path: Path) -> None:
     shown = terminal.screen
     try:
         shown.expect("Ctrl-D quits", timeout=90)
+        assert "*Credential problem* on account *contoso*" in shown.expect("[Start AATPSensor on dc02]")
+        terminal.type("Start AATPSensor on dc02")  # a message's button, by its label
+        shown.expect("Start `AATPSensor` on *dc02*? [y/N] ")
+        terminal.type("y")
+        shown.expect("started `AATPSensor` on *dc02*")
+
         terminal.type("/atp password")  # no account: the modal has a select of the lab's accounts
         assert "[ Directory service account: ( contoso (svc-atp@contoso.test) |" in shown.expect(
             "[Test and save]"

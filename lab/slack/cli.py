@@ -21,6 +21,8 @@ from lab.stack import (
     running_slack_lab,
 )
 
+STOPPED_SENSOR = "dc02"
+
 
 def register(actions: Any) -> None:
     parser = actions.add_parser(
@@ -78,7 +80,11 @@ def _with_bot(args: argparse.Namespace) -> int:
         return ExitCode.UNREACHABLE
     print("Starting the lab: a Samba AD DC, emulated sensors, the Slack emulator, and atp-bot…", flush=True)
     try:
-        with lab_directory(args.dir, keep=False) as directory, running_slack_lab(directory) as lab:
+        with (
+            lab_directory(args.dir, keep=False) as directory,
+            running_slack_lab(directory, monitor=True) as lab,
+        ):
+            _raise_an_alert(lab)
             print(_lab_summary(lab, kept=args.dir is not None), flush=True)
             _console(lab.slack, args)
     except LAB_PEER_ERRORS as exc:
@@ -87,12 +93,20 @@ def _with_bot(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _raise_an_alert(lab: SlackLab) -> None:
+    """Stop a sensor's service and run the monitor once, so its alert (with buttons) is there at once."""
+    lab.sensors.host(STOPPED_SENSOR).set_service("AATPSensor", "Stopped")
+    if lab.scheduler is not None:
+        lab.scheduler.run_cycle_now()
+
+
 def _lab_summary(lab: SlackLab, *, kept: bool) -> str:
     removed = "" if kept else " (removed when you quit)"
     return "\n".join(
         [
             f"AD DC:    {lab.domain.dc.ldaps_url} (realm {lab.domain.dc.realm})",
-            f"sensors:  {', '.join(lab.sensors.hosts)} of account {SENSOR_ACCOUNT}, over WinRM/NTLM",
+            f"sensors:  {', '.join(lab.sensors.hosts)} of account {SENSOR_ACCOUNT}, over WinRM/NTLM; "
+            f"{STOPPED_SENSOR}'s AATPSensor service is stopped on purpose: see the monitor's alert",
             f"files:    {lab.directory}{removed}",
             f"The lab accounts' current passwords are in {lab.directory / 'lab-passwords.txt'}:",
             f"the right one for /atp password {SENSOR_ACCOUNT} is on its `{SENSOR_ACCOUNT}` line.",
