@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -121,10 +122,14 @@ def test_demo_without_the_dc_peer_says_why(
 
 
 @pytest.mark.parametrize("keep", [False, True])
-def test_a_temporary_lab_directory_is_removed_unless_kept(tmp_path: Path, keep: bool) -> None:
+def test_a_temporary_lab_directory_is_removed_unless_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: bool
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the documented default for `dir`
     with stack.lab_directory(None, keep=keep) as directory:
         (directory / "lab-passwords.txt").write_text("x")
     assert directory.exists() is keep
+    assert directory.parent == tmp_path
     with stack.lab_directory(tmp_path / "chosen", keep=False) as directory:
         directory.mkdir()
     assert directory == tmp_path / "chosen"
