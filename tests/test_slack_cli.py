@@ -240,6 +240,15 @@ def test_lab_slack_prompt_shows_modals_and_messages_and_clicks_buttons(
 
         type_line("click Nope")
         shown.expect("no button 'Nope' on screen")
+
+        type_line("/atp password svc")
+        shown.expect("[Test and save]")
+        type_line("submit")
+        shown.expect("New password: ")
+        submissions = len([d for d in lab.emulator.deliveries if d.kind == "view_submission"])
+    # Input ends at the prompt (Ctrl-D): nothing is submitted, and the prompt returns.
+    assert "(input ended: nothing was submitted)" in shown.text
+    assert len([d for d in lab.emulator.deliveries if d.kind == "view_submission"]) == submissions
     assert CANARY not in shown.text
 
 

@@ -279,6 +279,8 @@ class SlackConsole:
                     self.click_button(button)
         except LookupError:
             self.say("that modal is closed")
+        except EOFError:  # Ctrl-D at a field's prompt (getpass raises it too)
+            self.say("\n(input ended: nothing was submitted)")
         except UNDELIVERED as exc:
             self.say(_undelivered(exc))
         self.refresh()
@@ -335,7 +337,10 @@ class SlackConsole:
         with self.lock:
             self.stdout.write(prompt)
             self.stdout.flush()
-        return self.stdin.readline().removesuffix("\n")
+        line = self.stdin.readline()
+        if not line:
+            raise EOFError
+        return line.removesuffix("\n")
 
     def _choose(self, label: str, options: list[Mapping[str, Any]]) -> dict[str, Any]:
         """A select: the option picked by its number, its value or its text (none: left empty)."""
