@@ -128,6 +128,9 @@ def test_lab_slack_prints_its_urls_and_says_when_no_app_answers() -> None:
     both = lab_slack("--bot", "--port", "8900")
     assert both.returncode == 2
     assert both.stderr == "atp-bot lab slack: --port and --request-url do not go with --bot\n"
+    alone = lab_slack("--dir", "lab")
+    assert alone.returncode == 2
+    assert alone.stderr == "atp-bot lab slack: --dir goes with --bot (the lab's files)\n"
 
 
 def test_run_without_a_store_says_how_to_create_it(emulator: SlackEmulator, tmp_path: Path) -> None:

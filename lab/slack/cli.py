@@ -58,6 +58,9 @@ def register(actions: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.bot:
         return _with_bot(args)
+    if args.dir is not None:
+        print("atp-bot lab slack: --dir goes with --bot (the lab's files)", file=sys.stderr)
+        return ExitCode.USAGE
     with SlackEmulator(api_port=args.port) as emulator:
         emulator.request_url = args.request_url
         print(f"Slack Web API:      {emulator.api_url}")
