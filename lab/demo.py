@@ -10,26 +10,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from bot.exitcodes import ExitCode
 from bot.logging_setup import configure_logging
-from bot.slack.runtime import SlackUnreachable
 from commands.password.views import Action, Block
 from lab.domain import LOCKOUT_THRESHOLD
-from lab.loopback import LoopbackUnavailable, can_claim
-from lab.samba import SambaUnavailable, missing_binaries
 from lab.slack.render import render_message, render_view
 from lab.slack.workspace import Message
-from lab.stack import SENSOR_ACCOUNT, SLACK_CHANNEL, SLACK_USER, SlackLab, running_slack_lab
+from lab.stack import (
+    LAB_PEER_ERRORS,
+    SENSOR_ACCOUNT,
+    SLACK_CHANNEL,
+    SLACK_USER,
+    SlackLab,
+    cannot_start,
+    lab_directory,
+    running_slack_lab,
+)
 
 T = TypeVar("T")
 
@@ -60,7 +63,13 @@ def register(actions: Any) -> None:
         type=Path,
         metavar="DIR",
         help="keep the lab's files (config, lab passwords, state) in DIR; a previous run's dc/ and state/ "
-        "there are replaced (default: a temporary directory, removed at the end)",
+        "there are replaced (default: a temporary directory, removed at the end unless --keep)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temporary directory with the lab's files (config, lab passwords, state, audit trail) "
+        "and print where it is",
     )
     parser.set_defaults(handler=run)
 
@@ -303,51 +312,54 @@ class Demo:
         self.summary()
 
 
-@contextmanager
-def _directory(keep: Path | None) -> Iterator[Path]:
-    if keep is not None:
-        yield keep.resolve()
-        return
-    with tempfile.TemporaryDirectory(prefix="atp-bot-demo-") as tmp:
-        yield Path(tmp)
-
-
 def _break_sensors(lab: SlackLab) -> None:
     lab.sensors.host(BROKEN_SENSOR).set_service("AATPSensor", "Stopped")
     for name, seconds in SENSOR_LATENCY.items():
         lab.sensors.host(name).set_latency(seconds)
 
 
-def _lab_summary(lab: SlackLab) -> str:
+def _lab_summary(lab: SlackLab, *, kept: bool) -> str:
+    files = (
+        f"{lab.directory} (config {lab.config.name}, lab passwords in lab-passwords.txt)"
+        if kept
+        else "a temporary directory, removed at the end (--keep keeps it)"
+    )
     return "\n".join(
         [
             f"AD DC:    {lab.domain.dc.ldaps_url} (realm {lab.domain.dc.realm})",
             f"sensors:  {', '.join(lab.sensors.hosts)} over WinRM/NTLM "
             f"({BROKEN_SENSOR}'s AATPSensor service stopped on purpose)",
             f"Slack:    emulator at {lab.slack.api_url}; atp-bot connected in Socket Mode",
-            f"files:    {lab.directory} (config {lab.config.name}, lab passwords in lab-passwords.txt)",
+            f"files:    {files}",
         ]
+    )
+
+
+def _kept_files(directory: Path) -> str:
+    return (
+        f"The lab's files are kept in {directory}: the config, lab-passwords.txt, and atp-bot's state "
+        f"(try: atp-bot --config {directory / 'atp-bot.toml'} history). The lab's peers are stopped."
     )
 
 
 def run(args: argparse.Namespace) -> int:
     configure_logging("DEBUG" if args.verbose else "WARNING")
-    reason = missing_binaries() or can_claim()
+    reason = cannot_start()
     if reason:
-        hint = " (run it as root, e.g. with sudo)" if os.geteuid() != 0 else ""
-        print(f"atp-bot lab demo: cannot start the lab: {reason}{hint}", file=sys.stderr)
+        print(f"atp-bot lab demo: cannot start the lab: {reason}", file=sys.stderr)
         return ExitCode.UNREACHABLE
     started = time.monotonic()
     print(
         "Starting the lab: a Samba AD DC, emulated MDI sensors, the Slack emulator, and atp-bot…", flush=True
     )
+    kept = args.dir is not None or args.keep
     try:
-        with _directory(args.dir) as directory, running_slack_lab(directory) as lab:
+        with lab_directory(args.dir, keep=args.keep) as directory, running_slack_lab(directory) as lab:
             _break_sensors(lab)
             print(f"Lab up in {time.monotonic() - started:.0f} s.")
-            show(_lab_summary(lab))
+            show(_lab_summary(lab, kept=kept))
             Demo(lab).play()
-    except (SambaUnavailable, LoopbackUnavailable, SlackUnreachable) as exc:
+    except LAB_PEER_ERRORS as exc:
         print(f"atp-bot lab demo: cannot start the lab: {exc}", file=sys.stderr)
         return ExitCode.UNREACHABLE
     except DemoFailed as exc:
@@ -357,4 +369,6 @@ def run(args: argparse.Namespace) -> int:
         print("\natp-bot lab demo: interrupted; the lab is stopped", file=sys.stderr)
         return ExitCode.PROBLEM
     print(f"\nDemo complete in {time.monotonic() - started:.0f} s: every step behaved as expected.")
+    if kept:
+        print(_kept_files(directory))
     return ExitCode.OK

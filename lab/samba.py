@@ -31,6 +31,8 @@ UF_ACCOUNTDISABLE = 0x2
 UF_NORMAL_ACCOUNT = 0x200
 UF_DONT_EXPIRE_PASSWD = 0x10000
 _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
+SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) on Linux, less the terminating NUL
+LONGEST_SOCKET = "state/winbindd_privileged/pipe"  # the longest socket path in a running DC's directory
 _MINUTE_100NS = 60 * 10_000_000
 
 
@@ -57,6 +59,19 @@ class LabUser:
     password: str
     upn: str
     dn: str
+
+
+def _socket_path_problem(workdir: Path) -> str | None:
+    """Samba's services listen on Unix sockets inside its directory; a socket path longer than the kernel
+    allows makes one fail (the LDAP server: `NT_STATUS_OBJECT_PATH_INVALID`), and the DC with it."""
+    longest = workdir.absolute() / LONGEST_SOCKET
+    if len(str(longest)) <= SOCKET_PATH_MAX:
+        return None
+    room = SOCKET_PATH_MAX - len(str(longest)) + len(str(workdir.absolute()))
+    return (
+        f"the DC's directory {workdir.absolute()} is too long for Samba's Unix sockets "
+        f"({len(str(workdir.absolute()))} characters, at most {room} fit): choose a shorter lab directory"
+    )
 
 
 class SambaDC:
@@ -98,7 +113,7 @@ class SambaDC:
         return self.workdir / "samba.log"
 
     def provision(self) -> None:
-        reason = missing_binaries()
+        reason = _socket_path_problem(self.workdir) or missing_binaries()
         if reason:
             raise SambaUnavailable(reason)
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -8,22 +8,31 @@ config, the lab passwords (files only, mode 0600) and atp-bot's state (store, au
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from ldap3.core.exceptions import LDAPException
 from pydantic import SecretStr
 
 from bot.change import PasswordChanges, open_changes
 from bot.config import Settings, load_settings
-from bot.slack.runtime import SlackRuntime
+from bot.monitor.runtime import MonitorRuntime
+from bot.scheduler import Scheduler, start_scheduler
+from bot.slack.client import build_client
+from bot.slack.runtime import SlackRuntime, SlackUnreachable
 from bot.slack.secrets import SlackSecrets
 from bot.store.embedded import init_embedded_store
+from commands.alerts import SlackNotifier
 from lab.dc_cmd import write_lab_files, write_private
 from lab.domain import LabDomain, running_lab_domain
+from lab.loopback import LoopbackUnavailable, can_claim
+from lab.samba import SambaUnavailable, missing_binaries
 from lab.slack import SlackEmulator
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
@@ -34,6 +43,8 @@ WINRM_USER = "atp-checker"
 SLACK_USER = "U0ALICE"  # the emulated workspace's alice, the one allowed user
 SLACK_CHANNEL = "C0OPS"
 STATE = "state"
+# What a lab peer that cannot start or stops answering raises (the DC administered over LDAP included).
+LAB_PEER_ERRORS = (SambaUnavailable, LoopbackUnavailable, SlackUnreachable, LDAPException)
 
 
 @dataclass
@@ -46,6 +57,7 @@ class SlackLab:
     slack: SlackEmulator
     runtime: SlackRuntime
     changes: PasswordChanges
+    scheduler: Scheduler | None = None  # the monitor's, when the lab runs it
 
 
 def _toml(value: str) -> str:
@@ -84,6 +96,26 @@ def slack_lab_toml(domain: LabDomain, directory: Path, sensors: WinRMEmulator, s
     return "\n".join(lines)
 
 
+def cannot_start() -> str | None:
+    """None when the whole lab can start here, else why not (the Samba AD DC needs root and Samba)."""
+    reason = missing_binaries() or can_claim()
+    if reason and os.geteuid() != 0:
+        return f"{reason} (run it as root, e.g. with sudo)"
+    return reason
+
+
+@contextmanager
+def lab_directory(chosen: Path | None, *, keep: bool) -> Iterator[Path]:
+    """`chosen` (kept), else a new temporary directory: kept with `keep`, else removed at the end."""
+    if chosen is not None:
+        yield chosen.resolve()
+    elif keep:
+        yield Path(tempfile.mkdtemp(prefix="atp-bot-lab-"))
+    else:
+        with tempfile.TemporaryDirectory(prefix="atp-bot-lab-") as tmp:
+            yield Path(tmp)
+
+
 def reset(directory: Path) -> None:
     """Make `directory` ready for a fresh lab: drop a previous run's DC and state (nothing else)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -92,9 +124,23 @@ def reset(directory: Path) -> None:
 
 
 @contextmanager
-def running_slack_lab(directory: Path, sensor_names: Sequence[str] = SENSOR_NAMES) -> Iterator[SlackLab]:
+def _monitoring(settings: Settings, slack: SlackEmulator, changes: PasswordChanges) -> Iterator[Scheduler]:
+    """The monitor's scheduler, posting alerts to the lab channel as `atp-bot run` does; shut down at exit."""
+    notifier = SlackNotifier(build_client(slack.api_url, SecretStr(slack.bot_token)), SLACK_CHANNEL)
+    scheduler = start_scheduler(MonitorRuntime.create(settings, notifier, changes))
+    try:
+        yield scheduler
+    finally:
+        scheduler.shutdown()
+
+
+@contextmanager
+def running_slack_lab(
+    directory: Path, sensor_names: Sequence[str] = SENSOR_NAMES, *, monitor: bool = False
+) -> Iterator[SlackLab]:
     """Start the DC, the sensors (healthy; change them through `lab.sensors.host(name)`), the Slack
-    emulator and the bot; on exit stop them in reverse order."""
+    emulator and the bot (with `monitor`, its scheduler too: alerts, re-checks after a change); on exit stop
+    them in reverse order."""
     reset(directory)
     winrm_password = f"WinRM-{secrets.token_urlsafe(12)}"
     with (
@@ -112,6 +158,11 @@ def running_slack_lab(directory: Path, sensor_names: Sequence[str] = SENSOR_NAME
         init_embedded_store(settings)
         changes = open_changes(settings)
         bot_secrets = SlackSecrets(bot_token=SecretStr(slack.bot_token), app_token=SecretStr(slack.app_token))
-        with SlackRuntime(settings, secrets=bot_secrets, audit=changes.audit, changes=changes) as runtime:
+        with (
+            _monitoring(settings, slack, changes) if monitor else nullcontext() as scheduler,
+            SlackRuntime(
+                settings, secrets=bot_secrets, audit=changes.audit, changes=changes, scheduler=scheduler
+            ) as runtime,
+        ):
             slack.wait_connected()
-            yield SlackLab(directory, config, settings, domain, sensors, slack, runtime, changes)
+            yield SlackLab(directory, config, settings, domain, sensors, slack, runtime, changes, scheduler)

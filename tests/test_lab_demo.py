@@ -6,14 +6,15 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from bot.cli import main
-from lab import demo
+from lab import stack
 from lab.loopback import can_claim
-from lab.samba import missing_binaries
+from lab.samba import SambaDC, SambaUnavailable, missing_binaries
 from tests.peers import peer_missing
 
 pytestmark = pytest.mark.samba
@@ -34,23 +35,30 @@ STEPS = [
 ]
 
 
-def _secrets(directory: Path) -> list[str]:
+def lab_passwords(directory: Path) -> dict[str, str]:
+    """The lab accounts' passwords by account id, from the lab directory's lab-passwords.txt."""
+    lines = (directory / "lab-passwords.txt").read_text().splitlines()
+    return {fields[0]: fields[2] for fields in (line.split("\t") for line in lines)}
+
+
+def lab_secrets(directory: Path) -> list[str]:
     """Every lab password the demo knew: the accounts', the lookup account's, the WinRM one, the store key."""
-    found = [line.split("\t")[2] for line in (directory / "lab-passwords.txt").read_text().splitlines()]
+    found = list(lab_passwords(directory).values())
     for name in ("lookup-password", "winrm-password", "state/store.key"):
         found.append((directory / name).read_text().strip())
     assert all(len(s) >= 12 for s in found)
     return found
 
 
-def test_demo_plays_the_password_flow_against_the_lab(tmp_path: Path) -> None:
+def test_demo_plays_the_password_flow_against_the_lab(tmp_path_factory: pytest.TempPathFactory) -> None:
     reason = missing_binaries() or can_claim()
     if reason:
         peer_missing(f"Samba AD DC: {reason}")
-    directory = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if k not in ("ATP_BOT_CONFIG", "ATP_BOT_STORE_KEY")}
+    keep_in = tmp_path_factory.mktemp("keep")  # short: Samba's sockets live in the lab directory
+    env["TMPDIR"] = str(keep_in)  # where --keep makes its directory
     done = subprocess.run(
-        [sys.executable, "-m", "bot", "lab", "demo", "--dir", str(directory)],
+        [sys.executable, "-m", "bot", "lab", "demo", "--keep"],
         capture_output=True,
         text=True,
         check=False,
@@ -60,6 +68,10 @@ def test_demo_plays_the_password_flow_against_the_lab(tmp_path: Path) -> None:
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert done.stderr == ""
+    (directory,) = keep_in.glob("atp-bot-lab-*")
+    assert f"files:    {directory} (config atp-bot.toml" in out
+    assert f"The lab's files are kept in {directory}:" in out
+    assert (directory / "state").is_dir()
     positions = [out.find(step) for step in STEPS]
     assert all(p >= 0 for p in positions), [s for s, p in zip(STEPS, positions, strict=True) if p < 0]
     assert positions == sorted(positions)
@@ -95,7 +107,7 @@ def test_demo_plays_the_password_flow_against_the_lab(tmp_path: Path) -> None:
     assert "0 carrying the password" in summary
     assert "Demo complete" in out
 
-    for secret in _secrets(directory):
+    for secret in lab_secrets(directory):
         assert secret not in out
         assert secret not in done.stderr
 
@@ -103,7 +115,31 @@ def test_demo_plays_the_password_flow_against_the_lab(tmp_path: Path) -> None:
 def test_demo_without_the_dc_peer_says_why(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(demo, "missing_binaries", lambda: "samba, samba-tool not installed")
+    monkeypatch.setattr(stack, "missing_binaries", lambda: "samba, samba-tool not installed")
     code = main(["lab", "demo"])
     assert code == 3
     assert "cannot start the lab: samba, samba-tool not installed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_temporary_lab_directory_is_removed_unless_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: bool
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the documented default for `dir`
+    with stack.lab_directory(None, keep=keep) as directory:
+        (directory / "lab-passwords.txt").write_text("x")
+    assert directory.exists() is keep
+    assert directory.parent == tmp_path
+    with stack.lab_directory(tmp_path / "chosen", keep=False) as directory:
+        directory.mkdir()
+    assert directory == tmp_path / "chosen"
+    assert directory.exists()
+
+
+def test_a_lab_directory_too_long_for_samba_sockets_is_refused_with_a_reason() -> None:
+    workdir = Path("/tmp") / ("x" * 80) / "dc"
+    with pytest.raises(
+        SambaUnavailable, match=r"too long for Samba's Unix sockets \(88 characters, at most 76 "
+    ):
+        SambaDC(workdir, "127.0.0.1").provision()
+    assert not workdir.exists()

@@ -12,7 +12,9 @@ import logging
 import resource
 import sys
 from collections.abc import Sequence
+from functools import partial
 from importlib.metadata import entry_points
+from typing import Any
 
 from bot import __version__
 from bot.audit import AuditError
@@ -66,7 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
             plugin.load()(commands)
         except ImportError as exc:
             log.debug("subcommand plugin %s unavailable: %s", plugin.name, exc)
+            _not_installed(commands, plugin.name, exc)
     return parser
+
+
+def _not_installed(commands: Any, name: str, exc: ImportError) -> None:
+    """A plugin whose extra is not installed (e.g. `pip install .` without `[lab]`) still answers: how to
+    install it, instead of argparse's bare `invalid choice`."""
+    parser = commands.add_parser(name, help=f"not installed: pip install '.[{name}]'", add_help=False)
+    parser.add_argument("arguments", nargs=argparse.REMAINDER)
+    parser.set_defaults(handler=partial(_explain_not_installed, name, str(exc)))
+
+
+def _explain_not_installed(name: str, reason: str, _args: argparse.Namespace) -> int:
+    print(
+        f"atp-bot: the {name} is not installed ({reason}). In the atp-bot source checkout: "
+        f"pip install '.[{name}]' (or ./scripts/bootstrap, which also installs the system packages it needs)",
+        file=sys.stderr,
+    )
+    return ExitCode.USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
