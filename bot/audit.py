@@ -72,6 +72,7 @@ class AuditAction(StrEnum):
     STORE_ROTATE_KEY = "store-rotate-key"
     LOCKOUT_GUARD = "lockout-guard"
     INTERRUPTED = "interrupted"  # a change cut short by a crash, resolved at the next start
+    ANNOUNCE = "announce"  # a CLI change told in the Slack channel (or why it could not be)
 
 
 class AuditOutcome(StrEnum):

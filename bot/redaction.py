@@ -12,6 +12,7 @@ modal's `view.state.values`, where a typed password travels) in JSON, Python-rep
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -34,15 +35,24 @@ def active_secret(secret: SecretStr) -> Iterator[None]:
     if not value:
         yield
         return
+    forms = _written_forms(value)
     with _lock:
-        _active[value] += 1
+        _active.update(forms)
     try:
         yield
     finally:
         with _lock:
-            _active[value] -= 1
-            if _active[value] <= 0:
-                del _active[value]
+            _active.subtract(forms)
+            for form in forms:
+                if _active[form] <= 0:
+                    del _active[form]
+
+
+def _written_forms(value: str) -> set[str]:
+    """The secret as it appears in text: as is, and escaped the ways an exception message or a
+    traceback writes it (str and bytes reprs, JSON), so that a non-ASCII password is caught too."""
+    encoded = value.encode("utf-8", "surrogatepass")
+    return {value, repr(value)[1:-1], repr(encoded)[2:-1], json.dumps(value)[1:-1]} - {""}
 
 
 _TOKEN = re.compile(r"\b(?:xox[a-z]|xapp|xoxe(?:\.xox[a-z])?|xwfp)-[A-Za-z0-9-]+")

@@ -18,6 +18,7 @@ from bot.audit import AuditError
 from bot.cli import audit_cmd, check, config_cmd, health_cmd, run, set_password, store_cmd, test_connection
 from bot.config import ConfigError
 from bot.exitcodes import ExitCode
+from bot.failures import one_line
 from bot.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -65,3 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("atp-bot: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an unforeseen failure: one line, never a traceback
+        log.debug("unexpected error", exc_info=exc)
+        print(f"atp-bot: something went wrong: {one_line(exc)} (-v shows the details)", file=sys.stderr)
+        return ExitCode.PROBLEM

@@ -143,15 +143,14 @@ def result_modal(outcome: ChangeOutcome, state: PasswordModalState) -> dict[str,
     return modal
 
 
-def announcement(
-    outcome: ChangeOutcome, user_id: str, settings: Settings
-) -> tuple[str, list[dict[str, Any]]]:
-    """The channel message after a saved change: who changed which account; never the secret."""
+def announcement(outcome: ChangeOutcome, who: str, settings: Settings) -> tuple[str, list[dict[str, Any]]]:
+    """The channel message after a saved change: `who` (a Slack mention, or the CLI's actor in code
+    quotes) changed which account; never the secret. The CLI posts the same text."""
     account = settings.account(outcome.account_id)
     test, saved = outcome.test, outcome.saved
     expiry = test.expiry.describe() if test and test.expiry else "expiry unknown"
     text = (
-        f":key: <@{user_id}> changed the directory service account password for *{account.id}* "
+        f":key: {who} changed the directory service account password for *{account.id}* "
         f"(`{account.username}`)."
     )
     details = f"Verified by `{test.dc if test else '?'}`; the password {expiry}."
