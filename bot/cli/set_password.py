@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
+
 from bot.audit import AuditAction, AuditOutcome, AuditSink, cli_actor, record_or_log
 from bot.change import ChangeOutcome, ChangeProgress, ChangeStatus, open_changes, sensors_for_account
 from bot.cli import check, context
@@ -131,17 +133,26 @@ def announce(settings: Settings, outcome: ChangeOutcome, actor: str, audit: Audi
         build_client(settings.slack.api_url, token).chat_postMessage(
             channel=channel, text=text, blocks=blocks
         )
+    except SlackApiError as exc:
+        problem = f"Slack answered {exc.response.get('error')}"
     except Exception as exc:  # noqa: BLE001 - a warning and an audit row say what happened
         problem = one_line(exc)
+    else:
         record_or_log(
-            audit, actor, AuditAction.ANNOUNCE, outcome.account_id, AuditOutcome.ERROR, "slack", problem
+            audit,
+            actor,
+            AuditAction.ANNOUNCE,
+            outcome.account_id,
+            AuditOutcome.OK,
+            None,
+            f"channel {channel}",
         )
-        print(f"WARNING: the change was not announced in Slack channel {channel}: {problem}", file=sys.stderr)
+        print(f"Announced in Slack channel {channel}.")
         return
     record_or_log(
-        audit, actor, AuditAction.ANNOUNCE, outcome.account_id, AuditOutcome.OK, None, f"channel {channel}"
+        audit, actor, AuditAction.ANNOUNCE, outcome.account_id, AuditOutcome.ERROR, "slack", problem
     )
-    print(f"Announced in Slack channel {channel}.")
+    print(f"WARNING: the change was not announced in Slack channel {channel}: {problem}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
