@@ -129,10 +129,14 @@ def result_modal(outcome: ChangeOutcome, state: PasswordModalState) -> dict[str,
             f":white_check_mark: *Saved.* `{test.dc}` accepted the new password for *{outcome.account_id}*; "
             f"it {expiry}.\nThe channel has been told, and the sensors are being checked."
         )
+        if outcome.problem:
+            text += f"\n:warning: But then something went wrong: {outcome.problem}."
         return notice_modal(TITLE, text)
     if outcome.status is ChangeStatus.SAVE_FAILED:
         why = outcome.message.removeprefix("Tested OK but NOT saved: ")
         text = f":warning: *Tested OK but NOT saved.* {why}"
+    elif outcome.status is ChangeStatus.FAILED:
+        text = f":warning: {outcome.message}"
     elif outcome.status is ChangeStatus.TEST_FAILED and test is not None:
         reason = f" (`{test.reason}`)" if test.reason else ""
         text = f":x: *Not saved.* {test.message}{reason}\nNothing was changed."
