@@ -302,6 +302,10 @@ def test_sensor_checks_that_cannot_run_say_why(peers: Peers, monkeypatch: pytest
         )
         assert "*Follow-up checks*" in follow_up and SENSOR_WINRM_PASSWORD_ENV in follow_up
         assert [h.counters.requests for h in sensors.hosts.values()] == [0, 0]
+        changes = lab.runtime.services.changes
+        assert changes is not None
+        failed_checks = [(r.account, r.reason) for r in changes.audit.recent() if r.action == "check"]
+        assert failed_checks == [("svc", "config"), (None, None)]  # the follow-up's, then the status'
 
 
 def test_store_failure_after_a_passed_test_says_not_saved(peers: Peers) -> None:
