@@ -295,10 +295,16 @@ def test_a_cli_change_is_announced_in_the_slack_channel(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    inherited = tmp_path / "store-environment"
+    store = tmp_path / "vault-put"
+    store.write_text(f"#!/bin/sh\ncat >/dev/null\nenv > '{inherited}'\n")
+    store.chmod(0o700)
     with SlackEmulator() as slack:
-        slack_table = f'[slack]\napi_url = "{slack.api_url}"\nchannel = "C0OPS"\n'
-        config = write_config(tmp_path, lab_domain, fresh_user, extra=slack_table)
-        assert run_cli(config, "store", "init").returncode == 0
+        tables = (
+            f'[slack]\napi_url = "{slack.api_url}"\nchannel = "C0OPS"\n'
+            f'[store]\nbackend = "command"\n[store.command]\nargv = ["{store}"]\n'
+        )
+        config = write_config(tmp_path, lab_domain, fresh_user, extra=tables)
         args = ("set-password", "--account", "svc", "--password-stdin", "--no-checks")
 
         monkeypatch.setenv("SLACK_BOT_TOKEN", slack.bot_token)
@@ -310,6 +316,7 @@ def test_a_cli_change_is_announced_in_the_slack_channel(
         assert f"`{actor}` changed the directory service account password for *svc*" in posted.text
         assert fresh_user.upn in posted.text
         assert "Verified by" in posted.text
+        assert slack.bot_token not in inherited.read_text()  # the store's child never gets the token
 
         slack.fail("chat.postMessage", status=200, error="channel_not_found")
         refused = run_cli(config, *args, stdin=fresh_user.password + "\n")

@@ -7,13 +7,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import SecretStr
 from slack_sdk.errors import SlackApiError
 
 from bot.audit import AuditAction, AuditOutcome, AuditSink, cli_actor, record_or_log
 from bot.change import ChangeOutcome, ChangeProgress, ChangeStatus, open_changes, sensors_for_account
 from bot.cli import check, context
 from bot.cli.test_connection import EXIT_CODES, render
-from bot.config import AccountConfig, Settings, read_secret
+from bot.config import AccountConfig, ConfigError, Settings, read_secret
 from bot.directory import ConnectionTestResult
 from bot.exitcodes import ExitCode
 from bot.failures import CONFIG_ERROR, one_line
@@ -21,7 +22,7 @@ from bot.lockout import replica_account_locks
 from bot.recovery import Recovery
 from bot.sensors import SensorResult
 from bot.slack.client import build_client
-from bot.slack.secrets import BOT_TOKEN_ENV
+from bot.slack.secrets import BOT_TOKEN_ENV, remove_from_environment
 from commands.password.views import announcement
 
 
@@ -121,38 +122,56 @@ def exit_code(outcome: ChangeOutcome) -> ExitCode:
     return ExitCode.PROBLEM
 
 
-def announce(settings: Settings, outcome: ChangeOutcome, actor: str, audit: AuditSink) -> None:
-    """Tell `[slack] channel` about a change made here, with the text the Slack face posts. Best effort:
-    a failure is a warning and an audit row, never a failed change."""
-    channel = settings.slack.channel
-    if channel is None:
-        return
-    text, blocks = announcement(outcome, f"`{actor}`", settings)
-    try:
-        token = read_secret("slack bot token", env=BOT_TOKEN_ENV, file=None)
-        build_client(settings.slack.api_url, token).chat_postMessage(
-            channel=channel, text=text, blocks=blocks
-        )
-    except SlackApiError as exc:
-        problem = f"Slack answered {exc.response.get('error')}"
-    except Exception as exc:  # noqa: BLE001 - a warning and an audit row say what happened
-        problem = one_line(exc)
-    else:
+class Announcer:
+    """Tells `[slack] channel` about a change made here, with the text the Slack face posts. Best effort:
+    a failure is a warning and an audit row, never a failed change. The bot token is read at once and the
+    Slack secrets leave the environment, so a `command` store's child process never inherits them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.token: SecretStr | None = None
+        self.problem: str | None = None
+        if settings.slack.channel is not None:
+            try:
+                self.token = read_secret("slack bot token", env=BOT_TOKEN_ENV, file=None)
+            except ConfigError as exc:
+                self.problem = one_line(exc)
+        remove_from_environment()
+
+    def announce(self, outcome: ChangeOutcome, actor: str, audit: AuditSink) -> None:
+        channel = self.settings.slack.channel
+        if channel is None:
+            return
+        problem = self.problem or self._post(channel, outcome, actor)
+        if problem is None:
+            record_or_log(
+                audit,
+                actor,
+                AuditAction.ANNOUNCE,
+                outcome.account_id,
+                AuditOutcome.OK,
+                None,
+                f"channel {channel}",
+            )
+            print(f"Announced in Slack channel {channel}.")
+            return
         record_or_log(
-            audit,
-            actor,
-            AuditAction.ANNOUNCE,
-            outcome.account_id,
-            AuditOutcome.OK,
-            None,
-            f"channel {channel}",
+            audit, actor, AuditAction.ANNOUNCE, outcome.account_id, AuditOutcome.ERROR, "slack", problem
         )
-        print(f"Announced in Slack channel {channel}.")
-        return
-    record_or_log(
-        audit, actor, AuditAction.ANNOUNCE, outcome.account_id, AuditOutcome.ERROR, "slack", problem
-    )
-    print(f"WARNING: the change was not announced in Slack channel {channel}: {problem}", file=sys.stderr)
+        print(f"WARNING: the change was not announced in Slack channel {channel}: {problem}", file=sys.stderr)
+
+    def _post(self, channel: str, outcome: ChangeOutcome, actor: str) -> str | None:
+        """Post the announcement; why it failed, or None."""
+        assert self.token is not None
+        text, blocks = announcement(outcome, f"`{actor}`", self.settings)
+        try:
+            client = build_client(self.settings.slack.api_url, self.token)
+            client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+        except SlackApiError as exc:
+            return f"Slack answered {exc.response.get('error')}"
+        except Exception as exc:  # noqa: BLE001 - a warning and an audit row say what happened
+            return one_line(exc)
+        return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,13 +187,14 @@ def run(args: argparse.Namespace) -> int:
         f"New password for {account.username}: ",
         confirm=True,
     )
+    announcer = Announcer(settings)
     printer = _Printer([s.name for s in sensors_for_account(settings, account.id)])
     with replica_account_locks(settings):
         outcome = changes.change(account.id, password, actor, printer)
     code = exit_code(outcome)
     if not outcome.saved_ok:
         return code
-    announce(settings, outcome, actor, changes.audit)
+    announcer.announce(outcome, actor, changes.audit)
     if args.no_checks:
         return code
     if not printer.names:
