@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 
+from bot.slack.registry import Subcommand
+from commands import MODULES
 from lab.slack import SlackEmulator
 from tests import slack_probe
 from tests.slack_lab import ALICE, BOB, MALLORY, OPS, RANDOM, Lab, running_lab, wait_for
@@ -220,3 +223,25 @@ def test_emulator_can_be_given_a_workspace() -> None:
     with running_lab("http", emulator=emulator) as lab:
         lab.emulator.slash_command("probe", user=MALLORY)
         assert wait_for(lambda: lab.emulator.calls("views.open"))
+
+
+def _broken(ctx: object) -> None:
+    raise RuntimeError("a handler bug")
+
+
+BROKEN = SimpleNamespace(
+    SUBCOMMAND=Subcommand(name="broken", summary="fails (test only)", handler=_broken, sensitive=False),
+    register=lambda app, services: None,
+)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_failing_handler_answers_in_one_line_and_is_audited(mode: str) -> None:
+    with running_lab(mode, modules=(*MODULES, slack_probe, BROKEN)) as lab:
+        delivery = lab.emulator.slash_command("broken")
+        assert delivery.status == 200
+        assert not delivery.late
+        assert delivery.text == ":warning: Something went wrong: RuntimeError: a handler bug."
+        assert [(r.action, r.outcome, r.reason) for r in lab.audit.records] == [
+            ("broken", "error", "internal-error")
+        ]
