@@ -90,14 +90,11 @@ class ChangeProgress:
     def checks_done(self, results: Sequence[SensorResult]) -> None:
         """Every sensor of the account answered (or failed)."""
 
-    def checks_failed(self, problem: str) -> None:
+    def checks_failed(self, problem: str) -> bool:
         """The checks could not run at all (`problem`: one safe line, already logged and audited). Faces
-        override this to show it; by default the failure goes on to the caller (the monitor's re-check)."""
-        raise ChecksFailed(problem)
-
-
-class ChecksFailed(Exception):
-    """The follow-up checks could not run; the message is safe to show."""
+        show it and return True; by default nothing is shown, so the exception goes on to the caller
+        (the monitor's re-check job, which reports a configuration problem as a skipped re-check)."""
+        return False
 
 
 @dataclass
@@ -429,11 +426,12 @@ class PasswordChanges:
             results = self.checker(
                 self.settings, names, since=since or datetime.now(UTC), on_result=progress.sensor_checked
             )
-        except Exception as exc:  # noqa: BLE001 - told, logged and audited
+        except Exception as exc:  # shown (or passed on), logged and audited
             doing = f"account {account_id}: the follow-up checks"
-            progress.checks_failed(
+            if not progress.checks_failed(
                 report_failure(self.audit, actor, AuditAction.CHECK, account_id, exc, doing=doing)
-            )
+            ):
+                raise
             return []
         record_checks(self.audit, actor, account_id, results)
         progress.checks_done(results)

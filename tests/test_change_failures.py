@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.audit import open_audit
-from bot.change import ChangeProgress, ChangeStatus, ChecksFailed, PasswordChanges
+from bot.change import ChangeProgress, ChangeStatus, PasswordChanges
 from bot.config import AccountConfig, Settings, load_settings
 from bot.directory import run_connection_test
 from bot.lockout import hold_account
@@ -166,8 +166,9 @@ class ShowsFailures(ChangeProgress):
     def __init__(self) -> None:
         self.problems: list[str] = []
 
-    def checks_failed(self, problem: str) -> None:
+    def checks_failed(self, problem: str) -> bool:
         self.problems.append(problem)
+        return True
 
 
 def test_follow_up_checks_that_fail_unexpectedly_are_shown_and_audited(
@@ -181,7 +182,7 @@ def test_follow_up_checks_that_fail_unexpectedly_are_shown_and_audited(
         checker=failing("checker", Injected("WinRM went away")),
     )
     shown = ShowsFailures()
-    with pytest.raises(ChecksFailed):  # the default (the monitor's re-check job) passes it on
+    with pytest.raises(Injected):  # by default (the monitor's re-check job) it goes on to the caller
         changes.follow_up_checks("svc", None, "cli:test")
     assert changes.follow_up_checks("svc", None, "cli:test", shown) == []
     assert shown.problems == ["Injected: WinRM went away"]

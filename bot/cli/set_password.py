@@ -97,10 +97,11 @@ class _Printer(ChangeProgress):
         self._stop_live()
         check.print_report(results)
 
-    def checks_failed(self, problem: str) -> None:
+    def checks_failed(self, problem: str) -> bool:
         self._stop_live()
         self.checks_problem = problem
         print(f"The sensors could not be checked: {problem}")
+        return True
 
     def _stop_live(self) -> None:
         if self.live is not None:

@@ -92,8 +92,9 @@ class _FollowUp(ChangeProgress):
     def checks_done(self, results: Any) -> None:
         self.report.finish(results)
 
-    def checks_failed(self, problem: str) -> None:
+    def checks_failed(self, problem: str) -> bool:
         self.report.fail(problem)
+        return True
 
 
 def run_change(
