@@ -101,8 +101,11 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001 - told in one line, logged and audited
             doing = f"account {account.id}: the connection test"
             line = report_failure(audit, actor, AuditAction.TEST, account.id, exc, doing=doing)
-            print(f"NOT TESTED: something went wrong: {line}")
-            return ExitCode.USAGE if isinstance(exc, ConfigError) else ExitCode.PROBLEM
+            if isinstance(exc, ConfigError):  # found before anything was sent
+                print(f"NOT TESTED: something went wrong: {line}")
+                return ExitCode.USAGE
+            print(f"UNKNOWN: something went wrong: {line}")
+            return ExitCode.PROBLEM
     try:
         record_test(audit, actor, result)
     except AuditError as exc:
