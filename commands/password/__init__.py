@@ -263,7 +263,7 @@ def on_retry(services: Services, ack: Ack, body: dict[str, Any]) -> None:
     def retry() -> None:
         update_view(services.client, view_id, password_modal(services.settings, state))
 
-    services.submit_for(_person(services, body, state.account_id, "Try again", tell), retry)
+    services.submit_for(_person(body, state.account_id, "Try again", tell), retry)
 
 
 def on_open(services: Services, ack: Ack, body: dict[str, Any]) -> None:
@@ -283,12 +283,11 @@ def on_open(services: Services, ack: Ack, body: dict[str, Any]) -> None:
         state = PasswordModalState(account_id=account_id, channel_id=channel)
         open_modal(services.client, body["trigger_id"], services.settings, state)
 
-    services.run_for(_person(services, body, account_id, "Update password", tell), open_it)
+    services.run_for(_person(body, account_id, "Update password", tell), open_it)
 
 
-def _person(
-    services: Services, body: dict[str, Any], account_id: str | None, button: str, tell: Callable[[str], None]
-) -> Person:
+def _person(body: dict[str, Any], account_id: str | None, button: str, tell: Callable[[str], None]) -> Person:
+    """Who clicked `button`, for telling and auditing a failure of what it started."""
     user = body["user"]
     actor = slack_actor(user["id"], user.get("username") or user.get("name"))
     return Person(actor, AuditAction.CHANGE, account_id, f"the {button} button clicked by {actor}", tell)
