@@ -230,9 +230,10 @@ def test_the_example_configuration_says_what_is_wrong(
     shutil.copy(REPO / "examples" / "atp-bot.toml", config)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     done = run_cli(config, "test-connection", "--account", "contoso", "--password-stdin", stdin="Any-Pa55!\n")
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "ca_file /etc/atp-bot/contoso-ca.pem cannot be read" in done.stdout
-    assert "Traceback" not in done.stdout + done.stderr
+    said = done.stdout + done.stderr
+    assert done.returncode == 2, said
+    assert "ca_file" in said and "/etc/atp-bot/contoso-ca.pem" in said
+    assert "Traceback" not in said
 
 
 def test_test_connection_audits_every_test_and_says_each_thing_once(
