@@ -84,6 +84,7 @@ class AuditAction(StrEnum):
     INTERRUPTED = "interrupted"  # a change cut short by a crash, resolved at the next start
     AUDIT_INIT = "audit-init"
     AUDIT_REKEY = "audit-rekey"
+    ANNOUNCE = "announce"  # a CLI change told in the Slack channel (or why it could not be)
 
 
 class AuditOutcome(StrEnum):

@@ -27,8 +27,9 @@ from bot.audit import AuditAction, AuditError, AuditOutcome, AuditSink, AuditTra
 from bot.change_journal import ChangeJournal, InFlight, Phase
 from bot.config import AccountConfig, SensorConfig, Settings
 from bot.directory import ConnectionTestResult, Outcome, run_connection_test
+from bot.failures import failure_reason, one_line, report_failure
 from bot.lockout import AccountBusy, AccountLease, LockoutGuard, hold_account
-from bot.recovery import Recovery, resolve
+from bot.recovery import Recovery, Verdict, resolve, verdict
 from bot.redaction import active_secret
 from bot.sensors import SensorResult, check_sensors
 from bot.state import state_dir
@@ -49,6 +50,7 @@ class ChangeStatus(StrEnum):
     TEST_FAILED = "test-failed"  # not saved: the password did not pass the connection test
     SAVE_FAILED = "save-failed"  # tested OK but NOT saved: the store failed
     NOT_STARTED = "not-started"  # another change of the account is in flight, or the audit is down
+    FAILED = "failed"  # something unexpected stopped it before a save; `message` says what became of it
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ class ChangeOutcome:
     test: ConnectionTestResult | None = None
     saved: CredentialMetadata | None = None
     changed_at: datetime | None = None
-    error_reason: str | None = None  # why the store failed (StoreError.reason)
+    error_reason: str | None = None  # why the store failed (StoreError.reason), or bot.failures' reason
+    problem: str | None = None  # what went wrong unexpectedly (one safe line), even after a save
 
     @property
     def saved_ok(self) -> bool:
@@ -87,6 +90,21 @@ class ChangeProgress:
     def checks_done(self, results: Sequence[SensorResult]) -> None:
         """Every sensor of the account answered (or failed)."""
 
+    def checks_failed(self, problem: str) -> bool:
+        """The checks could not run at all (`problem`: one safe line, already logged and audited). Faces
+        show it and return True; by default nothing is shown, so the exception goes on to the caller
+        (the monitor's re-check job, which reports a configuration problem as a skipped re-check)."""
+        return False
+
+
+@dataclass
+class _Attempt:
+    """How far a change got, so that an unexpected failure is told truthfully (saved or not)."""
+
+    test: ConnectionTestResult | None = None
+    saving: InFlight | None = None  # the journal entry once the store was called
+    saved: CredentialMetadata | None = None
+
 
 def open_changes(settings: Settings) -> PasswordChanges:
     """The change path for a configuration, with its store and audit trail (raises StoreError/AuditError)."""
@@ -110,6 +128,26 @@ def record_checks(
         None,
         f"{healthy} of {len(results)} sensors healthy",
     )
+
+
+def record_test(audit: AuditSink, actor: str, result: ConnectionTestResult) -> None:
+    """Audit one connection test, from any face (raises AuditError: a change saves nothing unaudited)."""
+    detail = result.message
+    if result.dc and result.dc not in detail:
+        detail = f"{result.dc}: {detail}"
+    audit.record(
+        actor,
+        AuditAction.TEST,
+        result.account_id,
+        TEST_AUDIT_OUTCOME[result.outcome],
+        result.reason.value if result.reason else None,
+        detail,
+    )
+
+
+def record_busy(audit: AuditSink, actor: str, account_id: str, busy: AccountBusy) -> None:
+    """Audit a test or change refused because another one of the account is in flight."""
+    record_or_log(audit, actor, AuditAction.TEST, account_id, AuditOutcome.REFUSED, Reason.BUSY, str(busy))
 
 
 def sensors_for_account(settings: Settings, account_id: str) -> list[SensorConfig]:
@@ -157,40 +195,46 @@ class PasswordChanges:
         face needs to tell the person if a crash cuts the change short (Slack: user and channel)."""
         progress = progress or ChangeProgress()
         account = self.settings.account(account_id)
+        attempt = _Attempt()
         with active_secret(password):
             try:
-                with hold_account(self.state_dir, account.id) as lease:
-                    for recovery in self._recover(account.id):
-                        progress.recovered(recovery)
-                    try:
-                        entry = self.journal.begin(account.id, actor, self.store.backend, origin)
-                    except OSError as exc:
-                        log.error("account %s: cannot write the change journal: %s", account.id, exc)
-                        outcome = ChangeOutcome(
-                            account.id,
-                            ChangeStatus.NOT_STARTED,
-                            f"Not started: the change journal in {self.journal.path} cannot be written "
-                            f"({exc.strerror}).",
-                        )
-                    else:
-                        try:
-                            outcome = self._test_and_save(account, password, actor, progress, lease, entry)
-                        finally:
-                            self._finish(entry)
-            except AccountBusy as busy:
-                record_or_log(
-                    self.audit,
-                    actor,
-                    AuditAction.TEST,
-                    account.id,
-                    AuditOutcome.REFUSED,
-                    Reason.BUSY,
-                    str(busy),
-                )
-                outcome = ChangeOutcome(account.id, ChangeStatus.NOT_STARTED, str(busy))
-        metrics.PASSWORD_CHANGES.labels(outcome.status).inc()
-        progress.finished(outcome)
+                outcome = self._locked_change(account, password, actor, progress, origin, attempt)
+            except Exception as exc:  # noqa: BLE001 - told, logged with its traceback and audited
+                outcome = self._went_wrong(account, actor, attempt, exc)
+            metrics.PASSWORD_CHANGES.labels(outcome.status).inc()
+            progress.finished(outcome)
         return outcome
+
+    def _locked_change(
+        self,
+        account: AccountConfig,
+        password: SecretStr,
+        actor: str,
+        progress: ChangeProgress,
+        origin: Mapping[str, str] | None,
+        attempt: _Attempt,
+    ) -> ChangeOutcome:
+        try:
+            with hold_account(self.state_dir, account.id) as lease:
+                for recovery in self._recover(account.id):
+                    progress.recovered(recovery)
+                try:
+                    entry = self.journal.begin(account.id, actor, self.store.backend, origin)
+                except OSError as exc:
+                    log.error("account %s: cannot write the change journal: %s", account.id, exc)
+                    return ChangeOutcome(
+                        account.id,
+                        ChangeStatus.NOT_STARTED,
+                        f"Not started: the change journal in {self.journal.path} cannot be written "
+                        f"({exc.strerror}).",
+                    )
+                try:
+                    return self._test_and_save(account, password, actor, progress, lease, entry, attempt)
+                finally:
+                    self._finish(entry)
+        except AccountBusy as busy:
+            record_busy(self.audit, actor, account.id, busy)
+            return ChangeOutcome(account.id, ChangeStatus.NOT_STARTED, str(busy))
 
     def _test_and_save(
         self,
@@ -200,14 +244,70 @@ class PasswordChanges:
         progress: ChangeProgress,
         lease: AccountLease,
         entry: InFlight,
+        attempt: _Attempt,
     ) -> ChangeOutcome:
         progress.testing(account)
         started = time.monotonic()
         result = self.tester(account, password, guard=self.guard, lease=lease)
+        attempt.test = result
         metrics.CONNECTION_TEST_SECONDS.observe(time.monotonic() - started)
         metrics.CONNECTION_TESTS.labels(result.outcome, result.reason or "none").inc()
         progress.tested(result)
-        return self._after_test(account, password, actor, result, entry)
+        return self._after_test(account, password, actor, result, entry, attempt)
+
+    def _went_wrong(
+        self, account: AccountConfig, actor: str, attempt: _Attempt, exc: Exception
+    ) -> ChangeOutcome:
+        """Something unforeseen stopped the change: tell what became of the password, truthfully."""
+        saved = attempt.saved
+        unconfirmed = False
+        if saved is None and attempt.saving is not None:
+            saved, unconfirmed = self._save_landed(attempt.saving)
+        if saved is not None:
+            aftermath = f"the new password was saved in the {saved.backend} store"
+        elif unconfirmed:
+            aftermath = f"the {self.store.backend} store did not confirm the save"
+        else:
+            aftermath = "nothing was saved"
+        line = report_failure(
+            self.audit,
+            actor,
+            AuditAction.CHANGE,
+            account.id,
+            exc,
+            doing=f"account {account.id}: the password change",
+            aftermath=aftermath,
+        )
+        if saved is not None:
+            message = f"Saved (in the {saved.backend} store), but then something went wrong: {line}."
+        elif unconfirmed:
+            message = (
+                f"Something went wrong while the {self.store.backend} store was saving: {line}. The store "
+                "did not confirm the save: check whether it holds the new password."
+            )
+        else:
+            message = f"Something went wrong: {line}. Nothing was saved."
+        return ChangeOutcome(
+            account.id,
+            ChangeStatus.SAVED if saved is not None else ChangeStatus.FAILED,
+            message,
+            test=attempt.test,
+            saved=saved,
+            changed_at=saved.saved_at if saved is not None else None,
+            error_reason=failure_reason(exc),
+            problem=line,
+        )
+
+    def _save_landed(self, entry: InFlight) -> tuple[CredentialMetadata | None, bool]:
+        """After the store failed unexpectedly mid-save: (the metadata if the save landed, whether that
+        cannot be known), decided as for a change cut short by a crash."""
+        try:
+            metadata = self.store.metadata(entry.account_id)
+        except Exception as exc:  # noqa: BLE001 - then the save is unconfirmed, which is what is said
+            log.error("account %s: cannot read the store's metadata: %s", entry.account_id, one_line(exc))
+            return None, True
+        decided = verdict(entry, metadata)
+        return (metadata if decided is Verdict.SAVED else None), decided is Verdict.UNCONFIRMED
 
     def _finish(self, entry: InFlight) -> None:
         try:
@@ -261,16 +361,10 @@ class PasswordChanges:
         actor: str,
         result: ConnectionTestResult,
         entry: InFlight,
+        attempt: _Attempt,
     ) -> ChangeOutcome:
         try:
-            self.audit.record(
-                actor,
-                AuditAction.TEST,
-                account.id,
-                TEST_AUDIT_OUTCOME[result.outcome],
-                result.reason.value if result.reason else None,
-                f"{result.dc or 'no DC'}: {result.message}",
-            )
+            record_test(self.audit, actor, result)
         except AuditError as exc:
             log.error("account %s: audit trail unavailable, nothing saved: %s", account.id, exc)
             return ChangeOutcome(
@@ -284,12 +378,12 @@ class PasswordChanges:
                 account.id, ChangeStatus.TEST_FAILED, f"Not saved: {result.message}", test=result
             )
         try:
-            self.journal.advance(entry, Phase.SAVING)
+            attempt.saving = self.journal.advance(entry, Phase.SAVING)
         except OSError as exc:  # saving now could leave an interrupted save undetectable
             problem = StoreError(f"the change journal cannot be written ({exc.strerror})", reason="io")
             return self._not_saved(account, actor, result, problem)
         try:
-            saved = self.store.save(account.id, password, actor)
+            saved = attempt.saved = self.store.save(account.id, password, actor)
         except StoreError as exc:
             return self._not_saved(account, actor, result, exc)
         detail = f"{saved.backend} store; verified by {result.dc}"
@@ -328,9 +422,17 @@ class PasswordChanges:
         if not names:
             progress.checks_done([])
             return []
-        results = self.checker(
-            self.settings, names, since=since or datetime.now(UTC), on_result=progress.sensor_checked
-        )
+        try:
+            results = self.checker(
+                self.settings, names, since=since or datetime.now(UTC), on_result=progress.sensor_checked
+            )
+        except Exception as exc:  # shown (or passed on), logged and audited
+            doing = f"account {account_id}: the follow-up checks"
+            if not progress.checks_failed(
+                report_failure(self.audit, actor, AuditAction.CHECK, account_id, exc, doing=doing)
+            ):
+                raise
+            return []
         record_checks(self.audit, actor, account_id, results)
         progress.checks_done(results)
         return results

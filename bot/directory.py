@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 
 from ldap3 import BASE, SIMPLE, SUBTREE, Connection, Server, Tls
 from ldap3.core.exceptions import (
@@ -28,7 +29,7 @@ from ldap3.utils.conv import escape_filter_chars
 from pydantic import SecretStr
 
 from bot.ad_errors import Reason, decode_bind_failure
-from bot.config import AccountConfig, AccountName, DomainController
+from bot.config import AccountConfig, AccountName, ConfigError, DomainController
 from bot.lockout import AccountLease, LockoutGuard
 from bot.redaction import active_secret
 
@@ -89,6 +90,7 @@ class ConnectionTestResult:
     expiry: PasswordExpiry | None = None
     attempts: tuple[DcAttempt, ...] = ()
     notes: tuple[str, ...] = ()
+    summary: str | None = None  # the message without its per-DC details (which `attempts` hold)
 
     @property
     def passed(self) -> bool:
@@ -107,11 +109,28 @@ class _NoVerdict(Exception):
 def _tls(account: AccountConfig) -> Tls:
     if not account.tls_verify:
         return Tls(validate=ssl.CERT_NONE, version=ssl.PROTOCOL_TLS_CLIENT)
+    if account.ca_file is not None:
+        _check_ca_file(account.id, account.ca_file)
     return Tls(
         validate=ssl.CERT_REQUIRED,
         version=ssl.PROTOCOL_TLS_CLIENT,
         ca_certs_file=str(account.ca_file) if account.ca_file else None,
     )
+
+
+def _check_ca_file(account_id: str, ca_file: Path) -> None:
+    """A missing or unusable `ca_file` is a configuration problem, told before anything is sent (ldap3
+    would raise its own error from deep inside, or call it a TLS failure of every DC)."""
+    try:
+        ssl.create_default_context(cafile=str(ca_file))
+    except ssl.SSLError as exc:
+        problem = exc.reason or str(exc)
+        raise ConfigError(
+            [f"account {account_id}: ca_file {ca_file} holds no usable CA certificate ({problem})"]
+        ) from None
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+        raise ConfigError([f"account {account_id}: ca_file {ca_file} cannot be read ({problem})"]) from None
 
 
 def _is_tls_problem(exc: BaseException) -> bool:
@@ -381,6 +400,7 @@ def _unreachable(
         reason=reason,
         attempts=tuple(attempts),
         notes=notes,
+        summary=summary,
     )
 
 

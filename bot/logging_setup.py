@@ -26,7 +26,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
+class WithoutTracebacks(logging.Formatter):
+    """Formats like `inner` but leaves tracebacks out: a one-shot command's stderr is read by a person
+    (its -v shows them)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        bare = logging.makeLogRecord(record.__dict__)
+        bare.exc_info, bare.exc_text, bare.stack_info = None, None, None
+        return self._inner.format(bare)
+
+
+def configure_logging(
+    level: str = "INFO", fmt: str = "text", stream: TextIO | None = None, *, tracebacks: bool = True
+) -> None:
     """Install (or replace) atp-bot's handler on the root logger, and redact records as they are made."""
     install_record_redaction()
     root = logging.getLogger()
@@ -36,10 +52,11 @@ def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | N
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(
+    formatter = (
         JsonFormatter()
         if fmt == "json"
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    handler.setFormatter(formatter if tracebacks else WithoutTracebacks(formatter))
     root.addHandler(handler)
     root.setLevel(level)

@@ -55,13 +55,13 @@ def _json_unicode_escape(char: str, digits: str) -> str:
         return "\\\\"
     if char.isascii() and char.isprintable() and char not in "\"&<>'+`":
         return char
-    units = char.encode("utf-16-be")
+    units = char.encode("utf-16-be", "surrogatepass")
     return "".join("\\u" + digits.format(int.from_bytes(units[i : i + 2])) for i in range(0, len(units), 2))
 
 
 def _repr_forms(value: str) -> set[str]:
     """Python `repr`/`ascii` of the string, and `repr` of its UTF-8 bytes, without the quotes."""
-    return {repr(value)[1:-1], ascii(value)[1:-1], repr(value.encode("utf-8"))[2:-1]}
+    return {repr(value)[1:-1], ascii(value)[1:-1], repr(value.encode("utf-8", "surrogatepass"))[2:-1]}
 
 
 def _percent_forms(value: str) -> set[str]:
@@ -101,7 +101,7 @@ def _base64_forms(value: str) -> set[str]:
     """Base64 (standard and URL-safe) of the UTF-8 and UTF-16-LE bytes: the whole encoding, and the
     three alignments in which the bytes can sit inside a longer encoded string."""
     forms = set()
-    for data in (value.encode("utf-8"), value.encode("utf-16-le")):
+    for data in (value.encode("utf-8", "surrogatepass"), value.encode("utf-16-le", "surrogatepass")):
         forms.add(base64.b64encode(data).decode("ascii"))
         forms.update(
             core for offset in range(3) if len(core := _base64_core(data, offset)) >= MIN_BASE64_CORE
@@ -123,7 +123,10 @@ def secret_forms(value: str) -> frozenset[str]:
     twice, as when a JSON body is quoted in a log line), percent-encoded, XML/HTML-escaped and base64."""
     forms = {value}
     for expand in _EXPANSIONS:
-        forms |= expand(value)
+        try:
+            forms |= expand(value)
+        except UnicodeEncodeError:  # percent-encoding a lone surrogate (refused as a password anyway)
+            continue
     quoted = _json_forms(value) | _repr_forms(value)
     forms |= {twice for form in quoted for twice in _json_forms(form) | _repr_forms(form)}
     return frozenset(form for form in forms if form)

@@ -18,6 +18,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.audit import AuditAction
 from bot.monitor.actions import start_sensor_service
 from bot.monitor.models import (
     AuditHeadNotice,
@@ -30,7 +31,7 @@ from bot.monitor.models import (
 )
 from bot.monitor.notify import NotifierError
 from bot.slack.audit import slack_actor
-from bot.slack.context import CommandContext, Services
+from bot.slack.context import CommandContext, Person, Services
 from bot.slack.middleware import authorize_interaction
 from bot.slack.registry import Subcommand
 from bot.slack.text import code_span, escape, inline
@@ -247,14 +248,18 @@ def on_recheck(services: Services, ack: Ack, body: dict[str, Any]) -> None:
         return
     user, channel = body["user"]["id"], body.get("channel", {}).get("id") or services.settings.slack.channel
 
-    def recheck() -> None:
-        result = scheduler.run_cycle_now()
-        problems = sum(not r.healthy for r in result.results)
-        text = f"Re-check done: {len(result.results)} sensor(s) checked, {problems} with problems."
+    def tell(text: str) -> None:
         if channel:
             services.client.chat_postEphemeral(channel=channel, user=user, text=text)
 
-    services.submit(recheck)
+    def recheck() -> None:
+        result = scheduler.run_cycle_now()
+        problems = sum(not r.healthy for r in result.results)
+        tell(f"Re-check done: {len(result.results)} sensor(s) checked, {problems} with problems.")
+
+    actor = slack_actor(user, body["user"].get("username") or body["user"].get("name"))
+    person = Person(actor, AuditAction.CHECK, None, f"the Re-check now button clicked by {actor}", tell)
+    services.submit_for(person, recheck)
 
 
 def on_start_service(services: Services, ack: Ack, body: dict[str, Any]) -> None:
@@ -270,15 +275,18 @@ def on_start_service(services: Services, ack: Ack, body: dict[str, Any]) -> None
     actor = slack_actor(user["id"], user.get("username") or user.get("name"))
     channel, ts = body.get("channel", {}).get("id"), body.get("container", {}).get("message_ts")
 
+    def tell(text: str) -> None:
+        if channel:
+            services.client.chat_postMessage(channel=channel, thread_ts=ts, text=text)
+
     def start() -> None:
         report = start_sensor_service(services.settings, changes.audit, target.sensor, target.service, actor)
         icon = ":white_check_mark:" if report.ok else ":x:"
         service, sensor = code_span(target.service), escape(target.sensor)  # from the button: forgeable
-        text = f"{icon} <@{user['id']}> started {service} on *{sensor}*: {inline(report.message)}"
-        if channel:
-            services.client.chat_postMessage(channel=channel, thread_ts=ts, text=text)
+        tell(f"{icon} <@{user['id']}> started {service} on *{sensor}*: {inline(report.message)}")
 
-    services.submit(start)
+    doing = f"the Start service button ({target.service} on {target.sensor}) clicked by {actor}"
+    services.submit_for(Person(actor, AuditAction.START_SERVICE, None, doing, tell), start)
 
 
 SUBCOMMAND = Subcommand(name=NAME, summary="show the open credential incidents", handler=handle)

@@ -7,10 +7,10 @@ from typing import Any
 
 from slack_bolt import App, Respond
 
-from bot.audit import AuditSink
+from bot.audit import AuditAction, AuditOutcome, AuditSink, record_or_log
 from bot.change import record_checks, sensors_for_account
 from bot.sensors import SensorResult
-from bot.slack.context import CommandContext, Services
+from bot.slack.context import CommandContext, Person, Services
 from bot.slack.registry import Subcommand
 from commands.arguments import account_argument
 from commands.sensor_report import LiveReport
@@ -30,7 +30,12 @@ def handle(ctx: CommandContext) -> None:
         return
     ctx.reply(f":hourglass_flowing_sand: Checking {len(sensors)} sensor(s)…")
     names = [s.name for s in sensors]
-    ctx.services.submit(run_status, ctx.services, ctx.respond, ctx.actor, names)
+
+    def tell(text: str) -> None:
+        ctx.respond(text=text, response_type="ephemeral", replace_original=True)
+
+    person = Person(ctx.actor, AuditAction.CHECK, account, f"/atp status requested by {ctx.actor}", tell)
+    ctx.services.submit_for(person, lambda: run_status(ctx.services, ctx.respond, ctx.actor, names))
 
 
 def run_status(services: Services, respond: Respond, actor: str, names: list[str]) -> None:
@@ -63,6 +68,7 @@ class _AuditedReport:
 
     def fail(self, problem: str) -> None:
         self._report.fail(problem)
+        record_or_log(self._audit, self._actor, AuditAction.CHECK, None, AuditOutcome.ERROR, None, problem)
 
 
 SUBCOMMAND = Subcommand(

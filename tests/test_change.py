@@ -55,11 +55,13 @@ def test_set_password_tests_saves_audits_and_checks(
     assert run_cli(config, "store", "init").returncode == 0
 
     done = run_cli(config, "set-password", "--account", "svc", "--password-stdin", stdin=CANARY + "\n")
-    assert done.returncode == 1, done.stdout + done.stderr  # saved, but a sensor needs attention
+    assert done.returncode == 0, done.stdout + done.stderr  # saved: the checks' findings do not count
     assert "PASSED: account svc" in done.stdout
     assert "SAVED: account svc in the embedded store" in done.stdout
     assert "sensor01  ok" in done.stdout
+    assert done.stdout.count("sensor01") == 1  # the table once, no per-sensor lines before it
     assert "sensor02: service AATPSensor is Stopped" in done.stdout
+    assert done.stdout.rstrip().endswith("1 of 2 ok (1 with a problem)")
 
     settings = load_settings(config)
     saved = open_store(settings).read("svc")
@@ -67,6 +69,10 @@ def test_set_password_tests_saves_audits_and_checks(
     assert saved.get_secret_value() == CANARY
     actions = [(r.action, r.outcome) for r in reversed(open_audit(settings).recent("svc"))]
     assert actions == [("test", "ok"), ("save", "ok"), ("check", "failed")]
+    strict = run_cli(
+        config, "set-password", "--account", "svc", "--password-stdin", "--strict-checks", stdin=CANARY + "\n"
+    )
+    assert strict.returncode == 1, strict.stdout + strict.stderr  # --strict-checks: the checks count
     history = run_cli(config, "history", "--account", "svc")
     assert history.returncode == 0
     for text in (done.stdout, done.stderr, history.stdout):

@@ -246,7 +246,7 @@ def lab_config(lab_domain: LabDomain, tmp_path: Path) -> Path:
     ("account_id", "exit_code", "expected"),
     [
         ("contoso", 0, "PASSED: account contoso"),
-        ("noexpiry", 0, "password:      never expires"),
+        ("noexpiry", 0, "accepted the password; it never expires."),
         ("disabled", 1, "reason: account_disabled, AD code 533"),
         ("expired", 1, "reason: account_expired, AD code 701"),
         ("mustchange", 1, "reason: must_change_password, AD code 773"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,7 @@ def test_problem_found(emulator: WinRMEmulator, tmp_path: Path, capsys: pytest.C
     assert "error" not in data[1]
 
 
-def test_unreachable_wins(
+def test_unreachable_without_a_problem_is_3(
     emulator: WinRMEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     down = Host.sensor("down")
@@ -66,7 +67,28 @@ def test_unreachable_wins(
     assert entry["reachable"] is False
     assert entry["error"].startswith("unreachable")
     assert main(["--config", str(config), "check"]) == 3
-    assert "UNREACHABLE" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "UNREACHABLE" in out
+    assert "down: not checked: unreachable" in out  # the problem list names it too
+    assert out.splitlines()[-1] == "1 of 2 ok (1 unreachable)"
+
+
+def test_a_problem_is_1_even_when_another_sensor_is_unreachable(
+    emulator: WinRMEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    down = Host.sensor("down")
+    down.fault = "refused"
+    emulator.add_host(down)
+    stopped = Host.sensor("stopped")
+    stopped.set_service("AATPSensor", "Stopped")
+    emulator.add_host(stopped)
+    emulator.add_host(Host.sensor("s1"))
+    config = write_config(tmp_path, emulator, ["s1", "stopped", "down"])
+    assert main(["--config", str(config), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "stopped: service AATPSensor is Stopped" in out
+    assert out.splitlines()[-1] == "1 of 3 ok (1 with a problem, 1 unreachable)"
+    assert "\x1b[" not in out  # no colour when stdout is not a terminal
 
 
 def test_usage_errors(emulator: WinRMEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,8 +130,6 @@ def test_product_does_not_import_the_lab() -> None:
 
 
 def test_progress_on_a_terminal(emulator: WinRMEmulator, tmp_path: Path) -> None:
-    import pty
-
     emulator.add_host(Host.sensor("s1"))
     config = write_config(tmp_path, emulator, ["s1"])
     leader, follower = pty.openpty()
@@ -133,3 +153,46 @@ def test_progress_on_a_terminal(emulator: WinRMEmulator, tmp_path: Path) -> None
     assert done.returncode == 0
     assert b"[1/1] s1: ok" in seen
     assert b"[1/1]" not in done.stdout
+
+
+def on_terminal(config: Path, env: dict[str, str]) -> tuple[int, bytes]:
+    """`atp-bot check` with stdout and stderr on a terminal: its exit code and what the terminal showed."""
+    leader, follower = pty.openpty()
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bot", "--config", str(config), "check"],
+            stdout=follower,
+            stderr=follower,
+            env=env,
+        )
+        os.close(follower)
+        seen = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(leader, 4096):
+                seen += chunk
+        return child.wait(timeout=60), seen
+    finally:
+        os.close(leader)
+
+
+def test_a_terminal_names_the_sensors_still_pending_and_gets_colour(
+    emulator: WinRMEmulator, tmp_path: Path
+) -> None:
+    emulator.add_host(Host.sensor("s1"))
+    slow = Host.sensor("slow")
+    slow.set_latency(
+        1.5
+    )  # each of its WinRM round trips: well past the 3 s after which pending ones are named
+    emulator.add_host(slow)
+    path = tmp_path / "atp-bot.toml"
+    sensors = [{"name": n, "endpoint": emulator.endpoint(n)} for n in ("s1", "slow")]
+    path.write_text(settings_toml(sensors, checks={"host_timeout": 30}), encoding="utf-8")
+    env = {**os.environ, "ATP_BOT_TEST_WINRM_PASSWORD": CANARY}
+    env.pop("NO_COLOR", None)
+    code, seen = on_terminal(path, env)
+    assert code == 0, seen
+    assert b"[1/2] s1: ok; waiting for slow (" in seen
+    assert b"\x1b[32mok\x1b[0m" in seen
+    assert seen.rstrip().endswith(b"2 of 2 ok")
+    code, seen = on_terminal(path, {**env, "NO_COLOR": "1"})
+    assert b"\x1b[32m" not in seen

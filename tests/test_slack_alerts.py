@@ -243,3 +243,35 @@ def test_status_lists_a_sensor_without_account_once(
             assert shown.count("*sensor01*") == 1, command
             assert shown.count("*sensor02*") == (0 if command == "status fabrikam" else 1), command
     assert sensors.host("sensor01").counters.scripts == 3
+
+
+def test_buttons_whose_work_fails_tell_the_person(
+    sensors: WinRMEmulator, env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with alerts_lab(sensors, tmp_path) as lab:
+        scheduler = lab.runtime.services.scheduler
+        assert scheduler is not None
+
+        def cycle_fails() -> None:
+            raise RuntimeError("the monitor state is unreadable")
+
+        monkeypatch.setattr(scheduler, "run_cycle_now", cycle_fails)
+        lab.emulator.click(Action.RECHECK, channel=OPS, message_ts="1.0", value="svc")
+        told = wait_for(
+            lambda: [m for m in lab.emulator.messages(OPS) if m.ephemeral_to == ALICE], timeout=15
+        )
+        assert (
+            told[0].text == ":warning: Something went wrong: RuntimeError: the monitor state is unreadable."
+        )
+
+        lab.emulator.fail("views.open", status=200, error="expired_trigger_id")
+        lab.emulator.click(PasswordAction.OPEN, channel=OPS, message_ts="1.0", value="svc")
+        told = wait_for(
+            lambda: [m for m in lab.emulator.messages(OPS) if m.ephemeral_to == ALICE][1:], timeout=15
+        )
+        assert "Something went wrong" in told[0].text
+        assert "views.open" in told[0].text
+        changes = lab.runtime.services.changes
+        assert changes is not None
+        rows = [(r.action, r.outcome, r.reason) for r in reversed(changes.audit.recent())]
+        assert rows == [("check", "error", "internal-error"), ("change", "error", "internal-error")]

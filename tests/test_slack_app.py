@@ -7,10 +7,12 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from bot.slack.registry import Subcommand
 from bot.slack.runtime import SlackRuntime
 from commands import MODULES
 from lab.slack import SlackEmulator
@@ -288,3 +290,25 @@ def test_refusals_cannot_push_events_out_of_history(tmp_path: Path) -> None:
     events, refusals = listing.split("Latest refused requests")
     assert "denied" not in events
     assert refusals.count("slack:U0MALLORY (mallory)  password  -  denied (user not allowed)") == 5
+
+
+def _broken(ctx: object) -> None:
+    raise RuntimeError("a handler bug")
+
+
+BROKEN = SimpleNamespace(
+    SUBCOMMAND=Subcommand(name="broken", summary="fails (test only)", handler=_broken, sensitive=False),
+    register=lambda app, services: None,
+)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_failing_handler_answers_in_one_line_and_is_audited(mode: str) -> None:
+    with running_lab(mode, modules=(*MODULES, slack_probe, BROKEN)) as lab:
+        delivery = lab.emulator.slash_command("broken")
+        assert delivery.status == 200
+        assert not delivery.late
+        assert delivery.text == ":warning: Something went wrong: RuntimeError: a handler bug."
+        assert [(r.action, r.outcome, r.reason) for r in lab.audit.records] == [
+            ("broken", "error", "internal-error")
+        ]

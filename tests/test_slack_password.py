@@ -169,6 +169,7 @@ def _retry_value(lab: Lab, view_id: str) -> str:
         (" Good-Pa55word!", " Good-Pa55word!", Block.PASSWORD, "starts or ends with a space"),
         ("Good\tPa55word!", "Good\tPa55word!", Block.PASSWORD, "control characters"),
         ("Good-Pa55word!", "", Block.CONFIRM, "Type the new password again"),
+        ("Good\ud800Pa55word!", "Good\ud800Pa55word!", Block.PASSWORD, "not valid text"),  # a lone surrogate
     ],
 )
 def test_invalid_input_gets_inline_errors_and_changes_nothing(
@@ -301,6 +302,10 @@ def test_sensor_checks_that_cannot_run_say_why(peers: Peers, monkeypatch: pytest
         )
         assert "*Follow-up checks*" in follow_up and SENSOR_WINRM_PASSWORD_ENV in follow_up
         assert [h.counters.requests for h in sensors.hosts.values()] == [0, 0]
+        changes = lab.runtime.services.changes
+        assert changes is not None
+        failed_checks = [(r.account, r.reason) for r in changes.audit.recent() if r.action == "check"]
+        assert failed_checks == [("svc", "config"), (None, None)]  # the follow-up's, then the status'
 
 
 def test_store_failure_after_a_passed_test_says_not_saved(peers: Peers) -> None:
@@ -327,3 +332,41 @@ def test_store_failure_after_a_passed_test_says_not_saved(peers: Peers) -> None:
             ("test", "ok"),
             ("save", "error"),
         ]
+
+
+def test_a_missing_ca_file_ends_the_modal_and_is_audited(peers: Peers) -> None:
+    lab_domain, fresh_user, sensors, tmp_path = peers
+    missing = tmp_path / "contoso-ca.pem"
+    account = {**lab_account(lab_domain, fresh_user), "ca_file": str(missing)}
+    config = {"state_dir": str(tmp_path / "state"), "accounts": [account], **sensor_config(sensors, "svc")}
+    with running_lab("socket", modules=MODULES, config=config, changes=initialised_changes) as lab:
+        view_id = open_modal(lab)
+        lab.emulator.submit_view(view_id, values(fresh_user.password))
+        wait_for(lambda: "Something went wrong" in view_text(lab, view_id), timeout=15)
+        text = view_text(lab, view_id)
+        assert f"account svc: ca_file {missing} cannot be read (No such file or directory)" in text
+        assert "Nothing was saved." in text
+        assert "Testing" not in text
+        assert lab.emulator.calls("chat.postMessage") == []
+        changes = lab.runtime.services.changes
+        assert changes is not None
+        assert [(r.action, r.outcome, r.reason) for r in changes.audit.recent()] == [
+            ("change", "error", "config")
+        ]
+    assert lab_domain.dc.user_state(fresh_user.name)["badPwdCount"] == 0
+
+
+def test_a_failure_after_the_save_says_the_password_was_saved(peers: Peers) -> None:
+    lab_domain, fresh_user, sensors, tmp_path = peers
+    with password_lab("socket", lab_domain, fresh_user, sensors, tmp_path) as lab:
+        view_id = open_modal(lab)
+        lab.emulator.fail("chat.postMessage", status=200, error="channel_not_found")  # the announcement
+        lab.emulator.submit_view(view_id, values(fresh_user.password))
+        wait_for(lambda: "but then something went wrong" in view_text(lab, view_id), timeout=15)
+        assert "*Saved*" in view_text(lab, view_id)
+        assert "Nothing was saved" not in view_text(lab, view_id)
+        changes = lab.runtime.services.changes
+        assert changes is not None
+        rows = [(r.action, r.outcome, r.reason) for r in reversed(changes.audit.recent())]
+        assert rows == [("test", "ok", None), ("save", "ok", None), ("change", "error", "internal-error")]
+        assert changes.store.read("svc") is not None

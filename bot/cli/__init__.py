@@ -31,6 +31,7 @@ from bot.cli import (
 )
 from bot.config import ConfigError, UsageError
 from bot.exitcodes import ExitCode
+from bot.failures import one_line
 from bot.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -109,3 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("atp-bot: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an unforeseen failure: one line, never a traceback
+        log.debug("unexpected error", exc_info=exc)
+        print(f"atp-bot: something went wrong: {one_line(exc)} (-v shows the details)", file=sys.stderr)
+        return ExitCode.PROBLEM

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
 
 from bot.cli import context
 from bot.config import ConfigError, UsageError
 from bot.exitcodes import ExitCode
 from bot.sensors import SensorResult, check_sensors
+
+PATIENCE_SECONDS = 3.0  # after this long, the progress line names the sensors still pending
+TICK_SECONDS = 1.0
 
 
 def register(commands: Any) -> None:
@@ -45,12 +51,25 @@ def parse_since(value: str | None) -> datetime | None:
 
 
 def exit_code(results: Sequence[SensorResult]) -> ExitCode:
-    """3 if any sensor could not be checked, else 1 if any has a problem, else 0."""
+    """1 if any sensor that answered has a problem (even if others could not be checked: a script looking
+    for 1 must not miss a credential error), else 3 if any could not be checked, else 0."""
+    if any(r.reachable and not r.healthy for r in results):
+        return ExitCode.PROBLEM
     if any(not r.reachable for r in results):
         return ExitCode.UNREACHABLE
-    if any(not r.healthy for r in results):
-        return ExitCode.PROBLEM
     return ExitCode.OK
+
+
+def state_word(result: SensorResult) -> str:
+    return "unreachable" if not result.reachable else "ok" if result.healthy else "problem"
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set to anything (https://no-color.org)."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+STATUS_COLOURS = {"ok": "32", "PROBLEM": "31", "UNREACHABLE": "33"}  # ANSI green, red, yellow
 
 
 def _errors_cell(result: SensorResult) -> str:
@@ -65,7 +84,7 @@ def _errors_cell(result: SensorResult) -> str:
     return f"{errors.count} (last {last})"
 
 
-def render_table(results: Sequence[SensorResult]) -> str:
+def render_table(results: Sequence[SensorResult], *, colour: bool = False) -> str:
     rows = [("SENSOR", "STATUS", "SERVICES", "CREDENTIAL ERRORS", "DURATION")]
     for r in results:
         if r.failure:
@@ -78,10 +97,104 @@ def render_table(results: Sequence[SensorResult]) -> str:
             errors = _errors_cell(r)
         rows.append((r.name, status, services, errors, f"{r.duration:.2f}s"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+
+    def cell(row_number: int, column: int, text: str) -> str:
+        padded = text.ljust(widths[column])
+        code = STATUS_COLOURS.get(text) if colour and column == 1 and row_number else None
+        return f"\x1b[{code}m{text}\x1b[0m{padded[len(text) :]}" if code else padded
+
     lines = [
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1] for row in rows
+        "  ".join(cell(n, i, text) for i, text in enumerate(row[:-1])) + "  " + row[-1]
+        for n, row in enumerate(rows)
     ]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def problem_lines(results: Sequence[SensorResult]) -> list[str]:
+    """Every problem, one line each, the sensors that could not be checked included."""
+    lines = []
+    for r in results:
+        if r.failure:
+            lines.append(f"{r.name}: not checked: {r.failure.kind}: {r.failure.detail}")
+        lines.extend(f"{r.name}: {problem}" for problem in r.problems)
+    return lines
+
+
+def summary_line(results: Sequence[SensorResult]) -> str:
+    """`48 of 50 ok (1 with a problem, 1 unreachable)`."""
+    healthy = sum(r.healthy for r in results)
+    problems = sum(r.reachable and not r.healthy for r in results)
+    unreachable = sum(not r.reachable for r in results)
+    parts = (
+        [f"{problems} with a problem" if problems == 1 else f"{problems} with problems"] if problems else []
+    )
+    parts += [f"{unreachable} unreachable"] if unreachable else []
+    return f"{healthy} of {len(results)} ok" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def print_report(results: Sequence[SensorResult]) -> None:
+    """The table, the problems, and the count, once."""
+    print(render_table(results, colour=use_colour(sys.stdout)))
+    for line in problem_lines(results):
+        print(line)
+    print(summary_line(results))
+
+
+class LiveProgress:
+    """`[49/50] dc49: ok` on a terminal, redrawn in place; once the wait exceeds `patience` seconds it names
+    the sensors still pending and for how long, so a person knows what is being waited for."""
+
+    def __init__(self, names: Sequence[str], stream: TextIO, *, patience: float = PATIENCE_SECONDS) -> None:
+        self._pending = list(dict.fromkeys(names))
+        self._total = len(self._pending)
+        self._done = 0
+        self._last = "starting"
+        self._stream = stream
+        self._patience = patience
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="atp-bot-progress", daemon=True)
+
+    def start(self) -> None:
+        self._ticker.start()
+
+    def stop(self) -> None:
+        """Stop redrawing and clear the line (the final report follows on stdout)."""
+        self._stop.set()
+        self._ticker.join()
+        self._stream.write("\r\x1b[K")
+        self._stream.flush()
+
+    def __enter__(self) -> LiveProgress:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def add(self, result: SensorResult) -> None:
+        with self._lock:
+            if result.name in self._pending:
+                self._pending.remove(result.name)
+            self._done += 1
+            self._last = f"{result.name}: {state_word(result)}"
+            self._draw()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(TICK_SECONDS):
+            with self._lock:
+                self._draw()
+
+    def _draw(self) -> None:
+        line = f"[{self._done}/{self._total}] {self._last}"
+        waited = time.monotonic() - self._started
+        if self._pending and waited >= self._patience:
+            shown = ", ".join(self._pending[:3])
+            more = f" and {len(self._pending) - 3} more" if len(self._pending) > 3 else ""
+            line += f"; waiting for {shown}{more} ({waited:.0f} s)"
+        self._stream.write(f"\r{line}\x1b[K")
+        self._stream.flush()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,25 +202,14 @@ def run(args: argparse.Namespace) -> int:
     since = parse_since(args.since)
     if not settings.sensors:
         raise ConfigError(["no [[sensors]] are configured"])
-    total = len(args.sensor) if args.sensor else len(settings.sensors)
-    done = 0
-    progress = sys.stderr.isatty()
-
-    def report(result: SensorResult) -> None:
-        nonlocal done
-        done += 1
-        if progress:
-            state = "unreachable" if not result.reachable else "ok" if result.healthy else "problem"
-            print(f"\r[{done}/{total}] {result.name}: {state}\x1b[K", end="", file=sys.stderr, flush=True)
-
-    results = check_sensors(settings, args.sensor, since=since, on_result=report)
-    if progress:
-        print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+    names = args.sensor or [s.name for s in settings.sensors]
+    if sys.stderr.isatty():
+        with LiveProgress(names, sys.stderr) as progress:
+            results = check_sensors(settings, args.sensor, since=since, on_result=progress.add)
+    else:
+        results = check_sensors(settings, args.sensor, since=since)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
-        print(render_table(results))
-        for r in results:
-            for problem in r.problems:
-                print(f"{r.name}: {problem}")
+        print_report(results)
     return exit_code(results)

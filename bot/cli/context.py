@@ -9,9 +9,10 @@ import sys
 
 from pydantic import SecretStr
 
+from bot.audit import AuditOutcome, AuditSink, cli_actor, record_or_log
 from bot.config import ConfigError, Settings, UsageError, insecure_settings, resolve_config_path
 from bot.logging_setup import configure_logging
-from bot.password_policy import password_problem
+from bot.password_policy import INVALID_INPUT, NOT_TEXT, password_problem
 from bot.preflight import check_config_file
 from bot.secret_env import take_from_environment
 
@@ -38,7 +39,7 @@ def start_logging(args: argparse.Namespace, settings: Settings, *, service: bool
     """One-shot commands log warnings only (their output is the result) unless -v; a long-running
     `service` logs at the configured level."""
     level = "DEBUG" if args.verbose else settings.logging.level if service else "WARNING"
-    configure_logging(level, settings.logging.format)
+    configure_logging(level, settings.logging.format, tracebacks=service or args.verbose)
 
 
 def add_password_source(parser: argparse.ArgumentParser) -> None:
@@ -49,25 +50,64 @@ def add_password_source(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class InputRefused(UsageError):
+    """The password typed or piped in was refused before anything was tested (exit 2; the faces audit it)."""
+
+
+NOTHING_DONE = "Nothing was tested or saved."
+
+
 def read_password(
     args: argparse.Namespace, prompt: str = "Password: ", *, confirm: bool = False
 ) -> SecretStr:
     """Read a password from a no-echo TTY prompt or, with --password-stdin, from standard input.
 
     Never from argv: arguments are visible to every user of the machine. With `confirm`, a prompt asks
-    twice and the two must match.
+    twice and the two must match. Whatever is refused raises InputRefused before anything is sent.
     """
-    if args.password_stdin:
-        line = sys.stdin.readline()
-        value = line[:-1] if line.endswith("\n") else line
-        value = value.removesuffix("\r")
-    elif sys.stdin.isatty():
-        value = getpass.getpass(prompt)
-        if confirm and value != getpass.getpass("Confirm password: "):
-            raise UsageError(["the two passwords do not match; nothing was tested or saved"])
-    else:
+    if not args.password_stdin and not sys.stdin.isatty():
         raise UsageError(["no terminal to prompt for the password: use --password-stdin"])
-    problem = password_problem(value)
-    if problem:
-        raise UsageError([f"{problem} Nothing was tested or saved."])
+    try:
+        value = _stdin_line() if args.password_stdin else getpass.getpass(prompt)
+        problem = password_problem(value)
+        if problem:
+            raise InputRefused([f"{problem} {NOTHING_DONE}"])
+        if confirm and not args.password_stdin and value != getpass.getpass("Confirm password: "):
+            raise InputRefused([f"The two passwords do not match. {NOTHING_DONE}"])
+    except EOFError:  # Ctrl-D at a prompt
+        raise InputRefused([f"No password entered. {NOTHING_DONE}"]) from None
+    except UnicodeDecodeError:  # never chained: the exception holds the raw bytes
+        raise InputRefused([f"{NOT_TEXT} {NOTHING_DONE}"]) from None
     return SecretStr(value)
+
+
+def _stdin_line() -> str:
+    """One line of standard input, decoded as strict UTF-8 (Python's own decoding may turn stray bytes
+    into lone surrogates, which would only fail later, inside the LDAP bind)."""
+    line = sys.stdin.buffer.readline().decode("utf-8")
+    return line.removesuffix("\n").removesuffix("\r")
+
+
+def read_audited_password(
+    args: argparse.Namespace,
+    audit: AuditSink,
+    action: str,
+    account_id: str,
+    prompt: str,
+    *,
+    confirm: bool = False,
+) -> SecretStr:
+    """`read_password`, auditing a refusal the way the Slack face does (never with what was typed)."""
+    try:
+        return read_password(args, prompt, confirm=confirm)
+    except InputRefused as refused:
+        record_or_log(
+            audit,
+            cli_actor(),
+            action,
+            account_id,
+            AuditOutcome.REFUSED,
+            INVALID_INPUT,
+            "; ".join(refused.problems),
+        )
+        raise

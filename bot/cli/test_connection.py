@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from typing import Any
 
+from bot.audit import AuditAction, AuditError, cli_actor, open_audit
+from bot.change import record_busy, record_test
 from bot.cli import context
-from bot.directory import ConnectionTestResult, Outcome, run_connection_test
+from bot.config import ConfigError
+from bot.directory import AttemptOutcome, ConnectionTestResult, Outcome, run_connection_test
 from bot.exitcodes import ExitCode
+from bot.failures import report_failure
 from bot.lockout import AccountBusy, LockoutGuard, hold_account, replica_account_locks
+from bot.redaction import active_secret
 from bot.state import state_dir
+
+log = logging.getLogger(__name__)
 
 EXIT_CODES = {
     Outcome.PASSED: ExitCode.OK,
@@ -34,25 +42,22 @@ def register(commands: Any) -> None:
 
 
 def render(result: ConnectionTestResult) -> list[str]:
-    """The result as an operator reads it (never holds the password)."""
+    """The result as an operator reads it, each thing once (never holds the password)."""
     headline = {
         Outcome.PASSED: "PASSED",
         Outcome.REJECTED: "REJECTED",
         Outcome.REFUSED: "NOT TESTED",
         Outcome.UNREACHABLE: "UNREACHABLE",
     }[result.outcome]
-    lines = [f"{headline}: account {result.account_id}: {result.message}"]
+    lines = [f"{headline}: account {result.account_id}: {result.summary or result.message}"]
     if result.passed:
-        lines.append(f"  verified by:   {result.dc}")
         lines.append(f"  bind identity: {result.bind_identity}")
-        if result.expiry:
-            lines.append(f"  password:      {result.expiry.describe()}")
     elif result.reason:
         code = f", AD code {result.ad_code}" if result.ad_code else ""
-        where = f", {result.dc}" if result.dc else ""
+        where = f", {result.dc}" if result.dc and result.dc not in lines[0] else ""
         lines.append(f"  reason: {result.reason}{code}{where}")
-    if not result.passed and len(result.attempts) > 1:
-        lines.extend(f"  {a.url}: {a.outcome}: {a.detail}" for a in result.attempts)
+    skipped = [a for a in result.attempts if a.outcome not in (AttemptOutcome.OK, AttemptOutcome.REJECTED)]
+    lines.extend(f"  {a.url}: {a.outcome}: {a.detail}" for a in skipped)
     lines.extend(f"  note: {note}" for note in result.notes)
     return lines
 
@@ -78,15 +83,33 @@ def as_json(result: ConnectionTestResult) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     settings = context.load(args)
     account = settings.account(args.account)
-    password = context.read_password(args, f"New password for {account.username}: ")
+    audit = open_audit(settings)  # every test is audited: a trail that cannot be opened stops it here
+    actor = cli_actor()
+    password = context.read_audited_password(
+        args, audit, AuditAction.TEST, account.id, f"New password for {account.username}: "
+    )
     directory = state_dir(settings)
     guard = LockoutGuard.for_settings(settings)
+    with active_secret(password):
+        try:
+            with replica_account_locks(settings), hold_account(directory, account.id) as lease:
+                result = run_connection_test(account, password, guard=guard, lease=lease)
+        except AccountBusy as busy:
+            record_busy(audit, actor, account.id, busy)
+            print(f"NOT TESTED: {busy}")
+            return ExitCode.PROBLEM
+        except Exception as exc:  # noqa: BLE001 - told in one line, logged and audited
+            doing = f"account {account.id}: the connection test"
+            line = report_failure(audit, actor, AuditAction.TEST, account.id, exc, doing=doing)
+            if isinstance(exc, ConfigError):  # found before anything was sent
+                print(f"NOT TESTED: something went wrong: {line}")
+                return ExitCode.USAGE
+            print(f"UNKNOWN: something went wrong: {line}")
+            return ExitCode.PROBLEM
     try:
-        with replica_account_locks(settings), hold_account(directory, account.id) as lease:
-            result = run_connection_test(account, password, guard=guard, lease=lease)
-    except AccountBusy as busy:
-        print(f"NOT TESTED: {busy}")
-        return ExitCode.PROBLEM
+        record_test(audit, actor, result)
+    except AuditError as exc:
+        log.error("the connection test could not be audited: %s", exc)
     if args.json:
         print(json.dumps(as_json(result), indent=2))
     else:

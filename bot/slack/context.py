@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 from bot.audit import AuditSink
 from bot.change import PasswordChanges
 from bot.config import Settings
+from bot.failures import one_line, report_failure
 from bot.scheduler import Scheduler
 from bot.shared_checks import SharedChecks
 from bot.slack.audit import slack_actor
@@ -51,10 +52,39 @@ class Services:
         future.add_done_callback(lambda done: _log_failure(name, done))
         return future
 
+    def submit_for(self, person: Person, work: Callable[[], None]) -> Future[None]:
+        """`run_for` on the work executor."""
+        return self.submit(self.run_for, person, work)
+
+    def run_for(self, person: Person, work: Callable[[], None]) -> None:
+        """Run `work` (what a person's click or command started). If it fails unexpectedly, the person is
+        told in one line, the traceback logged and an audit row written; nothing is raised."""
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001 - told, logged and audited
+            line = report_failure(
+                self.audit, person.actor, person.action, person.account, exc, doing=person.doing
+            )
+            try:
+                person.tell(f":warning: Something went wrong: {line}.")
+            except Exception as telling:  # noqa: BLE001 - nobody else to tell
+                log.error("%s: could not tell the person: %s", person.doing, one_line(telling))
+
 
 def _log_failure(name: str, future: Future[Any]) -> None:
     if not future.cancelled() and (exc := future.exception()) is not None:
         log.error("background work %s failed", name, exc_info=exc)
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who started some background work, what to audit if it fails, and how to tell them."""
+
+    actor: str
+    action: str
+    account: str | None
+    doing: str  # for the log: "re-check requested by …"
+    tell: Callable[[str], None]
 
 
 @dataclass(frozen=True)

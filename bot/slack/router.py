@@ -8,6 +8,7 @@ from typing import Any
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
+from bot.failures import report_failure
 from bot.slack.context import CommandContext, Services
 from bot.slack.registry import Subcommand
 
@@ -50,8 +51,25 @@ def route(services: Services) -> Callable[..., None]:
             client=client,
             services=services,
         )
-        resolve(services, command.get("text") or "").handler(context)
+        subcommand = resolve(services, command.get("text") or "")
+        try:
+            subcommand.handler(context)
+        except Exception as exc:  # noqa: BLE001 - told, logged and audited
+            _went_wrong(context, subcommand.name, exc)
         if ack.response is None:
             ack()
 
     return atp
+
+
+def _went_wrong(context: CommandContext, name: str, exc: Exception) -> None:
+    """A handler failed unexpectedly: the person gets one line (as the acknowledgement if it was not
+    sent yet), never silence; the failure is logged and audited."""
+    services = context.services
+    doing = f"{COMMAND} {name} by {context.actor}"
+    line = report_failure(services.audit, context.actor, name, None, exc, doing=doing)
+    text = f":warning: Something went wrong: {line}."
+    if context.ack.response is None:
+        context.reply(text)
+    else:
+        services.submit(context.respond, text=text, response_type="ephemeral")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,13 +19,14 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.audit import AuditAction, AuditOutcome
-from bot.change import ChangeProgress, PasswordChanges, sensors_for_account
+from bot.change import ChangeOutcome, ChangeProgress, PasswordChanges, sensors_for_account
 from bot.config import ConfigError, Settings
+from bot.failures import report_failure
 from bot.monitor.models import MessageRef
 from bot.recovery import Recovery
 from bot.sensors import SensorResult
 from bot.slack.audit import slack_actor
-from bot.slack.context import CommandContext, Services
+from bot.slack.context import CommandContext, Person, Services
 from bot.slack.middleware import authorize_interaction
 from bot.slack.registry import Subcommand
 from bot.slack.text import inline
@@ -92,6 +93,10 @@ class _FollowUp(ChangeProgress):
     def checks_done(self, results: Any) -> None:
         self.report.finish(results)
 
+    def checks_failed(self, problem: str) -> bool:
+        self.report.fail(problem)
+        return True
+
 
 def run_change(
     services: Services,
@@ -103,22 +108,56 @@ def run_change(
     submission: Submission,
     acked_at: float,
 ) -> None:
-    """The slow part, on the bot's executor: the change path, then what Slack shows of it."""
+    """The slow part, on the bot's executor: the change path, then what Slack shows of it. Whatever
+    fails, the modal never stays on "Testing…": the person is told what became of the password."""
     client, settings = services.client, services.settings
-    origin = slack_origin(user_id, state.channel_id)
-    outcome = changes.change(submission.account_id, submission.password, actor, origin=origin)
-    time.sleep(max(0.0, acked_at + ACK_SETTLE_SECONDS - time.monotonic()))
-    retry_state = PasswordModalState(account_id=submission.account_id, channel_id=state.channel_id)
-    if not update_view(client, view_id, result_modal(outcome, retry_state)):
-        client.chat_postEphemeral(
-            channel=state.channel_id, user=user_id, text=f"/atp password: {inline(outcome.message)}"
+    outcome: ChangeOutcome | None = None
+    try:
+        origin = slack_origin(user_id, state.channel_id)
+        outcome = changes.change(submission.account_id, submission.password, actor, origin=origin)
+        retry_state = PasswordModalState(account_id=submission.account_id, channel_id=state.channel_id)
+        show(services, view_id, user_id, state.channel_id, result_modal(outcome, retry_state), acked_at)
+        if not outcome.saved_ok:
+            return
+        channel = settings.slack.channel or state.channel_id
+        text, blocks = announcement(outcome, f"<@{user_id}>", settings)
+        thread = str(client.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"])
+        check_in_thread(services, changes, submission.account_id, outcome.changed_at, actor, channel, thread)
+    except Exception as exc:  # noqa: BLE001 - told, logged and audited
+        saved = outcome is not None and outcome.saved_ok
+        line = report_failure(
+            services.audit,
+            actor,
+            AuditAction.CHANGE,
+            submission.account_id,
+            exc,
+            doing=f"account {submission.account_id}: the password change from Slack",
+            aftermath="the new password was saved" if saved else "nothing was saved",
         )
-    if not outcome.saved_ok:
-        return
-    channel = settings.slack.channel or state.channel_id
-    text, blocks = announcement(outcome, user_id, settings)
-    thread = str(client.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"])
-    check_in_thread(services, changes, submission.account_id, outcome.changed_at, actor, channel, thread)
+        text = (
+            f":warning: *Saved*, but then something went wrong: {inline(line)}."
+            if saved
+            else f":warning: Something went wrong: {inline(line)}. Nothing was saved."
+        )
+        show(services, view_id, user_id, state.channel_id, notice_modal(TITLE, text), acked_at)
+
+
+def show(
+    services: Services, view_id: str, user_id: str, channel_id: str, modal: dict[str, Any], acked_at: float
+) -> None:
+    """Put `modal` in place of "Testing…" (no sooner than ACK_SETTLE_SECONDS after the acknowledgement);
+    if the person closed it or Slack refuses, tell them by an ephemeral message; failing that, log it."""
+    time.sleep(max(0.0, acked_at + ACK_SETTLE_SECONDS - time.monotonic()))
+    try:
+        if update_view(services.client, view_id, modal):
+            return
+    except SlackApiError as exc:
+        log.error("views.update failed: %s", exc.response.get("error"))
+    text = "/atp password: " + " ".join(b["text"]["text"] for b in modal["blocks"] if b["type"] == "section")
+    try:
+        services.client.chat_postEphemeral(channel=channel_id, user=user_id, text=text)
+    except SlackApiError as exc:
+        log.error("could not tell %s the outcome of the change: %s", user_id, exc.response.get("error"))
 
 
 def check_in_thread(
@@ -144,10 +183,7 @@ def check_in_thread(
         f"*Follow-up checks* on {len(sensors)} sensor(s): service state, credential errors since the change"
     )
     report = thread_report(client, channel, thread, heading, len(sensors))
-    try:
-        changes.follow_up_checks(account_id, changed_at, actor, _FollowUp(report))
-    except ConfigError as exc:
-        report.fail("; ".join(exc.problems))
+    changes.follow_up_checks(account_id, changed_at, actor, _FollowUp(report))
 
 
 def tell_interrupted(services: Services, recoveries: Sequence[Recovery]) -> None:
@@ -220,24 +256,42 @@ def on_retry(services: Services, ack: Ack, body: dict[str, Any]) -> None:
         state = decode_metadata(PasswordModalState, body["actions"][0]["value"])
     except ValidationError:
         return
-    services.submit(
-        update_view, services.client, body["view"]["id"], password_modal(services.settings, state)
-    )
+    view_id = body["view"]["id"]
+
+    def tell(text: str) -> None:  # in the modal the button is in
+        update_view(services.client, view_id, notice_modal(TITLE, text))
+
+    def retry() -> None:
+        update_view(services.client, view_id, password_modal(services.settings, state))
+
+    services.submit_for(_person(body, state.account_id, "Try again", tell), retry)
 
 
 def on_open(services: Services, ack: Ack, body: dict[str, Any]) -> None:
-    """A button elsewhere (an alert) opens the modal for the account in its value."""
+    """A button elsewhere (an alert) opens the modal for the account in its value. If Slack cannot open
+    it, the person who clicked is told by an ephemeral message."""
     ack()
     account_id = body["actions"][0].get("value")
     if account_id not in {a.id for a in services.settings.accounts}:
         account_id = None
     channel = (body.get("channel") or {}).get("id") or services.settings.slack.channel or ""
-    open_modal(
-        services.client,
-        body["trigger_id"],
-        services.settings,
-        PasswordModalState(account_id=account_id, channel_id=channel),
-    )
+    user_id = body["user"]["id"]
+
+    def tell(text: str) -> None:
+        services.client.chat_postEphemeral(channel=channel, user=user_id, text=text)
+
+    def open_it() -> None:
+        state = PasswordModalState(account_id=account_id, channel_id=channel)
+        open_modal(services.client, body["trigger_id"], services.settings, state)
+
+    services.run_for(_person(body, account_id, "Update password", tell), open_it)
+
+
+def _person(body: dict[str, Any], account_id: str | None, button: str, tell: Callable[[str], None]) -> Person:
+    """Who clicked `button`, for telling and auditing a failure of what it started."""
+    user = body["user"]
+    actor = slack_actor(user["id"], user.get("username") or user.get("name"))
+    return Person(actor, AuditAction.CHANGE, account_id, f"the {button} button clicked by {actor}", tell)
 
 
 SUBCOMMAND = Subcommand(

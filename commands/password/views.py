@@ -127,10 +127,14 @@ def result_modal(outcome: ChangeOutcome, state: PasswordModalState) -> dict[str,
             f":white_check_mark: *Saved.* `{test.dc}` accepted the new password for *{outcome.account_id}*; "
             f"it {expiry}.\nThe channel has been told, and the sensors are being checked."
         )
+        if outcome.problem:
+            text += f"\n:warning: But then something went wrong: {inline(outcome.problem)}."
         return notice_modal(TITLE, text)
     if outcome.status is ChangeStatus.SAVE_FAILED:
         why = outcome.message.removeprefix("Tested OK but NOT saved: ")
         text = f":warning: *Tested OK but NOT saved.* {inline(why)}"
+    elif outcome.status is ChangeStatus.FAILED:
+        text = f":warning: {inline(outcome.message)}"
     elif outcome.status is ChangeStatus.TEST_FAILED and test is not None:
         reason = f" (`{test.reason}`)" if test.reason else ""
         text = f":x: *Not saved.* {inline(test.message)}{reason}\nNothing was changed."
@@ -141,15 +145,14 @@ def result_modal(outcome: ChangeOutcome, state: PasswordModalState) -> dict[str,
     return modal
 
 
-def announcement(
-    outcome: ChangeOutcome, user_id: str, settings: Settings
-) -> tuple[str, list[dict[str, Any]]]:
-    """The channel message after a saved change: who changed which account; never the secret."""
+def announcement(outcome: ChangeOutcome, who: str, settings: Settings) -> tuple[str, list[dict[str, Any]]]:
+    """The channel message after a saved change: `who` (a Slack mention, or the CLI's actor in code
+    quotes) changed which account; never the secret. The CLI posts the same text."""
     account = settings.account(outcome.account_id)
     test, saved = outcome.test, outcome.saved
     expiry = test.expiry.describe() if test and test.expiry else "expiry unknown"
     text = (
-        f":key: <@{user_id}> changed the directory service account password for *{account.id}* "
+        f":key: {who} changed the directory service account password for *{account.id}* "
         f"(`{account.username}`)."
     )
     details = f"Verified by `{test.dc if test else '?'}`; the password {expiry}."
