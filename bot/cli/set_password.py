@@ -14,7 +14,7 @@ from bot.audit import AuditAction, AuditOutcome, AuditSink, cli_actor, record_or
 from bot.change import ChangeOutcome, ChangeProgress, ChangeStatus, open_changes, sensors_for_account
 from bot.cli import check, context
 from bot.cli.test_connection import EXIT_CODES, render
-from bot.config import AccountConfig, ConfigError, Settings, read_secret
+from bot.config import SLACK_BOT_TOKEN_ENV, AccountConfig, ConfigError, Settings, read_secret
 from bot.directory import ConnectionTestResult
 from bot.exitcodes import ExitCode
 from bot.failures import CONFIG_ERROR, one_line
@@ -22,7 +22,6 @@ from bot.lockout import replica_account_locks
 from bot.recovery import Recovery
 from bot.sensors import SensorResult
 from bot.slack.client import build_client
-from bot.slack.secrets import BOT_TOKEN_ENV, remove_from_environment
 from commands.password.views import announcement
 
 
@@ -125,8 +124,8 @@ def exit_code(outcome: ChangeOutcome) -> ExitCode:
 
 class Announcer:
     """Tells `[slack] channel` about a change made here, with the text the Slack face posts. Best effort:
-    a failure is a warning and an audit row, never a failed change. The bot token is read at once and the
-    Slack secrets leave the environment, so a `command` store's child process never inherits them."""
+    a failure is a warning and an audit row, never a failed change. The bot token is read at once (the
+    Slack secrets already left the environment with the others: bot.secret_env)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -134,10 +133,9 @@ class Announcer:
         self.problem: str | None = None
         if settings.slack.channel is not None:
             try:
-                self.token = read_secret("slack bot token", env=BOT_TOKEN_ENV, file=None)
+                self.token = read_secret("slack bot token", env=SLACK_BOT_TOKEN_ENV, file=None)
             except ConfigError as exc:
                 self.problem = one_line(exc)
-        remove_from_environment()
 
     def announce(self, outcome: ChangeOutcome, actor: str, audit: AuditSink) -> None:
         channel = self.settings.slack.channel
