@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bot.ad_errors import Reason
 from bot.change import ChangeOutcome, ChangeStatus
+from bot.cli import main
 from bot.config import Settings
 from bot.directory import ConnectionTestResult, Outcome, PasswordExpiry
 from bot.sensors import SensorResult, ServiceStatus
@@ -161,3 +165,14 @@ def test_a_word_wider_than_its_column_is_cut_to_fit() -> None:
         "".join(run.text for line in wrapped for run in line).replace(" ", "")
         == "see" + "x" * 300 + "andmore"
     )
+
+
+@pytest.mark.parametrize("where", ["missing/slack.svg", "."])
+def test_a_picture_path_that_cannot_be_written_is_a_usage_error_before_the_lab_starts(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["lab", "demo", "--picture", str(tmp_path / where)]) == 2
+    printed = capsys.readouterr()
+    assert printed.err.startswith(f"atp-bot lab demo: --picture {tmp_path / where}: ")
+    assert printed.out == ""  # the lab did not start
+    assert not (tmp_path / "missing").exists()

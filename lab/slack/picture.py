@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -21,6 +21,7 @@ from lab.slack.render import Block, decode_blocks, text_of
 from lab.slack.webapi import Call
 
 FONT = "Lato, 'Helvetica Neue', Helvetica, Arial, 'Segoe UI', 'DejaVu Sans', sans-serif"
+EMOJI_FONT = "'Apple Color Emoji', 'Segoe UI Emoji', 'Noto Color Emoji', sans-serif"
 MONO = "Monaco, Menlo, Consolas, 'DejaVu Sans Mono', monospace"
 INK, GREY, LINK, CODE, GREEN, RULE = "#1d1c1d", "#616061", "#1264a3", "#e01e5a", "#007a5a", "#dddddd"
 EMOJI = {
@@ -33,6 +34,7 @@ EMOJI = {
     "no_entry": "⛔",
 }
 BOT_NAME = "atp-bot"  # the lab workspace's bot user, who posts every message drawn
+EMOJI_CHARS = re.compile("(?:" + "|".join(EMOJI.values()) + ")")
 PASSWORD_DOTS = "•" * 12  # the same whatever was typed: not even the length shows
 MARGIN, GAP, MODAL_WIDTH, THREAD_WIDTH, PAD = 24, 32, 520, 600, 24
 MRKDWN = re.compile(
@@ -82,12 +84,13 @@ def _decoded(value: Any) -> Any:
 
 
 def _post(call: Call, calls: Sequence[Call]) -> Post:
-    args, ts = call.args, str((call.answer or {}).get("ts", ""))
-    post = Post(str(args.get("channel", "")), ts, args.get("thread_ts") or None, "", [])
+    """A posted message as the last chat.update of its ts (from the answer to the post) left it."""
+    ts = str((call.answer or {}).get("ts", ""))
     updates = [c.args for c in calls if c.method == "chat.update" and c.args.get("ts") == ts]
-    final = updates[-1] if updates else args
-    return replace(post, text=str(final.get("text", "")), blocks=decode_blocks(final.get("blocks")),
-                   edited=bool(updates))  # fmt: skip
+    final = updates[-1] if updates else call.args
+    channel, thread_ts = str(call.args.get("channel", "")), call.args.get("thread_ts") or None
+    text, blocks = str(final.get("text", "")), decode_blocks(final.get("blocks"))
+    return Post(channel, ts, thread_ts, text, blocks, edited=bool(updates))
 
 
 def scene_from_calls(calls: Sequence[Call]) -> Scene:
@@ -204,6 +207,11 @@ def wrap(line: Sequence[Run], limit: float, size: float) -> list[list[Run]]:
     return lines
 
 
+def _content(text: str) -> str:
+    """Text for an element: escaped, emoji in an emoji font (a text font may have a plain glyph for them)."""
+    return EMOJI_CHARS.sub(lambda m: _element("tspan", {"font-family": EMOJI_FONT}, m.group(0)), _xml(text))
+
+
 def _tspan(run: Run, size: float) -> str:
     styles: dict[str, dict[str, object]] = {
         "bold": {"font-weight": "bold"},
@@ -211,7 +219,7 @@ def _tspan(run: Run, size: float) -> str:
         "code": {"font-family": MONO, "fill": CODE, "font-size": size - 1},
         "link": {"fill": LINK},
     }
-    return _element("tspan", styles[run.style], _xml(run.text)) if run.style else _xml(run.text)
+    return _element("tspan", styles[run.style], _content(run.text)) if run.style else _content(run.text)
 
 
 def button_width(label: str) -> float:
