@@ -114,8 +114,13 @@ def _xml(text: str) -> str:
     return escape(NOT_XML.sub("", text))
 
 
+def _attribute(value: object) -> str:
+    text = f"{round(value, 1):g}" if isinstance(value, float) else str(value)  # not 430.65000000000001
+    return quoteattr(NOT_XML.sub("", text))
+
+
 def _element(tag: str, attributes: Mapping[str, object], content: str = "") -> str:
-    attrs = "".join(f" {name}={quoteattr(NOT_XML.sub('', str(value)))}" for name, value in attributes.items())
+    attrs = "".join(f" {name}={_attribute(value)}" for name, value in attributes.items())
     return f"<{tag}{attrs}>{content}</{tag}>" if content else f"<{tag}{attrs}/>"
 
 
@@ -241,7 +246,7 @@ class Pen:
         spans = "".join(_tspan(run, size) for run in line)
         at = {
             "x": x,
-            "y": round(top + size * 1.1, 1),
+            "y": top + size * 1.1,
             "font-size": size,
             "fill": color,
             "xml:space": "preserve",
