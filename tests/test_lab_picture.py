@@ -117,11 +117,8 @@ def test_the_password_flow_is_drawn_as_well_formed_svg_with_what_slack_shows() -
         "Test and save",
         "Cancel",
         "Close",
-        "Thread",
-        "#C0OPS",
-        "atp-bot",
-        "APP",
-        "10:15",
+        "Thread   #C0OPS",
+        "atp-bot  APP  10:15",
         "1 reply",
         "(edited)",
     ]:

@@ -49,7 +49,7 @@ SELECTS = ("static_select", "external_select", "users_select", "conversations_se
 
 @dataclass(frozen=True)
 class Run:
-    """A piece of text in one style: "" (plain), bold, italic, code or link."""
+    """A piece of text in one style: "" (plain), bold, italic, code, link; muted or badge (small, grey)."""
 
     text: str
     style: str = ""
@@ -223,6 +223,8 @@ def _tspan(run: Run, size: float) -> str:
         "italic": {"font-style": "italic"},
         "code": {"font-family": MONO, "fill": CODE, "font-size": size - 1},
         "link": {"fill": LINK},
+        "muted": {"fill": GREY, "font-size": round(size * 0.8)},
+        "badge": {"fill": GREY, "font-size": round(size * 0.65), "font-weight": "bold"},
     }
     return _element("tspan", styles[run.style], _content(run.text)) if run.style else _content(run.text)
 
@@ -241,17 +243,20 @@ class Pen:
     names: Mapping[str, str]
     parts: list[str] = field(default_factory=list)
 
-    def text(self, line: Sequence[Run], x: float, top: float, size: float = 15, color: str = INK) -> None:
-        """One line of text whose line box starts at `top`."""
+    def text(
+        self,
+        line: Sequence[Run],
+        x: float,
+        top: float,
+        size: float = 15,
+        color: str = INK,
+        *,
+        middle: bool = False,
+    ) -> None:
+        """One line of text whose line box starts at `top` (`middle`: centred on `x`)."""
         spans = "".join(_tspan(run, size) for run in line)
-        at = {
-            "x": x,
-            "y": top + size * 1.1,
-            "font-size": size,
-            "fill": color,
-            "xml:space": "preserve",
-        }
-        self.parts.append(_element("text", at, spans))
+        at = {"x": x, "y": top + size * 1.1, "font-size": size, "fill": color, "xml:space": "preserve"}
+        self.parts.append(_element("text", {**at, **({"text-anchor": "middle"} if middle else {})}, spans))
 
     def line(self, line: Sequence[Run], size: float = 15, color: str = INK) -> None:
         self.text(line, self.x, self.y, size, color)
@@ -284,7 +289,8 @@ class Pen:
         self.rect(
             x, self.y, button_width(label), 34, *((GREEN, GREEN) if primary else ("#ffffff", "#bbbbbb"))
         )
-        self.text([Run(label, "bold")], x + 14, self.y + 8, 14, "#ffffff" if primary else INK)
+        color = "#ffffff" if primary else INK
+        self.text([Run(label, "bold")], x + button_width(label) / 2, self.y + 8, 14, color, middle=True)
         return x + button_width(label) + 10
 
 
@@ -373,15 +379,11 @@ def _clock(ts: str) -> str:
 
 
 def message(pen: Pen, post: Post) -> None:
-    """The bot's avatar, name, APP badge and time, then the message's blocks (or its text when none)."""
+    """The bot's avatar, name, APP and time, then the message's blocks (or its text when none)."""
     x, top = pen.x, pen.y
     pen.rect(x, top, 36, 36, fill="#4a154b", stroke="#4a154b")
-    pen.text([Run("ATP", "bold")], x + 7, top + 11, 11, "#ffffff")
-    name = x + 48 + width(Run(BOT_NAME, "bold"), 15)
-    pen.text([Run(BOT_NAME, "bold")], x + 48, top - 2, 15)
-    pen.rect(name + 6, top + 2, 32, 16, fill="#e8e8e8", stroke="#e8e8e8")
-    pen.text([Run("APP", "bold")], name + 12, top + 3, 10, GREY)
-    pen.text([Run(_clock(post.ts))], name + 46, top, 12, GREY)
+    pen.text([Run("ATP", "bold")], x + 18, top + 11, 11, "#ffffff", middle=True)
+    pen.text([Run(BOT_NAME, "bold"), Run("  APP  ", "badge"), Run(_clock(post.ts), "muted")], x + 48, top - 2)
     body = Pen(x + 48, top + 22, pen.width - 48, pen.names)
     for block in post.blocks:
         draw_block(body, block)
@@ -398,14 +400,7 @@ def thread(scene: Scene, x: float, y: float, names: Mapping[str, str]) -> tuple[
     if scene.announcement is None:
         return [], y
     pen = Pen(x + PAD, y + 18, THREAD_WIDTH - 2 * PAD, names)
-    pen.text([Run("Thread", "bold")], pen.x, pen.y, 18)
-    pen.text(
-        [Run(f"#{scene.announcement.channel}")],
-        pen.x + width(Run("Thread", "bold"), 18) + 10,
-        y + 20,
-        14,
-        GREY,
-    )
+    pen.text([Run("Thread", "bold"), Run(f"   #{scene.announcement.channel}", "muted")], pen.x, pen.y, 18)
     pen.rule(x, y + 56, THREAD_WIDTH)
     pen.y = y + 72
     message(pen, scene.announcement)
