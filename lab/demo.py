@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from bot.exitcodes import ExitCode
 from bot.logging_setup import configure_logging
 from commands.password.views import Action, Block
 from lab.domain import LOCKOUT_THRESHOLD
+from lab.slack.picture import render_picture
 from lab.slack.render import render_message, render_view
 from lab.slack.workspace import Message
 from lab.stack import (
@@ -70,6 +72,13 @@ def register(actions: Any) -> None:
         action="store_true",
         help="keep the temporary directory with the lab's files (config, lab passwords, state, audit trail) "
         "and print where it is",
+    )
+    parser.add_argument(
+        "--picture",
+        type=Path,
+        metavar="PATH.svg",
+        help="also draw what Slack showed (the password modal, its result, the channel thread) as an SVG "
+        "picture in PATH.svg, from the calls the Slack emulator recorded",
     )
     parser.set_defaults(handler=run)
 
@@ -335,6 +344,29 @@ def _lab_summary(lab: SlackLab, *, kept: bool) -> str:
     )
 
 
+def _picture_problem(path: Path | None) -> str | None:
+    """Why the picture could not be written there: said before the lab starts, not after the demo."""
+    if path is None:
+        return None
+    if path.is_dir():
+        return f"--picture {path}: is a directory"
+    if not path.parent.is_dir():
+        return f"--picture {path}: no directory {path.parent}"
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"--picture {path}: not writable"
+    return None
+
+
+def _draw_picture(lab: SlackLab, path: Path) -> None:
+    """The picture of the calls the emulator recorded (the password flow: the only modal and thread)."""
+    names = {user.id: user.name for user in lab.slack.workspace.users.values()}
+    try:
+        path.write_text(render_picture(lab.slack.calls(), names), encoding="utf-8")
+    except OSError as exc:
+        raise DemoFailed(f"cannot write the picture {path}: {exc.strerror}") from None
+    print(f"\nThe picture of what Slack showed (the modal, its result, the thread) is in {path}.")
+
+
 def _kept_files(directory: Path) -> str:
     return (
         f"The lab's files are kept in {directory}: the config, lab-passwords.txt, and atp-bot's state "
@@ -344,6 +376,10 @@ def _kept_files(directory: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging("DEBUG" if args.verbose else "WARNING")
+    problem = _picture_problem(args.picture)
+    if problem:
+        print(f"atp-bot lab demo: {problem}", file=sys.stderr)
+        return ExitCode.USAGE
     reason = cannot_start()
     if reason:
         print(f"atp-bot lab demo: cannot start the lab: {reason}", file=sys.stderr)
@@ -359,6 +395,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"Lab up in {time.monotonic() - started:.0f} s.")
             show(_lab_summary(lab, kept=kept))
             Demo(lab).play()
+            if args.picture:
+                _draw_picture(lab, args.picture)
     except LAB_PEER_ERRORS as exc:
         print(f"atp-bot lab demo: cannot start the lab: {exc}", file=sys.stderr)
         return ExitCode.UNREACHABLE

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from lab.samba import SambaDC, SambaUnavailable, missing_binaries
 from tests.peers import peer_missing
 
 pytestmark = pytest.mark.samba
+SVG = "{http://www.w3.org/2000/svg}"
 
 STEPS = [
     "== 1. alice types `/atp password contoso` in #C0OPS",
@@ -57,8 +59,9 @@ def test_demo_plays_the_password_flow_against_the_lab(tmp_path_factory: pytest.T
     env = {k: v for k, v in os.environ.items() if k not in ("ATP_BOT_CONFIG", "ATP_BOT_STORE_KEY")}
     keep_in = tmp_path_factory.mktemp("keep")  # short: Samba's sockets live in the lab directory
     env["TMPDIR"] = str(keep_in)  # where --keep makes its directory
+    picture = tmp_path_factory.mktemp("picture") / "slack.svg"
     done = subprocess.run(
-        [sys.executable, "-m", "bot", "lab", "demo", "--keep"],
+        [sys.executable, "-m", "bot", "lab", "demo", "--keep", "--picture", str(picture)],
         capture_output=True,
         text=True,
         check=False,
@@ -107,9 +110,23 @@ def test_demo_plays_the_password_flow_against_the_lab(tmp_path_factory: pytest.T
     assert "0 carrying the password" in summary
     assert "Demo complete" in out
 
+    assert f"The picture of what Slack showed (the modal, its result, the thread) is in {picture}." in out
+    svg = picture.read_text()
+    drawn = " ".join("".join(text.itertext()) for text in ET.fromstring(svg).iter(f"{SVG}text"))  # noqa: S314
+    for expected in (
+        "Account contoso",
+        "Test and save",
+        "Saved.",
+        "@alice changed",
+        "1 reply",
+        "need attention",
+    ):
+        assert expected in drawn, expected
+
     for secret in lab_secrets(directory):
         assert secret not in out
         assert secret not in done.stderr
+        assert secret not in svg
 
 
 def test_demo_without_the_dc_peer_says_why(

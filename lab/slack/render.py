@@ -16,7 +16,7 @@ BLANK = "________"
 BAR = "| "
 
 
-def _text(obj: Any) -> str:
+def text_of(obj: Any) -> str:
     """The text of a text object (`{"type": "mrkdwn" | "plain_text", "text": …}`) or a plain string."""
     if isinstance(obj, Mapping):
         return str(obj.get("text", ""))
@@ -27,26 +27,26 @@ def element_text(element: Block) -> str:
     """One interactive element or context element, on one line."""
     kind = element.get("type")
     if kind == "button":
-        return f"[{_text(element.get('text'))}]"
+        return f"[{text_of(element.get('text'))}]"
     if kind in ("mrkdwn", "plain_text"):
-        return _text(element)
+        return text_of(element)
     if kind == "image":
         return f"[image: {element.get('alt_text', '')}]"
     if kind in ("static_select", "multi_static_select", "radio_buttons", "checkboxes"):
-        options = [_text(o.get("text")) for o in element.get("options", [])]
+        options = [text_of(o.get("text")) for o in element.get("options", [])]
         return "( " + " | ".join(options) + " )" if options else "( … )"
     if kind in ("users_select", "conversations_select", "channels_select", "external_select"):
-        return f"( {_text(element.get('placeholder')) or 'choose'} ▾ )"
+        return f"( {text_of(element.get('placeholder')) or 'choose'} ▾ )"
     if kind in ("plain_text_input", "datepicker", "timepicker", "number_input", "email_text_input"):
         return BLANK
     return f"[{kind}]"
 
 
 def _input(block: Block, error: str | None) -> list[str]:
-    label = _text(block.get("label"))
+    label = text_of(block.get("label"))
     optional = " (optional)" if block.get("optional") else ""
     lines = [f"[ {label}{optional}: {element_text(block.get('element') or {})} ]"]
-    hint = _text(block.get("hint"))
+    hint = text_of(block.get("hint"))
     if hint:
         lines.append(f"  {hint}")
     if error:
@@ -58,14 +58,14 @@ def block_lines(block: Block, errors: Mapping[str, str] | None = None) -> list[s
     """The lines of one block; `errors` are inline errors by block id (`response_action: errors`)."""
     kind = block.get("type")
     if kind == "section":
-        lines = _text(block.get("text")).splitlines() if block.get("text") else []
-        lines += [_text(f) for f in block.get("fields", [])]
+        lines = text_of(block.get("text")).splitlines() if block.get("text") else []
+        lines += [text_of(f) for f in block.get("fields", [])]
         accessory = block.get("accessory")
         if accessory:
             lines.append(element_text(accessory))
         return lines
     if kind == "header":
-        return [f"# {_text(block.get('text'))}"]
+        return [f"# {text_of(block.get('text'))}"]
     if kind == "context":
         return ["» " + "  ".join(element_text(e) for e in block.get("elements", []))]
     if kind == "input":
@@ -95,9 +95,9 @@ def render_blocks(blocks: Sequence[Block], errors: Mapping[str, str] | None = No
 
 def render_view(view: Block, errors: Mapping[str, str] | None = None) -> str:
     """A modal: its title, its blocks, and its Close/Submit buttons."""
-    title = _text(view.get("title"))
+    title = text_of(view.get("title"))
     body = [BAR + line for line in render_blocks(decode_blocks(view.get("blocks")), errors)]
-    buttons = [f"[{_text(view[key])}]" for key in ("close", "submit") if view.get(key)]
+    buttons = [f"[{text_of(view[key])}]" for key in ("close", "submit") if view.get(key)]
     return "\n".join([f"┌─ {title}", *body, "└─ " + " ".join(buttons)])
 
 

@@ -35,6 +35,7 @@ class Call:
     error: str | None
     at: float
     response_id: str | None = None  # for a post to a response URL: whose (the trigger id of the request)
+    answer: dict[str, Any] | None = None  # what the Web API answered (e.g. a posted message's ts)
 
 
 @dataclass
@@ -96,7 +97,7 @@ class WebApi:
         else:
             answer = self._answer(method, args, token)
             error = answer.get("error")
-        self.record(Call(method, args, body, status, error, time.monotonic()))
+        self.record(Call(method, args, body, status, error, time.monotonic(), answer=answer))
         return status, headers, json.dumps(answer).encode()
 
     def _answer(self, method: str, args: dict[str, Any], token: str | None) -> dict[str, Any]:
