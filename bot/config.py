@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,6 +32,8 @@ CONFIG_ENV = "ATP_BOT_CONFIG"
 DEFAULT_CONFIG_NAME = "atp-bot.toml"
 
 ACCOUNT_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+GMSA_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\$"  # sAMAccountName: at most 15 characters + `$`
+GMSA_DOMAIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+$"
 
 
 class ConfigError(Exception):
@@ -121,7 +124,11 @@ class AccountConfig(_Model):
     """One directory service account (one domain or forest) that sensors use to read AD."""
 
     id: Annotated[str, Field(pattern=ACCOUNT_ID_PATTERN)]
+    # "gmsa": a group managed service account (AD rotates its password; atp-bot only checks it, see
+    # docs/gmsa.md); `username` is then its sAMAccountName ending in `$` and `domain` its DNS domain.
+    kind: Literal["user", "gmsa"] = "user"
     username: str
+    domain: Annotated[str, Field(pattern=GMSA_DOMAIN_PATTERN)] | None = None
     domain_controllers: Annotated[list[str], Field(min_length=1)]
     ca_file: Path | None = None
     tls_verify: bool = True
@@ -135,10 +142,37 @@ class AccountConfig(_Model):
 
     @field_validator("username", "lookup_username")
     @classmethod
-    def _valid_name(cls, value: str | None) -> str | None:
-        if value is not None:
-            AccountName.parse(value)
+    def _valid_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        if info.field_name == "username" and info.data.get("kind") == "gmsa":
+            if not re.fullmatch(GMSA_NAME_PATTERN, value):
+                raise ValueError(
+                    "a gMSA is named by its sAMAccountName ending in `$` (e.g. \"mdisvc$\"), as in the portal"
+                )
+            return value
+        AccountName.parse(value)
         return value
+
+    @model_validator(mode="after")
+    def _gmsa_complete(self) -> AccountConfig:
+        if self.kind != "gmsa":
+            return self
+        if self.domain is None:
+            raise ValueError('kind = "gmsa" needs domain (the gMSA\'s DNS domain, e.g. "corp.contoso.com")')
+        if self.lookup_username is None:
+            raise ValueError('kind = "gmsa" needs lookup_username: the read-only account reads the gMSA')
+        return self
+        if not re.fullmatch(GMSA_NAME_PATTERN, self.username):
+            raise ValueError(
+                f"username {self.username!r}: a gMSA is named by its sAMAccountName ending in `$` "
+                '(e.g. "mdisvc$"), as in the portal'
+            )
+        if self.domain is None:
+            raise ValueError('kind = "gmsa" needs domain (the gMSA\'s DNS domain, e.g. "corp.contoso.com")')
+        if self.lookup_username is None:
+            raise ValueError('kind = "gmsa" needs lookup_username: the read-only account reads the gMSA')
+        return self
 
     @field_validator("domain_controllers")
     @classmethod
@@ -167,6 +201,8 @@ class AccountConfig(_Model):
 
     @property
     def name(self) -> AccountName:
+        if self.kind == "gmsa":
+            return AccountName(self.username, self.username, self.domain or "", "down-level")
         return AccountName.parse(self.username)
 
     @property

@@ -1,0 +1,333 @@
+"""gMSA checks: what AD says about a group managed service account, turned into verdicts with fixes.
+
+A gMSA's password is rotated by AD and retrieved by each sensor's computer account: it fails on its own
+ways (a sensor not allowed to retrieve it, no KDS root key yet, a `pwdLastSet` in the future). The facts
+are read by `bot.gmsa_directory`; this module holds them and judges them, without any I/O, so every
+branch is testable on its own. Slack and the CLI only render a `GmsaReport`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from winacl.dtyp.ace import ACEType
+from winacl.dtyp.security_descriptor import SECURITY_DESCRIPTOR
+
+from bot.config import AccountConfig, SensorConfig, Settings
+
+# A KDS root key is usable by every DC only once replication had time: Microsoft says 10 hours. A
+# computer that joined an allowed group more recently may still hold a Kerberos ticket without it.
+KDS_WAIT = timedelta(hours=10)
+TICKET_LIFETIME = timedelta(hours=10)
+UF_ACCOUNTDISABLE = 0x2
+AES_TYPES = {0x8: "AES128", 0x10: "AES256"}
+ENCRYPTION_NAMES = {0x1: "DES-CBC-CRC", 0x2: "DES-CBC-MD5", 0x4: "RC4", **AES_TYPES}
+GMSA_CHANGE_REFUSAL = (
+    "Account {id} is a group managed service account ({name}): Active Directory rotates its password "
+    "and nobody types it, so atp-bot does not change it; run `atp-bot gmsa check --account {id}` "
+    "(or `/atp gmsa {id}`) to check it instead."
+)
+
+_ALLOW = {ACEType.ACCESS_ALLOWED_ACE_TYPE, ACEType.ACCESS_ALLOWED_OBJECT_ACE_TYPE}
+_DENY = {ACEType.ACCESS_DENIED_ACE_TYPE, ACEType.ACCESS_DENIED_OBJECT_ACE_TYPE}
+
+
+def password_refusal(account: AccountConfig) -> str | None:
+    """Why atp-bot refuses to change this account's password (one sentence), or None."""
+    if account.kind != "gmsa":
+        return None
+    return GMSA_CHANGE_REFUSAL.format(id=account.id, name=account.username)
+
+
+def gmsa_sensors(settings: Settings, account: AccountConfig) -> list[SensorConfig]:
+    """The sensors of the account's domain, whose computers must retrieve the password.
+
+    Today: the `[[sensors]]` that use this account (or name none).
+    """
+    return [s for s in settings.sensors if s.account in (account.id, None)]
+
+
+class MembershipUnreadable(ValueError):
+    """`msDS-GroupMSAMembership` is not a security descriptor atp-bot can decode."""
+
+
+@dataclass(frozen=True)
+class Membership:
+    """Who `msDS-GroupMSAMembership` allows (and denies) to retrieve the password, as SID strings."""
+
+    allowed: tuple[str, ...]
+    denied: tuple[str, ...] = ()
+
+
+def decode_membership(descriptor: bytes) -> Membership:
+    """The principals of a self-relative SECURITY_DESCRIPTOR's DACL (the form AD stores)."""
+    try:
+        parsed = SECURITY_DESCRIPTOR.from_bytes(descriptor)
+    except Exception as exc:  # noqa: BLE001 - a malformed blob fails in any of the parser's steps
+        raise MembershipUnreadable(f"not a security descriptor ({type(exc).__name__})") from None
+    aces = parsed.Dacl.aces if parsed.Dacl is not None else []
+    allowed = [str(ace.Sid) for ace in aces if ace.AceType in _ALLOW and ace.Mask]
+    denied = [str(ace.Sid) for ace in aces if ace.AceType in _DENY and ace.Mask]
+    return Membership(tuple(dict.fromkeys(allowed)), tuple(dict.fromkeys(denied)))
+
+
+class Status(StrEnum):
+    OK = "ok"
+    PROBLEM = "problem"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+    unreachable: bool = False  # unknown because a peer could not be reached
+
+
+@dataclass(frozen=True)
+class SensorAccess:
+    """Whether one sensor's computer account may retrieve the password, and through which groups."""
+
+    name: str
+    computer: str | None  # the computer account's sAMAccountName; None when not found in AD
+    may_retrieve: bool | None
+    via: str | None = None  # "MDI-Outer > MDI-Sensors", "direct", or a well-known group
+    joined_recently: str | None = None  # the group it joined less than TICKET_LIFETIME ago
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class GmsaObject:
+    dn: str
+    user_account_control: int
+    pwd_last_set: datetime | None  # None: never set
+    encryption_types: int | None
+    interval_days: int | None
+    membership: bytes | None
+
+
+@dataclass(frozen=True)
+class KdsKeys:
+    """The forest's KDS root keys as the lookup account sees them (`container`: the container exists)."""
+
+    container: bool
+    effective: tuple[datetime, ...] = ()
+
+
+@dataclass(frozen=True)
+class GmsaFacts:
+    """Everything read from AD for one gMSA account."""
+
+    gmsa: GmsaObject | None
+    base_dn: str
+    allowed_names: tuple[str, ...] = ()  # the principals in msDS-GroupMSAMembership, by name
+    join_group: str | None = None  # the allowed group a missing sensor should join
+    sensors: tuple[SensorAccess, ...] = ()
+    membership_problem: str | None = None
+    kds: KdsKeys | None = None
+    kds_problem: str | None = None
+
+
+@dataclass(frozen=True)
+class GmsaReport:
+    account: str
+    checks: tuple[Check, ...]
+    sensors: tuple[SensorAccess, ...] = ()
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "account": self.account,
+            "checks": [
+                {"name": c.name, "status": c.status.value, "detail": c.detail, "fix": c.fix}
+                for c in self.checks
+            ],
+            "sensors": [
+                {"name": s.name, "computer": s.computer, "may_retrieve": s.may_retrieve, "via": s.via}
+                for s in self.sensors
+            ],
+        }
+
+    @property
+    def problems(self) -> list[Check]:
+        return [c for c in self.checks if c.status is Status.PROBLEM]
+
+
+def _identity(account: AccountConfig) -> str:
+    return account.username.removesuffix("$")
+
+
+def check_object(account: AccountConfig, facts: GmsaFacts, now: datetime) -> Check:
+    gmsa = facts.gmsa
+    if gmsa is None:
+        return Check(
+            "object",
+            Status.PROBLEM,
+            f"There is no gMSA {account.username} (msDS-GroupManagedServiceAccount) under {facts.base_dn}.",
+            f"Create it: `atp-bot gmsa plan --account {account.id} --gmsa {_identity(account)}` prints the "
+            "PowerShell.",
+        )
+    if gmsa.user_account_control & UF_ACCOUNTDISABLE:
+        return Check(
+            "object",
+            Status.PROBLEM,
+            f"{account.username} is disabled in Active Directory.",
+            f"Enable-ADAccount -Identity '{account.username}'",
+        )
+    if gmsa.pwd_last_set is not None and gmsa.pwd_last_set > now:
+        return Check(
+            "object",
+            Status.PROBLEM,
+            f"{account.username} has pwdLastSet {gmsa.pwd_last_set:%Y-%m-%d %H:%M} UTC, in the future (a "
+            "clock jump, e.g. from Secure Time Seeding): its password cannot be retrieved any more.",
+            f"Create a new gMSA (`atp-bot gmsa plan --account {account.id} --gmsa NEWNAME`) and set it as "
+            "the directory service account in the portal.",
+        )
+    last_set = f"{gmsa.pwd_last_set:%Y-%m-%d %H:%M} UTC" if gmsa.pwd_last_set else "never"
+    return Check("object", Status.OK, f"{gmsa.dn}: enabled, password last set {last_set}.")
+
+
+def _join_fix(account: AccountConfig, facts: GmsaFacts, computers: Sequence[str]) -> str:
+    if facts.join_group:
+        members = ", ".join(f"'{c}'" for c in computers)
+        return f"Add-ADGroupMember -Identity '{facts.join_group}' -Members {members}"
+    principals = ", ".join(f"'{p}'" for p in (*facts.allowed_names, *computers))
+    return (
+        f"Set-ADServiceAccount -Identity '{_identity(account)}' "
+        f"-PrincipalsAllowedToRetrieveManagedPassword {principals}"
+    )
+
+
+def check_retrieval(account: AccountConfig, facts: GmsaFacts) -> Check:
+    if facts.membership_problem:
+        return Check("retrieval", Status.UNKNOWN, facts.membership_problem)
+    if not facts.sensors:
+        return Check(
+            "retrieval",
+            Status.UNKNOWN,
+            f"No sensors are configured for account {account.id}: nothing to check against "
+            f"{', '.join(facts.allowed_names) or 'the allowed principals'}.",
+        )
+    denied = [s for s in facts.sensors if s.may_retrieve is False]
+    unknown = [s for s in facts.sensors if s.may_retrieve is None]
+    recent = [s for s in facts.sensors if s.may_retrieve and s.joined_recently]
+    lines = [s.detail for s in (*denied, *unknown, *recent)]
+    fixes = []
+    if denied:
+        fixes.append(_join_fix(account, facts, [s.computer or f"{s.name}$" for s in denied]))
+    fixes += [
+        f"On {s.name}: klist purge -li 0x3e7 (or reboot it), as it joined {s.joined_recently} recently"
+        for s in recent
+    ]
+    if denied:
+        status = Status.PROBLEM
+    elif unknown:
+        status = Status.UNKNOWN
+    else:
+        status = Status.OK
+        lines.insert(0, f"Every sensor's computer account may retrieve the password of {account.username}.")
+    return Check("retrieval", status, " ".join(lines), "; ".join(fixes))
+
+
+_ADD_KDS = (
+    "Add-KdsRootKey -EffectiveImmediately   # as a domain admin of the forest root; usable 10 hours later"
+)
+
+
+def check_kds(facts: GmsaFacts, now: datetime) -> Check:
+    if facts.kds is None:
+        return Check("kds_root_key", Status.UNKNOWN, facts.kds_problem or "The KDS root keys were not read.")
+    if not facts.kds.container:
+        return Check(
+            "kds_root_key",
+            Status.PROBLEM,
+            "The forest has no KDS root key (no Group Key Distribution Service container): no gMSA "
+            "password can be computed.",
+            _ADD_KDS,
+        )
+    if not facts.kds.effective:
+        return Check(
+            "kds_root_key",
+            Status.UNKNOWN,
+            "No KDS root key is visible to the lookup account (reading the keys usually needs a domain "
+            "admin).",
+            f"As a domain admin: Get-KdsRootKey; if it shows none: {_ADD_KDS}",
+        )
+    usable = [t for t in facts.kds.effective if t + KDS_WAIT <= now]
+    if usable:
+        return Check(
+            "kds_root_key",
+            Status.OK,
+            f"A KDS root key is effective since {max(usable):%Y-%m-%d %H:%M} UTC.",
+        )
+    ready = min(facts.kds.effective) + KDS_WAIT
+    return Check(
+        "kds_root_key",
+        Status.PROBLEM,
+        f"The newest KDS root key became effective less than 10 hours ago: domain controllers may not all "
+        f"have it before {ready:%Y-%m-%d %H:%M} UTC.",
+        f"Wait until {ready:%Y-%m-%d %H:%M} UTC, then run `atp-bot gmsa check` again.",
+    )
+
+
+def _describe_types(value: int) -> str:
+    names = [name for bit, name in ENCRYPTION_NAMES.items() if value & bit]
+    return f"{', '.join(names) or 'none'} (0x{value:x})"
+
+
+def check_encryption(account: AccountConfig, facts: GmsaFacts) -> Check:
+    gmsa = facts.gmsa
+    if gmsa is None:
+        return Check("encryption", Status.UNKNOWN, f"{account.username} was not found.")
+    interval = f"{gmsa.interval_days} days" if gmsa.interval_days else "not set (30 days)"
+    fix = f"Set-ADServiceAccount -Identity '{_identity(account)}' -KerberosEncryptionType AES128,AES256"
+    if gmsa.encryption_types is None:
+        return Check(
+            "encryption",
+            Status.PROBLEM,
+            f"msDS-SupportedEncryptionTypes is not set (the domain default, possibly RC4 only); password "
+            f"interval {interval}.",
+            fix,
+        )
+    types = _describe_types(gmsa.encryption_types)
+    if not any(gmsa.encryption_types & bit for bit in AES_TYPES):
+        return Check(
+            "encryption",
+            Status.PROBLEM,
+            f"Kerberos encryption types {types}: no AES; interval {interval}.",
+            fix,
+        )
+    return Check("encryption", Status.OK, f"Kerberos encryption types {types}; password interval {interval}.")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The checks that need the directory, or why the directory could not be read."""
+
+    facts: GmsaFacts | None
+    unavailable: str | None = None
+    unreachable: bool = False
+    host_checks: tuple[Check, ...] = field(default_factory=tuple)
+
+
+def evaluate(account: AccountConfig, verdict: Verdict, now: datetime) -> GmsaReport:
+    """Every check of issue 15 for one gMSA account, from what was read."""
+    facts = verdict.facts
+    if facts is None:
+        detail = verdict.unavailable or "The directory could not be read."
+        checks = tuple(
+            Check(name, Status.UNKNOWN, detail, unreachable=verdict.unreachable)
+            for name in ("object", "retrieval", "kds_root_key", "encryption")
+        )
+        return GmsaReport(account.id, (*checks, *verdict.host_checks))
+    checks = (
+        check_object(account, facts, now),
+        check_retrieval(account, facts),
+        check_kds(facts, now),
+        check_encryption(account, facts),
+    )
+    return GmsaReport(account.id, (*checks, *verdict.host_checks), facts.sensors)
