@@ -148,7 +148,7 @@ class AccountConfig(_Model):
         if info.field_name == "username" and info.data.get("kind") == "gmsa":
             if not re.fullmatch(GMSA_NAME_PATTERN, value):
                 raise ValueError(
-                    "a gMSA is named by its sAMAccountName ending in `$` (e.g. \"mdisvc$\"), as in the portal"
+                    'a gMSA is named by its sAMAccountName ending in `$` (e.g. "mdisvc$"), as in the portal'
                 )
             return value
         AccountName.parse(value)

@@ -96,7 +96,9 @@ class SensorAccess:
     name: str
     computer: str | None  # the computer account's sAMAccountName; None when not found in AD
     may_retrieve: bool | None
-    via: str | None = None  # "MDI-Outer > MDI-Sensors", "direct", or a well-known group
+    # How it is reached: "MDI-Outer > MDI-Sensors", "direct", a well-known group; for a sensor that may
+    # not retrieve, the Deny entry's path (None: no allowed principal contains it).
+    via: str | None = None
     joined_recently: str | None = None  # the group it joined less than TICKET_LIFETIME ago
     detail: str = ""
 
@@ -217,8 +219,16 @@ def check_retrieval(account: AccountConfig, facts: GmsaFacts) -> Check:
     recent = [s for s in facts.sensors if s.may_retrieve and s.joined_recently]
     lines = [s.detail for s in (*denied, *unknown, *recent)]
     fixes = []
-    if denied:
-        fixes.append(_join_fix(account, facts, [s.computer or f"{s.name}$" for s in denied]))
+    missing = [s.computer or f"{s.name}$" for s in denied if s.via is None]
+    if missing:
+        fixes.append(_join_fix(account, facts, missing))
+    if any(s.via is not None for s in denied):
+        # Set-ADServiceAccount rewrites the whole descriptor: the Deny entries go.
+        allowed = ", ".join(f"'{p}'" for p in facts.allowed_names)
+        fixes.append(
+            f"Set-ADServiceAccount -Identity '{_identity(account)}' "
+            f"-PrincipalsAllowedToRetrieveManagedPassword {allowed}"
+        )
     fixes += [
         f"On {s.name}: klist purge -li 0x3e7 (or reboot it), as it joined {s.joined_recently} recently"
         for s in recent

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -52,7 +53,7 @@ _PRINCIPAL_ATTRIBUTES = ["objectClass", "sAMAccountName", "objectSid", "member",
 
 def _values(entry: dict[str, object], name: str) -> list[str]:
     attributes = entry.get("attributes")
-    value = attributes.get(name) if isinstance(attributes, dict) else None
+    value = attributes.get(name) if isinstance(attributes, Mapping) else None
     if value is None:
         return []
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
@@ -65,7 +66,7 @@ def _first(entry: dict[str, object], name: str) -> str | None:
 
 def _raw(entry: dict[str, object], name: str) -> bytes | None:
     raw = entry.get("raw_attributes")
-    values = raw.get(name) if isinstance(raw, dict) else None
+    values = raw.get(name) if isinstance(raw, Mapping) else None
     return values[0] if isinstance(values, list) and values else None
 
 
@@ -270,10 +271,12 @@ def _access(
             sensor.name, None, None, detail=f"{sensor.name}: no computer account with dNSHostName {names}."
         )
     if sensor.name in denied:
+        path = denied[sensor.name].via
+        how = "by name" if path == "direct" else f"through {path}"
         return SensorAccess(
-            sensor.name, computer.sam, False,
-            detail=f"{sensor.name} may not retrieve {account.username}: its computer account is denied "
-            f"through {denied[sensor.name].via}.",
+            sensor.name, computer.sam, False, path,
+            detail=f"{sensor.name} may not retrieve {account.username}: a Deny entry names its computer "
+            f"account {how}.",
         )  # fmt: skip
     how = allowed.get(sensor.name)
     if how is None:

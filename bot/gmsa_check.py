@@ -1,0 +1,43 @@
+"""`gmsa check` for one account: read AD, ask the sensor hosts, judge; shared by the CLI, Slack and the
+monitor."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bot.config import AccountConfig, ConfigError, Settings
+from bot.exitcodes import ExitCode
+from bot.gmsa import GmsaReport, Status, evaluate, gmsa_sensors
+from bot.gmsa_directory import read_facts
+
+
+def gmsa_accounts(settings: Settings, account_id: str | None) -> list[AccountConfig]:
+    """The gMSA accounts to check: the one named, else every `kind = "gmsa"` account."""
+    if account_id is not None:
+        account = settings.account(account_id)
+        if account.kind != "gmsa":
+            raise ConfigError([f'account {account.id} is not a gMSA (kind = "{account.kind}")'])
+        return [account]
+    accounts = [a for a in settings.accounts if a.kind == "gmsa"]
+    if not accounts:
+        raise ConfigError(['no account has kind = "gmsa"'])
+    return accounts
+
+
+def check_gmsa(settings: Settings, account: AccountConfig, now: datetime | None = None) -> GmsaReport:
+    """Every check of one gMSA account. Never raises for peer problems."""
+    moment = now or datetime.now(UTC)
+    verdict = read_facts(account, gmsa_sensors(settings, account), moment)
+    return evaluate(account, verdict, moment)
+
+
+def report_exit_code(reports: list[GmsaReport]) -> ExitCode:
+    """1 when a problem was found, else 3 when a peer was unreachable, else 1 for anything unknown."""
+    checks = [c for r in reports for c in r.checks]
+    if any(c.status is Status.PROBLEM for c in checks):
+        return ExitCode.PROBLEM
+    if any(c.unreachable for c in checks):
+        return ExitCode.UNREACHABLE
+    if any(c.status is Status.UNKNOWN for c in checks):
+        return ExitCode.PROBLEM
+    return ExitCode.OK
