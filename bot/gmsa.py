@@ -119,6 +119,7 @@ class KdsKeys:
 
     container: bool
     effective: tuple[datetime, ...] = ()
+    hidden: int = 0  # keys seen whose effective time the lookup account may not read (confidential)
 
 
 @dataclass(frozen=True)
@@ -260,11 +261,16 @@ def check_kds(facts: GmsaFacts, now: datetime) -> Check:
             _ADD_KDS,
         )
     if not facts.kds.effective:
+        seen = (
+            f"{facts.kds.hidden} KDS root key(s) exist, but the lookup account may not read when they "
+            "became effective"
+            if facts.kds.hidden
+            else "No KDS root key is visible to the lookup account"
+        )
         return Check(
             "kds_root_key",
             Status.UNKNOWN,
-            "No KDS root key is visible to the lookup account (reading the keys usually needs a domain "
-            "admin).",
+            f"{seen} (the keys' attributes are confidential: domain admins read them).",
             f"As a domain admin: Get-KdsRootKey; if it shows none: {_ADD_KDS}",
         )
     usable = [t for t in facts.kds.effective if t + KDS_WAIT <= now]

@@ -138,7 +138,7 @@ def read_kds_keys(conn: Connection) -> KdsKeys:
         )
     keys = _search(conn, container, "(objectClass=msKds-ProvRootKey)", LEVEL, ["msKds-UseStartTime"])
     effective = [filetime_to_datetime(t) for k in keys if (t := _int(k, "msKds-UseStartTime"))]
-    return KdsKeys(container=True, effective=tuple(sorted(effective)))
+    return KdsKeys(container=True, effective=tuple(sorted(effective)), hidden=len(keys) - len(effective))
 
 
 def sensor_host_names(sensor: SensorConfig, domain: str) -> list[str]:

@@ -138,8 +138,8 @@ class LabGmsa:
     def add_kds_root_key(self, effective: datetime, readable_by: LabPrincipal | None = None) -> str:
         """A KDS root key effective at `effective` (Add-KdsRootKey's object; its key data is a dummy).
 
-        AD lets only admins read the keys; `readable_by` is granted read access, as an organisation
-        that delegates it to atp-bot's lookup account would.
+        AD lets only admins read the keys' (confidential) attributes; `readable_by` is granted read and
+        control access, as an organisation that delegates it to atp-bot's lookup account would.
         """
         container = self.kds_container()
         service = container.split(",", 1)[1]
@@ -157,11 +157,14 @@ class LabGmsa:
             "msKds-SecretAgreementAlgorithmID": "DH",
         }
         if readable_by is not None:
-            sddl = f"O:DAD:(A;;FA;;;DA)(A;;FA;;;EA)(A;;FA;;;SY)(A;;RPLCLORC;;;{readable_by.sid})"
+            sddl = f"O:DAD:(A;;FA;;;DA)(A;;FA;;;EA)(A;;FA;;;SY)(A;;RPLCLORCCR;;;{readable_by.sid})"
             attributes["nTSecurityDescriptor"] = security_descriptor(sddl, self.domain_sid)
+        readable_container = security_descriptor(
+            "O:DAD:(A;;FA;;;DA)(A;;FA;;;EA)(A;;FA;;;SY)(A;;RPLCLORC;;;AU)", self.domain_sid
+        )
         with self.dc.admin() as conn:
-            for dn in (service, container):
+            for dn in (service, container):  # readable by Authenticated Users, as in AD
                 with suppress(LDAPEntryAlreadyExistsResult):
-                    conn.add(dn, ["top", "container"])
+                    conn.add(dn, ["top", "container"], {"nTSecurityDescriptor": readable_container})
             conn.add(key_dn, ["top", "msKds-ProvRootKey"], attributes)
         return key_dn

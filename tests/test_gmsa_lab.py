@@ -187,7 +187,7 @@ def test_kds_root_key_missing_then_too_young_then_ready(world: GmsaWorld, tmp_pa
     now = datetime.now(UTC)
     world.objects.add_kds_root_key(now - timedelta(hours=20))  # AD's default: only admins read it
     status, detail, _ = kds()
-    assert (status, "No KDS root key is visible" in detail) == (Status.UNKNOWN, True)
+    assert (status, "No KDS root key is visible to the lookup account" in detail) == (Status.UNKNOWN, True)
     lookup = LabPrincipal(world.lookup.name, world.lookup.dn, world.objects.sid_of(world.lookup.dn))
     world.objects.add_kds_root_key(now - timedelta(hours=1), readable_by=lookup)
     status, detail, fix = kds()
