@@ -27,6 +27,7 @@ from bot.audit import AuditAction, AuditError, AuditOutcome, AuditSink, AuditTra
 from bot.change_journal import ChangeJournal, InFlight, Phase
 from bot.config import AccountConfig, SensorConfig, Settings
 from bot.directory import ConnectionTestResult, Outcome, run_connection_test
+from bot.gmsa import password_refusal
 from bot.lockout import AccountBusy, AccountLease, LockoutGuard, hold_account
 from bot.recovery import Recovery, resolve
 from bot.redaction import active_secret
@@ -157,6 +158,9 @@ class PasswordChanges:
         face needs to tell the person if a crash cuts the change short (Slack: user and channel)."""
         progress = progress or ChangeProgress()
         account = self.settings.account(account_id)
+        refusal = password_refusal(account)
+        if refusal:
+            return ChangeOutcome(account.id, ChangeStatus.NOT_STARTED, refusal)
         with active_secret(password):
             try:
                 with hold_account(self.state_dir, account.id) as lease:

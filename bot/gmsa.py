@@ -347,3 +347,22 @@ def evaluate(account: AccountConfig, verdict: Verdict, now: datetime) -> GmsaRep
         check_encryption(account, facts),
     )
     return GmsaReport(account.id, (*checks, *verdict.host_checks), facts.sensors)
+
+
+_MARK = {Status.OK: "ok", Status.PROBLEM: "PROBLEM", Status.UNKNOWN: "unknown"}
+
+
+def describe(report: GmsaReport) -> list[str]:
+    """The report as an operator reads it (the CLI prints it, Slack shows it)."""
+    lines = [f"gMSA account {report.account}:"]
+    for check in report.checks:
+        lines.append(f"  {check.name}: {_MARK[check.status]}: {check.detail}")
+        if check.fix:
+            lines.append(f"    fix: {check.fix}")
+    if report.sensors:
+        lines.append("  sensors:")
+    for sensor in report.sensors:
+        verdict = {True: "may retrieve", False: "MAY NOT retrieve", None: "unknown"}[sensor.may_retrieve]
+        via = f" via {sensor.via}" if sensor.via else ""
+        lines.append(f"    {sensor.name} ({sensor.computer or 'no computer account'}): {verdict}{via}")
+    return lines

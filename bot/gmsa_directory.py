@@ -272,26 +272,26 @@ def _access(
         )
     if sensor.name in denied:
         path = denied[sensor.name].via
-        how = "by name" if path == "direct" else f"through {path}"
+        named = "by name" if path == "direct" else f"through {path}"
         return SensorAccess(
             sensor.name, computer.sam, False, path,
             detail=f"{sensor.name} may not retrieve {account.username}: a Deny entry names its computer "
-            f"account {how}.",
+            f"account {named}.",
         )  # fmt: skip
-    how = allowed.get(sensor.name)
-    if how is None:
+    reached = allowed.get(sensor.name)
+    if reached is None:
         where = f"is not in {join_group}" if join_group else "is not among the allowed principals"
         return SensorAccess(
             sensor.name, computer.sam, False,
             detail=f"{sensor.name} may not retrieve {account.username}: its computer account {where}.",
         )  # fmt: skip
     detail = (
-        f"{sensor.name} joined {how.joined_recently} less than 10 hours ago and may still hold a Kerberos "
-        "ticket without it."
-        if how.joined_recently
+        f"{sensor.name} joined {reached.joined_recently} less than 10 hours ago and may still hold a "
+        "Kerberos ticket without it."
+        if reached.joined_recently
         else ""
     )
-    return SensorAccess(sensor.name, computer.sam, True, how.via, how.joined_recently, detail)
+    return SensorAccess(sensor.name, computer.sam, True, reached.via, reached.joined_recently, detail)
 
 
 def _retrieval(

@@ -10,12 +10,11 @@ from typing import Any
 from bot.cli import context
 from bot.config import GMSA_NAME_PATTERN, ConfigError
 from bot.exitcodes import ExitCode
-from bot.gmsa import GmsaReport, Status, gmsa_sensors
+from bot.gmsa import describe, gmsa_sensors
 from bot.gmsa_check import check_gmsa, gmsa_accounts, report_exit_code
 from bot.gmsa_plan import DEFAULT_GROUP, migration_plan
 
 GROUP_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}"
-_MARK = {Status.OK: "ok", Status.PROBLEM: "PROBLEM", Status.UNKNOWN: "unknown"}
 
 
 def register(commands: Any) -> None:
@@ -46,21 +45,6 @@ def register(commands: Any) -> None:
     plan.set_defaults(handler=run_plan)
 
 
-def render(report: GmsaReport) -> list[str]:
-    lines = [f"gMSA account {report.account}:"]
-    for check in report.checks:
-        lines.append(f"  {check.name}: {_MARK[check.status]}: {check.detail}")
-        if check.fix:
-            lines.append(f"    fix: {check.fix}")
-    if report.sensors:
-        lines.append("  sensors:")
-    for sensor in report.sensors:
-        verdict = {True: "may retrieve", False: "MAY NOT retrieve", None: "unknown"}[sensor.may_retrieve]
-        via = f" via {sensor.via}" if sensor.via else ""
-        lines.append(f"    {sensor.name} ({sensor.computer or 'no computer account'}): {verdict}{via}")
-    return lines
-
-
 def run_check(args: argparse.Namespace) -> int:
     settings = context.load(args)
     reports = [check_gmsa(settings, account) for account in gmsa_accounts(settings, args.account)]
@@ -68,7 +52,7 @@ def run_check(args: argparse.Namespace) -> int:
         documents = [r.as_json() for r in reports]
         print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
     else:
-        print("\n".join(line for report in reports for line in render(report)))
+        print("\n".join(line for report in reports for line in describe(report)))
     return report_exit_code(reports)
 
 

@@ -10,9 +10,10 @@ from bot.audit import cli_actor
 from bot.change import ChangeOutcome, ChangeProgress, ChangeStatus, open_changes
 from bot.cli import check, context
 from bot.cli.test_connection import EXIT_CODES, render
-from bot.config import AccountConfig
+from bot.config import AccountConfig, ConfigError
 from bot.directory import ConnectionTestResult
 from bot.exitcodes import ExitCode
+from bot.gmsa import password_refusal
 from bot.lockout import replica_account_locks
 from bot.recovery import Recovery
 from bot.sensors import SensorResult
@@ -80,6 +81,9 @@ def exit_code(outcome: ChangeOutcome) -> ExitCode:
 def run(args: argparse.Namespace) -> int:
     settings = context.load(args)
     account = settings.account(args.account)
+    refusal = password_refusal(account)
+    if refusal:
+        raise ConfigError([refusal])
     password = context.read_password(args, f"New password for {account.username}: ", confirm=True)
     changes = open_changes(settings)
     actor = cli_actor()

@@ -7,8 +7,10 @@ import json
 from typing import Any
 
 from bot.cli import context
+from bot.config import ConfigError
 from bot.directory import ConnectionTestResult, Outcome, run_connection_test
 from bot.exitcodes import ExitCode
+from bot.gmsa import password_refusal
 from bot.lockout import AccountBusy, LockoutGuard, hold_account, replica_account_locks
 from bot.state import state_dir
 
@@ -78,6 +80,9 @@ def as_json(result: ConnectionTestResult) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     settings = context.load(args)
     account = settings.account(args.account)
+    refusal = password_refusal(account)
+    if refusal:
+        raise ConfigError([refusal])
     password = context.read_password(args, f"New password for {account.username}: ")
     directory = state_dir(settings)
     guard = LockoutGuard.for_settings(settings)

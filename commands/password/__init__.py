@@ -21,6 +21,7 @@ from slack_sdk.errors import SlackApiError
 from bot.audit import AuditAction, AuditOutcome
 from bot.change import ChangeProgress, PasswordChanges, sensors_for_account
 from bot.config import ConfigError, Settings
+from bot.gmsa import password_refusal
 from bot.monitor.models import MessageRef
 from bot.recovery import Recovery
 from bot.sensors import SensorResult
@@ -66,6 +67,10 @@ def handle(ctx: CommandContext) -> None:
         return
     if account_id is None and len(settings.accounts) == 1:
         account_id = settings.accounts[0].id
+    refusal = password_refusal(settings.account(account_id)) if account_id else None
+    if refusal:
+        ctx.reply(refusal)
+        return
     ctx.ack()
     try:
         open_modal(
