@@ -8,6 +8,7 @@ branch is testable on its own. Slack and the CLI only render a `GmsaReport`.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +32,8 @@ GMSA_CHANGE_REFUSAL = (
     "(or `/atp gmsa {id}`) to check it instead."
 )
 
+_SD_HEADER = struct.Struct("<BBHIIII")  # revision, Sbz1, control, owner/group/SACL/DACL offsets
+_SE_SELF_RELATIVE = 0x8000
 _ALLOW = {ACEType.ACCESS_ALLOWED_ACE_TYPE, ACEType.ACCESS_ALLOWED_OBJECT_ACE_TYPE}
 _DENY = {ACEType.ACCESS_DENIED_ACE_TYPE, ACEType.ACCESS_DENIED_OBJECT_ACE_TYPE}
 
@@ -62,8 +65,20 @@ class Membership:
     denied: tuple[str, ...] = ()
 
 
+def _check_header(descriptor: bytes) -> None:
+    """The parser accepts any bytes; AD's form is revision 1, self-relative, offsets inside the blob."""
+    if len(descriptor) < _SD_HEADER.size:
+        raise MembershipUnreadable("not a security descriptor (too short)")
+    revision, _, control, *offsets = _SD_HEADER.unpack_from(descriptor)
+    if revision != 1 or not control & _SE_SELF_RELATIVE:
+        raise MembershipUnreadable("not a self-relative security descriptor")
+    if any(offset >= len(descriptor) for offset in offsets):
+        raise MembershipUnreadable("not a security descriptor (an offset points outside it)")
+
+
 def decode_membership(descriptor: bytes) -> Membership:
     """The principals of a self-relative SECURITY_DESCRIPTOR's DACL (the form AD stores)."""
+    _check_header(descriptor)
     try:
         parsed = SECURITY_DESCRIPTOR.from_bytes(descriptor)
     except Exception as exc:  # noqa: BLE001 - a malformed blob fails in any of the parser's steps

@@ -4,6 +4,7 @@ made over LDAP, security descriptors encoded by Samba itself."""
 from __future__ import annotations
 
 import json
+import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,10 +15,12 @@ import tomli_w
 from bot.config import load_settings
 from bot.gmsa import Status
 from bot.gmsa_check import check_gmsa
+from commands import MODULES
 from lab.domain import LabDomain
 from lab.gmsa import LabGmsa, LabPrincipal
 from lab.samba import LabUser
 from tests.conftest import CANARY, assert_no_canary, closed_port_url, run_cli
+from tests.slack_lab import running_lab, wait_for
 
 pytestmark = pytest.mark.samba
 LOOKUP_ENV = "ATP_BOT_TEST_GMSA_LOOKUP"
@@ -195,3 +198,23 @@ def test_kds_root_key_missing_then_too_young_then_ready(world: GmsaWorld, tmp_pa
     assert fix.startswith("Wait until ")
     world.objects.add_kds_root_key(now - timedelta(hours=11), readable_by=lookup)
     assert kds()[0] is Status.OK
+
+
+def test_slack_shows_the_same_and_refuses_a_password_change(world: GmsaWorld, tmp_path: Path) -> None:
+    config = tomllib.loads(gmsa_config(world, tmp_path).read_text())
+    with running_lab("http", modules=MODULES, config=config) as lab:
+        ack = lab.emulator.slash_command("gmsa")
+        assert "Checking the gMSA mdisvc$ of account `corp`" in ack.text
+
+        def final() -> str | None:
+            texts = [c.args.get("text", "") for c in lab.emulator.calls("response_url")]
+            return next((t for t in reversed(texts) if "retrieval:" in t), None)
+
+        shown = wait_for(final, timeout=60)
+        assert "sensor03 may not retrieve mdisvc$: its computer account is not in MDI-Outer" in shown
+        assert "sensor02 (sensor02$): may retrieve via MDI-Outer > MDI-Sensors" in shown
+        refused = lab.emulator.slash_command("password corp").text
+        assert refused.startswith("Account corp is a group managed service account (mdisvc$)")
+        assert "atp-bot gmsa check --account corp" in refused
+        assert not lab.emulator.calls("views.open")
+        assert CANARY not in json.dumps([c.args for c in lab.emulator.calls()])
