@@ -126,6 +126,7 @@ class GmsaObject:
     encryption_types: int | None
     interval_days: int | None
     membership: bytes | None
+    sid: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,14 @@ monitor."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from bot.config import AccountConfig, ConfigError, Settings
 from bot.exitcodes import ExitCode
 from bot.gmsa import GmsaReport, Status, evaluate, gmsa_sensors
 from bot.gmsa_directory import read_facts
+from bot.gmsa_hosts import host_checks
 
 
 def gmsa_accounts(settings: Settings, account_id: str | None) -> list[AccountConfig]:
@@ -27,8 +29,11 @@ def gmsa_accounts(settings: Settings, account_id: str | None) -> list[AccountCon
 def check_gmsa(settings: Settings, account: AccountConfig, now: datetime | None = None) -> GmsaReport:
     """Every check of one gMSA account. Never raises for peer problems."""
     moment = now or datetime.now(UTC)
-    verdict = read_facts(account, gmsa_sensors(settings, account), moment)
-    return evaluate(account, verdict, moment)
+    sensors = gmsa_sensors(settings, account)
+    verdict = read_facts(account, sensors, moment)
+    gmsa = verdict.facts.gmsa if verdict.facts else None
+    hosts = host_checks(settings, account, sensors, gmsa.sid if gmsa else None)
+    return evaluate(account, replace(verdict, host_checks=hosts), moment)
 
 
 def report_exit_code(reports: list[GmsaReport]) -> ExitCode:

@@ -47,6 +47,7 @@ _GMSA_ATTRIBUTES = [
     "msDS-SupportedEncryptionTypes",
     "msDS-ManagedPasswordInterval",
     "msDS-GroupMSAMembership",
+    "objectSid",
 ]
 _PRINCIPAL_ATTRIBUTES = ["objectClass", "sAMAccountName", "objectSid", "member", "whenChanged"]
 
@@ -120,6 +121,7 @@ def read_gmsa(conn: Connection, base: str, account: AccountConfig) -> GmsaObject
         encryption_types=_int(entry, "msDS-SupportedEncryptionTypes"),
         interval_days=_int(entry, "msDS-ManagedPasswordInterval"),
         membership=_raw(entry, "msDS-GroupMSAMembership"),
+        sid=_sid(entry),
     )
 
 

@@ -19,7 +19,17 @@ from commands import MODULES
 from lab.domain import LabDomain
 from lab.gmsa import LabGmsa, LabPrincipal
 from lab.samba import LabUser
-from tests.conftest import CANARY, assert_no_canary, closed_port_url, run_cli
+from lab.winrm.model import Host
+from lab.winrm.server import WinRMEmulator
+from tests.conftest import (
+    CANARY,
+    SENSOR_WINRM_PASSWORD,
+    SENSOR_WINRM_USER,
+    assert_no_canary,
+    closed_port_url,
+    run_cli,
+    sensor_config,
+)
 from tests.slack_lab import running_lab, wait_for
 
 pytestmark = pytest.mark.samba
@@ -51,7 +61,11 @@ def world(lab_domain: LabDomain) -> GmsaWorld:
 
 
 def gmsa_config(
-    world: GmsaWorld, tmp_path: Path, gmsa: str = "mdisvc$", dcs: list[str] | None = None
+    world: GmsaWorld,
+    tmp_path: Path,
+    gmsa: str = "mdisvc$",
+    dcs: list[str] | None = None,
+    winrm: WinRMEmulator | None = None,
 ) -> Path:
     dc = world.lab.dc
     account = {
@@ -67,10 +81,11 @@ def gmsa_config(
     sensors = [
         {"name": n, "endpoint": "https://127.0.0.1:5986/wsman", "account": "corp"} for n in world.computers
     ]
+    config = {"state_dir": str(tmp_path / "state"), "accounts": [account], "sensors": sensors}
+    if winrm is not None:
+        config |= sensor_config(winrm, "corp")
     path = tmp_path / "atp-bot.toml"
-    path.write_text(
-        tomli_w.dumps({"state_dir": str(tmp_path / "state"), "accounts": [account], "sensors": sensors})
-    )
+    path.write_text(tomli_w.dumps(config))
     return path
 
 
@@ -218,3 +233,27 @@ def test_slack_shows_the_same_and_refuses_a_password_change(world: GmsaWorld, tm
         assert "atp-bot gmsa check --account corp" in refused
         assert not lab.emulator.calls("views.open")
         assert CANARY not in json.dumps([c.args for c in lab.emulator.calls()])
+
+
+def test_host_checks_on_the_sensors_over_winrm(world: GmsaWorld, tmp_path: Path, env: None) -> None:
+    """sensor01 can use the gMSA; sensor02 too, but a GPO restricts "Log on as a service"; sensor03's
+    Test-ADServiceAccount fails."""
+    with WinRMEmulator(username=SENSOR_WINRM_USER, password=SENSOR_WINRM_PASSWORD) as winrm:
+        for name in world.computers:
+            winrm.add_host(Host.sensor(name))
+        winrm.hosts["sensor01"].gmsa_usable.add("mdisvc")
+        winrm.hosts["sensor02"].gmsa_usable.add("mdisvc")
+        winrm.hosts["sensor02"].service_logon = ["CONTOSO\\svc-other"]
+        result = run_cli(gmsa_config(world, tmp_path, winrm=winrm), "gmsa", "check", "--json")
+    assert result.returncode == 1, result.stderr
+    hosts = {c["name"]: c for c in json.loads(result.stdout)["checks"] if c["name"].startswith("host:")}
+    assert hosts["host:sensor01"]["status"] == "ok"
+    assert hosts["host:sensor02"]["status"] == "problem"
+    assert (
+        '"Log on as a service" right is restricted by policy to CONTOSO\\svc-other'
+        in (hosts["host:sensor02"]["detail"])
+    )
+    assert hosts["host:sensor03"]["status"] == "problem"
+    assert "Test-ADServiceAccount says sensor03 cannot use mdisvc$" in hosts["host:sensor03"]["detail"]
+    assert "klist purge -li 0x3e7" in hosts["host:sensor03"]["fix"]
+    assert CANARY not in result.stdout + result.stderr
