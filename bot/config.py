@@ -32,6 +32,11 @@ CONFIG_ENV = "ATP_BOT_CONFIG"
 DEFAULT_CONFIG_NAME = "atp-bot.toml"
 
 ACCOUNT_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+# What a sensor logs when it cannot retrieve its gMSA's password (the monitor then runs `gmsa check`).
+GMSA_LOG_SIGNATURES = (
+    "failed to retrieve group managed service account password",
+    "GMSA password could not be retrieved",
+)
 GMSA_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\$"  # sAMAccountName: at most 15 characters + `$`
 GMSA_DOMAIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+$"
 
@@ -319,7 +324,8 @@ class SensorChecksConfig(_Model):
     # Wall-clock limit for one sensor (connect, authenticate, run, read output).
     host_timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
     credential_error_patterns: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = [
-        "The supplied credential is invalid."
+        "The supplied credential is invalid.",
+        *GMSA_LOG_SIGNATURES,
     ]
     # Without `since` or a saved position, look this far back in the error log.
     default_window_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60

@@ -9,7 +9,7 @@ branch is testable on its own. Slack and the CLI only render a `GmsaReport`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -17,7 +17,7 @@ from enum import StrEnum
 from winacl.dtyp.ace import ACEType
 from winacl.dtyp.security_descriptor import SECURITY_DESCRIPTOR
 
-from bot.config import AccountConfig, SensorConfig, Settings
+from bot.config import GMSA_LOG_SIGNATURES, AccountConfig, SensorConfig, Settings
 
 # A KDS root key is usable by every DC only once replication had time: Microsoft says 10 hours. A
 # computer that joined an allowed group more recently may still hold a Kerberos ticket without it.
@@ -382,3 +382,25 @@ def describe(report: GmsaReport) -> list[str]:
         via = f" via {sensor.via}" if sensor.via else ""
         lines.append(f"    {sensor.name} ({sensor.computer or 'no computer account'}): {verdict}{via}")
     return lines
+
+
+def mentions_gmsa(line: str | None) -> bool:
+    """Whether a sensor log line is one of the gMSA retrieval failures."""
+    text = (line or "").lower()
+    return any(signature.lower() in text for signature in GMSA_LOG_SIGNATURES)
+
+
+def alert_verdict(report: GmsaReport, sensors: Collection[str]) -> str:
+    """What a monitor alert says about the gMSA for the sensors that logged a gMSA failure."""
+    found = [s.detail for s in report.sensors if s.name in sensors and s.detail]
+    found += [
+        c.detail
+        for c in report.checks
+        if c.status is Status.PROBLEM
+        and c.name != "retrieval"
+        and (not c.name.startswith("host:") or c.name.removeprefix("host:") in sensors)
+    ]
+    if not found:
+        names = ", ".join(sorted(sensors))
+        return f"`atp-bot gmsa check --account {report.account}` found nothing wrong for {names}."
+    return " ".join(found)

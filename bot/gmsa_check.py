@@ -3,14 +3,16 @@ monitor."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from bot.config import AccountConfig, ConfigError, Settings
 from bot.exitcodes import ExitCode
-from bot.gmsa import GmsaReport, Status, evaluate, gmsa_sensors
+from bot.gmsa import GmsaReport, Status, alert_verdict, evaluate, gmsa_sensors, mentions_gmsa
 from bot.gmsa_directory import read_facts
 from bot.gmsa_hosts import host_checks
+from bot.sensors import SensorResult
 
 
 def gmsa_accounts(settings: Settings, account_id: str | None) -> list[AccountConfig]:
@@ -46,3 +48,19 @@ def report_exit_code(reports: list[GmsaReport]) -> ExitCode:
     if any(c.status is Status.UNKNOWN for c in checks):
         return ExitCode.PROBLEM
     return ExitCode.OK
+
+
+def gmsa_alert_verdicts(settings: Settings, results: Sequence[SensorResult]) -> dict[str, str]:
+    """For the monitor: account id -> the gMSA verdict, for each gMSA account one of whose sensors logged
+    a gMSA retrieval failure in this cycle (so AD is read only when new such lines appear)."""
+    failing = {
+        r.name
+        for r in results
+        if r.credential_errors is not None and mentions_gmsa(r.credential_errors.sample)
+    }
+    verdicts = {}
+    for account in settings.accounts:
+        sensors = {s.name for s in gmsa_sensors(settings, account)} & failing
+        if account.kind == "gmsa" and sensors:
+            verdicts[account.id] = alert_verdict(check_gmsa(settings, account), sensors)
+    return verdicts

@@ -117,6 +117,8 @@ def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
         parts += [f"service `{s.name}` is {s.state}" for s in issue.stopped_services]
         lines.append(f"• *{issue.sensor}*: " + "; ".join(parts))
     lines += [f"• Defender for Identity health issue: {h.display_name}" for h in incident.health_issues]
+    if incident.gmsa_verdict:
+        lines.append(f"• gMSA: {_escape(incident.gmsa_verdict)}")
     blocks = [section(heading), section("\n".join(lines) or "•")]
     if incident.sample:
         blocks.append(

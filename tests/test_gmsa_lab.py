@@ -15,12 +15,16 @@ import tomli_w
 from bot.config import load_settings
 from bot.gmsa import Status
 from bot.gmsa_check import check_gmsa
+from bot.monitor.cycle import run_monitor_cycle
+from bot.monitor.render import render_incident
 from commands import MODULES
+from commands.alerts import incident_message
 from lab.domain import LabDomain
 from lab.gmsa import LabGmsa, LabPrincipal
 from lab.samba import LabUser
-from lab.winrm.model import Host
+from lab.winrm.model import Host, log_line
 from lab.winrm.server import WinRMEmulator
+from tests import monitor_tools
 from tests.conftest import (
     CANARY,
     SENSOR_WINRM_PASSWORD,
@@ -257,3 +261,36 @@ def test_host_checks_on_the_sensors_over_winrm(world: GmsaWorld, tmp_path: Path,
     assert "Test-ADServiceAccount says sensor03 cannot use mdisvc$" in hosts["host:sensor03"]["detail"]
     assert "klist purge -li 0x3e7" in hosts["host:sensor03"]["fix"]
     assert CANARY not in result.stdout + result.stderr
+
+
+def test_a_gmsa_failure_in_a_sensor_log_puts_the_verdict_into_the_alert(
+    world: GmsaWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATP_BOT_TEST_WINRM", monitor_tools.WINRM_PASSWORD)
+    monkeypatch.delenv("ATP_BOT_STORE_KEY", raising=False)
+    dc = world.lab.dc
+    account = (
+        f'[[accounts]]\nid = "svc"\nkind = "gmsa"\nusername = "mdisvc$"\ndomain = "{dc.dns_domain}"\n'
+        f'domain_controllers = ["{dc.ldaps_url}"]\nca_file = "{dc.ca_file}"\n'
+        f'lookup_username = "{world.lookup.upn}"\nlookup_password_env = "{LOOKUP_ENV}"\n'
+    )
+    clock, notifier = monitor_tools.Clock(), monitor_tools.RecordingNotifier()
+    with WinRMEmulator(username=monitor_tools.WINRM_USER, password=monitor_tools.WINRM_PASSWORD) as winrm:
+        winrm.add_host(Host.sensor("sensor01"))
+        winrm.add_host(Host.sensor("sensor03"))
+        settings = monitor_tools.monitor_settings(tmp_path, winrm, account=account)
+        runtime = monitor_tools.make_runtime(settings, notifier, clock)
+        assert run_monitor_cycle(runtime).opened == ()
+        failure = "GMSA password could not be retrieved [errorCode=AccessDenied AccountName=mdisvc$]"
+        winrm.host("sensor03").append_log(log_line(clock.now, failure))
+        assert run_monitor_cycle(runtime).opened == ("svc",)
+    (incident,) = notifier.of("post_incident")
+    assert incident.gmsa_verdict is not None
+    assert (
+        "sensor03 may not retrieve mdisvc$: its computer account is not in MDI-Outer" in incident.gmsa_verdict
+    )
+    assert "sensor01" not in incident.gmsa_verdict
+    assert [a.kind for a in incident.actions] == ["recheck"]  # no "update password" for a gMSA
+    assert "fix: atp-bot gmsa check --account svc" in render_incident(incident)
+    text, _ = incident_message(incident)
+    assert "gMSA: sensor03 may not retrieve mdisvc$" in text

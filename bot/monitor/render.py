@@ -43,7 +43,11 @@ def render_incident(incident: Incident) -> str:
     ]
     if incident.sample:
         lines.append(f"  sample: {incident.sample}")
-    lines.append(f"  fix: atp-bot set-password --account {incident.account_id}")
+    if incident.gmsa_verdict:
+        lines.append(f"  gMSA: {incident.gmsa_verdict}")
+        lines.append(f"  fix: atp-bot gmsa check --account {incident.account_id}")
+    else:
+        lines.append(f"  fix: atp-bot set-password --account {incident.account_id}")
     return "\n".join(lines)
 
 
