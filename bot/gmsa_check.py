@@ -62,5 +62,8 @@ def gmsa_alert_verdicts(settings: Settings, results: Sequence[SensorResult]) -> 
     for account in settings.accounts:
         sensors = {s.name for s in gmsa_sensors(settings, account)} & failing
         if account.kind == "gmsa" and sensors:
-            verdicts[account.id] = alert_verdict(check_gmsa(settings, account), sensors)
+            try:
+                verdicts[account.id] = alert_verdict(check_gmsa(settings, account), sensors)
+            except ConfigError as error:  # the cycle goes on; the alert says why there is no verdict
+                verdicts[account.id] = f"`gmsa check` cannot run: {'; '.join(error.problems)}"
     return verdicts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App, Respond
 
-from bot.config import AccountConfig, Settings
+from bot.config import AccountConfig, ConfigError, Settings
 from bot.gmsa import describe
 from bot.gmsa_check import check_gmsa
 from bot.slack.context import CommandContext, Services
@@ -40,8 +40,11 @@ def handle(ctx: CommandContext) -> None:
 
 def run_check(settings: Settings, account: AccountConfig, respond: Respond) -> None:
     """On the bot's executor: read AD, then replace the ephemeral reply with the verdicts."""
-    text = "\n".join(describe(check_gmsa(settings, account)))
-    respond(text=f"```{text}```", response_type="ephemeral", replace_original=True)
+    try:
+        text = "```" + "\n".join(describe(check_gmsa(settings, account))) + "```"
+    except ConfigError as error:  # e.g. the lookup password's variable is not set
+        text = f"The gMSA check of `{account.id}` cannot run: {'; '.join(error.problems)}"
+    respond(text=text, response_type="ephemeral", replace_original=True)
 
 
 SUBCOMMAND = Subcommand(

@@ -3,12 +3,16 @@ need no directory."""
 
 from __future__ import annotations
 
+import base64
+import os
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from bot.change import ChangeStatus, open_changes
 from bot.config import ConfigError, Settings, parse_settings
 from bot.gmsa import (
     GmsaFacts,
@@ -19,13 +23,17 @@ from bot.gmsa import (
     check_kds,
     check_object,
     decode_membership,
+    mentions_gmsa,
     password_refusal,
 )
+from bot.gmsa_check import gmsa_alert_verdicts
 from bot.gmsa_plan import migration_plan
+from bot.sensors import CredentialErrors, SensorResult
+from bot.store.embedded import init_embedded_store
 from commands.password.validation import validate
 from commands.password.views import Action, Block, PasswordModalState
 from lab.gmsa import SYSTEM_PYTHON, allow_sddl, security_descriptor
-from tests.conftest import run_cli
+from tests.conftest import CANARY, run_cli
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 GMSA = """
@@ -183,3 +191,28 @@ def test_gmsa_cli_usage_errors(tmp_path: Path) -> None:
     result = run_cli(path, "gmsa", "plan", "--account", "contoso", "--gmsa", "mdisvc")
     assert result.returncode == 0
     assert "New-ADServiceAccount -Name 'mdisvc'" in result.stdout
+
+
+def test_the_change_path_itself_refuses_a_gmsa(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed: whatever face calls it, the change path never tests or saves a gMSA password."""
+    monkeypatch.setenv("ATP_BOT_STORE_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    config = parse_settings(f'state_dir = "{tmp_path / "state"}"\n' + GMSA)
+    init_embedded_store(config)
+    outcome = open_changes(config).change("corp", SecretStr(CANARY), "cli:test")
+    assert (outcome.status, outcome.saved_ok) == (ChangeStatus.NOT_STARTED, False)
+    assert outcome.message == password_refusal(config.account("corp"))
+
+
+def test_the_monitor_says_why_a_gmsa_verdict_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ATP_BOT_TEST_GMSA_LOOKUP", raising=False)
+    config = parse_settings(GMSA.replace('account = "contoso"', 'account = "corp"'))
+    now = datetime.now(UTC)
+    errors = CredentialErrors(1, now, now, "GMSA password could not be retrieved [errorCode=AccessDenied]",
+                              "x.log", 10, True, False, False)  # fmt: skip
+    result = SensorResult("sensor01", "https://sensor01:5986/wsman", "mdi", "corp", now, 0.1, (), errors)
+    verdicts = gmsa_alert_verdicts(config, [result])
+    assert verdicts == {
+        "corp": "`gmsa check` cannot run: account corp: lookup_password: environment variable "
+        "ATP_BOT_TEST_GMSA_LOOKUP is not set"
+    }
+    assert mentions_gmsa(errors.sample) and not mentions_gmsa("The supplied credential is invalid.")
