@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 from bot.config import AccountConfig, ConfigError, Settings
 from bot.exitcodes import ExitCode
-from bot.gmsa import GmsaReport, Status, alert_verdict, evaluate, gmsa_sensors, mentions_gmsa
+from bot.gmsa import GmsaReport, Status, gmsa_sensors, mentions_gmsa
 from bot.gmsa_directory import read_facts
 from bot.gmsa_hosts import host_checks
+from bot.gmsa_verdicts import alert_verdict, evaluate
 from bot.sensors import SensorResult
 
 

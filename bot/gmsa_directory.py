@@ -107,9 +107,12 @@ def _search(
 def read_gmsa(conn: Connection, base: str, account: AccountConfig) -> GmsaObject | None:
     sam = escape_filter_chars(account.username)
     found = _search(
-        conn, base, f"(&(objectClass=msDS-GroupManagedServiceAccount)(sAMAccountName={sam}))", SUBTREE,
+        conn,
+        base,
+        f"(&(objectClass=msDS-GroupManagedServiceAccount)(sAMAccountName={sam}))",
+        SUBTREE,
         _GMSA_ATTRIBUTES,
-    )  # fmt: skip
+    )
     if len(found) != 1:
         return None
     entry = found[0]
@@ -167,9 +170,12 @@ class _Computer:
 def _find_computer(conn: Connection, base: str, sensor: SensorConfig, domain: str) -> _Computer | None:
     hosts = "".join(f"(dNSHostName={escape_filter_chars(h)})" for h in sensor_host_names(sensor, domain))
     found = _search(
-        conn, base, f"(&(objectClass=computer)(!(objectClass=msDS-GroupManagedServiceAccount))(|{hosts}))",
-        SUBTREE, ["sAMAccountName", "objectSid", "primaryGroupID", "userAccountControl"],
-    )  # fmt: skip
+        conn,
+        base,
+        f"(&(objectClass=computer)(!(objectClass=msDS-GroupManagedServiceAccount))(|{hosts}))",
+        SUBTREE,
+        ["sAMAccountName", "objectSid", "primaryGroupID", "userAccountControl"],
+    )
     if len(found) != 1:
         return None
     entry = found[0]
@@ -263,9 +269,13 @@ class _Walk:
 
 
 def _access(
-    account: AccountConfig, sensor: SensorConfig, computer: _Computer | None, allowed: dict[str, _Reached],
-    denied: dict[str, _Reached], join_group: str | None,
-) -> SensorAccess:  # fmt: skip
+    account: AccountConfig,
+    sensor: SensorConfig,
+    computer: _Computer | None,
+    allowed: dict[str, _Reached],
+    denied: dict[str, _Reached],
+    join_group: str | None,
+) -> SensorAccess:
     domain = account.domain or account.name.domain
     if computer is None:
         names = " or ".join(sensor_host_names(sensor, domain))
@@ -276,17 +286,22 @@ def _access(
         path = denied[sensor.name].via
         named = "by name" if path == "direct" else f"through {path}"
         return SensorAccess(
-            sensor.name, computer.sam, False, path,
+            sensor.name,
+            computer.sam,
+            False,
+            path,
             detail=f"{sensor.name} may not retrieve {account.username}: a Deny entry names its computer "
             f"account {named}.",
-        )  # fmt: skip
+        )
     reached = allowed.get(sensor.name)
     if reached is None:
         where = f"is not in {join_group}" if join_group else "is not among the allowed principals"
         return SensorAccess(
-            sensor.name, computer.sam, False,
+            sensor.name,
+            computer.sam,
+            False,
             detail=f"{sensor.name} may not retrieve {account.username}: its computer account {where}.",
-        )  # fmt: skip
+        )
     detail = (
         f"{sensor.name} joined {reached.joined_recently} less than 10 hours ago and may still hold a "
         "Kerberos ticket without it."
@@ -297,9 +312,13 @@ def _access(
 
 
 def _retrieval(
-    conn: Connection, base: str, account: AccountConfig, membership: Membership, sensors: list[SensorConfig],
+    conn: Connection,
+    base: str,
+    account: AccountConfig,
+    membership: Membership,
+    sensors: list[SensorConfig],
     now: datetime,
-) -> tuple[tuple[SensorAccess, ...], tuple[str, ...], str | None]:  # fmt: skip
+) -> tuple[tuple[SensorAccess, ...], tuple[str, ...], str | None]:
     domain = account.domain or account.name.domain
     found = {s.name: _find_computer(conn, base, s, domain) for s in sensors}
     walk = _Walk(conn, base, [c for c in found.values() if c is not None], now)
@@ -324,17 +343,23 @@ def _facts(conn: Connection, account: AccountConfig, sensors: list[SensorConfig]
         return GmsaFacts(None, base, kds=kds, kds_problem=kds_problem)
     if gmsa.membership is None:
         return GmsaFacts(
-            gmsa, base, kds=kds, kds_problem=kds_problem,
+            gmsa,
+            base,
+            kds=kds,
+            kds_problem=kds_problem,
             membership_problem=f"msDS-GroupMSAMembership of {account.username} is empty or not readable by "
             "the lookup account: nobody may retrieve the password, or the lookup account may not see who.",
-        )  # fmt: skip
+        )
     try:
         membership = decode_membership(gmsa.membership)
     except MembershipUnreadable as problem:
         return GmsaFacts(
-            gmsa, base, kds=kds, kds_problem=kds_problem,
+            gmsa,
+            base,
+            kds=kds,
+            kds_problem=kds_problem,
             membership_problem=f"msDS-GroupMSAMembership of {account.username}: {problem}",
-        )  # fmt: skip
+        )
     access, names, join_group = _retrieval(conn, base, account, membership, sensors, now)
     return GmsaFacts(gmsa, base, names, join_group, access, kds=kds, kds_problem=kds_problem)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from slack_bolt import App, Respond
 
 from bot.config import AccountConfig, ConfigError, Settings
-from bot.gmsa import describe
 from bot.gmsa_check import check_gmsa
+from bot.gmsa_verdicts import describe
 from bot.slack.context import CommandContext, Services
 from bot.slack.registry import Subcommand
 from commands.arguments import account_argument

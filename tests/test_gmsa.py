@@ -20,14 +20,13 @@ from bot.gmsa import (
     KdsKeys,
     MembershipUnreadable,
     Status,
-    check_kds,
-    check_object,
     decode_membership,
     mentions_gmsa,
     password_refusal,
 )
 from bot.gmsa_check import gmsa_alert_verdicts
 from bot.gmsa_plan import migration_plan
+from bot.gmsa_verdicts import check_kds, check_object
 from bot.sensors import CredentialErrors, SensorResult
 from bot.store.embedded import init_embedded_store
 from commands.password.validation import validate

@@ -10,9 +10,10 @@ from typing import Any
 from bot.cli import context
 from bot.config import GMSA_NAME_PATTERN, ConfigError
 from bot.exitcodes import ExitCode
-from bot.gmsa import describe, gmsa_sensors
+from bot.gmsa import gmsa_sensors
 from bot.gmsa_check import check_gmsa, gmsa_accounts, report_exit_code
 from bot.gmsa_plan import DEFAULT_GROUP, migration_plan
+from bot.gmsa_verdicts import describe
 
 GROUP_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}"
 
