@@ -15,8 +15,10 @@ from pydantic import SecretStr
 from bot.change import ChangeStatus, open_changes
 from bot.config import ConfigError, Settings, parse_settings
 from bot.gmsa import (
+    Check,
     GmsaFacts,
     GmsaObject,
+    GmsaReport,
     KdsKeys,
     MembershipUnreadable,
     Status,
@@ -24,7 +26,7 @@ from bot.gmsa import (
     mentions_gmsa,
     password_refusal,
 )
-from bot.gmsa_check import gmsa_alert_verdicts
+from bot.gmsa_check import gmsa_alert_verdicts, report_exit_code
 from bot.gmsa_plan import migration_plan
 from bot.gmsa_verdicts import check_kds, check_object
 from bot.sensors import CredentialErrors, SensorResult
@@ -215,3 +217,14 @@ def test_the_monitor_says_why_a_gmsa_verdict_is_missing(monkeypatch: pytest.Monk
         "ATP_BOT_TEST_GMSA_LOOKUP is not set"
     }
     assert mentions_gmsa(errors.sample) and not mentions_gmsa("The supplied credential is invalid.")
+
+
+def test_exit_codes_problem_first_then_unreachable_then_unknown() -> None:
+    ok, problem = Check("object", Status.OK, ""), Check("object", Status.PROBLEM, "")
+    down = Check("host:s1", Status.UNKNOWN, "", unreachable=True)
+    unknown = Check("kds_root_key", Status.UNKNOWN, "")
+
+    def code(*checks: Check) -> int:
+        return report_exit_code([GmsaReport("corp", checks)])
+
+    assert (code(ok), code(ok, problem, down), code(ok, down, unknown), code(ok, unknown)) == (0, 1, 3, 1)
