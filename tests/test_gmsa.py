@@ -4,6 +4,7 @@ need no directory."""
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -29,12 +30,14 @@ from bot.gmsa import (
 from bot.gmsa_check import gmsa_alert_verdicts, report_exit_code
 from bot.gmsa_plan import migration_plan
 from bot.gmsa_verdicts import check_kds, check_object
+from bot.monitor.expiry import run_expiry_check
 from bot.sensors import CredentialErrors, SensorResult
 from bot.store.embedded import init_embedded_store
 from commands.password.validation import validate
 from commands.password.views import Action, Block, PasswordModalState
 from lab.gmsa import SYSTEM_PYTHON, allow_sddl, security_descriptor
 from tests.conftest import CANARY, run_cli
+from tests.monitor_tools import Clock, RecordingNotifier, make_runtime, monitor_settings
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 GMSA = """
@@ -228,3 +231,19 @@ def test_exit_codes_problem_first_then_unreachable_then_unknown() -> None:
         return report_exit_code([GmsaReport("corp", checks)])
 
     assert (code(ok), code(ok, problem, down), code(ok, down, unknown), code(ok, unknown)) == (0, 1, 3, 1)
+
+
+def test_the_expiry_check_leaves_a_gmsa_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AD rotates a gMSA's password: no daily expiry read (it would only fail: a gMSA is no person)."""
+    monkeypatch.delenv("ATP_BOT_STORE_KEY", raising=False)
+    account = (
+        '[[accounts]]\nid = "svc"\nkind = "gmsa"\nusername = "mdisvc$"\ndomain = "corp.test"\n'
+        'domain_controllers = ["ldaps://127.0.0.1:1"]\nlookup_username = "r@corp.test"\n'
+        'lookup_password_env = "ATP_BOT_TEST_GMSA_LOOKUP"\n'
+    )
+    runtime = make_runtime(monitor_settings(tmp_path, None, account=account), RecordingNotifier(), Clock())
+    caplog.set_level(logging.INFO)
+    assert run_expiry_check(runtime) == []
+    assert not [r for r in caplog.records if "expiry" in r.getMessage()]
