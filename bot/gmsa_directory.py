@@ -268,13 +268,38 @@ class _Walk:
         return reached
 
 
+@dataclass(frozen=True)
+class _Expansion:
+    """Where the descriptor's principals lead: sensor name -> how it is reached."""
+
+    allowed: dict[str, _Reached]
+    denied: dict[str, _Reached]
+    join_group: str | None  # the first allowed group: the one a missing sensor should join
+    unresolved: tuple[str, ...]  # allowed SIDs not found in this domain (another domain's groups)
+
+
+def _not_reached(account: AccountConfig, sensor: str, computer: str, expansion: _Expansion) -> SensorAccess:
+    group = expansion.join_group
+    where = f"is not in {group}" if group else "is not among the allowed principals"
+    if expansion.unresolved:
+        return SensorAccess(
+            sensor,
+            computer,
+            None,
+            detail=f"{sensor}: its computer account {where} of this domain, and "
+            f"{', '.join(expansion.unresolved)} could not be resolved here (another domain's group?): "
+            "check whether it contains the computer.",
+        )
+    return SensorAccess(
+        sensor,
+        computer,
+        False,
+        detail=f"{sensor} may not retrieve {account.username}: its computer account {where}.",
+    )
+
+
 def _access(
-    account: AccountConfig,
-    sensor: SensorConfig,
-    computer: _Computer | None,
-    allowed: dict[str, _Reached],
-    denied: dict[str, _Reached],
-    join_group: str | None,
+    account: AccountConfig, sensor: SensorConfig, computer: _Computer | None, expansion: _Expansion
 ) -> SensorAccess:
     domain = account.domain or account.name.domain
     if computer is None:
@@ -282,8 +307,8 @@ def _access(
         return SensorAccess(
             sensor.name, None, None, detail=f"{sensor.name}: no computer account with dNSHostName {names}."
         )
-    if sensor.name in denied:
-        path = denied[sensor.name].via
+    if sensor.name in expansion.denied:
+        path = expansion.denied[sensor.name].via
         named = "by name" if path == "direct" else f"through {path}"
         return SensorAccess(
             sensor.name,
@@ -293,15 +318,9 @@ def _access(
             detail=f"{sensor.name} may not retrieve {account.username}: a Deny entry names its computer "
             f"account {named}.",
         )
-    reached = allowed.get(sensor.name)
+    reached = expansion.allowed.get(sensor.name)
     if reached is None:
-        where = f"is not in {join_group}" if join_group else "is not among the allowed principals"
-        return SensorAccess(
-            sensor.name,
-            computer.sam,
-            False,
-            detail=f"{sensor.name} may not retrieve {account.username}: its computer account {where}.",
-        )
+        return _not_reached(account, sensor.name, computer.sam, expansion)
     detail = (
         f"{sensor.name} joined {reached.joined_recently} less than 10 hours ago and may still hold a "
         "Kerberos ticket without it."
@@ -323,11 +342,15 @@ def _retrieval(
     found = {s.name: _find_computer(conn, base, s, domain) for s in sensors}
     walk = _Walk(conn, base, [c for c in found.values() if c is not None], now)
     allowed = walk.reach(membership.allowed)
-    denied = walk.reach(membership.denied)
-    join_group = next((walk.names[sid] for sid in membership.allowed if sid in walk.groups), None)
+    expansion = _Expansion(
+        allowed,
+        walk.reach(membership.denied),
+        next((walk.names[sid] for sid in membership.allowed if sid in walk.groups), None),
+        tuple(sid for sid in membership.allowed if walk.names[sid] == sid),
+    )
     names = tuple(walk.names[sid] for sid in membership.allowed)
-    access = tuple(_access(account, s, found[s.name], allowed, denied, join_group) for s in sensors)
-    return access, names, join_group
+    access = tuple(_access(account, s, found[s.name], expansion) for s in sensors)
+    return access, names, expansion.join_group
 
 
 def _facts(conn: Connection, account: AccountConfig, sensors: list[SensorConfig], now: datetime) -> GmsaFacts:

@@ -60,6 +60,8 @@ def world(lab_domain: LabDomain) -> GmsaWorld:
     objects.add_gmsa("mdisvc", [outer])
     objects.add_gmsa("weaksvc", [computers["sensor01"]], encryption_types=None, enabled=False)
     objects.add_gmsa("denysvc", [outer], denied=[computers["sensor01"]], encryption_types=0x4)
+    foreign = LabPrincipal("foreign", "", "S-1-5-21-1-2-3-1105")  # a group of another domain
+    objects.add_gmsa("xdomsvc", [inner, foreign])
     lookup = lab_domain.dc.create_user("gmsa-lookup", CANARY, never_expires=True)
     return GmsaWorld(lab_domain, objects, lookup, computers)
 
@@ -294,3 +296,19 @@ def test_a_gmsa_failure_in_a_sensor_log_puts_the_verdict_into_the_alert(
     assert "fix: atp-bot gmsa check --account svc" in render_incident(incident)
     text, _ = incident_message(incident)
     assert "gMSA: sensor03 may not retrieve mdisvc$" in text
+
+
+def test_a_principal_of_another_domain_makes_the_unreached_sensors_unknown(
+    world: GmsaWorld, tmp_path: Path
+) -> None:
+    settings = load_settings(gmsa_config(world, tmp_path, "xdomsvc$"))
+    report = check_gmsa(settings, settings.accounts[0])
+    access = {s.name: (s.may_retrieve, s.via) for s in report.sensors}
+    assert access == {
+        "sensor01": (None, None),
+        "sensor02": (True, "MDI-Sensors"),
+        "sensor03": (None, None),
+    }
+    retrieval = next(c for c in report.checks if c.name == "retrieval")
+    assert retrieval.status is Status.UNKNOWN
+    assert "S-1-5-21-1-2-3-1105 could not be resolved here" in retrieval.detail
