@@ -188,6 +188,8 @@ def test_password_changes_of_a_gmsa_are_refused_everywhere(tmp_path: Path) -> No
 def test_gmsa_cli_usage_errors(tmp_path: Path) -> None:
     path = tmp_path / "atp-bot.toml"
     path.write_text(GMSA)
+    shown = run_cli(path, "config", "check").stdout
+    assert "gMSA of corp.contoso.com, read as atp-lookup@corp.contoso.com" in shown
     result = run_cli(path, "gmsa", "check", "--account", "contoso")
     assert (result.returncode, 'account contoso is not a gMSA (kind = "user")' in result.stderr) == (2, True)
     result = run_cli(path, "gmsa", "plan", "--account", "contoso", "--gmsa", "bad name!")
