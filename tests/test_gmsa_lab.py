@@ -19,6 +19,7 @@ from bot.monitor.cycle import run_monitor_cycle
 from bot.monitor.render import render_incident
 from commands import MODULES
 from commands.alerts import incident_message
+from commands.password.views import Action as PasswordAction
 from lab.domain import LabDomain
 from lab.gmsa import LabGmsa, LabPrincipal
 from lab.samba import LabUser
@@ -34,7 +35,7 @@ from tests.conftest import (
     run_cli,
     sensor_config,
 )
-from tests.slack_lab import running_lab, wait_for
+from tests.slack_lab import OPS, running_lab, wait_for
 
 pytestmark = pytest.mark.samba
 LOOKUP_ENV = "ATP_BOT_TEST_GMSA_LOOKUP"
@@ -237,6 +238,15 @@ def test_slack_shows_the_same_and_refuses_a_password_change(world: GmsaWorld, tm
         refused = lab.emulator.slash_command("password corp").text
         assert refused.startswith("Account corp is a group managed service account (mdisvc$)")
         assert "atp-bot gmsa check --account corp" in refused
+        assert not lab.emulator.calls("views.open")
+        # an alert's "Update password" button
+        lab.emulator.click(PasswordAction.OPEN, channel=OPS, message_ts="1.000001", value="corp")
+
+        def told() -> str | None:
+            texts = [c.args.get("text", "") for c in lab.emulator.calls("chat.postEphemeral")]
+            return next((t for t in texts if "group managed service account" in t), None)
+
+        assert wait_for(told, timeout=30)
         assert not lab.emulator.calls("views.open")
         assert CANARY not in json.dumps([c.args for c in lab.emulator.calls()])
 

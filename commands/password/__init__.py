@@ -236,6 +236,10 @@ def on_open(services: Services, ack: Ack, body: dict[str, Any]) -> None:
     if account_id not in {a.id for a in services.settings.accounts}:
         account_id = None
     channel = (body.get("channel") or {}).get("id") or services.settings.slack.channel or ""
+    refusal = password_refusal(services.settings.account(account_id)) if account_id else None
+    if refusal:
+        services.client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=refusal)
+        return
     open_modal(
         services.client,
         body["trigger_id"],
