@@ -165,10 +165,6 @@ class GmsaReport:
             ],
         }
 
-    @property
-    def problems(self) -> list[Check]:
-        return [c for c in self.checks if c.status is Status.PROBLEM]
-
 
 @dataclass(frozen=True)
 class Verdict:
