@@ -28,6 +28,7 @@ from bot.change_journal import ChangeJournal, InFlight, Phase
 from bot.config import AccountConfig, SensorConfig, Settings
 from bot.directory import ConnectionTestResult, Outcome, run_connection_test
 from bot.failures import failure_reason, one_line, report_failure
+from bot.gmsa import password_refusal
 from bot.lockout import AccountBusy, AccountLease, LockoutGuard, hold_account
 from bot.recovery import Recovery, Verdict, resolve, verdict
 from bot.redaction import active_secret
@@ -195,6 +196,9 @@ class PasswordChanges:
         face needs to tell the person if a crash cuts the change short (Slack: user and channel)."""
         progress = progress or ChangeProgress()
         account = self.settings.account(account_id)
+        refusal = password_refusal(account)
+        if refusal:
+            return ChangeOutcome(account.id, ChangeStatus.NOT_STARTED, refusal)
         attempt = _Attempt()
         with active_secret(password):
             try:

@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -35,6 +36,13 @@ CONFIG_ENV = "ATP_BOT_CONFIG"
 DEFAULT_CONFIG_NAME = "atp-bot.toml"
 
 ACCOUNT_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+# What a sensor logs when it cannot retrieve its gMSA's password (the monitor then runs `gmsa check`).
+GMSA_LOG_SIGNATURES = (
+    "failed to retrieve group managed service account password",
+    "GMSA password could not be retrieved",
+)
+GMSA_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\$"  # sAMAccountName: at most 15 characters + `$`
+GMSA_DOMAIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+$"
 
 
 class ConfigError(Exception):
@@ -129,7 +137,11 @@ class AccountConfig(_Model):
     """One directory service account (one domain or forest) that sensors use to read AD."""
 
     id: Annotated[str, Field(pattern=ACCOUNT_ID_PATTERN)]
+    # "gmsa": a group managed service account (AD rotates its password; atp-bot only checks it, see
+    # docs/gmsa.md); `username` is then its sAMAccountName ending in `$` and `domain` its DNS domain.
+    kind: Literal["user", "gmsa"] = "user"
     username: str
+    domain: Annotated[str, Field(pattern=GMSA_DOMAIN_PATTERN)] | None = None
     domain_controllers: Annotated[list[str], Field(min_length=1)]
     ca_file: Path | None = None
     tls_verify: bool = True
@@ -143,10 +155,37 @@ class AccountConfig(_Model):
 
     @field_validator("username", "lookup_username")
     @classmethod
-    def _valid_name(cls, value: str | None) -> str | None:
-        if value is not None:
-            AccountName.parse(value)
+    def _valid_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        if info.field_name == "username" and info.data.get("kind") == "gmsa":
+            if not re.fullmatch(GMSA_NAME_PATTERN, value):
+                raise ValueError(
+                    'a gMSA is named by its sAMAccountName ending in `$` (e.g. "mdisvc$"), as in the portal'
+                )
+            return value
+        AccountName.parse(value)
         return value
+
+    @model_validator(mode="after")
+    def _gmsa_complete(self) -> AccountConfig:
+        if self.kind != "gmsa":
+            return self
+        if self.domain is None:
+            raise ValueError('kind = "gmsa" needs domain (the gMSA\'s DNS domain, e.g. "corp.contoso.com")')
+        if self.lookup_username is None:
+            raise ValueError('kind = "gmsa" needs lookup_username: the read-only account reads the gMSA')
+        return self
+        if not re.fullmatch(GMSA_NAME_PATTERN, self.username):
+            raise ValueError(
+                f"username {self.username!r}: a gMSA is named by its sAMAccountName ending in `$` "
+                '(e.g. "mdisvc$"), as in the portal'
+            )
+        if self.domain is None:
+            raise ValueError('kind = "gmsa" needs domain (the gMSA\'s DNS domain, e.g. "corp.contoso.com")')
+        if self.lookup_username is None:
+            raise ValueError('kind = "gmsa" needs lookup_username: the read-only account reads the gMSA')
+        return self
 
     @field_validator("domain_controllers")
     @classmethod
@@ -175,6 +214,8 @@ class AccountConfig(_Model):
 
     @property
     def name(self) -> AccountName:
+        if self.kind == "gmsa":
+            return AccountName(self.username, self.username, self.domain or "", "down-level")
         return AccountName.parse(self.username)
 
     @property
@@ -310,7 +351,8 @@ class SensorChecksConfig(_Model):
     # Wall-clock limit for one sensor (connect, authenticate, run, read output).
     host_timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
     credential_error_patterns: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = [
-        "The supplied credential is invalid."
+        "The supplied credential is invalid.",
+        *GMSA_LOG_SIGNATURES,
     ]
     # Without `since` or a saved position, look this far back in the error log.
     default_window_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60

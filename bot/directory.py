@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -519,3 +519,47 @@ def read_password_expiry(account: AccountConfig) -> PasswordExpiry:
             except _NoVerdict as problem:
                 problems.append(f"{dc.url}: {problem.detail}")
     raise ExpiryUnavailable("no domain controller answered: " + "; ".join(problems))
+
+
+class LookupUnavailable(Exception):
+    """The lookup account could not read the directory; `unreachable` when no DC gave an answer."""
+
+    def __init__(self, message: str, *, unreachable: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.unreachable = unreachable
+
+
+@contextmanager
+def lookup_connection(account: AccountConfig) -> Iterator[tuple[str, Connection]]:
+    """(DC URL, connection) bound as the read-only lookup account on the first DC that answers.
+
+    Raises LookupUnavailable. A refused lookup bind stops at once (no failover), so the lookup account
+    is never pushed towards lockout.
+    """
+    if account.lookup_username is None:
+        raise ValueError(f"account {account.id} has no lookup account")
+    lookup_password = account.lookup_password()
+    problems = []
+    with active_secret(lookup_password):
+        for dc in account.dcs:
+            with ExitStack() as stack:
+                try:
+                    conn = stack.enter_context(
+                        _session(dc, account, account.lookup_username, lookup_password)
+                    )
+                    bound, code, diagnostic = _bind(conn)
+                except _NoVerdict as problem:
+                    problems.append(f"{dc.url}: {problem.detail}")
+                    continue
+                if not bound:
+                    failure = decode_bind_failure(code, diagnostic)
+                    raise LookupUnavailable(f"{dc.url}: lookup account: {failure.message}", unreachable=False)
+                yield dc.url, conn
+                return
+    raise LookupUnavailable("no domain controller answered: " + "; ".join(problems), unreachable=True)
+
+
+def naming_context(conn: Connection, account: AccountConfig) -> str | None:
+    """The account's base DN: `base_dn`, else the DC's defaultNamingContext."""
+    return _naming_context(conn, account)

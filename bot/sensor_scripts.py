@@ -41,7 +41,8 @@ def _load(name: str) -> Template:
 
 CHECK_SENSOR = _load("check_sensor")
 START_SERVICE = _load("start_service")
-TEMPLATES = (CHECK_SENSOR, START_SERVICE)
+GMSA_HOST = _load("gmsa_host")
+TEMPLATES = (CHECK_SENSOR, START_SERVICE, GMSA_HOST)
 
 
 def command_line_length(script: str) -> int:
@@ -80,6 +81,10 @@ class StartParams(_Strict):
     wait_seconds: Annotated[int, Field(ge=0, le=600)] = 30
 
 
+class GmsaHostParams(_Strict):
+    identity: str  # the gMSA's name, for Test-ADServiceAccount
+
+
 # --- output (script → bot) ---
 
 
@@ -114,6 +119,13 @@ class StartOutput(_Strict):
     before: str | None
     after: str | None
     error: str | None
+
+
+class GmsaHostOutput(_Strict):
+    test_ad_service_account: bool | None
+    test_error: str | None
+    service_logon: list[str] | None  # SeServiceLogonRight entries ("*S-1-5-80-0", "CONTOSO\\svc")
+    policy_error: str | None
 
 
 def decode_params(block: str) -> dict[str, Any]:

@@ -118,6 +118,8 @@ def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
     lines += [
         f"• Defender for Identity health issue: {inline(h.display_name)}" for h in incident.health_issues
     ]
+    if incident.gmsa_verdict:
+        lines.append(f"• gMSA: {inline(incident.gmsa_verdict)}")
     blocks = [section(heading), section("\n".join(lines) or "•")]
     if incident.sample:
         blocks.append(

@@ -22,6 +22,7 @@ from bot.cli import (
     audit_cmd,
     check,
     config_cmd,
+    gmsa_cmd,
     guard_cmd,
     health_cmd,
     run,
@@ -45,6 +46,7 @@ BUILTIN_COMMANDS = (
     config_cmd,
     store_cmd,
     audit_cmd,
+    gmsa_cmd,
     guard_cmd,
 )
 

@@ -36,7 +36,9 @@ def summary(settings: Settings) -> list[str]:
             tls += f", CA {account.ca_file}"
         lines.append(f"  {account.id}: {account.username} (TLS {tls})")
         lines.extend(f"    - {url}" for url in account.domain_controllers)
-        if account.lookup_username:
+        if account.kind == "gmsa":
+            lines.append(f"    gMSA of {account.domain}, read as {account.lookup_username}")
+        elif account.lookup_username:
             lines.append(f"    lockout pre-check as {account.lookup_username}")
     lines.append(f"sensors: {len(settings.sensors)}")
     lines.extend(f"  {s.name}: {s.kind} at {s.endpoint}" for s in settings.sensors)

@@ -14,10 +14,11 @@ from bot.audit import AuditAction, AuditOutcome, AuditSink, cli_actor, record_or
 from bot.change import ChangeOutcome, ChangeProgress, ChangeStatus, open_changes, sensors_for_account
 from bot.cli import check, context
 from bot.cli.test_connection import EXIT_CODES, render
-from bot.config import SLACK_BOT_TOKEN_ENV, AccountConfig, ConfigError, Settings, read_secret
+from bot.config import SLACK_BOT_TOKEN_ENV, AccountConfig, ConfigError, Settings, UsageError, read_secret
 from bot.directory import ConnectionTestResult
 from bot.exitcodes import ExitCode
 from bot.failures import CONFIG_ERROR, one_line
+from bot.gmsa import password_refusal
 from bot.lockout import replica_account_locks
 from bot.recovery import Recovery
 from bot.sensors import SensorResult
@@ -176,6 +177,9 @@ class Announcer:
 def run(args: argparse.Namespace) -> int:
     settings = context.load(args)
     account = settings.account(args.account)
+    refusal = password_refusal(account)
+    if refusal:
+        raise UsageError([refusal])
     changes = open_changes(settings)
     actor = cli_actor()
     password = context.read_audited_password(

@@ -10,10 +10,11 @@ from typing import Any
 from bot.audit import AuditAction, AuditError, cli_actor, open_audit
 from bot.change import record_busy, record_test
 from bot.cli import context
-from bot.config import ConfigError
+from bot.config import ConfigError, UsageError
 from bot.directory import AttemptOutcome, ConnectionTestResult, Outcome, run_connection_test
 from bot.exitcodes import ExitCode
 from bot.failures import report_failure
+from bot.gmsa import password_refusal
 from bot.lockout import AccountBusy, LockoutGuard, hold_account, replica_account_locks
 from bot.redaction import active_secret
 from bot.state import state_dir
@@ -83,6 +84,9 @@ def as_json(result: ConnectionTestResult) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     settings = context.load(args)
     account = settings.account(args.account)
+    refusal = password_refusal(account)
+    if refusal:
+        raise UsageError([refusal])
     audit = open_audit(settings)  # every test is audited: a trail that cannot be opened stops it here
     actor = cli_actor()
     password = context.read_audited_password(

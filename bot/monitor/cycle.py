@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 
 from bot.audit import AuditAction, AuditOutcome
 from bot.config import AccountConfig, ConfigError, Settings
+from bot.gmsa_check import gmsa_alert_verdicts
 from bot.graph import GraphError
 from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
 from bot.monitor.models import HealthIssue, Incident, ReachabilityNotice, SensorIssue, ServiceState
@@ -296,6 +297,7 @@ def _cycle(rt: MonitorRuntime) -> CycleResult:
     by_name = {r.name: r for r in results}
     health_list, health_error = _read_health(rt)
     health = assign_health(settings.accounts, health_list) if health_list is not None else {}
+    gmsa_verdicts = gmsa_alert_verdicts(settings, results)
     stored, reachability = state.incidents(), state.reachability()
     opened: list[Incident] = []
     updated: list[Incident] = []
@@ -310,6 +312,8 @@ def _cycle(rt: MonitorRuntime) -> CycleResult:
             previous = stored.get(group)
             current = previous.incident if previous else None
             incident = next_incident(group, current, seen, now, order)
+            if incident is not None and not incident.closed and group in gmsa_verdicts:
+                incident = incident.model_copy(update={"gmsa_verdict": gmsa_verdicts[group]})
             if incident is None or incident == current:
                 continue
             if current is None:

@@ -98,7 +98,7 @@ def run_expiry_check(rt: MonitorRuntime) -> list[ExpiryWarning]:
     """Read every account's expiry; queue and send the warnings due. Returns the warnings queued."""
     thresholds = rt.settings.scheduler.expiry_warning_days
     warnings = []
-    for account in rt.settings.accounts:
+    for account in (a for a in rt.settings.accounts if a.kind != "gmsa"):  # AD rotates a gMSA's password
         expiry = read_expiry(rt, account)
         if expiry is None or expiry.at is None:
             continue

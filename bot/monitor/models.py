@@ -78,6 +78,8 @@ class Incident(_Value):
     sensors: tuple[SensorIssue, ...] = ()
     health_issues: tuple[HealthIssue, ...] = ()
     closed_at: datetime | None = None
+    # For a gMSA account whose sensors log gMSA failures: what `gmsa check` says about them.
+    gmsa_verdict: str | None = None
 
     @property
     def closed(self) -> bool:
@@ -99,10 +101,9 @@ class Incident(_Value):
 
     @property
     def actions(self) -> tuple[IncidentAction, ...]:
-        actions = [
-            IncidentAction(kind="update_password", account_id=self.account_id),
-            IncidentAction(kind="recheck", account_id=self.account_id),
-        ]
+        actions = [IncidentAction(kind="recheck", account_id=self.account_id)]
+        if self.gmsa_verdict is None:  # a gMSA's password is AD's to change
+            actions.insert(0, IncidentAction(kind="update_password", account_id=self.account_id))
         actions += [
             IncidentAction(
                 kind="start_service", account_id=self.account_id, sensor=s.sensor, service=svc.name

@@ -49,7 +49,11 @@ def render_incident(incident: Incident) -> str:
     if incident.sample:
         lines.append(f"  sample: {incident.sample}")
     account = incident.account_id or "ID (the account these sensors use)"
-    lines.append(f"  fix: atp-bot set-password --account {account}")
+    if incident.gmsa_verdict:
+        lines.append(f"  gMSA: {incident.gmsa_verdict}")
+        lines.append(f"  fix: atp-bot gmsa check --account {account}")
+    else:
+        lines.append(f"  fix: atp-bot set-password --account {account}")
     return "\n".join(lines)
 
 

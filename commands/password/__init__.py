@@ -22,6 +22,7 @@ from bot.audit import AuditAction, AuditOutcome
 from bot.change import ChangeOutcome, ChangeProgress, PasswordChanges, sensors_for_account
 from bot.config import ConfigError, Settings
 from bot.failures import report_failure
+from bot.gmsa import password_refusal
 from bot.monitor.models import MessageRef
 from bot.recovery import Recovery
 from bot.sensors import SensorResult
@@ -68,6 +69,10 @@ def handle(ctx: CommandContext) -> None:
         return
     if account_id is None and len(settings.accounts) == 1:
         account_id = settings.accounts[0].id
+    refusal = password_refusal(settings.account(account_id)) if account_id else None
+    if refusal:
+        ctx.reply(refusal)
+        return
     ctx.ack()
     try:
         open_modal(
@@ -281,6 +286,10 @@ def on_open(services: Services, ack: Ack, body: dict[str, Any]) -> None:
         services.client.chat_postEphemeral(channel=channel, user=user_id, text=text)
 
     def open_it() -> None:
+        refusal = password_refusal(services.settings.account(account_id)) if account_id else None
+        if refusal:  # a gMSA: nobody types its password
+            tell(refusal)
+            return
         state = PasswordModalState(account_id=account_id, channel_id=channel)
         open_modal(services.client, body["trigger_id"], services.settings, state)
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from bot.config import Settings
+from bot.gmsa import password_refusal
 from bot.password_policy import password_problem
 from commands.password.views import Action, Block, PasswordModalState
 
@@ -44,6 +45,8 @@ def validate(
         account_id = chosen if isinstance(chosen, str) else None
     if account_id is None or account_id not in {a.id for a in settings.accounts}:
         errors[Block.ACCOUNT] = "Choose a configured account."
+    elif refusal := password_refusal(settings.account(account_id)):
+        errors[Block.ACCOUNT] = refusal
     password = _text(values, Block.PASSWORD, Action.PASSWORD)
     confirm = _text(values, Block.CONFIRM, Action.CONFIRM)
     problem = password_problem(password)

@@ -96,6 +96,10 @@ class Host:
     # None: each Receive answer stays within the client's MaxEnvelopeSize, as on Windows; a number of bytes
     # replaces that limit (an endpoint that ignores it and sends everything at once).
     envelope_limit: int | None = None
+    # gMSA host checks: the gMSAs (by name, lower case) Test-ADServiceAccount accepts here, and the
+    # SeServiceLogonRight entries (Windows' default includes NT SERVICE\ALL SERVICES).
+    gmsa_usable: set[str] = field(default_factory=set)
+    service_logon: list[str] = field(default_factory=lambda: ["*S-1-5-80-0", "*S-1-5-20"])
     counters: Counters = field(default_factory=Counters)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 

@@ -19,7 +19,15 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
-from bot.sensor_scripts import CHECK_SENSOR, PARAMS_MARK, START_SERVICE, TEMPLATES, Template, decode_params
+from bot.sensor_scripts import (
+    CHECK_SENSOR,
+    GMSA_HOST,
+    PARAMS_MARK,
+    START_SERVICE,
+    TEMPLATES,
+    Template,
+    decode_params,
+)
 from lab.winrm.model import Host
 
 _COMMAND = re.compile(r"^powershell(?:\.exe)?\s+-(?:encodedcommand|enc|e)\s+(\S+)\s*$", re.IGNORECASE)
@@ -97,9 +105,22 @@ def run_command(host: Host, command: str, arguments: str = "") -> Outcome:
         padding = (PADDING_LINE * (host.output_padding // len(PADDING_LINE) + 1))[: host.output_padding]
     elif template is START_SERVICE:
         out = start_service(host, params)
+    elif template is GMSA_HOST:
+        out = gmsa_host(host, params)
     else:  # pragma: no cover - every template has a branch
         return _fail("template without an emulation")
     return Outcome(padding + json.dumps(out, separators=(",", ":")).encode() + b"\r\n", b"", 0)
+
+
+def gmsa_host(host: Host, params: dict[str, Any]) -> dict[str, Any]:
+    """Test-ADServiceAccount and the exported SeServiceLogonRight, from the model."""
+    with host.lock:
+        return {
+            "test_ad_service_account": str(params["identity"]).lower() in host.gmsa_usable,
+            "test_error": None,
+            "service_logon": list(host.service_logon),
+            "policy_error": None,
+        }
 
 
 def start_service(host: Host, params: dict[str, Any]) -> dict[str, Any]:

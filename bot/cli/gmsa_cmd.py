@@ -1,0 +1,70 @@
+"""`atp-bot gmsa check|plan`: a gMSA directory service account, checked end to end, and the migration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from typing import Any
+
+from bot.cli import context
+from bot.config import GMSA_NAME_PATTERN, ConfigError
+from bot.exitcodes import ExitCode
+from bot.gmsa import gmsa_sensors
+from bot.gmsa_check import check_gmsa, gmsa_accounts, report_exit_code
+from bot.gmsa_plan import DEFAULT_GROUP, migration_plan
+from bot.gmsa_verdicts import describe
+
+GROUP_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}"
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "gmsa",
+        help="check a gMSA directory service account, or print the migration to one",
+        description="Group managed service accounts: what AD rotates and the sensors retrieve.",
+    )
+    actions = parser.add_subparsers(dest="gmsa_action", metavar="ACTION", required=True)
+    check = actions.add_parser(
+        "check",
+        help="check the gMSA object, who may retrieve its password, the KDS root key and encryption types",
+        description="Reads AD with the account's lookup account and reports each check as ok, problem or "
+        "unknown, with the fix. Exit 0 all ok, 1 a problem (or unknown), 3 a peer unreachable.",
+    )
+    check.add_argument("--account", metavar="ID", help='one account (default: every kind = "gmsa" account)')
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.set_defaults(handler=run_check)
+    plan = actions.add_parser(
+        "plan",
+        help="print the PowerShell that moves a user DSA to a gMSA (changes nothing)",
+        description="Prints, without changing anything, what a domain admin runs to move the account's "
+        "sensors to a gMSA: KDS root key, the group of the sensors' computers, the gMSA, the portal step.",
+    )
+    plan.add_argument("--account", required=True, metavar="ID", help="the account to move")
+    plan.add_argument("--gmsa", required=True, metavar="NAME", help="the new gMSA's name (e.g. mdisvc)")
+    plan.add_argument("--group", default=DEFAULT_GROUP, metavar="NAME", help=f"default: {DEFAULT_GROUP}")
+    plan.set_defaults(handler=run_plan)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    settings = context.load(args)
+    reports = [check_gmsa(settings, account) for account in gmsa_accounts(settings, args.account)]
+    if args.json:
+        documents = [r.as_json() for r in reports]
+        print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
+    else:
+        print("\n".join(line for report in reports for line in describe(report)))
+    return report_exit_code(reports)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    settings = context.load(args)
+    if not re.fullmatch(GMSA_NAME_PATTERN, args.gmsa if args.gmsa.endswith("$") else f"{args.gmsa}$"):
+        raise ConfigError([f"--gmsa {args.gmsa!r}: a gMSA name is 1 to 15 letters, digits, '.', '_' or '-'"])
+    if not re.fullmatch(GROUP_NAME_PATTERN, args.group):
+        raise ConfigError(
+            [f"--group {args.group!r}: use letters, digits, spaces, '.', '_' or '-' (64 at most)"]
+        )
+    account = settings.account(args.account)
+    print("\n".join(migration_plan(account, gmsa_sensors(settings, account), args.gmsa, args.group)))
+    return ExitCode.OK

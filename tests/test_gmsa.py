@@ -1,0 +1,251 @@
+"""The gMSA verdicts and the migration plan, without peers (the pure functions), and the refusals that
+need no directory."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from bot.change import ChangeStatus, open_changes
+from bot.config import ConfigError, Settings, parse_settings
+from bot.gmsa import (
+    Check,
+    GmsaFacts,
+    GmsaObject,
+    GmsaReport,
+    KdsKeys,
+    MembershipUnreadable,
+    Status,
+    decode_membership,
+    mentions_gmsa,
+    password_refusal,
+)
+from bot.gmsa_check import gmsa_alert_verdicts, report_exit_code
+from bot.gmsa_plan import migration_plan
+from bot.gmsa_verdicts import check_kds, check_object
+from bot.monitor.expiry import run_expiry_check
+from bot.sensors import CredentialErrors, SensorResult
+from bot.store.embedded import init_embedded_store
+from commands.password.validation import validate
+from commands.password.views import Action, Block, PasswordModalState
+from lab.gmsa import SYSTEM_PYTHON, allow_sddl, security_descriptor
+from tests.conftest import CANARY, run_cli
+from tests.monitor_tools import Clock, RecordingNotifier, make_runtime, monitor_settings
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+GMSA = """
+[[accounts]]
+id = "corp"
+kind = "gmsa"
+username = "mdisvc$"
+domain = "corp.contoso.com"
+domain_controllers = ["ldaps://dc1.corp.contoso.com"]
+lookup_username = "atp-lookup@corp.contoso.com"
+lookup_password_env = "ATP_BOT_TEST_GMSA_LOOKUP"
+
+[[accounts]]
+id = "contoso"
+username = "svc-atp@contoso.local"
+domain_controllers = ["ldaps://dc1.contoso.local"]
+
+[[sensors]]
+name = "sensor01"
+endpoint = "https://sensor01.contoso.local:5986/wsman"
+account = "contoso"
+
+[[sensors]]
+name = "dc02.contoso.local"
+endpoint = "https://10.0.0.2:5986/wsman"
+account = "contoso"
+"""
+
+
+def settings() -> Settings:
+    return parse_settings(GMSA)
+
+
+def facts(**gmsa: object) -> GmsaFacts:
+    values: dict[str, object] = {
+        "dn": "CN=mdisvc,CN=Managed Service Accounts,DC=corp",
+        "user_account_control": 0x1000,
+        "pwd_last_set": NOW - timedelta(days=3),
+        "encryption_types": 0x18,
+        "interval_days": 30,
+        "membership": None,
+    }
+    return GmsaFacts(GmsaObject(**{**values, **gmsa}), "DC=corp")  # type: ignore[arg-type]
+
+
+def test_config_kind_gmsa_needs_the_dollar_the_domain_and_the_lookup_account() -> None:
+    account = settings().account("corp")
+    assert (account.kind, account.username, account.domain) == ("gmsa", "mdisvc$", "corp.contoso.com")
+    assert settings().account("contoso").kind == "user"
+    base = 'id = "x"\nkind = "gmsa"\ndomain_controllers = ["ldaps://dc"]\n'
+    lookup = 'lookup_username = "r@corp.test"\nlookup_password_env = "X"\n'
+
+    def problems(text: str) -> list[str]:
+        with pytest.raises(ConfigError) as error:
+            parse_settings("[[accounts]]\n" + text)
+        return error.value.problems
+
+    assert any(
+        "ending in `$`" in p
+        for p in problems(base + 'username = "mdisvc@corp.test"\ndomain = "corp.test"\n' + lookup)
+    )
+    assert any("needs domain" in p for p in problems(base + 'username = "mdisvc$"\n' + lookup))
+    assert any(
+        "needs lookup_username" in p for p in problems(base + 'username = "mdisvc$"\ndomain = "corp.test"\n')
+    )
+
+
+def test_a_pwd_last_set_in_the_future_needs_a_new_gmsa() -> None:
+    """Samba refuses any pwdLastSet but 0 or -1, so this branch is proven on the verdict itself."""
+    account = settings().account("corp")
+    check = check_object(account, facts(pwd_last_set=NOW + timedelta(days=40)), NOW)
+    assert check.status is Status.PROBLEM
+    assert "in the future" in check.detail
+    assert "atp-bot gmsa plan --account corp --gmsa NEWNAME" in check.fix
+    assert check_object(account, facts(), NOW).status is Status.OK
+
+
+def test_kds_root_key_verdicts() -> None:
+    young = GmsaFacts(None, "DC=corp", kds=KdsKeys(True, (NOW - timedelta(hours=2),)))
+    check = check_kds(young, NOW)
+    assert check.status is Status.PROBLEM
+    assert "Wait until 2026-11-30 20:00 UTC" in check.fix
+    both = GmsaFacts(None, "DC=corp", kds=KdsKeys(True, (NOW - timedelta(days=9), NOW - timedelta(hours=2))))
+    assert check_kds(both, NOW).status is Status.OK
+    assert check_kds(GmsaFacts(None, "DC=corp", kds=KdsKeys(False)), NOW).status is Status.PROBLEM
+    hidden = check_kds(GmsaFacts(None, "DC=corp", kds=KdsKeys(True, hidden=2)), NOW)
+    assert (hidden.status, "2 KDS root key(s) exist" in hidden.detail) == (Status.UNKNOWN, True)
+
+
+@pytest.mark.skipif(not Path(SYSTEM_PYTHON).exists(), reason="needs Samba's Python bindings")
+def test_descriptors_encoded_by_samba_decode_to_their_principals() -> None:
+    domain = "S-1-5-21-1-2-3"
+    try:
+        blob = security_descriptor(allow_sddl([f"{domain}-1105", "S-1-5-11"], [f"{domain}-1106"]), domain)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        pytest.skip(f"Samba's bindings unavailable: {exc}")
+    membership = decode_membership(blob)
+    assert membership.allowed == (f"{domain}-1105", "S-1-5-11")
+    assert membership.denied == (f"{domain}-1106",)
+    with pytest.raises(MembershipUnreadable):
+        decode_membership(b"\x01\x00garbage")
+
+
+def test_the_migration_plan_is_powershell_a_domain_admin_can_follow() -> None:
+    config = settings()
+    account = config.account("contoso")
+    lines = migration_plan(account, config.sensors, "mdisvc", "MDI-gMSA-Sensors")
+    text = "\n".join(lines)
+    assert "if (-not (Get-KdsRootKey)) { Add-KdsRootKey -EffectiveImmediately }" in lines
+    assert "New-ADGroup -Name 'MDI-gMSA-Sensors' -GroupScope Universal -GroupCategory Security" in lines
+    assert (
+        "Add-ADGroupMember -Identity 'MDI-gMSA-Sensors' -Members (Get-ADComputer -Identity 'sensor01')"
+        in lines
+    )
+    assert (
+        "Add-ADGroupMember -Identity 'MDI-gMSA-Sensors' -Members "
+        "(Get-ADComputer -Filter \"DNSHostName -eq 'dc02.contoso.local'\")"
+    ) in lines
+    assert (
+        "-PrincipalsAllowedToRetrieveManagedPassword 'MDI-gMSA-Sensors' -KerberosEncryptionType AES128,AES256"
+        in text
+    )
+    assert "generation unknown" in text  # atp-bot cannot tell a unified 3.x sensor yet: it says so
+    assert 'tick "Group managed service account"' in text
+    # Every line is either PowerShell to run or a comment.
+    assert all(line.startswith(("#", "if ", "New-AD", "Add-AD")) for line in lines)
+
+
+def test_password_changes_of_a_gmsa_are_refused_everywhere(tmp_path: Path) -> None:
+    config = settings()
+    refusal = password_refusal(config.account("corp"))
+    assert refusal is not None and "Active Directory rotates its password" in refusal
+    assert password_refusal(config.account("contoso")) is None
+    path = tmp_path / "atp-bot.toml"
+    path.write_text(GMSA)
+    for command in ("set-password", "test-connection"):
+        result = run_cli(path, command, "--account", "corp", "--password-stdin", stdin="Whatever-1\n")
+        assert result.returncode == 2, result.stderr
+        assert "atp-bot gmsa check --account corp" in result.stderr
+    values = {
+        Block.PASSWORD: {Action.PASSWORD: {"value": "Whatever-1x!"}},
+        Block.CONFIRM: {Action.CONFIRM: {"value": "Whatever-1x!"}},
+    }
+    errors = validate(values, PasswordModalState(account_id="corp", channel_id="C1"), config)
+    assert isinstance(errors, dict) and errors[Block.ACCOUNT] == refusal
+
+
+def test_gmsa_cli_usage_errors(tmp_path: Path) -> None:
+    path = tmp_path / "atp-bot.toml"
+    path.write_text(GMSA)
+    shown = run_cli(path, "config", "check").stdout
+    assert "gMSA of corp.contoso.com, read as atp-lookup@corp.contoso.com" in shown
+    result = run_cli(path, "gmsa", "check", "--account", "contoso")
+    assert (result.returncode, 'account contoso is not a gMSA (kind = "user")' in result.stderr) == (2, True)
+    result = run_cli(path, "gmsa", "plan", "--account", "contoso", "--gmsa", "bad name!")
+    assert (result.returncode, "--gmsa 'bad name!'" in result.stderr) == (2, True)
+    result = run_cli(path, "gmsa", "plan", "--account", "contoso", "--gmsa", "mdisvc")
+    assert result.returncode == 0
+    assert "New-ADServiceAccount -Name 'mdisvc'" in result.stdout
+
+
+def test_the_change_path_itself_refuses_a_gmsa(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed: whatever face calls it, the change path never tests or saves a gMSA password."""
+    monkeypatch.setenv("ATP_BOT_STORE_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    config = parse_settings(f'state_dir = "{tmp_path / "state"}"\n' + GMSA)
+    init_embedded_store(config)
+    outcome = open_changes(config).change("corp", SecretStr(CANARY), "cli:test")
+    assert (outcome.status, outcome.saved_ok) == (ChangeStatus.NOT_STARTED, False)
+    assert outcome.message == password_refusal(config.account("corp"))
+
+
+def test_the_monitor_says_why_a_gmsa_verdict_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ATP_BOT_TEST_GMSA_LOOKUP", raising=False)
+    config = parse_settings(GMSA.replace('account = "contoso"', 'account = "corp"'))
+    now = datetime.now(UTC)
+    errors = CredentialErrors(1, now, now, "GMSA password could not be retrieved [errorCode=AccessDenied]",
+                              "x.log", 10, True, False, False)  # fmt: skip
+    result = SensorResult("sensor01", "https://sensor01:5986/wsman", "mdi", "corp", now, 0.1, (), errors)
+    verdicts = gmsa_alert_verdicts(config, [result])
+    assert verdicts == {
+        "corp": "`gmsa check` cannot run: account corp: lookup_password: environment variable "
+        "ATP_BOT_TEST_GMSA_LOOKUP is not set"
+    }
+    assert mentions_gmsa(errors.sample) and not mentions_gmsa("The supplied credential is invalid.")
+
+
+def test_exit_codes_problem_first_then_unreachable_then_unknown() -> None:
+    ok, problem = Check("object", Status.OK, ""), Check("object", Status.PROBLEM, "")
+    down = Check("host:s1", Status.UNKNOWN, "", unreachable=True)
+    unknown = Check("kds_root_key", Status.UNKNOWN, "")
+
+    def code(*checks: Check) -> int:
+        return report_exit_code([GmsaReport("corp", checks)])
+
+    assert (code(ok), code(ok, problem, down), code(ok, down, unknown), code(ok, unknown)) == (0, 1, 3, 1)
+
+
+def test_the_expiry_check_leaves_a_gmsa_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AD rotates a gMSA's password: no daily expiry read (it would only fail: a gMSA is no person)."""
+    monkeypatch.delenv("ATP_BOT_STORE_KEY", raising=False)
+    account = (
+        '[[accounts]]\nid = "svc"\nkind = "gmsa"\nusername = "mdisvc$"\ndomain = "corp.test"\n'
+        'domain_controllers = ["ldaps://127.0.0.1:1"]\nlookup_username = "r@corp.test"\n'
+        'lookup_password_env = "ATP_BOT_TEST_GMSA_LOOKUP"\n'
+    )
+    runtime = make_runtime(monitor_settings(tmp_path, None, account=account), RecordingNotifier(), Clock())
+    caplog.set_level(logging.INFO)
+    assert run_expiry_check(runtime) == []
+    assert not [r for r in caplog.records if "expiry" in r.getMessage()]
