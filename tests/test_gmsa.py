@@ -41,6 +41,10 @@ from tests.monitor_tools import Clock, RecordingNotifier, make_runtime, monitor_
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 GMSA = """
+[winrm]
+username = "CONTOSO\\\\atp-winrm"
+password_env = "ATP_BOT_TEST_GMSA_WINRM"
+
 [[accounts]]
 id = "corp"
 kind = "gmsa"
