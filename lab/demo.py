@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.exitcodes import ExitCode
-from bot.logging_setup import configure_logging
+from bot.infra.exitcodes import ExitCode
+from bot.infra.logging_setup import configure_logging
 from bot.slack.runtime import SlackUnreachable
 from commands.password.views import Action, Block
 from lab.domain import LOCKOUT_THRESHOLD

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from bot.change import PasswordChanges, open_changes
+from bot.change.path import PasswordChanges, open_changes
 from bot.config import Settings, load_settings
 from bot.slack.runtime import SlackRuntime
 from bot.slack.secrets import SlackSecrets

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.config import ConfigError, SlackConfig
-from bot.redaction import REDACTED, active_secret, install_record_redaction, redact, redact_patterns
+from bot.infra.redaction import REDACTED, active_secret, install_record_redaction, redact, redact_patterns
 from bot.slack.secrets import SlackSecrets, remove_from_environment
 from bot.slack.views import decode_metadata, encode_metadata, notice_modal
 

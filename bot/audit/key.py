@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.config import ConfigError, Settings
-from bot.state import state_dir
+from bot.infra.state import state_dir
 
 KEY_BYTES = 32
 DEFAULT_KEY_NAME = "audit.key"

@@ -1,7 +1,7 @@
 """The audit trail: every action atp-bot takes, durable and tamper-evident, never with a secret.
 
 Each row carries a hash over its canonical content and the previous row's hash, so editing, deleting
-or inserting a row breaks the chain at that row. With the audit key (bot.audit_key, kept outside the
+or inserting a row breaks the chain at that row. With the audit key (bot.audit.key, kept outside the
 database) the hash is an HMAC-SHA256: whoever can write the database but lacks the key cannot re-chain
 an edited trail. A one-row `audit_head` table holds the latest row id and hash, and (keyed) an HMAC
 over both, so moving the head back to an earlier row after dropping rows from the end is detected
@@ -47,11 +47,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from bot.audit_key import AuditKey, AuditKeyInit, audit_key_path, create_audit_key, load_audit_key
+from bot.audit.key import AuditKey, AuditKeyInit, audit_key_path, create_audit_key, load_audit_key
 from bot.config import ConfigError, Settings
-from bot.dbschema import create_idempotently
-from bot.redaction import redact
-from bot.state import state_dir
+from bot.infra.dbschema import create_idempotently
+from bot.infra.redaction import redact
+from bot.infra.state import state_dir
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bot.audit import AuditRow, AuditVerification
+from bot.audit.trail import AuditRow, AuditVerification
 
 DETAIL_WIDTH = 80
 

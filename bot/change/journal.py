@@ -2,7 +2,7 @@
 
 The change path writes an entry before the connection test, marks it `saving` just before the store is
 called, and removes it when the change ends, whatever the outcome. An entry found later whose account
-lock is free (the lock dies with its process) belongs to a change that was killed: `bot.recovery`
+lock is free (the lock dies with its process) belongs to a change that was killed: `bot.change.recovery`
 resolves it. Every write happens under the account's lock. One small JSON file per entry in
 `<state_dir>/changes-in-flight/`, mode 0600, written atomically (temporary file, fsync, rename). No secret
 is ever written here.

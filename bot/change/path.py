@@ -21,17 +21,25 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from bot import metrics
-from bot.ad_errors import Reason
-from bot.audit import AuditAction, AuditError, AuditOutcome, AuditSink, AuditTrail, open_audit, record_or_log
-from bot.change_journal import ChangeJournal, InFlight, Phase
+from bot.audit.trail import (
+    AuditAction,
+    AuditError,
+    AuditOutcome,
+    AuditSink,
+    AuditTrail,
+    open_audit,
+    record_or_log,
+)
+from bot.change.journal import ChangeJournal, InFlight, Phase
+from bot.change.recovery import Recovery, resolve
 from bot.config import AccountConfig, SensorConfig, Settings
-from bot.directory import ConnectionTestResult, Outcome, run_connection_test
-from bot.lockout import AccountBusy, AccountLease, LockoutGuard, hold_account
-from bot.recovery import Recovery, resolve
-from bot.redaction import active_secret
-from bot.sensors import SensorResult, check_sensors
-from bot.state import state_dir
+from bot.directory.ad_errors import Reason
+from bot.directory.bind import ConnectionTestResult, Outcome, run_connection_test
+from bot.directory.lockout import AccountBusy, AccountLease, LockoutGuard, hold_account
+from bot.infra import metrics
+from bot.infra.redaction import active_secret
+from bot.infra.state import state_dir
+from bot.sensors.checks import SensorResult, check_sensors
 from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
 
 log = logging.getLogger(__name__)

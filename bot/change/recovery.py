@@ -1,6 +1,6 @@
 """Resolving a change that a crash cut short: did its save land? Audit the answer, clear the entry.
 
-A change journal entry left behind (see `bot.change_journal`) is compared with the store's metadata:
+A change journal entry left behind (see `bot.change.journal`) is compared with the store's metadata:
 a credential saved by the entry's actor at or after the entry's start is the one that change saved.
 The embedded store commits a save in one SQLite transaction, so for it the answer is certain. An
 external store (command, ATA Center) that was cut short while saving and never confirmed may or may not
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from bot.audit import AuditAction, AuditOutcome, AuditRow, AuditTrail
-from bot.change_journal import InFlight, Phase
+from bot.audit.trail import AuditAction, AuditOutcome, AuditRow, AuditTrail
+from bot.change.journal import InFlight, Phase
 from bot.store import CredentialMetadata, CredentialStore
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from bot import __version__
-from bot.audit import AuditError
+from bot.audit.trail import AuditError
 from bot.cli import (
     audit_cmd,
     check,
@@ -27,7 +27,7 @@ from bot.cli import (
     test_connection,
 )
 from bot.config import ConfigError, UsageError
-from bot.exitcodes import ExitCode
+from bot.infra.exitcodes import ExitCode
 from bot.store import StoreError
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from typing import Any
 
 from bot.cli import context
 from bot.config import ConfigError, UsageError
-from bot.exitcodes import ExitCode
-from bot.sensors import SensorResult, check_sensors
+from bot.infra.exitcodes import ExitCode
+from bot.sensors.checks import SensorResult, check_sensors
 
 
 def register(commands: Any) -> None:

@@ -9,10 +9,10 @@ import sys
 
 from pydantic import SecretStr
 
+from bot.cli.preflight import check_config_file
 from bot.config import ConfigError, Settings, UsageError, insecure_settings, resolve_config_path
-from bot.logging_setup import configure_logging
-from bot.password_policy import password_problem
-from bot.preflight import check_config_file
+from bot.directory.password_policy import password_problem
+from bot.infra.logging_setup import configure_logging
 
 
 def load(args: argparse.Namespace, *, service: bool = False) -> Settings:

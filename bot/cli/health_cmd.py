@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.cli import context
 from bot.config import ConfigError, parse_listen
-from bot.exitcodes import ExitCode
+from bot.infra.exitcodes import ExitCode
 
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - mapped to loopback
 

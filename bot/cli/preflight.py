@@ -29,8 +29,8 @@ from bot.config import (
     parse_settings,
     read_config_text,
 )
-from bot.config_messages import Location
-from bot.sensor_targets import resolve_targets
+from bot.config.messages import Location
+from bot.sensors.targets import resolve_targets
 from bot.slack.secrets import APP_TOKEN_ENV, BOT_TOKEN_ENV, SIGNING_SECRET_ENV
 
 # Keys whose file atp-bot reads as a secret: nobody but the service's user (and group) may read it.

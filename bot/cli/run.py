@@ -15,21 +15,21 @@ from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.change import PasswordChanges, open_changes
+from bot.change.path import PasswordChanges, open_changes
 from bot.cli import context
 from bot.config import ConfigError, Settings, parse_listen
-from bot.exitcodes import ExitCode
-from bot.health import HealthServer
-from bot.leader import LeaderElection
-from bot.lockout import replica_account_locks
-from bot.metrics import SCHEDULER_LEADER, count_open_alerts
+from bot.directory.lockout import replica_account_locks
+from bot.infra.exitcodes import ExitCode
+from bot.infra.health import HealthServer
+from bot.infra.leader import LeaderElection
+from bot.infra.metrics import SCHEDULER_LEADER, count_open_alerts
+from bot.infra.state import state_dir_lock
 from bot.monitor.notify import LogNotifier, Notifier
 from bot.monitor.runtime import MonitorRuntime
-from bot.scheduler import Scheduler, start_scheduler
+from bot.monitor.scheduler import Scheduler, start_scheduler
 from bot.slack.client import build_client
 from bot.slack.runtime import SlackRuntime, SlackUnreachable
 from bot.slack.secrets import SlackSecrets, remove_from_environment
-from bot.state import state_dir_lock
 from commands.alerts import SlackNotifier
 from commands.password import tell_interrupted
 

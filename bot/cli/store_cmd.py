@@ -7,11 +7,11 @@ import argparse
 import sys
 from typing import Any
 
-from bot.audit import AuditAction, AuditOutcome, cli_actor, init_audit_key, open_audit
+from bot.audit.trail import AuditAction, AuditOutcome, cli_actor, init_audit_key, open_audit
 from bot.cli import context
 from bot.cli.audit_cmd import key_created_lines
 from bot.config import Settings
-from bot.exitcodes import ExitCode
+from bot.infra.exitcodes import ExitCode
 from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
 from bot.store.embedded import init_embedded_store, rotate_key, store_exists, store_path
 

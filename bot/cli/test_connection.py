@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 from bot.cli import context
-from bot.directory import ConnectionTestResult, Outcome, run_connection_test
-from bot.exitcodes import ExitCode
-from bot.lockout import AccountBusy, LockoutGuard, hold_account, replica_account_locks
-from bot.state import state_dir
+from bot.directory.bind import ConnectionTestResult, Outcome, run_connection_test
+from bot.directory.lockout import AccountBusy, LockoutGuard, hold_account, replica_account_locks
+from bot.infra.exitcodes import ExitCode
+from bot.infra.state import state_dir
 
 EXIT_CODES = {
     Outcome.PASSED: ExitCode.OK,

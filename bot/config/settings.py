@@ -28,7 +28,7 @@ from pydantic import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from bot.config_messages import Location, TomlLines, format_location, parse_location, plain_message
+from bot.config.messages import Location, TomlLines, format_location, parse_location, plain_message
 
 CONFIG_ENV = "ATP_BOT_CONFIG"
 DEFAULT_CONFIG_NAME = "atp-bot.toml"

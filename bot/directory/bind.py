@@ -27,10 +27,10 @@ from ldap3.core.exceptions import (
 from ldap3.utils.conv import escape_filter_chars
 from pydantic import SecretStr
 
-from bot.ad_errors import Reason, decode_bind_failure
 from bot.config import AccountConfig, AccountName, DomainController
-from bot.lockout import AccountLease, LockoutGuard
-from bot.redaction import active_secret
+from bot.directory.ad_errors import Reason, decode_bind_failure
+from bot.directory.lockout import AccountLease, LockoutGuard
+from bot.infra.redaction import active_secret
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ from sqlalchemy import Column, MetaData, Table, Text, delete, insert, select, up
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from bot.ad_errors import Reason
-from bot.advisory import AdvisoryLocks, lock_engine
 from bot.config import LockoutGuardConfig, Settings
-from bot.dbschema import create_idempotently
-from bot.redaction import redact
-from bot.state import private_file, sqlite_engine, state_dir
+from bot.directory.ad_errors import Reason
+from bot.infra.advisory import AdvisoryLocks, lock_engine
+from bot.infra.dbschema import create_idempotently
+from bot.infra.redaction import redact
+from bot.infra.state import private_file, sqlite_engine, state_dir
 
 log = logging.getLogger(__name__)
 

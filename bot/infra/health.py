@@ -15,7 +15,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
 
-from bot.metrics import REGISTRY
+from bot.infra.metrics import REGISTRY
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.advisory import advisory_key, lock_engine
+from bot.infra.advisory import advisory_key, lock_engine
 
 log = logging.getLogger(__name__)
 

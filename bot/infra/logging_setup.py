@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
-from bot.redaction import RedactingFilter, install_record_redaction
+from bot.infra.redaction import RedactingFilter, install_record_redaction
 
 _HANDLER_NAME = "atp-bot"
 

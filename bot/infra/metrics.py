@@ -1,4 +1,6 @@
-"""Prometheus metrics of the bot process (served on `/metrics` by `bot.health`). Never a secret in a label."""
+"""Prometheus metrics of the bot process (served on `/metrics` by `bot.infra.health`).
+
+Never a secret in a label."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy.exc import SQLAlchemyError
 
 if TYPE_CHECKING:
-    from bot.sensors import SensorResult
+    from bot.sensors.checks import SensorResult
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 

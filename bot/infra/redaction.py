@@ -1,7 +1,7 @@
 """Keeps secrets out of log output.
 
 Code that handles a password registers it for the duration of the work (`active_secret`); the logging
-filter installed by `bot.logging_setup` replaces every registered value in a formatted record. This is
+filter installed by `bot.infra.logging_setup` replaces every registered value in a formatted record. This is
 defence in depth: the code itself never logs a secret, and the tests prove it with a canary.
 
 Some secrets are logged by libraries before atp-bot ever sees them: Bolt logs the whole request body when

@@ -21,15 +21,15 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from bot.audit import AuditAction, AuditOutcome
+from bot.audit.trail import AuditAction, AuditOutcome
 from bot.config import AccountConfig, ConfigError, Settings
-from bot.graph import GraphError
 from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
+from bot.monitor.graph import GraphError
 from bot.monitor.models import HealthIssue, Incident, ReachabilityNotice, SensorIssue, ServiceState
 from bot.monitor.render import incident_subject
 from bot.monitor.runtime import MonitorRuntime
 from bot.monitor.state import MonitorState, Reachability, StoredIncident
-from bot.sensors import SensorResult, not_checked
+from bot.sensors.checks import SensorResult, not_checked
 
 log = logging.getLogger(__name__)
 

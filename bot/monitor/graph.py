@@ -18,8 +18,8 @@ import msal.exceptions
 import requests
 
 from bot.config import ConfigError, GraphConfig
+from bot.infra.redaction import active_secret
 from bot.monitor.models import HealthIssue
-from bot.redaction import active_secret
 
 log = logging.getLogger(__name__)
 

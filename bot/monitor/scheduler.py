@@ -27,15 +27,15 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import ConfigError, Settings
-from bot.dbschema import create_idempotently
-from bot.graph import GraphError
+from bot.infra.dbschema import create_idempotently
+from bot.infra.state import state_dir
 from bot.monitor.audit_head import run_audit_head_announcement
 from bot.monitor.cycle import CycleResult, run_monitor_cycle
 from bot.monitor.expiry import run_expiry_check
+from bot.monitor.graph import GraphError
 from bot.monitor.models import MessageRef
 from bot.monitor.recheck import run_recheck
 from bot.monitor.runtime import MonitorRuntime
-from bot.state import state_dir
 
 log = logging.getLogger(__name__)
 

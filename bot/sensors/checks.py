@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from bot import metrics
 from bot.config import ConfigError, SensorKind, Settings
-from bot.redaction import active_secret
-from bot.sensor_scripts import (
+from bot.infra import metrics
+from bot.infra.redaction import active_secret
+from bot.sensors.scripts import (
     CHECK_SENSOR,
     START_SERVICE,
     CheckOutput,
@@ -30,8 +30,8 @@ from bot.sensor_scripts import (
     StartOutput,
     StartParams,
 )
-from bot.sensor_targets import SensorTarget, resolve_target, resolve_targets
-from bot.winrm_runner import FailureKind, RemoteFailure, ScriptOutput, run_powershell
+from bot.sensors.targets import SensorTarget, resolve_target, resolve_targets
+from bot.sensors.winrm_runner import FailureKind, RemoteFailure, ScriptOutput, run_powershell
 
 log = logging.getLogger(__name__)
 

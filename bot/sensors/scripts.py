@@ -19,7 +19,7 @@ PARAMS_MARK = "__ATP_BOT_PARAMS__"
 # CreateProcess limits a command line to 32767 characters; pywinrm sends the script as
 # `powershell -encodedcommand <base64 of UTF-16LE>`, 8/3 characters per script character.
 MAX_COMMAND_LINE = 32767
-_SCRIPTS = Path(__file__).with_name("scripts")
+_SCRIPTS = Path(__file__).with_name("ps1")
 
 
 @dataclass(frozen=True)

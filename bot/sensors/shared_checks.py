@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from bot.config import ConfigError, Settings
-from bot.sensors import SensorResult, check_sensors
+from bot.sensors.checks import SensorResult, check_sensors
 
 log = logging.getLogger(__name__)
 

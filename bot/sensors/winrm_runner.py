@@ -27,7 +27,7 @@ from winrm.exceptions import (
 )
 from winrm.protocol import Protocol
 
-from bot.sensor_targets import SensorTarget
+from bot.sensors.targets import SensorTarget
 
 log = logging.getLogger(__name__)
 

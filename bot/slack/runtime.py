@@ -19,13 +19,13 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
-from bot.audit import AuditSink
-from bot.change import PasswordChanges
+from bot.audit.trail import AuditSink
+from bot.change.path import PasswordChanges
 from bot.config import Settings
-from bot.redaction import install_record_redaction
-from bot.scheduler import Scheduler
+from bot.infra.redaction import install_record_redaction
+from bot.monitor.scheduler import Scheduler
 from bot.slack.app import build_app, build_services
-from bot.slack.registry import CommandModule
+from bot.slack.context import CommandModule
 from bot.slack.secrets import SlackSecrets
 from commands import MODULES
 

@@ -9,7 +9,7 @@ from typing import Literal, Protocol
 from pydantic import SecretStr
 
 from bot.config import AccountConfig, ConfigError, Settings
-from bot.redaction import REDACTED
+from bot.infra.redaction import REDACTED
 
 BackendName = Literal["embedded", "ata-center", "command"]
 

@@ -14,9 +14,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.change_journal import sync_directory, write_synced
+from bot.change.journal import sync_directory, write_synced
 from bot.config import Settings, StoreConfig
-from bot.state import state_dir
+from bot.infra.state import state_dir
 from bot.store.base import StoreError
 
 KEY_BYTES = 32

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from bot.exitcodes import ExitCode
+from bot.infra.exitcodes import ExitCode
 from lab.slack.emulator import LAB_APP_TOKEN, LAB_BOT_TOKEN, LAB_SIGNING_SECRET, SlackEmulator
 from lab.slack.socket_mode import NotConnected
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
-from bot.sensor_scripts import CHECK_SENSOR, PARAMS_MARK, START_SERVICE, TEMPLATES, Template, decode_params
+from bot.sensors.scripts import CHECK_SENSOR, PARAMS_MARK, START_SERVICE, TEMPLATES, Template, decode_params
 from lab.winrm.model import Host
 
 _COMMAND = re.compile(r"^powershell(?:\.exe)?\s+-(?:encodedcommand|enc|e)\s+(\S+)\s*$", re.IGNORECASE)

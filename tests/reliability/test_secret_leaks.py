@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from bot.metrics import REGISTRY
+from bot.infra.metrics import REGISTRY
 from commands import MODULES
 from lab.domain import LabDomain
 from lab.samba import LabUser

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from bot.logging_setup import configure_logging
+from bot.infra.logging_setup import configure_logging
 from lab.slack import Signing, SlackEmulator
 from tests import slack_probe
 from tests.slack_lab import ALICE, OPS, running_lab, wait_for
