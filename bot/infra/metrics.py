@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy.exc import SQLAlchemyError
-
-if TYPE_CHECKING:
-    from bot.sensors.checks import SensorResult
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -66,9 +62,3 @@ def count_open_alerts(read: Callable[[], int]) -> None:
             return math.nan
 
     ALERTS_OPEN.set_function(value)
-
-
-def record_sensor_check(result: SensorResult) -> None:
-    outcome = "unreachable" if not result.reachable else "healthy" if result.healthy else "problem"
-    SENSOR_CHECKS.labels(outcome, result.failure.kind if result.failure else "none").inc()
-    SENSOR_CHECK_SECONDS.observe(result.duration)

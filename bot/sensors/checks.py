@@ -351,11 +351,17 @@ def check_sensors(
     results = {}
     for result in iter_check_results(settings, names, since=since, positions=positions):
         results[result.name] = result
-        metrics.record_sensor_check(result)
+        _record_metrics(result)
         if on_result:
             on_result(result)
     order = [t.name for t in resolve_targets(settings, names)]
     return [results[name] for name in order]
+
+
+def _record_metrics(result: SensorResult) -> None:
+    outcome = "unreachable" if not result.reachable else "healthy" if result.healthy else "problem"
+    metrics.SENSOR_CHECKS.labels(outcome, result.failure.kind if result.failure else "none").inc()
+    metrics.SENSOR_CHECK_SECONDS.observe(result.duration)
 
 
 def not_checked(settings: Settings, names: Sequence[str], problem: str) -> list[SensorResult]:
