@@ -14,8 +14,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.change.journal import sync_directory, write_synced
 from bot.config import Settings, StoreConfig
+from bot.infra.files import sync_directory, write_synced
 from bot.infra.state import state_dir
 from bot.store.base import StoreError
 
