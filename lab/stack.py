@@ -22,6 +22,7 @@ from bot.config import Settings, load_settings
 from bot.slack.runtime import SlackRuntime
 from bot.slack.secrets import SlackSecrets
 from bot.store.embedded import init_embedded_store
+from commands import MODULES
 from lab.dc_cmd import write_lab_files, write_private
 from lab.domain import LabDomain, running_lab_domain
 from lab.slack import SlackEmulator
@@ -112,6 +113,8 @@ def running_slack_lab(directory: Path, sensor_names: Sequence[str] = SENSOR_NAME
         init_embedded_store(settings)
         changes = open_changes(settings)
         bot_secrets = SlackSecrets(bot_token=SecretStr(slack.bot_token), app_token=SecretStr(slack.app_token))
-        with SlackRuntime(settings, secrets=bot_secrets, audit=changes.audit, changes=changes) as runtime:
+        with SlackRuntime(
+            settings, secrets=bot_secrets, audit=changes.audit, modules=MODULES, changes=changes
+        ) as runtime:
             slack.wait_connected()
             yield SlackLab(directory, config, settings, domain, sensors, slack, runtime, changes)

@@ -30,6 +30,7 @@ from bot.monitor.scheduler import Scheduler, start_scheduler
 from bot.slack.client import build_client
 from bot.slack.runtime import SlackRuntime, SlackUnreachable
 from bot.slack.secrets import SlackSecrets, remove_from_environment
+from commands import MODULES
 from commands.alerts import SlackNotifier
 from commands.password import tell_interrupted
 
@@ -67,7 +68,12 @@ def _run(settings: Settings, secrets: SlackSecrets) -> int:
     scheduler = start_scheduler(monitor, paused=True)
     try:
         runtime = SlackRuntime(
-            settings, secrets=secrets, audit=changes.audit, changes=changes, scheduler=scheduler
+            settings,
+            secrets=secrets,
+            audit=changes.audit,
+            modules=MODULES,  # the composition root hands the framework its feature modules
+            changes=changes,
+            scheduler=scheduler,
         )
         runtime.start()
     except (SlackApiError, BoltError) as exc:

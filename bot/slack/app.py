@@ -21,7 +21,6 @@ from bot.slack.context import CommandModule, Registry, Services
 from bot.slack.middleware import authorize_command
 from bot.slack.router import COMMAND, route
 from bot.slack.secrets import SlackSecrets
-from commands import MODULES
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +30,9 @@ def build_services(
     *,
     secrets: SlackSecrets,
     audit: AuditSink,
+    modules: Sequence[CommandModule],
     executor: Executor,
     client: WebClient | None = None,
-    modules: Sequence[CommandModule] = MODULES,
     changes: PasswordChanges | None = None,
     scheduler: Scheduler | None = None,
 ) -> Services:

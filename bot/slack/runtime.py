@@ -27,7 +27,6 @@ from bot.monitor.scheduler import Scheduler
 from bot.slack.app import build_app, build_services
 from bot.slack.context import CommandModule
 from bot.slack.secrets import SlackSecrets
-from commands import MODULES
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +154,8 @@ class SlackRuntime:
         *,
         secrets: SlackSecrets,
         audit: AuditSink,
+        modules: Sequence[CommandModule],
         client: WebClient | None = None,
-        modules: Sequence[CommandModule] = MODULES,
         changes: PasswordChanges | None = None,
         scheduler: Scheduler | None = None,
     ) -> None:
