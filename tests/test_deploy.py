@@ -26,6 +26,9 @@ from dockerfile_parse import DockerfileParser
 
 from bot.cli import main
 from bot.config import (
+    APP_TOKEN_ENV,
+    BOT_TOKEN_ENV,
+    SIGNING_SECRET_ENV,
     AccountConfig,
     AtaCenterConfig,
     AuditConfig,
@@ -43,7 +46,6 @@ from bot.config import (
     WinRMConfig,
     parse_settings,
 )
-from bot.slack.secrets import APP_TOKEN_ENV, BOT_TOKEN_ENV, SIGNING_SECRET_ENV
 from tests.peers import peer_missing
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,6 +21,9 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from bot.config import (
+    APP_TOKEN_ENV,
+    BOT_TOKEN_ENV,
+    SIGNING_SECRET_ENV,
     ConfigError,
     ConfigSource,
     SensorConfig,
@@ -31,7 +34,6 @@ from bot.config import (
 )
 from bot.config.messages import Location
 from bot.sensors.targets import resolve_targets
-from bot.slack.secrets import APP_TOKEN_ENV, BOT_TOKEN_ENV, SIGNING_SECRET_ENV
 
 # Keys whose file atp-bot reads as a secret: nobody but the service's user (and group) may read it.
 _SECRET_FILE_SUFFIXES = ("password_file", "secret_file", "cert_key_pem")

@@ -461,6 +461,12 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+# The Slack credentials' environment variables (names, not secrets; never in the file).
+BOT_TOKEN_ENV = "SLACK_BOT_TOKEN"  # noqa: S105
+APP_TOKEN_ENV = "SLACK_APP_TOKEN"  # noqa: S105
+SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"  # noqa: S105
+
+
 class SlackConfig(_Model):
     """The Slack app. Tokens and the signing secret come from the environment only (see bot.slack)."""
 

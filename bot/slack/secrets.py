@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from bot.config import ConfigError, SlackConfig, read_secret
-
-# Names of environment variables, not secrets.
-BOT_TOKEN_ENV = "SLACK_BOT_TOKEN"  # noqa: S105
-APP_TOKEN_ENV = "SLACK_APP_TOKEN"  # noqa: S105
-SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"  # noqa: S105
+from bot.config import (
+    APP_TOKEN_ENV,
+    BOT_TOKEN_ENV,
+    SIGNING_SECRET_ENV,
+    ConfigError,
+    SlackConfig,
+    read_secret,
+)
 
 
 @dataclass(frozen=True)
