@@ -118,14 +118,9 @@ def _check_one(plan: _Plan) -> SensorResult:
         parsed = _parse_check(output)
     except RemoteFailure as exc:
         log.info("sensor %s: check failed: %s", target.name, exc)
-        return SensorResult(
-            name=target.name,
-            endpoint=target.endpoint,
-            kind=target.kind,
-            account=target.account,
-            checked_at=checked_at,
-            duration=time.monotonic() - started,
-            failure=Failure(exc.kind, exc.detail),
+        failure = Failure(exc.kind, exc.detail)
+        return SensorResult.failed(
+            target, failure, checked_at=checked_at, duration=time.monotonic() - started
         )
     services = tuple(ServiceStatus(s.name, s.state or NOT_INSTALLED) for s in parsed.services)
     errors, position = None, None
@@ -167,14 +162,8 @@ def _check_guarded(plan: _Plan) -> SensorResult:
         return _check_one(plan)
     except Exception as exc:  # isolate each sensor
         log.exception("sensor %s: unexpected error during the check", plan.target.name)
-        return SensorResult(
-            name=plan.target.name,
-            endpoint=plan.target.endpoint,
-            kind=plan.target.kind,
-            account=plan.target.account,
-            checked_at=datetime.now(UTC),
-            duration=0.0,
-            failure=Failure(FailureKind.WINRM_FAULT, f"unexpected {type(exc).__name__}"),
+        return SensorResult.failed(
+            plan.target, Failure(FailureKind.WINRM_FAULT, f"unexpected {type(exc).__name__}")
         )
 
 
@@ -251,18 +240,8 @@ def not_checked(settings: Settings, names: Sequence[str], problem: str) -> list[
     password that cannot be read): each one reachable by nobody, with `problem` as its failure."""
     configured = {s.name: s for s in settings.sensors}
     now = datetime.now(UTC)
-    return [
-        SensorResult(
-            name=name,
-            endpoint=configured[name].endpoint,
-            kind=configured[name].kind,
-            account=configured[name].account,
-            checked_at=now,
-            duration=0.0,
-            failure=Failure(FailureKind.CONFIG, problem),
-        )
-        for name in names
-    ]
+    failure = Failure(FailureKind.CONFIG, problem)
+    return [SensorResult.failed(configured[name], failure, checked_at=now) for name in names]
 
 
 def start_service(settings: Settings, sensor_name: str, service: str) -> ServiceStartResult:

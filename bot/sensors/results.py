@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from bot.config import SensorKind
 from bot.sensors.scripts import PositionParam
@@ -67,6 +67,19 @@ class CredentialErrors:
     reset: bool  # the previous position no longer matched any file; the log was read from its start
 
 
+class Sensor(Protocol):
+    """Who a result is about: a resolved target or a configured sensor."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def kind(self) -> SensorKind: ...
+    @property
+    def account(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class SensorResult:
     name: str
@@ -80,6 +93,21 @@ class SensorResult:
     log_error: str | None = None
     position: LogPosition | None = None
     failure: Failure | None = None
+
+    @classmethod
+    def failed(
+        cls, target: Sensor, failure: Failure, *, checked_at: datetime | None = None, duration: float = 0.0
+    ) -> SensorResult:
+        """A sensor that could not be checked: nothing known but why."""
+        return cls(
+            name=target.name,
+            endpoint=target.endpoint,
+            kind=target.kind,
+            account=target.account,
+            checked_at=checked_at or datetime.now(UTC),
+            duration=duration,
+            failure=failure,
+        )
 
     @property
     def reachable(self) -> bool:

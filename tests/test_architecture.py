@@ -1,0 +1,54 @@
+"""The package layout of issue 13: flat modules stay out of bot/, modules stay short, the import contract
+holds (lint-imports), and value objects that replaced hand-built copies behave like them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import SensorConfig
+from bot.sensors.results import Failure, SensorResult
+from bot.sensors.winrm_runner import FailureKind
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_MODULE_LINES = 400
+
+
+def product_modules() -> list[Path]:
+    return sorted(p for package in ("bot", "commands") for p in (ROOT / package).rglob("*.py"))
+
+
+def test_only_init_and_main_sit_directly_in_bot() -> None:
+    flat = sorted(p.name for p in (ROOT / "bot").glob("*.py"))
+    assert flat == ["__init__.py", "__main__.py"]
+
+
+@pytest.mark.parametrize("module", product_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_product_module_is_longer_than_400_lines(module: Path) -> None:
+    lines = len(module.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{lines} lines"
+
+
+def test_import_contract_holds() -> None:
+    lint_imports = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert lint_imports, "import-linter is in the dev extra"
+    done = subprocess.run([lint_imports, "--no-cache"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_failed_result_carries_only_the_sensor_and_why() -> None:
+    sensor = SensorConfig(name="s1", endpoint="https://s1:5986/wsman", kind="ata", account="dsa")
+    result = SensorResult.failed(sensor, Failure(FailureKind.CONFIG, "no password"))
+    assert (result.name, result.endpoint, result.kind, result.account) == (
+        "s1",
+        sensor.endpoint,
+        "ata",
+        "dsa",
+    )
+    assert not result.reachable and not result.healthy
+    assert result.duration == 0.0 and result.services == ()
+    assert result.to_json()["error"] == "config: no password"
