@@ -51,4 +51,4 @@ def test_failed_result_carries_only_the_sensor_and_why() -> None:
     )
     assert not result.reachable and not result.healthy
     assert result.duration == 0.0 and result.services == ()
-    assert result.to_json()["error"] == "config: no password"
+    assert result.to_json()["error"] == f"{FailureKind.CONFIG}: no password"
