@@ -14,248 +14,42 @@ Trails written before the key existed (plain SHA-256) keep verifying, with a war
 
 from __future__ import annotations
 
-import getpass
-import hashlib
-import hmac
-import json
 import logging
-import os
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import (
-    Column,
     Connection,
     Engine,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
     create_engine,
-    event,
     insert,
-    inspect,
     select,
-    text,
     update,
 )
-from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from bot.audit.chain import GENESIS_HASH, head_mac, keyed_row_hash, row_hash, same_digest
+from bot.audit.events import (
+    AuditAction,
+    AuditAnchor,
+    AuditError,
+    AuditOutcome,
+    AuditRow,
+    AuditSink,
+    AuditVerification,
+    cli_actor,
+    record_or_log,
+)
 from bot.audit.key import AuditKey, AuditKeyInit, audit_key_path, create_audit_key, load_audit_key
+from bot.audit.schema import add_head_columns, audit_url, events, head, metadata, sqlite_engine, to_row
 from bot.config import ConfigError, Settings
 from bot.infra.dbschema import create_idempotently
 from bot.infra.redaction import redact
-from bot.infra.state import state_dir
 
 log = logging.getLogger(__name__)
 
-DEFAULT_AUDIT_NAME = "audit.sqlite"
-GENESIS_HASH = "0" * 64
 MAX_FIELD_LENGTH = {"actor": 200, "action": 64, "account": 64, "outcome": 32, "reason": 64, "detail": 500}
-
-
-def cli_actor() -> str:
-    """The actor string for a command run from a shell: `cli:<login name>`."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"cli:{user}"
-
-
-class AuditAction(StrEnum):
-    TEST = "test"
-    SAVE = "save"
-    CHANGE = "change"
-    START_SERVICE = "start-service"
-    CHECK = "check"
-    ALERT = "alert"
-    DENIED = "denied"
-    HISTORY = "history"
-    STORE_INIT = "store-init"
-    STORE_ROTATE_KEY = "store-rotate-key"
-    LOCKOUT_GUARD = "lockout-guard"
-    INTERRUPTED = "interrupted"  # a change cut short by a crash, resolved at the next start
-    AUDIT_INIT = "audit-init"
-    AUDIT_REKEY = "audit-rekey"
-
-
-class AuditOutcome(StrEnum):
-    OK = "ok"
-    FAILED = "failed"
-    REFUSED = "refused"
-    ERROR = "error"
-
-
-class AuditSink(Protocol):
-    """Anything that records audit events (the trail itself, or a test's recorder)."""
-
-    def record(
-        self,
-        actor: str,
-        action: str,
-        account: str | None,
-        outcome: str,
-        reason: str | None = None,
-        detail: str | None = None,
-    ) -> object: ...
-
-
-def record_or_log(
-    audit: AuditSink,
-    actor: str,
-    action: str,
-    account: str | None,
-    outcome: str,
-    reason: str | None = None,
-    detail: str | None = None,
-) -> None:
-    """Audit something that has already happened (a save, a service start, an alert): an unavailable
-    trail is logged loudly but never raised, because what happened cannot be undone."""
-    try:
-        audit.record(actor, action, account, outcome, reason, detail)
-    except AuditError as exc:
-        log.error(
-            "audit trail unavailable; not recorded: %s %s %s %s: %s", actor, action, account, outcome, exc
-        )
-
-
-class AuditError(Exception):
-    """The audit trail cannot be written or read; the message names the database, never a secret."""
-
-
-metadata = MetaData()
-events = Table(
-    "audit_events",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("time", String(40), nullable=False),
-    Column("actor", String(200), nullable=False),
-    Column("action", String(64), nullable=False),
-    Column("account", String(64), index=True),
-    Column("outcome", String(32), nullable=False),
-    Column("reason", String(64)),
-    Column("detail", Text),
-    Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
-)
-head = Table(
-    "audit_head",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("last_id", Integer, nullable=False),
-    Column("last_hash", String(64), nullable=False),
-    # The first row chained with the audit key; NULL: an unkeyed trail.
-    Column("keyed_from", Integer),
-    # HMAC over last_id, last_hash and keyed_from; NULL while the trail is unkeyed.
-    Column("mac", String(64)),
-)
-
-
-@dataclass(frozen=True)
-class AuditRow:
-    id: int
-    time: datetime  # UTC
-    actor: str
-    action: str
-    account: str | None
-    outcome: str
-    reason: str | None
-    detail: str | None
-    prev_hash: str
-    hash: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "time": self.time.isoformat(),
-            "actor": self.actor,
-            "action": self.action,
-            "account": self.account,
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "detail": self.detail,
-        }
-
-
-@dataclass(frozen=True)
-class AuditAnchor:
-    """A row and its hash noted outside the trail (`ID:HASH`), which a later verify must still find."""
-
-    id: int
-    hash: str
-
-    @classmethod
-    def parse(cls, text: str) -> AuditAnchor:
-        row, _, digest = text.partition(":")
-        if not row.isdigit() or int(row) < 1 or re.fullmatch(r"[0-9a-f]{64}", digest) is None:
-            raise ValueError(f"{text!r}: expected ID:HASH, a row number and its 64-character hex hash")
-        return cls(int(row), digest)
-
-    def __str__(self) -> str:
-        return f"{self.id}:{self.hash}"
-
-
-@dataclass(frozen=True)
-class AuditVerification:
-    intact: bool
-    rows: int
-    first_broken_id: int | None = None
-    problem: str | None = None
-    head_hash: str | None = None  # of an intact trail: note `rows:head_hash` elsewhere as an anchor
-    keyed_from: int | None = None  # the first row chained with the audit key; None: unkeyed
-    warning: str | None = None  # an intact but weaker trail (no key, or not re-keyed yet)
-    key_missing: bool = False  # a keyed trail, but no key here to check it with (configuration)
-
-    @property
-    def anchor(self) -> str | None:
-        """`ID:HASH` of the head of an intact, non-empty trail: note it elsewhere for `verify --anchor`."""
-        return f"{self.rows}:{self.head_hash}" if self.intact and self.rows else None
-
-
-def _canonical(values: dict[str, Any]) -> bytes:
-    """A row's content, its id and the previous hash as canonical JSON."""
-    return json.dumps(
-        [
-            values["id"],
-            values["time"],
-            values["actor"],
-            values["action"],
-            values["account"],
-            values["outcome"],
-            values["reason"],
-            values["detail"],
-            values["prev_hash"],
-        ],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    ).encode("utf-8")
-
-
-def row_hash(values: dict[str, Any]) -> str:
-    """The unkeyed hash of a row: SHA-256 over its canonical JSON."""
-    return hashlib.sha256(_canonical(values)).hexdigest()
-
-
-def keyed_row_hash(key: AuditKey, values: dict[str, Any]) -> str:
-    """The keyed hash of a row: HMAC-SHA256 over its canonical JSON."""
-    return key.mac(_canonical(values))
-
-
-def head_mac(key: AuditKey, last_id: int, last_hash: str, keyed_from: int) -> str:
-    """The head's HMAC. Its input starts with a string, a row's with a number: neither passes as the other."""
-    message = json.dumps(["audit-head", last_id, last_hash, keyed_from], separators=(",", ":"))
-    return key.mac(message.encode("ascii"))
-
-
-def _same(a: str | None, b: str) -> bool:
-    return a is not None and hmac.compare_digest(a, b)
 
 
 def _clean(name: str, value: str | None, *, required: bool) -> str | None:
@@ -266,51 +60,6 @@ def _clean(name: str, value: str | None, *, required: bool) -> str | None:
     text = " ".join(redact(str(value)).split())  # one line, no control characters
     limit = MAX_FIELD_LENGTH[name]
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _to_row(mapping: Any) -> AuditRow:
-    return AuditRow(
-        id=mapping["id"],
-        time=datetime.fromisoformat(mapping["time"]),
-        actor=mapping["actor"],
-        action=mapping["action"],
-        account=mapping["account"],
-        outcome=mapping["outcome"],
-        reason=mapping["reason"],
-        detail=mapping["detail"],
-        prev_hash=mapping["prev_hash"],
-        hash=mapping["hash"],
-    )
-
-
-def _sqlite_engine(url: URL) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": 30, "isolation_level": None})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Take the write lock at the start, so reading the head and appending are one atomic step.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-
-
-_KEYED_HEAD_COLUMNS = ("keyed_from", "mac")
-
-
-def _add_head_columns(conn: Connection) -> None:
-    """Upgrade a trail made before the audit key: its head gains `keyed_from` and `mac` (both NULL)."""
-    present = {column["name"] for column in inspect(conn).get_columns(head.name)}
-    for name in _KEYED_HEAD_COLUMNS:
-        if name not in present:
-            kind = head.c[name].type.compile(conn.dialect)
-            conn.execute(text(f"ALTER TABLE {head.name} ADD COLUMN {name} {kind}"))
 
 
 @dataclass(frozen=True)
@@ -333,7 +82,7 @@ class AuditTrail:
     def _create_schema(self) -> None:
         metadata.create_all(self.engine)
         with self.engine.begin() as conn:
-            _add_head_columns(conn)
+            add_head_columns(conn)
             if conn.execute(select(head.c.id)).first() is None:
                 conn.execute(insert(head).values(id=1, last_id=0, last_hash=GENESIS_HASH))
 
@@ -345,7 +94,7 @@ class AuditTrail:
     def _head_is_authentic(self, current: Any) -> bool:
         assert self.key is not None and current.keyed_from is not None
         expected = head_mac(self.key, current.last_id, current.last_hash, current.keyed_from)
-        return _same(current.mac, expected)
+        return same_digest(current.mac, expected)
 
     def _chain_key(self, current: Any) -> AuditKey | None:
         """The key to chain the next row with; None: an unkeyed trail stays unkeyed until `rekey()`."""
@@ -378,7 +127,7 @@ class AuditTrail:
             .where(head.c.id == 1)
             .values(last_id=values["id"], last_hash=values["hash"], keyed_from=keyed_from, mac=mac)
         )
-        return _to_row(values)
+        return to_row(values)
 
     def record(
         self,
@@ -412,7 +161,7 @@ class AuditTrail:
         if account is not None:
             query = query.where(events.c.account == account)
         with self.engine.connect() as conn:
-            return [_to_row(row._mapping) for row in conn.execute(query)]
+            return [to_row(row._mapping) for row in conn.execute(query)]
 
     def verify(self, anchor: AuditAnchor | None = None) -> AuditVerification:
         """Walk the chain from the first row; report the first row (or the head) that is wrong.
@@ -490,7 +239,7 @@ class AuditTrail:
             return "does not link to the row before it (a row was removed or inserted)"
         if keyed_from is not None and values["id"] >= keyed_from:
             assert self.key is not None
-            if not _same(values["hash"], keyed_row_hash(self.key, values)):
+            if not same_digest(values["hash"], keyed_row_hash(self.key, values)):
                 return (
                     "its keyed hash does not match its content (edited and re-chained without the key, "
                     "or the audit key is not the one the trail was written with)"
@@ -553,28 +302,10 @@ def _event_values(
     }
 
 
-def _private_file(path: Path) -> Path:
-    """Create `path` readable by its owner only (SQLite then gives its -wal and -shm files the same mode)."""
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    except OSError as exc:
-        raise ConfigError([f"audit: cannot create {path}: {exc.strerror}"]) from None
-    return path
-
-
-def audit_url(settings: Settings) -> URL:
-    config = settings.audit
-    if config.url is None:
-        return URL.create("sqlite", database=str(_private_file(state_dir(settings) / DEFAULT_AUDIT_NAME)))
-    url = make_url(config.url)
-    password = config.password()
-    return url.set(password=password.get_secret_value()) if password is not None else url
-
-
 def open_audit(settings: Settings) -> AuditTrail:
     url = audit_url(settings)
     try:
-        engine = _sqlite_engine(url) if url.get_backend_name() == "sqlite" else create_engine(url)
+        engine = sqlite_engine(url) if url.get_backend_name() == "sqlite" else create_engine(url)
     except (SQLAlchemyError, ImportError) as exc:
         raise ConfigError([f"audit.url: cannot use {url!r}: {exc}"]) from None
     return AuditTrail(engine, load_audit_key(settings))
@@ -596,3 +327,22 @@ def init_audit_key(settings: Settings) -> AuditKeyInit:
             ]
         )
     return create_audit_key(settings)
+
+
+__all__ = [
+    "AuditAction",
+    "AuditAnchor",
+    "AuditError",
+    "AuditOutcome",
+    "AuditRow",
+    "AuditSink",
+    "AuditTrail",
+    "AuditVerification",
+    "RekeyResult",
+    "audit_url",
+    "cli_actor",
+    "init_audit_key",
+    "open_audit",
+    "record_or_log",
+    "row_hash",
+]
