@@ -9,35 +9,28 @@ could lock the account out.
 from __future__ import annotations
 
 import logging
-import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from ldap3 import BASE, SIMPLE, SUBTREE, Connection, Server, Tls
-from ldap3.core.exceptions import (
-    LDAPCertificateError,
-    LDAPException,
-    LDAPSocketOpenError,
-    LDAPSSLConfigurationError,
-    LDAPStartTLSError,
-)
-from ldap3.utils.conv import escape_filter_chars
 from pydantic import SecretStr
 
-from bot.config import AccountConfig, AccountName, DomainController
+from bot.config import AccountConfig
 from bot.directory.ad_errors import Reason, decode_bind_failure
+from bot.directory.connection import AttemptOutcome, NoVerdict, open_session, send_bind
 from bot.directory.lockout import AccountLease, LockoutGuard
+from bot.directory.lookup import (
+    ExpiryUnavailable,
+    LockoutPrecheck,
+    PasswordExpiry,
+    PrecheckUnavailable,
+    lockout_precheck,
+    read_expiry,
+    read_lockout_state,
+    read_password_expiry,
+)
 from bot.infra.redaction import active_secret
 
 log = logging.getLogger(__name__)
-
-FILETIME_NEVER = 0x7FFFFFFFFFFFFFFF
-UF_DONT_EXPIRE_PASSWD = 0x10000
-UF_LOCKOUT = 0x10
-_FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 
 
 class Outcome(StrEnum):
@@ -47,34 +40,11 @@ class Outcome(StrEnum):
     UNREACHABLE = "unreachable"  # no DC gave a verdict
 
 
-class AttemptOutcome(StrEnum):
-    OK = "ok"
-    REJECTED = "rejected"
-    UNREACHABLE = "unreachable"
-    TLS_ERROR = "tls_error"
-    NO_ANSWER = "no_answer"
-
-
 @dataclass(frozen=True)
 class DcAttempt:
     url: str
     outcome: AttemptOutcome
     detail: str
-
-
-@dataclass(frozen=True)
-class PasswordExpiry:
-    """When the tested password expires: `never`, a time, or unknown (both empty)."""
-
-    never: bool = False
-    at: datetime | None = None
-
-    def describe(self) -> str:
-        if self.never:
-            return "never expires"
-        if self.at is None:
-            return "expiry unknown"
-        return f"expires {self.at:%Y-%m-%d %H:%M} UTC"
 
 
 @dataclass(frozen=True)
@@ -93,264 +63,6 @@ class ConnectionTestResult:
     @property
     def passed(self) -> bool:
         return self.outcome is Outcome.PASSED
-
-
-class _NoVerdict(Exception):
-    """This DC gave no verdict; `outcome` says whether failing over is safe."""
-
-    def __init__(self, outcome: AttemptOutcome, detail: str) -> None:
-        super().__init__(detail)
-        self.outcome = outcome
-        self.detail = detail
-
-
-def _tls(account: AccountConfig) -> Tls:
-    if not account.tls_verify:
-        return Tls(validate=ssl.CERT_NONE, version=ssl.PROTOCOL_TLS_CLIENT)
-    return Tls(
-        validate=ssl.CERT_REQUIRED,
-        version=ssl.PROTOCOL_TLS_CLIENT,
-        ca_certs_file=str(account.ca_file) if account.ca_file else None,
-    )
-
-
-def _is_tls_problem(exc: BaseException) -> bool:
-    if "timed out" in str(exc):
-        return False
-    if isinstance(exc, ssl.SSLError | LDAPCertificateError | LDAPSSLConfigurationError | LDAPStartTLSError):
-        return True
-    text = str(exc).lower()
-    return "ssl" in text or "certificate" in text or "tls" in text
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    while text.startswith("(") and text.endswith(",)"):  # ldap3 nests messages in tuple reprs
-        text = text[1:-2].strip("'\"")
-    return text or type(exc).__name__
-
-
-@contextmanager
-def _session(
-    dc: DomainController, account: AccountConfig, user: str, password: SecretStr
-) -> Iterator[Connection]:
-    """An open, TLS-protected connection to one DC, not yet bound. Raises _NoVerdict."""
-    server = Server(
-        dc.host,
-        port=dc.port,
-        use_ssl=dc.use_ssl,
-        tls=_tls(account),
-        get_info="NO_INFO",
-        connect_timeout=account.connect_timeout,
-    )
-    conn = Connection(
-        server,
-        user=user,
-        password=password.get_secret_value(),
-        authentication=SIMPLE,
-        receive_timeout=account.receive_timeout,
-        check_names=False,
-        raise_exceptions=False,
-        read_only=True,
-    )
-    try:
-        try:
-            conn.open()
-            if not dc.use_ssl and not conn.start_tls():
-                raise _NoVerdict(AttemptOutcome.TLS_ERROR, f"StartTLS refused: {conn.result}")
-        except LDAPException as exc:
-            kind = AttemptOutcome.TLS_ERROR if _is_tls_problem(exc) else AttemptOutcome.UNREACHABLE
-            raise _NoVerdict(kind, _describe(exc)) from None
-        yield conn
-    finally:
-        try:
-            conn.unbind()
-        except LDAPException:
-            log.debug("unbind from %s failed", dc.url)
-
-
-def _bind(conn: Connection) -> tuple[bool, int, str]:
-    """Send the bind. An exception here means the password left: the verdict is unknown."""
-    try:
-        bound = bool(conn.bind())
-    except LDAPSocketOpenError as exc:
-        raise _NoVerdict(AttemptOutcome.UNREACHABLE, _describe(exc)) from None
-    except LDAPException as exc:
-        raise _NoVerdict(AttemptOutcome.NO_ANSWER, _describe(exc)) from None
-    result = conn.result or {}
-    if not bound and result.get("description") in (None, "", "Timeout"):
-        raise _NoVerdict(AttemptOutcome.NO_ANSWER, str(conn.last_error or "no answer to the bind"))
-    return bound, int(result.get("result", -1)), str(result.get("message", ""))
-
-
-def filetime_to_datetime(value: int) -> datetime:
-    return _FILETIME_EPOCH + timedelta(microseconds=value // 10)
-
-
-def _first_int(entry: dict[str, object], name: str) -> int | None:
-    values = entry.get(name)
-    if isinstance(values, list):
-        values = values[0] if values else None
-    if values is None:
-        return None
-    try:
-        return int(str(values))
-    except ValueError:
-        return None
-
-
-def _naming_context(conn: Connection, account: AccountConfig) -> str | None:
-    if account.base_dn:
-        return account.base_dn
-    if conn.search("", "(objectClass=*)", BASE, attributes=["defaultNamingContext"]) and conn.response:
-        value = conn.response[0].get("attributes", {}).get("defaultNamingContext")
-        if isinstance(value, list):
-            value = value[0] if value else None
-        return str(value) if value else None
-    return None
-
-
-def _find_user(
-    conn: Connection, account: AccountConfig, name: AccountName, attributes: list[str]
-) -> dict[str, object] | None:
-    """The user's entry (dn + attributes), found by UPN or sAMAccountName."""
-    base = _naming_context(conn, account)
-    if base is None:
-        return None
-    sam = escape_filter_chars(name.user)
-    if name.style == "upn":
-        upn = escape_filter_chars(name.raw)
-        query = f"(&(objectCategory=person)(|(userPrincipalName={upn})(sAMAccountName={sam})))"
-    else:
-        query = f"(&(objectCategory=person)(sAMAccountName={sam}))"
-    if not conn.search(base, query, SUBTREE, attributes=[*attributes, "userPrincipalName"], size_limit=5):
-        return None
-    entries = [e for e in conn.response or [] if e.get("type") == "searchResEntry"]
-    if name.style == "upn":
-        exact = [
-            e
-            for e in entries
-            if str(e.get("attributes", {}).get("userPrincipalName") or "").lower() == name.raw.lower()
-        ]
-        entries = exact or entries
-    if len(entries) != 1:
-        return None
-    entry = dict(entries[0].get("attributes", {}))
-    entry["dn"] = entries[0].get("dn")
-    return entry
-
-
-def _read_expiry(conn: Connection, account: AccountConfig) -> tuple[PasswordExpiry, str | None]:
-    entry = _find_user(
-        conn, account, account.name, ["msDS-UserPasswordExpiryTimeComputed", "userAccountControl"]
-    )
-    if entry is None:
-        return PasswordExpiry(), None
-    dn = str(entry["dn"]) if entry.get("dn") else None
-    uac = _first_int(entry, "userAccountControl") or 0
-    computed = _first_int(entry, "msDS-UserPasswordExpiryTimeComputed")
-    if uac & UF_DONT_EXPIRE_PASSWD or computed == FILETIME_NEVER:
-        return PasswordExpiry(never=True), dn
-    if computed:
-        return PasswordExpiry(at=filetime_to_datetime(computed)), dn
-    return PasswordExpiry(), dn
-
-
-@dataclass(frozen=True)
-class LockoutPrecheck:
-    """AD's own view of the account's lockout state, read by the lookup account; without `threshold`,
-    the view is unavailable and `notes` say why."""
-
-    refuse: Reason | None = None
-    message: str = ""
-    notes: tuple[str, ...] = field(default_factory=tuple)
-    bad_count: int | None = None  # recent bad password attempts (older than the window: 0)
-    threshold: int | None = None  # the domain's lockoutThreshold (0: never locks out)
-
-    def describe(self) -> str:
-        if self.threshold is None:
-            return "; ".join(self.notes) or "AD's lockout state is unknown"
-        locked = "locked out" if self.refuse is Reason.ACCOUNT_LOCKED else "not locked out"
-        return f"badPwdCount {self.bad_count} of lockoutThreshold {self.threshold}, {locked}"
-
-
-def _precheck(dc: DomainController, account: AccountConfig, lookup_password: SecretStr) -> LockoutPrecheck:
-    """Read the account's lockout state with the read-only lookup account, before sending the password.
-
-    Raises _NoVerdict when the DC cannot be reached. Any other problem only adds a note: the persisted
-    guard still protects the account.
-    """
-    assert account.lookup_username is not None
-    with (
-        active_secret(lookup_password),
-        _session(dc, account, account.lookup_username, lookup_password) as conn,
-    ):
-        bound, code, diagnostic = _bind(conn)
-        if not bound:
-            failure = decode_bind_failure(code, diagnostic)
-            return LockoutPrecheck(
-                notes=(f"lockout pre-check unavailable: lookup account: {failure.message}",)
-            )
-        base = _naming_context(conn, account)
-        threshold = window = None
-        if base and conn.search(
-            base, "(objectClass=domain)", BASE, attributes=["lockoutThreshold", "lockOutObservationWindow"]
-        ):
-            domain = conn.response[0].get("attributes", {}) if conn.response else {}
-            threshold = _first_int(domain, "lockoutThreshold")
-            window = _first_int(domain, "lockOutObservationWindow")
-        user = _find_user(
-            conn,
-            account,
-            account.name,
-            ["badPwdCount", "badPasswordTime", "msDS-User-Account-Control-Computed", "lockoutTime"],
-        )
-    if user is None or threshold is None:
-        return LockoutPrecheck(
-            notes=("lockout pre-check unavailable: the account or the domain policy is not readable",)
-        )
-    bad_count = _first_int(user, "badPwdCount") or 0
-    bad_time = _first_int(user, "badPasswordTime") or 0
-    # AD forgets bad attempts older than the observation window (stored as negative 100 ns units).
-    window_end = filetime_to_datetime(bad_time) + timedelta(microseconds=abs(window or 0) // 10)
-    if bad_count and window and bad_time and window_end < datetime.now(UTC):
-        bad_count = 0
-    if (_first_int(user, "msDS-User-Account-Control-Computed") or 0) & UF_LOCKOUT:
-        return LockoutPrecheck(
-            Reason.ACCOUNT_LOCKED,
-            "The account is locked out in Active Directory. atp-bot did not send the password; "
-            "unlock the account first.",
-            bad_count=bad_count,
-            threshold=threshold,
-        )
-    if threshold > 0 and bad_count >= threshold - 1:
-        return LockoutPrecheck(
-            Reason.NEAR_LOCKOUT,
-            f"The account has {bad_count} recent bad password attempts in AD and locks out at {threshold}. "
-            "atp-bot did not send the password; wait for the lockout observation window to pass.",
-            bad_count=bad_count,
-            threshold=threshold,
-        )
-    return LockoutPrecheck(bad_count=bad_count, threshold=threshold)
-
-
-class PrecheckUnavailable(Exception):
-    """No domain controller answered the lookup account; the message is safe to show."""
-
-
-def lockout_precheck(account: AccountConfig) -> LockoutPrecheck:
-    """AD's view of the account's lockout state, through its lookup account (the account's own password
-    is never sent). Fails over between DCs while none answers; raises PrecheckUnavailable when none did."""
-    if account.lookup_username is None:
-        raise ValueError(f"account {account.id} has no lookup account")
-    lookup_password = account.lookup_password()
-    problems = []
-    for dc in account.dcs:
-        try:
-            return _precheck(dc, account, lookup_password)
-        except _NoVerdict as problem:
-            problems.append(f"{dc.url}: {problem.detail}")
-    raise PrecheckUnavailable("no domain controller answered: " + "; ".join(problems))
 
 
 def _refused(
@@ -426,14 +138,14 @@ def _test_on_dcs(
         for dc in account.dcs:
             try:
                 if lookup_password is not None:
-                    precheck = _precheck(dc, account, lookup_password)
+                    precheck = read_lockout_state(dc, account, lookup_password)
                     notes = precheck.notes
                     if precheck.refuse:
                         return _refused(account, precheck.refuse, precheck.message, dc=dc.url)
-                with _session(dc, account, account.username, password) as conn:
-                    bound, code, diagnostic = _bind(conn)
+                with open_session(dc, account, account.username, password) as conn:
+                    bound, code, diagnostic = send_bind(conn)
                     if bound:
-                        expiry, identity = _read_expiry(conn, account)
+                        expiry, identity = read_expiry(conn, account)
                         attempts.append(DcAttempt(dc.url, AttemptOutcome.OK, "bind accepted"))
                         log.info("account %s: connection test passed on %s", account.id, dc.url)
                         return ConnectionTestResult(
@@ -446,7 +158,7 @@ def _test_on_dcs(
                             attempts=tuple(attempts),
                             notes=notes,
                         )
-            except _NoVerdict as problem:
+            except NoVerdict as problem:
                 attempts.append(DcAttempt(dc.url, problem.outcome, problem.detail))
                 log.warning("account %s: %s gave no verdict: %s", account.id, dc.url, problem.detail)
                 if problem.outcome is AttemptOutcome.NO_ANSWER:
@@ -468,34 +180,17 @@ def _test_on_dcs(
     return _unreachable(account, attempts, notes)
 
 
-class ExpiryUnavailable(Exception):
-    """The password expiry could not be read; the message is safe to show."""
-
-
-def read_password_expiry(account: AccountConfig) -> PasswordExpiry:
-    """Read the account's password expiry with its read-only lookup account (no bind as the account).
-
-    Fails over between DCs only while none answered; a refused lookup bind stops at once, so the lookup
-    account is never pushed towards lockout.
-    """
-    if account.lookup_username is None:
-        raise ValueError(f"account {account.id} has no lookup account")
-    lookup_password = account.lookup_password()
-    problems = []
-    with active_secret(lookup_password):
-        for dc in account.dcs:
-            try:
-                with _session(dc, account, account.lookup_username, lookup_password) as conn:
-                    bound, code, diagnostic = _bind(conn)
-                    if not bound:
-                        failure = decode_bind_failure(code, diagnostic)
-                        raise ExpiryUnavailable(f"{dc.url}: lookup account: {failure.message}")
-                    expiry, dn = _read_expiry(conn, account)
-                    if dn is None:
-                        raise ExpiryUnavailable(
-                            f"{dc.url}: {account.username} not found by the lookup account"
-                        )
-                    return expiry
-            except _NoVerdict as problem:
-                problems.append(f"{dc.url}: {problem.detail}")
-    raise ExpiryUnavailable("no domain controller answered: " + "; ".join(problems))
+__all__ = [
+    "AttemptOutcome",
+    "ConnectionTestResult",
+    "DcAttempt",
+    "ExpiryUnavailable",
+    "LockoutPrecheck",
+    "Outcome",
+    "PasswordExpiry",
+    "PrecheckUnavailable",
+    "counted_rejection",
+    "lockout_precheck",
+    "read_password_expiry",
+    "run_connection_test",
+]
