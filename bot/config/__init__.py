@@ -1,48 +1,67 @@
-"""Settings from the TOML file, split by section; every name other code uses is re-exported here."""
+"""Settings from the TOML file, one module per section; every name other code uses is re-exported here,
+so `from bot.config import Settings` (and the rest) keeps working."""
 
-from bot.config.settings import (
+from bot.config.accounts import (
     ACCOUNT_ID_PATTERN,
-    APP_TOKEN_ENV,
-    BOT_TOKEN_ENV,
+    AccountConfig,
+    AccountName,
+    DomainController,
+    LockoutGuardConfig,
+)
+from bot.config.audit import (
+    AuditConfig,
+)
+from bot.config.base import (
     CONFIG_ENV,
     DEFAULT_CONFIG_NAME,
+    ConfigError,
+    UsageError,
+    parse_listen,
+    read_secret,
+)
+from bot.config.graph import (
     DEFAULT_HEALTH_ISSUE_PATTERNS,
+    GraphConfig,
+)
+from bot.config.scheduler import (
+    SchedulerConfig,
+)
+from bot.config.sensors import (
+    SensorChecksConfig,
+    SensorConfig,
+    SensorKind,
+    WinRMConfig,
+    WinRMTransport,
+    parse_winrm_endpoint,
+)
+from bot.config.service import (
+    LoggingConfig,
+    ObservabilityConfig,
+)
+from bot.config.settings import (
+    ConfigSource,
+    Settings,
+    format_validation_error,
+    insecure_settings,
+    load_settings,
+    parse_settings,
+    read_config_text,
+    resolve_config_path,
+)
+from bot.config.slack import (
+    APP_TOKEN_ENV,
+    BOT_TOKEN_ENV,
     SIGNING_SECRET_ENV,
     SLACK_CHANNEL_PATTERN,
     SLACK_USER_PATTERN,
     SLACK_USERGROUP_PATTERN,
-    AccountConfig,
-    AccountName,
-    AtaCenterConfig,
-    AuditConfig,
-    CommandStoreConfig,
-    ConfigError,
-    ConfigSource,
-    DomainController,
-    GraphConfig,
-    LockoutGuardConfig,
-    LoggingConfig,
-    ObservabilityConfig,
-    SchedulerConfig,
-    SensorChecksConfig,
-    SensorConfig,
-    SensorKind,
-    Settings,
     SlackConfig,
+)
+from bot.config.store import (
+    AtaCenterConfig,
+    CommandStoreConfig,
     StoreBackend,
     StoreConfig,
-    UsageError,
-    WinRMConfig,
-    WinRMTransport,
-    format_validation_error,
-    insecure_settings,
-    load_settings,
-    parse_listen,
-    parse_settings,
-    parse_winrm_endpoint,
-    read_config_text,
-    read_secret,
-    resolve_config_path,
 )
 
 __all__ = [

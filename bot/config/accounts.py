@@ -1,0 +1,130 @@
+"""`[[accounts]]` (the directory service accounts and their domain controllers) and `[lockout_guard]`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from bot.config.base import StrictModel, read_secret
+
+ACCOUNT_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+@dataclass(frozen=True)
+class AccountName:
+    """A directory account name as an operator writes it: `user@domain` (UPN) or `DOMAIN\\user`."""
+
+    raw: str
+    user: str
+    domain: str
+    style: Literal["upn", "down-level"]
+
+    @classmethod
+    def parse(cls, raw: str) -> AccountName:
+        if raw != raw.strip() or not raw:
+            raise ValueError("must not be empty or have leading/trailing spaces")
+        if "\\" in raw:
+            domain, _, user = raw.partition("\\")
+            style: Literal["upn", "down-level"] = "down-level"
+        elif "@" in raw:
+            user, _, domain = raw.rpartition("@")
+            style = "upn"
+        else:
+            raise ValueError("must be a UPN (user@domain) or a down-level name (DOMAIN\\user)")
+        if not user or not domain or "\\" in user or "@" in domain or any(c.isspace() for c in raw):
+            raise ValueError("must be a UPN (user@domain) or a down-level name (DOMAIN\\user)")
+        return cls(raw=raw, user=user, domain=domain, style=style)
+
+
+@dataclass(frozen=True)
+class DomainController:
+    """One LDAP endpoint: `ldaps://host[:636]`, or `ldap://host[:389]` upgraded with StartTLS."""
+
+    url: str
+    host: str
+    port: int
+    use_ssl: bool
+
+    @classmethod
+    def parse(cls, url: str) -> DomainController:
+        parts = urlsplit(url)
+        if parts.scheme not in ("ldaps", "ldap"):
+            raise ValueError(f"{url!r}: scheme must be ldaps:// or ldap:// (with StartTLS)")
+        if not parts.hostname:
+            raise ValueError(f"{url!r}: no host name")
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise ValueError(f"{url!r}: only scheme, host and port are allowed")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{url!r}: invalid port") from None
+        use_ssl = parts.scheme == "ldaps"
+        return cls(url=url, host=parts.hostname, port=port or (636 if use_ssl else 389), use_ssl=use_ssl)
+
+
+class AccountConfig(StrictModel):
+    """One directory service account (one domain or forest) that sensors use to read AD."""
+
+    id: Annotated[str, Field(pattern=ACCOUNT_ID_PATTERN)]
+    username: str
+    domain_controllers: Annotated[list[str], Field(min_length=1)]
+    ca_file: Path | None = None
+    tls_verify: bool = True
+    connect_timeout: Annotated[float, Field(gt=0, le=120)] = 5.0
+    receive_timeout: Annotated[int, Field(gt=0, le=300)] = 15  # whole seconds (ldap3 needs an int)
+    base_dn: str | None = None
+    # Optional read-only account used to read badPwdCount/lockoutThreshold before a test.
+    lookup_username: str | None = None
+    lookup_password_env: str | None = None
+    lookup_password_file: Path | None = None
+
+    @field_validator("username", "lookup_username")
+    @classmethod
+    def _valid_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            AccountName.parse(value)
+        return value
+
+    @field_validator("domain_controllers")
+    @classmethod
+    def _valid_dcs(cls, value: list[str]) -> list[str]:
+        for url in value:
+            DomainController.parse(url)
+        if len(set(value)) != len(value):
+            raise ValueError("a domain controller is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _lookup_complete(self) -> AccountConfig:
+        has_secret = bool(self.lookup_password_env or self.lookup_password_file)
+        if bool(self.lookup_username) != has_secret:
+            raise ValueError("lookup_username and lookup_password_env/lookup_password_file go together")
+        if self.lookup_password_env and self.lookup_password_file:
+            raise ValueError("set lookup_password_env or lookup_password_file, not both")
+        return self
+
+    def lookup_password(self) -> SecretStr:
+        return read_secret(
+            f"account {self.id}: lookup_password",
+            env=self.lookup_password_env,
+            file=self.lookup_password_file,
+        )
+
+    @property
+    def name(self) -> AccountName:
+        return AccountName.parse(self.username)
+
+    @property
+    def dcs(self) -> list[DomainController]:
+        return [DomainController.parse(url) for url in self.domain_controllers]
+
+
+class LockoutGuardConfig(StrictModel):
+    """How many rejected tests per account atp-bot allows within a window before it refuses more."""
+
+    max_rejections: Annotated[int, Field(ge=1, le=100)] = 2
+    window_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 30
