@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from bot.config.base import StrictModel, read_secret
+from bot.config.base import SecretSource, StrictModel
 
 ACCOUNT_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
@@ -100,19 +100,23 @@ class AccountConfig(StrictModel):
 
     @model_validator(mode="after")
     def _lookup_complete(self) -> AccountConfig:
-        has_secret = bool(self.lookup_password_env or self.lookup_password_file)
-        if bool(self.lookup_username) != has_secret:
+        source = self.lookup_password_source
+        if bool(self.lookup_username) != source.configured:
             raise ValueError("lookup_username and lookup_password_env/lookup_password_file go together")
-        if self.lookup_password_env and self.lookup_password_file:
-            raise ValueError("set lookup_password_env or lookup_password_file, not both")
+        source.check()
         return self
 
-    def lookup_password(self) -> SecretStr:
-        return read_secret(
+    @property
+    def lookup_password_source(self) -> SecretSource:
+        return SecretSource(
             f"account {self.id}: lookup_password",
-            env=self.lookup_password_env,
-            file=self.lookup_password_file,
+            "lookup_password",
+            self.lookup_password_env,
+            self.lookup_password_file,
         )
+
+    def lookup_password(self) -> SecretStr:
+        return self.lookup_password_source.read()
 
     @property
     def name(self) -> AccountName:

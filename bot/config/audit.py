@@ -9,7 +9,7 @@ from pydantic import SecretStr, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from bot.config.base import DAILY_TIME, StrictModel, one_secret_source, read_secret
+from bot.config.base import DAILY_TIME, SecretSource, StrictModel
 
 
 class AuditConfig(StrictModel):
@@ -48,7 +48,7 @@ class AuditConfig(StrictModel):
 
     @model_validator(mode="after")
     def _secret_source(self) -> AuditConfig:
-        one_secret_source("password", self.password_env, self.password_file)
+        self.password_source.check()
         return self
 
     @property
@@ -57,7 +57,9 @@ class AuditConfig(StrictModel):
         hour, minute = self.announce_head_at.split(":")
         return int(hour), int(minute)
 
+    @property
+    def password_source(self) -> SecretSource:
+        return SecretSource("audit", "password", self.password_env, self.password_file)
+
     def password(self) -> SecretStr | None:
-        if not (self.password_env or self.password_file):
-            return None
-        return read_secret("audit", env=self.password_env, file=self.password_file)
+        return self.password_source.read_if_configured()

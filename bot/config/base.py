@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -53,9 +54,33 @@ def read_secret(what: str, *, env: str | None, file: Path | None) -> SecretStr:
     raise ConfigError([f"{what}: no password_env or password_file is configured"])
 
 
-def one_secret_source(what: str, env: str | None, file: Path | None) -> None:
-    if env and file:
-        raise ValueError(f"set {what}_env or {what}_file, not both")
+@dataclass(frozen=True)
+class SecretSource:
+    """One `<key>_env`/`<key>_file` pair of settings: where a secret comes from (never the file itself).
+
+    The models keep both keys (they are the file's interface) and hand the pair to this helper, which
+    owns the rules: at most one of the two is set, and the secret is read only when it is needed.
+    """
+
+    what: str  # how errors name the secret, e.g. "scheduler.jobstore_password"
+    key: str  # the pair's key without its suffix, e.g. "jobstore_password"
+    env: str | None
+    file: Path | None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.env or self.file)
+
+    def check(self) -> None:
+        """For a model validator: both keys set is an error."""
+        if self.env and self.file:
+            raise ValueError(f"set {self.key}_env or {self.key}_file, not both")
+
+    def read(self) -> SecretStr:
+        return read_secret(self.what, env=self.env, file=self.file)
+
+    def read_if_configured(self) -> SecretStr | None:
+        return self.read() if self.configured else None
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from bot.config.base import StrictModel, one_secret_source, read_secret
+from bot.config.base import SecretSource, StrictModel
 
 DEFAULT_HEALTH_ISSUE_PATTERNS = ["directory services user credentials", "directory service account"]
 
@@ -41,17 +41,14 @@ class GraphConfig(StrictModel):
 
     @model_validator(mode="after")
     def _complete_when_enabled(self) -> GraphConfig:
-        one_secret_source("client_secret", self.client_secret_env, self.client_secret_file)
+        self.client_secret_source.check()
         if self.enabled:
             missing = [
                 name
                 for name, value in (
                     ("tenant_id", self.tenant_id),
                     ("client_id", self.client_id),
-                    (
-                        "client_secret_env or client_secret_file",
-                        self.client_secret_env or self.client_secret_file,
-                    ),
+                    ("client_secret_env or client_secret_file", self.client_secret_source.configured),
                 )
                 if not value
             ]
@@ -59,5 +56,11 @@ class GraphConfig(StrictModel):
                 raise ValueError(f"enabled = true needs {', '.join(missing)}")
         return self
 
+    @property
+    def client_secret_source(self) -> SecretSource:
+        return SecretSource(
+            "graph.client_secret", "client_secret", self.client_secret_env, self.client_secret_file
+        )
+
     def client_secret(self) -> SecretStr:
-        return read_secret("graph.client_secret", env=self.client_secret_env, file=self.client_secret_file)
+        return self.client_secret_source.read()

@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from bot.config.base import DAILY_TIME, StrictModel, one_secret_source, read_secret
+from bot.config.base import DAILY_TIME, SecretSource, StrictModel
 
 _INTERVAL = r"^([1-9][0-9]{0,4})([mh])$"
 
@@ -94,10 +94,8 @@ class SchedulerConfig(StrictModel):
 
     @model_validator(mode="after")
     def _shared_when_replicated(self) -> SchedulerConfig:
-        one_secret_source("jobstore_password", self.jobstore_password_env, self.jobstore_password_file)
-        one_secret_source(
-            "leader_lock_password", self.leader_lock_password_env, self.leader_lock_password_file
-        )
+        self.jobstore_password_source.check()
+        self.leader_lock_password_source.check()
         if self.leader_lock_url is not None and (
             self.jobstore_url is None or make_url(self.jobstore_url).get_backend_name() == "sqlite"
         ):
@@ -107,26 +105,34 @@ class SchedulerConfig(StrictModel):
             )
         return self
 
-    def jobstore_password(self) -> SecretStr | None:
-        if not (self.jobstore_password_env or self.jobstore_password_file):
-            return None
-        return read_secret(
-            "scheduler.jobstore_password", env=self.jobstore_password_env, file=self.jobstore_password_file
+    @property
+    def jobstore_password_source(self) -> SecretSource:
+        return SecretSource(
+            "scheduler.jobstore_password",
+            "jobstore_password",
+            self.jobstore_password_env,
+            self.jobstore_password_file,
         )
+
+    @property
+    def leader_lock_password_source(self) -> SecretSource:
+        return SecretSource(
+            "scheduler.leader_lock_password",
+            "leader_lock_password",
+            self.leader_lock_password_env,
+            self.leader_lock_password_file,
+        )
+
+    def jobstore_password(self) -> SecretStr | None:
+        return self.jobstore_password_source.read_if_configured()
 
     def leader_lock(self) -> URL | None:
         """`leader_lock_url` with the password from `leader_lock_password_env`/`_file`; None when unset."""
         if self.leader_lock_url is None:
             return None
         url = make_url(self.leader_lock_url)
-        if not (self.leader_lock_password_env or self.leader_lock_password_file):
-            return url
-        password = read_secret(
-            "scheduler.leader_lock_password",
-            env=self.leader_lock_password_env,
-            file=self.leader_lock_password_file,
-        )
-        return url.set(password=password.get_secret_value())
+        password = self.leader_lock_password_source.read_if_configured()
+        return url if password is None else url.set(password=password.get_secret_value())
 
     @property
     def expiry_daily_at(self) -> tuple[int, int] | None:

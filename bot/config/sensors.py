@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from bot.config.base import StrictModel
+from bot.config.base import SecretSource, StrictModel
 
 SensorKind = Literal["mdi", "ata"]
 WinRMTransport = Literal["ntlm", "kerberos", "basic", "certificate", "credssp"]
@@ -51,9 +51,8 @@ class _WinRMSettings(StrictModel):
     cert_key_pem: Path | None = None
 
     @model_validator(mode="after")
-    def one_secret_source(self) -> _WinRMSettings:
-        if self.password_env and self.password_file:
-            raise ValueError("set password_env or password_file, not both")
+    def _one_secret_source(self) -> _WinRMSettings:
+        SecretSource("winrm", "password", self.password_env, self.password_file).check()
         if bool(self.cert_pem) != bool(self.cert_key_pem):
             raise ValueError("cert_pem and cert_key_pem go together")
         return self

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from bot.config.accounts import AccountName
-from bot.config.base import StrictModel, one_secret_source, read_secret
+from bot.config.base import SecretSource, StrictModel
 
 StoreBackend = Literal["embedded", "ata-center", "command"]
 
@@ -44,13 +44,17 @@ class AtaCenterConfig(StrictModel):
 
     @model_validator(mode="after")
     def _secret_source(self) -> AtaCenterConfig:
-        one_secret_source("password", self.password_env, self.password_file)
-        if not (self.password_env or self.password_file):
+        self.password_source.check()
+        if not self.password_source.configured:
             raise ValueError("set password_env or password_file for the ATA Center sign-in")
         return self
 
+    @property
+    def password_source(self) -> SecretSource:
+        return SecretSource("store.ata_center", "password", self.password_env, self.password_file)
+
     def password(self) -> SecretStr:
-        return read_secret("store.ata_center", env=self.password_env, file=self.password_file)
+        return self.password_source.read()
 
 
 class CommandStoreConfig(StrictModel):

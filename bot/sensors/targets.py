@@ -10,12 +10,12 @@ from pydantic import SecretStr
 
 from bot.config import (
     ConfigError,
+    SecretSource,
     SensorConfig,
     SensorKind,
     Settings,
     UsageError,
     WinRMTransport,
-    read_secret,
 )
 
 
@@ -67,7 +67,9 @@ class SensorTarget:
         """The WinRM password; None for certificate authentication."""
         if self.transport == "certificate":
             return None
-        return read_secret(f"sensors[{self.name}].winrm", env=self.password_env, file=self.password_file)
+        return SecretSource(
+            f"sensors[{self.name}].winrm", "password", self.password_env, self.password_file
+        ).read()
 
 
 def resolve_target(settings: Settings, sensor: SensorConfig) -> SensorTarget:
