@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.audit.trail import AuditAction, AuditOutcome
+from bot.audit import AuditAction, AuditOutcome
 from bot.audit.view import format_history
 from bot.slack.context import CommandContext, Services, Subcommand
 from bot.slack.text import code_block, escape

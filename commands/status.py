@@ -7,9 +7,9 @@ from typing import Any
 
 from slack_bolt import App, Respond
 
-from bot.audit.trail import AuditSink
-from bot.change.path import record_checks, sensors_for_account
-from bot.sensors.checks import SensorResult
+from bot.audit import AuditSink
+from bot.change import record_checks, sensors_for_account
+from bot.sensors import SensorResult
 from bot.slack.context import CommandContext, Services, Subcommand
 from commands.shared.arguments import account_argument
 from commands.shared.sensor_report import LiveReport

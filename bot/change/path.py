@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from bot.audit.trail import (
+from bot.audit import (
     AuditAction,
     AuditError,
     AuditOutcome,
@@ -33,13 +33,20 @@ from bot.audit.trail import (
 from bot.change.journal import ChangeJournal, InFlight, Phase
 from bot.change.recovery import Recovery, resolve
 from bot.config import AccountConfig, SensorConfig, Settings
-from bot.directory.ad_errors import Reason
-from bot.directory.bind import ConnectionTestResult, Outcome, run_connection_test
-from bot.directory.lockout import AccountBusy, AccountLease, LockoutGuard, hold_account
+from bot.directory import (
+    AccountBusy,
+    AccountLease,
+    ConnectionTestResult,
+    LockoutGuard,
+    Outcome,
+    Reason,
+    hold_account,
+    run_connection_test,
+)
 from bot.infra import metrics
 from bot.infra.redaction import active_secret
 from bot.infra.state import state_dir
-from bot.sensors.checks import SensorResult, check_sensors
+from bot.sensors import SensorResult, check_sensors
 from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from bot.audit.trail import AuditAction, AuditOutcome, AuditRow, AuditTrail
+from bot.audit import AuditAction, AuditOutcome, AuditRow, AuditTrail
 from bot.change.journal import InFlight, Phase
 from bot.store import CredentialMetadata, CredentialStore
 

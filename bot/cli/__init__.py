@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from bot import __version__
-from bot.audit.trail import AuditError
+from bot.audit import AuditError
 from bot.cli import (
     audit_cmd,
     check,

@@ -12,7 +12,7 @@ from typing import Any
 from bot.cli import context
 from bot.config import ConfigError, UsageError
 from bot.infra.exitcodes import ExitCode
-from bot.sensors.checks import SensorResult, check_sensors
+from bot.sensors import SensorResult, check_sensors
 
 
 def register(commands: Any) -> None:

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from bot.cli.preflight import check_config_file
 from bot.config import ConfigError, Settings, UsageError, insecure_settings, resolve_config_path
-from bot.directory.password_policy import password_problem
+from bot.directory import password_problem
 from bot.infra.logging_setup import configure_logging
 
 

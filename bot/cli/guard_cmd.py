@@ -14,10 +14,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-from bot.audit.trail import AuditAction, AuditOutcome, cli_actor, open_audit, record_or_log
+from bot.audit import AuditAction, AuditOutcome, cli_actor, open_audit, record_or_log
 from bot.cli import context
 from bot.config import AccountConfig, Settings
-from bot.directory.bind import LockoutPrecheck, PrecheckUnavailable, lockout_precheck
+from bot.directory import LockoutPrecheck, PrecheckUnavailable, lockout_precheck
 from bot.directory.lockout import (
     AccountBusy,
     AccountLease,

@@ -33,7 +33,7 @@ from bot.config import (
     read_config_text,
 )
 from bot.config.messages import Location
-from bot.sensors.targets import resolve_targets
+from bot.sensors import resolve_targets
 
 # Keys whose file atp-bot reads as a secret: nobody but the service's user (and group) may read it.
 _SECRET_FILE_SUFFIXES = ("password_file", "secret_file", "cert_key_pem")

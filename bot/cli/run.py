@@ -15,10 +15,10 @@ from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.change.path import PasswordChanges, open_changes
+from bot.change import PasswordChanges, open_changes
 from bot.cli import context
 from bot.config import ConfigError, Settings, parse_listen
-from bot.directory.lockout import replica_account_locks
+from bot.directory import replica_account_locks
 from bot.infra.exitcodes import ExitCode
 from bot.infra.health import HealthServer
 from bot.infra.leader import LeaderElection

@@ -6,16 +6,14 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from bot.audit.trail import cli_actor
-from bot.change.path import ChangeOutcome, ChangeProgress, ChangeStatus, open_changes
-from bot.change.recovery import Recovery
+from bot.audit import cli_actor
+from bot.change import ChangeOutcome, ChangeProgress, ChangeStatus, Recovery, open_changes
 from bot.cli import check, context
 from bot.cli.test_connection import EXIT_CODES, render
 from bot.config import AccountConfig
-from bot.directory.bind import ConnectionTestResult
-from bot.directory.lockout import replica_account_locks
+from bot.directory import ConnectionTestResult, replica_account_locks
 from bot.infra.exitcodes import ExitCode
-from bot.sensors.checks import SensorResult
+from bot.sensors import SensorResult
 
 
 def register(commands: Any) -> None:

@@ -7,8 +7,15 @@ import json
 from typing import Any
 
 from bot.cli import context
-from bot.directory.bind import ConnectionTestResult, Outcome, run_connection_test
-from bot.directory.lockout import AccountBusy, LockoutGuard, hold_account, replica_account_locks
+from bot.directory import (
+    AccountBusy,
+    ConnectionTestResult,
+    LockoutGuard,
+    Outcome,
+    hold_account,
+    replica_account_locks,
+    run_connection_test,
+)
 from bot.infra.exitcodes import ExitCode
 from bot.infra.state import state_dir
 

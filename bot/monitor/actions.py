@@ -5,10 +5,10 @@ Whoever calls it (Slack) has already checked that the actor may do this.
 
 from __future__ import annotations
 
-from bot.audit.trail import AuditAction, AuditOutcome, AuditTrail, record_or_log
+from bot.audit import AuditAction, AuditOutcome, AuditTrail, record_or_log
 from bot.config import ConfigError, Settings
 from bot.monitor.models import ServiceStartReport
-from bot.sensors.checks import start_service
+from bot.sensors import start_service
 
 
 def start_sensor_service(

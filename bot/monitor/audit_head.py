@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from bot.audit.trail import AuditError, AuditTrail
+from bot.audit import AuditError, AuditTrail
 from bot.monitor.delivery import AUDIT_HEAD, flush_outbox
 from bot.monitor.models import AuditHeadNotice
 from bot.monitor.runtime import MonitorRuntime

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from bot.audit.trail import AuditAction, AuditOutcome
+from bot.audit import AuditAction, AuditOutcome
 from bot.config import AccountConfig, ConfigError, Settings
 from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
 from bot.monitor.graph import GraphError
@@ -29,7 +29,7 @@ from bot.monitor.models import HealthIssue, Incident, ReachabilityNotice, Sensor
 from bot.monitor.render import incident_subject
 from bot.monitor.runtime import MonitorRuntime
 from bot.monitor.state import MonitorState, Reachability, StoredIncident
-from bot.sensors.checks import SensorResult, not_checked
+from bot.sensors import SensorResult, not_checked
 
 log = logging.getLogger(__name__)
 

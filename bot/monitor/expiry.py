@@ -12,11 +12,17 @@ import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from bot.audit.trail import AuditAction, AuditOutcome
-from bot.change.path import TEST_AUDIT_OUTCOME
+from bot.audit import AuditAction, AuditOutcome
+from bot.change import TEST_AUDIT_OUTCOME
 from bot.config import AccountConfig, ConfigError
-from bot.directory.bind import ExpiryUnavailable, PasswordExpiry, read_password_expiry, run_connection_test
-from bot.directory.lockout import AccountBusy, hold_account
+from bot.directory import (
+    AccountBusy,
+    ExpiryUnavailable,
+    PasswordExpiry,
+    hold_account,
+    read_password_expiry,
+    run_connection_test,
+)
 from bot.monitor.delivery import EXPIRY, flush_outbox
 from bot.monitor.models import ExpiryWarning
 from bot.monitor.runtime import MonitorRuntime

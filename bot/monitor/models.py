@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.sensors.checks import NOT_INSTALLED, SensorResult
+from bot.sensors import NOT_INSTALLED, SensorResult
 
 
 class _Value(BaseModel):

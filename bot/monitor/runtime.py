@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from bot.audit.trail import AuditAction, AuditOutcome, record_or_log
-from bot.change.path import PasswordChanges
+from bot.audit import AuditAction, AuditOutcome, record_or_log
+from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.directory.lockout import now_utc
 from bot.monitor.graph import GraphHealthSource

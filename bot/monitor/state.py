@@ -37,12 +37,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.config import ConfigError, Settings
-from bot.directory.bind import PasswordExpiry
+from bot.directory import PasswordExpiry
 from bot.infra.advisory import AdvisoryLocks, lock_engine
 from bot.infra.dbschema import create_idempotently
 from bot.infra.state import sqlite_engine
 from bot.monitor.models import Incident, MessageRef
-from bot.sensors.checks import LogPosition
+from bot.sensors import LogPosition
 
 STATE_NAME = "monitor.sqlite"
 # How long a replica waits for another one's cycle or delivery before it gives up (a cycle is bounded by

@@ -10,11 +10,11 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.audit.trail import AuditSink
-from bot.change.path import PasswordChanges
+from bot.audit import AuditSink
+from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.monitor.scheduler import Scheduler
-from bot.sensors.shared_checks import SharedChecks
+from bot.sensors import SharedChecks
 from bot.slack.authz import Authorizer
 from bot.slack.client import ACK_PATH_MAX_RETRY_AFTER, build_client
 from bot.slack.context import CommandModule, Registry, Services

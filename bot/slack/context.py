@@ -13,11 +13,11 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.audit.trail import AuditSink
-from bot.change.path import PasswordChanges
+from bot.audit import AuditSink
+from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.monitor.scheduler import Scheduler
-from bot.sensors.shared_checks import SharedChecks
+from bot.sensors import SharedChecks
 from bot.slack.audit import slack_actor
 from bot.slack.authz import Authorizer
 

@@ -19,8 +19,8 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
-from bot.audit.trail import AuditSink
-from bot.change.path import PasswordChanges
+from bot.audit import AuditSink
+from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.infra.redaction import install_record_redaction
 from bot.monitor.scheduler import Scheduler

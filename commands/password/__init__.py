@@ -18,12 +18,11 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.audit.trail import AuditAction, AuditOutcome
-from bot.change.path import ChangeProgress, PasswordChanges, sensors_for_account
-from bot.change.recovery import Recovery
+from bot.audit import AuditAction, AuditOutcome
+from bot.change import ChangeProgress, PasswordChanges, Recovery, sensors_for_account
 from bot.config import ConfigError, Settings
 from bot.monitor.models import MessageRef
-from bot.sensors.checks import SensorResult
+from bot.sensors import SensorResult
 from bot.slack.audit import slack_actor
 from bot.slack.context import CommandContext, Services, Subcommand
 from bot.slack.middleware import authorize_interaction

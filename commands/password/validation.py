@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from bot.config import Settings
-from bot.directory.password_policy import password_problem
+from bot.directory import password_problem
 from commands.password.views import Action, Block, PasswordModalState
 
 

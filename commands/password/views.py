@@ -7,8 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bot.change.path import ChangeOutcome, ChangeStatus
-from bot.change.recovery import Recovery, Verdict
+from bot.change import ChangeOutcome, ChangeStatus, Recovery, Verdict
 from bot.config import AccountConfig, ConfigError, Settings
 from bot.slack.text import inline
 from bot.slack.views import encode_metadata, notice_modal, plain, section

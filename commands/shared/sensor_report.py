@@ -12,7 +12,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.sensors.checks import SensorResult
+from bot.sensors import SensorResult
 from bot.slack.text import code_span, escape, inline
 from bot.slack.views import section
 
