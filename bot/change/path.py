@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import SecretStr
 
@@ -46,7 +47,7 @@ from bot.directory import (
 from bot.infra import metrics
 from bot.infra.redaction import active_secret
 from bot.infra.state import state_dir
-from bot.sensors import SensorResult, check_sensors
+from bot.sensors import LogPosition, SensorResult, check_sensors
 from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -132,8 +133,26 @@ def sensors_for_account(settings: Settings, account_id: str) -> list[SensorConfi
     return [s for s in settings.sensors if s.account in (account_id, None)]
 
 
-SensorChecker = Callable[..., list[SensorResult]]
-ConnectionTester = Callable[..., ConnectionTestResult]
+class SensorChecker(Protocol):
+    """Checks sensors, reporting each result as it comes (`bot.sensors.check_sensors`, or a test's)."""
+
+    def __call__(
+        self,
+        settings: Settings,
+        names: Sequence[str] | None = None,
+        *,
+        since: datetime | None = None,
+        positions: Mapping[str, LogPosition] | None = None,
+        on_result: Callable[[SensorResult], None] | None = None,
+    ) -> list[SensorResult]: ...
+
+
+class ConnectionTester(Protocol):
+    """Tests a password against AD under the account's lease (`bot.directory.run_connection_test`)."""
+
+    def __call__(
+        self, account: AccountConfig, password: SecretStr, *, guard: LockoutGuard, lease: AccountLease
+    ) -> ConnectionTestResult: ...
 
 
 class PasswordChanges:
