@@ -48,7 +48,7 @@ from bot.infra import metrics
 from bot.infra.redaction import active_secret
 from bot.infra.state import state_dir
 from bot.sensors import LogPosition, SensorResult, check_sensors
-from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
+from bot.store import CredentialMetadata, CredentialStore, StoreError, StoreErrorReason, open_store
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class ChangeOutcome:
     test: ConnectionTestResult | None = None
     saved: CredentialMetadata | None = None
     changed_at: datetime | None = None
-    error_reason: str | None = None  # why the store failed (StoreError.reason)
+    error_reason: StoreErrorReason | None = None  # why the store failed (StoreError.reason)
 
     @property
     def saved_ok(self) -> bool:

@@ -28,7 +28,7 @@ from bot.cli import (
 )
 from bot.config import ConfigError, UsageError
 from bot.infra.exitcodes import ExitCode
-from bot.store import StoreError
+from bot.store import StoreError, store_exit_code
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.USAGE
     except StoreError as exc:
         print(f"atp-bot: store error: {exc.message}", file=sys.stderr)
-        return store_cmd.exit_code(exc)
+        return store_exit_code(exc.reason)
     except AuditError as exc:
         print(f"atp-bot: audit trail error: {exc}", file=sys.stderr)
         return ExitCode.PROBLEM

@@ -14,6 +14,7 @@ from bot.config import AccountConfig
 from bot.directory import ConnectionTestResult, replica_account_locks
 from bot.infra.exitcodes import ExitCode
 from bot.sensors import SensorResult
+from bot.store import store_exit_code
 
 
 def register(commands: Any) -> None:
@@ -70,8 +71,8 @@ class _Printer(ChangeProgress):
 def exit_code(outcome: ChangeOutcome) -> ExitCode:
     if outcome.test is not None and not outcome.test.passed:
         return EXIT_CODES[outcome.test.outcome]
-    if outcome.status is ChangeStatus.SAVE_FAILED and outcome.error_reason == "unreachable":
-        return ExitCode.UNREACHABLE
+    if outcome.status is ChangeStatus.SAVE_FAILED and outcome.error_reason is not None:
+        return store_exit_code(outcome.error_reason)
     return ExitCode.OK if outcome.saved_ok else ExitCode.PROBLEM
 
 

@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 from pydantic import SecretStr
 
 from bot.config import AccountConfig, ConfigError, Settings
+from bot.infra.exitcodes import ExitCode
 from bot.infra.redaction import REDACTED
 
 BackendName = Literal["embedded", "ata-center", "command"]
@@ -27,6 +28,19 @@ StoreErrorReason = Literal[
     "io",
     "busy",  # another process holds what the operation needs (a running bot, for a key rotation)
 ]
+
+
+# The one mapping from why a store failed to the exit code, for every command: a store that is not set up
+# or a wrong key is a configuration error (2), an unreachable store a peer problem (3), the rest 1.
+_EXIT_CODES: dict[StoreErrorReason, ExitCode] = {
+    "config": ExitCode.USAGE,
+    "key": ExitCode.USAGE,
+    "unreachable": ExitCode.UNREACHABLE,
+}
+
+
+def store_exit_code(reason: StoreErrorReason) -> ExitCode:
+    return _EXIT_CODES.get(reason, ExitCode.PROBLEM)
 
 
 class StoreError(Exception):
