@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,35 @@ def test_import_contract_holds() -> None:
     assert lint_imports, "import-linter is in the dev extra"
     done = subprocess.run([lint_imports, "--no-cache"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_product_wheel_carries_bot_and_commands_only(tmp_path: Path) -> None:
+    """The lab is its own distribution (lab/pyproject.toml): built from a copy of the whole source tree,
+    the product's wheel holds no test peer and plugs no lab command in."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for package in ("bot", "commands", "lab"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    wheels = tmp_path / "wheels"
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index"]
+    built = subprocess.run(
+        [*pip_wheel, "--wheel-dir", str(wheels), str(source)], capture_output=True, text=True, check=False
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = wheels.glob("atp_bot-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        plugged_in = archive.read(entry_points).decode()
+    assert {name.split("/")[0] for name in names} == {
+        "bot",
+        "commands",
+        wheel.name.split("-")[0] + "-0.1.0.dist-info",
+    }
+    assert "bot/sensors/ps1/check_sensor.ps1" in names  # the templates travel beside their loader
+    assert "lab" not in plugged_in and "atp-bot = bot.cli:main" in plugged_in
 
 
 def test_failed_result_carries_only_the_sensor_and_why() -> None:
