@@ -9,6 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import grimp
 import pytest
 
 from bot.config import SensorConfig
@@ -39,6 +40,19 @@ def test_import_contract_holds() -> None:
     assert lint_imports, "import-linter is in the dev extra"
     done = subprocess.run([lint_imports, "--no-cache"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_no_import_cycle_between_any_two_modules() -> None:
+    """Stronger than the contract's sibling rule: no chain of imports (TYPE_CHECKING ones included) leads
+    from a module of bot or commands back to itself."""
+    graph = grimp.build_graph("bot", "commands", cache_dir=None)
+    cycles = [
+        (module, imported)
+        for module in graph.modules
+        for imported in graph.find_modules_directly_imported_by(module)
+        if graph.chain_exists(importer=imported, imported=module)
+    ]
+    assert cycles == []
 
 
 def test_the_product_wheel_carries_bot_and_commands_only(tmp_path: Path) -> None:
