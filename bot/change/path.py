@@ -134,7 +134,7 @@ def sensors_for_account(settings: Settings, account_id: str) -> list[SensorConfi
 
 
 class SensorChecker(Protocol):
-    """Checks sensors, reporting each result as it comes (`bot.sensors.check_sensors`, or a test's)."""
+    """Checks sensors, reporting each result as it comes (`check_sensors`, or a test's)."""
 
     def __call__(
         self,
@@ -148,7 +148,7 @@ class SensorChecker(Protocol):
 
 
 class ConnectionTester(Protocol):
-    """Tests a password against AD under the account's lease (`bot.directory.run_connection_test`)."""
+    """Tests a password against AD under the account's lease (`run_connection_test`)."""
 
     def __call__(
         self, account: AccountConfig, password: SecretStr, *, guard: LockoutGuard, lease: AccountLease
