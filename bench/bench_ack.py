@@ -22,10 +22,11 @@ from functools import partial
 
 from pydantic import SecretStr
 
-from bot.audit import open_audit
+from bot.audit.trail import open_audit
 from bot.config import Settings
 from bot.slack.runtime import SlackRuntime
 from bot.slack.secrets import SlackSecrets
+from commands import MODULES
 from lab.slack import SlackEmulator
 
 
@@ -64,7 +65,7 @@ def run(mode: str, requests: int) -> None:
         secrets = SlackSecrets(
             SecretStr(emulator.bot_token), SecretStr(emulator.app_token), SecretStr(emulator.signing_secret)
         )
-        with SlackRuntime(settings, secrets=secrets, audit=open_audit(settings)) as runtime:
+        with SlackRuntime(settings, secrets=secrets, audit=open_audit(settings), modules=MODULES) as runtime:
             if mode == "http":
                 emulator.request_url = runtime.runner.url  # type: ignore[union-attr]
             else:

@@ -31,9 +31,8 @@ from bot.monitor.models import (
 )
 from bot.monitor.notify import NotifierError
 from bot.slack.audit import slack_actor
-from bot.slack.context import CommandContext, Person, Services
+from bot.slack.context import CommandContext, Person, Services, Subcommand
 from bot.slack.middleware import authorize_interaction
-from bot.slack.registry import Subcommand
 from bot.slack.text import code_span, escape, inline
 from bot.slack.views import plain, section
 from commands.password.views import Action as PasswordAction

@@ -5,11 +5,10 @@ from __future__ import annotations
 from slack_bolt import App, Respond
 
 from bot.config import AccountConfig, ConfigError, Settings
-from bot.gmsa_check import check_gmsa
-from bot.gmsa_verdicts import describe
-from bot.slack.context import CommandContext, Services
-from bot.slack.registry import Subcommand
-from commands.arguments import account_argument
+from bot.gmsa.check import check_gmsa
+from bot.gmsa.verdicts import describe
+from bot.slack.context import CommandContext, Services, Subcommand
+from commands.shared.arguments import account_argument
 
 NAME = "gmsa"
 

@@ -6,8 +6,7 @@ from typing import Any
 
 from slack_bolt import App
 
-from bot.slack.context import CommandContext, Services
-from bot.slack.registry import Registry, Subcommand
+from bot.slack.context import CommandContext, Registry, Services, Subcommand
 from bot.slack.router import COMMAND, HELP
 from bot.slack.views import section
 

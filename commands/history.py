@@ -5,12 +5,11 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.audit import AuditAction, AuditOutcome
-from bot.audit_view import format_history
-from bot.slack.context import CommandContext, Services
-from bot.slack.registry import Subcommand
+from bot.audit.view import format_history
+from bot.slack.context import CommandContext, Services, Subcommand
 from bot.slack.text import code_block, escape
 from bot.slack.views import section
-from commands.arguments import account_argument
+from commands.shared.arguments import account_argument
 
 NAME = "history"
 LIMIT = 20

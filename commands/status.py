@@ -10,10 +10,9 @@ from slack_bolt import App, Respond
 from bot.audit import AuditAction, AuditOutcome, AuditSink, record_or_log
 from bot.change import record_checks, sensors_for_account
 from bot.sensors import SensorResult
-from bot.slack.context import CommandContext, Person, Services
-from bot.slack.registry import Subcommand
-from commands.arguments import account_argument
-from commands.sensor_report import LiveReport
+from bot.slack.context import CommandContext, Person, Services, Subcommand
+from commands.shared.arguments import account_argument
+from commands.shared.sensor_report import LiveReport
 
 NAME = "status"
 

@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.exitcodes import ExitCode
-from bot.logging_setup import configure_logging
+from bot.infra.exitcodes import ExitCode
+from bot.infra.logging_setup import configure_logging
 from commands.password.views import Action, Block
 from lab.domain import LOCKOUT_THRESHOLD
 from lab.slack.picture import render_picture

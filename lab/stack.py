@@ -20,14 +20,15 @@ from pathlib import Path
 from ldap3.core.exceptions import LDAPException
 from pydantic import SecretStr
 
-from bot.change import PasswordChanges, open_changes
+from bot.change.path import PasswordChanges, open_changes
 from bot.config import Settings, load_settings
 from bot.monitor.runtime import MonitorRuntime
-from bot.scheduler import Scheduler, start_scheduler
+from bot.monitor.scheduler import Scheduler, start_scheduler
 from bot.slack.client import build_client
 from bot.slack.runtime import SlackRuntime, SlackUnreachable
 from bot.slack.secrets import SlackSecrets
 from bot.store.embedded import init_embedded_store
+from commands import MODULES
 from commands.alerts import SlackNotifier
 from lab.dc_cmd import write_lab_files, write_private
 from lab.domain import LabDomain, running_lab_domain
@@ -161,7 +162,12 @@ def running_slack_lab(
         with (
             _monitoring(settings, slack, changes) if monitor else nullcontext() as scheduler,
             SlackRuntime(
-                settings, secrets=bot_secrets, audit=changes.audit, changes=changes, scheduler=scheduler
+                settings,
+                secrets=bot_secrets,
+                audit=changes.audit,
+                modules=MODULES,
+                changes=changes,
+                scheduler=scheduler,
             ) as runtime,
         ):
             slack.wait_connected()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.secret_env import forget_taken
+from bot.config.secret_env import forget_taken
 from lab.domain import LabDomain, new_password, running_lab_domain
 from lab.loopback import can_claim
 from lab.samba import LabUser, SambaUnavailable, missing_binaries
@@ -87,7 +87,7 @@ def run_cli(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedPr
 @pytest.fixture(autouse=True)
 def _forget_taken_secrets() -> Iterator[None]:
     """In-process CLI runs take the configured secrets out of the environment into memory (see
-    bot.secret_env); forget them so that they never answer a later test's read."""
+    bot.config.secret_env); forget them so that they never answer a later test's read."""
     yield
     forget_taken()
 

@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
-from bot.change import PasswordChanges, open_changes
+from bot.change.path import PasswordChanges, open_changes
 from bot.config import Settings
 from bot.monitor.runtime import MonitorRuntime
-from bot.scheduler import Scheduler, start_scheduler
+from bot.monitor.scheduler import Scheduler, start_scheduler
 from bot.slack.client import build_client
-from bot.slack.registry import CommandModule
+from bot.slack.context import CommandModule
 from bot.slack.runtime import SlackRuntime
 from bot.slack.secrets import SlackSecrets
 from bot.store.embedded import init_embedded_store

@@ -12,10 +12,9 @@ from pydantic import SecretStr
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.redaction import active_secret
-from bot.slack.context import CommandContext, Services
+from bot.infra.redaction import active_secret
+from bot.slack.context import CommandContext, Services, Subcommand
 from bot.slack.middleware import authorize_interaction
-from bot.slack.registry import Subcommand
 from bot.slack.views import (
     ViewOrigin,
     decode_metadata,

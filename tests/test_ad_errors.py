@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.ad_errors import Reason, decode_bind_failure
+from bot.directory.ad_errors import Reason, decode_bind_failure
 
 
 def ad_message(code: str) -> str:

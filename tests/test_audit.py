@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.audit import AuditAction, AuditOutcome, AuditRow, AuditTrail, open_audit, row_hash
-from bot.audit_view import format_event, format_history, history_json
-from bot.redaction import active_secret
+from bot.audit.trail import AuditAction, AuditOutcome, AuditRow, AuditTrail, open_audit, row_hash
+from bot.audit.view import format_event, format_history, history_json
+from bot.infra.redaction import active_secret
 from tests.storetools import CANARY, files_containing, make_settings
 
 
@@ -158,7 +158,7 @@ def test_concurrent_threads_do_not_fork_the_chain(tmp_path: Path) -> None:
 _WRITER = """
 import sys
 from pathlib import Path
-from bot.audit import open_audit
+from bot.audit.trail import open_audit
 from tests.storetools import make_settings
 
 trail = open_audit(make_settings(Path(sys.argv[1])))

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, make_url
 
-from bot.audit import AuditError, AuditTrail, open_audit, row_hash
+from bot.audit.trail import AuditError, AuditTrail, open_audit, row_hash
 from bot.cli import main
 from lab.postgres import PostgresCluster
 from tests.peers import postgres_cluster

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bot.audit import AuditTrail, open_audit
+from bot.audit.trail import AuditTrail, open_audit
 from lab.postgres import PostgresCluster
 from tests.peers import postgres_cluster
 from tests.storetools import make_settings
@@ -98,7 +98,7 @@ def test_concurrent_threads(trail: AuditTrail) -> None:
 _WRITER = """
 import sys
 from pathlib import Path
-from bot.audit import open_audit
+from bot.audit.trail import open_audit
 from tests.storetools import make_settings
 
 extra = '[audit]\\nurl = "' + sys.argv[2] + '"\\npassword_env = "ATP_TEST_AUDIT_DB_PASSWORD"\\n'

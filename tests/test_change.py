@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.audit import open_audit
-from bot.change import ChangeProgress, ChangeStatus, PasswordChanges, open_changes
+from bot.audit.trail import open_audit
+from bot.change.path import ChangeProgress, ChangeStatus, PasswordChanges, open_changes
 from bot.config import Settings, load_settings
-from bot.directory import ConnectionTestResult
-from bot.lockout import hold_account
-from bot.state import state_dir
+from bot.directory.bind import ConnectionTestResult
+from bot.directory.lockout import hold_account
+from bot.infra.state import state_dir
 from bot.store import open_store
 from lab.ata_center import AtaCenterEmulator
 from lab.domain import LabDomain

@@ -17,9 +17,9 @@ from bot.audit import open_audit
 from bot.change import ChangeProgress, ChangeStatus, PasswordChanges
 from bot.config import AccountConfig, Settings, load_settings
 from bot.directory import run_connection_test
-from bot.lockout import hold_account
-from bot.redaction import install_record_redaction
-from bot.state import state_dir
+from bot.directory.lockout import hold_account
+from bot.infra.redaction import install_record_redaction
+from bot.infra.state import state_dir
 from bot.store import open_store
 from bot.store.embedded import init_embedded_store
 from lab.domain import LabDomain
@@ -128,7 +128,9 @@ def test_an_unexpected_failure_at_each_step_is_told_truthfully(
     assert change_row.detail.endswith(
         "the new password was saved in the embedded store" if saved else "nothing was saved"
     )
-    errors = [r for r in canary_logs.records if r.name == "bot.failures" and r.levelno == logging.ERROR]
+    errors = [
+        r for r in canary_logs.records if r.name == "bot.change.failures" and r.levelno == logging.ERROR
+    ]
     assert errors
     assert errors[0].exc_text
     assert "Traceback" in errors[0].exc_text

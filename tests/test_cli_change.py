@@ -21,7 +21,7 @@ import pytest
 
 from bot.audit import open_audit
 from bot.config import load_settings
-from bot.lockout import LockoutGuard
+from bot.directory.lockout import LockoutGuard
 from bot.store import open_store
 from lab.domain import LabDomain
 from lab.samba import LabUser

@@ -26,6 +26,9 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from bot.cli import build_parser, main
+from bot.config import SLACK_APP_TOKEN_ENV as APP_TOKEN_ENV
+from bot.config import SLACK_BOT_TOKEN_ENV as BOT_TOKEN_ENV
+from bot.config import SLACK_SIGNING_SECRET_ENV as SIGNING_SECRET_ENV
 from bot.config import (
     AccountConfig,
     AtaCenterConfig,
@@ -46,9 +49,8 @@ from bot.config import (
     parse_listen,
     parse_settings,
 )
-from bot.exitcodes import ExitCode
-from bot.slack.registry import Registry
-from bot.slack.secrets import APP_TOKEN_ENV, BOT_TOKEN_ENV, SIGNING_SECRET_ENV
+from bot.infra.exitcodes import ExitCode
+from bot.slack.context import Registry
 from commands import MODULES
 from tests.peers import peer_missing
 

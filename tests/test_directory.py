@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.ad_errors import Reason
 from bot.config import AccountConfig, LockoutGuardConfig
-from bot.directory import AttemptOutcome, ConnectionTestResult, Outcome, run_connection_test
-from bot.lockout import LockoutGuard, hold_account
+from bot.directory.ad_errors import Reason
+from bot.directory.bind import AttemptOutcome, ConnectionTestResult, Outcome, run_connection_test
+from bot.directory.lockout import LockoutGuard, hold_account
 from lab.domain import LabDomain
 from lab.faults import silent_tls_server
 from lab.samba import LabUser

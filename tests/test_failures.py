@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from bot.change.failures import MAX_LINE, one_line
 from bot.cli import main
 from bot.config import ConfigError
-from bot.failures import MAX_LINE, one_line
-from bot.logging_setup import configure_logging
-from bot.password_policy import NOT_TEXT, password_problem
-from bot.redaction import REDACTED, active_secret, redact
+from bot.directory.password_policy import NOT_TEXT, password_problem
+from bot.infra.logging_setup import configure_logging
+from bot.infra.redaction import REDACTED, active_secret, redact
 from tests.winrm_lab import settings_toml
 
 SECRET = 'Pässwörd-"quoted"-7f3a!'

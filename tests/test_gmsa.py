@@ -14,8 +14,9 @@ import pytest
 from pydantic import SecretStr
 
 from bot.change import ChangeStatus, open_changes
-from bot.config import ConfigError, Settings, parse_settings
-from bot.gmsa import (
+from bot.config import ConfigError, Settings, parse_settings, password_refusal
+from bot.gmsa.check import gmsa_alert_verdicts, report_exit_code
+from bot.gmsa.core import (
     Check,
     GmsaFacts,
     GmsaObject,
@@ -25,13 +26,11 @@ from bot.gmsa import (
     Status,
     decode_membership,
     mentions_gmsa,
-    password_refusal,
 )
-from bot.gmsa_check import gmsa_alert_verdicts, report_exit_code
-from bot.gmsa_plan import migration_plan
-from bot.gmsa_verdicts import check_kds, check_object
+from bot.gmsa.plan import migration_plan
+from bot.gmsa.verdicts import check_kds, check_object
 from bot.monitor.expiry import run_expiry_check
-from bot.sensors import CredentialErrors, SensorResult
+from bot.sensors.checks import CredentialErrors, SensorResult
 from bot.store.embedded import init_embedded_store
 from commands.password.validation import validate
 from commands.password.views import Action, Block, PasswordModalState

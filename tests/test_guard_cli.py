@@ -17,7 +17,7 @@ import pytest
 import tomli_w
 
 from bot.config import LockoutGuardConfig
-from bot.lockout import GUARD_FILE, LockoutGuard, hold_account
+from bot.directory.lockout import GUARD_FILE, LockoutGuard, hold_account
 from lab.domain import LabDomain
 from lab.faults import silent_tls_server
 from lab.samba import LabUser

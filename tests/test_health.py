@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bot.health import HealthServer
+from bot.infra.health import HealthServer
 from lab.slack import SlackEmulator
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import SENSOR_WINRM_PASSWORD_ENV, SENSOR_WINRM_USER

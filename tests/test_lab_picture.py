@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from bot.ad_errors import Reason
 from bot.change import ChangeOutcome, ChangeStatus
 from bot.cli import main
 from bot.config import Settings
 from bot.directory import ConnectionTestResult, Outcome, PasswordExpiry
-from bot.sensors import SensorResult, ServiceStatus
+from bot.directory.ad_errors import Reason
+from bot.sensors.checks import SensorResult, ServiceStatus
 from bot.store.base import CredentialMetadata
 from commands.password.views import (
     Action,
@@ -25,7 +25,7 @@ from commands.password.views import (
     password_modal,
     result_modal,
 )
-from commands.sensor_report import report
+from commands.shared.sensor_report import report
 from lab.slack.picture import Run, render_picture, scene_from_calls, width, wrap
 from lab.slack.webapi import Call
 

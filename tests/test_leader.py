@@ -25,11 +25,9 @@ from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
-from bot.ad_errors import Reason
-from bot.advisory import AdvisoryLocks
 from bot.config import ConfigError, Settings, parse_settings
-from bot.leader import LeaderElection
-from bot.lockout import (
+from bot.directory.ad_errors import Reason
+from bot.directory.lockout import (
     GUARD_FILE,
     AccountBusy,
     LockoutGuard,
@@ -37,8 +35,10 @@ from bot.lockout import (
     hold_account,
     share_account_locks,
 )
+from bot.infra.advisory import AdvisoryLocks
+from bot.infra.leader import LeaderElection
 from bot.monitor.models import MessageRef
-from bot.scheduler import RECHECK_PREFIX, jobstore_url, recheck_job
+from bot.monitor.scheduler import RECHECK_PREFIX, jobstore_url, recheck_job
 from lab.postgres import PostgresCluster
 from lab.slack import SlackEmulator
 from tests.peers import postgres_cluster

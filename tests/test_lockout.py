@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from bot.ad_errors import Reason
 from bot.config import LockoutGuardConfig
-from bot.lockout import AccountBusy, AccountLease, LockoutGuard, hold_account
+from bot.directory.ad_errors import Reason
+from bot.directory.lockout import AccountBusy, AccountLease, LockoutGuard, hold_account
 from lab.faults import read_only_sqlite
 
 
@@ -172,7 +172,7 @@ def test_second_holder_in_another_thread_is_told_at_once(tmp_path: Path) -> None
 def test_lock_holds_across_processes(tmp_path: Path) -> None:
     script = (
         "import sys, pathlib\n"
-        "from bot.lockout import hold_account\n"
+        "from bot.directory.lockout import hold_account\n"
         "with hold_account(pathlib.Path(sys.argv[1]), 'a'):\n"
         "    print('held', flush=True); sys.stdin.read()\n"
     )

@@ -8,8 +8,8 @@ import logging
 
 from pydantic import SecretStr
 
-from bot.logging_setup import configure_logging
-from bot.redaction import REDACTED, active_secret
+from bot.infra.logging_setup import configure_logging
+from bot.infra.redaction import REDACTED, active_secret
 from tests.conftest import CANARY
 
 

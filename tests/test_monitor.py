@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from bot.metrics import REGISTRY, count_open_alerts
+from bot.infra.metrics import REGISTRY, count_open_alerts
 from bot.monitor.actions import start_sensor_service
 from bot.monitor.cycle import run_monitor_cycle
 from bot.monitor.models import Incident, MessageRef, ReachabilityNotice

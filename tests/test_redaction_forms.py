@@ -14,7 +14,7 @@ from xml.sax.saxutils import quoteattr
 import pytest
 from pydantic import SecretStr
 
-from bot.redaction import REDACTED, active_secret, install_record_redaction, redact, scrub, secret_forms
+from bot.infra.redaction import REDACTED, active_secret, install_record_redaction, redact, scrub, secret_forms
 
 # What AD passwords often contain: quotes, backslashes, markup and URL metacharacters, spaces, non-ASCII
 # letters (one outside the BMP, which JSON writes as a surrogate pair).

@@ -15,10 +15,10 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot import scheduler as scheduler_module
 from bot.config import ConfigError
+from bot.monitor import scheduler as scheduler_module
 from bot.monitor.models import AuditHeadNotice, MessageRef, RecheckReport
-from bot.scheduler import (
+from bot.monitor.scheduler import (
     AUDIT_HEAD_JOB,
     EXPIRY_JOB,
     MONITOR_JOB,

@@ -1,4 +1,4 @@
-"""bot.sensors through the real pywinrm client against the WinRM emulator."""
+"""bot.sensors.checks through the real pywinrm client against the WinRM emulator."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from bot.cli import main
 from bot.config import ConfigError
-from bot.sensors import (
+from bot.sensors.checks import (
     NOT_INSTALLED,
     Failure,
     FailureKind,
@@ -22,7 +22,7 @@ from bot.sensors import (
     check_sensors,
     start_service,
 )
-from bot.winrm_runner import MAX_ERROR_TEXT, MAX_OUTPUT_BYTES, MAX_RESPONSE_BYTES, clixml_text
+from bot.sensors.winrm_runner import MAX_ERROR_TEXT, MAX_OUTPUT_BYTES, MAX_RESPONSE_BYTES, clixml_text
 from lab.winrm.model import Host, log_line
 from lab.winrm.server import WinRMEmulator
 from tests.winrm_lab import CANARY, make_settings, settings_toml

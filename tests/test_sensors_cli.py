@@ -123,7 +123,7 @@ def test_subprocess(emulator: WinRMEmulator, tmp_path: Path) -> None:
 
 def test_product_does_not_import_the_lab() -> None:
     code = (
-        "import sys, bot.sensors, bot.cli.check\n"
+        "import sys, bot.sensors.checks, bot.cli.check\n"
         "assert not any(m == 'lab' or m.startswith('lab.') for m in sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, parse_settings
-from bot.sensors import FailureKind, check_sensors
+from bot.sensors.checks import FailureKind, check_sensors
 from lab.tlsca import TlsFiles, issue_client_cert
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator

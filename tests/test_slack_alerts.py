@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.monitor.models import Incident, SensorIssue, ServiceState
-from bot.scheduler import AUDIT_HEAD_JOB
+from bot.monitor.scheduler import AUDIT_HEAD_JOB
 from commands import MODULES
 from commands.alerts import Action, incident_message
 from commands.password.views import Action as PasswordAction

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.slack.registry import Subcommand
+from bot.slack.context import Subcommand
 from bot.slack.runtime import SlackRuntime
 from commands import MODULES
 from lab.slack import SlackEmulator

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from bot.change import ChangeOutcome, ChangeStatus
+from bot.change.path import ChangeOutcome, ChangeStatus
 from bot.config import Settings
 from commands.password.views import Block, PasswordModalState, password_modal, result_modal
-from commands.sensor_report import report
+from commands.shared.sensor_report import report
 from lab.slack.render import block_lines, decode_blocks, element_text, render_message, render_view
 
 SETTINGS = Settings.model_validate(

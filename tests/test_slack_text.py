@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.monitor.models import Incident, RecheckReport, SensorIssue, SensorSummary, ServiceState
-from bot.sensors import Failure, FailureKind, SensorResult, ServiceStatus
+from bot.sensors.checks import Failure, FailureKind, SensorResult, ServiceStatus
 from bot.slack.text import code_block, code_span, escape, inline
 from commands.alerts import incident_message, recheck_message
-from commands.sensor_report import sensor_line
+from commands.shared.sensor_report import sensor_line
 
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 HOSTILE = "bad ` <!channel> <https://evil.example/login|bank> &lt; *bold* _it_ ~gone~\nline two"

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.config import ConfigError, SlackConfig
-from bot.redaction import REDACTED, active_secret, install_record_redaction, redact, redact_patterns
-from bot.secret_env import take_from_environment
+from bot.config.secret_env import take_from_environment
+from bot.infra.redaction import REDACTED, active_secret, install_record_redaction, redact, redact_patterns
 from bot.slack.replay import WINDOW_SECONDS, ReplayCache
 from bot.slack.secrets import SlackSecrets
 from bot.slack.views import decode_metadata, encode_metadata, notice_modal, view_channel

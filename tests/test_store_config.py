@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from bot.cli import main
 from bot.config import ConfigError, read_secret
-from bot.secret_env import taken_names
+from bot.config.secret_env import taken_names
 from bot.store import StoreError, open_store
 from bot.store.keys import encode_key
 from tests.storetools import make_settings, write_config

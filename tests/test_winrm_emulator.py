@@ -15,7 +15,7 @@ import requests
 import winrm
 from winrm.exceptions import InvalidCredentialsError, WSManFaultError
 
-from bot.sensor_scripts import CHECK_SENSOR, MAX_COMMAND_LINE, CheckParams, command_line_length
+from bot.sensors.scripts import CHECK_SENSOR, MAX_COMMAND_LINE, CheckParams, command_line_length
 from lab.tlsca import TlsFiles
 from lab.winrm import wsman
 from lab.winrm.hostfile import build_host, load_host_file

@@ -18,6 +18,7 @@ from typing import Any
 
 from bot import __version__
 from bot.audit import AuditError
+from bot.change.failures import one_line
 from bot.cli import (
     audit_cmd,
     check,
@@ -31,9 +32,8 @@ from bot.cli import (
     test_connection,
 )
 from bot.config import ConfigError, UsageError
-from bot.exitcodes import ExitCode
-from bot.failures import one_line
-from bot.store import StoreError
+from bot.infra.exitcodes import ExitCode
+from bot.store import StoreError, store_exit_code
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.USAGE
     except StoreError as exc:
         print(f"atp-bot: store error: {exc.message}", file=sys.stderr)
-        return store_cmd.exit_code(exc)
+        return store_exit_code(exc.reason)
     except AuditError as exc:
         print(f"atp-bot: audit trail error: {exc}", file=sys.stderr)
         return ExitCode.PROBLEM

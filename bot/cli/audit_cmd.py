@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-from bot.audit import (
+from bot.audit.key import AuditKeyInit
+from bot.audit.trail import (
     AuditAction,
     AuditAnchor,
     AuditError,
@@ -17,10 +18,9 @@ from bot.audit import (
     init_audit_key,
     open_audit,
 )
-from bot.audit_key import AuditKeyInit
-from bot.audit_view import format_history, history_json, verification_json
+from bot.audit.view import format_history, history_json, verification_json
 from bot.cli import context
-from bot.exitcodes import ExitCode
+from bot.infra.exitcodes import ExitCode
 
 
 def _positive(text: str) -> int:

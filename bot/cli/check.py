@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from bot.cli import context
 from bot.config import ConfigError, UsageError
-from bot.exitcodes import ExitCode
+from bot.infra.exitcodes import ExitCode
 from bot.sensors import SensorResult, check_sensors
 
 PATIENCE_SECONDS = 3.0  # after this long, the progress line names the sensors still pending

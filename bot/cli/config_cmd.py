@@ -7,10 +7,10 @@ import sys
 from typing import Any
 
 from bot.cli import context
+from bot.cli.preflight import check_config_file
 from bot.config import ConfigError, Settings, insecure_settings, resolve_config_path
-from bot.exitcodes import ExitCode
-from bot.preflight import check_config_file
-from bot.state import default_state_dir
+from bot.infra.exitcodes import ExitCode
+from bot.infra.state import default_state_dir
 
 
 def register(commands: Any) -> None:

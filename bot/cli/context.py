@@ -10,17 +10,17 @@ import sys
 from pydantic import SecretStr
 
 from bot.audit import AuditOutcome, AuditSink, cli_actor, record_or_log
+from bot.cli.preflight import check_config_file
 from bot.config import ConfigError, Settings, UsageError, insecure_settings, resolve_config_path
-from bot.logging_setup import configure_logging
-from bot.password_policy import INVALID_INPUT, NOT_TEXT, password_problem
-from bot.preflight import check_config_file
-from bot.secret_env import take_from_environment
+from bot.config.secret_env import take_from_environment
+from bot.directory.password_policy import INVALID_INPUT, NOT_TEXT, password_problem
+from bot.infra.logging_setup import configure_logging
 
 
 def load(args: argparse.Namespace, *, service: bool = False) -> Settings:
     """Load the configuration named on the command line, check its files (a missing `ca_file` stops the
     command here, named), set up logging from it and warn about every insecure setting. Every secret the
-    configuration names in the environment is taken out of it first (see bot.secret_env).
+    configuration names in the environment is taken out of it first (see bot.config.secret_env).
     """
     checked = check_config_file(resolve_config_path(args.config))
     if checked.findings.errors:

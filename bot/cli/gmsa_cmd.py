@@ -9,11 +9,16 @@ from typing import Any
 
 from bot.cli import context
 from bot.config import GMSA_NAME_PATTERN, ConfigError
-from bot.exitcodes import ExitCode
-from bot.gmsa import gmsa_sensors
-from bot.gmsa_check import check_gmsa, gmsa_accounts, report_exit_code
-from bot.gmsa_plan import DEFAULT_GROUP, migration_plan
-from bot.gmsa_verdicts import describe
+from bot.gmsa import (
+    DEFAULT_GROUP,
+    check_gmsa,
+    describe,
+    gmsa_accounts,
+    gmsa_sensors,
+    migration_plan,
+    report_exit_code,
+)
+from bot.infra.exitcodes import ExitCode
 
 GROUP_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}"
 

@@ -18,8 +18,7 @@ from bot.audit import AuditAction, AuditOutcome, cli_actor, open_audit, record_o
 from bot.cli import context
 from bot.config import AccountConfig, Settings
 from bot.directory import LockoutPrecheck, PrecheckUnavailable, lockout_precheck
-from bot.exitcodes import ExitCode
-from bot.lockout import (
+from bot.directory.lockout import (
     AccountBusy,
     AccountLease,
     GuardCount,
@@ -29,7 +28,8 @@ from bot.lockout import (
     hold_account,
     replica_account_locks,
 )
-from bot.state import state_dir
+from bot.infra.exitcodes import ExitCode
+from bot.infra.state import state_dir
 
 
 def register(commands: Any) -> None:

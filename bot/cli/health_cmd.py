@@ -9,7 +9,7 @@ import urllib.request
 from typing import Any
 
 from bot.config import ConfigError, load_settings, parse_listen, resolve_config_path
-from bot.exitcodes import ExitCode
+from bot.infra.exitcodes import ExitCode
 
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - mapped to loopback
 

@@ -18,18 +18,19 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.change import PasswordChanges, open_changes
 from bot.cli import context
 from bot.config import ConfigError, Settings, parse_listen
-from bot.exitcodes import ExitCode
-from bot.health import HealthServer
-from bot.leader import LeaderElection
-from bot.lockout import replica_account_locks
-from bot.metrics import SCHEDULER_LEADER, count_open_alerts
+from bot.directory import replica_account_locks
+from bot.infra.exitcodes import ExitCode
+from bot.infra.health import HealthServer
+from bot.infra.leader import LeaderElection
+from bot.infra.metrics import SCHEDULER_LEADER, count_open_alerts
+from bot.infra.state import state_dir_lock
 from bot.monitor.notify import LogNotifier, Notifier
 from bot.monitor.runtime import MonitorRuntime
-from bot.scheduler import Scheduler, start_scheduler
+from bot.monitor.scheduler import Scheduler, start_scheduler
 from bot.slack.client import build_client
 from bot.slack.runtime import SlackRuntime, SlackUnreachable
 from bot.slack.secrets import SlackSecrets
-from bot.state import state_dir_lock
+from commands import MODULES
 from commands.alerts import SlackNotifier
 from commands.password import tell_interrupted
 
@@ -84,7 +85,12 @@ def _run(settings: Settings, secrets: SlackSecrets) -> int:
     scheduler = start_scheduler(monitor, paused=True)
     try:
         runtime = SlackRuntime(
-            settings, secrets=secrets, audit=changes.audit, changes=changes, scheduler=scheduler
+            settings,
+            secrets=secrets,
+            audit=changes.audit,
+            modules=MODULES,  # the composition root hands the framework its feature modules
+            changes=changes,
+            scheduler=scheduler,
         )
         runtime.start()
     except (SlackApiError, BoltError) as exc:

@@ -7,23 +7,28 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import SecretStr
-from slack_sdk.errors import SlackApiError
-
-from bot.audit import AuditAction, AuditOutcome, AuditSink, cli_actor, record_or_log
-from bot.change import ChangeOutcome, ChangeProgress, ChangeStatus, open_changes, sensors_for_account
+from bot.audit import AuditAction, cli_actor
+from bot.change import (
+    ChangeOutcome,
+    ChangeProgress,
+    ChangeStatus,
+    Recovery,
+    open_changes,
+    sensors_for_account,
+)
+from bot.change.failures import CONFIG_ERROR
 from bot.cli import check, context
 from bot.cli.test_connection import EXIT_CODES, render
-from bot.config import SLACK_BOT_TOKEN_ENV, AccountConfig, ConfigError, Settings, UsageError, read_secret
-from bot.directory import ConnectionTestResult
-from bot.exitcodes import ExitCode
-from bot.failures import CONFIG_ERROR, one_line
-from bot.gmsa import password_refusal
-from bot.lockout import replica_account_locks
-from bot.recovery import Recovery
+from bot.config import (
+    AccountConfig,
+    UsageError,
+    password_refusal,
+)
+from bot.directory import ConnectionTestResult, replica_account_locks
+from bot.infra.exitcodes import ExitCode
 from bot.sensors import SensorResult
-from bot.slack.client import build_client
-from commands.password.views import announcement
+from bot.store import store_exit_code
+from commands.password.announce import Announcer
 
 
 def register(commands: Any) -> None:
@@ -118,60 +123,9 @@ def exit_code(outcome: ChangeOutcome) -> ExitCode:
         return EXIT_CODES[outcome.test.outcome]
     if outcome.error_reason == CONFIG_ERROR:
         return ExitCode.USAGE
-    if outcome.status is ChangeStatus.SAVE_FAILED and outcome.error_reason == "unreachable":
-        return ExitCode.UNREACHABLE
+    if outcome.status is ChangeStatus.SAVE_FAILED and outcome.error_reason is not None:
+        return store_exit_code(outcome.error_reason)
     return ExitCode.PROBLEM
-
-
-class Announcer:
-    """Tells `[slack] channel` about a change made here, with the text the Slack face posts. Best effort:
-    a failure is a warning and an audit row, never a failed change. The bot token is read at once (the
-    Slack secrets already left the environment with the others: bot.secret_env)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.token: SecretStr | None = None
-        self.problem: str | None = None
-        if settings.slack.channel is not None:
-            try:
-                self.token = read_secret("slack bot token", env=SLACK_BOT_TOKEN_ENV, file=None)
-            except ConfigError as exc:
-                self.problem = one_line(exc)
-
-    def announce(self, outcome: ChangeOutcome, actor: str, audit: AuditSink) -> None:
-        channel = self.settings.slack.channel
-        if channel is None:
-            return
-        problem = self.problem or self._post(channel, outcome, actor)
-        if problem is None:
-            record_or_log(
-                audit,
-                actor,
-                AuditAction.ANNOUNCE,
-                outcome.account_id,
-                AuditOutcome.OK,
-                None,
-                f"channel {channel}",
-            )
-            print(f"Announced in Slack channel {channel}.")
-            return
-        record_or_log(
-            audit, actor, AuditAction.ANNOUNCE, outcome.account_id, AuditOutcome.ERROR, "slack", problem
-        )
-        print(f"WARNING: the change was not announced in Slack channel {channel}: {problem}", file=sys.stderr)
-
-    def _post(self, channel: str, outcome: ChangeOutcome, actor: str) -> str | None:
-        """Post the announcement; why it failed, or None."""
-        assert self.token is not None
-        text, blocks = announcement(outcome, f"`{actor}`", self.settings)
-        try:
-            client = build_client(self.settings.slack.api_url, self.token)
-            client.chat_postMessage(channel=channel, text=text, blocks=blocks)
-        except SlackApiError as exc:
-            return f"Slack answered {exc.response.get('error')}"
-        except Exception as exc:  # noqa: BLE001 - a warning and an audit row say what happened
-            return one_line(exc)
-        return None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,12 +7,12 @@ import argparse
 import sys
 from typing import Any
 
-from bot.audit import AuditAction, AuditOutcome, cli_actor, init_audit_key, open_audit
+from bot.audit.trail import AuditAction, AuditOutcome, cli_actor, init_audit_key, open_audit
 from bot.cli import context
 from bot.cli.audit_cmd import key_created_lines
 from bot.config import Settings
-from bot.exitcodes import ExitCode
-from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
+from bot.infra.exitcodes import ExitCode
+from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store, store_exit_code
 from bot.store.embedded import init_embedded_store, rotate_key, store_exists, store_path
 
 
@@ -33,16 +33,9 @@ def register(commands: Any) -> None:
     rotate.set_defaults(handler=run_rotate_key)
 
 
-def exit_code(exc: StoreError) -> ExitCode:
-    """A store that is not set up, or a wrong key, is a configuration error (2), for every command."""
-    if exc.reason in ("config", "key"):
-        return ExitCode.USAGE
-    return ExitCode.UNREACHABLE if exc.reason == "unreachable" else ExitCode.PROBLEM
-
-
 def _error(exc: StoreError) -> int:
     print(f"atp-bot: store error: {exc.message}", file=sys.stderr)
-    return exit_code(exc)
+    return store_exit_code(exc.reason)
 
 
 def _embedded_only(settings: Settings, action: str) -> bool:

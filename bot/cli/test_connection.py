@@ -8,16 +8,23 @@ import logging
 from typing import Any
 
 from bot.audit import AuditAction, AuditError, cli_actor, open_audit
-from bot.change import record_busy, record_test
+from bot.change.failures import report_failure
+from bot.change.path import record_busy, record_test
 from bot.cli import context
-from bot.config import ConfigError, UsageError
-from bot.directory import AttemptOutcome, ConnectionTestResult, Outcome, run_connection_test
-from bot.exitcodes import ExitCode
-from bot.failures import report_failure
-from bot.gmsa import password_refusal
-from bot.lockout import AccountBusy, LockoutGuard, hold_account, replica_account_locks
-from bot.redaction import active_secret
-from bot.state import state_dir
+from bot.config import ConfigError, UsageError, password_refusal
+from bot.directory import (
+    AccountBusy,
+    ConnectionTestResult,
+    LockoutGuard,
+    Outcome,
+    hold_account,
+    replica_account_locks,
+    run_connection_test,
+)
+from bot.directory.connection import AttemptOutcome
+from bot.infra.exitcodes import ExitCode
+from bot.infra.redaction import active_secret
+from bot.infra.state import state_dir
 
 log = logging.getLogger(__name__)
 

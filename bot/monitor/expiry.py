@@ -15,8 +15,14 @@ from datetime import datetime, timedelta
 from bot.audit import AuditAction, AuditOutcome
 from bot.change import TEST_AUDIT_OUTCOME
 from bot.config import AccountConfig, ConfigError
-from bot.directory import ExpiryUnavailable, PasswordExpiry, read_password_expiry, run_connection_test
-from bot.lockout import AccountBusy, hold_account
+from bot.directory import (
+    AccountBusy,
+    ExpiryUnavailable,
+    PasswordExpiry,
+    hold_account,
+    read_password_expiry,
+    run_connection_test,
+)
 from bot.monitor.delivery import EXPIRY, flush_outbox
 from bot.monitor.models import ExpiryWarning
 from bot.monitor.runtime import MonitorRuntime

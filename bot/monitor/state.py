@@ -36,13 +36,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bot.advisory import AdvisoryLocks, lock_engine
 from bot.config import ConfigError, Settings
-from bot.dbschema import create_idempotently
 from bot.directory import PasswordExpiry
+from bot.infra.advisory import AdvisoryLocks, lock_engine
+from bot.infra.dbschema import create_idempotently
+from bot.infra.state import sqlite_engine
 from bot.monitor.models import Incident, MessageRef
 from bot.sensors import LogPosition
-from bot.state import sqlite_engine
 
 STATE_NAME = "monitor.sqlite"
 # How long a replica waits for another one's cycle or delivery before it gives up (a cycle is bounded by

@@ -13,17 +13,15 @@ from slack_sdk import WebClient
 from bot.audit import AuditSink
 from bot.change import PasswordChanges
 from bot.config import Settings
-from bot.scheduler import Scheduler
-from bot.shared_checks import SharedChecks
+from bot.monitor.scheduler import Scheduler
+from bot.sensors import SharedChecks
 from bot.slack.authz import Authorizer
 from bot.slack.client import ACK_PATH_MAX_RETRY_AFTER, build_client
-from bot.slack.context import Services
+from bot.slack.context import CommandModule, Registry, Services
 from bot.slack.middleware import authorize_command
-from bot.slack.registry import CommandModule, Registry
 from bot.slack.replay import ReplayCache, refuse_replays
 from bot.slack.router import COMMAND, route
 from bot.slack.secrets import SlackSecrets
-from commands import MODULES
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +31,9 @@ def build_services(
     *,
     secrets: SlackSecrets,
     audit: AuditSink,
+    modules: Sequence[CommandModule],
     executor: Executor,
     client: WebClient | None = None,
-    modules: Sequence[CommandModule] = MODULES,
     changes: PasswordChanges | None = None,
     scheduler: Scheduler | None = None,
 ) -> Services:

@@ -16,7 +16,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot.redirects import describe_redirect, redirect_target
+from bot.infra.redirects import describe_redirect, redirect_target
 
 log = logging.getLogger(__name__)
 

@@ -1,25 +1,26 @@
-"""What a subcommand handler gets: the parsed command, Bolt's ack/respond, and the runtime's services."""
+"""What a subcommand handler gets (the parsed command, Bolt's ack/respond, the runtime's services), and the
+registry of `/atp` subcommands: each feature module contributes one `Subcommand` and registers its own
+view/action listeners; the router and `/atp help` read the registry."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
-from slack_bolt import Ack, Respond
+from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.audit import AuditSink
 from bot.change import PasswordChanges
+from bot.change.failures import one_line, report_failure
 from bot.config import Settings
-from bot.failures import one_line, report_failure
-from bot.scheduler import Scheduler
-from bot.shared_checks import SharedChecks
+from bot.monitor.scheduler import Scheduler
+from bot.sensors import SharedChecks
 from bot.slack.audit import slack_actor
 from bot.slack.authz import Authorizer
-from bot.slack.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -110,3 +111,47 @@ class CommandContext:
     def reply(self, text: str, blocks: Sequence[dict[str, Any]] | None = None) -> None:
         """Acknowledge with an ephemeral message (only the invoking user sees it)."""
         self.ack(response_type="ephemeral", text=text, blocks=blocks)
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """`/atp <name> <usage>`: `summary` is the one line `/atp help` shows.
+
+    `handler` runs on Bolt's listener thread and must acknowledge fast (`ctx.ack`/`ctx.reply`, or by
+    opening a modal), handing slow work to `ctx.services.submit`. Sensitive subcommands pass the
+    authorization middleware first.
+    """
+
+    name: str
+    summary: str
+    handler: Callable[[CommandContext], None]
+    usage: str = ""
+    sensitive: bool = True
+
+
+class CommandModule(Protocol):
+    """What a feature module (`commands/<name>.py`) exposes."""
+
+    SUBCOMMAND: Subcommand
+
+    def register(self, app: App, services: Services) -> None:
+        """Add this subcommand's view and action listeners (if any) to the app."""
+
+
+class Registry:
+    """The subcommand modules, in the order `/atp help` lists them."""
+
+    def __init__(self, modules: Iterable[CommandModule]) -> None:
+        self.modules = tuple(modules)
+        self._by_name: dict[str, Subcommand] = {}
+        for module in self.modules:
+            subcommand = module.SUBCOMMAND
+            if subcommand.name in self._by_name:
+                raise ValueError(f"subcommand {subcommand.name!r} is registered twice")
+            self._by_name[subcommand.name] = subcommand
+
+    def get(self, name: str) -> Subcommand | None:
+        return self._by_name.get(name)
+
+    def __iter__(self) -> Iterator[Subcommand]:
+        return iter(self._by_name.values())

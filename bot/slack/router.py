@@ -8,9 +8,8 @@ from typing import Any
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
-from bot.failures import report_failure
-from bot.slack.context import CommandContext, Services
-from bot.slack.registry import Subcommand
+from bot.change.failures import report_failure
+from bot.slack.context import CommandContext, Services, Subcommand
 
 COMMAND = "/atp"
 HELP = "help"

@@ -17,13 +17,12 @@ from slack_sdk import WebClient
 from bot.audit import AuditSink
 from bot.change import PasswordChanges
 from bot.config import Settings
-from bot.redaction import install_record_redaction
-from bot.scheduler import Scheduler
+from bot.infra.redaction import install_record_redaction
+from bot.infra.wsgi import BackgroundWsgiServer, ServerLimits
+from bot.monitor.scheduler import Scheduler
 from bot.slack.app import build_app, build_services
-from bot.slack.registry import CommandModule
+from bot.slack.context import CommandModule
 from bot.slack.secrets import SlackSecrets
-from bot.wsgi import BackgroundWsgiServer, ServerLimits
-from commands import MODULES
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ class SocketModeRunner:
 
 
 class HttpRunner:
-    """Bolt's WSGI adapter on waitress (bot.wsgi), serving `POST /slack/events`."""
+    """Bolt's WSGI adapter on waitress (bot.infra.wsgi), serving `POST /slack/events`."""
 
     def __init__(self, app: App, host: str, port: int) -> None:
         self._handler = SlackRequestHandler(app, path=EVENTS_PATH)
@@ -139,8 +138,8 @@ class SlackRuntime:
         *,
         secrets: SlackSecrets,
         audit: AuditSink,
+        modules: Sequence[CommandModule],
         client: WebClient | None = None,
-        modules: Sequence[CommandModule] = MODULES,
         changes: PasswordChanges | None = None,
         scheduler: Scheduler | None = None,
     ) -> None:

@@ -1,6 +1,6 @@
 """Slack credentials: read from the environment only, never from the configuration file.
 
-Every entry point takes them out of the process environment at start (bot.secret_env), so that child
+Every entry point takes them out of the process environment at start (bot.config.secret_env), so that child
 processes do not inherit them and Bolt does not pick them up on its own."""
 
 from __future__ import annotations
@@ -12,7 +12,11 @@ from pydantic import SecretStr
 from bot.config import SLACK_APP_TOKEN_ENV as APP_TOKEN_ENV
 from bot.config import SLACK_BOT_TOKEN_ENV as BOT_TOKEN_ENV
 from bot.config import SLACK_SIGNING_SECRET_ENV as SIGNING_SECRET_ENV
-from bot.config import ConfigError, SlackConfig, read_secret
+from bot.config import (
+    ConfigError,
+    SlackConfig,
+    read_secret,
+)
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,16 @@ the ATA Center's own configuration, or an operator-provided command.
 from __future__ import annotations
 
 from bot.config import Settings
-from bot.state import state_dir
+from bot.infra.state import state_dir
 from bot.store.ata_center import AtaCenterStore
-from bot.store.base import BackendName, CredentialMetadata, CredentialStore, StoreError, StoreErrorReason
+from bot.store.base import (
+    BackendName,
+    CredentialMetadata,
+    CredentialStore,
+    StoreError,
+    StoreErrorReason,
+    store_exit_code,
+)
 from bot.store.command import CommandStore
 from bot.store.embedded import open_embedded
 
@@ -22,6 +29,7 @@ __all__ = [
     "StoreError",
     "StoreErrorReason",
     "open_store",
+    "store_exit_code",
 ]
 
 

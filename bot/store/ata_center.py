@@ -20,8 +20,8 @@ from pydantic import SecretStr
 from requests_ntlm import HttpNtlmAuth
 
 from bot.config import AccountName, AtaCenterConfig, ConfigError, Settings
-from bot.redaction import scrub
-from bot.redirects import describe_redirect, redirect_target
+from bot.infra.redaction import scrub
+from bot.infra.redirects import describe_redirect, redirect_target
 from bot.store.base import BackendName, CredentialMetadata, StoreError, configured_account
 from bot.store.ledger import MetadataLedger
 

@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 from pydantic import SecretStr
 
 from bot.config import AccountConfig, ConfigError, Settings
+from bot.infra.exitcodes import ExitCode
 
 BackendName = Literal["embedded", "ata-center", "command"]
 
@@ -26,6 +27,20 @@ StoreErrorReason = Literal[
     "io",
     "busy",  # another process holds what the operation needs (a running bot, for a key rotation)
 ]
+
+
+# The one mapping from why a store failed to the exit code, for every command: a store that is not set up
+# or a wrong key is a configuration error (2), an unreachable store a peer problem (3), the rest 1.
+_EXIT_CODES: dict[str, ExitCode] = {
+    "config": ExitCode.USAGE,
+    "key": ExitCode.USAGE,
+    "unreachable": ExitCode.UNREACHABLE,
+}
+
+
+def store_exit_code(reason: str) -> ExitCode:
+    """The exit code for a store failure's reason (a StoreErrorReason; anything else is a problem)."""
+    return _EXIT_CODES.get(reason, ExitCode.PROBLEM)
 
 
 class StoreError(Exception):

@@ -22,8 +22,8 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from bot.config import CommandStoreConfig, Settings
-from bot.redaction import scrub
-from bot.secret_env import taken_names
+from bot.config.secret_env import taken_names
+from bot.infra.redaction import scrub
 from bot.store.base import BackendName, CredentialMetadata, StoreError, configured_account
 from bot.store.ledger import MetadataLedger
 

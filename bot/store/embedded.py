@@ -19,9 +19,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 
-from bot.change_journal import replace_durably
 from bot.config import Settings
-from bot.state import state_dir, state_dir_lock
+from bot.infra.files import replace_durably
+from bot.infra.state import state_dir, state_dir_lock
 from bot.store.base import BackendName, CredentialMetadata, StoreError
 from bot.store.keys import StoreKey, create_key_file, key_file_path, key_from_environment, load_key
 from bot.store.sqlite_file import connect, fetch_one

@@ -14,10 +14,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.change_journal import sync_directory, write_synced
 from bot.config import Settings, StoreConfig
-from bot.secret_env import environment_secret
-from bot.state import state_dir
+from bot.config.secret_env import environment_secret
+from bot.infra.files import sync_directory, write_synced
+from bot.infra.state import state_dir
 from bot.store.base import StoreError
 
 KEY_BYTES = 32

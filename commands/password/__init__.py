@@ -19,20 +19,16 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.audit import AuditAction, AuditOutcome
-from bot.change import ChangeOutcome, ChangeProgress, PasswordChanges, sensors_for_account
-from bot.config import ConfigError, Settings
-from bot.failures import report_failure
-from bot.gmsa import password_refusal
+from bot.change import ChangeOutcome, ChangeProgress, PasswordChanges, Recovery, sensors_for_account
+from bot.change.failures import report_failure
+from bot.config import ConfigError, Settings, password_refusal
 from bot.monitor.models import MessageRef
-from bot.recovery import Recovery
 from bot.sensors import SensorResult
 from bot.slack.audit import slack_actor
-from bot.slack.context import CommandContext, Person, Services
+from bot.slack.context import CommandContext, Person, Services, Subcommand
 from bot.slack.middleware import authorize_interaction
-from bot.slack.registry import Subcommand
 from bot.slack.text import inline
 from bot.slack.views import decode_metadata, notice_modal, update_view
-from commands.arguments import account_argument
 from commands.password.origin import origin_channel, origin_user, slack_origin
 from commands.password.validation import Submission, validate
 from commands.password.views import (
@@ -46,7 +42,8 @@ from commands.password.views import (
     result_modal,
     testing_modal,
 )
-from commands.sensor_report import LiveReport, thread_report
+from commands.shared.arguments import account_argument
+from commands.shared.sensor_report import LiveReport, thread_report
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.config import Settings
-from bot.gmsa import password_refusal
-from bot.password_policy import password_problem
+from bot.config import Settings, password_refusal
+from bot.directory import password_problem
 from commands.password.views import Action, Block, PasswordModalState
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from bot.change import ChangeOutcome, ChangeStatus
+from bot.change import ChangeOutcome, ChangeStatus, Recovery, Verdict
 from bot.config import AccountConfig, ConfigError, Settings
-from bot.recovery import Recovery, Verdict
 from bot.slack.text import inline
 from bot.slack.views import ViewOrigin, encode_metadata, notice_modal, plain, section
 

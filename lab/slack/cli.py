@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.exitcodes import ExitCode
-from bot.logging_setup import configure_logging
+from bot.infra.exitcodes import ExitCode
+from bot.infra.logging_setup import configure_logging
 from lab.slack.console import SlackConsole
 from lab.slack.emulator import LAB_APP_TOKEN, LAB_BOT_TOKEN, LAB_SIGNING_SECRET, SlackEmulator
 from lab.stack import (

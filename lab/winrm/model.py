@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from bot.config import SensorKind
-from bot.sensor_targets import KIND_DEFAULTS
+from bot.sensors.targets import KIND_DEFAULTS
 
 Fault = Literal["timeout", "hang", "http401", "http500", "access_denied", "refused", "bad_output"]
 StartBehaviour = Literal["start", "fail", "pending"]

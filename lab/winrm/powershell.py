@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
-from bot.sensor_scripts import (
+from bot.sensors.scripts import (
     CHECK_SENSOR,
     GMSA_HOST,
     PARAMS_MARK,

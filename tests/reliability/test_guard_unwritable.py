@@ -11,10 +11,10 @@ import pytest
 import tomli_w
 from pydantic import SecretStr
 
-from bot.audit import AuditOutcome
-from bot.change import ChangeStatus
+from bot.audit.trail import AuditOutcome
+from bot.change.path import ChangeStatus
 from bot.config import load_settings
-from bot.lockout import GUARD_FILE
+from bot.directory.lockout import GUARD_FILE
 from lab.domain import LabDomain
 from lab.faults import read_only_sqlite
 from lab.samba import LabUser

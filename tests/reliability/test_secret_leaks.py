@@ -19,7 +19,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 from prometheus_client import generate_latest
 
-from bot.metrics import REGISTRY
+from bot.infra.metrics import REGISTRY
 from commands import MODULES
 from lab.ata_center import PROFILE_PATH, AtaCenterEmulator
 from lab.domain import LabDomain
@@ -133,7 +133,7 @@ sys.exit(1 if (pathlib.Path(sys.argv[0]).parent / "fail").exists() else 0)
 
 
 def encoded_forms(secret: str) -> dict[str, str]:
-    """The secret as a peer or a log line may carry it, computed here apart from bot.redaction."""
+    """The secret as a peer or a log line may carry it, computed here apart from bot.infra.redaction."""
     return {
         "literal": secret,
         "JSON": json.dumps(secret)[1:-1],

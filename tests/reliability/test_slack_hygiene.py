@@ -10,7 +10,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import pytest
 
-from bot.logging_setup import configure_logging
+from bot.infra.logging_setup import configure_logging
 from bot.slack import runtime
 from lab.slack import Signing, SlackEmulator
 from tests import slack_probe

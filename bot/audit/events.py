@@ -1,0 +1,147 @@
+"""What the audit trail records and returns: actions, outcomes, rows, anchors, verifications, and the
+`AuditSink` protocol that the change path and the faces write to."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+def cli_actor() -> str:
+    """The actor string for a command run from a shell: `cli:<login name>`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"cli:{user}"
+
+
+class AuditAction(StrEnum):
+    TEST = "test"
+    SAVE = "save"
+    CHANGE = "change"
+    START_SERVICE = "start-service"
+    CHECK = "check"
+    ALERT = "alert"
+    DENIED = "denied"
+    HISTORY = "history"
+    STORE_INIT = "store-init"
+    STORE_ROTATE_KEY = "store-rotate-key"
+    LOCKOUT_GUARD = "lockout-guard"
+    INTERRUPTED = "interrupted"  # a change cut short by a crash, resolved at the next start
+    AUDIT_INIT = "audit-init"
+    AUDIT_REKEY = "audit-rekey"
+    ANNOUNCE = "announce"  # a CLI change told in the Slack channel (or why it could not be)
+
+
+class AuditOutcome(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    REFUSED = "refused"
+    ERROR = "error"
+    DENIED = "denied"  # an authorization refusal (a Slack user or channel not allowed)
+
+
+class AuditSink(Protocol):
+    """Anything that records audit events (the trail itself, or a test's recorder)."""
+
+    def record(
+        self,
+        actor: str,
+        action: str,
+        account: str | None,
+        outcome: str,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> object: ...
+
+
+def record_or_log(
+    audit: AuditSink,
+    actor: str,
+    action: str,
+    account: str | None,
+    outcome: str,
+    reason: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """Audit something that has already happened (a save, a service start, an alert): an unavailable
+    trail is logged loudly but never raised, because what happened cannot be undone."""
+    try:
+        audit.record(actor, action, account, outcome, reason, detail)
+    except AuditError as exc:
+        log.error(
+            "audit trail unavailable; not recorded: %s %s %s %s: %s", actor, action, account, outcome, exc
+        )
+
+
+class AuditError(Exception):
+    """The audit trail cannot be written or read; the message names the database, never a secret."""
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    id: int
+    time: datetime  # UTC
+    actor: str
+    action: str
+    account: str | None
+    outcome: str
+    reason: str | None
+    detail: str | None
+    prev_hash: str
+    hash: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "time": self.time.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "account": self.account,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class AuditAnchor:
+    """A row and its hash noted outside the trail (`ID:HASH`), which a later verify must still find."""
+
+    id: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> AuditAnchor:
+        row, _, digest = text.partition(":")
+        if not row.isdigit() or int(row) < 1 or re.fullmatch(r"[0-9a-f]{64}", digest) is None:
+            raise ValueError(f"{text!r}: expected ID:HASH, a row number and its 64-character hex hash")
+        return cls(int(row), digest)
+
+    def __str__(self) -> str:
+        return f"{self.id}:{self.hash}"
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    intact: bool
+    rows: int
+    first_broken_id: int | None = None
+    problem: str | None = None
+    head_hash: str | None = None  # of an intact trail: note `rows:head_hash` elsewhere as an anchor
+    keyed_from: int | None = None  # the first row chained with the audit key; None: unkeyed
+    warning: str | None = None  # an intact but weaker trail (no key, or not re-keyed yet)
+    key_missing: bool = False  # a keyed trail, but no key here to check it with (configuration)
+
+    @property
+    def anchor(self) -> str | None:
+        """`ID:HASH` of the head of an intact, non-empty trail: note it elsewhere for `verify --anchor`."""
+        return f"{self.rows}:{self.head_hash}" if self.intact and self.rows else None

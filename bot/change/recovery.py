@@ -1,0 +1,110 @@
+"""Resolving a change that a crash cut short: did its save land? Audit the answer, clear the entry.
+
+A change journal entry left behind (see `bot.change.journal`) is compared with the store's metadata:
+a credential saved by the entry's actor at or after the entry's start is the one that change saved.
+The embedded store commits a save in one SQLite transaction, so for it the answer is certain. An
+external store (command, ATA Center) that was cut short while saving and never confirmed may or may not
+have applied the new password: that is said, not guessed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from bot.audit import AuditAction, AuditOutcome, AuditRow, AuditTrail
+from bot.change.journal import InFlight, Phase
+from bot.store import CredentialMetadata, CredentialStore
+
+log = logging.getLogger(__name__)
+
+RECENT_ROWS = 200  # how far back the account's audit rows are searched for the change's SAVE row
+
+
+class Verdict(StrEnum):
+    NOT_SAVED = "not-saved"  # the store still holds the previous credential
+    SAVED = "saved"  # the new credential had been saved before the stop
+    UNCONFIRMED = "unconfirmed"  # an external store was stopped mid-save and never confirmed it
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What became of one interrupted change."""
+
+    entry: InFlight
+    verdict: Verdict
+    saved: CredentialMetadata | None  # the store's metadata when the verdict is SAVED
+    save_audited: bool  # the SAVE row had been written before the stop
+
+    @property
+    def account_id(self) -> str:
+        return self.entry.account_id
+
+    def describe(self) -> str:
+        """One line for the audit detail, the log and the CLI (no secret: there is none to show)."""
+        entry = self.entry
+        start = (
+            f"the change by {entry.actor} started {entry.started_at:%Y-%m-%d %H:%M:%S} UTC "
+            f"was interrupted while {entry.phase.value}"
+        )
+        if self.verdict is Verdict.SAVED and self.saved is not None:
+            audited = "" if self.save_audited else "; the save itself had not been audited"
+            return (
+                f"{start}; the new password had been saved in the {self.saved.backend} store at "
+                f"{self.saved.saved_at:%H:%M:%S} UTC{audited}"
+            )
+        if self.verdict is Verdict.UNCONFIRMED:
+            return (
+                f"{start}; the {entry.backend} store never confirmed the save: "
+                "the previous password may still be in use"
+            )
+        return f"{start}; nothing was saved: the previous password is still in use"
+
+
+def landed(entry: InFlight, saved: CredentialMetadata | None) -> bool:
+    """Whether the store's latest save of the account is the one this change made."""
+    return (
+        saved is not None
+        and saved.backend == entry.backend
+        and saved.saved_by == entry.actor
+        and saved.saved_at >= entry.started_at
+    )
+
+
+def verdict(entry: InFlight, saved: CredentialMetadata | None) -> Verdict:
+    if landed(entry, saved):
+        return Verdict.SAVED
+    if entry.phase is Phase.SAVING and entry.backend != "embedded":
+        return Verdict.UNCONFIRMED
+    return Verdict.NOT_SAVED
+
+
+def save_audited(entry: InFlight, rows: list[AuditRow]) -> bool:
+    return any(
+        row.action == AuditAction.SAVE
+        and row.outcome == AuditOutcome.OK
+        and row.actor == entry.actor
+        and row.time >= entry.started_at
+        for row in rows
+    )
+
+
+def resolve(entry: InFlight, store: CredentialStore, audit: AuditTrail, now: datetime) -> Recovery:
+    """Decide what became of `entry` and audit it as one INTERRUPTED row. Raises StoreError or AuditError
+    when the store cannot tell or the trail cannot record it: the entry is then kept for the next try.
+    The caller holds the account's lock."""
+    saved = store.metadata(entry.account_id)
+    result = verdict(entry, saved)
+    recovery = Recovery(
+        entry,
+        result,
+        saved if result is Verdict.SAVED else None,
+        result is Verdict.SAVED and save_audited(entry, audit.recent(entry.account_id, RECENT_ROWS)),
+    )
+    outcome = AuditOutcome.OK if result is Verdict.SAVED else AuditOutcome.ERROR
+    detail = f"{recovery.describe()} (found at {now:%Y-%m-%d %H:%M:%S} UTC)"
+    audit.record(entry.actor, AuditAction.INTERRUPTED, entry.account_id, outcome, result, detail)
+    log.warning("account %s: %s", entry.account_id, recovery.describe())
+    return recovery

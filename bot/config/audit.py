@@ -1,0 +1,65 @@
+"""`[audit]`: where the audit trail lives, its key, and the daily head announcement."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import SecretStr, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from bot.config.base import DAILY_TIME, SecretSource, StrictModel
+
+
+class AuditConfig(StrictModel):
+    # SQLAlchemy URL without a password (e.g. postgresql+psycopg://atp@db/atp); default: SQLite in the
+    # state directory. The database password, if any, comes from password_env or password_file.
+    url: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    # The HMAC key of the chain, kept outside the audit database: from this environment variable when it
+    # is set, else from key_file (default: <state_dir>/audit.key, made by `atp-bot audit init`).
+    key_env: str | None = "ATP_BOT_AUDIT_KEY"
+    key_file: Path | None = None
+    # Post the verified head of the chain (row and hash) to [slack] channel once a day, "HH:MM" UTC.
+    announce_head: bool = False
+    announce_head_at: str = "08:00"
+
+    @field_validator("url")
+    @classmethod
+    def _no_password_in_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a valid SQLAlchemy URL (e.g. postgresql+psycopg://user@host/db)") from None
+        if url.password:
+            raise ValueError("must not contain a password: use password_env or password_file")
+        return value
+
+    @field_validator("announce_head_at")
+    @classmethod
+    def _valid_announce_time(cls, value: str) -> str:
+        if not re.match(DAILY_TIME, value):
+            raise ValueError(f'{value!r}: use a UTC time of day, e.g. "08:00"')
+        return value
+
+    @model_validator(mode="after")
+    def _secret_source(self) -> AuditConfig:
+        self.password_source.check()
+        return self
+
+    @property
+    def announce_daily_at(self) -> tuple[int, int]:
+        """(hour, minute) UTC of the daily head announcement."""
+        hour, minute = self.announce_head_at.split(":")
+        return int(hour), int(minute)
+
+    @property
+    def password_source(self) -> SecretSource:
+        return SecretSource("audit", "password", self.password_env, self.password_file)
+
+    def password(self) -> SecretStr | None:
+        return self.password_source.read_if_configured()

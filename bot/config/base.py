@@ -1,0 +1,93 @@
+"""What every section shares: the errors, the strict base model, reading a secret, small value parsers.
+
+Secrets are never in the file: every secret is named by an environment variable (`*_env`) or a file
+(`*_file`) and read only when it is needed, into a `SecretStr`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from bot.config.secret_env import environment_secret
+
+CONFIG_ENV = "ATP_BOT_CONFIG"
+DEFAULT_CONFIG_NAME = "atp-bot.toml"
+DAILY_TIME = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` holds one precise line per problem."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class UsageError(ConfigError):
+    """What was typed cannot be used (an unknown account id, passwords that differ): exit 2, "usage error"."""
+
+
+class StrictModel(BaseModel):
+    """Strict base: unknown keys are errors, so a typo never silently falls back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_secret(what: str, *, env: str | None, file: Path | None) -> SecretStr:
+    """Read a secret from an environment variable or a file; errors name the source, never a value."""
+    if env:
+        value = environment_secret(env)
+        if not value:
+            raise ConfigError([f"{what}: environment variable {env} is not set"])
+        return SecretStr(value)
+    if file:
+        try:
+            value = file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError([f"{what}: cannot read {file}: {exc.strerror}"]) from None
+        if not value:
+            raise ConfigError([f"{what}: {file} is empty"])
+        return SecretStr(value)
+    raise ConfigError([f"{what}: no password_env or password_file is configured"])
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    """One `<key>_env`/`<key>_file` pair of settings: where a secret comes from (never the file itself).
+
+    The models keep both keys (they are the file's interface) and hand the pair to this helper, which
+    owns the rules: at most one of the two is set, and the secret is read only when it is needed.
+    """
+
+    what: str  # how errors name the secret, e.g. "scheduler.jobstore_password"
+    key: str  # the pair's key without its suffix, e.g. "jobstore_password"
+    env: str | None
+    file: Path | None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.env or self.file)
+
+    def check(self) -> None:
+        """For a model validator: both keys set is an error."""
+        if self.env and self.file:
+            raise ValueError(f"set {self.key}_env or {self.key}_file, not both")
+
+    def read(self) -> SecretStr:
+        return read_secret(self.what, env=self.env, file=self.file)
+
+    def read_if_configured(self) -> SecretStr | None:
+        return self.read() if self.configured else None
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:3000`; port 0 picks a free port) → (host, port)."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{value!r}: expected host:port, e.g. 0.0.0.0:3000")
+    return host, int(port)

@@ -1,0 +1,66 @@
+"""`[graph]`: Defender for Identity health issues from Microsoft Graph (optional)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from bot.config.base import SecretSource, StrictModel
+
+DEFAULT_HEALTH_ISSUE_PATTERNS = ["directory services user credentials", "directory service account"]
+
+
+class GraphConfig(StrictModel):
+    """`[graph]`: optional Defender for Identity health issues from Microsoft Graph (app credentials)."""
+
+    enabled: bool = False
+    tenant_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]{1,128}$")] | None = None
+    client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,128}$")] | None = None
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    authority_url: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    ca_file: Path | None = None
+    timeout: Annotated[float, Field(gt=0, le=300)] = 30.0
+    # A health issue is about the directory service account when its display name contains one of these
+    # (case-insensitive).
+    issue_patterns: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = (
+        DEFAULT_HEALTH_ISSUE_PATTERNS
+    )
+
+    @field_validator("authority_url", "graph_url")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment or parts.username:
+            raise ValueError(f"{value!r}: must be an https:// URL without query or credentials")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> GraphConfig:
+        self.client_secret_source.check()
+        if self.enabled:
+            missing = [
+                name
+                for name, value in (
+                    ("tenant_id", self.tenant_id),
+                    ("client_id", self.client_id),
+                    ("client_secret_env or client_secret_file", self.client_secret_source.configured),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"enabled = true needs {', '.join(missing)}")
+        return self
+
+    @property
+    def client_secret_source(self) -> SecretSource:
+        return SecretSource(
+            "graph.client_secret", "client_secret", self.client_secret_env, self.client_secret_file
+        )
+
+    def client_secret(self) -> SecretStr:
+        return self.client_secret_source.read()

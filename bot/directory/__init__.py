@@ -1,0 +1,39 @@
+"""Active Directory: the bind test, AD error codes, the lockout guard, the password policy."""
+
+from bot.directory.ad_errors import Reason
+from bot.directory.bind import ConnectionTestResult, Outcome, run_connection_test
+from bot.directory.lockout import AccountBusy, AccountLease, LockoutGuard, hold_account, replica_account_locks
+from bot.directory.lookup import (
+    ExpiryUnavailable,
+    LockoutPrecheck,
+    LookupUnavailable,
+    PasswordExpiry,
+    PrecheckUnavailable,
+    lockout_precheck,
+    lookup_connection,
+    naming_context,
+    read_password_expiry,
+)
+from bot.directory.password_policy import password_problem
+
+__all__ = [
+    "AccountBusy",
+    "AccountLease",
+    "ConnectionTestResult",
+    "ExpiryUnavailable",
+    "LockoutGuard",
+    "LockoutPrecheck",
+    "LookupUnavailable",
+    "Outcome",
+    "PasswordExpiry",
+    "PrecheckUnavailable",
+    "Reason",
+    "hold_account",
+    "lockout_precheck",
+    "lookup_connection",
+    "naming_context",
+    "password_problem",
+    "read_password_expiry",
+    "replica_account_locks",
+    "run_connection_test",
+]

@@ -1,0 +1,19 @@
+"""gMSA directory service accounts: what AD says of the account, who may retrieve its password, the
+forest's KDS root key, the sensor hosts' own view (over WinRM), and the migration plan."""
+
+from bot.gmsa.check import check_gmsa, gmsa_accounts, gmsa_alert_verdicts, report_exit_code
+from bot.gmsa.core import Status, gmsa_sensors
+from bot.gmsa.plan import DEFAULT_GROUP, migration_plan
+from bot.gmsa.verdicts import describe
+
+__all__ = [
+    "DEFAULT_GROUP",
+    "Status",
+    "check_gmsa",
+    "describe",
+    "gmsa_accounts",
+    "gmsa_alert_verdicts",
+    "gmsa_sensors",
+    "migration_plan",
+    "report_exit_code",
+]

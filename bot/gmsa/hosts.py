@@ -1,0 +1,107 @@
+"""The host side of `gmsa check`: on each sensor reachable over WinRM, `Test-ADServiceAccount` and the
+"Log on as a service" right (a GPO that sets it without the gMSA or NT SERVICE\\ALL SERVICES keeps the
+sensor service from starting)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+
+from pydantic import ValidationError
+
+from bot.config import AccountConfig, ConfigError, SensorConfig, Settings
+from bot.gmsa.core import Check, Status
+from bot.infra.redaction import active_secret
+from bot.sensors.scripts import GMSA_HOST, GmsaHostOutput, GmsaHostParams
+from bot.sensors.targets import SensorTarget, resolve_target
+from bot.sensors.winrm_runner import FailureKind, RemoteFailure, run_powershell
+
+ALL_SERVICES_SID = "S-1-5-80-0"
+_ALL_SERVICES_NAMES = {f"*{ALL_SERVICES_SID}".lower(), "nt service\\all services"}
+_UNREACHABLE = {FailureKind.UNREACHABLE, FailureKind.TIMEOUT}
+_HOST_WORKERS = 8
+
+
+def logon_right_allows(entries: Sequence[str], account: AccountConfig, gmsa_sid: str | None) -> bool:
+    """Whether SeServiceLogonRight lets the gMSA's service log on: it names the gMSA or ALL SERVICES."""
+    names = {e.strip().lower() for e in entries}
+    gmsa = {account.username.lower()}
+    gmsa |= {f"*{gmsa_sid}".lower()} if gmsa_sid else set()
+    named = any(n.rsplit("\\", 1)[-1] in gmsa or n in gmsa for n in names)
+    return named or bool(names & _ALL_SERVICES_NAMES)
+
+
+def judge_host(sensor: str, account: AccountConfig, gmsa_sid: str | None, output: GmsaHostOutput) -> Check:
+    """One sensor's host check from what the script reported (pure)."""
+    name, identity = f"host:{sensor}", account.username.removesuffix("$")
+    problems, fixes, unknown = [], [], []
+    if output.test_ad_service_account is False:
+        problems.append(f"Test-ADServiceAccount says {sensor} cannot use {account.username}.")
+        fixes.append(f"On {sensor}: klist purge -li 0x3e7, then Test-ADServiceAccount -Identity '{identity}'")
+    elif output.test_ad_service_account is None:
+        unknown.append(f"Test-ADServiceAccount did not run on {sensor}: {output.test_error or 'no answer'}.")
+        fixes.append(f"On {sensor}: Install-WindowsFeature RSAT-AD-PowerShell")
+    if output.service_logon is None:
+        unknown.append(f'The "Log on as a service" right was not read: {output.policy_error or "no answer"}.')
+    elif not logon_right_allows(output.service_logon, account, gmsa_sid):
+        problems.append(
+            f'On {sensor}, the "Log on as a service" right is restricted by policy to '
+            f"{', '.join(output.service_logon) or 'nobody'}: neither {account.username} nor "
+            "NT SERVICE\\ALL SERVICES, so the sensor service cannot start."
+        )
+        fixes.append(
+            f'Add {account.username} and NT SERVICE\\ALL SERVICES to "Log on as a service" in the GPO '
+            f"that sets it for {sensor} (gpresult /h on {sensor} names it)"
+        )
+    status = Status.PROBLEM if problems else Status.UNKNOWN if unknown else Status.OK
+    detail = " ".join([*problems, *unknown]) or (
+        f"{sensor} can use {account.username} (Test-ADServiceAccount) and may run services as it."
+    )
+    return Check(name, status, detail, "; ".join(fixes) if status is not Status.OK else "")
+
+
+def _run(target: SensorTarget, account: AccountConfig, gmsa_sid: str | None, timeout: float) -> Check:
+    script = GMSA_HOST.render(GmsaHostParams(identity=account.username.removesuffix("$")))
+    try:
+        password = target.read_password()
+        with ExitStack() as secrets:
+            if password:
+                secrets.enter_context(active_secret(password))
+            output = run_powershell(target, password, script, deadline=time.monotonic() + timeout)
+        if output.exit_code != 0:
+            raise RemoteFailure(FailureKind.SCRIPT_ERROR, output.stderr or f"exit code {output.exit_code}")
+        try:
+            parsed = GmsaHostOutput.model_validate_json(output.stdout.strip())
+        except ValidationError:
+            raise RemoteFailure(
+                FailureKind.SCRIPT_ERROR, "the host check returned unexpected output"
+            ) from None
+    except RemoteFailure as failure:
+        return Check(
+            f"host:{target.name}",
+            Status.UNKNOWN,
+            f"{target.name} could not be checked over WinRM: {failure.detail}",
+            unreachable=failure.kind in _UNREACHABLE,
+        )
+    except ConfigError as error:
+        return Check(f"host:{target.name}", Status.UNKNOWN, "; ".join(error.problems))
+    return judge_host(target.name, account, gmsa_sid, parsed)
+
+
+def host_checks(
+    settings: Settings, account: AccountConfig, sensors: Sequence[SensorConfig], gmsa_sid: str | None
+) -> tuple[Check, ...]:
+    """One check per sensor that WinRM is configured for (the others are skipped: the check is optional)."""
+    targets = []
+    for sensor in sensors:
+        try:
+            targets.append(resolve_target(settings, sensor))
+        except ConfigError:
+            continue
+    if not targets:
+        return ()
+    timeout = settings.sensor_checks.host_timeout
+    with ThreadPoolExecutor(max_workers=min(_HOST_WORKERS, len(targets))) as pool:
+        return tuple(pool.map(lambda t: _run(t, account, gmsa_sid, timeout), targets))

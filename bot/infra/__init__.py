@@ -1,0 +1,2 @@
+"""Plumbing with no domain: state directory, database schema, advisory locks, leader election,
+redaction, logging, metrics, health, exit codes, clock. Imports only bot.config."""

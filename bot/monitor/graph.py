@@ -1,0 +1,200 @@
+"""Defender for Identity health issues from Microsoft Graph (`GET /security/identities/healthIssues`).
+
+App-only access: an app registration with the `SecurityIdentitiesHealth.Read.All` application
+permission, signed in with its client secret through MSAL (client credentials flow). Only open issues
+whose display name matches `[graph].issue_patterns` (the directory service account's credentials) are
+returned. Errors name the endpoint and the HTTP status, never the secret or the token. No call
+follows a redirect (see bot.infra.redirects): the token request carries the client secret, the
+others the token.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import msal
+import msal.exceptions
+import requests
+
+from bot.config import ConfigError, GraphConfig
+from bot.infra.redaction import active_secret
+from bot.infra.redirects import describe_redirect, redirect_target
+from bot.monitor.models import HealthIssue
+
+log = logging.getLogger(__name__)
+
+HEALTH_ISSUES_PATH = "/security/identities/healthIssues"
+MAX_PAGES = 50
+
+
+class GraphError(Exception):
+    """Graph could not answer; the message is safe to log and show."""
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value if v) if isinstance(value, list) else ()
+
+
+def parse_health_issue(item: dict[str, Any]) -> HealthIssue | None:
+    """A healthIssue resource as a HealthIssue; None when it lacks an id or a display name."""
+    issue_id, name = item.get("id"), item.get("displayName")
+    if not isinstance(issue_id, str) or not isinstance(name, str):
+        return None
+    return HealthIssue(
+        id=issue_id,
+        display_name=name,
+        status=str(item.get("status") or "unknown"),
+        severity=str(item["severity"]) if item.get("severity") else None,
+        issue_type=str(item["healthIssueType"]) if item.get("healthIssueType") else None,
+        sensors=_strings(item.get("sensorDNSNames")),
+        domains=_strings(item.get("domainNames")),
+        created=_parse_time(item.get("createdDateTime")),
+    )
+
+
+class RedirectRefused(requests.RequestException):
+    """A 3xx answer to a call that carries the client secret or the token; it was not followed."""
+
+
+class _Http:
+    """requests with the CA bundle and timeout passed on every call.
+
+    A session's own `verify` loses to $REQUESTS_CA_BUNDLE (requests reads the environment per request),
+    so a configured `ca_file` is given per call. MSAL uses this object as its `http_client`. Redirects
+    are refused (`RedirectRefused`), never followed.
+    """
+
+    def __init__(self, session: requests.Session, verify: str | bool, timeout: float) -> None:
+        self._session = session
+        self._verify = verify
+        self._timeout = timeout
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        return self._request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        return self._request("POST", url, **kwargs)
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        kwargs["allow_redirects"] = False
+        response = self._session.request(method, url, verify=self._verify, **kwargs)
+        target = redirect_target(response.status_code, url, response.headers.get("Location"))
+        if target is not None:
+            response.close()
+            raise RedirectRefused(describe_redirect(response.status_code, target))
+        return response
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class GraphHealthSource:
+    """Reads open credential health issues. One MSAL app per source, so its token cache is reused."""
+
+    def __init__(self, config: GraphConfig, *, session: requests.Session | None = None) -> None:
+        if not (config.tenant_id and config.client_id):
+            raise ConfigError(["graph: tenant_id and client_id are required"])
+        self.config = config
+        verify = str(config.ca_file) if config.ca_file else True
+        self._http = _Http(session or requests.Session(), verify, config.timeout)
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._scope = f"{_origin(config.graph_url)}/.default"
+
+    def _token(self) -> str:
+        secret = self.config.client_secret()
+        with active_secret(secret):
+            try:
+                if self._app is None:
+                    self._app = msal.ConfidentialClientApplication(
+                        self.config.client_id,
+                        client_credential=secret.get_secret_value(),
+                        authority=f"{self.config.authority_url}/{self.config.tenant_id}",
+                        http_client=self._http,
+                        instance_discovery=False,
+                    )
+                result = self._app.acquire_token_for_client(scopes=[self._scope])
+            except (ValueError, requests.RequestException, msal.exceptions.MsalError) as exc:
+                self._app = None
+                detail = " ".join(str(exc).split())[:200]
+                raise GraphError(
+                    f"cannot sign in at {self.config.authority_url}: {type(exc).__name__}: {detail}"
+                ) from None
+        token = result.get("access_token") if isinstance(result, dict) else None
+        if not isinstance(token, str):
+            self._app = None  # sign in afresh next time: the secret may have been rotated meanwhile
+            error = result.get("error") if isinstance(result, dict) else None
+            raise GraphError(
+                f"sign-in at {self.config.authority_url} refused: {error or 'no access token'} "
+                "(check tenant_id, client_id and the client secret)"
+            )
+        return token
+
+    def _get(self, url: str, token: str) -> dict[str, Any]:
+        try:
+            response = self._http.get(url, headers={"Authorization": f"Bearer {token}"})
+        except RedirectRefused as exc:
+            raise GraphError(f"Graph answered {HEALTH_ISSUES_PATH} with an {exc}") from None
+        except requests.RequestException as exc:
+            raise GraphError(f"cannot reach {_origin(url)}: {type(exc).__name__}") from None
+        if response.status_code in (401, 403):
+            raise GraphError(
+                f"Graph refused the request ({response.status_code}): the app needs the "
+                "SecurityIdentitiesHealth.Read.All application permission with admin consent"
+            )
+        if response.status_code != 200:
+            raise GraphError(f"Graph answered HTTP {response.status_code} for {HEALTH_ISSUES_PATH}")
+        try:
+            data = response.json()
+        except ValueError:
+            raise GraphError("Graph returned something that is not JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("value"), list):
+            raise GraphError("Graph returned an unexpected answer (no `value` list)")
+        return data
+
+    def health_issues(self) -> list[dict[str, Any]]:
+        """Every open health issue (all pages), as Graph returns them."""
+        token = self._token()
+        url: str | None = f"{self.config.graph_url}{HEALTH_ISSUES_PATH}?$filter=status eq 'open'"
+        items: list[dict[str, Any]] = []
+        for _ in range(MAX_PAGES):
+            if url is None:
+                return items
+            page = self._get(url, token)
+            items += [i for i in page["value"] if isinstance(i, dict)]
+            next_link = page.get("@odata.nextLink")
+            if next_link is not None and (
+                not isinstance(next_link, str) or _origin(next_link) != _origin(self.config.graph_url)
+            ):
+                raise GraphError("Graph's next page link points to another host; not following it")
+            url = next_link
+        raise GraphError(f"more than {MAX_PAGES} pages of health issues; stopped")
+
+    def credential_issues(self) -> list[HealthIssue]:
+        patterns = [p.lower() for p in self.config.issue_patterns]
+        found = []
+        for item in self.health_issues():
+            issue = parse_health_issue(item)
+            if issue is None or issue.status.lower() != "open":
+                continue
+            if any(p in issue.display_name.lower() for p in patterns):
+                found.append(issue)
+        log.info("graph: %d open credential health issue(s)", len(found))
+        return found

@@ -1,0 +1,291 @@
+"""The background scheduler (APScheduler 3): the monitor cycle, the daily expiry check, re-checks.
+
+Jobs live in a persistent SQLAlchemy job store (SQLite in the state directory by default), so the
+one-off re-checks scheduled after a change survive a restart. APScheduler stores a job as a reference to
+a top-level function plus its arguments, so every job here is a module-level function taking only
+JSON-simple arguments (strings, numbers, dicts of strings). The objects a job needs (settings, notifier,
+store, audit trail) come from a module-level registry: `start_scheduler(runtime)` registers the
+runtime and `Scheduler.shutdown()` clears it. A job that runs while no runtime is registered logs an
+error and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.config import ConfigError, Settings
+from bot.infra.dbschema import create_idempotently
+from bot.infra.state import state_dir
+from bot.monitor.audit_head import run_audit_head_announcement
+from bot.monitor.cycle import CycleResult, run_monitor_cycle
+from bot.monitor.expiry import run_expiry_check
+from bot.monitor.graph import GraphError
+from bot.monitor.models import MessageRef
+from bot.monitor.recheck import run_recheck
+from bot.monitor.runtime import MonitorRuntime
+
+log = logging.getLogger(__name__)
+
+JOBSTORE_NAME = "scheduler.sqlite"
+MONITOR_JOB = "monitor"
+EXPIRY_JOB = "expiry"
+AUDIT_HEAD_JOB = "audit-head"
+RECHECK_PREFIX = "recheck:"
+# A re-check missed while the bot was down still runs when it starts again within this time.
+RECHECK_GRACE = timedelta(hours=24)
+
+_registry_lock = threading.Lock()
+_runtime: MonitorRuntime | None = None
+
+
+def set_runtime(runtime: MonitorRuntime | None) -> None:
+    global _runtime
+    with _registry_lock:
+        _runtime = runtime
+
+
+def current_runtime() -> MonitorRuntime | None:
+    with _registry_lock:
+        return _runtime
+
+
+def _runtime_or_log(job: str) -> MonitorRuntime | None:
+    runtime = current_runtime()
+    if runtime is None:
+        log.error("job %s: no runtime registered (start_scheduler was not called); skipped", job)
+    return runtime
+
+
+# --- job functions: top level, JSON-simple arguments (APScheduler stores references to them) ---
+
+
+def monitor_job() -> None:
+    runtime = _runtime_or_log(MONITOR_JOB)
+    if runtime is None:
+        return
+    try:
+        run_monitor_cycle(runtime)
+    except ConfigError as exc:
+        log.error("monitor cycle skipped: %s", "; ".join(exc.problems))
+
+
+def expiry_job() -> None:
+    runtime = _runtime_or_log(EXPIRY_JOB)
+    if runtime is None:
+        return
+    try:
+        run_expiry_check(runtime)
+    except (ConfigError, GraphError) as exc:
+        log.error("expiry check skipped: %s", exc)
+
+
+def audit_head_job() -> None:
+    runtime = _runtime_or_log(AUDIT_HEAD_JOB)
+    if runtime is not None:
+        run_audit_head_announcement(runtime)
+
+
+def recheck_job(account_id: str, thread: dict[str, str], changed_at: str, delay_minutes: int) -> None:
+    runtime = _runtime_or_log(f"{RECHECK_PREFIX}{account_id}")
+    if runtime is None:
+        return
+    try:
+        run_recheck(
+            runtime,
+            account_id,
+            MessageRef.model_validate(thread),
+            datetime.fromisoformat(changed_at),
+            delay_minutes,
+        )
+    except ConfigError as exc:
+        log.error("account %s: re-check skipped: %s", account_id, "; ".join(exc.problems))
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    id: str
+    next_run: datetime | None
+
+
+class Scheduler:
+    """A started scheduler bound to one runtime. Create it with `start_scheduler`."""
+
+    def __init__(self, runtime: MonitorRuntime, aps: BackgroundScheduler) -> None:
+        self.runtime = runtime
+        self.aps = aps
+
+    def schedule_rechecks(self, account_id: str, thread_ref: MessageRef, changed_at: datetime) -> list[str]:
+        """After a successful save: one persisted re-check per configured delay, reported in `thread_ref`.
+
+        Scheduling the same change twice replaces its jobs. Returns the job ids.
+        """
+        config = self.runtime.settings.scheduler
+        self.runtime.state.forget_expiry(account_id)  # the new password has a new expiry date
+        if not config.enabled:
+            return []
+        self.runtime.settings.account(account_id)  # raises ConfigError for an unknown account
+        changed_at = changed_at.astimezone(UTC)
+        ids = []
+        for delay in config.recheck_delays_minutes:
+            job_id = f"{RECHECK_PREFIX}{account_id}:{changed_at:%Y%m%dT%H%M%S.%f}:{delay}"
+            self.aps.add_job(
+                recheck_job,
+                trigger=DateTrigger(run_date=changed_at + timedelta(minutes=delay), timezone=UTC),
+                args=[account_id, thread_ref.model_dump(), changed_at.isoformat(), delay],
+                id=job_id,
+                name=f"re-check {account_id} +{delay} min",
+                replace_existing=True,
+                misfire_grace_time=int(RECHECK_GRACE.total_seconds()),
+            )
+            ids.append(job_id)
+        log.info("account %s: %d re-check(s) scheduled after the change", account_id, len(ids))
+        return ids
+
+    def recheck_now(self) -> None:
+        """The *Re-check now* action: run the monitor cycle as soon as possible (in the scheduler)."""
+        if self.aps.get_job(MONITOR_JOB) is None:
+            self.aps.add_job(monitor_job, id=MONITOR_JOB, replace_existing=True)
+        else:
+            self.aps.modify_job(MONITOR_JOB, next_run_time=datetime.now(UTC))
+
+    def run_cycle_now(self) -> CycleResult:
+        """*Re-check now* with an answer: run one monitor cycle in the calling thread and return what it
+        found (the alert is updated or closed as usual). Waits if a cycle is running."""
+        return run_monitor_cycle(self.runtime)
+
+    def pending(self) -> list[PendingJob]:
+        return [PendingJob(job.id, job.next_run_time) for job in self.aps.get_jobs()]
+
+    def run_job_now(self, job_id: str) -> None:
+        """Run a job in the calling thread, now (tests, and operators who cannot wait).
+
+        A one-off job (a re-check) is removed afterwards, as if it had fired.
+        """
+        job = self.aps.get_job(job_id)
+        if job is None:
+            raise KeyError(f"no scheduled job {job_id!r}")
+        job.func(*job.args, **job.kwargs)
+        if isinstance(job.trigger, DateTrigger):
+            self.aps.remove_job(job_id)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the scheduler (waiting for running jobs when `wait`), unregister the runtime and close its
+        state's connections.
+
+        APScheduler 3 processes due jobs once more after `shutdown()` (agronholm/apscheduler#285): a
+        one-off re-check due at that moment would go to the stopped executor and then be deleted from the
+        persistent store. Detaching the store first keeps every pending job for the next start.
+        """
+        if self.aps.running:
+            self.aps.pause()
+            self.aps.remove_jobstore("default", shutdown=True)
+            self.aps.shutdown(wait=wait)
+        if current_runtime() is self.runtime:
+            set_runtime(None)
+        self.runtime.state.close()
+
+
+def jobstore_url(settings: Settings) -> URL:
+    """The job store's URL, with the password from `jobstore_password_env`/`_file` when one is set."""
+    config = settings.scheduler
+    if config.jobstore_url:
+        password = config.jobstore_password()
+        url = make_url(config.jobstore_url)
+        return url if password is None else url.set(password=password.get_secret_value())
+    path = state_dir(settings) / JOBSTORE_NAME
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise ConfigError([f"scheduler: cannot create {path}: {exc.strerror}"]) from None
+    return URL.create("sqlite", database=str(path))
+
+
+def _expiry_trigger(settings: Settings) -> CronTrigger | IntervalTrigger:
+    config = settings.scheduler
+    daily = config.expiry_daily_at
+    if daily is not None:
+        return CronTrigger(hour=daily[0], minute=daily[1], timezone=UTC)
+    assert config.expiry_interval_minutes is not None
+    return IntervalTrigger(minutes=config.expiry_interval_minutes, timezone=UTC)
+
+
+def _plan_audit_head(aps: BackgroundScheduler, settings: Settings) -> None:
+    """The daily head announcement: its own switch (`[audit] announce_head`), apart from `[scheduler]`."""
+    if not settings.audit.announce_head:
+        if aps.get_job(AUDIT_HEAD_JOB) is not None:
+            aps.remove_job(AUDIT_HEAD_JOB)
+        return
+    hour, minute = settings.audit.announce_daily_at
+    aps.add_job(
+        audit_head_job,
+        trigger=CronTrigger(hour=hour, minute=minute, timezone=UTC),
+        id=AUDIT_HEAD_JOB,
+        name="audit head announcement",
+        replace_existing=True,
+        misfire_grace_time=int(timedelta(hours=12).total_seconds()),
+    )
+
+
+def start_scheduler(runtime: MonitorRuntime, *, paused: bool = False) -> Scheduler:
+    """Register `runtime`, start the scheduler on the persistent job store and (re)plan the periodic jobs.
+
+    `paused=True` starts it without running anything by itself (tests; jobs then run via `run_job_now`).
+    """
+    settings = runtime.settings
+    config = settings.scheduler
+    url = jobstore_url(settings)
+    try:
+        store = SQLAlchemyJobStore(url=url)
+        # Replicas starting together race on CREATE TABLE (PostgreSQL); the loser tries again.
+        create_idempotently(lambda: store.jobs_t.create(store.engine, checkfirst=True))
+        aps = BackgroundScheduler(
+            jobstores={"default": store},
+            executors={"default": ThreadPoolExecutor(max_workers=4)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+        aps.start(paused=True)
+    except (SQLAlchemyError, ImportError) as exc:
+        where = url.render_as_string(hide_password=True)
+        raise ConfigError([f"scheduler.jobstore_url: cannot use {where}: {type(exc).__name__}"]) from None
+    set_runtime(runtime)
+    if config.enabled:
+        interval = config.monitor_interval_minutes
+        aps.add_job(
+            monitor_job,
+            trigger=IntervalTrigger(minutes=interval, timezone=UTC),
+            id=MONITOR_JOB,
+            name="credential-error monitor",
+            replace_existing=True,
+            misfire_grace_time=interval * 60,
+        )
+        aps.add_job(
+            expiry_job,
+            trigger=_expiry_trigger(settings),
+            id=EXPIRY_JOB,
+            name="password expiry check",
+            replace_existing=True,
+            misfire_grace_time=int(timedelta(hours=12).total_seconds()),
+        )
+    else:
+        for job_id in (MONITOR_JOB, EXPIRY_JOB):
+            if aps.get_job(job_id) is not None:
+                aps.remove_job(job_id)
+    _plan_audit_head(aps, settings)
+    if not paused:
+        aps.resume()
+    log.info("scheduler started (%s)", "enabled" if config.enabled else "disabled: no periodic jobs")
+    return Scheduler(runtime, aps)

@@ -1,0 +1,21 @@
+"""Sensors over WinRM: targets, the PowerShell templates (ps1/), the runner, the fan-out, shared checks."""
+
+from bot.sensors.checks import check_sensors, iter_check_results, not_checked, start_service
+from bot.sensors.results import NOT_INSTALLED, Failure, LogPosition, SensorResult, ServiceStartResult
+from bot.sensors.shared_checks import SharedChecks
+from bot.sensors.targets import SensorTarget, resolve_targets
+
+__all__ = [
+    "NOT_INSTALLED",
+    "Failure",
+    "LogPosition",
+    "SensorResult",
+    "SensorTarget",
+    "ServiceStartResult",
+    "SharedChecks",
+    "check_sensors",
+    "iter_check_results",
+    "not_checked",
+    "resolve_targets",
+    "start_service",
+]

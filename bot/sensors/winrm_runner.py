@@ -1,0 +1,244 @@
+"""Run one PowerShell script on a sensor through pywinrm, within a wall-clock deadline.
+
+Every way a remote run can fail ends as a `RemoteFailure` with a kind an operator can act on; messages
+never carry the password (pywinrm and requests do not put it in theirs, and we add nothing from it).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from html import unescape
+
+import requests
+from pydantic import SecretStr
+from winrm.exceptions import (
+    InvalidCredentialsError,
+    WinRMError,
+    WinRMOperationTimeoutError,
+    WinRMTransportError,
+    WSManFaultError,
+)
+from winrm.protocol import Protocol
+
+from bot.sensors.targets import SensorTarget
+
+log = logging.getLogger(__name__)
+
+ACCESS_DENIED_CODE = 5  # WSManFault code for "Access is denied."
+UTF8_CODEPAGE = 65001  # the shell's console code page (pywinrm defaults to 437)
+# What one run may send back, stdout and stderr together: the check prints one small JSON object, so
+# anything near this is a sensor gone wrong, and it must not be able to fill the bot's memory.
+MAX_OUTPUT_BYTES = 1 << 20
+# One WS-Management response: WinRM keeps each within the MaxEnvelopeSize pywinrm asks for (150 KiB); an
+# endpoint that does not is refused from its Content-Length, before its body is read.
+MAX_RESPONSE_BYTES = 2 * MAX_OUTPUT_BYTES
+# Closing the remote shell happens after every run, also a timed-out one, so it gets its own budget.
+CLOSE_TIMEOUT_SECONDS = 5
+# PowerShell's error stream: how much of it is scanned, and how much readable text is kept.
+CLIXML_SCAN_BYTES = 64 * 1024
+MAX_ERROR_TEXT = 4000
+CLIXML_MARK = "#< CLIXML"
+ERROR_OPEN, ERROR_CLOSE = '<S S="Error">', "</S>"
+_CLIXML_CHAR = re.compile(r"_x([0-9A-Fa-f]{4})_")  # a character PowerShell could not put in XML as is
+
+
+class FailureKind(StrEnum):
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    ACCESS_DENIED = "access_denied"
+    TLS = "tls_error"
+    WINRM_FAULT = "winrm_fault"
+    SCRIPT_ERROR = "script_error"
+    CONFIG = "config_error"
+
+
+class RemoteFailure(Exception):
+    def __init__(self, kind: FailureKind, detail: str) -> None:
+        self.kind = kind
+        self.detail = detail
+        super().__init__(f"{kind}: {detail}")
+
+
+@dataclass(frozen=True)
+class ScriptOutput:
+    stdout: str
+    stderr: str
+    exit_code: int
+
+
+def clixml_text(stderr: bytes) -> str:
+    """The readable text of PowerShell's CLIXML error stream (or the raw text if it is not CLIXML).
+
+    A bounded scan: only the first CLIXML_SCAN_BYTES are looked at, each error record is found once with
+    `str.find` (no backtracking over a hostile stream), and at most MAX_ERROR_TEXT characters are kept.
+    """
+    text = stderr[:CLIXML_SCAN_BYTES].decode("utf-8", errors="replace")
+    if not text.startswith(CLIXML_MARK):
+        return text.strip()[:MAX_ERROR_TEXT]
+    records: list[str] = []
+    kept, position = 0, 0
+    while kept < MAX_ERROR_TEXT:
+        start = text.find(ERROR_OPEN, position)
+        end = text.find(ERROR_CLOSE, start + len(ERROR_OPEN)) if start >= 0 else -1
+        if end < 0:
+            break
+        records.append(text[start + len(ERROR_OPEN) : end])
+        kept += end - start
+        position = end + len(ERROR_CLOSE)
+    readable = _CLIXML_CHAR.sub(lambda found: chr(int(found.group(1), 16)), unescape("".join(records)))
+    return readable.strip()[:MAX_ERROR_TEXT]
+
+
+def _timeouts(target: SensorTarget, remaining: float) -> tuple[int, int]:
+    """(operation, read) timeouts in whole seconds, never far beyond the deadline; pywinrm needs read > op."""
+    read = max(2, min(target.operation_timeout + 10, math.ceil(remaining)))
+    return max(1, min(target.operation_timeout, read - 1)), read
+
+
+def _protocol(target: SensorTarget, password: SecretStr | None, remaining: float) -> Protocol:
+    operation, read = _timeouts(target, remaining)
+    return Protocol(
+        target.endpoint,
+        transport=target.transport,
+        username=target.username,
+        password=password.get_secret_value() if password else None,
+        # None means the default trust store (pywinrm handles it; its annotation omits it).
+        ca_trust_path=str(target.ca_file) if target.ca_file else None,  # type: ignore[arg-type]
+        cert_pem=str(target.cert_pem) if target.cert_pem else None,
+        cert_key_pem=str(target.cert_key_pem) if target.cert_key_pem else None,
+        server_cert_validation="validate" if target.cert_validation else "ignore",
+        read_timeout_sec=read,
+        operation_timeout_sec=operation,
+        # Sensors are reached directly, never through the environment's proxy. Not `proxy=None`: pywinrm
+        # then puts `no_proxy` in the session's proxies, and requests rewrites `os.environ["no_proxy"]`
+        # around every request (psf/requests#4997), which concurrent checks race on (a KeyError in any
+        # thread reading the environment, or a `no_proxy=*` left behind for Slack's client). An empty
+        # proxy URL is no proxy to requests, and leaves the environment alone.
+        proxy="",
+    )
+
+
+def _classify(exc: BaseException) -> RemoteFailure:
+    if isinstance(exc, RemoteFailure):
+        return exc
+    if isinstance(exc, requests.exceptions.SSLError):
+        return RemoteFailure(FailureKind.TLS, "TLS handshake or certificate verification failed")
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return RemoteFailure(FailureKind.UNREACHABLE, "connection timed out")
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return RemoteFailure(FailureKind.TIMEOUT, "no answer within the read timeout")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = "connection refused" if "refused" in str(exc).lower() else "connection failed"
+        return RemoteFailure(FailureKind.UNREACHABLE, reason)
+    if isinstance(exc, InvalidCredentialsError | PermissionError):
+        return RemoteFailure(FailureKind.ACCESS_DENIED, "credentials rejected (HTTP 401)")
+    if isinstance(exc, WSManFaultError):
+        if exc.wsman_fault_code == ACCESS_DENIED_CODE:
+            return RemoteFailure(FailureKind.ACCESS_DENIED, f"access denied: {exc.reason}")
+        return RemoteFailure(FailureKind.WINRM_FAULT, f"WS-Management fault (HTTP {exc.code}): {exc.reason}")
+    if isinstance(exc, WinRMTransportError):
+        return RemoteFailure(FailureKind.WINRM_FAULT, f"HTTP {exc.code} from the WinRM service")
+    if isinstance(exc, WinRMError):
+        return RemoteFailure(FailureKind.WINRM_FAULT, str(exc))
+    if isinstance(exc, requests.exceptions.RequestException):
+        return RemoteFailure(FailureKind.WINRM_FAULT, type(exc).__name__)
+    # Not a failure pywinrm or requests document: keep the traceback for whoever investigates.
+    log.warning("WinRM run failed with an unexpected error", exc_info=exc)
+    return RemoteFailure(FailureKind.WINRM_FAULT, f"unexpected {type(exc).__name__}")
+
+
+def run_powershell(
+    target: SensorTarget, password: SecretStr | None, script: str, *, deadline: float
+) -> ScriptOutput:
+    """Run `script` like pywinrm's `Session.run_ps`, giving up at `deadline` (a `time.monotonic()` value)."""
+
+    def remaining() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RemoteFailure(FailureKind.TIMEOUT, "the sensor did not finish within the host timeout")
+        return left
+
+    encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
+    try:
+        protocol = _protocol(target, password, remaining())
+        try:
+            return _run(protocol, f"powershell -encodedcommand {encoded}", remaining)
+        finally:
+            protocol.transport.close_session()
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a typed RemoteFailure
+        raise _classify(exc) from None
+
+
+def _run(protocol: Protocol, command: str, remaining: Callable[[], float]) -> ScriptOutput:
+    def budget() -> None:
+        # Each request may wait at most until the deadline (pywinrm reads this per request).
+        protocol.transport.read_timeout_sec = max(1, min(protocol.read_timeout_sec, math.ceil(remaining())))
+
+    budget()
+    protocol.transport.build_session().hooks["response"].append(_refuse_oversized)
+    shell_id = protocol.open_shell(codepage=UTF8_CODEPAGE)
+    try:
+        budget()
+        command_id = protocol.run_command(shell_id, command)
+        output = _receive(protocol, shell_id, command_id, budget)
+        budget()
+        protocol.cleanup_command(shell_id, command_id)
+    except BaseException:
+        # A request cut short leaves its connection, and with it NTLM's message sealing, out of step with
+        # the sensor: the shell is closed over a new session (pywinrm authenticates it afresh).
+        protocol.transport.close_session()
+        _close_shell(protocol, shell_id)
+        raise
+    _close_shell(protocol, shell_id)
+    return output
+
+
+def _refuse_oversized(response: requests.Response, *args: object, **kwargs: object) -> None:
+    """A requests response hook: it runs before the body is read, so an oversized body never is."""
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > MAX_RESPONSE_BYTES:
+        response.close()
+        raise RemoteFailure(
+            FailureKind.SCRIPT_ERROR,
+            f"the sensor sent a {int(length) // 1024} KiB response (WinRM sends at most "
+            f"{MAX_RESPONSE_BYTES // 1024} KiB at once); the check was stopped",
+        )
+
+
+def _receive(protocol: Protocol, shell_id: str, command_id: str, budget: Callable[[], None]) -> ScriptOutput:
+    """The command's output until it is done, refusing more than MAX_OUTPUT_BYTES."""
+    stdout, stderr = bytearray(), bytearray()
+    code, done = -1, False
+    while not done:
+        budget()
+        try:
+            out, err, code, done = protocol.get_command_output_raw(shell_id, command_id)
+        except WinRMOperationTimeoutError:
+            continue
+        stdout += out
+        stderr += err
+        if len(stdout) + len(stderr) > MAX_OUTPUT_BYTES:
+            raise RemoteFailure(
+                FailureKind.SCRIPT_ERROR,
+                f"the sensor sent more than {MAX_OUTPUT_BYTES // 1024} KiB of output; the check was stopped",
+            )
+    return ScriptOutput(
+        stdout=stdout.decode("utf-8", errors="replace"), stderr=clixml_text(bytes(stderr)), exit_code=code
+    )
+
+
+def _close_shell(protocol: Protocol, shell_id: str) -> None:
+    """Best effort after every run, whatever ended it: a shell left open keeps its PowerShell running,
+    and shells piling up reach WinRM's MaxShellsPerUser, after which the sensor refuses every check."""
+    protocol.transport.read_timeout_sec = CLOSE_TIMEOUT_SECONDS
+    try:
+        protocol.close_shell(shell_id)
+    except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more than the cleanup's
+        log.info("could not close remote shell %s: %s", shell_id, _classify(exc))

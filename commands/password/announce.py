@@ -1,0 +1,67 @@
+"""A change made from the command line, told in `[slack] channel` with the text the Slack face posts
+(the feature owns its messages; `atp-bot set-password` only calls this)."""
+
+from __future__ import annotations
+
+import sys
+
+from pydantic import SecretStr
+from slack_sdk.errors import SlackApiError
+
+from bot.audit import AuditAction, AuditOutcome, AuditSink, record_or_log
+from bot.change import ChangeOutcome
+from bot.change.failures import one_line
+from bot.config import SLACK_BOT_TOKEN_ENV, ConfigError, Settings, read_secret
+from bot.slack.client import build_client
+from commands.password.views import announcement
+
+
+class Announcer:
+    """Tells `[slack] channel` about a change made here, with the text the Slack face posts. Best effort:
+    a failure is a warning and an audit row, never a failed change. The bot token is read at once (the
+    Slack secrets already left the environment with the others: bot.config.secret_env)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.token: SecretStr | None = None
+        self.problem: str | None = None
+        if settings.slack.channel is not None:
+            try:
+                self.token = read_secret("slack bot token", env=SLACK_BOT_TOKEN_ENV, file=None)
+            except ConfigError as exc:
+                self.problem = one_line(exc)
+
+    def announce(self, outcome: ChangeOutcome, actor: str, audit: AuditSink) -> None:
+        channel = self.settings.slack.channel
+        if channel is None:
+            return
+        problem = self.problem or self._post(channel, outcome, actor)
+        if problem is None:
+            record_or_log(
+                audit,
+                actor,
+                AuditAction.ANNOUNCE,
+                outcome.account_id,
+                AuditOutcome.OK,
+                None,
+                f"channel {channel}",
+            )
+            print(f"Announced in Slack channel {channel}.")
+            return
+        record_or_log(
+            audit, actor, AuditAction.ANNOUNCE, outcome.account_id, AuditOutcome.ERROR, "slack", problem
+        )
+        print(f"WARNING: the change was not announced in Slack channel {channel}: {problem}", file=sys.stderr)
+
+    def _post(self, channel: str, outcome: ChangeOutcome, actor: str) -> str | None:
+        """Post the announcement; why it failed, or None."""
+        assert self.token is not None
+        text, blocks = announcement(outcome, f"`{actor}`", self.settings)
+        try:
+            client = build_client(self.settings.slack.api_url, self.token)
+            client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+        except SlackApiError as exc:
+            return f"Slack answered {exc.response.get('error')}"
+        except Exception as exc:  # noqa: BLE001 - a warning and an audit row say what happened
+            return one_line(exc)
+        return None

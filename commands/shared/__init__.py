@@ -1,0 +1,1 @@
+"""Helpers shared by the /atp subcommands that are not subcommands themselves."""
