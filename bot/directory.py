@@ -27,8 +27,9 @@ from ldap3.core.exceptions import (
 from ldap3.utils.conv import escape_filter_chars
 from pydantic import SecretStr
 
-from bot.ad_errors import Reason, decode_bind_failure
+from bot.ad_errors import STALE_PASSWORD_MESSAGE, Reason, decode_bind_failure
 from bot.config import AccountConfig, AccountName, DomainController
+from bot.kerberos_check import check_current_password
 from bot.lockout import AccountLease, LockoutGuard
 from bot.redaction import active_secret
 
@@ -89,6 +90,7 @@ class ConnectionTestResult:
     expiry: PasswordExpiry | None = None
     attempts: tuple[DcAttempt, ...] = ()
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # passed, but not beyond doubt (e.g. no KDC confirmed it)
 
     @property
     def passed(self) -> bool:
@@ -348,6 +350,28 @@ def _unreachable(
     )
 
 
+def _stale(
+    account: AccountConfig,
+    dc: DomainController,
+    identity: str | None,
+    attempts: list[DcAttempt],
+    notes: tuple[str, ...],
+) -> ConnectionTestResult:
+    """The bind passed but the KDC refused the password: AD served the bind with the previous one."""
+    attempts.append(DcAttempt(dc.url, AttemptOutcome.REJECTED, "bind accepted; the KDC refused the password"))
+    log.warning("account %s: %s accepted a password that the KDC refused (stale)", account.id, dc.url)
+    return ConnectionTestResult(
+        account.id,
+        Outcome.REJECTED,
+        STALE_PASSWORD_MESSAGE,
+        reason=Reason.STALE_PASSWORD,
+        dc=dc.url,
+        bind_identity=identity or account.username,
+        attempts=tuple(attempts),
+        notes=notes,
+    )
+
+
 def run_connection_test(
     account: AccountConfig, password: SecretStr, *, guard: LockoutGuard, lease: AccountLease
 ) -> ConnectionTestResult:
@@ -372,6 +396,12 @@ def run_connection_test(
                     bound, code, diagnostic = _bind(conn)
                     if bound:
                         expiry, identity = _read_expiry(conn, account)
+                        current = check_current_password(conn, account, identity, password)
+                        if current.verdict.may_count_against_lockout:
+                            reason = Reason.STALE_PASSWORD if current.stale else Reason.NO_ANSWER
+                            guard.record_rejection(lease, reason)
+                        if current.stale:
+                            return _stale(account, dc, identity, [*attempts], notes)
                         attempts.append(DcAttempt(dc.url, AttemptOutcome.OK, "bind accepted"))
                         log.info("account %s: connection test passed on %s", account.id, dc.url)
                         return ConnectionTestResult(
@@ -382,7 +412,8 @@ def run_connection_test(
                             bind_identity=identity or account.username,
                             expiry=expiry,
                             attempts=tuple(attempts),
-                            notes=notes,
+                            notes=(*notes, *current.notes),
+                            warnings=current.warnings,
                         )
             except _NoVerdict as problem:
                 attempts.append(DcAttempt(dc.url, problem.outcome, problem.detail))

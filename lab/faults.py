@@ -53,3 +53,10 @@ def silent_tls_server(tls: TlsFiles, host: str = "127.0.0.1") -> Iterator[int]:
         stop.set()
         thread.join(timeout=5)
         listener.close()
+
+
+@contextmanager
+def silent_tcp_server(host: str = "127.0.0.1") -> Iterator[int]:
+    """A port whose connections the kernel completes but nothing ever reads or answers (a hung KDC)."""
+    with socket.create_server((host, 0), backlog=16) as listener:
+        yield listener.getsockname()[1]
