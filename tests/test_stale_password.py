@@ -7,21 +7,27 @@ after an admin reset ("old password allowed period"), its KDC does not.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
 from bot.ad_errors import Reason
+from bot.change import ChangeOutcome, ChangeStatus
 from bot.config import AccountConfig, LockoutGuardConfig, load_settings
 from bot.directory import ConnectionTestResult, Outcome, run_connection_test
 from bot.lockout import LockoutGuard, hold_account
-from bot.store import open_store
+from bot.store import CredentialMetadata, open_store
+from commands import MODULES
+from commands.password.views import PasswordModalState, announcement, result_modal
 from lab.domain import LabDomain, new_password
 from lab.faults import silent_tcp_server
 from lab.samba import LabUser
-from tests.conftest import CANARY, assert_no_canary, closed_port_url, lab_account, run_cli
-from tests.storetools import files_containing
+from lab.winrm.server import WinRMEmulator
+from tests.conftest import CANARY, assert_no_canary, closed_port_url, lab_account, run_cli, sensor_config
+from tests.slack_lab import initialised_changes, open_modal, running_lab, values, view_text, wait_for
+from tests.storetools import files_containing, make_settings
 
 pytestmark = pytest.mark.samba
 
@@ -165,3 +171,43 @@ def test_cli_test_connection_and_set_password_refuse_the_previous_password(
     saved = run_cli(config, "set-password", "--account", "acct", "--password-stdin", "--no-checks", stdin=new)
     assert saved.returncode == 0, saved.stdout + saved.stderr
     assert open_store(load_settings(config)).metadata("acct") is not None
+
+
+@pytest.mark.parametrize("mode", ["socket", "http"])
+def test_the_modal_says_stale_and_saves_nothing(
+    mode: str,
+    lab_domain: LabDomain,
+    reset_user: tuple[LabUser, str],
+    sensors: WinRMEmulator,
+    env: None,
+    tmp_path: Path,
+) -> None:
+    user, _ = reset_user
+    config = {
+        "state_dir": str(tmp_path / "state"),
+        "accounts": [lab_account(lab_domain, user, "svc")],
+        **sensor_config(sensors, "svc"),
+    }
+    with running_lab(mode, modules=MODULES, config=config, changes=initialised_changes) as lab:
+        view_id = open_modal(lab)
+        lab.emulator.submit_view(view_id, values(CANARY))
+        wait_for(lambda: "Not saved." in view_text(lab, view_id), timeout=30)
+        text = view_text(lab, view_id)
+        assert "not the current password" in text and "stale_password" in text
+        assert lab.emulator.calls("chat.postMessage") == []
+        changes = lab.runtime.services.changes
+        assert changes is not None
+        assert changes.store.read("svc") is None
+        calls = json.dumps([c.body for c in lab.emulator.calls()])
+        assert CANARY not in calls
+
+
+def test_a_warning_reaches_the_modal_and_the_announcement(tmp_path: Path) -> None:
+    warning = "The account's password was changed in AD at 2026-11-30 09:14 UTC, less than 60 minutes ago"
+    test = ConnectionTestResult("corp", Outcome.PASSED, "ok", dc="ldaps://dc1", warnings=(warning,))
+    saved = CredentialMetadata("corp", datetime.now(UTC), "slack:U1", "embedded")
+    outcome = ChangeOutcome("corp", ChangeStatus.SAVED, "Saved.", test=test, saved=saved)
+    modal = json.dumps(result_modal(outcome, PasswordModalState(account_id="corp", channel_id="C1")))
+    assert warning in modal
+    text, blocks = announcement(outcome, "U1", make_settings(tmp_path))
+    assert warning in text and warning in json.dumps(blocks)

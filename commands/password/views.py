@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from bot.change import ChangeOutcome, ChangeStatus
 from bot.config import AccountConfig, ConfigError, Settings
+from bot.directory import ConnectionTestResult
 from bot.recovery import Recovery, Verdict
 from bot.slack.text import inline
 from bot.slack.views import encode_metadata, notice_modal, plain, section
@@ -121,6 +122,11 @@ def _retry_button(state: PasswordModalState) -> dict[str, Any]:
     }
 
 
+def _warnings(test: ConnectionTestResult) -> str:
+    """The test's doubts (e.g. no KDC confirmed a password changed in AD minutes ago), one line each."""
+    return "".join(f"\n:warning: {inline(warning)}" for warning in test.warnings)
+
+
 def result_modal(outcome: ChangeOutcome, state: PasswordModalState) -> dict[str, Any]:
     """The modal after the change: saved, or why not (with a way to try again)."""
     test = outcome.test
@@ -130,7 +136,7 @@ def result_modal(outcome: ChangeOutcome, state: PasswordModalState) -> dict[str,
             f":white_check_mark: *Saved.* `{test.dc}` accepted the new password for *{outcome.account_id}*; "
             f"it {expiry}.\nThe channel has been told, and the sensors are being checked."
         )
-        return notice_modal(TITLE, text)
+        return notice_modal(TITLE, text + _warnings(test))
     if outcome.status is ChangeStatus.SAVE_FAILED:
         why = outcome.message.removeprefix("Tested OK but NOT saved: ")
         text = f":warning: *Tested OK but NOT saved.* {inline(why)}"
@@ -158,6 +164,8 @@ def announcement(
     details = f"Verified by `{test.dc if test else '?'}`; the password {expiry}."
     if saved:
         details += f" Saved in the {saved.backend} store."
+    if test:
+        details += _warnings(test)
     return f"{text} {details}", [
         section(text),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": details}]},
