@@ -71,9 +71,12 @@ class DriftReport(BaseModel):
     locked: bool | None
     findings: list[str]
     unreachable: bool = False  # no DC answered (exit 3); not one of the JSON fields
+    # The drift findings by a stable key (one per event: the change in AD, a DC's bad count, the
+    # lockout), so that the monitor alerts once per event; not one of the JSON fields.
+    events: dict[str, str] = {}
 
     def as_json(self) -> dict[str, object]:
-        return self.model_dump(mode="json", exclude={"unreachable"})
+        return self.model_dump(mode="json", exclude={"unreachable", "events"})
 
 
 def _recent_bad_count(user: dict[str, object], window: int | None, now: datetime) -> int:
@@ -142,38 +145,45 @@ def evaluate(
     changed = max((r.password_last_set for r in readings if r.password_last_set), default=None)
     threshold = next((r.lockout_threshold for r in readings if r.lockout_threshold is not None), None)
     worst = max(readings, key=lambda r: r.bad_password_count)
-    locked = any(r.locked for r in readings)
-    in_sync: bool | None = True
-    if saved is None:
-        in_sync = None
-        findings.append(f"no password of {account_id} was saved through atp-bot yet: nothing to compare with")
-    elif changed is not None and changed > saved.saved_at:
-        in_sync = False
-        findings.append(
-            f"{account_id}'s password was changed in AD at {_short(changed)}, not through atp-bot (last "
-            f"saved {_short(saved.saved_at)}); the sensors will fail with the old one. Update the password."
-        )
-    if worst.bad_password_count:
-        in_sync = False
-        of_threshold = f" of the lockout threshold {threshold}" if threshold else ""
-        findings.append(
-            f"sensors are sending a wrong password for {account_id}: badPwdCount "
-            f"{worst.bad_password_count}{of_threshold} on {worst.dc}"
-        )
+    locked = [r.dc for r in readings if r.locked]
+    events = _events(account_id, changed, saved, [r for r in readings if r.bad_password_count], threshold)
     if locked:
-        in_sync = False
-        where = ", ".join(r.dc for r in readings if r.locked)
-        findings.append(f"{account_id} is locked out in AD ({where})")
+        events["locked"] = f"{account_id} is locked out in AD ({', '.join(locked)})"
+    if saved is None:
+        findings.append(f"no password of {account_id} was saved through atp-bot yet: nothing to compare with")
     return DriftReport(
         account=account_id,
-        in_sync=in_sync,
+        in_sync=False if events else (None if saved is None else True),
         password_changed_at=changed,
         saved_at=saved.saved_at if saved else None,
         bad_password_count=worst.bad_password_count,
         lockout_threshold=threshold,
-        locked=locked,
-        findings=findings,
+        locked=bool(locked),
+        findings=[*findings, *events.values()],
+        events=events,
     )
+
+
+def _events(
+    account_id: str,
+    changed: datetime | None,
+    saved: CredentialMetadata | None,
+    counting: list[DcReading],
+    threshold: int | None,
+) -> dict[str, str]:
+    events = {}
+    if saved is not None and changed is not None and changed > saved.saved_at:
+        events[f"changed:{changed.isoformat()}"] = (
+            f"{account_id}'s password was changed in AD at {_short(changed)}, not through atp-bot (last "
+            f"saved {_short(saved.saved_at)}); the sensors will fail with the old one. Update the password."
+        )
+    of_threshold = f" of the lockout threshold {threshold}" if threshold else ""
+    for reading in counting:
+        events[f"bad:{reading.dc}"] = (
+            f"sensors are sending a wrong password for {account_id}: badPwdCount "
+            f"{reading.bad_password_count}{of_threshold} on {reading.dc}"
+        )
+    return events
 
 
 def check_drift(account: AccountConfig, saved: CredentialMetadata | None, now: datetime) -> DriftReport:
