@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from bot.monitor.drift_watch import run_drift_check
+from bot.monitor.models import DriftNotice
+from commands.alerts import drift_message
+from commands.password.views import Action as PasswordAction
 from lab.domain import LOCKOUT_THRESHOLD, LabDomain, new_password
 from lab.samba import LabUser
 from tests.conftest import closed_port_url, run_cli
+from tests.monitor_tools import Clock, RecordingNotifier, alert_rows, make_runtime, monitor_settings
 
 pytestmark = pytest.mark.samba
 
@@ -140,3 +147,49 @@ def test_unreachable_dcs_exit_3_and_no_lookup_account_exits_2(
     done = run_cli(bare, "verify")
     assert done.returncode == 2
     assert "lookup_username" in done.stderr
+
+
+def test_the_monitor_reports_a_reset_once_and_recovers_after_a_save(
+    lab_domain: LabDomain, user: LabUser, tmp_path: Path, env: None
+) -> None:
+    secret = tmp_path / "lookup-password"
+    secret.write_text(lab_domain.users["lookup"].password)
+    account = (
+        f'[[accounts]]\nid = "svc"\nusername = "{user.upn}"\n'
+        f'domain_controllers = ["{lab_domain.dc.ldaps_url}"]\nca_file = "{lab_domain.dc.ca_file}"\n'
+        f'lookup_username = "{lab_domain.users["lookup"].upn}"\nlookup_password_file = "{secret}"\n'
+    )
+    notifier = RecordingNotifier()
+    runtime = make_runtime(
+        monitor_settings(tmp_path, None, account=account), notifier, Clock(datetime.now(UTC))
+    )
+    try:
+        assert runtime.changes.change("svc", SecretStr(user.password), "test").saved_ok
+        assert run_drift_check(runtime) == []
+
+        new = new_password()
+        lab_domain.dc.samba_tool_reset(user.name, new)
+        [alert] = run_drift_check(runtime)
+        assert not alert.recovered
+        assert "changed in AD at" in alert.findings[0] and "not through atp-bot" in alert.findings[0]
+        assert run_drift_check(runtime) == [], "one alert per event"
+
+        assert runtime.changes.change("svc", SecretStr(new), "test").saved_ok
+        [recovery] = run_drift_check(runtime)
+        assert recovery.recovered
+        assert notifier.names() == ["post_drift", "post_drift"]
+        assert [(outcome, reason) for outcome, reason, _ in alert_rows(runtime)] == [
+            ("failed", "password_drift"),
+            ("ok", "password_drift"),
+        ]
+    finally:
+        runtime.state.close()
+
+
+def test_the_slack_alert_offers_update_password() -> None:
+    text, blocks = drift_message(DriftNotice(account_id="contoso", findings=("changed in AD at 09:14",)))
+    assert "changed in AD at 09:14" in text
+    [button] = blocks[-1]["elements"]
+    assert button["action_id"] == PasswordAction.OPEN and button["value"] == "contoso"
+    text, blocks = drift_message(DriftNotice(account_id="contoso", findings=("ok",), recovered=True))
+    assert "in sync with AD again" in text and len(blocks) == 1
