@@ -203,3 +203,17 @@ def check_drift(account: AccountConfig, saved: CredentialMetadata | None, now: d
                 problems.append(f"{dc.url} could not be read: {problem}")
     log.info("account %s: drift read on %d of %d DC(s)", account.id, len(readings), len(account.dcs))
     return evaluate(account.id, readings, problems, saved)
+
+
+def render_report(report: DriftReport) -> list[str]:
+    """The report as an operator reads it: a verdict line, then the details."""
+    verdict = {True: "IN SYNC", False: "DRIFT", None: "UNKNOWN"}[report.in_sync]
+    lines = [f"{verdict}: account {report.account}"]
+    changed = f"{report.password_changed_at:%Y-%m-%d %H:%M} UTC" if report.password_changed_at else "unknown"
+    saved = f"{report.saved_at:%Y-%m-%d %H:%M} UTC" if report.saved_at else "never"
+    lines.append(f"  changed in AD: {changed}; saved through atp-bot: {saved}")
+    if report.bad_password_count is not None:
+        threshold = report.lockout_threshold or "none"
+        lines.append(f"  badPwdCount: {report.bad_password_count} (lockout threshold {threshold})")
+    lines.extend(f"  - {finding}" for finding in report.findings)
+    return lines

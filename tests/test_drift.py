@@ -18,12 +18,15 @@ from pydantic import SecretStr
 
 from bot.monitor.drift_watch import run_drift_check
 from bot.monitor.models import DriftNotice
+from commands import MODULES
 from commands.alerts import drift_message
 from commands.password.views import Action as PasswordAction
 from lab.domain import LOCKOUT_THRESHOLD, LabDomain, new_password
 from lab.samba import LabUser
-from tests.conftest import closed_port_url, run_cli
+from lab.winrm.server import WinRMEmulator
+from tests.conftest import closed_port_url, lab_account, run_cli, sensor_config
 from tests.monitor_tools import Clock, RecordingNotifier, alert_rows, make_runtime, monitor_settings
+from tests.slack_lab import initialised_changes, running_lab, wait_for
 
 pytestmark = pytest.mark.samba
 
@@ -193,3 +196,30 @@ def test_the_slack_alert_offers_update_password() -> None:
     assert button["action_id"] == PasswordAction.OPEN and button["value"] == "contoso"
     text, blocks = drift_message(DriftNotice(account_id="contoso", findings=("ok",), recovered=True))
     assert "in sync with AD again" in text and len(blocks) == 1
+
+
+@pytest.mark.parametrize("mode", ["socket", "http"])
+def test_atp_status_shows_the_drift_lines(
+    mode: str, lab_domain: LabDomain, user: LabUser, sensors: WinRMEmulator, env: None, tmp_path: Path
+) -> None:
+    secret = tmp_path / "lookup-password"
+    secret.write_text(lab_domain.users["lookup"].password)
+    account = {
+        **lab_account(lab_domain, user, "svc"),
+        "lookup_username": lab_domain.users["lookup"].upn,
+        "lookup_password_file": str(secret),
+    }
+    config = {"state_dir": str(tmp_path / "state"), "accounts": [account], **sensor_config(sensors, "svc")}
+    with running_lab(mode, modules=MODULES, config=config, changes=initialised_changes) as lab:
+        changes = lab.runtime.services.changes
+        assert changes is not None and changes.change("svc", SecretStr(user.password), "test").saved_ok
+        lab_domain.dc.samba_tool_reset(user.name, new_password())
+        lab.emulator.slash_command("status")
+
+        def drift() -> str | None:
+            texts = [c.args.get("text", "") for c in lab.emulator.calls("response_url")]
+            return next((t for t in texts if "Password drift" in t), None)
+
+        text = wait_for(drift, timeout=30)
+        assert "DRIFT: account svc" in text
+        assert "changed in AD at" in text and "not through atp-bot" in text

@@ -13,7 +13,7 @@ from bot.cli import context
 from bot.cli.test_connection import render
 from bot.config import AccountConfig, Settings, UsageError
 from bot.directory import ConnectionTestResult, run_connection_test
-from bot.drift import DriftReport, check_drift
+from bot.drift import DriftReport, check_drift, render_report
 from bot.exitcodes import ExitCode
 from bot.lockout import AccountBusy, LockoutGuard, hold_account, replica_account_locks
 from bot.state import state_dir
@@ -105,19 +105,6 @@ def exit_code(reports: list[DriftReport]) -> ExitCode:
     if any(r.unreachable for r in reports):
         return ExitCode.UNREACHABLE
     return ExitCode.OK
-
-
-def render_report(report: DriftReport) -> list[str]:
-    verdict = {True: "IN SYNC", False: "DRIFT", None: "UNKNOWN"}[report.in_sync]
-    lines = [f"{verdict}: account {report.account}"]
-    changed = f"{report.password_changed_at:%Y-%m-%d %H:%M} UTC" if report.password_changed_at else "unknown"
-    saved = f"{report.saved_at:%Y-%m-%d %H:%M} UTC" if report.saved_at else "never"
-    lines.append(f"  changed in AD: {changed}; saved through atp-bot: {saved}")
-    if report.bad_password_count is not None:
-        threshold = report.lockout_threshold or "none"
-        lines.append(f"  badPwdCount: {report.bad_password_count} (lockout threshold {threshold})")
-    lines.extend(f"  - {finding}" for finding in report.findings)
-    return lines
 
 
 def run(args: argparse.Namespace) -> int:
