@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from bot.ad_errors import Reason
 from bot.change import ChangeOutcome, ChangeStatus
 from bot.config import AccountConfig, LockoutGuardConfig, load_settings
 from bot.directory import ConnectionTestResult, Outcome, run_connection_test
+from bot.kerberos_check import kdc_hosts, krb5_conf
 from bot.lockout import LockoutGuard, hold_account
 from bot.store import CredentialMetadata, open_store
 from commands import MODULES
@@ -211,3 +212,19 @@ def test_a_warning_reaches_the_modal_and_the_announcement(tmp_path: Path) -> Non
     assert warning in modal
     text, blocks = announcement(outcome, "U1", make_settings(tmp_path))
     assert warning in text and warning in json.dumps(blocks)
+
+
+def test_kdcs_default_to_each_dc_host_once_and_bad_entries_are_refused() -> None:
+    fields = {
+        "id": "acct",
+        "username": "CONTOSO\\svc",
+        "domain_controllers": ["ldaps://dc1.contoso.test", "ldap://dc1.contoso.test", "ldaps://dc2:1636"],
+    }
+    assert kdc_hosts(AccountConfig.model_validate(fields)) == ["dc1.contoso.test:88", "dc2:88"]
+    explicit = AccountConfig.model_validate({**fields, "kdc": ["kdc1", "kdc2:8888"]})
+    assert kdc_hosts(explicit) == ["kdc1:88", "kdc2:8888"]
+    for bad in (["kdc one"], ["kdc:port"], ["krb5://kdc"], []):
+        with pytest.raises(ValidationError):
+            AccountConfig.model_validate({**fields, "kdc": bad})
+    conf = krb5_conf("CONTOSO.TEST", ["dc1:88"])
+    assert "CONTOSO.TEST = {\n    kdc = dc1:88\n  }" in conf and "udp_preference_limit = 1" in conf
