@@ -223,3 +223,19 @@ def test_atp_status_shows_the_drift_lines(
         text = wait_for(drift, timeout=30)
         assert "DRIFT: account svc" in text
         assert "changed in AD at" in text and "not through atp-bot" in text
+
+
+def test_bind_needs_the_embedded_store(tmp_path: Path) -> None:
+    secret = tmp_path / "lookup-password"
+    secret.write_text("unused")
+    config = tmp_path / "atp-bot.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n'
+        '[[accounts]]\nid = "acct"\nusername = "svc@contoso.test"\n'
+        'domain_controllers = ["ldaps://127.0.0.1:1"]\n'
+        f'lookup_username = "lookup@contoso.test"\nlookup_password_file = "{secret}"\n'
+        '[store]\nbackend = "command"\n[store.command]\nargv = ["/bin/true"]\n'
+    )
+    done = run_cli(config, "verify", "--bind")
+    assert done.returncode == 2
+    assert "only the embedded store" in done.stderr
