@@ -84,6 +84,7 @@ def test_previous_password_is_stale_and_counted(
     assert result.reason is Reason.STALE_PASSWORD
     assert "previous one" in result.message and "not the current password" in result.message
     assert rejections(tmp_path) == 1, "the KDC's pre-authentication failure counts like a failed bind"
+    assert lab_domain.dc.user_state(user.name)["badPwdCount"] == 1, "as AD counted it"
     assert_no_canary(canary_logs, repr(result))
 
     current = run(account, new, tmp_path)
