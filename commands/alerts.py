@@ -22,6 +22,7 @@ from bot.audit import AuditAction
 from bot.monitor.actions import start_sensor_service
 from bot.monitor.models import (
     AuditHeadNotice,
+    DriftNotice,
     ExpiryWarning,
     Incident,
     IncidentAction,
@@ -175,6 +176,17 @@ def audit_head_message(notice: AuditHeadNotice) -> str:
     )
 
 
+def drift_message(notice: DriftNotice) -> tuple[str, list[dict[str, Any]]]:
+    """A drift alert with the *Update password* button, or the recovery message."""
+    findings = " ".join(inline(f) for f in notice.findings)
+    if notice.recovered:
+        text = f":white_check_mark: Account *{notice.account_id}* is in sync with AD again. {findings}"
+        return text, [section(text)]
+    text = f":rotating_light: {findings}"
+    button = _button(IncidentAction(kind="update_password", account_id=notice.account_id))
+    return text, [section(text[:2900]), {"type": "actions", "elements": [button]}]
+
+
 class SlackNotifier:
     """The monitor's notifier for one channel. Slack failures become NotifierError (retried next cycle)."""
 
@@ -226,6 +238,9 @@ class SlackNotifier:
 
     def post_audit_head(self, notice: AuditHeadNotice) -> None:
         self._post(audit_head_message(notice))
+
+    def post_drift(self, notice: DriftNotice) -> None:
+        self._post(*drift_message(notice))
 
 
 def handle(ctx: CommandContext) -> None:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt import App, Respond
 
 from bot.audit import AuditAction, AuditOutcome, AuditSink, record_or_log
 from bot.change import record_checks, sensors_for_account
+from bot.config import AccountConfig, ConfigError
+from bot.monitor.drift import check_drift, render_report
 from bot.sensors import SensorResult
 from bot.slack.context import CommandContext, Person, Services, Subcommand
+from bot.slack.text import inline
+from bot.slack.views import section
+from bot.store import StoreError
 from commands.shared.arguments import account_argument
 from commands.shared.sensor_report import LiveReport
 
@@ -23,6 +29,9 @@ def handle(ctx: CommandContext) -> None:
     if error:
         ctx.reply(error)
         return
+    watched = [a for a in settings.accounts if a.lookup_username and account in (None, a.id)]
+    if watched:
+        ctx.services.submit(run_drift_status, ctx.services, ctx.respond, watched)
     sensors = sensors_for_account(settings, account) if account else list(settings.sensors)
     if not sensors:
         ctx.reply("No sensors are configured" + (f" for account `{account}`." if account else "."))
@@ -50,6 +59,22 @@ def run_status(services: Services, respond: Respond, actor: str, names: list[str
 
     report = LiveReport(post, lambda _ts, text, blocks: show(text, blocks), "*Sensor status*", len(names))
     services.status_checks.check(names, _AuditedReport(report, services.audit, actor))
+
+
+def run_drift_status(services: Services, respond: Respond, accounts: list[AccountConfig]) -> None:
+    """On the bot's executor: each account's drift, read with its lookup account (no bind), in a
+    message of its own beside the sensor report."""
+    store = services.changes.store if services.changes else None
+    lines = []
+    for account in accounts:
+        try:
+            saved = store.metadata(account.id) if store else None
+            report_lines = render_report(check_drift(account, saved, datetime.now(UTC)))
+        except (StoreError, ConfigError) as exc:
+            report_lines = [f"UNKNOWN: account {account.id}: {exc}"]
+        lines += [f"*{inline(report_lines[0])}*", *(inline(line.strip()) for line in report_lines[1:])]
+    text = "*Password drift* (read with the lookup accounts)\n" + "\n".join(lines)
+    respond(text=text, blocks=[section(text[:2900])], response_type="ephemeral", replace_original=False)
 
 
 class _AuditedReport:

@@ -64,3 +64,10 @@ def read_only_sqlite(path: Path) -> None:
     with path.open("r+b") as db:
         db.seek(18)
         db.write(b"\x03")
+
+
+@contextmanager
+def silent_tcp_server(host: str = "127.0.0.1") -> Iterator[int]:
+    """A port whose connections the kernel completes but nothing ever reads or answers (a hung KDC)."""
+    with socket.create_server((host, 0), backlog=16) as listener:
+        yield listener.getsockname()[1]

@@ -256,6 +256,21 @@ class SambaDC:
                 {"unicodePwd": [(MODIFY_REPLACE, [f'"{password}"'.encode("utf-16-le")])]},
             )
 
+    def samba_tool_reset(self, name: str, password: str) -> None:
+        """An admin reset with `samba-tool user setpassword`, as an AD admin of this lab would do it."""
+        result = subprocess.run(
+            [
+                "samba-tool", "user", "setpassword", name, f"--newpassword={password}",
+                "-H", f"ldap://{self.address}", "-U", "Administrator", f"--password={self.admin_password}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise SambaUnavailable(f"samba-tool user setpassword failed: {result.stderr[-1000:]}")
+
     def set_lockout_policy(
         self, threshold: int, window_minutes: int = 30, duration_minutes: int = 30
     ) -> None:

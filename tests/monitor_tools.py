@@ -12,6 +12,7 @@ from bot.change.path import open_changes
 from bot.config import Settings, parse_settings
 from bot.monitor.models import (
     AuditHeadNotice,
+    DriftNotice,
     ExpiryWarning,
     Incident,
     MessageRef,
@@ -84,6 +85,9 @@ class RecordingNotifier:
 
     def post_audit_head(self, notice: AuditHeadNotice) -> None:
         self._record("post_audit_head", notice)
+
+    def post_drift(self, notice: DriftNotice) -> None:
+        self._record("post_drift", notice)
 
 
 def toml_str(value: object) -> str:

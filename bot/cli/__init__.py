@@ -30,6 +30,7 @@ from bot.cli import (
     set_password,
     store_cmd,
     test_connection,
+    verify_cmd,
 )
 from bot.config import ConfigError, UsageError
 from bot.infra.exitcodes import ExitCode
@@ -48,6 +49,7 @@ BUILTIN_COMMANDS = (
     audit_cmd,
     gmsa_cmd,
     guard_cmd,
+    verify_cmd,
 )
 
 

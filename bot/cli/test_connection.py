@@ -66,6 +66,7 @@ def render(result: ConnectionTestResult) -> list[str]:
         lines.append(f"  reason: {result.reason}{code}{where}")
     skipped = [a for a in result.attempts if a.outcome not in (AttemptOutcome.OK, AttemptOutcome.REJECTED)]
     lines.extend(f"  {a.url}: {a.outcome}: {a.detail}" for a in skipped)
+    lines.extend(f"  warning: {warning}" for warning in result.warnings)
     lines.extend(f"  note: {note}" for note in result.notes)
     return lines
 
@@ -85,6 +86,7 @@ def as_json(result: ConnectionTestResult) -> dict[str, object]:
         "password_expires": expiry.at.isoformat() if expiry and expiry.at else None,
         "attempts": [{"dc": a.url, "outcome": a.outcome.value, "detail": a.detail} for a in result.attempts],
         "notes": list(result.notes),
+        "warnings": list(result.warnings),
     }
 
 

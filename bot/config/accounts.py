@@ -88,6 +88,17 @@ class AccountConfig(StrictModel):
     lookup_username: str | None = None
     lookup_password_env: str | None = None
     lookup_password_file: Path | None = None
+    # KDCs that confirm a passed bind is the current password (`host` or `host:port`); default: the DCs.
+    kdc: Annotated[list[str], Field(min_length=1)] | None = None
+
+    @field_validator("kdc")
+    @classmethod
+    def _valid_kdcs(cls, value: list[str] | None) -> list[str] | None:
+        for entry in value or []:
+            host, _, port = entry.rpartition(":") if ":" in entry else (entry, "", "88")
+            if not host or any(c in host for c in "/@ []") or not port.isdigit():
+                raise ValueError(f"{entry!r}: a KDC is `host` or `host:port` (port 88 by default)")
+        return value
 
     @field_validator("username", "lookup_username")
     @classmethod

@@ -20,6 +20,8 @@ class SchedulerConfig(StrictModel):
 
     enabled: bool = True
     monitor_interval_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 5
+    # Drift: each account's pwdLastSet / badPwdCount / lockout read with its lookup account (no bind).
+    drift_interval_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 5
     recheck_delays_minutes: Annotated[
         list[Annotated[int, Field(ge=1, le=7 * 24 * 60)]], Field(max_length=10)
     ] = [2, 10]

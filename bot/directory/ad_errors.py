@@ -24,6 +24,7 @@ class Reason(StrEnum):
     ACCOUNT_EXPIRED = "account_expired"
     MUST_CHANGE_PASSWORD = "must_change_password"
     ACCOUNT_LOCKED = "account_locked"
+    STALE_PASSWORD = "stale_password"  # the bind passed, the KDC refused: AD's previous password
     CREDENTIAL_REJECTED = "credential_rejected"
     BIND_REFUSED = "bind_refused"
     DC_UNREACHABLE = "dc_unreachable"
@@ -59,6 +60,11 @@ _AD_CODES: dict[str, tuple[Reason, str]] = {
         "The account is locked out in Active Directory: unlock it before testing again.",
     ),
 }
+
+STALE_PASSWORD_MESSAGE = (
+    "AD still accepts this password for a few minutes because it was the account's previous one; "
+    "it is not the current password."
+)
 
 _DATA_CODE = re.compile(r"\bdata ([0-9a-fA-F]{1,8})\b")
 

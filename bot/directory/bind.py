@@ -14,9 +14,10 @@ from enum import StrEnum
 
 from pydantic import SecretStr
 
-from bot.config import AccountConfig
-from bot.directory.ad_errors import Reason, decode_bind_failure
+from bot.config import AccountConfig, DomainController
+from bot.directory.ad_errors import STALE_PASSWORD_MESSAGE, Reason, decode_bind_failure
 from bot.directory.connection import AttemptOutcome, NoVerdict, open_session, send_bind
+from bot.directory.kerberos_check import check_current_password
 from bot.directory.lockout import AccountLease, LockoutGuard
 from bot.directory.lookup import (
     ExpiryUnavailable,
@@ -60,6 +61,8 @@ class ConnectionTestResult:
     attempts: tuple[DcAttempt, ...] = ()
     notes: tuple[str, ...] = ()
     summary: str | None = None  # the message without its per-DC details (which `attempts` hold)
+    warnings: tuple[str, ...] = ()  # passed, but not beyond doubt (e.g. no KDC confirmed it)
+    kdc_unanswered: bool = False  # the KDC got the password but never answered: it may have counted it
 
     @property
     def passed(self) -> bool:
@@ -98,6 +101,28 @@ def _unreachable(
     )
 
 
+def _stale(
+    account: AccountConfig,
+    dc: DomainController,
+    identity: str | None,
+    attempts: list[DcAttempt],
+    notes: tuple[str, ...],
+) -> ConnectionTestResult:
+    """The bind passed but the KDC refused the password: AD served the bind with the previous one."""
+    attempts.append(DcAttempt(dc.url, AttemptOutcome.REJECTED, "bind accepted; the KDC refused the password"))
+    log.warning("account %s: %s accepted a password that the KDC refused (stale)", account.id, dc.url)
+    return ConnectionTestResult(
+        account.id,
+        Outcome.REJECTED,
+        STALE_PASSWORD_MESSAGE,
+        reason=Reason.STALE_PASSWORD,
+        dc=dc.url,
+        bind_identity=identity or account.username,
+        attempts=tuple(attempts),
+        notes=notes,
+    )
+
+
 def run_connection_test(
     account: AccountConfig, password: SecretStr, *, guard: LockoutGuard, lease: AccountLease
 ) -> ConnectionTestResult:
@@ -127,6 +152,8 @@ def counted_rejection(result: ConnectionTestResult) -> Reason | None:
     counted it); None when AD accepted the password or it was never sent."""
     if result.outcome is Outcome.REJECTED or result.reason is Reason.NO_ANSWER:
         return result.reason
+    if result.kdc_unanswered:
+        return Reason.NO_ANSWER
     return None
 
 
@@ -148,6 +175,9 @@ def _test_on_dcs(
                     bound, code, diagnostic = send_bind(conn)
                     if bound:
                         expiry, identity = read_expiry(conn, account)
+                        current = check_current_password(conn, account, identity, password)
+                        if current.stale:
+                            return _stale(account, dc, identity, [*attempts], notes)
                         attempts.append(DcAttempt(dc.url, AttemptOutcome.OK, "bind accepted"))
                         log.info("account %s: connection test passed on %s", account.id, dc.url)
                         return ConnectionTestResult(
@@ -158,7 +188,9 @@ def _test_on_dcs(
                             bind_identity=identity or account.username,
                             expiry=expiry,
                             attempts=tuple(attempts),
-                            notes=notes,
+                            notes=(*notes, *current.notes),
+                            warnings=current.warnings,
+                            kdc_unanswered=current.verdict.may_count_against_lockout,
                         )
             except NoVerdict as problem:
                 attempts.append(DcAttempt(dc.url, problem.outcome, problem.detail))

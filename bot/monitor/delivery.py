@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from bot.monitor.models import AuditHeadNotice, ExpiryWarning, ReachabilityNotice, RecheckReport
+from bot.monitor.models import AuditHeadNotice, DriftNotice, ExpiryWarning, ReachabilityNotice, RecheckReport
 from bot.monitor.notify import Notifier, NotifierError
 from bot.monitor.render import incident_subject
 from bot.monitor.state import MonitorState, OutboxItem, StoredIncident
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 UNREACHABLE, REACHABLE, RECHECK, EXPIRY = "unreachable", "reachable", "recheck", "expiry"
 AUDIT_HEAD = "audit-head"
+DRIFT = "drift"
 
 # The monitor cycle, a re-check and the expiry check may deliver at the same time (scheduler threads,
 # and replicas sharing the state); one sender at a time, so nothing is sent twice.
@@ -52,6 +53,8 @@ def _send(notifier: Notifier, item: OutboxItem) -> None:
         notifier.post_expiry_warning(ExpiryWarning.model_validate_json(item.payload))
     elif item.kind == AUDIT_HEAD:
         notifier.post_audit_head(AuditHeadNotice.model_validate_json(item.payload))
+    elif item.kind == DRIFT:
+        notifier.post_drift(DriftNotice.model_validate_json(item.payload))
     else:
         log.error("outbox item %d has an unknown kind %r; dropped", item.id, item.kind)
 

@@ -173,6 +173,14 @@ class ExpiryWarning(_Value):
     threshold: int  # the smallest warning threshold (days) this warning crossed
 
 
+class DriftNotice(_Value):
+    """The account's password drifted in AD (new findings, sent once each), or it is in sync again."""
+
+    account_id: str
+    findings: tuple[str, ...]
+    recovered: bool = False
+
+
 class AuditHeadNotice(_Value):
     """The audit chain as verified at `verified_at`: its head is an anchor kept outside the database."""
 

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from bot.monitor.models import (
     AuditHeadNotice,
+    DriftNotice,
     ExpiryWarning,
     Incident,
     MessageRef,
@@ -20,6 +21,7 @@ from bot.monitor.models import (
 )
 from bot.monitor.render import (
     render_audit_head,
+    render_drift,
     render_expiry_warning,
     render_incident,
     render_reachability,
@@ -66,6 +68,10 @@ class Notifier(Protocol):
         """The daily verified head of the audit chain (`[audit] announce_head`), or why it did not verify."""
         ...
 
+    def post_drift(self, notice: DriftNotice) -> None:
+        """The account's password drifted in AD (once per event), or is in sync again."""
+        ...
+
 
 class LogNotifier:
     """A notifier that writes plain text to the log: for running without Slack, and for the CLI."""
@@ -99,3 +105,6 @@ class LogNotifier:
 
     def post_audit_head(self, notice: AuditHeadNotice) -> None:
         self._log.log(logging.INFO if notice.intact else logging.ERROR, "%s", render_audit_head(notice))
+
+    def post_drift(self, notice: DriftNotice) -> None:
+        self._log.log(logging.INFO if notice.recovered else logging.WARNING, "%s", render_drift(notice))

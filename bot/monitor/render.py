@@ -6,6 +6,7 @@ from datetime import datetime
 
 from bot.monitor.models import (
     AuditHeadNotice,
+    DriftNotice,
     ExpiryWarning,
     Incident,
     ReachabilityNotice,
@@ -94,3 +95,9 @@ def render_audit_head(notice: AuditHeadNotice) -> str:
         f"audit trail intact at {_at(notice.verified_at)}: {notice.rows} rows, {keyed}, "
         f"head {notice.head or 'none'} (check later with: atp-bot audit verify --anchor ID:HASH)"
     )
+
+
+def render_drift(notice: DriftNotice) -> str:
+    if notice.recovered:
+        return f"Account {notice.account_id}: back in sync with AD. " + " ".join(notice.findings)
+    return f"Account {notice.account_id}: " + " ".join(notice.findings)

@@ -31,6 +31,7 @@ from bot.infra.dbschema import create_idempotently
 from bot.infra.state import state_dir
 from bot.monitor.audit_head import run_audit_head_announcement
 from bot.monitor.cycle import CycleResult, run_monitor_cycle
+from bot.monitor.drift_watch import run_drift_check
 from bot.monitor.expiry import run_expiry_check
 from bot.monitor.graph import GraphError
 from bot.monitor.models import MessageRef
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 JOBSTORE_NAME = "scheduler.sqlite"
 MONITOR_JOB = "monitor"
 EXPIRY_JOB = "expiry"
+DRIFT_JOB = "drift"
 AUDIT_HEAD_JOB = "audit-head"
 RECHECK_PREFIX = "recheck:"
 # A re-check missed while the bot was down still runs when it starts again within this time.
@@ -90,6 +92,12 @@ def expiry_job() -> None:
         run_expiry_check(runtime)
     except (ConfigError, GraphError) as exc:
         log.error("expiry check skipped: %s", exc)
+
+
+def drift_job() -> None:
+    runtime = _runtime_or_log(DRIFT_JOB)
+    if runtime is not None:
+        run_drift_check(runtime)
 
 
 def audit_head_job() -> None:
@@ -273,6 +281,14 @@ def start_scheduler(runtime: MonitorRuntime, *, paused: bool = False) -> Schedul
             misfire_grace_time=interval * 60,
         )
         aps.add_job(
+            drift_job,
+            trigger=IntervalTrigger(minutes=config.drift_interval_minutes, timezone=UTC),
+            id=DRIFT_JOB,
+            name="password drift check",
+            replace_existing=True,
+            misfire_grace_time=config.drift_interval_minutes * 60,
+        )
+        aps.add_job(
             expiry_job,
             trigger=_expiry_trigger(settings),
             id=EXPIRY_JOB,
@@ -281,7 +297,7 @@ def start_scheduler(runtime: MonitorRuntime, *, paused: bool = False) -> Schedul
             misfire_grace_time=int(timedelta(hours=12).total_seconds()),
         )
     else:
-        for job_id in (MONITOR_JOB, EXPIRY_JOB):
+        for job_id in (MONITOR_JOB, EXPIRY_JOB, DRIFT_JOB):
             if aps.get_job(job_id) is not None:
                 aps.remove_job(job_id)
     _plan_audit_head(aps, settings)

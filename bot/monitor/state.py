@@ -96,6 +96,14 @@ _expiry_reads = Table(
     Column("expires_at", Text),
 )
 
+_drift_events = Table(
+    "drift_events",
+    _metadata,
+    Column("account_id", Text, nullable=False),
+    Column("event", Text, nullable=False),
+    PrimaryKeyConstraint("account_id", "event"),
+)
+
 
 def _upsert(db: Connection, table: Table, values: Mapping[str, Any], *, replace: bool = True) -> None:
     """Insert a row, or replace (`replace`) or keep (not `replace`) the one with the same primary key."""
@@ -333,6 +341,20 @@ class MonitorState:
                     "expires_at": expiry.at.isoformat() if expiry.at else None,
                 },
             )
+
+    # --- drift: the events already alerted, per account ---
+
+    def drift_events(self, account_id: str) -> set[str]:
+        t = _drift_events
+        with self.transaction() as db:
+            return set(db.execute(select(t.c.event).where(t.c.account_id == account_id)).scalars())
+
+    @staticmethod
+    def save_drift_events(db: Connection, account_id: str, events: set[str]) -> None:
+        t = _drift_events
+        db.execute(delete(t).where(t.c.account_id == account_id))
+        for event in sorted(events):
+            db.execute(insert(t).values(account_id=account_id, event=event))
 
     def forget_expiry(self, account_id: str) -> None:
         """Drop today's cached expiry (the password just changed, so it has a new expiry date)."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.change import ChangeOutcome, ChangeStatus, Recovery, Verdict
 from bot.config import AccountConfig, ConfigError, Settings
+from bot.directory import ConnectionTestResult
 from bot.slack.text import inline
 from bot.slack.views import ViewOrigin, encode_metadata, notice_modal, plain, section
 
@@ -117,6 +118,11 @@ def _retry_button(state: PasswordModalState) -> dict[str, Any]:
     }
 
 
+def _warnings(test: ConnectionTestResult) -> str:
+    """The test's doubts (e.g. no KDC confirmed a password changed in AD minutes ago), one line each."""
+    return "".join(f"\n:warning: {inline(warning)}" for warning in test.warnings)
+
+
 def result_modal(outcome: ChangeOutcome, state: PasswordModalState) -> dict[str, Any]:
     """The modal after the change: saved, or why not (with a way to try again)."""
     test = outcome.test
@@ -128,7 +134,7 @@ def result_modal(outcome: ChangeOutcome, state: PasswordModalState) -> dict[str,
         )
         if outcome.problem:
             text += f"\n:warning: But then something went wrong: {inline(outcome.problem)}."
-        return notice_modal(TITLE, text)
+        return notice_modal(TITLE, text + _warnings(test))
     if outcome.status is ChangeStatus.SAVE_FAILED:
         why = outcome.message.removeprefix("Tested OK but NOT saved: ")
         text = f":warning: *Tested OK but NOT saved.* {inline(why)}"
@@ -157,6 +163,8 @@ def announcement(outcome: ChangeOutcome, who: str, settings: Settings) -> tuple[
     details = f"Verified by `{test.dc if test else '?'}`; the password {expiry}."
     if saved:
         details += f" Saved in the {saved.backend} store."
+    if test:
+        details += _warnings(test)
     return f"{text} {details}", [
         section(text),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": details}]},

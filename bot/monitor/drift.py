@@ -1,0 +1,211 @@
+"""Drift: the account's password changed in AD without atp-bot, or sensors sending a wrong one.
+
+Seen without a single bind as the account (so without any lockout risk), through its read-only lookup
+account: `pwdLastSet` later than the last save through atp-bot means someone reset the password in AD
+(or its expiry forced a change) and the sensors still have the old one; `badPwdCount` rising is the
+sensors failing with a wrong password, before the lockout. `badPwdCount` is not replicated between
+DCs, so it is read on every configured DC.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ldap3 import BASE
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from bot.config import AccountConfig, DomainController
+from bot.directory.ad_errors import decode_bind_failure
+from bot.directory.connection import NoVerdict, open_session, send_bind
+from bot.directory.lookup import UF_LOCKOUT, filetime_to_datetime, find_user, first_int, naming_context
+from bot.infra.redaction import active_secret
+from bot.store import CredentialMetadata
+
+log = logging.getLogger(__name__)
+
+_USER_ATTRIBUTES = [
+    "pwdLastSet",
+    "badPwdCount",
+    "badPasswordTime",
+    "lockoutTime",
+    "msDS-User-Account-Control-Computed",
+]
+
+
+class DriftUnavailable(Exception):
+    """The lookup account could not read this DC (refused, or the account is not found)."""
+
+
+@dataclass(frozen=True)
+class DcReading:
+    """What one DC says about the account (badPwdCount is this DC's own)."""
+
+    dc: str
+    password_last_set: datetime | None
+    bad_password_count: int
+    locked: bool
+    lockout_threshold: int | None
+
+
+class DriftReport(BaseModel):
+    """`atp-bot verify --json`: one account. `in_sync` is None when it could not be judged."""
+
+    model_config = ConfigDict(frozen=True)
+
+    account: str
+    in_sync: bool | None
+    password_changed_at: datetime | None
+    saved_at: datetime | None
+    bad_password_count: int | None
+    lockout_threshold: int | None
+    locked: bool | None
+    findings: list[str]
+    unreachable: bool = False  # no DC answered (exit 3); not one of the JSON fields
+    # The drift findings by a stable key (one per event: the change in AD, a DC's bad count, the
+    # lockout), so that the monitor alerts once per event; not one of the JSON fields.
+    events: dict[str, str] = {}
+
+    def as_json(self) -> dict[str, object]:
+        return self.model_dump(mode="json", exclude={"unreachable", "events"})
+
+
+def _recent_bad_count(user: dict[str, object], window: int | None, now: datetime) -> int:
+    """badPwdCount, or 0 when its last bad attempt is older than the lockout observation window (AD
+    forgets it at the next attempt)."""
+    count = first_int(user, "badPwdCount") or 0
+    last_bad = first_int(user, "badPasswordTime") or 0
+    if count and window and last_bad:
+        window_end = filetime_to_datetime(last_bad) + timedelta(microseconds=abs(window) // 10)
+        if window_end < now:
+            return 0
+    return count
+
+
+def read_dc(
+    account: AccountConfig, dc: DomainController, lookup_password: SecretStr, now: datetime
+) -> DcReading:
+    """Read the account's state on one DC with the lookup account. Raises NoVerdict (unreachable) or
+    DriftUnavailable."""
+    assert account.lookup_username is not None
+    with open_session(dc, account, account.lookup_username, lookup_password) as conn:
+        bound, code, diagnostic = send_bind(conn)
+        if not bound:
+            raise DriftUnavailable(f"lookup account: {decode_bind_failure(code, diagnostic).message}")
+        base = naming_context(conn, account)
+        domain: dict[str, object] = {}
+        if base and conn.search(
+            base, "(objectClass=domain)", BASE, attributes=["lockoutThreshold", "lockOutObservationWindow"]
+        ):
+            domain = dict(conn.response[0].get("attributes", {})) if conn.response else {}
+        user = find_user(conn, account, account.name, _USER_ATTRIBUTES)
+    if user is None:
+        raise DriftUnavailable(f"{account.username} not found by the lookup account")
+    last_set = first_int(user, "pwdLastSet")
+    uac = first_int(user, "msDS-User-Account-Control-Computed") or 0
+    return DcReading(
+        dc=dc.url,
+        password_last_set=filetime_to_datetime(last_set) if last_set else None,
+        bad_password_count=_recent_bad_count(user, first_int(domain, "lockOutObservationWindow"), now),
+        locked=bool(uac & UF_LOCKOUT),  # computed from lockoutTime and the lockout duration
+        lockout_threshold=first_int(domain, "lockoutThreshold"),
+    )
+
+
+def _short(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def evaluate(
+    account_id: str, readings: list[DcReading], problems: list[str], saved: CredentialMetadata | None
+) -> DriftReport:
+    """The verdict from every DC's reading and the last save through atp-bot."""
+    findings = list(problems)
+    if not readings:
+        return DriftReport(
+            account=account_id,
+            in_sync=None,
+            password_changed_at=None,
+            saved_at=saved.saved_at if saved else None,
+            bad_password_count=None,
+            lockout_threshold=None,
+            locked=None,
+            findings=findings,
+            unreachable=True,
+        )
+    changed = max((r.password_last_set for r in readings if r.password_last_set), default=None)
+    threshold = next((r.lockout_threshold for r in readings if r.lockout_threshold is not None), None)
+    worst = max(readings, key=lambda r: r.bad_password_count)
+    locked = [r.dc for r in readings if r.locked]
+    events = _events(account_id, changed, saved, [r for r in readings if r.bad_password_count], threshold)
+    if locked:
+        events["locked"] = f"{account_id} is locked out in AD ({', '.join(locked)})"
+    if saved is None:
+        findings.append(f"no password of {account_id} was saved through atp-bot yet: nothing to compare with")
+    return DriftReport(
+        account=account_id,
+        in_sync=False if events else (None if saved is None else True),
+        password_changed_at=changed,
+        saved_at=saved.saved_at if saved else None,
+        bad_password_count=worst.bad_password_count,
+        lockout_threshold=threshold,
+        locked=bool(locked),
+        findings=[*findings, *events.values()],
+        events=events,
+    )
+
+
+def _events(
+    account_id: str,
+    changed: datetime | None,
+    saved: CredentialMetadata | None,
+    counting: list[DcReading],
+    threshold: int | None,
+) -> dict[str, str]:
+    events = {}
+    if saved is not None and changed is not None and changed > saved.saved_at:
+        events[f"changed:{changed.isoformat()}"] = (
+            f"{account_id}'s password was changed in AD at {_short(changed)}, not through atp-bot (last "
+            f"saved {_short(saved.saved_at)}); the sensors will fail with the old one. Update the password."
+        )
+    of_threshold = f" of the lockout threshold {threshold}" if threshold else ""
+    for reading in counting:
+        events[f"bad:{reading.dc}"] = (
+            f"sensors are sending a wrong password for {account_id}: badPwdCount "
+            f"{reading.bad_password_count}{of_threshold} on {reading.dc}"
+        )
+    return events
+
+
+def check_drift(account: AccountConfig, saved: CredentialMetadata | None, now: datetime) -> DriftReport:
+    """Read every DC with the account's lookup account (never the account's own password)."""
+    if account.lookup_username is None:
+        raise ValueError(f"account {account.id} has no lookup account")
+    lookup_password = account.lookup_password()
+    readings: list[DcReading] = []
+    problems: list[str] = []
+    with active_secret(lookup_password):
+        for dc in account.dcs:
+            try:
+                readings.append(read_dc(account, dc, lookup_password, now))
+            except NoVerdict as problem:
+                problems.append(f"{dc.url} could not be read: {problem.detail}")
+            except DriftUnavailable as problem:
+                problems.append(f"{dc.url} could not be read: {problem}")
+    log.info("account %s: drift read on %d of %d DC(s)", account.id, len(readings), len(account.dcs))
+    return evaluate(account.id, readings, problems, saved)
+
+
+def render_report(report: DriftReport) -> list[str]:
+    """The report as an operator reads it: a verdict line, then the details."""
+    verdict = {True: "IN SYNC", False: "DRIFT", None: "UNKNOWN"}[report.in_sync]
+    lines = [f"{verdict}: account {report.account}"]
+    changed = f"{report.password_changed_at:%Y-%m-%d %H:%M} UTC" if report.password_changed_at else "unknown"
+    saved = f"{report.saved_at:%Y-%m-%d %H:%M} UTC" if report.saved_at else "never"
+    lines.append(f"  changed in AD: {changed}; saved through atp-bot: {saved}")
+    if report.bad_password_count is not None:
+        threshold = report.lockout_threshold or "none"
+        lines.append(f"  badPwdCount: {report.bad_password_count} (lockout threshold {threshold})")
+    lines.extend(f"  - {finding}" for finding in report.findings)
+    return lines
