@@ -242,6 +242,18 @@ class WinRMConfig(_WinRMSettings):
     cert_validation: bool | None = True
     # WS-Management operation timeout; the HTTP read timeout is derived from it (pywinrm needs read > op).
     operation_timeout: Annotated[int, Field(ge=1, le=600)] = 20
+    # Endpoint of a sensor found in Graph ([graph] discover_sensors) but not in [[sensors]], from its DNS
+    # name, e.g. "https://{dns_name}:5986/wsman"; unset: such sensors get Graph-only checks.
+    endpoint_template: str | None = None
+
+    @field_validator("endpoint_template")
+    @classmethod
+    def _valid_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            if value.count("{dns_name}") != 1 or value.replace("{dns_name}", "").count("{"):
+                raise ValueError("must contain {dns_name} once and no other placeholder")
+            parse_winrm_endpoint(value.replace("{dns_name}", "sensor.example"))
+        return value
 
 
 class SensorConfig(_WinRMSettings):
@@ -630,6 +642,9 @@ class GraphConfig(_Model):
     graph_url: str = "https://graph.microsoft.com/v1.0"
     ca_file: Path | None = None
     timeout: Annotated[float, Field(gt=0, le=300)] = 30.0
+    # List the sensors from Graph (needs SecurityIdentitiesSensors.Read.All as well) and merge them with
+    # [[sensors]] by DNS name; see docs/graph.md.
+    discover_sensors: bool = False
     # A health issue is about the directory service account when its display name contains one of these
     # (case-insensitive).
     issue_patterns: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = (
@@ -647,7 +662,7 @@ class GraphConfig(_Model):
     @model_validator(mode="after")
     def _complete_when_enabled(self) -> GraphConfig:
         _one_secret_source("client_secret", self.client_secret_env, self.client_secret_file)
-        if self.enabled:
+        if self.enabled or self.discover_sensors:
             missing = [
                 name
                 for name, value in (
@@ -661,7 +676,8 @@ class GraphConfig(_Model):
                 if not value
             ]
             if missing:
-                raise ValueError(f"enabled = true needs {', '.join(missing)}")
+                switch = "enabled" if self.enabled else "discover_sensors"
+                raise ValueError(f"{switch} = true needs {', '.join(missing)}")
         return self
 
     def client_secret(self) -> SecretStr:

@@ -105,6 +105,7 @@ class LogOut(_Strict):
 
 class CheckOutput(_Strict):
     services: list[ServiceOut]
+    sense_identity: bool  # the unified sensor's process runs
     log: LogOut | None
     log_error: str | None
 

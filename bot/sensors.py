@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import SecretStr, ValidationError
 
@@ -36,6 +36,7 @@ from bot.winrm_runner import FailureKind, RemoteFailure, ScriptOutput, run_power
 log = logging.getLogger(__name__)
 
 NOT_INSTALLED = "not installed"
+CLASSIC_SERVICE = "AATPSensor"
 RUNNING = "Running"
 
 
@@ -104,13 +105,24 @@ class SensorResult:
     log_error: str | None = None
     position: LogPosition | None = None
     failure: Failure | None = None
+    sense_identity: bool = False  # the unified sensor's process runs on the host
 
     @property
     def reachable(self) -> bool:
         return self.failure is None
 
     @property
+    def generation(self) -> Literal["2", "3", "unknown"]:
+        """What the host shows: the classic sensor's service, else the unified sensor's process."""
+        installed = {s.name.lower() for s in self.services if s.state != NOT_INSTALLED}
+        if self.kind == "mdi" and CLASSIC_SERVICE.lower() in installed:
+            return "2"
+        return "3" if self.kind == "mdi" and self.sense_identity else "unknown"
+
+    @property
     def problems(self) -> list[str]:
+        if self.generation == "3":
+            return []  # no AATP service and no classic log folder is how the unified sensor runs
         found = [f"service {s.name} is {s.state}" for s in self.services if not s.running]
         if self.credential_errors and self.credential_errors.count:
             found.append(f"{self.credential_errors.count} credential error(s) in the sensor log")
@@ -144,6 +156,7 @@ class SensorResult:
         if self.failure:
             data["error"] = f"{self.failure.kind}: {self.failure.detail}"
             data["error_kind"] = str(self.failure.kind)
+        data["generation"] = self.generation
         return data
 
 
@@ -272,6 +285,7 @@ def _check_one(plan: _Plan) -> SensorResult:
         credential_errors=errors,
         log_error=parsed.log_error,
         position=position,
+        sense_identity=parsed.sense_identity,
     )
     log.info(
         "sensor %s: checked in %.2fs, problems: %s", target.name, result.duration, result.problems or "none"

@@ -1,10 +1,13 @@
 """An emulator of the Microsoft identity platform token endpoint and Graph's Defender for Identity
-health issues (`/v1.0/security/identities/healthIssues`), for tests and for trying atp-bot locally.
+health issues (`/v1.0/security/identities/healthIssues`) and sensors (`/v1.0/security/identities/sensors`),
+for tests and for trying atp-bot locally.
 
 HTTPS with a throwaway test CA (lab.tlsca). The token endpoint implements the client credentials grant
 (OpenID discovery document included, as MSAL reads it first); the health issues list supports
-`$filter=status eq '…'` and pages with `@odata.nextLink`. Failures can be injected per path, and every
-request's method, path and status are recorded (never a body or a header value).
+`$filter=status eq '…'`, the sensors list `$select`; both page with `@odata.nextLink`. Failures can be
+injected per path (a status, or throttling with `Retry-After`), an application permission can be
+withheld (403 like Graph), and every request's method, path and status are recorded (never a body or a
+header value).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from lab.serving import BackgroundServer
 from lab.tlsca import TlsFiles, issue_ca_and_server_cert
 
 HEALTH_ISSUES_PATH = "/v1.0/security/identities/healthIssues"
+SENSORS_PATH = "/v1.0/security/identities/sensors"
+SENSORS_PERMISSION = "SecurityIdentitiesSensors.Read.All"
+HEALTH_PERMISSION = "SecurityIdentitiesHealth.Read.All"
 CREDENTIALS_ISSUE = "Directory services user credentials are incorrect"
 
 
@@ -42,8 +48,10 @@ class _State:
     client_secret: str
     page_size: int
     issues: list[dict[str, Any]] = field(default_factory=list)
+    sensors: list[dict[str, Any]] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
-    injected: deque[tuple[str, int]] = field(default_factory=deque)
+    injected: deque[tuple[str, int, int | None]] = field(default_factory=deque)
+    withheld: set[str] = field(default_factory=set)
     records: list[RequestRecord] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -62,9 +70,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the recorded requests are the emulator's log."""
 
-    def _reply(self, status: int, payload: dict[str, Any] | None = None) -> None:
+    def _reply(
+        self, status: int, payload: dict[str, Any] | None = None, *, retry_after: int | None = None
+    ) -> None:
         body = json.dumps(payload).encode() if payload is not None else b""
         self.send_response(status)
+        if retry_after is not None:
+            self.send_header("Retry-After", str(retry_after))
         if body:
             self.send_header("Content-Type", "application/json; odata.metadata=minimal")
         self.send_header("Content-Length", str(len(body)))
@@ -73,25 +85,29 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.state.lock:
             self.server.state.records.append(RequestRecord(self.command, urlsplit(self.path).path, status))
 
-    def _injected(self, path: str) -> int | None:
+    def _injected(self, path: str) -> tuple[int, int | None] | None:
         state = self.server.state
         with state.lock:
             for item in state.injected:
                 if path.startswith(item[0]):
                     state.injected.remove(item)
-                    return item[1]
+                    return item[1], item[2]
         return None
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         state = self.server.state
-        status = self._injected(parts.path)
-        if status is not None:
-            self._reply(status, {"error": {"code": "injected", "message": f"injected HTTP {status}"}})
+        injected = self._injected(parts.path)
+        if injected is not None:
+            status, retry_after = injected
+            error = {"error": {"code": "injected", "message": f"injected HTTP {status}"}}
+            self._reply(status, error, retry_after=retry_after)
         elif parts.path == f"/{state.tenant_id}/v2.0/.well-known/openid-configuration":
             self._reply(200, self._openid_configuration())
         elif parts.path == HEALTH_ISSUES_PATH:
             self._health_issues(parse_qs(parts.query))
+        elif parts.path == SENSORS_PATH:
+            self._sensors(parse_qs(parts.query))
         else:
             self._reply(404, {"error": {"code": "ResourceNotFound", "message": "not found"}})
 
@@ -99,9 +115,9 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         form = parse_qs(self.rfile.read(length).decode("utf-8")) if length else {}
-        status = self._injected(parts.path)
-        if status is not None:
-            self._reply(status, {"error": "temporarily_unavailable", "error_description": "injected"})
+        injected = self._injected(parts.path)
+        if injected is not None:
+            self._reply(injected[0], {"error": "temporarily_unavailable", "error_description": "injected"})
         elif parts.path == f"/{self.server.state.tenant_id}/oauth2/v2.0/token":
             self._token({k: v[0] for k, v in form.items()})
         else:
@@ -137,17 +153,28 @@ class _Handler(BaseHTTPRequestHandler):
             200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
         )
 
-    def _health_issues(self, query: dict[str, list[str]]) -> None:
+    def _authorized(self, permission: str) -> bool:
+        """Graph's answers without a valid token (401) or without the application permission (403)."""
         state = self.server.state
         header = self.headers.get("Authorization", "")
         with state.lock:
             valid = header.startswith("Bearer ") and header[7:] in state.tokens
-            issues = list(state.issues)
+            granted = permission not in state.withheld
         if not valid:
             self._reply(
                 401, {"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty."}}
             )
+        elif not granted:
+            message = "Missing application permissions"  # Graph names no permission in its answer
+            self._reply(403, {"error": {"code": "Forbidden", "message": message}})
+        return valid and granted
+
+    def _health_issues(self, query: dict[str, list[str]]) -> None:
+        state = self.server.state
+        if not self._authorized(HEALTH_PERMISSION):
             return
+        with state.lock:
+            issues = list(state.issues)
         wanted = (query.get("$filter") or [""])[0]
         if wanted:
             status = wanted.removeprefix("status eq ").strip("'")
@@ -162,6 +189,30 @@ class _Handler(BaseHTTPRequestHandler):
             link = f"{self.server.base_url}{HEALTH_ISSUES_PATH}?$skiptoken={skip + state.page_size}"
             if wanted:
                 link += f"&$filter={wanted}"
+            payload["@odata.nextLink"] = link
+        self._reply(200, payload)
+
+    def _sensors(self, query: dict[str, list[str]]) -> None:
+        state = self.server.state
+        if not self._authorized(SENSORS_PERMISSION):
+            return
+        with state.lock:
+            sensors = list(state.sensors)
+        select = (query.get("$select") or [""])[0]
+        fields = [f for f in select.split(",") if f]
+        skip = int((query.get("$skiptoken") or ["0"])[0])
+        page = [
+            {k: v for k, v in s.items() if not fields or k in fields or k == "id"}
+            for s in sensors[skip : skip + state.page_size]
+        ]
+        payload: dict[str, Any] = {
+            "@odata.context": f"{self.server.base_url}/v1.0/$metadata#security/identities/sensors",
+            "value": page,
+        }
+        if skip + state.page_size < len(sensors):
+            link = f"{self.server.base_url}{SENSORS_PATH}?$skiptoken={skip + state.page_size}"
+            if select:
+                link += f"&$select={select}"
             payload["@odata.nextLink"] = link
         self._reply(200, payload)
 
@@ -254,10 +305,64 @@ class GraphEmulator(BackgroundServer[_Server]):
         with self._state.lock:
             return [issue["id"] for issue in self._state.issues]
 
-    def fail_next(self, path_prefix: str, status: int) -> None:
-        """Answer the next request whose path starts with `path_prefix` with `status`."""
+    def add_sensor(
+        self,
+        name: str,
+        *,
+        domain: str = "contoso.test",
+        sensor_type: str = "domainControllerIntegrated",
+        version: str = "2.250.18972.56743",
+        health_status: str = "healthy",
+        deployment_status: str = "upToDate",
+        open_issues: int = 0,
+        dns_names: tuple[str, ...] | None = None,
+    ) -> str:
+        """Add a sensor shaped like Graph's sensor resource (`displayName` is the short name); its id."""
+        sensor_id = secrets.token_hex(16)
+        fqdn = f"{name}.{domain}".lower()
         with self._state.lock:
-            self._state.injected.append((path_prefix, status))
+            self._state.sensors.append(
+                {
+                    "id": sensor_id,
+                    "displayName": name,
+                    "domainName": domain,
+                    "sensorType": sensor_type,
+                    "version": version,
+                    "healthStatus": health_status,
+                    "deploymentStatus": deployment_status,
+                    "openHealthIssuesCount": open_issues,
+                    "createdDateTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                    "settings": {
+                        "description": None,
+                        "domainControllerDnsNames": list(dns_names if dns_names is not None else (fqdn,)),
+                        "isDelayedDeploymentEnabled": False,
+                    },
+                }
+            )
+        return sensor_id
+
+    def update_sensor(self, sensor_id: str, **fields: Any) -> None:
+        """Change a sensor's Graph fields, e.g. `healthStatus="notHealthyHigh"`."""
+        with self._state.lock:
+            for sensor in self._state.sensors:
+                if sensor["id"] == sensor_id:
+                    sensor.update(fields)
+
+    def withhold_permission(self, permission: str) -> None:
+        """Answer requests that need this application permission with 403 (it was never granted)."""
+        with self._state.lock:
+            self._state.withheld.add(permission)
+
+    def fail_next(self, path_prefix: str, status: int, *, retry_after: int | None = None) -> None:
+        """Answer the next request whose path starts with `path_prefix` with `status` (and `Retry-After`)."""
+        with self._state.lock:
+            self._state.injected.append((path_prefix, status, retry_after))
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        """The access tokens handed out (for tests proving they never leak)."""
+        with self._state.lock:
+            return list(self._state.tokens)
 
     @property
     def token_path(self) -> str:

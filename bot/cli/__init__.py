@@ -15,14 +15,34 @@ from importlib.metadata import entry_points
 
 from bot import __version__
 from bot.audit import AuditError
-from bot.cli import audit_cmd, check, config_cmd, health_cmd, run, set_password, store_cmd, test_connection
+from bot.cli import (
+    audit_cmd,
+    check,
+    config_cmd,
+    health_cmd,
+    run,
+    sensors_cmd,
+    set_password,
+    store_cmd,
+    test_connection,
+)
 from bot.config import ConfigError
 from bot.exitcodes import ExitCode
 from bot.store import StoreError
 
 log = logging.getLogger(__name__)
 
-BUILTIN_COMMANDS = (run, health_cmd, test_connection, set_password, check, config_cmd, store_cmd, audit_cmd)
+BUILTIN_COMMANDS = (
+    run,
+    health_cmd,
+    test_connection,
+    set_password,
+    check,
+    config_cmd,
+    store_cmd,
+    audit_cmd,
+    sensors_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,8 @@ from bot.config import ConfigError
 from bot.exitcodes import ExitCode
 from bot.sensors import SensorResult, check_sensors
 
+UNIFIED_SENSOR = "SenseIdentity running (unified sensor: no directory service account)"
+
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
@@ -72,6 +74,8 @@ def render_table(results: Sequence[SensorResult]) -> str:
             status = "UNREACHABLE"
             services = f"{r.failure.kind}: {r.failure.detail}"
             errors = "-"
+        elif r.generation == "3":
+            status, services, errors = "ok", UNIFIED_SENSOR, "-"
         else:
             status = "ok" if r.healthy else "PROBLEM"
             services = ", ".join(f"{s.name} {s.state}" for s in r.services)

@@ -91,11 +91,13 @@ function Scan-Back([string]$path, [datetime]$since) {
   if ($end -lt 0) { $end = $size - $carry.Length }
   return $end
 }
-$out = [ordered]@{ services = @(); log = $null; log_error = $null }
+$out = [ordered]@{ services = @(); sense_identity = $false; log = $null; log_error = $null }
 foreach ($name in $p.services) {
   $svc = Get-Service -Name $name -ErrorAction SilentlyContinue
   $out.services += [ordered]@{ name = $name; state = $(if ($svc) { $svc.Status.ToString() } else { $null }) }
 }
+# The unified sensor (3.x) has no service of its own; Microsoft's module recognises it by this process.
+$out.sense_identity = [bool](Get-Process -Name SenseIdentity -ErrorAction SilentlyContinue)
 try {
   $dirs = @(Resolve-Path -Path $p.log_dir -ErrorAction SilentlyContinue | ForEach-Object { $_.ProviderPath })
   $cands = @($dirs | ForEach-Object { Join-Path $_ $p.error_log } | Where-Object { Test-Path -LiteralPath $_ -PathType Leaf })

@@ -251,9 +251,10 @@ class CheckRun:
 
     def run(self) -> dict[str, Any]:
         p = self.p
-        out: dict[str, Any] = {"services": [], "log": None, "log_error": None}
+        out: dict[str, Any] = {"services": [], "sense_identity": False, "log": None, "log_error": None}
         for name in p["services"]:
             out["services"].append({"name": name, "state": self.host.service_state(name)})
+        out["sense_identity"] = self.host.process_running("SenseIdentity")
         candidates = self.host.glob(ntpath.join(p["log_dir"], p["error_log"]))
         if not candidates:
             out["log_error"] = "error log not found: " + ntpath.join(p["log_dir"], p["error_log"])

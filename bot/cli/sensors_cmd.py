@@ -1,0 +1,98 @@
+"""`atp-bot sensors`: every sensor, from Graph and `[[sensors]]`, with its generation and a verdict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bot.cli import context
+from bot.config import ConfigError, Settings
+from bot.exitcodes import ExitCode
+from bot.graph import GraphError
+from bot.graph_sensors import GraphSensor, GraphSensorSource
+from bot.sensor_inventory import SensorRow, build_rows, check_hosts, in_domain, merge_fleet
+
+COLUMNS = (
+    "SENSOR",
+    "DOMAIN",
+    "SOURCE",
+    "TYPE",
+    "VERSION",
+    "GEN",
+    "USES DSA",
+    "HEALTH",
+    "DEPLOYMENT",
+    "WINRM",
+    "VERDICT",
+)
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "sensors", help="list every sensor (Graph and [[sensors]]) with its generation and health"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON list (one object per sensor)")
+    parser.add_argument("--domain", metavar="D", help="only the sensors of this domain (DNS name)")
+    parser.set_defaults(handler=run)
+
+
+def exit_code(rows: Sequence[SensorRow], graph_error: str | None) -> ExitCode:
+    """3 if Graph or a sensor could not be used, else 1 if one needs attention, else 0."""
+    if graph_error is not None or any(r.verdict == "unknown" for r in rows):
+        return ExitCode.UNREACHABLE
+    if any(r.verdict == "attention" for r in rows):
+        return ExitCode.PROBLEM
+    return ExitCode.OK
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def render_table(rows: Sequence[SensorRow]) -> str:
+    table: list[tuple[str, ...]] = [COLUMNS]
+    for r in rows:
+        cells = (r.name, r.domain, r.source, r.sensor_type, r.version, r.generation, r.uses_dsa)
+        table.append(
+            tuple(_cell(c) for c in (*cells, r.health_status, r.deployment_status, r.winrm, r.verdict))
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip() for row in table)
+
+
+def graph_inventory(settings: Settings) -> tuple[tuple[GraphSensor, ...], str | None]:
+    """Graph's sensors when discovery is on; an error message instead of raising (config rows still show)."""
+    if not settings.graph.discover_sensors:
+        return (), None
+    try:
+        return GraphSensorSource(settings.graph).sensors(), None
+    except GraphError as exc:
+        return (), str(exc)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = context.load(args)
+    if not settings.graph.discover_sensors and not settings.sensors:
+        raise ConfigError(["no sensors to list: set [graph] discover_sensors = true or add [[sensors]]"])
+    graph_sensors, graph_error = graph_inventory(settings)
+    members = merge_fleet(settings, graph_sensors)
+    if args.domain:
+        members = [m for m in members if in_domain(m, args.domain)]
+    rows = build_rows(members, check_hosts(settings, members))
+    if graph_error is not None:
+        print(f"atp-bot: Graph: {graph_error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+    else:
+        print(render_table(rows))
+        for row in rows:
+            for problem in row.problems:
+                print(f"{row.name}: {problem}")
+    return exit_code(rows, graph_error)
