@@ -30,6 +30,7 @@ from bot.directory import ConnectionTestResult, Outcome, run_connection_test
 from bot.lockout import AccountBusy, AccountLease, LockoutGuard, hold_account
 from bot.recovery import Recovery, resolve
 from bot.redaction import active_secret
+from bot.sensor_inventory import AccountSensors, GraphFleet, account_sensors
 from bot.sensors import SensorResult, check_sensors
 from bot.state import state_dir
 from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
@@ -87,6 +88,9 @@ class ChangeProgress:
     def checks_done(self, results: Sequence[SensorResult]) -> None:
         """Every sensor of the account answered (or failed)."""
 
+    def not_using_dsa(self, names: Sequence[str]) -> None:
+        """Unified sensors (per Graph) of the account's domains: not checked, they do not use the account."""
+
 
 def open_changes(settings: Settings) -> PasswordChanges:
     """The change path for a configuration, with its store and audit trail (raises StoreError/AuditError)."""
@@ -142,6 +146,12 @@ class PasswordChanges:
         self.journal = ChangeJournal(state_dir)
         self.checker = checker
         self.tester = tester
+        self.fleet = GraphFleet(settings)
+
+    def sensor_scope(self, account_id: str) -> AccountSensors:
+        """The sensors a change of the account concerns: `[[sensors]]` and, with discovery, Graph's."""
+        graph, _ = self.fleet.sensors()
+        return account_sensors(self.settings, account_id, graph)
 
     def change(
         self,
@@ -324,13 +334,20 @@ class PasswordChanges:
     ) -> list[SensorResult]:
         """Check every sensor of the account: service running, credential errors since `since`."""
         progress = progress or ChangeProgress()
-        names = [s.name for s in sensors_for_account(self.settings, account_id)]
-        if not names:
+        scope = self.sensor_scope(account_id)
+        if scope.not_using_dsa:
+            progress.not_using_dsa(scope.not_using_dsa)
+        if not scope.names:
             progress.checks_done([])
             return []
         results = self.checker(
-            self.settings, names, since=since or datetime.now(UTC), on_result=progress.sensor_checked
+            scope.settings,
+            list(scope.names),
+            since=since or datetime.now(UTC),
+            on_result=progress.sensor_checked,
         )
-        record_checks(self.audit, actor, account_id, results)
+        # A host that shows the unified sensor (Graph off) is shown, but does not count in the verdict.
+        counted = [r for r in results if r.generation != "3"]
+        record_checks(self.audit, actor, account_id, counted)
         progress.checks_done(results)
-        return results
+        return counted

@@ -127,7 +127,10 @@ class GraphSensorSource(GraphHealthSource):
             now = self._clock()
             if self._cached is not None and now - self._cached[0] < self._cache_seconds:
                 return self._cached[1]
-            sensors = self._fetch()
+            try:
+                sensors = self._fetch()
+            finally:
+                self._http.close()  # idle until the cache expires: hold no connection meanwhile
             self._cached = (self._clock(), sensors)
             return sensors
 
@@ -173,7 +176,9 @@ class GraphSensorSource(GraphHealthSource):
             page = self._get_page(next_url, token, permission, waited)
             items += [i for i in page["value"] if isinstance(i, dict)]
             link = page.get("@odata.nextLink")
-            if link is not None and (not isinstance(link, str) or not link.startswith(self.config.graph_url)):
+            if link is not None and (
+                not isinstance(link, str) or not link.startswith(f"{self.config.graph_url}/")
+            ):
                 raise GraphError("Graph's next page link points elsewhere; not following it")
             next_url = link
         raise GraphError(f"more than {MAX_PAGES} pages from Graph; stopped")
@@ -196,8 +201,15 @@ class GraphSensorSource(GraphHealthSource):
             waited[0] += delay
 
     def _request(self, url: str, token: str) -> requests.Response:
+        """One GET, read to its end, on a connection closed after it: nothing lingers between rounds."""
         try:
-            return self._http.get(url, headers={"Authorization": f"Bearer {token}"}, allow_redirects=False)
+            response = self._http.get(
+                url,
+                headers={"Authorization": f"Bearer {token}", "Connection": "close"},
+                allow_redirects=False,
+            )
+            _ = response.content
+            return response
         except requests.RequestException as exc:
             raise GraphError(f"cannot reach Graph at {self.config.graph_url}: {type(exc).__name__}") from None
 

@@ -10,6 +10,7 @@ is `unknown`: never guessed.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -17,9 +18,12 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.config import SensorConfig, Settings
-from bot.graph_sensors import GraphSensor
+from bot.config import AccountConfig, SensorConfig, Settings
+from bot.graph import GraphError
+from bot.graph_sensors import GraphSensor, GraphSensorSource
 from bot.sensors import SensorResult, check_sensors
+
+log = logging.getLogger(__name__)
 
 Generation = Literal["2", "3", "unknown"]
 Verdict = Literal["healthy", "attention", "unknown"]
@@ -251,6 +255,59 @@ def build_rows(
 ) -> list[SensorRow]:
     hosts = hosts or {}
     return [build_row(m, hosts.get(m.name)) for m in members]
+
+
+class GraphFleet:
+    """Graph's sensors when `[graph] discover_sensors` is on (one cached source per configuration)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._source = GraphSensorSource(settings.graph) if settings.graph.discover_sensors else None
+
+    def sensors(self) -> tuple[tuple[GraphSensor, ...], str | None]:
+        """The sensors, or none and why Graph could not be used (the caller still has `[[sensors]]`)."""
+        if self._source is None:
+            return (), None
+        try:
+            return self._source.sensors(), None
+        except GraphError as exc:
+            log.warning("graph: sensor inventory unavailable: %s", exc)
+            return (), str(exc)
+
+
+@dataclass(frozen=True)
+class AccountSensors:
+    """The sensors a change of one account concerns."""
+
+    settings: Settings  # its `sensors` are the ones to check over WinRM (discovered ones included)
+    names: tuple[str, ...]
+    not_using_dsa: tuple[str, ...]  # unified sensors in the account's domains: listed, never counted
+
+
+def _serves(member: FleetMember, account: AccountConfig) -> bool:
+    """A sensor naming an account serves it; one naming none serves the accounts of its domain (every
+    account when its domain cannot be told, as before discovery)."""
+    if member.config is not None and member.config.account is not None:
+        return member.config.account == account.id
+    domains = account.dns_domains
+    if member.domain is not None and domains:
+        return member.domain in domains
+    return member.config is not None
+
+
+def account_sensors(settings: Settings, account_id: str, graph: Sequence[GraphSensor]) -> AccountSensors:
+    account = settings.account(account_id)
+    to_check: list[SensorConfig] = []
+    unified: list[str] = []
+    for member in merge_fleet(settings, graph):
+        if not _serves(member, account):
+            continue
+        if member.graph is not None and generation_of(member.graph.version) == "3":
+            unified.append(member.name)
+        elif (config := discovered_sensor_config(settings, member)) is not None:
+            to_check.append(config)
+    return AccountSensors(
+        settings.model_copy(update={"sensors": to_check}), tuple(c.name for c in to_check), tuple(unified)
+    )
 
 
 def in_domain(member: FleetMember, domain: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,9 @@ def write_config(tmp_path: Path, emulator: WinRMEmulator, names: list[str], extr
     return path
 
 
-def sensors_json(config: Path, capsys: pytest.CaptureFixture[str], expected_exit: int) -> dict[str, dict]:  # type: ignore[type-arg]
+def sensors_json(
+    config: Path, capsys: pytest.CaptureFixture[str], expected_exit: int
+) -> dict[str, dict[str, Any]]:
     assert main(["--config", str(config), "sensors", "--json"]) == expected_exit
     return {row["name"]: row for row in json.loads(capsys.readouterr().out)}
 
@@ -118,12 +121,9 @@ def test_endpoint_template_gives_discovered_sensors_winrm_checks(
     emulator.add_host(Host.unified("localhost"))
     port = emulator.endpoint("localhost").rsplit(":", 1)[1].split("/")[0]
     graph.add_sensor("localhost", version=UNIFIED, dns_names=("localhost",))
+    template = f"http://{{dns_name}}:{port}/wsman"
     config = tmp_path / "atp-bot.toml"
-    config.write_text(
-        settings_toml([], winrm={"endpoint_template": f"http://{{dns_name}}:{port}/wsman"})
-        + graph_toml(graph),
-        encoding="utf-8",
-    )
+    config.write_text(settings_toml([], winrm={"endpoint_template": template}) + graph_toml(graph), "utf-8")
     rows = sensors_json(config, capsys, 0)
     assert rows["localhost"]["winrm"] is True and rows["localhost"]["source"] == "graph"
     assert emulator.host("localhost").counters.scripts == 1

@@ -9,11 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.cli import context
-from bot.config import ConfigError, Settings
+from bot.config import ConfigError
 from bot.exitcodes import ExitCode
-from bot.graph import GraphError
-from bot.graph_sensors import GraphSensor, GraphSensorSource
-from bot.sensor_inventory import SensorRow, build_rows, check_hosts, in_domain, merge_fleet
+from bot.sensor_inventory import GraphFleet, SensorRow, build_rows, check_hosts, in_domain, merge_fleet
 
 COLUMNS = (
     "SENSOR",
@@ -67,21 +65,11 @@ def render_table(rows: Sequence[SensorRow]) -> str:
     return "\n".join("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip() for row in table)
 
 
-def graph_inventory(settings: Settings) -> tuple[tuple[GraphSensor, ...], str | None]:
-    """Graph's sensors when discovery is on; an error message instead of raising (config rows still show)."""
-    if not settings.graph.discover_sensors:
-        return (), None
-    try:
-        return GraphSensorSource(settings.graph).sensors(), None
-    except GraphError as exc:
-        return (), str(exc)
-
-
 def run(args: argparse.Namespace) -> int:
     settings = context.load(args)
     if not settings.graph.discover_sensors and not settings.sensors:
         raise ConfigError(["no sensors to list: set [graph] discover_sensors = true or add [[sensors]]"])
-    graph_sensors, graph_error = graph_inventory(settings)
+    graph_sensors, graph_error = GraphFleet(settings).sensors()
     members = merge_fleet(settings, graph_sensors)
     if args.domain:
         members = [m for m in members if in_domain(m, args.domain)]

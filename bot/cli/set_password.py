@@ -61,6 +61,10 @@ class _Printer(ChangeProgress):
         state = "unreachable" if not result.reachable else "ok" if result.healthy else "problem"
         print(f"  {result.name}: {state}", flush=True)
 
+    def not_using_dsa(self, names: Sequence[str]) -> None:
+        listed = ", ".join(names)
+        print(f"Not checked, unified sensors that do not use the directory service account: {listed}")
+
     def checks_done(self, results: Sequence[SensorResult]) -> None:
         if results:
             print(check.render_table(results))

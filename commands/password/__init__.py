@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.audit import AuditAction, AuditOutcome
-from bot.change import ChangeProgress, PasswordChanges, sensors_for_account
+from bot.change import ChangeProgress, PasswordChanges
 from bot.config import ConfigError, Settings
 from bot.monitor.models import MessageRef
 from bot.recovery import Recovery
@@ -28,7 +28,7 @@ from bot.slack.audit import slack_actor
 from bot.slack.context import CommandContext, Services
 from bot.slack.middleware import authorize_interaction
 from bot.slack.registry import Subcommand
-from bot.slack.text import inline
+from bot.slack.text import escape, inline
 from bot.slack.views import decode_metadata, notice_modal, update_view
 from commands.arguments import account_argument
 from commands.password.origin import origin_channel, origin_user, slack_origin
@@ -44,7 +44,7 @@ from commands.password.views import (
     result_modal,
     testing_modal,
 )
-from commands.sensor_report import LiveReport, thread_report
+from commands.sensor_report import NOT_USING_DSA, LiveReport, thread_report
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,9 @@ class _FollowUp(ChangeProgress):
     def checks_done(self, results: Any) -> None:
         self.report.finish(results)
 
+    def not_using_dsa(self, names: Sequence[str]) -> None:
+        self.report.note(f"Not checked, {NOT_USING_DSA}: {', '.join(names)}.")
+
 
 def run_change(
     services: Services,
@@ -131,12 +134,15 @@ def check_in_thread(
     thread: str,
 ) -> None:
     """After a save: schedule the re-checks and run the follow-up checks, reported in `thread`."""
-    client, settings = services.client, services.settings
-    sensors = sensors_for_account(settings, account_id)
+    client = services.client
+    scope = changes.sensor_scope(account_id)
+    sensors = scope.names
     if not sensors:
-        client.chat_postMessage(
-            channel=channel, thread_ts=thread, text="No sensors are configured for this account."
+        unified = (
+            f" Not checked, {NOT_USING_DSA}: {', '.join(scope.not_using_dsa)}." if scope.not_using_dsa else ""
         )
+        text = "No sensors that use this account are configured." + escape(unified)
+        client.chat_postMessage(channel=channel, thread_ts=thread, text=text)
         return
     if services.scheduler is not None and changed_at is not None:
         services.scheduler.schedule_rechecks(account_id, MessageRef(channel=channel, ts=thread), changed_at)
