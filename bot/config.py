@@ -320,6 +320,12 @@ class SensorChecksConfig(_Model):
     credential_error_patterns: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = [
         "The supplied credential is invalid."
     ]
+    # Sensor log lines of a gMSA whose password the sensor may not retrieve (reported apart from a wrong
+    # password); an empty list turns them off.
+    gmsa_error_patterns: list[Annotated[str, Field(min_length=1)]] = [
+        "failed to retrieve group managed service account password",
+        "GMSA password could not be retrieved",
+    ]
     # Without `since` or a saved position, look this far back in the error log.
     default_window_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60
     # Upper bound of log bytes one check reads on a sensor (the sensor reads, only results travel).

@@ -53,7 +53,8 @@ class SensorTarget:
     services: tuple[str, ...]
     log_dir: str
     error_log: str
-    patterns: tuple[str, ...]
+    patterns: tuple[str, ...]  # credential errors of either reason (what the sensor counts)
+    gmsa_patterns: tuple[str, ...]
 
     def read_password(self) -> SecretStr | None:
         """The WinRM password; None for certificate authentication."""
@@ -88,7 +89,11 @@ def resolve_target(settings: Settings, sensor: SensorConfig) -> SensorTarget:
         services=tuple(sensor.services or defaults.services),
         log_dir=sensor.log_dir or defaults.log_dir,
         error_log=sensor.error_log or defaults.error_log,
-        patterns=tuple(sensor.credential_error_patterns or checks.credential_error_patterns),
+        patterns=(
+            *(sensor.credential_error_patterns or checks.credential_error_patterns),
+            *checks.gmsa_error_patterns,
+        ),
+        gmsa_patterns=tuple(checks.gmsa_error_patterns),
     )
     problems = []
     if transport == "certificate" and not target.cert_pem:

@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 
 from bot import metrics
 from bot.config import ConfigError, SensorKind, Settings
+from bot.credential_signatures import ErrorReason, describe, error_reason
 from bot.redaction import active_secret
 from bot.sensor_scripts import (
     CHECK_SENSOR,
@@ -90,6 +91,7 @@ class CredentialErrors:
     complete: bool  # False: the scan stopped at sensor_checks.max_scan_bytes
     rotated: bool  # the log was rotated since the previous position; its tail was read too
     reset: bool  # the previous position no longer matched any file; the log was read from its start
+    reason: ErrorReason = "password"  # a wrong password, or a gMSA the sensor may not retrieve
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,8 @@ class SensorResult:
             return []  # no AATP service and no classic log folder is how the unified sensor runs
         found = [f"service {s.name} is {s.state}" for s in self.services if not s.running]
         if self.credential_errors and self.credential_errors.count:
-            found.append(f"{self.credential_errors.count} credential error(s) in the sensor log")
+            errors = self.credential_errors
+            found.append(f"{describe(errors.count, errors.reason)} in the sensor log")
         if self.log_error:
             found.append(f"error log: {self.log_error}")
         return found
@@ -149,6 +152,7 @@ class SensorResult:
             data["first_error"] = errors.first.isoformat() if errors.first else None
             data["last_error"] = errors.last.isoformat() if errors.last else None
             data["sample"] = errors.sample
+            data["credential_error_reason"] = errors.reason
         if self.log_error:
             data["log_error"] = self.log_error
         if self.position:
@@ -272,6 +276,7 @@ def _check_one(plan: _Plan) -> SensorResult:
             complete=found.complete,
             rotated=found.rotated,
             reset=found.reset,
+            reason=error_reason(found.sample, target.gmsa_patterns),
         )
         position = LogPosition(path=found.path, file_id=found.file_id, offset=found.offset)
     result = SensorResult(

@@ -18,6 +18,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.credential_signatures import describe
 from bot.monitor.actions import start_sensor_service
 from bot.monitor.models import (
     AuditHeadNotice,
@@ -111,7 +112,7 @@ def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
     for issue in incident.sensors:
         parts = []
         if issue.credential_errors:
-            parts.append(f"{issue.credential_errors} credential error(s), last {_when(issue.last_error)}")
+            parts.append(f"{describe(issue.credential_errors, issue.reason)}, last {_when(issue.last_error)}")
         parts += [f"service `{s.name}` is {inline(s.state)}" for s in issue.stopped_services]
         lines.append(f"• *{issue.sensor}*: " + "; ".join(parts))
     lines += [

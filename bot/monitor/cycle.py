@@ -72,6 +72,7 @@ def sensor_issue(result: SensorResult) -> SensorIssue | None:
         last_error=errors.last if errors and errors.count else None,
         sample=errors.sample if errors and errors.count else None,
         stopped_services=stopped,
+        reason=errors.reason if errors else "password",
     )
 
 
@@ -110,6 +111,7 @@ def _merge(old: SensorIssue, new: SensorIssue) -> SensorIssue:
         last_error=_latest(old.last_error, new.last_error),
         sample=new.sample or old.sample,
         stopped_services=new.stopped_services,
+        reason=new.reason if new.credential_errors else old.reason,
     )
 
 

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from bot.credential_signatures import ErrorReason
 from bot.sensors import NOT_INSTALLED, SensorResult
 
 
@@ -39,6 +40,7 @@ class SensorIssue(_Value):
     last_error: datetime | None = None
     sample: str | None = None
     stopped_services: tuple[ServiceState, ...] = ()
+    reason: ErrorReason = "password"  # of the latest credential errors
 
 
 class HealthIssue(_Value):
