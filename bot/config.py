@@ -674,6 +674,10 @@ class GraphConfig(_Model):
     # List the sensors from Graph (needs SecurityIdentitiesSensors.Read.All as well) and merge them with
     # [[sensors]] by DNS name; see docs/graph.md.
     discover_sensors: bool = False
+    # After a saved change, watch the DSA health issues (needs enabled = true): post in the change's thread
+    # when MDI closes them, or that one is still open after this many minutes; polled this often.
+    issue_watch_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60
+    issue_watch_poll_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 5
     # A health issue is about the directory service account when its display name contains one of these
     # (case-insensitive).
     issue_patterns: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = (

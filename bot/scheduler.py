@@ -32,6 +32,7 @@ from bot.graph import GraphError
 from bot.monitor.audit_head import run_audit_head_announcement
 from bot.monitor.cycle import CycleResult, run_monitor_cycle
 from bot.monitor.expiry import run_expiry_check
+from bot.monitor.issue_watch import watch_step, watch_steps
 from bot.monitor.models import MessageRef
 from bot.monitor.recheck import run_recheck
 from bot.monitor.runtime import MonitorRuntime
@@ -44,6 +45,7 @@ MONITOR_JOB = "monitor"
 EXPIRY_JOB = "expiry"
 AUDIT_HEAD_JOB = "audit-head"
 RECHECK_PREFIX = "recheck:"
+ISSUE_WATCH_PREFIX = "issue-watch:"
 # A re-check missed while the bot was down still runs when it starts again within this time.
 RECHECK_GRACE = timedelta(hours=24)
 
@@ -114,6 +116,18 @@ def recheck_job(account_id: str, thread: dict[str, str], changed_at: str, delay_
         log.error("account %s: re-check skipped: %s", account_id, "; ".join(exc.problems))
 
 
+def issue_watch_job(account_id: str, thread: dict[str, str], changed_at: str, step: int) -> None:
+    runtime = _runtime_or_log(f"{ISSUE_WATCH_PREFIX}{account_id}")
+    if runtime is None:
+        return
+    try:
+        watch_step(
+            runtime, account_id, MessageRef.model_validate(thread), datetime.fromisoformat(changed_at), step
+        )
+    except (ConfigError, GraphError) as exc:
+        log.error("account %s: health issue watch %d skipped: %s", account_id, step, exc)
+
+
 @dataclass(frozen=True)
 class PendingJob:
     id: str
@@ -152,6 +166,31 @@ class Scheduler:
             )
             ids.append(job_id)
         log.info("account %s: %d re-check(s) scheduled after the change", account_id, len(ids))
+        return ids + self._schedule_issue_watch(account_id, thread_ref, changed_at)
+
+    def _schedule_issue_watch(
+        self, account_id: str, thread_ref: MessageRef, changed_at: datetime
+    ) -> list[str]:
+        """With Graph: one job per poll of the DSA health issues after the change (issue_watch.py)."""
+        graph = self.runtime.settings.graph
+        if not graph.enabled:
+            return []
+        ids = []
+        for step in range(1, watch_steps(graph.issue_watch_minutes, graph.issue_watch_poll_minutes) + 1):
+            job_id = f"{ISSUE_WATCH_PREFIX}{account_id}:{changed_at:%Y%m%dT%H%M%S.%f}:{step}"
+            self.aps.add_job(
+                issue_watch_job,
+                trigger=DateTrigger(
+                    run_date=changed_at + timedelta(minutes=step * graph.issue_watch_poll_minutes),
+                    timezone=UTC,
+                ),
+                args=[account_id, thread_ref.model_dump(), changed_at.isoformat(), step],
+                id=job_id,
+                name=f"health issue watch {account_id} #{step}",
+                replace_existing=True,
+                misfire_grace_time=int(RECHECK_GRACE.total_seconds()),
+            )
+            ids.append(job_id)
         return ids
 
     def recheck_now(self) -> None:

@@ -23,6 +23,7 @@ from bot.monitor.actions import start_sensor_service
 from bot.monitor.models import (
     AuditHeadNotice,
     ExpiryWarning,
+    HealthIssueNotice,
     Incident,
     IncidentAction,
     MessageRef,
@@ -219,6 +220,10 @@ class SlackNotifier:
 
     def post_recheck(self, thread_ref: MessageRef, report: RecheckReport) -> None:
         self._post(recheck_message(report), thread=thread_ref)
+
+    def post_health_issue(self, thread_ref: MessageRef, notice: HealthIssueNotice) -> None:
+        mark = ":white_check_mark:" if notice.closed_at else ":hourglass:"
+        self._post(f"{mark} {inline(notice.text())}", thread=thread_ref)  # the issue's name is Graph's text
 
     def post_expiry_warning(self, warning: ExpiryWarning) -> None:
         self._post(expiry_message(warning))

@@ -294,11 +294,14 @@ class GraphEmulator(BackgroundServer[_Server]):
             )
         return issue_id
 
-    def set_status(self, issue_id: str, status: str) -> None:
+    def set_status(self, issue_id: str, status: str, *, at: datetime | None = None) -> None:
+        """Open or close an issue as MDI does, at `at` (default now): its lastModifiedDateTime changes."""
+        when = (at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
         with self._state.lock:
             for issue in self._state.issues:
                 if issue["id"] == issue_id:
                     issue["status"] = status
+                    issue["lastModifiedDateTime"] = when
 
     @property
     def issue_ids(self) -> list[str]:
