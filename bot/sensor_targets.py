@@ -16,6 +16,7 @@ class KindDefaults:
     services: tuple[str, ...]
     log_dir: str
     error_log: str
+    binary_service: str | None = None
 
 
 # Sources: docs/sensors.md ("Defaults per kind").
@@ -24,6 +25,7 @@ KIND_DEFAULTS: dict[SensorKind, KindDefaults] = {
         services=("AATPSensor", "AATPSensorUpdater"),
         log_dir="C:\\Program Files\\Azure Advanced Threat Protection Sensor\\*\\Logs",
         error_log="Microsoft.Tri.Sensor-Errors.log",
+        binary_service="AATPSensor",
     ),
     "ata": KindDefaults(
         services=("ATAGateway",),
@@ -54,6 +56,7 @@ class SensorTarget:
     log_dir: str
     error_log: str
     patterns: tuple[str, ...]  # credential errors of either reason (what the sensor counts)
+    binary_service: str | None  # the log folder follows this service's binary (unless log_dir is set)
     gmsa_patterns: tuple[str, ...]
 
     def read_password(self) -> SecretStr | None:
@@ -94,6 +97,7 @@ def resolve_target(settings: Settings, sensor: SensorConfig) -> SensorTarget:
             *checks.gmsa_error_patterns,
         ),
         gmsa_patterns=tuple(checks.gmsa_error_patterns),
+        binary_service=defaults.binary_service if sensor.log_dir is None else None,
     )
     problems = []
     if transport == "certificate" and not target.cert_pem:

@@ -218,6 +218,7 @@ def _check_params(
         services=list(target.services),
         log_dir=target.log_dir,
         error_log=target.error_log,
+        binary_service=target.binary_service,
         patterns=list(target.patterns),
         position=PositionParam(path=position.path, file_id=position.file_id, offset=position.offset)
         if position

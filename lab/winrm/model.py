@@ -86,6 +86,8 @@ class Host:
     version: str = DEFAULT_VERSION
     services: dict[str, str] = field(default_factory=dict)
     processes: set[str] = field(default_factory=set)
+    # SensorCustomLogLocation in SensorConfiguration.json beside the sensor's binary (None: not set).
+    custom_log_location: str | None = None
     start_behaviour: dict[str, StartBehaviour] = field(default_factory=dict)
     files: dict[str, LogFile] = field(default_factory=dict)
     latency: float = 0.0
@@ -142,6 +144,13 @@ class Host:
         with self.lock:
             self.counters.log_bytes_read += len(data)
         return data
+
+    def service_binary(self, name: str) -> str | None:
+        """Win32_Service.PathName: the classic sensor runs from its current version folder (quoted)."""
+        binary = KIND_DEFAULTS[self.kind].binary_service
+        if binary is None or binary.lower() != name.lower() or self.service_state(binary) is None:
+            return None
+        return f'"{ntpath.dirname(self.log_dir)}\\Microsoft.Tri.Sensor.exe"'
 
     def process_running(self, name: str) -> bool:
         with self.lock:
