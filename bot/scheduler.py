@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -155,15 +157,9 @@ class Scheduler:
         ids = []
         for delay in config.recheck_delays_minutes:
             job_id = f"{RECHECK_PREFIX}{account_id}:{changed_at:%Y%m%dT%H%M%S.%f}:{delay}"
-            self.aps.add_job(
-                recheck_job,
-                trigger=DateTrigger(run_date=changed_at + timedelta(minutes=delay), timezone=UTC),
-                args=[account_id, thread_ref.model_dump(), changed_at.isoformat(), delay],
-                id=job_id,
-                name=f"re-check {account_id} +{delay} min",
-                replace_existing=True,
-                misfire_grace_time=int(RECHECK_GRACE.total_seconds()),
-            )
+            args = [account_id, thread_ref.model_dump(), changed_at.isoformat(), delay]
+            name = f"re-check {account_id} +{delay} min"
+            self._after_change(recheck_job, job_id, name, changed_at + timedelta(minutes=delay), args)
             ids.append(job_id)
         log.info("account %s: %d re-check(s) scheduled after the change", account_id, len(ids))
         return ids + self._schedule_issue_watch(account_id, thread_ref, changed_at)
@@ -178,20 +174,27 @@ class Scheduler:
         ids = []
         for step in range(1, watch_steps(graph.issue_watch_minutes, graph.issue_watch_poll_minutes) + 1):
             job_id = f"{ISSUE_WATCH_PREFIX}{account_id}:{changed_at:%Y%m%dT%H%M%S.%f}:{step}"
-            self.aps.add_job(
-                issue_watch_job,
-                trigger=DateTrigger(
-                    run_date=changed_at + timedelta(minutes=step * graph.issue_watch_poll_minutes),
-                    timezone=UTC,
-                ),
-                args=[account_id, thread_ref.model_dump(), changed_at.isoformat(), step],
-                id=job_id,
-                name=f"health issue watch {account_id} #{step}",
-                replace_existing=True,
-                misfire_grace_time=int(RECHECK_GRACE.total_seconds()),
+            run_at = changed_at + timedelta(minutes=step * graph.issue_watch_poll_minutes)
+            args = [account_id, thread_ref.model_dump(), changed_at.isoformat(), step]
+            self._after_change(
+                issue_watch_job, job_id, f"health issue watch {account_id} #{step}", run_at, args
             )
             ids.append(job_id)
         return ids
+
+    def _after_change(
+        self, job: Callable[..., None], job_id: str, name: str, run_at: datetime, args: list[Any]
+    ) -> None:
+        """A persisted one-off job of a change; missed while the bot was down, it runs when it starts."""
+        self.aps.add_job(
+            job,
+            trigger=DateTrigger(run_date=run_at, timezone=UTC),
+            args=args,
+            id=job_id,
+            name=name,
+            replace_existing=True,
+            misfire_grace_time=int(RECHECK_GRACE.total_seconds()),
+        )
 
     def recheck_now(self) -> None:
         """The *Re-check now* action: run the monitor cycle as soon as possible (in the scheduler)."""

@@ -179,17 +179,20 @@ class _Handler(BaseHTTPRequestHandler):
         if wanted:
             status = wanted.removeprefix("status eq ").strip("'")
             issues = [i for i in issues if i["status"] == status]
+        self._reply_page(HEALTH_ISSUES_PATH, issues, query, f"&$filter={wanted}" if wanted else "")
+
+    def _reply_page(
+        self, path: str, items: list[dict[str, Any]], query: dict[str, list[str]], kept_query: str
+    ) -> None:
+        """One page of `items` (`$skiptoken` = how many came before), linking to the next like Graph."""
+        size = self.server.state.page_size
         skip = int((query.get("$skiptoken") or ["0"])[0])
-        page = issues[skip : skip + state.page_size]
         payload: dict[str, Any] = {
-            "@odata.context": f"{self.server.base_url}/v1.0/$metadata#security/identities/healthIssues",
-            "value": page,
+            "@odata.context": f"{self.server.base_url}/v1.0/$metadata#{path.removeprefix('/v1.0/')}",
+            "value": items[skip : skip + size],
         }
-        if skip + state.page_size < len(issues):
-            link = f"{self.server.base_url}{HEALTH_ISSUES_PATH}?$skiptoken={skip + state.page_size}"
-            if wanted:
-                link += f"&$filter={wanted}"
-            payload["@odata.nextLink"] = link
+        if skip + size < len(items):
+            payload["@odata.nextLink"] = f"{self.server.base_url}{path}?$skiptoken={skip + size}{kept_query}"
         self._reply(200, payload)
 
     def _sensors(self, query: dict[str, list[str]]) -> None:
@@ -200,21 +203,8 @@ class _Handler(BaseHTTPRequestHandler):
             sensors = list(state.sensors)
         select = (query.get("$select") or [""])[0]
         fields = [f for f in select.split(",") if f]
-        skip = int((query.get("$skiptoken") or ["0"])[0])
-        page = [
-            {k: v for k, v in s.items() if not fields or k in fields or k == "id"}
-            for s in sensors[skip : skip + state.page_size]
-        ]
-        payload: dict[str, Any] = {
-            "@odata.context": f"{self.server.base_url}/v1.0/$metadata#security/identities/sensors",
-            "value": page,
-        }
-        if skip + state.page_size < len(sensors):
-            link = f"{self.server.base_url}{SENSORS_PATH}?$skiptoken={skip + state.page_size}"
-            if select:
-                link += f"&$select={select}"
-            payload["@odata.nextLink"] = link
-        self._reply(200, payload)
+        selected = [{k: v for k, v in s.items() if not fields or k in fields or k == "id"} for s in sensors]
+        self._reply_page(SENSORS_PATH, selected, query, f"&$select={select}" if select else "")
 
 
 class GraphEmulator(BackgroundServer[_Server]):
