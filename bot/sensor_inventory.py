@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict
 
 from bot.config import AccountConfig, SensorConfig, Settings
+from bot.exitcodes import ExitCode
 from bot.graph import GraphError
 from bot.graph_sensors import GraphSensor, GraphSensorSource
 from bot.sensors import SensorResult, check_sensors
@@ -250,6 +251,14 @@ def check_hosts(settings: Settings, members: Sequence[FleetMember]) -> dict[str,
     return {r.name: host_view(r, graph_of.get(r.name)) for r in results}
 
 
+def rows_for_results(
+    settings: Settings, results: Sequence[SensorResult], graph: Sequence[GraphSensor]
+) -> list[SensorRow]:
+    """`atp-bot check` with Graph: each WinRM result beside what Graph says of the same sensor."""
+    members = {m.name: m for m in merge_fleet(settings, graph) if m.config is not None}
+    return [build_row(members[r.name], host_view(r, members[r.name].graph)) for r in results]
+
+
 def build_rows(
     members: Sequence[FleetMember], hosts: Mapping[str, HostView] | None = None
 ) -> list[SensorRow]:
@@ -308,6 +317,15 @@ def account_sensors(settings: Settings, account_id: str, graph: Sequence[GraphSe
     return AccountSensors(
         settings.model_copy(update={"sensors": to_check}), tuple(c.name for c in to_check), tuple(unified)
     )
+
+
+def fleet_exit_code(rows: Sequence[SensorRow], graph_error: str | None) -> ExitCode:
+    """3 if Graph or a sensor could not be used, else 1 if one needs attention, else 0."""
+    if graph_error is not None or any(r.verdict == "unknown" for r in rows):
+        return ExitCode.UNREACHABLE
+    if any(r.verdict == "attention" for r in rows):
+        return ExitCode.PROBLEM
+    return ExitCode.OK
 
 
 def in_domain(member: FleetMember, domain: str) -> bool:

@@ -132,3 +132,25 @@ def test_endpoint_template_gives_discovered_sensors_winrm_checks(
         "the SenseIdentity process is not running"
     ]
     assert CANARY not in capsys.readouterr().err
+
+
+def test_check_shows_graph_beside_winrm(
+    emulator: WinRMEmulator, graph: GraphEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    graph.add_sensor("DC1", deployment_status="startFailure", health_status="notHealthyHigh")
+    graph.add_sensor("DC2", version=UNIFIED)
+    emulator.add_host(Host.sensor("dc1"))
+    emulator.add_host(Host(name="dc2"))  # Graph says unified; the host shows no SenseIdentity
+    config = write_config(tmp_path, emulator, ["dc1", "dc2"], graph_toml(graph))
+
+    assert main(["--config", str(config), "check", "--json"]) == 1
+    results = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert results["dc1"]["healthy"] is True  # the host itself is fine
+    assert (results["dc1"]["deployment_status"], results["dc1"]["verdict"]) == ("startFailure", "attention")
+    assert (results["dc2"]["generation"], results["dc2"]["uses_dsa"]) == ("3", False)
+
+    assert main(["--config", str(config), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "dc1: health notHealthyHigh" in out and "dc1: deployment startFailure" in out
+    assert "dc2: the SenseIdentity process is not running" in out
+    assert "dc2: service AATPSensor is not installed" not in out

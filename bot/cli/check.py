@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from bot.cli import context
-from bot.config import ConfigError
+from bot.config import ConfigError, Settings
 from bot.exitcodes import ExitCode
+from bot.sensor_inventory import GraphFleet, fleet_exit_code, rows_for_results
 from bot.sensors import SensorResult, check_sensors
 
 UNIFIED_SENSOR = "SenseIdentity running (unified sensor: no directory service account)"
@@ -107,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
     results = check_sensors(settings, args.sensor, since=since, on_result=report)
     if progress:
         print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+    if settings.graph.discover_sensors:
+        return _print_with_graph(settings, results, args.json)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
@@ -115,3 +118,21 @@ def run(args: argparse.Namespace) -> int:
             for problem in r.problems:
                 print(f"{r.name}: {problem}")
     return exit_code(results)
+
+
+def _print_with_graph(settings: Settings, results: Sequence[SensorResult], as_json: bool) -> int:
+    """The WinRM results beside Graph's health, deployment status and open issues of each sensor."""
+    graph, graph_error = GraphFleet(settings).sensors()
+    rows = rows_for_results(settings, results, graph)
+    if graph_error is not None:
+        print(f"atp-bot: Graph: {graph_error}", file=sys.stderr)
+    if as_json:
+        graph_fields = ("generation", "uses_dsa", "health_status", "deployment_status", "open_health_issues")
+        extra = [row.model_dump(include={*graph_fields, "verdict"}) for row in rows]
+        print(json.dumps([r.to_json() | e for r, e in zip(results, extra, strict=True)], indent=2))
+    else:
+        print(render_table(results))
+        for row in rows:
+            for problem in row.problems:
+                print(f"{row.name}: {problem}")
+    return fleet_exit_code(rows, graph_error)

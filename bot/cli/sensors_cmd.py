@@ -10,8 +10,15 @@ from typing import Any
 
 from bot.cli import context
 from bot.config import ConfigError
-from bot.exitcodes import ExitCode
-from bot.sensor_inventory import GraphFleet, SensorRow, build_rows, check_hosts, in_domain, merge_fleet
+from bot.sensor_inventory import (
+    GraphFleet,
+    SensorRow,
+    build_rows,
+    check_hosts,
+    fleet_exit_code,
+    in_domain,
+    merge_fleet,
+)
 
 COLUMNS = (
     "SENSOR",
@@ -35,15 +42,6 @@ def register(commands: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON list (one object per sensor)")
     parser.add_argument("--domain", metavar="D", help="only the sensors of this domain (DNS name)")
     parser.set_defaults(handler=run)
-
-
-def exit_code(rows: Sequence[SensorRow], graph_error: str | None) -> ExitCode:
-    """3 if Graph or a sensor could not be used, else 1 if one needs attention, else 0."""
-    if graph_error is not None or any(r.verdict == "unknown" for r in rows):
-        return ExitCode.UNREACHABLE
-    if any(r.verdict == "attention" for r in rows):
-        return ExitCode.PROBLEM
-    return ExitCode.OK
 
 
 def _cell(value: object) -> str:
@@ -83,4 +81,4 @@ def run(args: argparse.Namespace) -> int:
         for row in rows:
             for problem in row.problems:
                 print(f"{row.name}: {problem}")
-    return exit_code(rows, graph_error)
+    return fleet_exit_code(rows, graph_error)
