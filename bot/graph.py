@@ -169,6 +169,10 @@ class GraphHealthSource:
             url = next_link
         raise GraphError(f"more than {MAX_PAGES} pages of health issues; stopped")
 
+    def close(self) -> None:
+        """Drop idle connections (the source stays usable: the next call opens new ones)."""
+        self._http.close()
+
     def credential_issues(self) -> list[HealthIssue]:
         patterns = [p.lower() for p in self.config.issue_patterns]
         found = []

@@ -12,6 +12,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.config import GraphConfig
 from bot.graph import GraphHealthSource, parse_health_issue
 from bot.monitor.delivery import HEALTH_ISSUE, flush_outbox
 from bot.monitor.models import HealthIssue, HealthIssueNotice, MessageRef
@@ -63,18 +64,21 @@ def watch_step(
     poll = timedelta(minutes=config.issue_watch_poll_minutes)
     start, end = changed_at + (step - 1) * poll, changed_at + step * poll
     domains = rt.settings.account(account_id).dns_domains
-    closed = account_issues(rt.health, "closed", domains)
+    try:
+        closed = account_issues(rt.health, "closed", domains)
+        still_open = account_issues(rt.health, "open", domains) if _last(config, step) else []
+    finally:
+        rt.health.close()  # polls are minutes apart: hold no connection in between
     notices = [
         HealthIssueNotice.closed(account_id, issue.display_name, changed_at, at)
         for issue, at in closed
         if at is not None and start <= at < end
     ]
-    if step >= watch_steps(config.issue_watch_minutes, config.issue_watch_poll_minutes):
-        limit = timedelta(minutes=config.issue_watch_minutes)
-        notices += [
-            HealthIssueNotice.still_open(account_id, issue.display_name, changed_at, limit)
-            for issue, _ in account_issues(rt.health, "open", domains)
-        ]
+    limit = timedelta(minutes=config.issue_watch_minutes)
+    notices += [
+        HealthIssueNotice.still_open(account_id, issue.display_name, changed_at, limit)
+        for issue, _ in still_open
+    ]
     if notices:
         with rt.state.transaction() as db:
             for notice in notices:
@@ -82,6 +86,10 @@ def watch_step(
         flush_outbox(rt.notifier, rt.state)
     log.info("account %s: health issue watch %d: %d notice(s)", account_id, step, len(notices))
     return notices
+
+
+def _last(config: GraphConfig, step: int) -> bool:
+    return step >= watch_steps(config.issue_watch_minutes, config.issue_watch_poll_minutes)
 
 
 def watch_steps(limit_minutes: int, poll_minutes: int) -> int:
