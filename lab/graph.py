@@ -56,6 +56,16 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def _with_open_issues(sensor: dict[str, Any], issues: list[dict[str, Any]]) -> dict[str, Any]:
+    """`openHealthIssuesCount` as Graph reports it: the open issues naming the sensor (at least the set
+    count), so issues that open and close over time show on the sensor too."""
+    names = {n.lower() for n in sensor["settings"]["domainControllerDnsNames"]}
+    naming = sum(
+        1 for i in issues if i["status"] == "open" and names & {n.lower() for n in i["sensorDNSNames"]}
+    )
+    return {**sensor, "openHealthIssuesCount": max(sensor["openHealthIssuesCount"], naming)}
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -200,7 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized(SENSORS_PERMISSION):
             return
         with state.lock:
-            sensors = list(state.sensors)
+            sensors = [_with_open_issues(s, state.issues) for s in state.sensors]
         select = (query.get("$select") or [""])[0]
         fields = [f for f in select.split(",") if f]
         selected = [{k: v for k, v in s.items() if not fields or k in fields or k == "id"} for s in sensors]
@@ -367,6 +377,19 @@ class GraphEmulator(BackgroundServer[_Server]):
             return list(self._state.records)
 
 
+def add_mixed_fleet(emulator: GraphEmulator, count: int) -> None:
+    """`count` sensors dc1…: every third unified (3.x), every fifth with a failing deployment."""
+    statuses = ("startFailure", "disconnected", "outdated")
+    for i in range(1, count + 1):
+        failing = i % 5 == 0
+        emulator.add_sensor(
+            f"dc{i}",
+            version="3.0.1234.0" if i % 3 == 0 else "2.250.18972.56743",
+            health_status="notHealthyHigh" if failing else "healthy",
+            deployment_status=statuses[i % 3] if failing else "upToDate",
+        )
+
+
 def register_cli(actions: Any) -> None:
     """`atp-bot lab graph`: run the emulator in the foreground until Ctrl-C."""
     parser = actions.add_parser(
@@ -375,6 +398,9 @@ def register_cli(actions: Any) -> None:
     parser.add_argument("--port", type=int, default=8444, help="port on 127.0.0.1 (default 8444; 0 = any)")
     parser.add_argument("--dir", type=Path, default=Path(".lab/graph"), help="where the test CA and files go")
     parser.add_argument("--issues", type=int, default=1, help="open credential health issues to start with")
+    parser.add_argument(
+        "--sensors", type=int, default=0, help="sensors to list (a mixed fleet: classic, unified, unhealthy)"
+    )
     parser.set_defaults(handler=_run_cli)
 
 
@@ -387,12 +413,15 @@ def _run_cli(args: Any) -> int:
     secret_file.write_text(emulator.client_secret + "\n", encoding="utf-8")
     for _ in range(args.issues):
         emulator.add_issue()
+    add_mixed_fleet(emulator, args.sensors)
     with emulator:
         print(f"Graph emulator at {emulator.graph_url}{HEALTH_ISSUES_PATH.removeprefix('/v1.0')}")
         print("configuration for atp-bot:\n")
         print(
             f'[graph]\nenabled = true\ntenant_id = "{emulator.tenant_id}"\nclient_id = "{emulator.client_id}"'
         )
+        if args.sensors:
+            print("discover_sensors = true")
         print(f'client_secret_file = "{secret_file.resolve()}"')
         print(f'authority_url = "{emulator.authority_url}"\ngraph_url = "{emulator.graph_url}"')
         print(f'ca_file = "{emulator.tls.ca_file.resolve()}"\n')

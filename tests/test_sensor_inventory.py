@@ -265,3 +265,16 @@ def test_the_secret_and_token_never_reach_the_output_or_logs(
     for text in (captured.out, captured.err, *(r.getMessage() for r in caplog.records)):
         assert GRAPH_SECRET not in text
         assert not any(token in text for token in tokens)
+
+
+def test_health_issues_that_open_and_close_show_on_the_sensor(tmp_path: Path, graph: GraphEmulator) -> None:
+    graph.add_sensor("DC1")
+    now = [0.0]
+    source = source_of(tmp_path, graph, clock=lambda: now[0])
+    assert source.sensors()[0].open_health_issues == ()
+    issue = graph.add_issue(CREDENTIALS_ISSUE, sensors=("DC1.contoso.test",))
+    now[0] += 61
+    assert source.sensors()[0].open_health_issues == (CREDENTIALS_ISSUE,)
+    graph.set_status(issue, "closed")
+    now[0] += 61
+    assert source.sensors()[0].open_health_issues == ()
