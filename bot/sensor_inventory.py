@@ -259,6 +259,21 @@ def rows_for_results(
     return [build_row(members[r.name], host_view(r, members[r.name].graph)) for r in results]
 
 
+def graph_notes(settings: Settings, names: Sequence[str], graph: Sequence[GraphSensor]) -> list[str]:
+    """`/atp status` with Graph: one line per checked sensor that Graph reports a problem for, or knows as
+    a unified sensor."""
+    wanted = set(names)
+    notes = []
+    for member in merge_fleet(settings, graph):
+        if member.graph is None or member.name not in wanted:
+            continue
+        if generation_of(member.graph.version) == "3":
+            notes.append(f"{member.name}: unified sensor (Graph): does not use the directory service account")
+        if problems := graph_problems(member.graph):
+            notes.append(f"{member.name}: Graph: {'; '.join(problems)}")
+    return notes
+
+
 def build_rows(
     members: Sequence[FleetMember], hosts: Mapping[str, HostView] | None = None
 ) -> list[SensorRow]:

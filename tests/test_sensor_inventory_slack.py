@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from lab.graph import SENSORS_PATH, SENSORS_PERMISSION, GraphEmulator
+from lab.winrm.server import WinRMEmulator
+from tests.conftest import sensor_config
 from tests.slack_lab import Lab, running_lab, wait_for
 from tests.test_sensor_inventory import GRAPH_SECRET
 
@@ -72,3 +74,19 @@ def test_atp_sensors_names_the_missing_permission(graph: GraphEmulator) -> None:
         answer = listing(lab, "*Sensors*: 0")
         assert SENSORS_PERMISSION in json.dumps(answer["blocks"])
         assert GRAPH_SECRET not in json.dumps(answer)
+
+
+def test_atp_status_shows_graph_beside_the_checks(
+    graph: GraphEmulator, sensors: WinRMEmulator, env: None
+) -> None:
+    graph.add_sensor("sensor01", deployment_status="startFailure", health_status="notHealthyHigh")
+    graph.add_sensor("sensor02", version="3.0.1234.0")
+    graph.add_sensor("elsewhere")  # not checked: not shown
+    with running_lab("http", config={**sensor_config(sensors, "corp"), **graph_config(graph)}) as lab:
+        lab.emulator.slash_command("status")
+        answer = listing(lab, "All 2 sensor(s)")
+        assert "sensor01: Graph: health notHealthyHigh; deployment startFailure" in answer["text"]
+        assert (
+            "sensor02: unified sensor (Graph): does not use the directory service account" in answer["text"]
+        )
+        assert "elsewhere" not in answer["text"]
