@@ -721,7 +721,8 @@ class Settings(_Model):
     """The whole configuration file."""
 
     state_dir: Path | None = None
-    accounts: Annotated[list[AccountConfig], Field(min_length=1)]
+    # At least one, except for a fleet view alone (`atp-bot sensors` with [graph] discover_sensors).
+    accounts: list[AccountConfig] = []
     lockout_guard: LockoutGuardConfig = LockoutGuardConfig()
     logging: LoggingConfig = LoggingConfig()
     winrm: WinRMConfig = WinRMConfig()
@@ -736,6 +737,8 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
+        if not self.accounts and not self.graph.discover_sensors:
+            raise ValueError("accounts: at least one [[accounts]] table is needed")
         ids = [a.id for a in self.accounts]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:

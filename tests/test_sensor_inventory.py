@@ -278,3 +278,19 @@ def test_health_issues_that_open_and_close_show_on_the_sensor(tmp_path: Path, gr
     graph.set_status(issue, "closed")
     now[0] += 61
     assert source.sensors()[0].open_health_issues == ()
+
+
+def test_atp_bot_sensors_needs_only_the_graph_credentials(
+    tmp_path: Path, graph: GraphEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mixed_fleet(graph)
+    config = tmp_path / "only-graph.toml"
+    config.write_text(f"state_dir = {toml_str(tmp_path / 'state')}\n" + graph_toml(graph), encoding="utf-8")
+    assert main(["--config", str(config), "sensors", "--json"]) == 1  # DC3 and DC4 need attention
+    assert len(json.loads(capsys.readouterr().out)) == 6
+    assert main(["--config", str(config), "run"]) == 2
+    assert "atp-bot run needs at least one [[accounts]]" in capsys.readouterr().err
+    no_graph = tmp_path / "nothing.toml"
+    no_graph.write_text(graph_toml(graph, discover=False), encoding="utf-8")
+    assert main(["--config", str(no_graph), "sensors"]) == 2
+    assert "at least one [[accounts]]" in capsys.readouterr().err

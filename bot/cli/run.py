@@ -42,6 +42,8 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = context.load(args, service=True)
+    if not settings.accounts:
+        raise ConfigError(["accounts: atp-bot run needs at least one [[accounts]] table"])
     secrets = SlackSecrets.from_env(settings.slack)
     remove_from_environment()
     with replica_account_locks(settings):  # first: a missing lock password stops the bot before it starts
