@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.config import AccountConfig, SensorConfig, Settings
 from bot.exitcodes import ExitCode
@@ -175,7 +175,11 @@ def discovered_sensor_config(settings: Settings, member: FleetMember) -> SensorC
     if template is None or member.graph is None:
         return None
     endpoint = template.replace("{dns_name}", member.graph.dns_name)
-    return SensorConfig(name=member.name, endpoint=endpoint)
+    try:
+        return SensorConfig(name=member.name, endpoint=endpoint)
+    except ValidationError:  # a name or DNS name Graph reports that cannot address a host
+        log.warning("sensor %r: no WinRM endpoint can be made from its Graph name; Graph-only", member.name)
+        return None
 
 
 def graph_problems(sensor: GraphSensor) -> list[str]:

@@ -12,7 +12,7 @@ from bot.cli import main
 from bot.config import Settings, parse_settings
 from bot.graph import GraphError
 from bot.graph_sensors import GraphSensor, GraphSensorSource
-from bot.sensor_inventory import build_rows, generation_of, merge_fleet, same_host
+from bot.sensor_inventory import build_rows, discovered_sensor_config, generation_of, merge_fleet, same_host
 from lab.graph import CREDENTIALS_ISSUE, SENSORS_PATH, SENSORS_PERMISSION, GraphEmulator
 from tests.monitor_tools import toml_str
 
@@ -294,3 +294,20 @@ def test_atp_bot_sensors_needs_only_the_graph_credentials(
     no_graph.write_text(graph_toml(graph, discover=False), encoding="utf-8")
     assert main(["--config", str(no_graph), "sensors"]) == 2
     assert "at least one [[accounts]]" in capsys.readouterr().err
+
+
+def test_a_graph_name_that_cannot_be_an_endpoint_gets_graph_only_checks(tmp_path: Path) -> None:
+    settings = settings_of(tmp_path, '[winrm]\nendpoint_template = "https://{dns_name}:5986/wsman"\n')
+    odd = GraphSensor(
+        id="x",
+        display_name="DC 1 (old)",
+        domain="contoso.test",
+        sensor_type=None,
+        version="2.250.1.1",
+        health_status="healthy",
+        deployment_status="upToDate",
+        open_issues_count=0,
+        dns_names=("dc 1.contoso.test",),
+    )
+    (member,) = merge_fleet(settings, [odd])
+    assert discovered_sensor_config(settings, member) is None
