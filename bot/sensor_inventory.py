@@ -103,7 +103,9 @@ class FleetMember:
 def generation_of(version: str | None) -> Generation:
     """2.x is the classic sensor, 3.x the unified one; anything else is not guessed."""
     major = (version or "").split(".")[0]
-    return major if major in ("2", "3") else "unknown"  # type: ignore[return-value]
+    if major == "2":
+        return "2"
+    return "3" if major == "3" else "unknown"
 
 
 def uses_dsa(generation: Generation) -> bool | None:

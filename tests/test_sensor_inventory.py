@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -174,7 +175,7 @@ def test_graph_and_config_sensors_are_merged_by_dns_name(tmp_path: Path) -> None
         open_issues_count=0,
         dns_names=("dc1.contoso.test",),
     )
-    only_graph = GraphSensor(**{**graph_sensor.__dict__, "id": "b", "display_name": "DC9", "dns_names": ()})
+    only_graph = replace(graph_sensor, id="b", display_name="DC9", dns_names=())
     rows = build_rows(merge_fleet(settings, [graph_sensor, only_graph]))
     assert [(r.name, r.source, r.winrm) for r in rows] == [
         ("dc1", "both", True),
