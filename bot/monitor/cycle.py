@@ -63,6 +63,8 @@ def sensor_issue(result: SensorResult) -> SensorIssue | None:
     """The sensor's part of an incident from this cycle's check; None when it has nothing to report."""
     errors = result.credential_errors
     stopped = tuple(ServiceState(name=s.name, state=s.state) for s in result.services if not s.running)
+    if result.generation == "3":
+        stopped = ()  # the unified sensor has no AATP service: nothing of its own is "not installed"
     if not stopped and not (errors and errors.count):
         return None
     return SensorIssue(
