@@ -24,6 +24,7 @@ from bot.monitor.models import (
     AuditHeadNotice,
     DriftNotice,
     ExpiryWarning,
+    HealthIssueNotice,
     Incident,
     IncidentAction,
     MessageRef,
@@ -31,6 +32,7 @@ from bot.monitor.models import (
     RecheckReport,
 )
 from bot.monitor.notify import NotifierError
+from bot.sensors.credential_signatures import describe
 from bot.slack.audit import slack_actor
 from bot.slack.context import CommandContext, Person, Services, Subcommand
 from bot.slack.middleware import authorize_interaction
@@ -112,7 +114,7 @@ def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
     for issue in incident.sensors:
         parts = []
         if issue.credential_errors:
-            parts.append(f"{issue.credential_errors} credential error(s), last {_when(issue.last_error)}")
+            parts.append(f"{describe(issue.credential_errors, issue.reason)}, last {_when(issue.last_error)}")
         parts += [f"service `{s.name}` is {inline(s.state)}" for s in issue.stopped_services]
         lines.append(f"• *{issue.sensor}*: " + "; ".join(parts))
     lines += [
@@ -232,6 +234,10 @@ class SlackNotifier:
 
     def post_recheck(self, thread_ref: MessageRef, report: RecheckReport) -> None:
         self._post(recheck_message(report), thread=thread_ref)
+
+    def post_health_issue(self, thread_ref: MessageRef, notice: HealthIssueNotice) -> None:
+        mark = ":white_check_mark:" if notice.closed_at else ":hourglass:"
+        self._post(f"{mark} {inline(notice.text())}", thread=thread_ref)  # the issue's name is Graph's text
 
     def post_expiry_warning(self, warning: ExpiryWarning) -> None:
         self._post(expiry_message(warning))

@@ -5,8 +5,7 @@ from __future__ import annotations
 from slack_bolt import App, Respond
 
 from bot.config import AccountConfig, ConfigError, Settings
-from bot.gmsa.check import check_gmsa
-from bot.gmsa.verdicts import describe
+from bot.gmsa import check_gmsa, describe
 from bot.slack.context import CommandContext, Services, Subcommand
 from commands.shared.arguments import account_argument
 

@@ -12,6 +12,7 @@ from bot.audit import AuditAction, AuditOutcome, AuditSink, record_or_log
 from bot.change import record_checks, sensors_for_account
 from bot.config import AccountConfig, ConfigError
 from bot.monitor.drift import check_drift, render_report
+from bot.monitor.sensor_inventory import graph_notes
 from bot.sensors import SensorResult
 from bot.slack.context import CommandContext, Person, Services, Subcommand
 from bot.slack.text import inline
@@ -58,6 +59,11 @@ def run_status(services: Services, respond: Respond, actor: str, names: list[str
         return ""  # a response URL message has no ts: every update replaces it
 
     report = LiveReport(post, lambda _ts, text, blocks: show(text, blocks), "*Sensor status*", len(names))
+    graph, graph_error = services.fleet.sensors()
+    for note in graph_notes(services.settings, names, graph):
+        report.note(note)
+    if graph_error is not None:
+        report.note(f"Graph could not be used: {graph_error}")
     services.status_checks.check(names, _AuditedReport(report, services.audit, actor))
 
 

@@ -1,11 +1,13 @@
 """An emulator of the Microsoft identity platform token endpoint and Graph's Defender for Identity
-health issues (`/v1.0/security/identities/healthIssues`), for tests and for trying atp-bot locally.
+health issues (`/v1.0/security/identities/healthIssues`) and sensors (`/v1.0/security/identities/sensors`),
+for tests and for trying atp-bot locally.
 
 HTTPS with a throwaway test CA (lab.tlsca). The token endpoint implements the client credentials grant
 (OpenID discovery document included, as MSAL reads it first); the health issues list supports
-`$filter=status eq '…'` and pages with `@odata.nextLink`. Failures and redirects elsewhere can be
-injected per path, and every
-request's method, path and status are recorded (never a body or a header value).
+`$filter=status eq '…'`, the sensors list `$select`; both page with `@odata.nextLink`. Failures, redirects
+and throttling with `Retry-After` can be injected per path, an application permission can be
+withheld (403 like Graph), and every request's method, path and status are recorded (never a body or a
+header value).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from lab.serving import BackgroundServer
 from lab.tlsca import TlsFiles, issue_ca_and_server_cert
 
 HEALTH_ISSUES_PATH = "/v1.0/security/identities/healthIssues"
+SENSORS_PATH = "/v1.0/security/identities/sensors"
+SENSORS_PERMISSION = "SecurityIdentitiesSensors.Read.All"
+HEALTH_PERMISSION = "SecurityIdentitiesHealth.Read.All"
 CREDENTIALS_ISSUE = "Directory services user credentials are incorrect"
 
 
@@ -41,6 +46,7 @@ class _Injected:
     path_prefix: str
     status: int
     location: str | None = None
+    retry_after: int | None = None
 
 
 @dataclass
@@ -50,10 +56,22 @@ class _State:
     client_secret: str
     page_size: int
     issues: list[dict[str, Any]] = field(default_factory=list)
+    sensors: list[dict[str, Any]] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
     injected: deque[_Injected] = field(default_factory=deque)
+    withheld: set[str] = field(default_factory=set)
     records: list[RequestRecord] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _with_open_issues(sensor: dict[str, Any], issues: list[dict[str, Any]]) -> dict[str, Any]:
+    """`openHealthIssuesCount` as Graph reports it: the open issues naming the sensor (at least the set
+    count), so issues that open and close over time show on the sensor too."""
+    names = {n.lower() for n in sensor["settings"]["domainControllerDnsNames"]}
+    naming = sum(
+        1 for i in issues if i["status"] == "open" and names & {n.lower() for n in i["sensorDNSNames"]}
+    )
+    return {**sensor, "openHealthIssuesCount": max(sensor["openHealthIssuesCount"], naming)}
 
 
 class _Server(ThreadingHTTPServer):
@@ -70,11 +88,20 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the recorded requests are the emulator's log."""
 
-    def _reply(self, status: int, payload: dict[str, Any] | None = None, location: str | None = None) -> None:
+    def _reply(
+        self,
+        status: int,
+        payload: dict[str, Any] | None = None,
+        location: str | None = None,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
         body = json.dumps(payload).encode() if payload is not None else b""
         self.send_response(status)
         if location is not None:
             self.send_header("Location", location)
+        if retry_after is not None:
+            self.send_header("Retry-After", str(retry_after))
         if body:
             self.send_header("Content-Type", "application/json; odata.metadata=minimal")
         self.send_header("Content-Length", str(len(body)))
@@ -99,11 +126,13 @@ class _Handler(BaseHTTPRequestHandler):
         if injected is not None:
             status = injected.status
             error = {"error": {"code": "injected", "message": f"injected HTTP {status}"}}
-            self._reply(status, error, injected.location)
+            self._reply(status, error, injected.location, retry_after=injected.retry_after)
         elif parts.path == f"/{state.tenant_id}/v2.0/.well-known/openid-configuration":
             self._reply(200, self._openid_configuration())
         elif parts.path == HEALTH_ISSUES_PATH:
             self._health_issues(parse_qs(parts.query))
+        elif parts.path == SENSORS_PATH:
+            self._sensors(parse_qs(parts.query))
         else:
             self._reply(404, {"error": {"code": "ResourceNotFound", "message": "not found"}})
 
@@ -114,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
         injected = self._injected(parts.path)
         if injected is not None:
             error = {"error": "temporarily_unavailable", "error_description": "injected"}
-            self._reply(injected.status, error, injected.location)
+            self._reply(injected.status, error, injected.location, retry_after=injected.retry_after)
         elif parts.path == f"/{self.server.state.tenant_id}/oauth2/v2.0/token":
             self._token({k: v[0] for k, v in form.items()})
         else:
@@ -150,33 +179,58 @@ class _Handler(BaseHTTPRequestHandler):
             200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
         )
 
-    def _health_issues(self, query: dict[str, list[str]]) -> None:
+    def _authorized(self, permission: str) -> bool:
+        """Graph's answers without a valid token (401) or without the application permission (403)."""
         state = self.server.state
         header = self.headers.get("Authorization", "")
         with state.lock:
             valid = header.startswith("Bearer ") and header[7:] in state.tokens
-            issues = list(state.issues)
+            granted = permission not in state.withheld
         if not valid:
             self._reply(
                 401, {"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty."}}
             )
+        elif not granted:
+            message = "Missing application permissions"  # Graph names no permission in its answer
+            self._reply(403, {"error": {"code": "Forbidden", "message": message}})
+        return valid and granted
+
+    def _health_issues(self, query: dict[str, list[str]]) -> None:
+        state = self.server.state
+        if not self._authorized(HEALTH_PERMISSION):
             return
+        with state.lock:
+            issues = list(state.issues)
         wanted = (query.get("$filter") or [""])[0]
         if wanted:
             status = wanted.removeprefix("status eq ").strip("'")
             issues = [i for i in issues if i["status"] == status]
+        self._reply_page(HEALTH_ISSUES_PATH, issues, query, f"&$filter={wanted}" if wanted else "")
+
+    def _reply_page(
+        self, path: str, items: list[dict[str, Any]], query: dict[str, list[str]], kept_query: str
+    ) -> None:
+        """One page of `items` (`$skiptoken` = how many came before), linking to the next like Graph."""
+        size = self.server.state.page_size
         skip = int((query.get("$skiptoken") or ["0"])[0])
-        page = issues[skip : skip + state.page_size]
         payload: dict[str, Any] = {
-            "@odata.context": f"{self.server.base_url}/v1.0/$metadata#security/identities/healthIssues",
-            "value": page,
+            "@odata.context": f"{self.server.base_url}/v1.0/$metadata#{path.removeprefix('/v1.0/')}",
+            "value": items[skip : skip + size],
         }
-        if skip + state.page_size < len(issues):
-            link = f"{self.server.base_url}{HEALTH_ISSUES_PATH}?$skiptoken={skip + state.page_size}"
-            if wanted:
-                link += f"&$filter={wanted}"
-            payload["@odata.nextLink"] = link
+        if skip + size < len(items):
+            payload["@odata.nextLink"] = f"{self.server.base_url}{path}?$skiptoken={skip + size}{kept_query}"
         self._reply(200, payload)
+
+    def _sensors(self, query: dict[str, list[str]]) -> None:
+        state = self.server.state
+        if not self._authorized(SENSORS_PERMISSION):
+            return
+        with state.lock:
+            sensors = [_with_open_issues(s, state.issues) for s in state.sensors]
+        select = (query.get("$select") or [""])[0]
+        fields = [f for f in select.split(",") if f]
+        selected = [{k: v for k, v in s.items() if not fields or k in fields or k == "id"} for s in sensors]
+        self._reply_page(SENSORS_PATH, selected, query, f"&$select={select}" if select else "")
 
 
 class GraphEmulator(BackgroundServer[_Server]):
@@ -256,26 +310,83 @@ class GraphEmulator(BackgroundServer[_Server]):
             )
         return issue_id
 
-    def set_status(self, issue_id: str, status: str) -> None:
+    def set_status(self, issue_id: str, status: str, *, at: datetime | None = None) -> None:
+        """Open or close an issue as MDI does, at `at` (default now): its lastModifiedDateTime changes."""
+        when = (at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
         with self._state.lock:
             for issue in self._state.issues:
                 if issue["id"] == issue_id:
                     issue["status"] = status
+                    issue["lastModifiedDateTime"] = when
 
     @property
     def issue_ids(self) -> list[str]:
         with self._state.lock:
             return [issue["id"] for issue in self._state.issues]
 
-    def fail_next(self, path_prefix: str, status: int) -> None:
-        """Answer the next request whose path starts with `path_prefix` with `status`."""
+    def add_sensor(
+        self,
+        name: str,
+        *,
+        domain: str = "contoso.test",
+        sensor_type: str = "domainControllerIntegrated",
+        version: str = "2.250.18972.56743",
+        health_status: str = "healthy",
+        deployment_status: str = "upToDate",
+        open_issues: int = 0,
+        dns_names: tuple[str, ...] | None = None,
+    ) -> str:
+        """Add a sensor shaped like Graph's sensor resource (`displayName` is the short name); its id."""
+        sensor_id = secrets.token_hex(16)
+        fqdn = f"{name}.{domain}".lower()
         with self._state.lock:
-            self._state.injected.append(_Injected(path_prefix, status))
+            self._state.sensors.append(
+                {
+                    "id": sensor_id,
+                    "displayName": name,
+                    "domainName": domain,
+                    "sensorType": sensor_type,
+                    "version": version,
+                    "healthStatus": health_status,
+                    "deploymentStatus": deployment_status,
+                    "openHealthIssuesCount": open_issues,
+                    "createdDateTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                    "settings": {
+                        "description": None,
+                        "domainControllerDnsNames": list(dns_names if dns_names is not None else (fqdn,)),
+                        "isDelayedDeploymentEnabled": False,
+                    },
+                }
+            )
+        return sensor_id
+
+    def update_sensor(self, sensor_id: str, **fields: Any) -> None:
+        """Change a sensor's Graph fields, e.g. `healthStatus="notHealthyHigh"`."""
+        with self._state.lock:
+            for sensor in self._state.sensors:
+                if sensor["id"] == sensor_id:
+                    sensor.update(fields)
+
+    def withhold_permission(self, permission: str) -> None:
+        """Answer requests that need this application permission with 403 (it was never granted)."""
+        with self._state.lock:
+            self._state.withheld.add(permission)
+
+    def fail_next(self, path_prefix: str, status: int, *, retry_after: int | None = None) -> None:
+        """Answer the next request whose path starts with `path_prefix` with `status` (and `Retry-After`)."""
+        with self._state.lock:
+            self._state.injected.append(_Injected(path_prefix, status, retry_after=retry_after))
 
     def redirect_next(self, path_prefix: str, status: int, location: str) -> None:
         """Answer the next request whose path starts with `path_prefix` with a redirect to `location`."""
         with self._state.lock:
             self._state.injected.append(_Injected(path_prefix, status, location))
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        """The access tokens handed out (for tests proving they never leak)."""
+        with self._state.lock:
+            return list(self._state.tokens)
 
     @property
     def token_path(self) -> str:
@@ -287,6 +398,19 @@ class GraphEmulator(BackgroundServer[_Server]):
             return list(self._state.records)
 
 
+def add_mixed_fleet(emulator: GraphEmulator, count: int) -> None:
+    """`count` sensors dc1…: every third unified (3.x), every fifth with a failing deployment."""
+    statuses = ("startFailure", "disconnected", "outdated")
+    for i in range(1, count + 1):
+        failing = i % 5 == 0
+        emulator.add_sensor(
+            f"dc{i}",
+            version="3.0.1234.0" if i % 3 == 0 else "2.250.18972.56743",
+            health_status="notHealthyHigh" if failing else "healthy",
+            deployment_status=statuses[i % 3] if failing else "upToDate",
+        )
+
+
 def register_cli(actions: Any) -> None:
     """`atp-bot lab graph`: run the emulator in the foreground until Ctrl-C."""
     parser = actions.add_parser(
@@ -295,6 +419,9 @@ def register_cli(actions: Any) -> None:
     parser.add_argument("--port", type=int, default=8444, help="port on 127.0.0.1 (default 8444; 0 = any)")
     parser.add_argument("--dir", type=Path, default=Path(".lab/graph"), help="where the test CA and files go")
     parser.add_argument("--issues", type=int, default=1, help="open credential health issues to start with")
+    parser.add_argument(
+        "--sensors", type=int, default=0, help="sensors to list (a mixed fleet: classic, unified, unhealthy)"
+    )
     parser.set_defaults(handler=_run_cli)
 
 
@@ -307,12 +434,15 @@ def _run_cli(args: Any) -> int:
     secret_file.write_text(emulator.client_secret + "\n", encoding="utf-8")
     for _ in range(args.issues):
         emulator.add_issue()
+    add_mixed_fleet(emulator, args.sensors)
     with emulator:
         print(f"Graph emulator at {emulator.graph_url}{HEALTH_ISSUES_PATH.removeprefix('/v1.0')}")
         print("configuration for atp-bot:\n")
         print(
             f'[graph]\nenabled = true\ntenant_id = "{emulator.tenant_id}"\nclient_id = "{emulator.client_id}"'
         )
+        if args.sensors:
+            print("discover_sensors = true")
         print(f'client_secret_file = "{secret_file.resolve()}"')
         print(f'authority_url = "{emulator.authority_url}"\ngraph_url = "{emulator.graph_url}"')
         print(f'ca_file = "{emulator.tls.ca_file.resolve()}"\n')

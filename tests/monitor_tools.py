@@ -14,6 +14,7 @@ from bot.monitor.models import (
     AuditHeadNotice,
     DriftNotice,
     ExpiryWarning,
+    HealthIssueNotice,
     Incident,
     MessageRef,
     ReachabilityNotice,
@@ -76,6 +77,9 @@ class RecordingNotifier:
 
     def post_reachable(self, notice: ReachabilityNotice) -> None:
         self._record("post_reachable", notice)
+
+    def post_health_issue(self, thread_ref: MessageRef, notice: HealthIssueNotice) -> None:
+        self._record("post_health_issue", (thread_ref, notice))
 
     def post_recheck(self, thread_ref: MessageRef, report: RecheckReport) -> None:
         self._record("post_recheck", (thread_ref, report))

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from bot.audit import open_audit
-from bot.change import ChangeProgress, ChangeStatus, PasswordChanges
+from bot.audit.trail import open_audit
+from bot.change.path import ChangeProgress, ChangeStatus, PasswordChanges
 from bot.config import AccountConfig, Settings, load_settings
-from bot.directory import run_connection_test
+from bot.directory.bind import run_connection_test
 from bot.directory.lockout import hold_account
 from bot.infra.redaction import install_record_redaction
 from bot.infra.state import state_dir

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.audit import open_audit
+from bot.audit.trail import open_audit
 from bot.config import load_settings
 from bot.directory.lockout import LockoutGuard
 from bot.store import open_store

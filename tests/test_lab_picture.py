@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from bot.change import ChangeOutcome, ChangeStatus
+from bot.change.path import ChangeOutcome, ChangeStatus
 from bot.cli import main
 from bot.config import Settings
-from bot.directory import ConnectionTestResult, Outcome, PasswordExpiry
 from bot.directory.ad_errors import Reason
+from bot.directory.bind import ConnectionTestResult, Outcome, PasswordExpiry
 from bot.sensors.checks import SensorResult, ServiceStatus
 from bot.store.base import CredentialMetadata
 from commands.password.views import (

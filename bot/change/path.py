@@ -48,6 +48,7 @@ from bot.directory import (
 from bot.infra import metrics
 from bot.infra.redaction import active_secret
 from bot.infra.state import state_dir
+from bot.monitor.sensor_inventory import AccountSensors, GraphFleet, account_sensors
 from bot.sensors import LogPosition, SensorResult, check_sensors
 from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
 
@@ -113,6 +114,9 @@ class ChangeProgress:
         show it and return True; by default nothing is shown, so the exception goes on to the caller
         (the monitor's re-check job, which reports a configuration problem as a skipped re-check)."""
         return False
+
+    def not_using_dsa(self, names: Sequence[str]) -> None:
+        """Unified sensors (per Graph) of the account's domains: not checked, they do not use the account."""
 
 
 @dataclass
@@ -216,6 +220,12 @@ class PasswordChanges:
         self.journal = ChangeJournal(state_dir)
         self.checker = checker
         self.tester = tester
+        self.fleet = GraphFleet(settings)
+
+    def sensor_scope(self, account_id: str) -> AccountSensors:
+        """The sensors a change of the account concerns: `[[sensors]]` and, with discovery, Graph's."""
+        graph, _ = self.fleet.sensors()
+        return account_sensors(self.settings, account_id, graph)
 
     def change(
         self,
@@ -457,13 +467,18 @@ class PasswordChanges:
     ) -> list[SensorResult]:
         """Check every sensor of the account: service running, credential errors since `since`."""
         progress = progress or ChangeProgress()
-        names = [s.name for s in sensors_for_account(self.settings, account_id)]
-        if not names:
+        scope = self.sensor_scope(account_id)
+        if scope.not_using_dsa:
+            progress.not_using_dsa(scope.not_using_dsa)
+        if not scope.names:
             progress.checks_done([])
             return []
         try:
             results = self.checker(
-                self.settings, names, since=since or datetime.now(UTC), on_result=progress.sensor_checked
+                scope.settings,
+                list(scope.names),
+                since=since or datetime.now(UTC),
+                on_result=progress.sensor_checked,
             )
         except Exception as exc:  # shown (or passed on), logged and audited
             doing = f"account {account_id}: the follow-up checks"
@@ -472,6 +487,8 @@ class PasswordChanges:
             ):
                 raise
             return []
-        record_checks(self.audit, actor, account_id, results)
+        # A host that shows the unified sensor (Graph off) is shown, but does not count in the verdict.
+        counted = [r for r in results if r.generation != "3"]
+        record_checks(self.audit, actor, account_id, counted)
         progress.checks_done(results)
-        return results
+        return counted

@@ -27,6 +27,7 @@ from bot.cli import (
     guard_cmd,
     health_cmd,
     run,
+    sensors_cmd,
     set_password,
     store_cmd,
     test_connection,
@@ -50,6 +51,7 @@ BUILTIN_COMMANDS = (
     gmsa_cmd,
     guard_cmd,
     verify_cmd,
+    sensors_cmd,
 )
 
 

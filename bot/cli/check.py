@@ -13,12 +13,14 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from bot.cli import context
-from bot.config import ConfigError, UsageError
+from bot.config import ConfigError, Settings, UsageError
 from bot.infra.exitcodes import ExitCode
+from bot.monitor.sensor_inventory import GraphFleet, fleet_exit_code, rows_for_results
 from bot.sensors import SensorResult, check_sensors
 
 PATIENCE_SECONDS = 3.0  # after this long, the progress line names the sensors still pending
 TICK_SECONDS = 1.0
+UNIFIED_SENSOR = "SenseIdentity running (unified sensor: no directory service account)"
 
 
 def register(commands: Any) -> None:
@@ -91,6 +93,8 @@ def render_table(results: Sequence[SensorResult], *, colour: bool = False) -> st
             status = "UNREACHABLE"
             services = f"{r.failure.kind}: {r.failure.detail}"
             errors = "-"
+        elif r.generation == "3":
+            status, services, errors = "ok", UNIFIED_SENSOR, "-"
         else:
             status = "ok" if r.healthy else "PROBLEM"
             services = ", ".join(f"{s.name} {s.state}" for s in r.services)
@@ -208,8 +212,28 @@ def run(args: argparse.Namespace) -> int:
             results = check_sensors(settings, args.sensor, since=since, on_result=progress.add)
     else:
         results = check_sensors(settings, args.sensor, since=since)
+    if settings.graph.discover_sensors:
+        return _print_with_graph(settings, results, args.json)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
         print_report(results)
     return exit_code(results)
+
+
+def _print_with_graph(settings: Settings, results: Sequence[SensorResult], as_json: bool) -> int:
+    """The WinRM results beside Graph's health, deployment status and open issues of each sensor."""
+    graph, graph_error = GraphFleet(settings).sensors()
+    rows = rows_for_results(settings, results, graph)
+    if graph_error is not None:
+        print(f"atp-bot: Graph: {graph_error}", file=sys.stderr)
+    if as_json:
+        graph_fields = ("generation", "uses_dsa", "health_status", "deployment_status", "open_health_issues")
+        extra = [row.model_dump(include={*graph_fields, "verdict"}) for row in rows]
+        print(json.dumps([r.to_json() | e for r, e in zip(results, extra, strict=True)], indent=2))
+    else:
+        print(render_table(results))
+        for row in rows:
+            for problem in row.problems:
+                print(f"{row.name}: {problem}")
+    return fleet_exit_code(rows, graph_error)

@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         settings = settings.model_copy(
             update={"slack": settings.slack.model_copy(update={"listen": args.listen})}
         )
+    if not settings.accounts:
+        raise ConfigError(["accounts: atp-bot run needs at least one [[accounts]] table"])
     secrets = SlackSecrets.from_env(settings.slack)
     # The replica locks first: a missing lock password stops the bot before it starts. Then the state
     # directory's lock, held for the bot's lifetime: `store rotate-key` refuses to run beside it.

@@ -98,6 +98,10 @@ class _Printer(ChangeProgress):
         if self.live is not None:
             self.live.add(result)
 
+    def not_using_dsa(self, names: Sequence[str]) -> None:
+        listed = ", ".join(names)
+        print(f"Not checked, unified sensors that do not use the directory service account: {listed}")
+
     def checks_done(self, results: Sequence[SensorResult]) -> None:
         self._stop_live()
         check.print_report(results)

@@ -12,8 +12,14 @@ from bot.change import TEST_AUDIT_OUTCOME
 from bot.cli import context
 from bot.cli.test_connection import render
 from bot.config import AccountConfig, Settings, UsageError
-from bot.directory import ConnectionTestResult, run_connection_test
-from bot.directory.lockout import AccountBusy, LockoutGuard, hold_account, replica_account_locks
+from bot.directory import (
+    AccountBusy,
+    ConnectionTestResult,
+    LockoutGuard,
+    hold_account,
+    replica_account_locks,
+    run_connection_test,
+)
 from bot.infra.exitcodes import ExitCode
 from bot.infra.state import state_dir
 from bot.monitor.drift import DriftReport, check_drift, render_report

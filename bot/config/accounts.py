@@ -88,6 +88,14 @@ class AccountConfig(StrictModel):
     lookup_username: str | None = None
     lookup_password_env: str | None = None
     lookup_password_file: Path | None = None
+    # DNS domains whose sensors use this account (their follow-up checks count for its changes);
+    # default: the account's own domain (UPN suffix, else base_dn, else its domain controllers' domain).
+    domains: (
+        Annotated[
+            list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")]], Field(min_length=1)
+        ]
+        | None
+    ) = None
     # KDCs that confirm a passed bind is the current password (`host` or `host:port`); default: the DCs.
     kdc: Annotated[list[str], Field(min_length=1)] | None = None
 
@@ -162,6 +170,23 @@ class AccountConfig(StrictModel):
     @property
     def dcs(self) -> list[DomainController]:
         return [DomainController.parse(url) for url in self.domain_controllers]
+
+    @property
+    def dns_domains(self) -> tuple[str, ...]:
+        """`domains`, else the account's own DNS domain; empty when none can be told."""
+        if self.domains:
+            return tuple(d.lower().rstrip(".") for d in self.domains)
+        if self.kind == "gmsa" and self.domain:
+            return (self.domain.lower(),)
+        name = self.name
+        if name.style == "upn":
+            return (name.domain.lower(),)
+        rdns = [part.strip().partition("=") for part in (self.base_dn or "").split(",")]
+        labels = [value.strip().lower() for key, _, value in rdns if key.strip().lower() == "dc"]
+        if labels:
+            return (".".join(labels),)
+        hosts = [dc.host.lower() for dc in self.dcs if not dc.host.replace(".", "").isdigit()]
+        return tuple(sorted({h.partition(".")[2] for h in hosts if h.count(".") >= 2}))
 
 
 GMSA_CHANGE_REFUSAL = (

@@ -25,6 +25,13 @@ class GraphConfig(StrictModel):
     graph_url: str = "https://graph.microsoft.com/v1.0"
     ca_file: Path | None = None
     timeout: Annotated[float, Field(gt=0, le=300)] = 30.0
+    # List the sensors from Graph (needs SecurityIdentitiesSensors.Read.All as well) and merge them with
+    # [[sensors]] by DNS name; see docs/graph.md.
+    discover_sensors: bool = False
+    # After a saved change, watch the DSA health issues (needs enabled = true): post in the change's thread
+    # when MDI closes them, or that one is still open after this many minutes; polled this often.
+    issue_watch_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60
+    issue_watch_poll_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 5
     # A health issue is about the directory service account when its display name contains one of these
     # (case-insensitive).
     issue_patterns: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = (
@@ -42,7 +49,7 @@ class GraphConfig(StrictModel):
     @model_validator(mode="after")
     def _complete_when_enabled(self) -> GraphConfig:
         self.client_secret_source.check()
-        if self.enabled:
+        if self.enabled or self.discover_sensors:
             missing = [
                 name
                 for name, value in (
@@ -53,7 +60,8 @@ class GraphConfig(StrictModel):
                 if not value
             ]
             if missing:
-                raise ValueError(f"enabled = true needs {', '.join(missing)}")
+                switch = "enabled" if self.enabled else "discover_sensors"
+                raise ValueError(f"{switch} = true needs {', '.join(missing)}")
         return self
 
     @property

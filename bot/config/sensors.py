@@ -70,6 +70,18 @@ class WinRMConfig(_WinRMSettings):
     cert_validation: bool | None = True
     # WS-Management operation timeout; the HTTP read timeout is derived from it (pywinrm needs read > op).
     operation_timeout: Annotated[int, Field(ge=1, le=600)] = 20
+    # Endpoint of a sensor found in Graph ([graph] discover_sensors) but not in [[sensors]], from its DNS
+    # name, e.g. "https://{dns_name}:5986/wsman"; unset: such sensors get Graph-only checks.
+    endpoint_template: str | None = None
+
+    @field_validator("endpoint_template")
+    @classmethod
+    def _valid_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            if value.count("{dns_name}") != 1 or value.replace("{dns_name}", "").count("{"):
+                raise ValueError("must contain {dns_name} once and no other placeholder")
+            parse_winrm_endpoint(value.replace("{dns_name}", "sensor.example"))
+        return value
 
 
 class SensorConfig(_WinRMSettings):
@@ -130,9 +142,11 @@ class SensorChecksConfig(StrictModel):
     # Wall-clock limit for one sensor (connect, authenticate, run, read output).
     host_timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
     credential_error_patterns: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = [
-        "The supplied credential is invalid.",
-        *GMSA_LOG_SIGNATURES,
+        "The supplied credential is invalid."
     ]
+    # Sensor log lines of a gMSA whose password the sensor may not retrieve (counted as credential errors,
+    # reported apart from a wrong password, and the monitor runs `gmsa check`); an empty list turns them off.
+    gmsa_error_patterns: list[Annotated[str, Field(min_length=1)]] = list(GMSA_LOG_SIGNATURES)
     # Without `since` or a saved position, look this far back in the error log.
     default_window_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60
     # Upper bound of log bytes one check reads on a sensor (the sensor reads, only results travel).

@@ -7,9 +7,8 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import make_url
 
 from bot.config.accounts import AccountConfig, LockoutGuardConfig
@@ -52,7 +51,8 @@ class Settings(StrictModel):
     """The whole configuration file."""
 
     state_dir: Path | None = None
-    accounts: Annotated[list[AccountConfig], Field(min_length=1)]
+    # At least one, except for a fleet view alone (`atp-bot sensors` with [graph] discover_sensors).
+    accounts: list[AccountConfig] = []
     lockout_guard: LockoutGuardConfig = LockoutGuardConfig()
     logging: LoggingConfig = LoggingConfig()
     winrm: WinRMConfig = WinRMConfig()
@@ -77,6 +77,8 @@ class Settings(StrictModel):
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
+        if not self.accounts and not self.graph.discover_sensors:
+            raise ValueError("accounts: at least one [[accounts]] table is needed")
         ids = [a.id for a in self.accounts]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:

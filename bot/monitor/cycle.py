@@ -64,6 +64,8 @@ def sensor_issue(result: SensorResult) -> SensorIssue | None:
     """The sensor's part of an incident from this cycle's check; None when it has nothing to report."""
     errors = result.credential_errors
     stopped = tuple(ServiceState(name=s.name, state=s.state) for s in result.services if not s.running)
+    if result.generation == "3":
+        stopped = ()  # the unified sensor has no AATP service: nothing of its own is "not installed"
     if not stopped and not (errors and errors.count):
         return None
     return SensorIssue(
@@ -73,6 +75,7 @@ def sensor_issue(result: SensorResult) -> SensorIssue | None:
         last_error=errors.last if errors and errors.count else None,
         sample=errors.sample if errors and errors.count else None,
         stopped_services=stopped,
+        reason=errors.reason if errors else "password",
     )
 
 
@@ -111,6 +114,7 @@ def _merge(old: SensorIssue, new: SensorIssue) -> SensorIssue:
         last_error=_latest(old.last_error, new.last_error),
         sample=new.sample or old.sample,
         stopped_services=new.stopped_services,
+        reason=new.reason if new.credential_errors else old.reason,
     )
 
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 
-from bot.monitor.models import AuditHeadNotice, DriftNotice, ExpiryWarning, ReachabilityNotice, RecheckReport
+from bot.monitor.models import (
+    AuditHeadNotice,
+    DriftNotice,
+    ExpiryWarning,
+    HealthIssueNotice,
+    ReachabilityNotice,
+    RecheckReport,
+)
 from bot.monitor.notify import Notifier, NotifierError
 from bot.monitor.render import incident_subject
 from bot.monitor.state import MonitorState, OutboxItem, StoredIncident
@@ -18,6 +25,7 @@ from bot.monitor.state import MonitorState, OutboxItem, StoredIncident
 log = logging.getLogger(__name__)
 
 UNREACHABLE, REACHABLE, RECHECK, EXPIRY = "unreachable", "reachable", "recheck", "expiry"
+HEALTH_ISSUE = "health-issue"
 AUDIT_HEAD = "audit-head"
 DRIFT = "drift"
 
@@ -49,6 +57,9 @@ def _send(notifier: Notifier, item: OutboxItem) -> None:
     elif item.kind == RECHECK:
         assert item.thread is not None, "a re-check report is always queued with its thread"
         notifier.post_recheck(item.thread, RecheckReport.model_validate_json(item.payload))
+    elif item.kind == HEALTH_ISSUE:
+        assert item.thread is not None, "a health issue notice is always queued with its thread"
+        notifier.post_health_issue(item.thread, HealthIssueNotice.model_validate_json(item.payload))
     elif item.kind == EXPIRY:
         notifier.post_expiry_warning(ExpiryWarning.model_validate_json(item.payload))
     elif item.kind == AUDIT_HEAD:

@@ -169,10 +169,10 @@ class GraphHealthSource:
             raise GraphError("Graph returned an unexpected answer (no `value` list)")
         return data
 
-    def health_issues(self) -> list[dict[str, Any]]:
-        """Every open health issue (all pages), as Graph returns them."""
+    def health_issues(self, status: str = "open") -> list[dict[str, Any]]:
+        """Every health issue with `status` (all pages), as Graph returns them."""
         token = self._token()
-        url: str | None = f"{self.config.graph_url}{HEALTH_ISSUES_PATH}?$filter=status eq 'open'"
+        url: str | None = f"{self.config.graph_url}{HEALTH_ISSUES_PATH}?$filter=status eq '{status}'"
         items: list[dict[str, Any]] = []
         for _ in range(MAX_PAGES):
             if url is None:
@@ -186,6 +186,10 @@ class GraphHealthSource:
                 raise GraphError("Graph's next page link points to another host; not following it")
             url = next_link
         raise GraphError(f"more than {MAX_PAGES} pages of health issues; stopped")
+
+    def close(self) -> None:
+        """Drop idle connections (the source stays usable: the next call opens new ones)."""
+        self._http.close()
 
     def credential_issues(self) -> list[HealthIssue]:
         patterns = [p.lower() for p in self.config.issue_patterns]

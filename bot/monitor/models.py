@@ -6,12 +6,13 @@ renderer for logs). They carry facts only, never text meant for display and neve
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from bot.sensors import NOT_INSTALLED, SensorResult
+from bot.sensors.credential_signatures import ErrorReason
 
 
 class _Value(BaseModel):
@@ -39,6 +40,7 @@ class SensorIssue(_Value):
     last_error: datetime | None = None
     sample: str | None = None
     stopped_services: tuple[ServiceState, ...] = ()
+    reason: ErrorReason = "password"  # of the latest credential errors
 
 
 class HealthIssue(_Value):
@@ -164,6 +166,38 @@ class RecheckReport(_Value):
     @property
     def healthy(self) -> bool:
         return all(s.healthy for s in self.sensors)
+
+
+class HealthIssueNotice(_Value):
+    """What became of a DSA health issue after a change: closed by MDI at `closed_at`, or still open."""
+
+    account_id: str
+    display_name: str
+    changed_at: datetime
+    closed_at: datetime | None = None
+    still_open_minutes: int | None = None
+
+    @classmethod
+    def closed(cls, account_id: str, name: str, changed_at: datetime, at: datetime) -> HealthIssueNotice:
+        return cls(account_id=account_id, display_name=name, changed_at=changed_at, closed_at=at)
+
+    @classmethod
+    def still_open(
+        cls, account_id: str, name: str, changed_at: datetime, after: timedelta
+    ) -> HealthIssueNotice:
+        minutes = int(after.total_seconds() // 60)
+        return cls(
+            account_id=account_id, display_name=name, changed_at=changed_at, still_open_minutes=minutes
+        )
+
+    def text(self) -> str:
+        """E.g. "MDI closed 'Directory services user credentials are incorrect' at 14:32, 9 min after the
+        change" (times in UTC)."""
+        if self.closed_at is not None:
+            minutes = max(0, int((self.closed_at - self.changed_at).total_seconds() // 60))
+            at = f"{self.closed_at:%H:%M} UTC"
+            return f"MDI closed '{self.display_name}' at {at}, {minutes} min after the change"
+        return f"'{self.display_name}' is still open {self.still_open_minutes} min after the change"
 
 
 class ExpiryWarning(_Value):

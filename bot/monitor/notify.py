@@ -14,6 +14,7 @@ from bot.monitor.models import (
     AuditHeadNotice,
     DriftNotice,
     ExpiryWarning,
+    HealthIssueNotice,
     Incident,
     MessageRef,
     ReachabilityNotice,
@@ -60,6 +61,10 @@ class Notifier(Protocol):
         """The result of a scheduled re-check, in the thread of the change it follows."""
         ...
 
+    def post_health_issue(self, thread_ref: MessageRef, notice: HealthIssueNotice) -> None:
+        """What became of a DSA health issue after a change, in the thread of the change."""
+        ...
+
     def post_expiry_warning(self, warning: ExpiryWarning) -> None:
         """The account's password expires in `warning.days_left` days (once per threshold)."""
         ...
@@ -99,6 +104,9 @@ class LogNotifier:
 
     def post_recheck(self, thread_ref: MessageRef, report: RecheckReport) -> None:
         self._log.info("%s", render_recheck(report))
+
+    def post_health_issue(self, thread_ref: MessageRef, notice: HealthIssueNotice) -> None:
+        self._log.info("account %s: %s", notice.account_id, notice.text())
 
     def post_expiry_warning(self, warning: ExpiryWarning) -> None:
         self._log.warning("%s", render_expiry_warning(warning))

@@ -13,6 +13,7 @@ from bot.monitor.models import (
     RecheckReport,
     SensorIssue,
 )
+from bot.sensors.credential_signatures import describe
 
 
 def _at(moment: datetime | None) -> str:
@@ -27,7 +28,7 @@ def incident_subject(account_id: str | None) -> str:
 def _sensor_line(issue: SensorIssue) -> str:
     parts = []
     if issue.credential_errors:
-        parts.append(f"{issue.credential_errors} credential error(s) since {_at(issue.first_error)}")
+        parts.append(f"{describe(issue.credential_errors, issue.reason)} since {_at(issue.first_error)}")
     parts += [f"service {s.name} is {s.state}" for s in issue.stopped_services]
     return f"  {issue.sensor}: {'; '.join(parts) or 'no current problem'}"
 

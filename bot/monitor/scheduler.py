@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -34,6 +36,7 @@ from bot.monitor.cycle import CycleResult, run_monitor_cycle
 from bot.monitor.drift_watch import run_drift_check
 from bot.monitor.expiry import run_expiry_check
 from bot.monitor.graph import GraphError
+from bot.monitor.issue_watch import watch_step, watch_steps
 from bot.monitor.models import MessageRef
 from bot.monitor.recheck import run_recheck
 from bot.monitor.runtime import MonitorRuntime
@@ -46,6 +49,7 @@ EXPIRY_JOB = "expiry"
 DRIFT_JOB = "drift"
 AUDIT_HEAD_JOB = "audit-head"
 RECHECK_PREFIX = "recheck:"
+ISSUE_WATCH_PREFIX = "issue-watch:"
 # A re-check missed while the bot was down still runs when it starts again within this time.
 RECHECK_GRACE = timedelta(hours=24)
 
@@ -122,6 +126,18 @@ def recheck_job(account_id: str, thread: dict[str, str], changed_at: str, delay_
         log.error("account %s: re-check skipped: %s", account_id, "; ".join(exc.problems))
 
 
+def issue_watch_job(account_id: str, thread: dict[str, str], changed_at: str, step: int) -> None:
+    runtime = _runtime_or_log(f"{ISSUE_WATCH_PREFIX}{account_id}")
+    if runtime is None:
+        return
+    try:
+        watch_step(
+            runtime, account_id, MessageRef.model_validate(thread), datetime.fromisoformat(changed_at), step
+        )
+    except (ConfigError, GraphError) as exc:
+        log.error("account %s: health issue watch %d skipped: %s", account_id, step, exc)
+
+
 @dataclass(frozen=True)
 class PendingJob:
     id: str
@@ -149,18 +165,44 @@ class Scheduler:
         ids = []
         for delay in config.recheck_delays_minutes:
             job_id = f"{RECHECK_PREFIX}{account_id}:{changed_at:%Y%m%dT%H%M%S.%f}:{delay}"
-            self.aps.add_job(
-                recheck_job,
-                trigger=DateTrigger(run_date=changed_at + timedelta(minutes=delay), timezone=UTC),
-                args=[account_id, thread_ref.model_dump(), changed_at.isoformat(), delay],
-                id=job_id,
-                name=f"re-check {account_id} +{delay} min",
-                replace_existing=True,
-                misfire_grace_time=int(RECHECK_GRACE.total_seconds()),
-            )
+            args = [account_id, thread_ref.model_dump(), changed_at.isoformat(), delay]
+            name = f"re-check {account_id} +{delay} min"
+            self._after_change(recheck_job, job_id, name, changed_at + timedelta(minutes=delay), args)
             ids.append(job_id)
         log.info("account %s: %d re-check(s) scheduled after the change", account_id, len(ids))
+        return ids + self._schedule_issue_watch(account_id, thread_ref, changed_at)
+
+    def _schedule_issue_watch(
+        self, account_id: str, thread_ref: MessageRef, changed_at: datetime
+    ) -> list[str]:
+        """With Graph: one job per poll of the DSA health issues after the change (issue_watch.py)."""
+        graph = self.runtime.settings.graph
+        if not graph.enabled:
+            return []
+        ids = []
+        for step in range(1, watch_steps(graph.issue_watch_minutes, graph.issue_watch_poll_minutes) + 1):
+            job_id = f"{ISSUE_WATCH_PREFIX}{account_id}:{changed_at:%Y%m%dT%H%M%S.%f}:{step}"
+            run_at = changed_at + timedelta(minutes=step * graph.issue_watch_poll_minutes)
+            args = [account_id, thread_ref.model_dump(), changed_at.isoformat(), step]
+            self._after_change(
+                issue_watch_job, job_id, f"health issue watch {account_id} #{step}", run_at, args
+            )
+            ids.append(job_id)
         return ids
+
+    def _after_change(
+        self, job: Callable[..., None], job_id: str, name: str, run_at: datetime, args: list[Any]
+    ) -> None:
+        """A persisted one-off job of a change; missed while the bot was down, it runs when it starts."""
+        self.aps.add_job(
+            job,
+            trigger=DateTrigger(run_date=run_at, timezone=UTC),
+            args=args,
+            id=job_id,
+            name=name,
+            replace_existing=True,
+            misfire_grace_time=int(RECHECK_GRACE.total_seconds()),
+        )
 
     def recheck_now(self) -> None:
         """The *Re-check now* action: run the monitor cycle as soon as possible (in the scheduler)."""

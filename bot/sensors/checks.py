@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 from bot.config import ConfigError, Settings
 from bot.infra import metrics
 from bot.infra.redaction import active_secret
+from bot.sensors.credential_signatures import error_reason
 from bot.sensors.results import (
     NOT_INSTALLED,
     CredentialErrors,
@@ -83,6 +84,7 @@ def _check_params(
         services=list(target.services),
         log_dir=target.log_dir,
         error_log=target.error_log,
+        binary_service=target.binary_service,
         patterns=list(target.patterns),
         position=PositionParam(path=position.path, file_id=position.file_id, offset=position.offset)
         if position
@@ -136,6 +138,7 @@ def _check_one(plan: _Plan) -> SensorResult:
             complete=found.complete,
             rotated=found.rotated,
             reset=found.reset,
+            reason=error_reason(found.sample, target.gmsa_patterns),
         )
         position = LogPosition(path=found.path, file_id=found.file_id, offset=found.offset)
     result = SensorResult(
@@ -149,6 +152,7 @@ def _check_one(plan: _Plan) -> SensorResult:
         credential_errors=errors,
         log_error=parsed.log_error,
         position=position,
+        sense_identity=parsed.sense_identity,
     )
     log.info(
         "sensor %s: checked in %.2fs, problems: %s", target.name, result.duration, result.problems or "none"

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from bot.config import SensorKind
+from bot.sensors.credential_signatures import ErrorReason, describe
 from bot.sensors.scripts import PositionParam
 from bot.sensors.winrm_runner import FailureKind
 
 NOT_INSTALLED = "not installed"
+CLASSIC_SERVICE = "AATPSensor"
 RUNNING = "Running"
 
 
@@ -65,6 +67,7 @@ class CredentialErrors:
     complete: bool  # False: the scan stopped at sensor_checks.max_scan_bytes
     rotated: bool  # the log was rotated since the previous position; its tail was read too
     reset: bool  # the previous position no longer matched any file; the log was read from its start
+    reason: ErrorReason = "password"  # a wrong password, or a gMSA the sensor may not retrieve
 
 
 class Sensor(Protocol):
@@ -93,6 +96,7 @@ class SensorResult:
     log_error: str | None = None
     position: LogPosition | None = None
     failure: Failure | None = None
+    sense_identity: bool = False  # the unified sensor's process runs on the host
 
     @classmethod
     def failed(
@@ -114,10 +118,21 @@ class SensorResult:
         return self.failure is None
 
     @property
+    def generation(self) -> Literal["2", "3", "unknown"]:
+        """What the host shows: the classic sensor's service, else the unified sensor's process."""
+        installed = {s.name.lower() for s in self.services if s.state != NOT_INSTALLED}
+        if self.kind == "mdi" and CLASSIC_SERVICE.lower() in installed:
+            return "2"
+        return "3" if self.kind == "mdi" and self.sense_identity else "unknown"
+
+    @property
     def problems(self) -> list[str]:
+        if self.generation == "3":
+            return []  # no AATP service and no classic log folder is how the unified sensor runs
         found = [f"service {s.name} is {s.state}" for s in self.services if not s.running]
         if self.credential_errors and self.credential_errors.count:
-            found.append(f"{self.credential_errors.count} credential error(s) in the sensor log")
+            errors = self.credential_errors
+            found.append(f"{describe(errors.count, errors.reason)} in the sensor log")
         if self.log_error:
             found.append(f"error log: {self.log_error}")
         return found
@@ -141,6 +156,7 @@ class SensorResult:
             data["first_error"] = errors.first.isoformat() if errors.first else None
             data["last_error"] = errors.last.isoformat() if errors.last else None
             data["sample"] = errors.sample
+            data["credential_error_reason"] = errors.reason
         if self.log_error:
             data["log_error"] = self.log_error
         if self.position:
@@ -148,6 +164,7 @@ class SensorResult:
         if self.failure:
             data["error"] = f"{self.failure.kind}: {self.failure.detail}"
             data["error_kind"] = str(self.failure.kind)
+        data["generation"] = self.generation
         return data
 
 

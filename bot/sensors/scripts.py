@@ -68,6 +68,7 @@ class CheckParams(_Strict):
     services: list[str]
     log_dir: str
     error_log: str
+    binary_service: str | None = None  # find the log folder from this service's binary (classic sensor)
     patterns: list[str]
     position: PositionParam | None = None
     since: str | None = None  # ISO 8601 UTC, used when there is no position
@@ -110,6 +111,7 @@ class LogOut(_Strict):
 
 class CheckOutput(_Strict):
     services: list[ServiceOut]
+    sense_identity: bool  # the unified sensor's process runs
     log: LogOut | None
     log_error: str | None
 

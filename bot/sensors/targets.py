@@ -24,6 +24,7 @@ class KindDefaults:
     services: tuple[str, ...]
     log_dir: str
     error_log: str
+    binary_service: str | None = None
 
 
 # Sources: docs/sensors.md ("Defaults per kind").
@@ -32,6 +33,7 @@ KIND_DEFAULTS: dict[SensorKind, KindDefaults] = {
         services=("AATPSensor", "AATPSensorUpdater"),
         log_dir="C:\\Program Files\\Azure Advanced Threat Protection Sensor\\*\\Logs",
         error_log="Microsoft.Tri.Sensor-Errors.log",
+        binary_service="AATPSensor",
     ),
     "ata": KindDefaults(
         services=("ATAGateway",),
@@ -61,7 +63,9 @@ class SensorTarget:
     services: tuple[str, ...]
     log_dir: str
     error_log: str
-    patterns: tuple[str, ...]
+    patterns: tuple[str, ...]  # credential errors of either reason (what the sensor counts)
+    binary_service: str | None  # the log folder follows this service's binary (unless log_dir is set)
+    gmsa_patterns: tuple[str, ...]
 
     def read_password(self) -> SecretStr | None:
         """The WinRM password; None for certificate authentication."""
@@ -96,7 +100,12 @@ def resolve_target(settings: Settings, sensor: SensorConfig) -> SensorTarget:
         services=tuple(sensor.services or defaults.services),
         log_dir=sensor.log_dir or defaults.log_dir,
         error_log=sensor.error_log or defaults.error_log,
-        patterns=tuple(sensor.credential_error_patterns or checks.credential_error_patterns),
+        patterns=(
+            *(sensor.credential_error_patterns or checks.credential_error_patterns),
+            *checks.gmsa_error_patterns,
+        ),
+        gmsa_patterns=tuple(checks.gmsa_error_patterns),
+        binary_service=defaults.binary_service if sensor.log_dir is None else None,
     )
     problems = []
     if transport == "certificate" and not target.cert_pem:

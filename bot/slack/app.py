@@ -14,6 +14,7 @@ from bot.audit import AuditSink
 from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.monitor.scheduler import Scheduler
+from bot.monitor.sensor_inventory import GraphFleet
 from bot.sensors import SharedChecks
 from bot.slack.authz import Authorizer
 from bot.slack.client import ACK_PATH_MAX_RETRY_AFTER, build_client
@@ -55,6 +56,7 @@ def build_services(
         status_checks=SharedChecks(settings),
         changes=changes,
         scheduler=scheduler,
+        graph_fleet=changes.fleet if changes else GraphFleet(settings),
     )
 
 

@@ -18,6 +18,7 @@ from bot.change import PasswordChanges
 from bot.change.failures import one_line, report_failure
 from bot.config import Settings
 from bot.monitor.scheduler import Scheduler
+from bot.monitor.sensor_inventory import GraphFleet
 from bot.sensors import SharedChecks
 from bot.slack.audit import slack_actor
 from bot.slack.authz import Authorizer
@@ -45,6 +46,12 @@ class Services:
     changes: PasswordChanges | None = None
     # The monitor's scheduler (alerts, re-checks); None when `atp-bot run` runs without it.
     scheduler: Scheduler | None = None
+    # Graph's sensor list (`/atp sensors`), cached across requests; None: built from the settings.
+    graph_fleet: GraphFleet | None = None
+
+    @property
+    def fleet(self) -> GraphFleet:
+        return self.graph_fleet or (self.changes.fleet if self.changes else GraphFleet(self.settings))
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run `fn` on the work executor; an exception is logged (it has nobody else to go to)."""

@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.audit import AuditAction, AuditOutcome
-from bot.change import ChangeOutcome, ChangeProgress, PasswordChanges, Recovery, sensors_for_account
+from bot.change import ChangeOutcome, ChangeProgress, PasswordChanges, Recovery
 from bot.change.failures import report_failure
 from bot.config import ConfigError, Settings, password_refusal
 from bot.monitor.models import MessageRef
@@ -27,7 +27,7 @@ from bot.sensors import SensorResult
 from bot.slack.audit import slack_actor
 from bot.slack.context import CommandContext, Person, Services, Subcommand
 from bot.slack.middleware import authorize_interaction
-from bot.slack.text import inline
+from bot.slack.text import escape, inline
 from bot.slack.views import decode_metadata, notice_modal, update_view
 from commands.password.origin import origin_channel, origin_user, slack_origin
 from commands.password.validation import Submission, validate
@@ -43,7 +43,7 @@ from commands.password.views import (
     testing_modal,
 )
 from commands.shared.arguments import account_argument
-from commands.shared.sensor_report import LiveReport, thread_report
+from commands.shared.sensor_report import NOT_USING_DSA, LiveReport, thread_report
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,9 @@ class _FollowUp(ChangeProgress):
     def checks_failed(self, problem: str) -> bool:
         self.report.fail(problem)
         return True
+
+    def not_using_dsa(self, names: Sequence[str]) -> None:
+        self.report.note(f"Not checked, {NOT_USING_DSA}: {', '.join(names)}.")
 
 
 def run_change(
@@ -172,12 +175,15 @@ def check_in_thread(
     thread: str,
 ) -> None:
     """After a save: schedule the re-checks and run the follow-up checks, reported in `thread`."""
-    client, settings = services.client, services.settings
-    sensors = sensors_for_account(settings, account_id)
+    client = services.client
+    scope = changes.sensor_scope(account_id)
+    sensors = scope.names
     if not sensors:
-        client.chat_postMessage(
-            channel=channel, thread_ts=thread, text="No sensors are configured for this account."
+        unified = (
+            f" Not checked, {NOT_USING_DSA}: {', '.join(scope.not_using_dsa)}." if scope.not_using_dsa else ""
         )
+        text = "No sensors that use this account are configured." + escape(unified)
+        client.chat_postMessage(channel=channel, thread_ts=thread, text=text)
         return
     if services.scheduler is not None and changed_at is not None:
         services.scheduler.schedule_rechecks(account_id, MessageRef(channel=channel, ts=thread), changed_at)

@@ -20,11 +20,16 @@ SECTION_LIMIT = 2900  # Slack allows 3000 characters in a section's text
 MAX_SECTIONS = 40  # of Slack's 50 blocks per message
 
 
+NOT_USING_DSA = "unified sensor: does not use the directory service account"
+
+
 def sensor_line(result: SensorResult) -> str:
     """One sensor's line; everything the sensor said (states, errors, log lines) is escaped."""
     if result.failure is not None:
         failure = f"{result.failure.kind}: {inline(result.failure.detail)}"
         return f":warning: *{result.name}*: not checked ({failure})"
+    if result.generation == "3":
+        return f":white_check_mark: *{result.name}*: {NOT_USING_DSA} (SenseIdentity running)"
     if result.healthy:
         services = ", ".join(f"{s.name} {inline(s.state)}" for s in result.services) or "no services"
         return f":white_check_mark: *{result.name}*: {services}; no credential errors"
@@ -101,6 +106,13 @@ class LiveReport:
         """Show every result and the summary (always sent)."""
         with self._lock:
             self._results = list(results)
+            text, blocks = report(self._heading, self._results, self._total)
+        self._update(self.ts, text, blocks)
+
+    def note(self, text: str) -> None:
+        """A line under the heading (escaped: it may name sensors as Graph spells them)."""
+        with self._lock:
+            self._heading = f"{self._heading}\n{escape(text)}"
             text, blocks = report(self._heading, self._results, self._total)
         self._update(self.ts, text, blocks)
 

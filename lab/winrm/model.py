@@ -85,6 +85,9 @@ class Host:
     kind: SensorKind = "mdi"
     version: str = DEFAULT_VERSION
     services: dict[str, str] = field(default_factory=dict)
+    processes: set[str] = field(default_factory=set)
+    # SensorCustomLogLocation in SensorConfiguration.json beside the sensor's binary (None: not set).
+    custom_log_location: str | None = None
     start_behaviour: dict[str, StartBehaviour] = field(default_factory=dict)
     files: dict[str, LogFile] = field(default_factory=dict)
     latency: float = 0.0
@@ -109,6 +112,13 @@ class Host:
         host = cls(name=name, kind=kind)
         host.services = {s: "Running" for s in KIND_DEFAULTS[kind].services}
         host.files[host.error_log_path] = LogFile(filler_bytes)
+        return host
+
+    @classmethod
+    def unified(cls, name: str) -> Host:
+        """A unified sensor (3.x): the `SenseIdentity` process, no AATP service, no sensor log folder."""
+        host = cls(name=name, version="3.0.1234.0")
+        host.processes = {"SenseIdentity"}
         return host
 
     @property
@@ -138,6 +148,17 @@ class Host:
         with self.lock:
             self.counters.log_bytes_read += len(data)
         return data
+
+    def service_binary(self, name: str) -> str | None:
+        """Win32_Service.PathName: the classic sensor runs from its current version folder (quoted)."""
+        binary = KIND_DEFAULTS[self.kind].binary_service
+        if binary is None or binary.lower() != name.lower() or self.service_state(binary) is None:
+            return None
+        return f'"{ntpath.dirname(self.log_dir)}\\Microsoft.Tri.Sensor.exe"'
+
+    def process_running(self, name: str) -> bool:
+        with self.lock:
+            return any(p.lower() == name.lower() for p in self.processes)
 
     def service_state(self, name: str) -> str | None:
         with self.lock:

@@ -270,14 +270,34 @@ class CheckRun:
             if ntpath.dirname(p).lower() == folder.lower() and p.lower() != current.lower()
         ]
 
+    def log_dir(self) -> str:
+        """As the script: the binary's folder (or SensorCustomLogLocation), else the configured folder."""
+        service = self.p.get("binary_service")
+        path = self.host.service_binary(service) if service else None
+        if not path:
+            return str(self.p["log_dir"])
+        exe = path.strip()
+        if exe.startswith('"'):
+            exe = exe[1 : exe.index('"', 1)]
+        return self.host.custom_log_location or ntpath.join(ntpath.dirname(exe), "Logs")
+
+    def archives_after(self, current: str, stem: str, old: str) -> list[str]:
+        """The archives written after `old`, oldest first (the log rolled over more than once)."""
+        old_time = self.host.find(old).mtime  # type: ignore[union-attr]
+        newer = [a for a in self.archives(current, stem) if a.lower() != old.lower()]
+        newer = [a for a in newer if self.host.find(a).mtime > old_time]  # type: ignore[union-attr]
+        return sorted(newer, key=lambda a: self.host.find(a).mtime)  # type: ignore[union-attr]
+
     def run(self) -> dict[str, Any]:
         p = self.p
-        out: dict[str, Any] = {"services": [], "log": None, "log_error": None}
+        out: dict[str, Any] = {"services": [], "sense_identity": False, "log": None, "log_error": None}
         for name in p["services"]:
             out["services"].append({"name": name, "state": self.host.service_state(name)})
-        candidates = self.host.glob(ntpath.join(p["log_dir"], p["error_log"]))
+        out["sense_identity"] = self.host.process_running("SenseIdentity")
+        log_dir = self.log_dir()
+        candidates = self.host.glob(ntpath.join(log_dir, p["error_log"]))
         if not candidates:
-            out["log_error"] = "error log not found: " + ntpath.join(p["log_dir"], p["error_log"])
+            out["log_error"] = "error log not found: " + ntpath.join(log_dir, p["error_log"])
             return out
         current = max(candidates, key=lambda c: self.host.find(c).mtime)  # type: ignore[union-attr]
         stem = ntpath.splitext(p["error_log"])[0]
@@ -298,6 +318,8 @@ class CheckRun:
                 if old:
                     rotated = True
                     self.scan_forward(old, offset)
+                    for newer in self.archives_after(current, stem, old):
+                        self.scan_forward(newer, 0)
                 else:
                     reset = True
                 end = self.scan_forward(current, 0)

@@ -91,15 +91,34 @@ function Scan-Back([string]$path, [datetime]$since) {
   if ($end -lt 0) { $end = $size - $carry.Length }
   return $end
 }
-$out = [ordered]@{ services = @(); log = $null; log_error = $null }
+$out = [ordered]@{ services = @(); sense_identity = $false; log = $null; log_error = $null }
 foreach ($name in $p.services) {
   $svc = Get-Service -Name $name -ErrorAction SilentlyContinue
   $out.services += [ordered]@{ name = $name; state = $(if ($svc) { $svc.Status.ToString() } else { $null }) }
 }
+# The unified sensor (3.x) has no service of its own; Microsoft's module recognises it by this process.
+$out.sense_identity = [bool](Get-Process -Name SenseIdentity -ErrorAction SilentlyContinue)
 try {
-  $dirs = @(Resolve-Path -Path $p.log_dir -ErrorAction SilentlyContinue | ForEach-Object { $_.ProviderPath })
+  # The classic sensor's logs: beside the binary its service runs (the current version folder), or where
+  # SensorCustomLogLocation in SensorConfiguration.json beside it says; else the configured folder.
+  $logDir = $p.log_dir
+  if ($p.binary_service) {
+    $svcInfo = Get-CimInstance -ClassName Win32_Service -ErrorAction SilentlyContinue | Where-Object { $_.Name -eq $p.binary_service } | Select-Object -First 1
+    if ($svcInfo -and $svcInfo.PathName) {
+      $exe = $svcInfo.PathName.Trim()
+      if ($exe.StartsWith('"')) { $exe = $exe.Substring(1, $exe.IndexOf('"', 1) - 1) }
+      $binDir = Split-Path -Parent $exe
+      $logDir = Join-Path $binDir 'Logs'
+      $cfg = Join-Path $binDir 'SensorConfiguration.json'
+      if (Test-Path -LiteralPath $cfg -PathType Leaf) {
+        $custom = (Get-Content -LiteralPath $cfg -Raw | ConvertFrom-Json).SensorCustomLogLocation
+        if ($custom) { $logDir = [string]$custom }
+      }
+    }
+  }
+  $dirs = @(Resolve-Path -Path $logDir -ErrorAction SilentlyContinue | ForEach-Object { $_.ProviderPath })
   $cands = @($dirs | ForEach-Object { Join-Path $_ $p.error_log } | Where-Object { Test-Path -LiteralPath $_ -PathType Leaf })
-  if ($cands.Count -eq 0) { throw ('error log not found: ' + (Join-Path $p.log_dir $p.error_log)) }
+  if ($cands.Count -eq 0) { throw ('error log not found: ' + (Join-Path $logDir $p.error_log)) }
   $cur = $cands | Sort-Object { (Get-Item -LiteralPath $_).LastWriteTimeUtc } | Select-Object -Last 1
   $stem = [IO.Path]::GetFileNameWithoutExtension($p.error_log)
   $script:read = 0; $script:budget = [long]$p.max_bytes; $script:complete = $true; $rotated = $false; $reset = $false
@@ -110,7 +129,14 @@ try {
       $old = @([string]$p.position.path) + @(Get-ChildItem -LiteralPath (Split-Path $cur) -Filter ($stem + '*') -File | ForEach-Object { $_.FullName })
       $old = $old | Where-Object { $_ -ne $cur -and (Test-Path -LiteralPath $_ -PathType Leaf) } |
         Where-Object { (Get-FileId $_ $n) -eq $want } | Select-Object -First 1
-      if ($old) { $rotated = $true; [void](Scan-Forward $old $off) } else { $reset = $true }
+      if ($old) {
+        $rotated = $true; [void](Scan-Forward $old $off)
+        # Rolled over more than once: the archives written after the old file, oldest first, in full.
+        $oldTime = (Get-Item -LiteralPath $old).LastWriteTimeUtc
+        Get-ChildItem -LiteralPath (Split-Path $cur) -Filter ($stem + '*') -File |
+          Where-Object { $_.FullName -ne $cur -and $_.FullName -ne $old -and $_.LastWriteTimeUtc -gt $oldTime } |
+          Sort-Object LastWriteTimeUtc | ForEach-Object { [void](Scan-Forward $_.FullName 0) }
+      } else { $reset = $true }
       $end = Scan-Forward $cur 0
     }
   } else {

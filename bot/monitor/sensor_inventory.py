@@ -1,0 +1,358 @@
+"""The sensor fleet: Graph's sensors merged with `[[sensors]]`, each with its generation and a verdict.
+
+A Graph sensor and a `[[sensors]]` entry are the same server when a DNS name of one equals a name of
+the other (case-insensitive), a bare short name matching the first label of a full name. The
+generation comes from Graph's `version` (2.x: the classic sensor, which uses the directory service
+account; 3.x: the unified sensor, which does not), else from what the host showed over WinRM, else it
+is `unknown`: never guessed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bot.config import AccountConfig, SensorConfig, Settings
+from bot.infra.exitcodes import ExitCode
+from bot.monitor.graph import GraphError
+from bot.monitor.graph_sensors import GraphSensor, GraphSensorSource
+from bot.sensors import SensorResult, check_sensors
+
+log = logging.getLogger(__name__)
+
+Generation = Literal["2", "3", "unknown"]
+Verdict = Literal["healthy", "attention", "unknown"]
+Source = Literal["graph", "config", "both"]
+
+HEALTHY_DEPLOYMENT = frozenset({"upToDate", "updating", "syncing"})
+VERDICT_ORDER: dict[str, int] = {"attention": 0, "unknown": 1, "healthy": 2}
+
+
+class SensorRow(BaseModel):
+    """One line of `atp-bot sensors` (and `--json` object); Graph's enum values as Graph spells them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    dns_name: str | None
+    domain: str | None
+    source: Source
+    sensor_type: str | None
+    version: str | None
+    generation: Generation
+    uses_dsa: bool | None
+    health_status: str | None
+    deployment_status: str | None
+    open_health_issues: list[str]
+    winrm: bool
+    verdict: Verdict
+    problems: list[str]
+
+
+@dataclass(frozen=True)
+class HostView:
+    """What a WinRM check of the sensor's host showed, reduced to what the inventory needs."""
+
+    unreachable: str | None  # why the host could not be checked; None when it was
+    generation: Generation
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FleetMember:
+    """A sensor before its verdict: what Graph says, its `[[sensors]]` entry, or both."""
+
+    graph: GraphSensor | None
+    config: SensorConfig | None
+    winrm: bool
+
+    @property
+    def name(self) -> str:
+        if self.config is not None:
+            return self.config.name
+        assert self.graph is not None
+        return self.graph.display_name
+
+    @property
+    def dns_name(self) -> str | None:
+        if self.graph is not None:
+            return self.graph.dns_name
+        assert self.config is not None
+        return config_host(self.config)
+
+    @property
+    def domain(self) -> str | None:
+        if self.graph is not None and self.graph.domain:
+            return self.graph.domain.lower()
+        dns = self.dns_name
+        return dns.partition(".")[2] or None if dns else None
+
+    @property
+    def source(self) -> Source:
+        if self.graph is not None and self.config is not None:
+            return "both"
+        return "graph" if self.graph is not None else "config"
+
+
+def generation_of(version: str | None) -> Generation:
+    """2.x is the classic sensor, 3.x the unified one; anything else is not guessed."""
+    major = (version or "").split(".")[0]
+    if major == "2":
+        return "2"
+    return "3" if major == "3" else "unknown"
+
+
+def uses_dsa(generation: Generation) -> bool | None:
+    """The classic sensor uses the directory service account; the unified one runs as LocalSystem."""
+    return {"2": True, "3": False}.get(generation)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def config_host(sensor: SensorConfig) -> str | None:
+    """The DNS name in a `[[sensors]]` endpoint (None for an IP address)."""
+    host = (urlsplit(sensor.endpoint).hostname or "").lower()
+    return None if not host or _is_ip(host) else host
+
+
+def same_host(a: str, b: str) -> bool:
+    """Equal DNS names, or a short name equal to the other's first label."""
+    a, b = a.lower().rstrip("."), b.lower().rstrip(".")
+    if a == b:
+        return True
+    if "." not in a and "." in b:
+        return b.split(".")[0] == a
+    if "." not in b and "." in a:
+        return a.split(".")[0] == b
+    return False
+
+
+def _graph_names(sensor: GraphSensor) -> list[str]:
+    names = [*sensor.dns_names, sensor.display_name]
+    if sensor.domain:
+        names.append(f"{sensor.display_name}.{sensor.domain}")
+    return names
+
+
+def _config_names(sensor: SensorConfig) -> list[str]:
+    host = config_host(sensor)
+    return [sensor.name, host] if host else [sensor.name]
+
+
+def _matches(graph: GraphSensor, sensor: SensorConfig) -> bool:
+    return any(same_host(g, c) for g in _graph_names(graph) for c in _config_names(sensor))
+
+
+def merge_fleet(settings: Settings, graph_sensors: Sequence[GraphSensor]) -> list[FleetMember]:
+    """Graph's sensors (each with its `[[sensors]]` entry, if one names it), then the config-only ones."""
+    template = settings.winrm.endpoint_template is not None
+    unclaimed = list(settings.sensors)
+    members = []
+    for graph in graph_sensors:
+        config = next((s for s in unclaimed if _matches(graph, s)), None)
+        if config is not None:
+            unclaimed.remove(config)
+        members.append(FleetMember(graph=graph, config=config, winrm=config is not None or template))
+    members += [FleetMember(graph=None, config=s, winrm=True) for s in unclaimed]
+    return members
+
+
+def discovered_sensor_config(settings: Settings, member: FleetMember) -> SensorConfig | None:
+    """A `[[sensors]]`-like entry for a Graph-only sensor from `[winrm] endpoint_template`."""
+    template = settings.winrm.endpoint_template
+    if member.config is not None:
+        return member.config
+    if template is None or member.graph is None:
+        return None
+    endpoint = template.replace("{dns_name}", member.graph.dns_name)
+    try:
+        return SensorConfig(name=member.name, endpoint=endpoint)
+    except ValidationError:  # a name or DNS name Graph reports that cannot address a host
+        log.warning("sensor %r: no WinRM endpoint can be made from its Graph name; Graph-only", member.name)
+        return None
+
+
+def graph_problems(sensor: GraphSensor) -> list[str]:
+    """What Graph says is wrong with a sensor (its enum values as Graph spells them)."""
+    found = []
+    if sensor.health_status != "healthy":
+        found.append(f"health {sensor.health_status or 'not reported'}")
+    if sensor.deployment_status not in HEALTHY_DEPLOYMENT:
+        found.append(f"deployment {sensor.deployment_status or 'not reported'}")
+    found += [f"open health issue: {name}" for name in sensor.open_health_issues]
+    if sensor.open_issues_count and not sensor.open_health_issues:
+        found.append(f"{sensor.open_issues_count} open health issue(s)")
+    return found
+
+
+def _verdict(member: FleetMember, host: HostView | None, problems: Sequence[str]) -> Verdict:
+    if problems:
+        return "attention"
+    if host is not None and host.unreachable is not None:
+        return "unknown"
+    return "unknown" if member.graph is None and host is None else "healthy"
+
+
+def build_row(member: FleetMember, host: HostView | None = None) -> SensorRow:
+    """The row of one sensor: generation, whether it uses the DSA, and its verdict."""
+    graph = member.graph
+    generation = generation_of(graph.version if graph else None)
+    if generation == "unknown" and host is not None:
+        generation = host.generation
+    problems = graph_problems(graph) if graph is not None else []
+    if host is not None:
+        problems += host.problems
+    notes = []
+    if host is not None and host.unreachable is not None:
+        notes.append(f"WinRM check failed: {host.unreachable}")
+    elif graph is None and host is None:
+        notes.append("not in Graph and not checked over WinRM")
+    return SensorRow(
+        name=member.name,
+        dns_name=member.dns_name,
+        domain=member.domain,
+        source=member.source,
+        sensor_type=graph.sensor_type if graph else None,
+        version=graph.version if graph else None,
+        generation=generation,
+        uses_dsa=uses_dsa(generation),
+        health_status=graph.health_status if graph else None,
+        deployment_status=graph.deployment_status if graph else None,
+        open_health_issues=list(graph.open_health_issues) if graph else [],
+        winrm=member.winrm,
+        verdict=_verdict(member, host, problems),
+        problems=[*problems, *notes],
+    )
+
+
+def host_view(result: SensorResult, graph: GraphSensor | None) -> HostView:
+    """A WinRM result seen in the light of Graph: a unified sensor is checked for its process only."""
+    if result.failure is not None:
+        return HostView(f"{result.failure.kind}: {result.failure.detail}", "unknown", ())
+    if generation_of(graph.version if graph else None) == "3":
+        missing = () if result.sense_identity else ("the SenseIdentity process is not running",)
+        return HostView(None, "3", missing)
+    return HostView(None, result.generation, tuple(result.problems))
+
+
+def check_hosts(settings: Settings, members: Sequence[FleetMember]) -> dict[str, HostView]:
+    """WinRM checks of every member that has them (a `[[sensors]]` entry or `endpoint_template`)."""
+    configs = [c for m in members if m.winrm and (c := discovered_sensor_config(settings, m)) is not None]
+    if not configs:
+        return {}
+    graph_of = {m.name: m.graph for m in members}
+    results = check_sensors(settings.model_copy(update={"sensors": configs}))
+    return {r.name: host_view(r, graph_of.get(r.name)) for r in results}
+
+
+def rows_for_results(
+    settings: Settings, results: Sequence[SensorResult], graph: Sequence[GraphSensor]
+) -> list[SensorRow]:
+    """`atp-bot check` with Graph: each WinRM result beside what Graph says of the same sensor."""
+    members = {m.name: m for m in merge_fleet(settings, graph) if m.config is not None}
+    return [build_row(members[r.name], host_view(r, members[r.name].graph)) for r in results]
+
+
+def graph_notes(settings: Settings, names: Sequence[str], graph: Sequence[GraphSensor]) -> list[str]:
+    """`/atp status` with Graph: one line per checked sensor that Graph reports a problem for, or knows as
+    a unified sensor."""
+    wanted = set(names)
+    notes = []
+    for member in merge_fleet(settings, graph):
+        if member.graph is None or member.name not in wanted:
+            continue
+        if generation_of(member.graph.version) == "3":
+            notes.append(f"{member.name}: unified sensor (Graph): does not use the directory service account")
+        if problems := graph_problems(member.graph):
+            notes.append(f"{member.name}: Graph: {'; '.join(problems)}")
+    return notes
+
+
+def build_rows(
+    members: Sequence[FleetMember], hosts: Mapping[str, HostView] | None = None
+) -> list[SensorRow]:
+    hosts = hosts or {}
+    return [build_row(m, hosts.get(m.name)) for m in members]
+
+
+class GraphFleet:
+    """Graph's sensors when `[graph] discover_sensors` is on (one cached source per configuration)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._source = GraphSensorSource(settings.graph) if settings.graph.discover_sensors else None
+
+    def sensors(self) -> tuple[tuple[GraphSensor, ...], str | None]:
+        """The sensors, or none and why Graph could not be used (the caller still has `[[sensors]]`)."""
+        if self._source is None:
+            return (), None
+        try:
+            return self._source.sensors(), None
+        except GraphError as exc:
+            log.warning("graph: sensor inventory unavailable: %s", exc)
+            return (), str(exc)
+
+
+@dataclass(frozen=True)
+class AccountSensors:
+    """The sensors a change of one account concerns."""
+
+    settings: Settings  # its `sensors` are the ones to check over WinRM (discovered ones included)
+    names: tuple[str, ...]
+    not_using_dsa: tuple[str, ...]  # unified sensors in the account's domains: listed, never counted
+
+
+def _serves(member: FleetMember, account: AccountConfig) -> bool:
+    """A sensor naming an account serves it; one naming none serves the accounts of its domain (every
+    account when its domain cannot be told, as before discovery)."""
+    if member.config is not None and member.config.account is not None:
+        return member.config.account == account.id
+    domains = account.dns_domains
+    if member.domain is not None and domains:
+        return member.domain in domains
+    return member.config is not None
+
+
+def account_sensors(settings: Settings, account_id: str, graph: Sequence[GraphSensor]) -> AccountSensors:
+    account = settings.account(account_id)
+    to_check: list[SensorConfig] = []
+    unified: list[str] = []
+    for member in merge_fleet(settings, graph):
+        if not _serves(member, account):
+            continue
+        if member.graph is not None and generation_of(member.graph.version) == "3":
+            unified.append(member.name)
+        elif (config := discovered_sensor_config(settings, member)) is not None:
+            to_check.append(config)
+    return AccountSensors(
+        settings.model_copy(update={"sensors": to_check}), tuple(c.name for c in to_check), tuple(unified)
+    )
+
+
+def fleet_exit_code(rows: Sequence[SensorRow], graph_error: str | None) -> ExitCode:
+    """3 if Graph or a sensor could not be used, else 1 if one needs attention, else 0."""
+    if graph_error is not None or any(r.verdict == "unknown" for r in rows):
+        return ExitCode.UNREACHABLE
+    if any(r.verdict == "attention" for r in rows):
+        return ExitCode.PROBLEM
+    return ExitCode.OK
+
+
+def in_domain(member: FleetMember, domain: str) -> bool:
+    """`--domain D`: the sensor's domain is D (case-insensitive)."""
+    return (member.domain or "").rstrip(".") == domain.lower().rstrip(".")
+
+
+def unhealthy_first(rows: Sequence[SensorRow]) -> list[SensorRow]:
+    return sorted(rows, key=lambda r: (VERDICT_ORDER[r.verdict], r.name.lower()))

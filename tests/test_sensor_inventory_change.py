@@ -1,0 +1,46 @@
+"""A change counts only the sensors that use the account: real Samba DC, Graph and WinRM emulators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.domain import LabDomain
+from lab.graph import GraphEmulator
+from lab.samba import LabUser
+from lab.winrm.model import Host
+from lab.winrm.server import WinRMEmulator
+from tests.conftest import CANARY, run_cli
+from tests.test_change import write_config
+from tests.test_sensor_inventory import GRAPH_SECRET, graph_toml
+
+pytestmark = pytest.mark.samba
+
+
+def test_set_password_counts_only_the_sensors_that_use_the_account(
+    lab_domain: LabDomain,
+    fresh_user: LabUser,
+    sensors: WinRMEmulator,
+    env: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ATP_BOT_TEST_GRAPH_SECRET", GRAPH_SECRET)
+    domain = lab_domain.dc.dns_domain
+    sensors.add_host(Host.unified("sensor03"))  # unified, found over WinRM only
+    with GraphEmulator(tmp_path / "graph", client_secret=GRAPH_SECRET) as graph:
+        graph.add_sensor("sensor01", domain=domain)
+        graph.add_sensor("dcu1", domain=domain, version="3.0.1234.0")  # unified, Graph only
+        graph.add_sensor("other1", domain="fabrikam.test", deployment_status="startFailure")  # not ours
+        lab_domain.dc.set_password(fresh_user.name, CANARY)
+        config = write_config(tmp_path, lab_domain, fresh_user, sensors, graph_toml(graph))
+        assert run_cli(config, "store", "init").returncode == 0
+        done = run_cli(config, "set-password", "--account", "svc", "--password-stdin", stdin=CANARY + "\n")
+
+    assert done.returncode == 0, done.stdout + done.stderr  # other1 (another domain) does not count
+    assert "SAVED: account svc" in done.stdout
+    assert "that do not use the directory service account: dcu1" in done.stdout
+    assert "sensor03  ok      SenseIdentity running (unified sensor" in done.stdout
+    assert "other1" not in done.stdout and "not installed" not in done.stdout
+    assert CANARY not in done.stdout + done.stderr and GRAPH_SECRET not in done.stdout + done.stderr
