@@ -14,7 +14,7 @@ from slack_bolt import App, Respond
 
 from bot.audit import AuditAction, AuditOutcome
 from bot.config import ConfigError
-from bot.monitor.sensor_inventory import (
+from bot.fleet.inventory import (
     SensorRow,
     build_rows,
     check_hosts,

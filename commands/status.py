@@ -11,8 +11,8 @@ from slack_bolt import App, Respond
 from bot.audit import AuditAction, AuditOutcome, AuditSink, record_or_log
 from bot.change import record_checks, sensors_for_account
 from bot.config import AccountConfig, ConfigError
+from bot.fleet.inventory import graph_notes
 from bot.monitor.drift import check_drift, render_report
-from bot.monitor.sensor_inventory import graph_notes
 from bot.sensors import SensorResult
 from bot.slack.context import CommandContext, Person, Services, Subcommand
 from bot.slack.text import inline

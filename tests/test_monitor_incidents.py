@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bot.config import parse_settings
+from bot.graph import HealthIssue
 from bot.monitor.cycle import AccountObservation, alert_groups, assign_health, next_incident
-from bot.monitor.models import HealthIssue, Incident, SensorIssue, ServiceState
+from bot.monitor.models import Incident, SensorIssue, ServiceState
 
 T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 ORDER = ["s1", "s2"]

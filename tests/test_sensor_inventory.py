@@ -11,15 +11,15 @@ import pytest
 
 from bot.cli import main
 from bot.config import Settings, parse_settings
-from bot.monitor.graph import GraphError
-from bot.monitor.graph_sensors import GraphSensor, GraphSensorSource
-from bot.monitor.sensor_inventory import (
+from bot.fleet.inventory import (
     build_rows,
     discovered_sensor_config,
     generation_of,
     merge_fleet,
     same_host,
 )
+from bot.graph.client import GraphError
+from bot.graph.sensors import GraphSensor, GraphSensorSource
 from lab.graph import CREDENTIALS_ISSUE, SENSORS_PATH, SENSORS_PERMISSION, GraphEmulator
 from tests.monitor_tools import toml_str
 

@@ -45,10 +45,10 @@ from bot.directory import (
     hold_account,
     run_connection_test,
 )
+from bot.fleet.inventory import AccountSensors, GraphFleet, account_sensors
 from bot.infra import metrics
 from bot.infra.redaction import active_secret
 from bot.infra.state import state_dir
-from bot.monitor.sensor_inventory import AccountSensors, GraphFleet, account_sensors
 from bot.sensors import LogPosition, SensorResult, check_sensors
 from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
 

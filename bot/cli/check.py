@@ -14,8 +14,8 @@ from typing import Any, TextIO
 
 from bot.cli import context
 from bot.config import ConfigError, Settings, UsageError
+from bot.fleet.inventory import GraphFleet, fleet_exit_code, rows_for_results
 from bot.infra.exitcodes import ExitCode
-from bot.monitor.sensor_inventory import GraphFleet, fleet_exit_code, rows_for_results
 from bot.sensors import SensorResult, check_sensors
 
 PATIENCE_SECONDS = 3.0  # after this long, the progress line names the sensors still pending

@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.cli import context
 from bot.config import ConfigError
-from bot.monitor.sensor_inventory import (
+from bot.fleet.inventory import (
     GraphFleet,
     SensorRow,
     build_rows,

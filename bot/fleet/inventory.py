@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.config import AccountConfig, SensorConfig, Settings
+from bot.graph.client import GraphError
+from bot.graph.sensors import GraphSensor, GraphSensorSource
 from bot.infra.exitcodes import ExitCode
-from bot.monitor.graph import GraphError
-from bot.monitor.graph_sensors import GraphSensor, GraphSensorSource
 from bot.sensors import SensorResult, check_sensors
 
 log = logging.getLogger(__name__)

@@ -18,11 +18,27 @@ from urllib.parse import urlsplit
 import msal
 import msal.exceptions
 import requests
+from pydantic import BaseModel, ConfigDict
 
 from bot.config import ConfigError, GraphConfig
 from bot.infra.redaction import active_secret
 from bot.infra.redirects import describe_redirect, redirect_target
-from bot.monitor.models import HealthIssue
+
+
+class HealthIssue(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    """An open Defender for Identity health issue about the directory service account (Microsoft Graph)."""
+
+    id: str
+    display_name: str
+    status: str
+    severity: str | None = None
+    issue_type: str | None = None
+    sensors: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+    created: datetime | None = None
+
 
 log = logging.getLogger(__name__)
 

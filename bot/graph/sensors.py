@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 from bot.config import GraphConfig
-from bot.monitor.graph import GraphError, GraphHealthSource
+from bot.graph.client import GraphError, GraphHealthSource
 
 log = logging.getLogger(__name__)
 

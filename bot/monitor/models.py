@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from bot.graph import HealthIssue
 from bot.sensors import NOT_INSTALLED, SensorResult
 from bot.sensors.credential_signatures import ErrorReason
 
@@ -41,19 +42,6 @@ class SensorIssue(_Value):
     sample: str | None = None
     stopped_services: tuple[ServiceState, ...] = ()
     reason: ErrorReason = "password"  # of the latest credential errors
-
-
-class HealthIssue(_Value):
-    """An open Defender for Identity health issue about the directory service account (Microsoft Graph)."""
-
-    id: str
-    display_name: str
-    status: str
-    severity: str | None = None
-    issue_type: str | None = None
-    sensors: tuple[str, ...] = ()
-    domains: tuple[str, ...] = ()
-    created: datetime | None = None
 
 
 ActionKind = Literal["update_password", "recheck", "start_service"]

@@ -11,8 +11,8 @@ from bot.audit import AuditAction, AuditOutcome, record_or_log
 from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.directory.lockout import now_utc
-from bot.monitor.graph import GraphHealthSource
-from bot.monitor.models import HealthIssue
+from bot.graph import HealthIssue
+from bot.graph.client import GraphHealthSource
 from bot.monitor.notify import Notifier
 from bot.monitor.state import MonitorState
 
@@ -23,7 +23,7 @@ class HealthSource(Protocol):
     """Open health issues about the directory service account (Defender for Identity via Graph)."""
 
     def credential_issues(self) -> list[HealthIssue]:
-        """Raise `bot.monitor.graph.GraphError` when the source cannot answer."""
+        """Raise `bot.graph.client.GraphError` when the source cannot answer."""
         ...
 
 

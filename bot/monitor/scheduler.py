@@ -29,13 +29,13 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import ConfigError, Settings
+from bot.graph.client import GraphError
 from bot.infra.dbschema import create_idempotently
 from bot.infra.state import state_dir
 from bot.monitor.audit_head import run_audit_head_announcement
 from bot.monitor.cycle import CycleResult, run_monitor_cycle
 from bot.monitor.drift_watch import run_drift_check
 from bot.monitor.expiry import run_expiry_check
-from bot.monitor.graph import GraphError
 from bot.monitor.issue_watch import watch_step, watch_steps
 from bot.monitor.models import MessageRef
 from bot.monitor.recheck import run_recheck

@@ -13,8 +13,8 @@ from slack_sdk import WebClient
 from bot.audit import AuditSink
 from bot.change import PasswordChanges
 from bot.config import Settings
+from bot.fleet.inventory import GraphFleet
 from bot.monitor.scheduler import Scheduler
-from bot.monitor.sensor_inventory import GraphFleet
 from bot.sensors import SharedChecks
 from bot.slack.authz import Authorizer
 from bot.slack.client import ACK_PATH_MAX_RETRY_AFTER, build_client

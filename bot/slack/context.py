@@ -17,8 +17,8 @@ from bot.audit import AuditSink
 from bot.change import PasswordChanges
 from bot.change.failures import one_line, report_failure
 from bot.config import Settings
+from bot.fleet.inventory import GraphFleet
 from bot.monitor.scheduler import Scheduler
-from bot.monitor.sensor_inventory import GraphFleet
 from bot.sensors import SharedChecks
 from bot.slack.audit import slack_actor
 from bot.slack.authz import Authorizer

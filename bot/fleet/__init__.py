@@ -1,0 +1,37 @@
+"""The sensor fleet: Graph's sensors merged with `[[sensors]]` by DNS name, each sensor's generation
+(classic 2.x uses the directory service account, unified 3.x does not), the sensors an account's change
+must check, and a verdict per sensor."""
+
+from bot.fleet.inventory import (
+    AccountSensors,
+    FleetMember,
+    GraphFleet,
+    SensorRow,
+    account_sensors,
+    build_rows,
+    fleet_exit_code,
+    generation_of,
+    graph_notes,
+    in_domain,
+    merge_fleet,
+    rows_for_results,
+    unhealthy_first,
+    uses_dsa,
+)
+
+__all__ = [
+    "AccountSensors",
+    "FleetMember",
+    "GraphFleet",
+    "SensorRow",
+    "account_sensors",
+    "build_rows",
+    "fleet_exit_code",
+    "generation_of",
+    "graph_notes",
+    "in_domain",
+    "merge_fleet",
+    "rows_for_results",
+    "unhealthy_first",
+    "uses_dsa",
+]
