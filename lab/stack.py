@@ -20,7 +20,7 @@ from pathlib import Path
 from ldap3.core.exceptions import LDAPException
 from pydantic import SecretStr
 
-from bot.change.path import PasswordChanges, open_changes
+from bot.change import PasswordChanges, open_changes
 from bot.config import Settings, load_settings
 from bot.monitor.runtime import MonitorRuntime
 from bot.monitor.scheduler import Scheduler, start_scheduler

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.change.path import open_changes
+from bot.change import open_changes
 from bot.config import Settings, parse_settings
 from bot.monitor.models import (
     AuditHeadNotice,

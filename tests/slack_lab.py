@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
-from bot.change.path import PasswordChanges, open_changes
+from bot.change import PasswordChanges, open_changes
 from bot.config import Settings
 from bot.monitor.runtime import MonitorRuntime
 from bot.monitor.scheduler import Scheduler, start_scheduler

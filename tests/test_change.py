@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.audit.trail import open_audit
-from bot.change.path import ChangeProgress, ChangeStatus, PasswordChanges, open_changes
+from bot.change import ChangeProgress, ChangeStatus, PasswordChanges, open_changes
 from bot.config import Settings, load_settings
 from bot.directory.bind import ConnectionTestResult
 from bot.directory.lockout import hold_account

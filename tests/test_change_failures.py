@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.audit.trail import open_audit
-from bot.change.path import ChangeProgress, ChangeStatus, PasswordChanges
+from bot.change import ChangeProgress, ChangeStatus, PasswordChanges
 from bot.config import AccountConfig, Settings, load_settings
 from bot.directory.bind import run_connection_test
 from bot.directory.lockout import hold_account

@@ -16,8 +16,8 @@ import pytest
 from pydantic import SecretStr
 
 from bot.audit.trail import open_audit
+from bot.change import ChangeProgress, PasswordChanges
 from bot.change.journal import ChangeJournal, InFlight, Phase
-from bot.change.path import ChangeProgress, PasswordChanges
 from bot.change.recovery import Recovery, Verdict, verdict
 from bot.config import Settings
 from bot.directory.bind import ConnectionTestResult, Outcome

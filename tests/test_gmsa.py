@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.change.path import ChangeStatus, open_changes
+from bot.change import ChangeStatus, open_changes
 from bot.config import ConfigError, Settings, parse_settings, password_refusal
 from bot.gmsa.check import gmsa_alert_verdicts, report_exit_code
 from bot.gmsa.core import (

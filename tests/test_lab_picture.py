@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.change.path import ChangeOutcome, ChangeStatus
+from bot.change import ChangeOutcome, ChangeStatus
 from bot.cli import main
 from bot.config import Settings
 from bot.directory.ad_errors import Reason

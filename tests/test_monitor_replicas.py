@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from bot.change.path import open_changes
+from bot.change import open_changes
 from bot.monitor.cycle import CycleResult, run_monitor_cycle
 from bot.monitor.runtime import MonitorRuntime
 from lab.postgres import PostgresCluster

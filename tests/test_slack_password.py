@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import pytest
 
-from bot.change.path import open_changes
+from bot.change import open_changes
 from bot.directory.lockout import hold_account
 from bot.store import open_store
 from commands import MODULES

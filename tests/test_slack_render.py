@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bot.change.path import ChangeOutcome, ChangeStatus
+from bot.change import ChangeOutcome, ChangeStatus
 from bot.config import Settings
 from commands.password.views import Block, PasswordModalState, password_modal, result_modal
 from commands.shared.sensor_report import report

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from bot.change.path import ChangeOutcome, ChangeStatus
+from bot.change import ChangeOutcome, ChangeStatus
 from bot.config import AccountConfig, LockoutGuardConfig, load_settings
 from bot.directory.ad_errors import Reason
 from bot.directory.bind import ConnectionTestResult, Outcome, run_connection_test

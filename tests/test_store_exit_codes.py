@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.change.path import ChangeOutcome, ChangeStatus
+from bot.change import ChangeOutcome, ChangeStatus
 from bot.cli import set_password
 from bot.infra.exitcodes import ExitCode
 from bot.store import StoreErrorReason, store_exit_code

@@ -1,15 +1,8 @@
 """The one change path (lock, test, save, audit, check), its journal and crash recovery."""
 
-from bot.change.path import (
-    TEST_AUDIT_OUTCOME,
-    ChangeOutcome,
-    ChangeProgress,
-    ChangeStatus,
-    PasswordChanges,
-    open_changes,
-    record_checks,
-    sensors_for_account,
-)
+from bot.change.outcome import ChangeOutcome, ChangeProgress, ChangeStatus, ConnectionTester, SensorChecker
+from bot.change.path import PasswordChanges, open_changes, sensors_for_account
+from bot.change.records import TEST_AUDIT_OUTCOME, record_busy, record_checks, record_test
 from bot.change.recovery import Recovery, Verdict
 
 __all__ = [
@@ -17,10 +10,14 @@ __all__ = [
     "ChangeOutcome",
     "ChangeProgress",
     "ChangeStatus",
+    "ConnectionTester",
     "PasswordChanges",
     "Recovery",
+    "SensorChecker",
     "Verdict",
     "open_changes",
+    "record_busy",
     "record_checks",
+    "record_test",
     "sensors_for_account",
 ]

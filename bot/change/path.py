@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
 
 from pydantic import SecretStr
 
@@ -26,13 +24,14 @@ from bot.audit import (
     AuditAction,
     AuditError,
     AuditOutcome,
-    AuditSink,
     AuditTrail,
     open_audit,
     record_or_log,
 )
 from bot.change.failures import failure_reason, one_line, report_failure
 from bot.change.journal import ChangeJournal, InFlight, Phase
+from bot.change.outcome import ChangeOutcome, ChangeProgress, ChangeStatus, ConnectionTester, SensorChecker
+from bot.change.records import record_busy, record_checks, record_test
 from bot.change.recovery import Recovery, Verdict, resolve, verdict
 from bot.config import AccountConfig, SensorConfig, Settings, password_refusal
 from bot.directory import (
@@ -40,8 +39,6 @@ from bot.directory import (
     AccountLease,
     ConnectionTestResult,
     LockoutGuard,
-    Outcome,
-    Reason,
     hold_account,
     run_connection_test,
 )
@@ -49,74 +46,10 @@ from bot.fleet.inventory import AccountSensors, GraphFleet, account_sensors
 from bot.infra import metrics
 from bot.infra.redaction import active_secret
 from bot.infra.state import state_dir
-from bot.sensors import LogPosition, SensorResult, check_sensors
+from bot.sensors import SensorResult, check_sensors
 from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
-
-TEST_AUDIT_OUTCOME = {
-    Outcome.PASSED: AuditOutcome.OK,
-    Outcome.REJECTED: AuditOutcome.FAILED,
-    Outcome.REFUSED: AuditOutcome.REFUSED,
-    Outcome.UNREACHABLE: AuditOutcome.ERROR,
-}
-
-
-class ChangeStatus(StrEnum):
-    SAVED = "saved"
-    TEST_FAILED = "test-failed"  # not saved: the password did not pass the connection test
-    SAVE_FAILED = "save-failed"  # tested OK but NOT saved: the store failed
-    NOT_STARTED = "not-started"  # another change of the account is in flight, or the audit is down
-    FAILED = "failed"  # something unexpected stopped it before a save; `message` says what became of it
-
-
-@dataclass(frozen=True)
-class ChangeOutcome:
-    account_id: str
-    status: ChangeStatus
-    message: str
-    test: ConnectionTestResult | None = None
-    saved: CredentialMetadata | None = None
-    changed_at: datetime | None = None
-    error_reason: str | None = (
-        None  # why the store failed (StoreError.reason), or bot.change.failures' reason
-    )
-    problem: str | None = None  # what went wrong unexpectedly (one safe line), even after a save
-
-    @property
-    def saved_ok(self) -> bool:
-        return self.status is ChangeStatus.SAVED
-
-
-class ChangeProgress:
-    """Callbacks for each step of a change; the faces (Slack, CLI) override what they show."""
-
-    def recovered(self, recovery: Recovery) -> None:
-        """An earlier change of the account, cut short by a crash, was found and resolved first."""
-
-    def testing(self, account: AccountConfig) -> None:
-        """The connection test starts."""
-
-    def tested(self, result: ConnectionTestResult) -> None:
-        """The connection test ended (passed or not)."""
-
-    def finished(self, outcome: ChangeOutcome) -> None:
-        """The change ended: saved, or why not."""
-
-    def sensor_checked(self, result: SensorResult) -> None:
-        """One sensor answered the follow-up check."""
-
-    def checks_done(self, results: Sequence[SensorResult]) -> None:
-        """Every sensor of the account answered (or failed)."""
-
-    def checks_failed(self, problem: str) -> bool:
-        """The checks could not run at all (`problem`: one safe line, already logged and audited). Faces
-        show it and return True; by default nothing is shown, so the exception goes on to the caller
-        (the monitor's re-check job, which reports a configuration problem as a skipped re-check)."""
-        return False
-
-    def not_using_dsa(self, names: Sequence[str]) -> None:
-        """Unified sensors (per Graph) of the account's domains: not checked, they do not use the account."""
 
 
 @dataclass
@@ -135,68 +68,9 @@ def open_changes(settings: Settings) -> PasswordChanges:
     )
 
 
-def record_checks(
-    audit: AuditSink, actor: str, account_id: str | None, results: Sequence[SensorResult]
-) -> None:
-    """Audit a round of sensor checks: ok when every sensor is healthy."""
-    healthy = sum(r.healthy for r in results)
-    outcome = AuditOutcome.OK if healthy == len(results) else AuditOutcome.FAILED
-    record_or_log(
-        audit,
-        actor,
-        AuditAction.CHECK,
-        account_id,
-        outcome,
-        None,
-        f"{healthy} of {len(results)} sensors healthy",
-    )
-
-
-def record_test(audit: AuditSink, actor: str, result: ConnectionTestResult) -> None:
-    """Audit one connection test, from any face (raises AuditError: a change saves nothing unaudited)."""
-    detail = result.message
-    if result.dc and result.dc not in detail:
-        detail = f"{result.dc}: {detail}"
-    audit.record(
-        actor,
-        AuditAction.TEST,
-        result.account_id,
-        TEST_AUDIT_OUTCOME[result.outcome],
-        result.reason.value if result.reason else None,
-        detail,
-    )
-
-
-def record_busy(audit: AuditSink, actor: str, account_id: str, busy: AccountBusy) -> None:
-    """Audit a test or change refused because another one of the account is in flight."""
-    record_or_log(audit, actor, AuditAction.TEST, account_id, AuditOutcome.REFUSED, Reason.BUSY, str(busy))
-
-
 def sensors_for_account(settings: Settings, account_id: str) -> list[SensorConfig]:
     """The sensors that use this account; a sensor that names no account is checked for every account."""
     return [s for s in settings.sensors if s.account in (account_id, None)]
-
-
-class SensorChecker(Protocol):
-    """Checks sensors, reporting each result as it comes (`check_sensors`, or a test's)."""
-
-    def __call__(
-        self,
-        settings: Settings,
-        names: Sequence[str] | None = None,
-        *,
-        since: datetime | None = None,
-        positions: Mapping[str, LogPosition] | None = None,
-        on_result: Callable[[SensorResult], None] | None = None,
-    ) -> list[SensorResult]: ...
-
-
-class ConnectionTester(Protocol):
-    """Tests a password against AD under the account's lease (`run_connection_test`)."""
-
-    def __call__(
-        self, account: AccountConfig, password: SecretStr, *, guard: LockoutGuard, lease: AccountLease
-    ) -> ConnectionTestResult: ...
 
 
 class PasswordChanges:

@@ -8,8 +8,8 @@ import logging
 from typing import Any
 
 from bot.audit import AuditAction, AuditError, cli_actor, open_audit
+from bot.change import record_busy, record_test
 from bot.change.failures import report_failure
-from bot.change.path import record_busy, record_test
 from bot.cli import context
 from bot.config import ConfigError, UsageError, password_refusal
 from bot.directory import (

@@ -12,7 +12,7 @@ import tomli_w
 from pydantic import SecretStr
 
 from bot.audit.trail import AuditOutcome
-from bot.change.path import ChangeStatus
+from bot.change import ChangeStatus
 from bot.config import load_settings
 from bot.directory.lockout import GUARD_FILE
 from lab.domain import LabDomain

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from bot.audit.trail import open_audit
-from bot.change.path import ChangeStatus, PasswordChanges
+from bot.change import ChangeStatus, PasswordChanges
 from bot.config import Settings
 from bot.directory.ad_errors import Reason
 from bot.directory.bind import ConnectionTestResult, Outcome

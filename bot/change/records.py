@@ -1,0 +1,53 @@
+"""Audit rows of the change path's steps, written the same way by every face."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.audit import AuditAction, AuditOutcome, AuditSink, record_or_log
+from bot.directory import AccountBusy, ConnectionTestResult, Outcome, Reason
+from bot.sensors import SensorResult
+
+TEST_AUDIT_OUTCOME = {
+    Outcome.PASSED: AuditOutcome.OK,
+    Outcome.REJECTED: AuditOutcome.FAILED,
+    Outcome.REFUSED: AuditOutcome.REFUSED,
+    Outcome.UNREACHABLE: AuditOutcome.ERROR,
+}
+
+
+def record_checks(
+    audit: AuditSink, actor: str, account_id: str | None, results: Sequence[SensorResult]
+) -> None:
+    """Audit a round of sensor checks: ok when every sensor is healthy."""
+    healthy = sum(r.healthy for r in results)
+    outcome = AuditOutcome.OK if healthy == len(results) else AuditOutcome.FAILED
+    record_or_log(
+        audit,
+        actor,
+        AuditAction.CHECK,
+        account_id,
+        outcome,
+        None,
+        f"{healthy} of {len(results)} sensors healthy",
+    )
+
+
+def record_test(audit: AuditSink, actor: str, result: ConnectionTestResult) -> None:
+    """Audit one connection test, from any face (raises AuditError: a change saves nothing unaudited)."""
+    detail = result.message
+    if result.dc and result.dc not in detail:
+        detail = f"{result.dc}: {detail}"
+    audit.record(
+        actor,
+        AuditAction.TEST,
+        result.account_id,
+        TEST_AUDIT_OUTCOME[result.outcome],
+        result.reason.value if result.reason else None,
+        detail,
+    )
+
+
+def record_busy(audit: AuditSink, actor: str, account_id: str, busy: AccountBusy) -> None:
+    """Audit a test or change refused because another one of the account is in flight."""
+    record_or_log(audit, actor, AuditAction.TEST, account_id, AuditOutcome.REFUSED, Reason.BUSY, str(busy))
