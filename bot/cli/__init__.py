@@ -75,22 +75,29 @@ def build_parser() -> argparse.ArgumentParser:
             plugin.load()(commands)
         except ImportError as exc:
             log.debug("subcommand plugin %s unavailable: %s", plugin.name, exc)
-            _not_installed(commands, plugin.name, exc)
+            _not_installed(commands, plugin.name, str(exc))
+    for name in OPTIONAL_PLUGINS.keys() - commands.choices.keys():
+        _not_installed(commands, name, f"no {name!r} plugin in the atp_bot.cli entry points")
     return parser
 
 
-def _not_installed(commands: Any, name: str, exc: ImportError) -> None:
-    """A plugin whose extra is not installed (e.g. `pip install .` without `[lab]`) still answers: how to
+# Subcommands that other distributions plug in, and how to install each (the lab is atp-bot-lab, in lab/).
+OPTIONAL_PLUGINS = {"lab": "pip install ./lab"}
+
+
+def _not_installed(commands: Any, name: str, reason: str) -> None:
+    """A plugin that is not installed (e.g. `pip install .` without the lab) still answers: how to
     install it, instead of argparse's bare `invalid choice`."""
-    parser = commands.add_parser(name, help=f"not installed: pip install '.[{name}]'", add_help=False)
+    how = OPTIONAL_PLUGINS.get(name, f"pip install the distribution that provides {name!r}")
+    parser = commands.add_parser(name, help=f"not installed: {how}", add_help=False)
     parser.add_argument("arguments", nargs=argparse.REMAINDER)
-    parser.set_defaults(handler=partial(_explain_not_installed, name, str(exc)))
+    parser.set_defaults(handler=partial(_explain_not_installed, name, how, reason))
 
 
-def _explain_not_installed(name: str, reason: str, _args: argparse.Namespace) -> int:
+def _explain_not_installed(name: str, how: str, reason: str, _args: argparse.Namespace) -> int:
     print(
         f"atp-bot: the {name} is not installed ({reason}). In the atp-bot source checkout: "
-        f"pip install '.[{name}]' (or ./scripts/bootstrap, which also installs the system packages it needs)",
+        f"{how} (or ./scripts/bootstrap, which also installs the system packages it needs)",
         file=sys.stderr,
     )
     return ExitCode.USAGE
