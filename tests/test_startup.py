@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from bot.gmsa import DEFAULT_GROUP
 from bot.infra.exitcodes import ExitCode
 
 # What `atp-bot --help` must not import (each costs tens of milliseconds and megabytes at every start).
@@ -101,3 +102,11 @@ def test_the_lab_still_lists_its_actions() -> None:
     assert "demo" in shown.stdout
     bare = subprocess.run([CONSOLE_SCRIPT, "lab"], capture_output=True, text=True, timeout=120)
     assert (bare.returncode, "the following arguments are required: ACTION" in bare.stderr) == (2, True)
+
+
+def test_gmsa_plan_help_names_the_default_group(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--group` gets its default when the plan runs (bot.gmsa is not imported to register it): the help
+    text, written out, must still name the plan's default."""
+    with pytest.raises(SystemExit):
+        main(["gmsa", "plan", "--help"])
+    assert f"default: the plan's, {DEFAULT_GROUP}" in " ".join(capsys.readouterr().out.split())
