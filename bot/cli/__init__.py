@@ -17,8 +17,6 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from bot import __version__
-from bot.audit import AuditError
-from bot.change.failures import one_line
 from bot.cli import (
     audit_cmd,
     check,
@@ -33,9 +31,8 @@ from bot.cli import (
     test_connection,
     verify_cmd,
 )
-from bot.config import ConfigError, UsageError
+from bot.config.core import ConfigError, UsageError
 from bot.infra.exitcodes import ExitCode
-from bot.store import StoreError, store_exit_code
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +111,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"atp-bot: {kind}: {problem}", file=sys.stderr)
         return ExitCode.USAGE
-    except StoreError as exc:
-        print(f"atp-bot: store error: {exc.message}", file=sys.stderr)
-        return store_exit_code(exc.reason)
-    except AuditError as exc:
-        print(f"atp-bot: audit trail error: {exc}", file=sys.stderr)
-        return ExitCode.PROBLEM
     except KeyboardInterrupt:
         print("atp-bot: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a bug or an unforeseen failure: one line, never a traceback
-        log.debug("unexpected error", exc_info=exc)
-        print(f"atp-bot: something went wrong: {one_line(exc)} (-v shows the details)", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - report_failure logs what it does not recognise
+        return report_failure(exc)
+
+
+def report_failure(exc: Exception) -> int:
+    """The exit code and one line for a command that failed other than by its configuration.
+
+    Imported here, not at start: the store, the audit trail and the change path are what `atp-bot --help`
+    and `atp-bot health` must not load (a store or audit error has loaded its own module already)."""
+    from bot.audit import AuditError
+    from bot.change.failures import one_line
+    from bot.store import StoreError, store_exit_code
+
+    if isinstance(exc, StoreError):
+        print(f"atp-bot: store error: {exc.message}", file=sys.stderr)
+        return store_exit_code(exc.reason)
+    if isinstance(exc, AuditError):
+        print(f"atp-bot: audit trail error: {exc}", file=sys.stderr)
         return ExitCode.PROBLEM
+    # a bug or an unforeseen failure: one line, never a traceback
+    log.debug("unexpected error", exc_info=exc)
+    print(f"atp-bot: something went wrong: {one_line(exc)} (-v shows the details)", file=sys.stderr)
+    return ExitCode.PROBLEM

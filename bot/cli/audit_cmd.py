@@ -5,22 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.audit.key import AuditKeyInit
-from bot.audit.trail import (
-    AuditAction,
-    AuditAnchor,
-    AuditError,
-    AuditOutcome,
-    AuditVerification,
-    cli_actor,
-    init_audit_key,
-    open_audit,
-)
-from bot.audit.view import format_history, history_json, verification_json
 from bot.cli import context
 from bot.infra.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from bot.audit.key import AuditKeyInit
+    from bot.audit.trail import AuditAnchor, AuditVerification
 
 
 def _positive(text: str) -> int:
@@ -35,6 +27,8 @@ def _positive(text: str) -> int:
 
 
 def _anchor(text: str) -> AuditAnchor:
+    from bot.audit.trail import AuditAnchor
+
     try:
         return AuditAnchor.parse(text)
     except ValueError as exc:
@@ -87,6 +81,9 @@ def _print_warning(result: AuditVerification) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from bot.audit.trail import AuditError, open_audit
+    from bot.audit.view import verification_json
+
     settings = context.load(args)
     try:
         result = open_audit(settings).verify(args.anchor)
@@ -118,6 +115,8 @@ def key_created_lines(init: AuditKeyInit) -> list[str]:
 
 
 def run_init(args: argparse.Namespace) -> int:
+    from bot.audit.trail import AuditAction, AuditOutcome, cli_actor, init_audit_key, open_audit
+
     settings = context.load(args)
     init = init_audit_key(settings)
     print("\n".join(key_created_lines(init)))
@@ -130,6 +129,8 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_rekey(args: argparse.Namespace) -> int:
+    from bot.audit.trail import cli_actor, open_audit
+
     settings = context.load(args)
     trail = open_audit(settings)
     if trail.key is None:
@@ -157,6 +158,9 @@ def run_rekey(args: argparse.Namespace) -> int:
 
 
 def run_history(args: argparse.Namespace) -> int:
+    from bot.audit.trail import AuditError, open_audit
+    from bot.audit.view import format_history, history_json
+
     settings = context.load(args)
     if args.account is not None:
         settings.account(args.account)  # an unknown id is a usage error, not an empty history

@@ -10,13 +10,16 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.cli import context
-from bot.config import ConfigError, Settings, UsageError
-from bot.fleet.inventory import GraphFleet, fleet_exit_code, rows_for_results
+from bot.config.core import ConfigError, UsageError
 from bot.infra.exitcodes import ExitCode
-from bot.sensors import SensorResult, check_sensors
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.sensors import SensorResult
+
 
 PATIENCE_SECONDS = 3.0  # after this long, the progress line names the sensors still pending
 TICK_SECONDS = 1.0
@@ -202,6 +205,8 @@ class LiveProgress:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.sensors import check_sensors
+
     settings = context.load(args)
     since = parse_since(args.since)
     if not settings.sensors:
@@ -223,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_with_graph(settings: Settings, results: Sequence[SensorResult], as_json: bool) -> int:
     """The WinRM results beside Graph's health, deployment status and open issues of each sensor."""
+    from bot.fleet.inventory import GraphFleet, fleet_exit_code, rows_for_results
+
     graph, graph_error = GraphFleet(settings).sensors()
     rows = rows_for_results(settings, results, graph)
     if graph_error is not None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.cli import context
-from bot.cli.preflight import check_config_file
-from bot.config import ConfigError, Settings, insecure_settings, resolve_config_path
+from bot.config.core import ConfigError, resolve_config_path
 from bot.infra.exitcodes import ExitCode
-from bot.infra.state import default_state_dir
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 
 def register(commands: Any) -> None:
@@ -29,6 +30,8 @@ def register(commands: Any) -> None:
 
 
 def summary(settings: Settings) -> list[str]:
+    from bot.infra.state import default_state_dir
+
     lines = [f"state_dir: {settings.state_dir or default_state_dir()}", f"accounts: {len(settings.accounts)}"]
     for account in settings.accounts:
         tls = "verify" if account.tls_verify else "NOT VERIFIED"
@@ -52,6 +55,9 @@ def summary(settings: Settings) -> list[str]:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from bot.cli.preflight import check_config_file
+    from bot.config import insecure_settings
+
     checked = check_config_file(resolve_config_path(args.config))
     settings, findings = checked.settings, checked.findings
     context.start_logging(args, settings)

@@ -1,4 +1,8 @@
-"""What every subcommand needs first: the settings, logging, and a password read safely."""
+"""What every subcommand needs first: the settings, logging, and a password read safely.
+
+Every subcommand module imports this one at its top to register its parser, so what the functions need
+is imported inside them: `atp-bot --help` loads none of it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,15 @@ import argparse
 import getpass
 import logging
 import sys
+from typing import TYPE_CHECKING
 
-from pydantic import SecretStr
+from bot.config.core import ConfigError, UsageError, resolve_config_path
 
-from bot.audit import AuditOutcome, AuditSink, cli_actor, record_or_log
-from bot.cli.preflight import check_config_file
-from bot.config import ConfigError, Settings, UsageError, insecure_settings, resolve_config_path
-from bot.config.secret_env import take_from_environment
-from bot.directory.password_policy import INVALID_INPUT, NOT_TEXT, password_problem
-from bot.infra.logging_setup import configure_logging
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from bot.audit import AuditSink
+    from bot.config import Settings
 
 
 def load(args: argparse.Namespace, *, service: bool = False) -> Settings:
@@ -22,6 +26,10 @@ def load(args: argparse.Namespace, *, service: bool = False) -> Settings:
     command here, named), set up logging from it and warn about every insecure setting. Every secret the
     configuration names in the environment is taken out of it first (see bot.config.secret_env).
     """
+    from bot.cli.preflight import check_config_file
+    from bot.config import insecure_settings
+    from bot.config.secret_env import take_from_environment
+
     checked = check_config_file(resolve_config_path(args.config))
     if checked.findings.errors:
         raise ConfigError(checked.findings.errors)
@@ -38,6 +46,8 @@ def load(args: argparse.Namespace, *, service: bool = False) -> Settings:
 def start_logging(args: argparse.Namespace, settings: Settings, *, service: bool = False) -> None:
     """One-shot commands log warnings only (their output is the result) unless -v; a long-running
     `service` logs at the configured level."""
+    from bot.infra.logging_setup import configure_logging
+
     level = "DEBUG" if args.verbose else settings.logging.level if service else "WARNING"
     configure_logging(level, settings.logging.format, tracebacks=service or args.verbose)
 
@@ -65,6 +75,10 @@ def read_password(
     Never from argv: arguments are visible to every user of the machine. With `confirm`, a prompt asks
     twice and the two must match. Whatever is refused raises InputRefused before anything is sent.
     """
+    from pydantic import SecretStr
+
+    from bot.directory.password_policy import NOT_TEXT, password_problem
+
     if not args.password_stdin and not sys.stdin.isatty():
         raise UsageError(["no terminal to prompt for the password: use --password-stdin"])
     try:
@@ -98,6 +112,9 @@ def read_audited_password(
     confirm: bool = False,
 ) -> SecretStr:
     """`read_password`, auditing a refusal the way the Slack face does (never with what was typed)."""
+    from bot.audit import AuditOutcome, cli_actor, record_or_log
+    from bot.directory.password_policy import INVALID_INPUT
+
     try:
         return read_password(args, prompt, confirm=confirm)
     except InputRefused as refused:

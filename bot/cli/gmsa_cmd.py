@@ -8,16 +8,7 @@ import re
 from typing import Any
 
 from bot.cli import context
-from bot.config import GMSA_NAME_PATTERN, ConfigError
-from bot.gmsa import (
-    DEFAULT_GROUP,
-    check_gmsa,
-    describe,
-    gmsa_accounts,
-    gmsa_sensors,
-    migration_plan,
-    report_exit_code,
-)
+from bot.config.core import ConfigError
 from bot.infra.exitcodes import ExitCode
 
 GROUP_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}"
@@ -47,11 +38,14 @@ def register(commands: Any) -> None:
     )
     plan.add_argument("--account", required=True, metavar="ID", help="the account to move")
     plan.add_argument("--gmsa", required=True, metavar="NAME", help="the new gMSA's name (e.g. mdisvc)")
-    plan.add_argument("--group", default=DEFAULT_GROUP, metavar="NAME", help=f"default: {DEFAULT_GROUP}")
+    # No default here: bot.gmsa's DEFAULT_GROUP is read when the plan runs (`--help` loads no gMSA code).
+    plan.add_argument("--group", metavar="NAME", help="default: the plan's, MDI-gMSA-Sensors")
     plan.set_defaults(handler=run_plan)
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from bot.gmsa import check_gmsa, describe, gmsa_accounts, report_exit_code
+
     settings = context.load(args)
     reports = [check_gmsa(settings, account) for account in gmsa_accounts(settings, args.account)]
     if args.json:
@@ -63,13 +57,15 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_plan(args: argparse.Namespace) -> int:
+    from bot.config import GMSA_NAME_PATTERN
+    from bot.gmsa import DEFAULT_GROUP, gmsa_sensors, migration_plan
+
     settings = context.load(args)
+    group = DEFAULT_GROUP if args.group is None else args.group
     if not re.fullmatch(GMSA_NAME_PATTERN, args.gmsa if args.gmsa.endswith("$") else f"{args.gmsa}$"):
         raise ConfigError([f"--gmsa {args.gmsa!r}: a gMSA name is 1 to 15 letters, digits, '.', '_' or '-'"])
-    if not re.fullmatch(GROUP_NAME_PATTERN, args.group):
-        raise ConfigError(
-            [f"--group {args.group!r}: use letters, digits, spaces, '.', '_' or '-' (64 at most)"]
-        )
+    if not re.fullmatch(GROUP_NAME_PATTERN, group):
+        raise ConfigError([f"--group {group!r}: use letters, digits, spaces, '.', '_' or '-' (64 at most)"])
     account = settings.account(args.account)
-    print("\n".join(migration_plan(account, gmsa_sensors(settings, account), args.gmsa, args.group)))
+    print("\n".join(migration_plan(account, gmsa_sensors(settings, account), args.gmsa, group)))
     return ExitCode.OK

@@ -12,24 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.audit import AuditAction, AuditOutcome, cli_actor, open_audit, record_or_log
 from bot.cli import context
-from bot.config import AccountConfig, Settings
-from bot.directory import LockoutPrecheck, PrecheckUnavailable, lockout_precheck
-from bot.directory.lockout import (
-    AccountBusy,
-    AccountLease,
-    GuardCount,
-    GuardUnavailable,
-    LockoutGuard,
-    SharedLockUnavailable,
-    hold_account,
-    replica_account_locks,
-)
 from bot.infra.exitcodes import ExitCode
-from bot.infra.state import state_dir
+
+if TYPE_CHECKING:
+    from bot.config import AccountConfig, Settings
+    from bot.directory import LockoutPrecheck
+    from bot.directory.lockout import AccountLease, GuardCount, GuardUnavailable, LockoutGuard
 
 
 def register(commands: Any) -> None:
@@ -92,6 +83,8 @@ def describe(count: GuardCount) -> str:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    from bot.directory.lockout import GuardUnavailable, LockoutGuard
+
     settings = context.load(args)
     accounts = [settings.account(args.account)] if args.account else settings.accounts
     guard = LockoutGuard.for_settings(settings)
@@ -129,6 +122,8 @@ class _Refused(Exception):
 def ad_view(account: AccountConfig, force: bool) -> str:
     """What AD says, for the audit row; raises _Refused when it forbids the reset or is unknown without
     `force`."""
+    from bot.directory import PrecheckUnavailable, lockout_precheck
+
     if account.lookup_username is None:
         if not force:
             raise _Refused(
@@ -164,6 +159,9 @@ def _reset(
     settings: Settings, guard: LockoutGuard, lease: AccountLease, account: AccountConfig, force: bool
 ) -> int:
     """Under the account's lock (no test runs meanwhile): AD's view, the audit row, then the reset."""
+    from bot.audit import AuditAction, AuditOutcome, cli_actor, open_audit, record_or_log
+    from bot.directory.lockout import GuardUnavailable
+
     try:
         count = guard.count(account.id)
     except GuardUnavailable as problem:
@@ -200,6 +198,15 @@ def _reset(
 
 
 def run_reset(args: argparse.Namespace) -> int:
+    from bot.directory.lockout import (
+        AccountBusy,
+        LockoutGuard,
+        SharedLockUnavailable,
+        hold_account,
+        replica_account_locks,
+    )
+    from bot.infra.state import state_dir
+
     settings = context.load(args)
     account = settings.account(args.account)
     guard = LockoutGuard.for_settings(settings)

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import tomllib
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
-from bot.config import ConfigError, load_settings, parse_listen, resolve_config_path
+from bot.config.core import ConfigError, parse_listen, read_config_text, resolve_config_path
 from bot.infra.exitcodes import ExitCode
 
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - mapped to loopback
@@ -37,10 +39,8 @@ def healthz_url(listen: str, path: str = "/healthz") -> str:
 def run(args: argparse.Namespace) -> int:
     # Only the listen address is read: a probe asks the running bot, which checked the configuration's
     # files when it started; a CA bundle that is missing in the probe's view must not fail the probe.
-    settings = load_settings(resolve_config_path(args.config))
-    if settings.observability.listen is None:
-        raise ConfigError(["observability.listen is not set, so atp-bot run serves no /healthz"])
-    url = healthz_url(settings.observability.listen, "/livez" if args.live else "/healthz")
+    listen = configured_listen(resolve_config_path(args.config))
+    url = healthz_url(listen, "/livez" if args.live else "/healthz")
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as answer:  # noqa: S310 - http to our own port
             print(answer.read().decode())
@@ -51,3 +51,29 @@ def run(args: argparse.Namespace) -> int:
     except (urllib.error.URLError, OSError) as exc:
         print(f"atp-bot is not answering on {url}: {getattr(exc, 'reason', exc)}")
         return ExitCode.UNREACHABLE
+
+
+def configured_listen(path: Path) -> str:
+    """`[observability] listen`, read with tomllib alone: a probe runs every few seconds, and building the
+    model of every section would cost it about a second of CPU each time. A value that is not a valid
+    address is reported by the full validation, with the messages every other command gives."""
+    try:
+        listen = _listen_value(read_config_text(path))
+    except ValueError as invalid:  # TOMLDecodeError is one too
+        from bot.config import load_settings
+
+        load_settings(path)
+        raise ConfigError([f"observability.listen: {invalid}"]) from None
+    if listen is None:
+        raise ConfigError(["observability.listen is not set, so atp-bot run serves no /healthz"])
+    return listen
+
+
+def _listen_value(text: str) -> str | None:
+    observability = tomllib.loads(text).get("observability", {})
+    listen = observability.get("listen") if isinstance(observability, dict) else observability
+    if listen is not None and not isinstance(listen, str):
+        raise ValueError(f"{listen!r} is not a host:port string")
+    if listen is not None:
+        parse_listen(listen)
+    return listen

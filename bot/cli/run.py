@@ -9,30 +9,21 @@ import sys
 import threading
 from threading import Event
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
-from slack_bolt.error import BoltError
-from slack_sdk.errors import SlackApiError, SlackClientError
-
-from bot.change import PasswordChanges, open_changes
 from bot.cli import context
-from bot.config import ConfigError, Settings, parse_listen
-from bot.directory import replica_account_locks
+from bot.config.core import ConfigError, parse_listen
 from bot.infra.exitcodes import ExitCode
-from bot.infra.health import HealthServer
-from bot.infra.leader import LeaderElection
-from bot.infra.metrics import SCHEDULER_LEADER, count_open_alerts
-from bot.infra.state import state_dir_lock
-from bot.monitor.notify import LogNotifier, Notifier
-from bot.monitor.runtime import MonitorRuntime
-from bot.monitor.scheduler import Scheduler, start_scheduler
-from bot.slack.client import build_client
-from bot.slack.runtime import SlackRuntime, SlackUnreachable
-from bot.slack.secrets import SlackSecrets
-from commands import MODULES
-from commands.alerts import SlackNotifier
-from commands.password import tell_interrupted
+
+if TYPE_CHECKING:
+    from bot.change import PasswordChanges
+    from bot.config import Settings
+    from bot.infra.health import HealthServer
+    from bot.infra.leader import LeaderElection
+    from bot.monitor.notify import Notifier
+    from bot.monitor.scheduler import Scheduler
+    from bot.slack.runtime import SlackRuntime
+    from bot.slack.secrets import SlackSecrets
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +48,10 @@ def _listen_address(value: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.directory import replica_account_locks
+    from bot.infra.state import state_dir_lock
+    from bot.slack.secrets import SlackSecrets
+
     settings = context.load(args, service=True)
     if args.listen is not None:
         settings = settings.model_copy(
@@ -72,6 +67,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(settings: Settings, secrets: SlackSecrets) -> int:
+    from slack_bolt.error import BoltError
+    from slack_sdk.errors import SlackApiError, SlackClientError
+
+    from bot.change import open_changes
+    from bot.infra.metrics import count_open_alerts
+    from bot.monitor.runtime import MonitorRuntime
+    from bot.monitor.scheduler import start_scheduler
+    from bot.slack.runtime import SlackRuntime, SlackUnreachable
+    from commands import MODULES
+    from commands.password import tell_interrupted
+
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -126,6 +132,9 @@ def _run(settings: Settings, secrets: SlackSecrets) -> int:
 
 def _lead_scheduler(settings: Settings, scheduler: Scheduler) -> LeaderElection | None:
     """Run the scheduler here: at once when alone, else only while elected (`[scheduler] leader_lock_url`)."""
+    from bot.infra.leader import LeaderElection
+    from bot.infra.metrics import SCHEDULER_LEADER
+
     config = settings.scheduler
     lock_url = config.leader_lock()
     if lock_url is None:
@@ -161,6 +170,8 @@ def _serve(settings: Settings, scheduler: Scheduler, election: LeaderElection | 
     under load: the bot never stopped). The leader also wakes its scheduler each time: APScheduler only
     looks at the shared job store when its own next job is due, so a re-check added by a standby would
     wait for it."""
+    from apscheduler.schedulers.base import STATE_RUNNING
+
     interval = min(1.0, settings.scheduler.leader_poll_seconds)
     while not stop.wait(interval):
         if election is not None and election.is_leader and scheduler.aps.state == STATE_RUNNING:
@@ -175,6 +186,10 @@ def _health_server(
     election: LeaderElection | None,
 ) -> HealthServer | None:
     """`/healthz` and `/metrics` on `[observability] listen`, when set."""
+    from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
+
+    from bot.infra.health import HealthServer
+
     if settings.observability.listen is None:
         return None
     account = settings.accounts[0].id
@@ -210,6 +225,10 @@ def _health_server(
 
 def _notifier(settings: Settings, secrets: SlackSecrets) -> Notifier:
     """Alerts go to `[slack] channel`; without one they can only be logged."""
+    from bot.monitor.notify import LogNotifier
+    from bot.slack.client import build_client
+    from commands.alerts import SlackNotifier
+
     channel = settings.slack.channel
     if channel is None:
         log.warning("slack: no channel is configured: monitor alerts are only logged")
@@ -218,6 +237,8 @@ def _notifier(settings: Settings, secrets: SlackSecrets) -> Notifier:
 
 
 def _slack_error(exc: Exception) -> str:
+    from slack_sdk.errors import SlackApiError
+
     if isinstance(exc, SlackApiError):
         return str(exc.response.get("error", "unknown error"))
     return str(exc).splitlines()[0]

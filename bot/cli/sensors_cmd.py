@@ -6,19 +6,14 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.cli import context
-from bot.config import ConfigError
-from bot.fleet.inventory import (
-    GraphFleet,
-    SensorRow,
-    build_rows,
-    check_hosts,
-    fleet_exit_code,
-    in_domain,
-    merge_fleet,
-)
+from bot.config.core import ConfigError
+
+if TYPE_CHECKING:
+    from bot.fleet.inventory import SensorRow
+
 
 COLUMNS = (
     "SENSOR",
@@ -64,6 +59,15 @@ def render_table(rows: Sequence[SensorRow]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.fleet.inventory import (
+        GraphFleet,
+        build_rows,
+        check_hosts,
+        fleet_exit_code,
+        in_domain,
+        merge_fleet,
+    )
+
     settings = context.load(args)
     if not settings.graph.discover_sensors and not settings.sensors:
         raise ConfigError(["no sensors to list: set [graph] discover_sensors = true or add [[sensors]]"])

@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.audit import AuditAction, cli_actor
-from bot.change import (
-    ChangeOutcome,
-    ChangeProgress,
-    ChangeStatus,
-    Recovery,
-    open_changes,
-    sensors_for_account,
-)
-from bot.change.failures import CONFIG_ERROR
 from bot.cli import check, context
-from bot.cli.test_connection import EXIT_CODES, render
-from bot.config import (
-    AccountConfig,
-    UsageError,
-    password_refusal,
-)
-from bot.directory import ConnectionTestResult, replica_account_locks
+from bot.cli.test_connection import outcome_exit_code
+from bot.config.core import UsageError
 from bot.infra.exitcodes import ExitCode
-from bot.sensors import SensorResult
-from bot.store import store_exit_code
-from commands.password.announce import Announcer
+
+if TYPE_CHECKING:
+    from bot.change import ChangeOutcome
 
 
 def register(commands: Any) -> None:
@@ -52,79 +35,17 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-class _Printer(ChangeProgress):
-    def __init__(self, names: Sequence[str]) -> None:
-        self.names = names
-        self.live: check.LiveProgress | None = None
-        self.checks_problem: str | None = None
-
-    def recovered(self, recovery: Recovery) -> None:
-        print(f"AN EARLIER CHANGE WAS INTERRUPTED: {recovery.describe()}.", flush=True)
-
-    def testing(self, account: AccountConfig) -> None:
-        print(
-            f"Testing the password of {account.id} ({account.username}) on its domain controllers…",
-            flush=True,
-        )
-
-    def tested(self, result: ConnectionTestResult) -> None:
-        print("\n".join(render(result)), flush=True)
-
-    def finished(self, outcome: ChangeOutcome) -> None:
-        if outcome.saved:
-            saved = outcome.saved
-            print(
-                f"SAVED: account {saved.account_id} in the {saved.backend} store "
-                f"at {saved.saved_at:%Y-%m-%d %H:%M:%S} UTC by {saved.saved_by}"
-            )
-            if outcome.problem:
-                print(f"WARNING: {outcome.message}")
-        elif outcome.status is ChangeStatus.FAILED:
-            print(outcome.message)
-        elif outcome.status is not ChangeStatus.TEST_FAILED:
-            print(f"NOT SAVED: {outcome.message}")
-        else:
-            print("NOT SAVED: the password did not pass the connection test.")
-
-    def checking(self) -> None:
-        print(
-            f"Checking {len(self.names)} sensor(s): services, credential errors since the change…", flush=True
-        )
-        if sys.stderr.isatty():
-            self.live = check.LiveProgress(self.names, sys.stderr)
-            self.live.start()
-
-    def sensor_checked(self, result: SensorResult) -> None:
-        if self.live is not None:
-            self.live.add(result)
-
-    def not_using_dsa(self, names: Sequence[str]) -> None:
-        listed = ", ".join(names)
-        print(f"Not checked, unified sensors that do not use the directory service account: {listed}")
-
-    def checks_done(self, results: Sequence[SensorResult]) -> None:
-        self._stop_live()
-        check.print_report(results)
-
-    def checks_failed(self, problem: str) -> bool:
-        self._stop_live()
-        self.checks_problem = problem
-        print(f"The sensors could not be checked: {problem}")
-        return True
-
-    def _stop_live(self) -> None:
-        if self.live is not None:
-            self.live.stop()
-            self.live = None
-
-
 def exit_code(outcome: ChangeOutcome) -> ExitCode:
     """0 once the password is saved; otherwise why not: the test's verdict, 2 for a configuration problem,
     3 for a store that could not be reached, else 1."""
+    from bot.change import ChangeStatus
+    from bot.change.failures import CONFIG_ERROR
+    from bot.store import store_exit_code
+
     if outcome.saved_ok:
         return ExitCode.OK
     if outcome.test is not None and not outcome.test.passed:
-        return EXIT_CODES[outcome.test.outcome]
+        return outcome_exit_code(outcome.test.outcome)
     if outcome.error_reason == CONFIG_ERROR:
         return ExitCode.USAGE
     if outcome.status is ChangeStatus.SAVE_FAILED and outcome.error_reason is not None:
@@ -133,6 +54,13 @@ def exit_code(outcome: ChangeOutcome) -> ExitCode:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.audit import AuditAction, cli_actor
+    from bot.change import open_changes, sensors_for_account
+    from bot.cli.change_printer import ChangePrinter
+    from bot.config import password_refusal
+    from bot.directory import replica_account_locks
+    from commands.password.announce import Announcer
+
     settings = context.load(args)
     account = settings.account(args.account)
     refusal = password_refusal(account)
@@ -149,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         confirm=True,
     )
     announcer = Announcer(settings)
-    printer = _Printer([s.name for s in sensors_for_account(settings, account.id)])
+    printer = ChangePrinter([s.name for s in sensors_for_account(settings, account.id)])
     with replica_account_locks(settings):
         outcome = changes.change(account.id, password, actor, printer)
     code = exit_code(outcome)

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.audit.trail import AuditAction, AuditOutcome, cli_actor, init_audit_key, open_audit
 from bot.cli import context
 from bot.cli.audit_cmd import key_created_lines
-from bot.config import Settings
 from bot.infra.exitcodes import ExitCode
-from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store, store_exit_code
-from bot.store.embedded import init_embedded_store, rotate_key, store_exists, store_path
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.store import CredentialMetadata, CredentialStore, StoreError
 
 
 def register(commands: Any) -> None:
@@ -34,6 +34,8 @@ def register(commands: Any) -> None:
 
 
 def _error(exc: StoreError) -> int:
+    from bot.store import store_exit_code
+
     print(f"atp-bot: store error: {exc.message}", file=sys.stderr)
     return store_exit_code(exc.reason)
 
@@ -49,6 +51,10 @@ def _embedded_only(settings: Settings, action: str) -> bool:
 
 
 def run_init(args: argparse.Namespace) -> int:
+    from bot.audit.trail import AuditAction, AuditOutcome, cli_actor, init_audit_key, open_audit
+    from bot.store import StoreError
+    from bot.store.embedded import init_embedded_store, store_exists, store_path
+
     settings = context.load(args)
     if not _embedded_only(settings, "init"):
         return ExitCode.USAGE
@@ -86,6 +92,8 @@ def status_lines(settings: Settings, store: CredentialStore) -> list[str]:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    from bot.store import StoreError, open_store
+
     settings = context.load(args)
     try:
         store = open_store(settings)
@@ -97,6 +105,10 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_rotate_key(args: argparse.Namespace) -> int:
+    from bot.audit.trail import AuditAction, AuditOutcome, cli_actor, open_audit
+    from bot.store import StoreError
+    from bot.store.embedded import rotate_key
+
     settings = context.load(args)
     if not _embedded_only(settings, "rotate-key"):
         return ExitCode.USAGE

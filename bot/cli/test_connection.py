@@ -5,35 +5,28 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.audit import AuditAction, AuditError, cli_actor, open_audit
-from bot.change import record_busy, record_test
-from bot.change.failures import report_failure
 from bot.cli import context
-from bot.config import ConfigError, UsageError, password_refusal
-from bot.directory import (
-    AccountBusy,
-    ConnectionTestResult,
-    LockoutGuard,
-    Outcome,
-    hold_account,
-    replica_account_locks,
-    run_connection_test,
-)
-from bot.directory.connection import AttemptOutcome
+from bot.config.core import ConfigError, UsageError
 from bot.infra.exitcodes import ExitCode
-from bot.infra.redaction import active_secret
-from bot.infra.state import state_dir
+
+if TYPE_CHECKING:
+    from bot.directory import ConnectionTestResult, Outcome
 
 log = logging.getLogger(__name__)
 
-EXIT_CODES = {
-    Outcome.PASSED: ExitCode.OK,
-    Outcome.REJECTED: ExitCode.PROBLEM,
-    Outcome.REFUSED: ExitCode.PROBLEM,
-    Outcome.UNREACHABLE: ExitCode.UNREACHABLE,
-}
+
+def outcome_exit_code(outcome: Outcome) -> ExitCode:
+    from bot.directory import Outcome
+
+    exit_codes = {
+        Outcome.PASSED: ExitCode.OK,
+        Outcome.REJECTED: ExitCode.PROBLEM,
+        Outcome.REFUSED: ExitCode.PROBLEM,
+        Outcome.UNREACHABLE: ExitCode.UNREACHABLE,
+    }
+    return exit_codes[outcome]
 
 
 def register(commands: Any) -> None:
@@ -51,6 +44,9 @@ def register(commands: Any) -> None:
 
 def render(result: ConnectionTestResult) -> list[str]:
     """The result as an operator reads it, each thing once (never holds the password)."""
+    from bot.directory import Outcome
+    from bot.directory.connection import AttemptOutcome
+
     headline = {
         Outcome.PASSED: "PASSED",
         Outcome.REJECTED: "REJECTED",
@@ -91,6 +87,20 @@ def as_json(result: ConnectionTestResult) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.audit import AuditAction, AuditError, cli_actor, open_audit
+    from bot.change import record_busy, record_test
+    from bot.change.failures import report_failure
+    from bot.config import password_refusal
+    from bot.directory import (
+        AccountBusy,
+        LockoutGuard,
+        hold_account,
+        replica_account_locks,
+        run_connection_test,
+    )
+    from bot.infra.redaction import active_secret
+    from bot.infra.state import state_dir
+
     settings = context.load(args)
     account = settings.account(args.account)
     refusal = password_refusal(account)
@@ -127,4 +137,4 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(as_json(result), indent=2))
     else:
         print("\n".join(render(result)))
-    return EXIT_CODES[result.outcome]
+    return outcome_exit_code(result.outcome)

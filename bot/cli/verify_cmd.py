@@ -5,25 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.audit import AuditAction, cli_actor, open_audit, record_or_log
-from bot.change import TEST_AUDIT_OUTCOME
 from bot.cli import context
 from bot.cli.test_connection import render
-from bot.config import AccountConfig, Settings, UsageError
-from bot.directory import (
-    AccountBusy,
-    ConnectionTestResult,
-    LockoutGuard,
-    hold_account,
-    replica_account_locks,
-    run_connection_test,
-)
+from bot.config.core import UsageError
 from bot.infra.exitcodes import ExitCode
-from bot.infra.state import state_dir
-from bot.monitor.drift import DriftReport, check_drift, render_report
-from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
+
+if TYPE_CHECKING:
+    from bot.config import AccountConfig, Settings
+    from bot.directory import ConnectionTestResult
+    from bot.monitor.drift import DriftReport
+    from bot.store import CredentialMetadata, CredentialStore
 
 
 def register(commands: Any) -> None:
@@ -59,6 +52,8 @@ def _accounts(settings: Settings, account_id: str | None) -> list[AccountConfig]
 
 
 def _saved(store: CredentialStore, account_id: str) -> tuple[CredentialMetadata | None, list[str]]:
+    from bot.store import StoreError
+
     try:
         return store.metadata(account_id), []
     except StoreError as exc:
@@ -67,6 +62,9 @@ def _saved(store: CredentialStore, account_id: str) -> tuple[CredentialMetadata 
 
 def _bind_test(settings: Settings, store: CredentialStore, account: AccountConfig) -> list[str]:
     """One guarded bind with the stored password; its verdict as findings (empty when it passed)."""
+    from bot.directory import AccountBusy, LockoutGuard, hold_account, run_connection_test
+    from bot.infra.state import state_dir
+
     password = store.read(account.id)
     if password is None:
         return ["no stored password to test"]
@@ -82,6 +80,9 @@ def _bind_test(settings: Settings, store: CredentialStore, account: AccountConfi
 
 
 def _audit(settings: Settings, result: ConnectionTestResult) -> None:
+    from bot.audit import AuditAction, cli_actor, open_audit, record_or_log
+    from bot.change import TEST_AUDIT_OUTCOME
+
     record_or_log(
         open_audit(settings),
         cli_actor(),
@@ -94,6 +95,8 @@ def _audit(settings: Settings, result: ConnectionTestResult) -> None:
 
 
 def _report(settings: Settings, store: CredentialStore, account: AccountConfig, bind: bool) -> DriftReport:
+    from bot.monitor.drift import check_drift
+
     saved, problems = _saved(store, account.id)
     report = check_drift(account, saved, datetime.now(UTC))
     findings = [*problems, *report.findings]
@@ -114,6 +117,10 @@ def exit_code(reports: list[DriftReport]) -> ExitCode:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.directory import replica_account_locks
+    from bot.monitor.drift import render_report
+    from bot.store import open_store
+
     settings = context.load(args)
     accounts = _accounts(settings, args.account)
     if args.bind and settings.store.backend != "embedded":

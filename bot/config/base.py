@@ -1,4 +1,5 @@
-"""What every section shares: the errors, the strict base model, reading a secret, small value parsers.
+"""What every section shares: the strict base model, reading a secret, small value parsers (the errors and
+the listen parser, which need no model, are in bot.config.core).
 
 Secrets are never in the file: every secret is named by an environment variable (`*_env`) or a file
 (`*_file`) and read only when it is needed, into a `SecretStr`.
@@ -6,29 +7,15 @@ Secrets are never in the file: every secret is named by an environment variable 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from bot.config.core import ConfigError
 from bot.config.secret_env import environment_secret
 
-CONFIG_ENV = "ATP_BOT_CONFIG"
-DEFAULT_CONFIG_NAME = "atp-bot.toml"
 DAILY_TIME = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; `problems` holds one precise line per problem."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("; ".join(self.problems))
-
-
-class UsageError(ConfigError):
-    """What was typed cannot be used (an unknown account id, passwords that differ): exit 2, "usage error"."""
 
 
 class StrictModel(BaseModel):
@@ -82,12 +69,3 @@ class SecretSource:
 
     def read_if_configured(self) -> SecretStr | None:
         return self.read() if self.configured else None
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """`host:port` (IPv6 as `[::1]:3000`; port 0 picks a free port) → (host, port)."""
-    host, sep, port = value.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"{value!r}: expected host:port, e.g. 0.0.0.0:3000")
-    return host, int(port)

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import field_validator
 
-from bot.config.base import StrictModel, parse_listen
+from bot.config.base import StrictModel
+from bot.config.core import parse_listen
 
 
 class LoggingConfig(StrictModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,8 @@ from sqlalchemy.engine import make_url
 
 from bot.config.accounts import AccountConfig, LockoutGuardConfig
 from bot.config.audit import AuditConfig
-from bot.config.base import CONFIG_ENV, DEFAULT_CONFIG_NAME, ConfigError, StrictModel, UsageError
+from bot.config.base import StrictModel
+from bot.config.core import ConfigError, UsageError, read_config_text
 from bot.config.graph import GraphConfig
 from bot.config.messages import Location, TomlLines, format_location, parse_location, plain_message
 from bot.config.scheduler import SchedulerConfig
@@ -164,11 +164,6 @@ def insecure_settings(settings: Settings) -> list[str]:
     return warnings
 
 
-def resolve_config_path(cli_value: str | None) -> Path:
-    """`--config`, else `$ATP_BOT_CONFIG`, else `./atp-bot.toml`."""
-    return Path(cli_value or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME)
-
-
 @dataclass(frozen=True)
 class ConfigSource:
     """The file a configuration came from, to point each problem at its key path, file and line."""
@@ -226,17 +221,6 @@ def parse_settings(text: str, source: str = "<config>") -> Settings:
         return Settings.model_validate_json(json.dumps(data, default=_json_scalar), strict=True)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, Settings, ConfigSource.of(source, text))) from None
-
-
-def read_config_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: no such configuration file (use --config or ${CONFIG_ENV})"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: not UTF-8 text"]) from None
 
 
 def load_settings(path: Path) -> Settings:

@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from bot.config.base import StrictModel, parse_listen
+from bot.config.base import StrictModel
+from bot.config.core import parse_listen
 
 SLACK_CHANNEL_PATTERN = r"^[CG][A-Z0-9]{2,}$"
 SLACK_USER_PATTERN = r"^[UW][A-Z0-9]{2,}$"
