@@ -82,7 +82,7 @@ def password_flow() -> list[Call]:
         CredentialMetadata("contoso", NOW, "slack:U0ALICE", "embedded"),
     )
     rejected = ChangeOutcome("contoso", ChangeStatus.TEST_FAILED, "rejected", wrong)
-    text, blocks = announcement(saved, "U0ALICE", SETTINGS)
+    text, blocks = announcement(saved, "<@U0ALICE>", SETTINGS)
     results = [sensor("dc01"), sensor("dc02", HOSTILE), sensor("dc03")]
     posted, partial, final = (report(HEADING, shown, 3) for shown in ([], results[:1], results))
     thread, edit = {"channel": "C0OPS", "thread_ts": ANNOUNCED}, {"channel": "C0OPS", "ts": REPORT}
