@@ -67,13 +67,13 @@ def test_an_unexpected_error_in_a_command_is_one_line(
 ) -> None:
     config = tmp_path / "atp-bot.toml"
     config.write_text(
-        settings_toml([{"name": "s1", "endpoint": "http://127.0.0.1:1/wsman"}]), encoding="utf-8"
+        settings_toml([{"name": "s1", "endpoint": "https://127.0.0.1:1/wsman"}]), encoding="utf-8"
     )
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("bot.cli.check.check_sensors", broken)
+    monkeypatch.setattr("bot.sensors.check_sensors", broken)
     assert main(["--config", str(config), "check"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "atp-bot: something went wrong: RuntimeError: a bug (-v shows the details)"

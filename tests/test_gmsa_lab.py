@@ -89,6 +89,9 @@ def gmsa_config(
         {"name": n, "endpoint": "https://127.0.0.1:5986/wsman", "account": "corp"} for n in world.computers
     ]
     config = {"state_dir": str(tmp_path / "state"), "accounts": [account], "sensors": sensors}
+    # WinRM credentials as any real configuration has them (config check requires them of a sensor);
+    # without an emulator nothing answers, so the optional host checks say so and change no verdict.
+    config["winrm"] = {"username": "CORP\\atp-winrm", "password_env": LOOKUP_ENV}
     if winrm is not None:
         config |= sensor_config(winrm, "corp")
     path = tmp_path / "atp-bot.toml"

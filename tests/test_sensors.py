@@ -426,7 +426,9 @@ def test_check_lists_a_sensor_without_account_once(
     assert main(["--config", str(config), "check", "--json"]) == 0
     assert [d["name"] for d in json.loads(capsys.readouterr().out)] == ["s1"]
     assert main(["--config", str(config), "check"]) == 0
-    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["SENSOR", "s1"]
+    *table, summary = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in table] == ["SENSOR", "s1"]
+    assert summary.startswith("1 of 1 ok")
     assert emulator.host("s1").counters.scripts == 2
 
 

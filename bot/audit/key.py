@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.config import ConfigError, Settings
+from bot.config.secret_env import environment_secret
 from bot.infra.state import state_dir
 
 KEY_BYTES = 32
@@ -46,7 +47,7 @@ def audit_key_path(settings: Settings) -> Path:
 def _environment_variable(settings: Settings) -> str | None:
     """The configured key variable, if it is set in this process's environment."""
     name = settings.audit.key_env
-    return name if name and os.environ.get(name) else None
+    return name if name and environment_secret(name) else None
 
 
 def _decode(text: str, source: str) -> AuditKey:
@@ -86,7 +87,7 @@ def load_audit_key(settings: Settings) -> AuditKey | None:
     """The audit key, or None when none is configured yet (the trail then stays unkeyed)."""
     variable = _environment_variable(settings)
     if variable:
-        return _decode(os.environ[variable], f"environment variable {variable}")
+        return _decode(environment_secret(variable) or "", f"environment variable {variable}")
     path = audit_key_path(settings)
     if not os.path.lexists(path):
         return None
