@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import SecretStr
 
@@ -50,6 +51,7 @@ class ChangeStatus(StrEnum):
     TEST_FAILED = "test-failed"  # not saved: the password did not pass the connection test
     SAVE_FAILED = "save-failed"  # tested OK but NOT saved: the store failed
     NOT_STARTED = "not-started"  # another change of the account is in flight, or the audit is down
+    HELD = "held"  # tested OK, not saved: waiting for a second person's approval (bot.approvals)
     FAILED = "failed"  # something unexpected stopped it before a save; `message` says what became of it
 
 
@@ -67,6 +69,19 @@ class ChangeOutcome:
     @property
     def saved_ok(self) -> bool:
         return self.status is ChangeStatus.SAVED
+
+
+class Holder(Protocol):
+    """Keeps a password that passed its test for a later decision instead of saving it now (two-person
+    approval). Called with the account's lock held; `saved_before` is the store's last save of the
+    account at that moment, for the stale check of `save_tested`."""
+
+    def __call__(
+        self, test: ConnectionTestResult, password: SecretStr, saved_before: datetime | None
+    ) -> ChangeOutcome: ...
+
+
+Step = Callable[[AccountLease, InFlight, "_Attempt"], ChangeOutcome]
 
 
 class ChangeProgress:
@@ -188,17 +203,79 @@ class PasswordChanges:
         actor: str,
         progress: ChangeProgress | None = None,
         origin: Mapping[str, str] | None = None,
+        *,
+        hold: Holder | None = None,
+        note: str | None = None,
     ) -> ChangeOutcome:
-        """Test, then save only if the test passed. Never raises for peer or store problems.
+        """Test, then save only if the test passed (or, with `hold`, keep it for an approval). Never
+        raises for peer or store problems.
 
         `origin` is kept in the change journal while the change is in flight (never a secret): what the
-        face needs to tell the person if a crash cuts the change short (Slack: user and channel)."""
+        face needs to tell the person if a crash cuts the change short (Slack: user and channel). `note`
+        is added to the save's audit row (a break-glass change and its reason)."""
         progress = progress or ChangeProgress()
         account = self.settings.account(account_id)
+
+        def test_and_save(lease: AccountLease, entry: InFlight, attempt: _Attempt) -> ChangeOutcome:
+            progress.testing(account)
+            started = time.monotonic()
+            result = self.tester(account, password, guard=self.guard, lease=lease)
+            attempt.test = result
+            metrics.CONNECTION_TEST_SECONDS.observe(time.monotonic() - started)
+            metrics.CONNECTION_TESTS.labels(result.outcome, result.reason or "none").inc()
+            progress.tested(result)
+            return self._after_test(account, password, actor, result, entry, attempt, hold, note)
+
+        return self._run(account, password, actor, progress, origin, test_and_save)
+
+    def save_tested(
+        self,
+        account_id: str,
+        password: SecretStr,
+        actor: str,
+        test: ConnectionTestResult,
+        *,
+        saved_before: datetime | None,
+        note: str,
+        origin: Mapping[str, str] | None = None,
+    ) -> ChangeOutcome:
+        """Save a password that passed its test earlier and was held (approved since), as `change` saves:
+        journal, store, audit. Not tested again: the test already passed, and a second bind would spend
+        the lockout guard's allowance for nothing. Refused when another password was saved for the account
+        since the test (`saved_before`), so an old approval never overwrites a newer change."""
+        account = self.settings.account(account_id)
+
+        def save(lease: AccountLease, entry: InFlight, attempt: _Attempt) -> ChangeOutcome:
+            attempt.test = test
+            if self._last_saved(account.id) != saved_before:
+                return ChangeOutcome(
+                    account.id,
+                    ChangeStatus.NOT_STARTED,
+                    "Not saved: a newer password was saved meanwhile.",
+                    test=test,
+                    error_reason="stale",
+                )
+            return self._save(account, password, actor, test, entry, attempt, note)
+
+        return self._run(account, password, actor, ChangeProgress(), origin, save)
+
+    def _last_saved(self, account_id: str) -> datetime | None:
+        metadata = self.store.metadata(account_id)
+        return metadata.saved_at if metadata is not None else None
+
+    def _run(
+        self,
+        account: AccountConfig,
+        password: SecretStr,
+        actor: str,
+        progress: ChangeProgress,
+        origin: Mapping[str, str] | None,
+        step: Step,
+    ) -> ChangeOutcome:
         attempt = _Attempt()
         with active_secret(password):
             try:
-                outcome = self._locked_change(account, password, actor, progress, origin, attempt)
+                outcome = self._locked_change(account, actor, progress, origin, attempt, step)
             except Exception as exc:  # noqa: BLE001 - told, logged with its traceback and audited
                 outcome = self._went_wrong(account, actor, attempt, exc)
             metrics.PASSWORD_CHANGES.labels(outcome.status).inc()
@@ -208,11 +285,11 @@ class PasswordChanges:
     def _locked_change(
         self,
         account: AccountConfig,
-        password: SecretStr,
         actor: str,
         progress: ChangeProgress,
         origin: Mapping[str, str] | None,
         attempt: _Attempt,
+        step: Step,
     ) -> ChangeOutcome:
         try:
             with hold_account(self.state_dir, account.id) as lease:
@@ -229,31 +306,12 @@ class PasswordChanges:
                         f"({exc.strerror}).",
                     )
                 try:
-                    return self._test_and_save(account, password, actor, progress, lease, entry, attempt)
+                    return step(lease, entry, attempt)
                 finally:
                     self._finish(entry)
         except AccountBusy as busy:
             record_busy(self.audit, actor, account.id, busy)
             return ChangeOutcome(account.id, ChangeStatus.NOT_STARTED, str(busy))
-
-    def _test_and_save(
-        self,
-        account: AccountConfig,
-        password: SecretStr,
-        actor: str,
-        progress: ChangeProgress,
-        lease: AccountLease,
-        entry: InFlight,
-        attempt: _Attempt,
-    ) -> ChangeOutcome:
-        progress.testing(account)
-        started = time.monotonic()
-        result = self.tester(account, password, guard=self.guard, lease=lease)
-        attempt.test = result
-        metrics.CONNECTION_TEST_SECONDS.observe(time.monotonic() - started)
-        metrics.CONNECTION_TESTS.labels(result.outcome, result.reason or "none").inc()
-        progress.tested(result)
-        return self._after_test(account, password, actor, result, entry, attempt)
 
     def _went_wrong(
         self, account: AccountConfig, actor: str, attempt: _Attempt, exc: Exception
@@ -362,6 +420,8 @@ class PasswordChanges:
         result: ConnectionTestResult,
         entry: InFlight,
         attempt: _Attempt,
+        hold: Holder | None,
+        note: str | None,
     ) -> ChangeOutcome:
         try:
             record_test(self.audit, actor, result)
@@ -377,6 +437,22 @@ class PasswordChanges:
             return ChangeOutcome(
                 account.id, ChangeStatus.TEST_FAILED, f"Not saved: {result.message}", test=result
             )
+        if hold is not None:
+            return hold(result, password, self._last_saved(account.id))
+        return self._save(account, password, actor, result, entry, attempt, note)
+
+    def _save(
+        self,
+        account: AccountConfig,
+        password: SecretStr,
+        actor: str,
+        result: ConnectionTestResult,
+        entry: InFlight,
+        attempt: _Attempt,
+        note: str | None,
+    ) -> ChangeOutcome:
+        """Save a tested password: journal first (a crash mid-save is found at the next start), then the
+        store, then the audit row."""
         try:
             attempt.saving = self.journal.advance(entry, Phase.SAVING)
         except OSError as exc:  # saving now could leave an interrupted save undetectable
@@ -386,7 +462,7 @@ class PasswordChanges:
             saved = attempt.saved = self.store.save(account.id, password, actor)
         except StoreError as exc:
             return self._not_saved(account, actor, result, exc)
-        detail = f"{saved.backend} store; verified by {result.dc}"
+        detail = f"{saved.backend} store; verified by {result.dc}" + (f"; {note}" if note else "")
         record_or_log(self.audit, actor, AuditAction.SAVE, account.id, AuditOutcome.OK, None, detail)
         log.info("account %s: new password saved (%s store) by %s", account.id, saved.backend, actor)
         return ChangeOutcome(

@@ -140,6 +140,8 @@ class AccountConfig(_Model):
     lookup_username: str | None = None
     lookup_password_env: str | None = None
     lookup_password_file: Path | None = None
+    # Two-person approval for this account: overrides `[approvals] required` (None: follow it).
+    approval: bool | None = None
 
     @field_validator("username", "lookup_username")
     @classmethod
@@ -507,6 +509,25 @@ class SlackConfig(_Model):
         return parse_listen(self.listen)
 
 
+class ApprovalsConfig(_Model):
+    """Two-person approval: a tested password waits for an approver's click before it is saved."""
+
+    required: bool = False  # every account, unless its `approval` says otherwise
+    approvers: list[Annotated[str, Field(pattern=SLACK_USER_PATTERN)]] = []
+    approver_usergroups: list[Annotated[str, Field(pattern=SLACK_USERGROUP_PATTERN)]] = []
+    expires_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
+    notify: Literal["channel", "dm"] = "channel"  # where the Approve / Deny message goes
+    # The key that encrypts a held password when the store is not embedded (the embedded store's key
+    # otherwise): 32 random bytes in URL-safe base64, as `atp-bot store init` writes one.
+    key_env: str | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> ApprovalsConfig:
+        _one_secret_source("key", self.key_env, self.key_file)
+        return self
+
+
 class ObservabilityConfig(_Model):
     """`[observability]`: `/healthz` and `/metrics` of `atp-bot run` on a local port (off when unset)."""
 
@@ -746,6 +767,7 @@ class Settings(_Model):
     observability: ObservabilityConfig = ObservabilityConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     graph: GraphConfig = GraphConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
 
     @field_validator("state_dir")
     @classmethod
@@ -775,7 +797,25 @@ class Settings(_Model):
             self._shared_by_replicas()
         if self.store.command is not None:
             _no_secret_passed_on(self.store.command.pass_env, self.secret_env_names())
+        self._approvals_usable()
         return self
+
+    def approval_required(self, account_id: str) -> bool:
+        """Whether a new password for the account waits for a second person's approval."""
+        own = self.account(account_id).approval
+        return self.approvals.required if own is None else own
+
+    def _approvals_usable(self) -> None:
+        """Approval anywhere needs someone to approve, and a key for the held password."""
+        if not any(self.approval_required(a.id) for a in self.accounts):
+            return
+        if not (self.approvals.approvers or self.approvals.approver_usergroups):
+            raise ValueError("approvals.approvers: approval is required but nobody can approve")
+        if self.store.backend != "embedded" and not (self.approvals.key_env or self.approvals.key_file):
+            raise ValueError(
+                "approvals.key_file: the store is not embedded, so the held password needs its own key "
+                "(key_file or key_env)"
+            )
 
     def _no_transport_in_clear(self) -> None:
         """Refuse a sensor whose transport needs TLS but whose endpoint is http:// (security review 11.9)."""

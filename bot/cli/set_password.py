@@ -14,7 +14,7 @@ from bot.audit import AuditAction, AuditOutcome, AuditSink, cli_actor, record_or
 from bot.change import ChangeOutcome, ChangeProgress, ChangeStatus, open_changes, sensors_for_account
 from bot.cli import check, context
 from bot.cli.test_connection import EXIT_CODES, render
-from bot.config import SLACK_BOT_TOKEN_ENV, AccountConfig, ConfigError, Settings, read_secret
+from bot.config import SLACK_BOT_TOKEN_ENV, AccountConfig, ConfigError, Settings, UsageError, read_secret
 from bot.directory import ConnectionTestResult
 from bot.exitcodes import ExitCode
 from bot.failures import CONFIG_ERROR, one_line
@@ -22,6 +22,7 @@ from bot.lockout import replica_account_locks
 from bot.recovery import Recovery
 from bot.sensors import SensorResult
 from bot.slack.client import build_client
+from bot.slack.text import inline
 from commands.password.views import announcement
 
 
@@ -43,7 +44,51 @@ def register(commands: Any) -> None:
         action="store_true",
         help="let the follow-up checks decide the exit code, as `atp-bot check` does",
     )
+    parser.add_argument(
+        "--break-glass",
+        action="store_true",
+        help="save without the second person's approval that [approvals] requires (needs --reason); "
+        "audited and announced as a break-glass change",
+    )
+    parser.add_argument("--reason", metavar="TEXT", help="why approval is bypassed (with --break-glass)")
     parser.set_defaults(handler=run)
+
+
+REASON_LIMIT = 500
+
+
+def break_glass_note(args: argparse.Namespace, settings: Settings, account_id: str) -> str | None:
+    """What a break-glass change records and announces (None: an ordinary change). Raises UsageError when
+    the account needs approval and the flags do not bypass it, or the flags are incomplete."""
+    reason = (args.reason or "").strip()
+    if args.reason is not None and not args.break_glass:
+        raise UsageError(["--reason goes with --break-glass"])
+    if args.break_glass and not reason:
+        raise UsageError(['--break-glass needs --reason "why the approval is bypassed"'])
+    if len(reason) > REASON_LIMIT:
+        raise UsageError([f"--reason: at most {REASON_LIMIT} characters"])
+    if args.break_glass:
+        return f"Break-glass change (no approval): {reason}"
+    if settings.approval_required(account_id):
+        raise UsageError(
+            [
+                f"account {account_id} needs a second person's approval: change it from Slack "
+                f'(`/atp password {account_id}`), or in an emergency use --break-glass --reason "…"'
+            ]
+        )
+    return None
+
+
+def refuse_unapproved(audit: AuditSink, account_id: str, refused: UsageError) -> None:
+    record_or_log(
+        audit,
+        cli_actor(),
+        AuditAction.BREAK_GLASS,
+        account_id,
+        AuditOutcome.REFUSED,
+        "approval",
+        str(refused),
+    )
 
 
 class _Printer(ChangeProgress):
@@ -137,11 +182,11 @@ class Announcer:
             except ConfigError as exc:
                 self.problem = one_line(exc)
 
-    def announce(self, outcome: ChangeOutcome, actor: str, audit: AuditSink) -> None:
+    def announce(self, outcome: ChangeOutcome, actor: str, audit: AuditSink, note: str | None = None) -> None:
         channel = self.settings.slack.channel
         if channel is None:
             return
-        problem = self.problem or self._post(channel, outcome, actor)
+        problem = self.problem or self._post(channel, outcome, actor, note)
         if problem is None:
             record_or_log(
                 audit,
@@ -159,10 +204,10 @@ class Announcer:
         )
         print(f"WARNING: the change was not announced in Slack channel {channel}: {problem}", file=sys.stderr)
 
-    def _post(self, channel: str, outcome: ChangeOutcome, actor: str) -> str | None:
+    def _post(self, channel: str, outcome: ChangeOutcome, actor: str, note: str | None) -> str | None:
         """Post the announcement; why it failed, or None."""
         assert self.token is not None
-        text, blocks = announcement(outcome, f"`{actor}`", self.settings)
+        text, blocks = announcement(outcome, f"`{actor}`", self.settings, note)
         try:
             client = build_client(self.settings.slack.api_url, self.token)
             client.chat_postMessage(channel=channel, text=text, blocks=blocks)
@@ -178,6 +223,11 @@ def run(args: argparse.Namespace) -> int:
     account = settings.account(args.account)
     changes = open_changes(settings)
     actor = cli_actor()
+    try:
+        note = break_glass_note(args, settings, account.id)
+    except UsageError as refused:
+        refuse_unapproved(changes.audit, account.id, refused)
+        raise
     password = context.read_audited_password(
         args,
         changes.audit,
@@ -188,12 +238,14 @@ def run(args: argparse.Namespace) -> int:
     )
     announcer = Announcer(settings)
     printer = _Printer([s.name for s in sensors_for_account(settings, account.id)])
+    if note is not None:
+        record_or_log(changes.audit, actor, AuditAction.BREAK_GLASS, account.id, AuditOutcome.OK, None, note)
     with replica_account_locks(settings):
-        outcome = changes.change(account.id, password, actor, printer)
+        outcome = changes.change(account.id, password, actor, printer, note=note)
     code = exit_code(outcome)
     if not outcome.saved_ok:
         return code
-    announcer.announce(outcome, actor, changes.audit)
+    announcer.announce(outcome, actor, changes.audit, inline(note) if note else None)
     if args.no_checks:
         return code
     if not printer.names:

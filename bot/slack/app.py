@@ -10,6 +10,7 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from bot.approvals import open_approvals
 from bot.audit import AuditSink
 from bot.change import PasswordChanges
 from bot.config import Settings
@@ -57,6 +58,7 @@ def build_services(
         status_checks=SharedChecks(settings),
         changes=changes,
         scheduler=scheduler,
+        approvals=open_approvals(settings) if changes is not None else None,
     )
 
 

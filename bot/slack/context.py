@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
+from bot.approvals import HeldRequests
 from bot.audit import AuditSink
 from bot.change import PasswordChanges
 from bot.config import Settings
@@ -44,6 +45,8 @@ class Services:
     changes: PasswordChanges | None = None
     # The monitor's scheduler (alerts, re-checks); None when `atp-bot run` runs without it.
     scheduler: Scheduler | None = None
+    # Passwords held for a second person's approval (bot.approvals); None when no account needs it.
+    approvals: HeldRequests | None = None
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run `fn` on the work executor; an exception is logged (it has nobody else to go to)."""

@@ -24,6 +24,7 @@ from bot.slack.registry import CommandModule
 from bot.slack.secrets import SlackSecrets
 from bot.wsgi import BackgroundWsgiServer, ServerLimits
 from commands import MODULES
+from commands.password.approval import ExpirySweeper
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ class SlackRuntime:
             self.runner = SocketModeRunner(self.app, secrets.app_token.get_secret_value())
         else:
             self.runner = HttpRunner(self.app, *config.listen_address)
+        self._sweeper = ExpirySweeper(self.services) if self.services.approvals is not None else None
 
     def start(self) -> None:
         try:
@@ -179,10 +181,14 @@ class SlackRuntime:
         except BaseException:
             self._shutdown_executors()
             raise
+        if self._sweeper is not None:
+            self._sweeper.start()
 
     def stop(self) -> None:
         """Stop taking requests, then let running work finish (queued work that never started is dropped)."""
         self.runner.stop()
+        if self._sweeper is not None:
+            self._sweeper.stop()
         self._shutdown_executors()
 
     def _shutdown_executors(self) -> None:
