@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from bot.approvals import APPROVALS_FILE
@@ -271,3 +272,18 @@ def test_approvers_by_direct_message(peers: Peers) -> None:
         dms = wait_for(lambda: [m for m in lab.emulator.messages() if m.channel.startswith("D")])
         assert sorted(m.channel for m in dms) == [f"D{BOB}", f"D{MALLORY}"]
         assert not [m for m in lab.emulator.messages(OPS) if "asks to save" in m.text]
+
+
+def test_an_approval_after_a_newer_save_is_refused(peers: Peers) -> None:
+    with approval_lab("socket", peers) as lab:
+        message = request_approval(lab)
+        changes = lab.runtime.services.changes
+        assert changes is not None
+        changes.store.save("svc", SecretStr("Newer-Pa55word!"), "cli:root")  # e.g. a break-glass change
+        click(lab, message, Action.APPROVE, BOB)
+        wait_for(
+            lambda: "a newer password was saved meanwhile" in view_text(lab, message.view_id), timeout=15
+        )
+        assert "a newer password was saved meanwhile" in current(lab, message)
+        assert saved(lab) == "Newer-Pa55word!"
+        assert not [m for m in lab.emulator.messages(OPS) if "changed the directory" in m.text]
