@@ -24,7 +24,19 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
-from sqlalchemy import Column, LargeBinary, MetaData, Table, Text, and_, delete, insert, select, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    and_,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -69,7 +81,7 @@ _requests = Table(
     Column("state", Text, nullable=False),
     Column("created_at", Text, nullable=False),  # ISO 8601 UTC
     Column("expires_at", Text, nullable=False),
-    Column("saved_before", Text),  # the store's last save when the password was tested (stale check)
+    Column("last_save", Integer),  # the audit id of the account's latest save at the test (stale check)
     Column("tested", Text, nullable=False),  # JSON: dc, message, expiry of the passed test
     Column("messages", Text, nullable=False),  # JSON: the Approve / Deny messages [{channel, ts}]
     Column("decided_by", Text),
@@ -91,7 +103,7 @@ class HeldRequest:
     state: RequestState
     created_at: datetime
     expires_at: datetime
-    saved_before: datetime | None
+    last_save: int | None
     test: ConnectionTestResult
     messages: tuple[MessageRef, ...] = ()
     decided_by: str | None = None
@@ -126,10 +138,6 @@ def _test_from_json(account_id: str, text: str) -> ConnectionTestResult:
     return ConnectionTestResult(account_id, Outcome.PASSED, data["message"], dc=data["dc"], expiry=expiry)
 
 
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
 def _request(row: RowMapping) -> HeldRequest:
     messages = tuple(MessageRef(**ref) for ref in json.loads(row["messages"]))
     return HeldRequest(
@@ -142,7 +150,7 @@ def _request(row: RowMapping) -> HeldRequest:
         state=RequestState(row["state"]),
         created_at=datetime.fromisoformat(row["created_at"]),
         expires_at=datetime.fromisoformat(row["expires_at"]),
-        saved_before=_time(row["saved_before"]),
+        last_save=row["last_save"],
         test=_test_from_json(row["account_id"], row["tested"]),
         messages=messages,
         decided_by=row["decided_by"],
@@ -223,7 +231,7 @@ class HeldRequests:
         password: SecretStr,
         requester: Requester,
         test: ConnectionTestResult,
-        saved_before: datetime | None,
+        last_save: int | None,
     ) -> HeldRequest:
         """Keep a tested password, sealed, until a decision or expiry."""
         nonce = os.urandom(NONCE_BYTES)
@@ -239,7 +247,7 @@ class HeldRequests:
             state=RequestState.PENDING,
             created_at=created,
             expires_at=created + self._expires,
-            saved_before=saved_before,
+            last_save=last_save,
             test=test,
         )
         row = {
@@ -252,7 +260,7 @@ class HeldRequests:
             "state": RequestState.PENDING.value,
             "created_at": created.isoformat(),
             "expires_at": request.expires_at.isoformat(),
-            "saved_before": saved_before.isoformat() if saved_before else None,
+            "last_save": last_save,
             "tested": _test_json(test),
             "messages": "[]",
             "nonce": nonce,

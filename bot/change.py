@@ -73,11 +73,11 @@ class ChangeOutcome:
 
 class Holder(Protocol):
     """Keeps a password that passed its test for a later decision instead of saving it now (two-person
-    approval). Called with the account's lock held; `saved_before` is the store's last save of the
-    account at that moment, for the stale check of `save_tested`."""
+    approval). Called with the account's lock held; `last_save` is the audit id of the account's latest
+    save at that moment, for the stale check of `save_tested`."""
 
     def __call__(
-        self, test: ConnectionTestResult, password: SecretStr, saved_before: datetime | None
+        self, test: ConnectionTestResult, password: SecretStr, last_save: int | None
     ) -> ChangeOutcome: ...
 
 
@@ -235,19 +235,20 @@ class PasswordChanges:
         actor: str,
         test: ConnectionTestResult,
         *,
-        saved_before: datetime | None,
+        last_save: int | None,
         note: str,
         origin: Mapping[str, str] | None = None,
     ) -> ChangeOutcome:
         """Save a password that passed its test earlier and was held (approved since), as `change` saves:
         journal, store, audit. Not tested again: the test already passed, and a second bind would spend
         the lockout guard's allowance for nothing. Refused when another password was saved for the account
-        since the test (`saved_before`), so an old approval never overwrites a newer change."""
+        since the test (`last_save`: the audit trail's, which every replica and the CLI write), so an old
+        approval never overwrites a newer change."""
         account = self.settings.account(account_id)
 
         def save(lease: AccountLease, entry: InFlight, attempt: _Attempt) -> ChangeOutcome:
             attempt.test = test
-            if self._last_saved(account.id) != saved_before:
+            if self.audit.last_save(account.id) != last_save:
                 return ChangeOutcome(
                     account.id,
                     ChangeStatus.NOT_STARTED,
@@ -258,10 +259,6 @@ class PasswordChanges:
             return self._save(account, password, actor, test, entry, attempt, note)
 
         return self._run(account, password, actor, ChangeProgress(), origin, save)
-
-    def _last_saved(self, account_id: str) -> datetime | None:
-        metadata = self.store.metadata(account_id)
-        return metadata.saved_at if metadata is not None else None
 
     def _run(
         self,
@@ -438,7 +435,7 @@ class PasswordChanges:
                 account.id, ChangeStatus.TEST_FAILED, f"Not saved: {result.message}", test=result
             )
         if hold is not None:
-            return hold(result, password, self._last_saved(account.id))
+            return hold(result, password, self.audit.last_save(account.id))
         return self._save(account, password, actor, result, entry, attempt, note)
 
     def _save(

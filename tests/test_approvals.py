@@ -279,11 +279,14 @@ def test_an_approval_after_a_newer_save_is_refused(peers: Peers) -> None:
         message = request_approval(lab)
         changes = lab.runtime.services.changes
         assert changes is not None
-        changes.store.save("svc", SecretStr("Newer-Pa55word!"), "cli:root")  # e.g. a break-glass change
+        newer = changes.change(
+            "svc", SecretStr(CANARY), "cli:root", note="Break-glass change (no approval): x"
+        )
+        assert newer.saved_ok
         click(lab, message, Action.APPROVE, BOB)
         wait_for(
             lambda: "a newer password was saved meanwhile" in view_text(lab, message.view_id), timeout=15
         )
         assert "a newer password was saved meanwhile" in current(lab, message)
-        assert saved(lab) == "Newer-Pa55word!"
+        assert [(a, o) for a, _, o in audited(lab) if _ == "save"] == [("cli:root", "ok")]
         assert not [m for m in lab.emulator.messages(OPS) if "changed the directory" in m.text]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -59,7 +58,7 @@ def holder(services: Services, requester: Requester, held: list[HeldRequest]) ->
     approvals = services.approvals
     assert approvals is not None
 
-    def hold(test: ConnectionTestResult, password: SecretStr, saved_before: datetime | None) -> ChangeOutcome:
+    def hold(test: ConnectionTestResult, password: SecretStr, last_save: int | None) -> ChangeOutcome:
         request_id = new_request_id()
         services.audit.record(
             requester.actor,
@@ -69,7 +68,7 @@ def holder(services: Services, requester: Requester, held: list[HeldRequest]) ->
             None,
             f"request {request_id}; tested OK on {test.dc}",
         )
-        held.append(approvals.hold(request_id, test.account_id, password, requester, test, saved_before))
+        held.append(approvals.hold(request_id, test.account_id, password, requester, test, last_save))
         return ChangeOutcome(
             test.account_id, ChangeStatus.HELD, "Tested OK; waiting for approval.", test=test
         )
@@ -271,7 +270,7 @@ def _approve(
         password,
         request.requester_actor,
         request.test,
-        saved_before=request.saved_before,
+        last_save=request.last_save,
         note=f"approved by {actor}",
         origin={"user": request.requester, "channel": request.channel_id},
     )
