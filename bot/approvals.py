@@ -45,6 +45,7 @@ from bot.config import ConfigError, Settings
 from bot.dbschema import create_idempotently
 from bot.directory import ConnectionTestResult, Outcome, PasswordExpiry
 from bot.monitor.models import MessageRef
+from bot.secret_env import environment_secret
 from bot.state import private_file, sqlite_engine, state_dir
 from bot.store.base import StoreError
 from bot.store.keys import decode_key, load_key
@@ -162,7 +163,7 @@ def approvals_key(settings: Settings) -> bytes:
     config = settings.approvals
     try:
         if config.key_env:
-            text = os.environ.get(config.key_env)
+            text = environment_secret(config.key_env)
             if not text:
                 raise ConfigError([f"approvals.key_env: environment variable {config.key_env} is not set"])
             return decode_key(text, f"environment variable {config.key_env}").material

@@ -24,6 +24,7 @@ from commands import MODULES
 from commands.password.approval import Action, sweep_expired
 from lab.domain import LabDomain
 from lab.samba import LabUser
+from lab.slack import SlackEmulator
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import CANARY, lab_account, sensor_config
 from tests.slack_lab import (
@@ -95,14 +96,14 @@ def request_approval(lab: Lab) -> Asked:
     return Asked(view_id, message.ts, message.blocks[-1]["elements"][0]["value"])
 
 
-def click(lab: Lab, asked: Asked, action: Action, user: str) -> None:
-    delivery = lab.emulator.click(action, user=user, value=asked.request_id, channel=OPS, message_ts=asked.ts)
+def click(emulator: SlackEmulator, asked: Asked, action: Action, user: str) -> None:
+    delivery = emulator.click(action, user=user, value=asked.request_id, channel=OPS, message_ts=asked.ts)
     assert not delivery.late
 
 
-def current(lab: Lab, asked: Asked) -> str:
+def current(emulator: SlackEmulator, asked: Asked) -> str:
     """The approvers' message as it reads now."""
-    return next(m.text for m in lab.emulator.messages(OPS) if m.ts == asked.ts)
+    return next(m.text for m in emulator.messages(OPS) if m.ts == asked.ts)
 
 
 def ephemerals(lab: Lab, user: str) -> str:
@@ -147,10 +148,10 @@ def test_approve_saves_with_both_people_audited(
         message = request_approval(lab)
         assert saved(lab) is None  # nothing saved before the approval
 
-        click(lab, message, Action.APPROVE, BOB)
+        click(lab.emulator, message, Action.APPROVE, BOB)
         wait_for(lambda: "Saved." in view_text(lab, message.view_id), timeout=15)
         assert saved(lab) == CANARY
-        assert f"Approved by <@{BOB}>: saved." in current(lab, message)
+        assert f"Approved by <@{BOB}>: saved." in current(lab.emulator, message)
         announced = wait_for(
             lambda: [m for m in lab.emulator.messages(OPS) if "changed the directory" in m.text]
         )
@@ -176,16 +177,16 @@ def test_self_approval_and_non_approvers_are_refused_then_deny_saves_nothing(
     caplog.set_level(logging.DEBUG)
     with approval_lab(mode, peers) as lab:
         message = request_approval(lab)
-        click(lab, message, Action.APPROVE, ALICE)
+        click(lab.emulator, message, Action.APPROVE, ALICE)
         wait_for(lambda: "another approver must decide" in ephemerals(lab, ALICE))
-        click(lab, message, Action.APPROVE, MALLORY)
+        click(lab.emulator, message, Action.APPROVE, MALLORY)
         wait_for(lambda: "Only an approver" in ephemerals(lab, MALLORY))
         assert saved(lab) is None
 
-        click(lab, message, Action.DENY, BOB)
+        click(lab.emulator, message, Action.DENY, BOB)
         wait_for(lambda: "Denied by" in view_text(lab, message.view_id))
-        assert f"Denied by <@{BOB}>: nothing was saved." in current(lab, message)
-        click(lab, message, Action.APPROVE, BOB)  # an Approve after the Deny
+        assert f"Denied by <@{BOB}>: nothing was saved." in current(lab.emulator, message)
+        click(lab.emulator, message, Action.APPROVE, BOB)  # an Approve after the Deny
         wait_for(lambda: "already denied" in ephemerals(lab, BOB))
         assert saved(lab) is None
         assert audited(lab) == [
@@ -202,12 +203,15 @@ def test_self_approval_and_non_approvers_are_refused_then_deny_saves_nothing(
 def test_two_approvals_at_once_save_once(mode: str, peers: Peers) -> None:
     with approval_lab(mode, peers) as lab:
         message = request_approval(lab)
-        clicks = [threading.Thread(target=click, args=(lab, message, Action.APPROVE, BOB)) for _ in range(2)]
+        clicks = [
+            threading.Thread(target=click, args=(lab.emulator, message, Action.APPROVE, BOB))
+            for _ in range(2)
+        ]
         for thread in clicks:
             thread.start()
         for thread in clicks:
             thread.join()
-        wait_for(lambda: "Approved by" in current(lab, message), timeout=15)
+        wait_for(lambda: "Approved by" in current(lab.emulator, message), timeout=15)
         wait_for(
             lambda: "decided already" in ephemerals(lab, BOB) or "already approved" in ephemerals(lab, BOB)
         )
@@ -223,8 +227,8 @@ def test_the_requester_cancels(mode: str, peers: Peers) -> None:
         message = request_approval(lab)
         lab.emulator.click(Action.CANCEL, user=ALICE, value=message.request_id, view_id=message.view_id)
         wait_for(lambda: "Request cancelled" in view_text(lab, message.view_id))
-        assert f"Cancelled by <@{ALICE}>" in current(lab, message)
-        click(lab, message, Action.APPROVE, BOB)
+        assert f"Cancelled by <@{ALICE}>" in current(lab.emulator, message)
+        click(lab.emulator, message, Action.APPROVE, BOB)
         wait_for(lambda: "already cancelled" in ephemerals(lab, BOB))
         assert saved(lab) is None
         assert (ALICE_ACTOR, "approval-cancel", "ok") in audited(lab)
@@ -238,10 +242,10 @@ def test_an_expired_request_saves_nothing_and_says_so(mode: str, peers: Peers) -
         engine = sqlite_engine(peers.tmp_path / "state" / APPROVALS_FILE)
         with engine.begin() as db:
             db.execute(text("UPDATE approval_requests SET expires_at = :past"), {"past": past})
-        click(lab, message, Action.APPROVE, BOB)  # too late: refused even before the sweep
+        click(lab.emulator, message, Action.APPROVE, BOB)  # too late: refused even before the sweep
         wait_for(lambda: "expired" in ephemerals(lab, BOB))
         assert sweep_expired(lab.runtime.services) == 1
-        assert "without a decision: nothing was saved" in current(lab, message)
+        assert "without a decision: nothing was saved" in current(lab.emulator, message)
         assert "without a decision" in view_text(lab, message.view_id)
         assert saved(lab) is None
         assert ("atp-bot:approvals", "approval-expire", "ok") in audited(lab)
@@ -259,7 +263,7 @@ def test_a_pending_request_survives_a_restart(peers: Peers) -> None:
     with approval_lab("socket", peers) as lab:
         message = request_approval(lab)
     with approval_lab("socket", peers, restart=True) as lab:  # only the state directory is left
-        click(lab, message, Action.APPROVE, BOB)
+        click(lab.emulator, message, Action.APPROVE, BOB)
         wait_for(lambda: saved(lab) == CANARY, timeout=15)
         assert (BOB_ACTOR, "approve", "ok") in audited(lab)
 
@@ -283,10 +287,10 @@ def test_an_approval_after_a_newer_save_is_refused(peers: Peers) -> None:
             "svc", SecretStr(CANARY), "cli:root", note="Break-glass change (no approval): x"
         )
         assert newer.saved_ok
-        click(lab, message, Action.APPROVE, BOB)
+        click(lab.emulator, message, Action.APPROVE, BOB)
         wait_for(
             lambda: "a newer password was saved meanwhile" in view_text(lab, message.view_id), timeout=15
         )
-        assert "a newer password was saved meanwhile" in current(lab, message)
+        assert "a newer password was saved meanwhile" in current(lab.emulator, message)
         assert [(a, o) for a, _, o in audited(lab) if _ == "save"] == [("cli:root", "ok")]
         assert not [m for m in lab.emulator.messages(OPS) if "changed the directory" in m.text]
