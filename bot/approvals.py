@@ -320,13 +320,6 @@ class HeldRequests:
         with self._transaction() as db:
             return [_request(row) for row in db.execute(query).mappings()]
 
-    def pending_for(self, requester: str) -> list[HeldRequest]:
-        query = select(_requests).where(
-            _requests.c.state == RequestState.PENDING.value, _requests.c.requester == requester
-        )
-        with self._transaction() as db:
-            return [_request(row) for row in db.execute(query).mappings()]
-
     def purge_decided(self) -> None:
         """Drop decided requests once no save can still be reading them (an approval opens its password
         at once; a process that died in between leaves a ciphertext, dropped here)."""
