@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from slack_bolt import Ack, App
 from slack_sdk.errors import SlackApiError
 
-from bot.approvals import HeldRequest, Requester, RequestState, new_request_id
+from bot.approvals import ApprovalError, HeldRequest, Requester, RequestState, new_request_id
 from bot.audit import AuditAction, AuditOutcome
 from bot.change import ChangeOutcome, ChangeStatus, Holder, PasswordChanges
 from bot.config import SlackConfig
@@ -50,13 +50,16 @@ class Block(StrEnum):
 
 
 def needs_approval(services: Services, account_id: str) -> bool:
-    return services.approvals is not None and services.settings.approval_required(account_id)
+    return services.settings.approval_required(account_id)
 
 
 def holder(services: Services, requester: Requester, held: list[HeldRequest]) -> Holder:
-    """What the change path calls after a passed test: audit the request, then hold the password."""
+    """What the change path calls after a passed test: audit the request, then hold the password. Without
+    held requests (a runtime built without them) it refuses: an account that needs approval is never
+    saved without one."""
     approvals = services.approvals
-    assert approvals is not None
+    if approvals is None:
+        raise ApprovalError("this account needs approval, but this atp-bot keeps no approval requests")
 
     def hold(test: ConnectionTestResult, password: SecretStr, last_save: int | None) -> ChangeOutcome:
         request_id = new_request_id()
