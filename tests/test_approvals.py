@@ -294,3 +294,20 @@ def test_an_approval_after_a_newer_save_is_refused(peers: Peers) -> None:
         assert "a newer password was saved meanwhile" in current(lab.emulator, message)
         assert [(a, o) for a, _, o in audited(lab) if _ == "save"] == [("cli:root", "ok")]
         assert not [m for m in lab.emulator.messages(OPS) if "changed the directory" in m.text]
+
+
+def test_approvers_that_cannot_be_asked_withdraw_the_request(peers: Peers) -> None:
+    with approval_lab("socket", peers) as lab:
+        lab.emulator.fail("chat.postMessage", status=200, error="channel_not_found")
+        view_id = open_modal(lab, "password", user=ALICE)
+        lab.emulator.submit_view(view_id, values(CANARY))
+        wait_for(lambda: "Nothing was saved" in view_text(lab, view_id), timeout=15)
+        assert ("atp-bot:approvals", "approval-cancel", "error") in audited(lab)
+        engine = sqlite_engine(peers.tmp_path / "state" / APPROVALS_FILE)
+        with engine.begin() as db:
+            assert (
+                db.execute(text("SELECT count(*) FROM approval_requests WHERE state = 'pending'")).scalar()
+                == 0
+            )
+        engine.dispose()
+        assert saved(lab) is None

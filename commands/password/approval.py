@@ -139,17 +139,30 @@ def approvers(services: Services) -> Authorizer:
 
 
 def ask_approvers(services: Services, request: HeldRequest, channel_id: str) -> None:
-    """Post the request to the channel, or to each approver by DM, and remember where (for updates)."""
+    """Post the request to the channel, or to each approver by DM, and remember where (for updates). If
+    nobody can be asked, the request is withdrawn at once (its password deleted) and the error raised."""
     approvals = services.approvals
     assert approvals is not None
     text, blocks = request_message(request, services)
-    refs = [
-        MessageRef(
-            channel=channel,
-            ts=str(services.client.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"]),
-        )
-        for channel in _destinations(services, channel_id)
-    ]
+    try:
+        refs = [
+            MessageRef(
+                channel=channel,
+                ts=str(services.client.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"]),
+            )
+            for channel in _destinations(services, channel_id)
+        ]
+    except Exception:
+        if approvals.decide(request.id, RequestState.CANCELLED, APPROVALS_ACTOR) is not None:
+            services.audit.record(
+                APPROVALS_ACTOR,
+                AuditAction.APPROVAL_CANCEL,
+                request.account_id,
+                AuditOutcome.ERROR,
+                "slack",
+                f"request {request.id}: the approvers could not be asked",
+            )
+        raise
     approvals.set_messages(request.id, refs)
 
 
