@@ -175,7 +175,7 @@ def test_self_approval_and_non_approvers_are_refused_then_deny_saves_nothing(
     mode: str, peers: Peers, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    with approval_lab(mode, peers) as lab:
+    with approval_lab(mode, peers, approvers=[ALICE]) as lab:  # an approver, but the requester
         message = request_approval(lab)
         click(lab.emulator, message, Action.APPROVE, ALICE)
         wait_for(lambda: "another approver must decide" in ephemerals(lab, ALICE))
