@@ -48,7 +48,7 @@ from bot.monitor.models import MessageRef
 from bot.secret_env import environment_secret
 from bot.state import private_file, sqlite_engine, state_dir
 from bot.store.base import StoreError
-from bot.store.keys import decode_key, load_key
+from bot.store.keys import check_private, decode_key, load_key
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +168,7 @@ def approvals_key(settings: Settings) -> bytes:
                 raise ConfigError([f"approvals.key_env: environment variable {config.key_env} is not set"])
             return decode_key(text, f"environment variable {config.key_env}").material
         if config.key_file:
+            check_private(config.key_file)  # a key others can read may already have leaked
             return decode_key(_read_key_file(config.key_file), f"key file {config.key_file}").material
         return load_key(settings).material
     except StoreError as exc:

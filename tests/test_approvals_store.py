@@ -3,6 +3,7 @@ the request id as associated data, the ciphertext gone at the decision, the cana
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import threading
@@ -16,7 +17,16 @@ from sqlalchemy import Engine, create_engine, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from bot.approvals import ApprovalError, HeldRequests, Requester, RequestState, _requests, new_request_id
+from bot.approvals import (
+    ApprovalError,
+    HeldRequests,
+    Requester,
+    RequestState,
+    _requests,
+    approvals_key,
+    new_request_id,
+)
+from bot.config import ConfigError, Settings
 from bot.directory import ConnectionTestResult, Outcome, PasswordExpiry
 from bot.redaction import secret_forms
 from bot.state import sqlite_engine
@@ -129,3 +139,47 @@ def test_denied_and_expired_requests_lose_their_password_at_once(engine: Engine)
             db.execute(text("SELECT count(*) FROM approval_requests WHERE ciphertext IS NOT NULL")).scalar()
             == 0
         )
+
+
+def test_the_key_comes_from_key_file_only_when_private(tmp_path: Path) -> None:
+    key_file = tmp_path / "approvals.key"
+    key_file.write_text(base64.urlsafe_b64encode(os.urandom(32)).decode() + "\n")
+    key_file.chmod(0o644)
+    settings = Settings.model_validate(
+        {
+            "state_dir": str(tmp_path / "state"),
+            "accounts": [{"id": "svc", "username": "svc@corp.test", "domain_controllers": ["ldaps://dc1"]}],
+            "store": {"backend": "command", "command": {"argv": ["/bin/true"]}},
+            "approvals": {"required": True, "approvers": ["U0BOB"], "key_file": str(key_file)},
+        }
+    )
+    with pytest.raises(ConfigError, match="chmod 600"):
+        approvals_key(settings)
+    key_file.chmod(0o600)
+    assert len(approvals_key(settings)) == 32
+
+
+def test_approval_needs_approvers_and_a_key_outside_the_embedded_store() -> None:
+    account = {
+        "id": "svc",
+        "username": "svc@corp.test",
+        "domain_controllers": ["ldaps://dc1"],
+        "approval": True,
+    }
+    with pytest.raises(ValueError, match="nobody can approve"):
+        Settings.model_validate({"accounts": [account]})
+    with pytest.raises(ValueError, match="needs its own key"):
+        Settings.model_validate(
+            {
+                "accounts": [account],
+                "store": {"backend": "command", "command": {"argv": ["/bin/true"]}},
+                "approvals": {"approvers": ["U0BOB"]},
+            }
+        )
+    off = Settings.model_validate(
+        {
+            "accounts": [{**account, "approval": False}],
+            "approvals": {"required": True, "approvers": ["U0BOB"]},
+        }
+    )
+    assert not off.approval_required("svc")
