@@ -15,6 +15,7 @@ from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.approvals import ApprovalError
 from bot.change import PasswordChanges, open_changes
 from bot.cli import context
 from bot.config import ConfigError, Settings, parse_listen
@@ -94,6 +95,10 @@ def _run(settings: Settings, secrets: SlackSecrets) -> int:
     except (SlackUnreachable, SlackClientError, OSError) as exc:
         scheduler.shutdown()
         print(f"atp-bot: cannot reach Slack at {settings.slack.api_url}: {exc}", file=sys.stderr)
+        return ExitCode.UNREACHABLE
+    except ApprovalError as exc:  # the held requests' database (with replicas, the shared PostgreSQL)
+        scheduler.shutdown()
+        print(f"atp-bot: {exc}", file=sys.stderr)
         return ExitCode.UNREACHABLE
     health = None
     election = None
