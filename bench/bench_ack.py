@@ -22,7 +22,7 @@ from functools import partial
 
 from pydantic import SecretStr
 
-from bot.audit.trail import open_audit
+from bot.audit import open_audit
 from bot.config import Settings
 from bot.slack.runtime import SlackRuntime
 from bot.slack.secrets import SlackSecrets

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from bot.config import load_settings
-from bot.fleet.inventory import GraphFleet, build_rows, merge_fleet
+from bot.fleet import GraphFleet, build_rows, merge_fleet
 from lab.graph import CREDENTIALS_ISSUE, GraphEmulator
 
 SECRET_ENV = "ATP_BOT_BENCH_GRAPH_SECRET"

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.config import Settings, parse_settings
-from bot.sensors.checks import LogPosition, check_sensors
+from bot.sensors import LogPosition, check_sensors
 from lab.winrm.model import Host, log_line
 from lab.winrm.server import WinRMEmulator
 

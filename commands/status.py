@@ -11,7 +11,7 @@ from slack_bolt import App, Respond
 from bot.audit import AuditAction, AuditOutcome, AuditSink, record_or_log
 from bot.change import record_checks, sensors_for_account
 from bot.config import AccountConfig, ConfigError
-from bot.fleet.inventory import graph_notes
+from bot.fleet import graph_notes
 from bot.monitor.drift import check_drift, render_report
 from bot.sensors import SensorResult
 from bot.slack.context import CommandContext, Person, Services, Subcommand

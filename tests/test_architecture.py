@@ -13,7 +13,7 @@ import grimp
 import pytest
 
 from bot.config import SensorConfig
-from bot.sensors.results import Failure, SensorResult
+from bot.sensors import Failure, SensorResult
 from bot.sensors.winrm_runner import FailureKind
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bot.audit.trail import AuditTrail, open_audit
+from bot.audit import AuditTrail, open_audit
 from lab.postgres import PostgresCluster
 from tests.peers import postgres_cluster
 from tests.storetools import make_settings

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.audit.trail import open_audit
+from bot.audit import open_audit
 from bot.change import ChangeProgress, ChangeStatus, PasswordChanges, open_changes
 from bot.config import Settings, load_settings
-from bot.directory.bind import ConnectionTestResult
-from bot.directory.lockout import hold_account
+from bot.directory import ConnectionTestResult, hold_account
 from bot.infra.state import state_dir
 from bot.store import open_store
 from lab.ata_center import AtaCenterEmulator

@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from bot.audit.trail import open_audit
+from bot.audit import open_audit
 from bot.change import ChangeProgress, ChangeStatus, PasswordChanges
 from bot.config import AccountConfig, Settings, load_settings
-from bot.directory.bind import run_connection_test
-from bot.directory.lockout import hold_account
+from bot.directory import hold_account, run_connection_test
 from bot.infra.redaction import install_record_redaction
 from bot.infra.state import state_dir
 from bot.store import open_store

@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.audit.trail import open_audit
+from bot.audit import open_audit
 from bot.change import ChangeProgress, PasswordChanges
 from bot.change.journal import ChangeJournal, InFlight, Phase
 from bot.change.recovery import Recovery, Verdict, verdict
 from bot.config import Settings
-from bot.directory.bind import ConnectionTestResult, Outcome
-from bot.directory.lockout import hold_account
+from bot.directory import ConnectionTestResult, Outcome, hold_account
 from bot.store import CredentialMetadata, open_store
 from bot.store.embedded import init_embedded_store
 from commands.password.views import interrupted_notice

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.audit.trail import open_audit
+from bot.audit import open_audit
 from bot.config import load_settings
-from bot.directory.lockout import LockoutGuard
+from bot.directory import LockoutGuard
 from bot.store import open_store
 from lab.domain import LabDomain
 from lab.samba import LabUser

@@ -10,9 +10,8 @@ import pytest
 from pydantic import SecretStr
 
 from bot.config import AccountConfig, LockoutGuardConfig
-from bot.directory.ad_errors import Reason
+from bot.directory import LockoutGuard, Reason, hold_account
 from bot.directory.bind import AttemptOutcome, ConnectionTestResult, Outcome, run_connection_test
-from bot.directory.lockout import LockoutGuard, hold_account
 from lab.domain import LabDomain
 from lab.faults import silent_tls_server
 from lab.samba import LabUser

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from bot.change import ChangeStatus, open_changes
 from bot.config import ConfigError, Settings, parse_settings, password_refusal
-from bot.gmsa.check import gmsa_alert_verdicts, report_exit_code
+from bot.gmsa import gmsa_alert_verdicts, migration_plan, report_exit_code
 from bot.gmsa.core import (
     Check,
     GmsaFacts,
@@ -27,7 +27,6 @@ from bot.gmsa.core import (
     decode_membership,
     mentions_gmsa,
 )
-from bot.gmsa.plan import migration_plan
 from bot.gmsa.verdicts import check_kds, check_object
 from bot.monitor.expiry import run_expiry_check
 from bot.sensors.checks import CredentialErrors, SensorResult

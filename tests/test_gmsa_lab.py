@@ -13,8 +13,7 @@ import pytest
 import tomli_w
 
 from bot.config import load_settings
-from bot.gmsa.check import check_gmsa
-from bot.gmsa.core import Status
+from bot.gmsa import Status, check_gmsa
 from bot.monitor.cycle import run_monitor_cycle
 from bot.monitor.render import render_incident
 from commands import MODULES

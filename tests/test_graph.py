@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.graph.client import GraphError, GraphHealthSource
+from bot.graph import GraphError, GraphHealthSource
 from bot.monitor.cycle import run_monitor_cycle
 from lab.graph import CREDENTIALS_ISSUE, HEALTH_ISSUES_PATH, GraphEmulator
 from tests.monitor_tools import Clock, RecordingNotifier, alert_rows, make_runtime, monitor_settings, toml_str

@@ -13,10 +13,9 @@ import pytest
 from bot.change import ChangeOutcome, ChangeStatus
 from bot.cli import main
 from bot.config import Settings
-from bot.directory.ad_errors import Reason
-from bot.directory.bind import ConnectionTestResult, Outcome, PasswordExpiry
+from bot.directory import ConnectionTestResult, Outcome, PasswordExpiry, Reason
 from bot.sensors.checks import SensorResult, ServiceStatus
-from bot.store.base import CredentialMetadata
+from bot.store import CredentialMetadata
 from commands.password.views import (
     Action,
     Block,

@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from bot.config import ConfigError, Settings, parse_settings
-from bot.directory.ad_errors import Reason
+from bot.directory import Reason
 from bot.directory.lockout import (
     GUARD_FILE,
     AccountBusy,

@@ -15,8 +15,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from bot.config import LockoutGuardConfig
-from bot.directory.ad_errors import Reason
-from bot.directory.lockout import AccountBusy, AccountLease, LockoutGuard, hold_account
+from bot.directory import AccountBusy, AccountLease, LockoutGuard, Reason, hold_account
 from lab.faults import read_only_sqlite
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.directory.bind import read_password_expiry
-from bot.directory.lockout import hold_account
+from bot.directory import hold_account, read_password_expiry
 from bot.monitor.expiry import due_warning, run_expiry_check
 from bot.monitor.models import ExpiryWarning
 from bot.monitor.runtime import MonitorRuntime

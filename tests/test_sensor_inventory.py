@@ -18,8 +18,7 @@ from bot.fleet.inventory import (
     merge_fleet,
     same_host,
 )
-from bot.graph.client import GraphError
-from bot.graph.sensors import GraphSensor, GraphSensorSource
+from bot.graph import GraphError, GraphSensor, GraphSensorSource
 from lab.graph import CREDENTIALS_ISSUE, SENSORS_PATH, SENSORS_PERMISSION, GraphEmulator
 from tests.monitor_tools import toml_str
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bot.config import Settings
-from bot.sensors.checks import check_sensors
+from bot.sensors import check_sensors
 from lab.winrm.model import Host, log_line
 from lab.winrm.server import WinRMEmulator
 from tests.winrm_lab import make_settings

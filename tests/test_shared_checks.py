@@ -7,8 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from bot.sensors.checks import SensorResult
-from bot.sensors.shared_checks import SharedChecks
+from bot.sensors import SensorResult, SharedChecks
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
 from tests.slack_lab import wait_for

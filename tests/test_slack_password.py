@@ -13,7 +13,7 @@ from typing import NamedTuple
 import pytest
 
 from bot.change import open_changes
-from bot.directory.lockout import hold_account
+from bot.directory import hold_account
 from bot.store import open_store
 from commands import MODULES
 from commands.password.views import Action, Block

@@ -15,10 +15,15 @@ from pydantic import SecretStr, ValidationError
 
 from bot.change import ChangeOutcome, ChangeStatus
 from bot.config import AccountConfig, LockoutGuardConfig, load_settings
-from bot.directory.ad_errors import Reason
-from bot.directory.bind import ConnectionTestResult, Outcome, run_connection_test
+from bot.directory import (
+    ConnectionTestResult,
+    LockoutGuard,
+    Outcome,
+    Reason,
+    hold_account,
+    run_connection_test,
+)
 from bot.directory.kerberos_check import kdc_hosts, krb5_conf
-from bot.directory.lockout import LockoutGuard, hold_account
 from bot.store import CredentialMetadata, open_store
 from commands import MODULES
 from commands.password.views import PasswordModalState, announcement, result_modal

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.audit.trail import open_audit
+from bot.audit import open_audit
 from bot.cli import main
 from bot.store import open_store
 from tests.storetools import CANARY, files_containing, make_settings, write_config

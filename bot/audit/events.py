@@ -39,6 +39,13 @@ class AuditAction(StrEnum):
     AUDIT_INIT = "audit-init"
     AUDIT_REKEY = "audit-rekey"
     ANNOUNCE = "announce"  # a CLI change told in the Slack channel (or why it could not be)
+    # Two-person approval (bot.change.approvals): each with its actor (requester, approver, or atp-bot).
+    APPROVAL_REQUEST = "approval-request"
+    APPROVE = "approve"
+    DENY = "deny"
+    APPROVAL_CANCEL = "approval-cancel"
+    APPROVAL_EXPIRE = "approval-expire"
+    BREAK_GLASS = "break-glass"  # a CLI change saved without approval (--break-glass --reason)
 
 
 class AuditOutcome(StrEnum):

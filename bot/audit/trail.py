@@ -23,6 +23,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     create_engine,
+    func,
     insert,
     select,
     update,
@@ -167,6 +168,18 @@ class AuditTrail:
             query = query.where(is_denied if denied else ~is_denied)
         with self.engine.connect() as conn:
             return [to_row(row._mapping) for row in conn.execute(query)]
+
+    def last_save(self, account: str) -> int | None:
+        """The id of the account's latest successful save (None: none recorded). Shared by every replica
+        and the CLI, unlike a store's metadata, so an approval can tell whether a newer save happened."""
+        query = select(func.max(events.c.id)).where(
+            events.c.account == account,
+            events.c.action == AuditAction.SAVE.value,
+            events.c.outcome == AuditOutcome.OK.value,
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return int(found) if found is not None else None
 
     def verify(self, anchor: AuditAnchor | None = None) -> AuditVerification:
         """Walk the chain from the first row; report the first row (or the head) that is wrong.

@@ -1,6 +1,13 @@
 """The one change path (lock, test, save, audit, check), its journal and crash recovery."""
 
-from bot.change.outcome import ChangeOutcome, ChangeProgress, ChangeStatus, ConnectionTester, SensorChecker
+from bot.change.outcome import (
+    ChangeOutcome,
+    ChangeProgress,
+    ChangeStatus,
+    ConnectionTester,
+    Holder,
+    SensorChecker,
+)
 from bot.change.path import PasswordChanges, open_changes, sensors_for_account
 from bot.change.records import TEST_AUDIT_OUTCOME, record_busy, record_checks, record_test
 from bot.change.recovery import Recovery, Verdict
@@ -11,6 +18,7 @@ __all__ = [
     "ChangeProgress",
     "ChangeStatus",
     "ConnectionTester",
+    "Holder",
     "PasswordChanges",
     "Recovery",
     "SensorChecker",

@@ -22,6 +22,7 @@ class ChangeStatus(StrEnum):
     SAVED = "saved"
     TEST_FAILED = "test-failed"  # not saved: the password did not pass the connection test
     SAVE_FAILED = "save-failed"  # tested OK but NOT saved: the store failed
+    HELD = "held"  # tested OK, not saved: waiting for a second person's approval (bot.change.approvals)
     NOT_STARTED = "not-started"  # another change of the account is in flight, or the audit is down
     FAILED = "failed"  # something unexpected stopped it before a save; `message` says what became of it
 
@@ -73,6 +74,16 @@ class ChangeProgress:
 
     def not_using_dsa(self, names: Sequence[str]) -> None:
         """Unified sensors (per Graph) of the account's domains: not checked, they do not use the account."""
+
+
+class Holder(Protocol):
+    """Keeps a password that passed its test for a later decision instead of saving it now (two-person
+    approval). Called with the account's lock held; `last_save` is the audit id of the account's latest
+    save at that moment, for the stale check of `save_tested`."""
+
+    def __call__(
+        self, test: ConnectionTestResult, password: SecretStr, last_save: int | None
+    ) -> ChangeOutcome: ...
 
 
 class SensorChecker(Protocol):

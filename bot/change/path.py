@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,14 @@ from bot.audit import (
 )
 from bot.change.failures import failure_reason, one_line, report_failure
 from bot.change.journal import ChangeJournal, InFlight, Phase
-from bot.change.outcome import ChangeOutcome, ChangeProgress, ChangeStatus, ConnectionTester, SensorChecker
+from bot.change.outcome import (
+    ChangeOutcome,
+    ChangeProgress,
+    ChangeStatus,
+    ConnectionTester,
+    Holder,
+    SensorChecker,
+)
 from bot.change.records import record_busy, record_checks, record_test
 from bot.change.recovery import Recovery, Verdict, resolve, verdict
 from bot.config import AccountConfig, SensorConfig, Settings, password_refusal
@@ -42,7 +49,7 @@ from bot.directory import (
     hold_account,
     run_connection_test,
 )
-from bot.fleet.inventory import AccountSensors, GraphFleet, account_sensors
+from bot.fleet import AccountSensors, GraphFleet, account_sensors
 from bot.infra import metrics
 from bot.infra.redaction import active_secret
 from bot.infra.state import state_dir
@@ -59,6 +66,10 @@ class _Attempt:
     test: ConnectionTestResult | None = None
     saving: InFlight | None = None  # the journal entry once the store was called
     saved: CredentialMetadata | None = None
+
+
+# One step under the account's lock, with its journal entry: test then save, or save a held password.
+Step = Callable[[AccountLease, InFlight, _Attempt], ChangeOutcome]
 
 
 def open_changes(settings: Settings) -> PasswordChanges:
@@ -108,20 +119,79 @@ class PasswordChanges:
         actor: str,
         progress: ChangeProgress | None = None,
         origin: Mapping[str, str] | None = None,
+        *,
+        hold: Holder | None = None,
+        note: str | None = None,
     ) -> ChangeOutcome:
-        """Test, then save only if the test passed. Never raises for peer or store problems.
+        """Test, then save only if the test passed (or, with `hold`, keep it for an approval). Never
+        raises for peer or store problems.
 
         `origin` is kept in the change journal while the change is in flight (never a secret): what the
-        face needs to tell the person if a crash cuts the change short (Slack: user and channel)."""
+        face needs to tell the person if a crash cuts the change short (Slack: user and channel). `note`
+        is added to the save's audit row (a break-glass change and its reason)."""
         progress = progress or ChangeProgress()
         account = self.settings.account(account_id)
         refusal = password_refusal(account)
         if refusal:
             return ChangeOutcome(account.id, ChangeStatus.NOT_STARTED, refusal)
+
+        def test_and_save(lease: AccountLease, entry: InFlight, attempt: _Attempt) -> ChangeOutcome:
+            progress.testing(account)
+            started = time.monotonic()
+            result = self.tester(account, password, guard=self.guard, lease=lease)
+            attempt.test = result
+            metrics.CONNECTION_TEST_SECONDS.observe(time.monotonic() - started)
+            metrics.CONNECTION_TESTS.labels(result.outcome, result.reason or "none").inc()
+            progress.tested(result)
+            return self._after_test(account, password, actor, result, entry, attempt, hold, note)
+
+        return self._run(account, password, actor, progress, origin, test_and_save)
+
+    def save_tested(
+        self,
+        account_id: str,
+        password: SecretStr,
+        actor: str,
+        test: ConnectionTestResult,
+        *,
+        last_save: int | None,
+        note: str,
+        origin: Mapping[str, str] | None = None,
+    ) -> ChangeOutcome:
+        """Save a password that passed its test earlier and was held (approved since), as `change` saves:
+        journal, store, audit. Not tested again: the test already passed, and a second bind would spend
+        the lockout guard's allowance for nothing. Refused when another password was saved for the account
+        since the test (`last_save`: the audit trail's, which every replica and the CLI write), so an old
+        approval never overwrites a newer change."""
+        account = self.settings.account(account_id)
+
+        def save(lease: AccountLease, entry: InFlight, attempt: _Attempt) -> ChangeOutcome:
+            attempt.test = test
+            if self.audit.last_save(account.id) != last_save:
+                return ChangeOutcome(
+                    account.id,
+                    ChangeStatus.NOT_STARTED,
+                    "Not saved: a newer password was saved meanwhile.",
+                    test=test,
+                    error_reason="stale",
+                )
+            return self._save(account, password, actor, test, entry, attempt, note)
+
+        return self._run(account, password, actor, ChangeProgress(), origin, save)
+
+    def _run(
+        self,
+        account: AccountConfig,
+        password: SecretStr,
+        actor: str,
+        progress: ChangeProgress,
+        origin: Mapping[str, str] | None,
+        step: Step,
+    ) -> ChangeOutcome:
         attempt = _Attempt()
         with active_secret(password):
             try:
-                outcome = self._locked_change(account, password, actor, progress, origin, attempt)
+                outcome = self._locked_change(account, actor, progress, origin, attempt, step)
             except Exception as exc:  # noqa: BLE001 - told, logged with its traceback and audited
                 outcome = self._went_wrong(account, actor, attempt, exc)
             metrics.PASSWORD_CHANGES.labels(outcome.status).inc()
@@ -131,11 +201,11 @@ class PasswordChanges:
     def _locked_change(
         self,
         account: AccountConfig,
-        password: SecretStr,
         actor: str,
         progress: ChangeProgress,
         origin: Mapping[str, str] | None,
         attempt: _Attempt,
+        step: Step,
     ) -> ChangeOutcome:
         try:
             with hold_account(self.state_dir, account.id) as lease:
@@ -152,31 +222,12 @@ class PasswordChanges:
                         f"({exc.strerror}).",
                     )
                 try:
-                    return self._test_and_save(account, password, actor, progress, lease, entry, attempt)
+                    return step(lease, entry, attempt)
                 finally:
                     self._finish(entry)
         except AccountBusy as busy:
             record_busy(self.audit, actor, account.id, busy)
             return ChangeOutcome(account.id, ChangeStatus.NOT_STARTED, str(busy))
-
-    def _test_and_save(
-        self,
-        account: AccountConfig,
-        password: SecretStr,
-        actor: str,
-        progress: ChangeProgress,
-        lease: AccountLease,
-        entry: InFlight,
-        attempt: _Attempt,
-    ) -> ChangeOutcome:
-        progress.testing(account)
-        started = time.monotonic()
-        result = self.tester(account, password, guard=self.guard, lease=lease)
-        attempt.test = result
-        metrics.CONNECTION_TEST_SECONDS.observe(time.monotonic() - started)
-        metrics.CONNECTION_TESTS.labels(result.outcome, result.reason or "none").inc()
-        progress.tested(result)
-        return self._after_test(account, password, actor, result, entry, attempt)
 
     def _went_wrong(
         self, account: AccountConfig, actor: str, attempt: _Attempt, exc: Exception
@@ -285,6 +336,8 @@ class PasswordChanges:
         result: ConnectionTestResult,
         entry: InFlight,
         attempt: _Attempt,
+        hold: Holder | None,
+        note: str | None,
     ) -> ChangeOutcome:
         try:
             record_test(self.audit, actor, result)
@@ -300,6 +353,22 @@ class PasswordChanges:
             return ChangeOutcome(
                 account.id, ChangeStatus.TEST_FAILED, f"Not saved: {result.message}", test=result
             )
+        if hold is not None:
+            return hold(result, password, self.audit.last_save(account.id))
+        return self._save(account, password, actor, result, entry, attempt, note)
+
+    def _save(
+        self,
+        account: AccountConfig,
+        password: SecretStr,
+        actor: str,
+        result: ConnectionTestResult,
+        entry: InFlight,
+        attempt: _Attempt,
+        note: str | None,
+    ) -> ChangeOutcome:
+        """Save a tested password: journal first (a crash mid-save is found at the next start), then the
+        store, then the audit row."""
         try:
             attempt.saving = self.journal.advance(entry, Phase.SAVING)
         except OSError as exc:  # saving now could leave an interrupted save undetectable
@@ -309,7 +378,7 @@ class PasswordChanges:
             saved = attempt.saved = self.store.save(account.id, password, actor)
         except StoreError as exc:
             return self._not_saved(account, actor, result, exc)
-        detail = f"{saved.backend} store; verified by {result.dc}"
+        detail = f"{saved.backend} store; verified by {result.dc}" + (f"; {note}" if note else "")
         record_or_log(self.audit, actor, AuditAction.SAVE, account.id, AuditOutcome.OK, None, detail)
         log.info("account %s: new password saved (%s store) by %s", account.id, saved.backend, actor)
         return ChangeOutcome(

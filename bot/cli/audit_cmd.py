@@ -81,7 +81,7 @@ def _print_warning(result: AuditVerification) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from bot.audit.trail import AuditError, open_audit
+    from bot.audit import AuditError, open_audit
     from bot.audit.view import verification_json
 
     settings = context.load(args)
@@ -129,7 +129,7 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_rekey(args: argparse.Namespace) -> int:
-    from bot.audit.trail import cli_actor, open_audit
+    from bot.audit import cli_actor, open_audit
 
     settings = context.load(args)
     trail = open_audit(settings)
@@ -158,7 +158,7 @@ def run_rekey(args: argparse.Namespace) -> int:
 
 
 def run_history(args: argparse.Namespace) -> int:
-    from bot.audit.trail import AuditError, open_audit
+    from bot.audit import AuditError, open_audit
     from bot.audit.view import format_history, history_json
 
     settings = context.load(args)

@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_with_graph(settings: Settings, results: Sequence[SensorResult], as_json: bool) -> int:
     """The WinRM results beside Graph's health, deployment status and open issues of each sensor."""
-    from bot.fleet.inventory import GraphFleet, fleet_exit_code, rows_for_results
+    from bot.fleet import GraphFleet, fleet_exit_code, rows_for_results
 
     graph, graph_error = GraphFleet(settings).sensors()
     rows = rows_for_results(settings, results, graph)

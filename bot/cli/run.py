@@ -11,6 +11,7 @@ from threading import Event
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from bot.change.approvals import ApprovalError
 from bot.cli import context
 from bot.config.core import ConfigError, parse_listen
 from bot.infra.exitcodes import ExitCode
@@ -108,6 +109,10 @@ def _run(settings: Settings, secrets: SlackSecrets) -> int:
     except (SlackUnreachable, SlackClientError, OSError) as exc:
         scheduler.shutdown()
         print(f"atp-bot: cannot reach Slack at {settings.slack.api_url}: {exc}", file=sys.stderr)
+        return ExitCode.UNREACHABLE
+    except ApprovalError as exc:  # the held requests' database (with replicas, the shared PostgreSQL)
+        scheduler.shutdown()
+        print(f"atp-bot: {exc}", file=sys.stderr)
         return ExitCode.UNREACHABLE
     health = None
     election = None

@@ -12,7 +12,7 @@ from bot.cli import context
 from bot.config.core import ConfigError
 
 if TYPE_CHECKING:
-    from bot.fleet.inventory import SensorRow
+    from bot.fleet import SensorRow
 
 
 COLUMNS = (

@@ -11,7 +11,9 @@ from bot.config.core import UsageError
 from bot.infra.exitcodes import ExitCode
 
 if TYPE_CHECKING:
+    from bot.audit import AuditSink
     from bot.change import ChangeOutcome
+    from bot.config import Settings
 
 
 def register(commands: Any) -> None:
@@ -32,7 +34,53 @@ def register(commands: Any) -> None:
         action="store_true",
         help="let the follow-up checks decide the exit code, as `atp-bot check` does",
     )
+    parser.add_argument(
+        "--break-glass",
+        action="store_true",
+        help="save without the second person's approval that [approvals] requires (needs --reason); "
+        "audited and announced as a break-glass change",
+    )
+    parser.add_argument("--reason", metavar="TEXT", help="why approval is bypassed (with --break-glass)")
     parser.set_defaults(handler=run)
+
+
+REASON_LIMIT = 500
+
+
+def break_glass_note(args: argparse.Namespace, settings: Settings, account_id: str) -> str | None:
+    """What a break-glass change records and announces (None: an ordinary change). Raises UsageError when
+    the account needs approval and the flags do not bypass it, or the flags are incomplete."""
+    reason = (args.reason or "").strip()
+    if args.reason is not None and not args.break_glass:
+        raise UsageError(["--reason goes with --break-glass"])
+    if args.break_glass and not reason:
+        raise UsageError(['--break-glass needs --reason "why the approval is bypassed"'])
+    if len(reason) > REASON_LIMIT:
+        raise UsageError([f"--reason: at most {REASON_LIMIT} characters"])
+    if args.break_glass:
+        return f"Break-glass change (no approval): {reason}"
+    if settings.approval_required(account_id):
+        raise UsageError(
+            [
+                f"account {account_id} needs a second person's approval: change it from Slack "
+                f'(`/atp password {account_id}`), or in an emergency use --break-glass --reason "…"'
+            ]
+        )
+    return None
+
+
+def refuse_unapproved(audit: AuditSink, account_id: str, refused: UsageError) -> None:
+    from bot.audit import AuditAction, AuditOutcome, cli_actor, record_or_log
+
+    record_or_log(
+        audit,
+        cli_actor(),
+        AuditAction.BREAK_GLASS,
+        account_id,
+        AuditOutcome.REFUSED,
+        "approval",
+        str(refused),
+    )
 
 
 def exit_code(outcome: ChangeOutcome) -> ExitCode:
@@ -54,7 +102,7 @@ def exit_code(outcome: ChangeOutcome) -> ExitCode:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.audit import AuditAction, cli_actor
+    from bot.audit import AuditAction, AuditOutcome, cli_actor, record_or_log
     from bot.change import open_changes, sensors_for_account
     from bot.cli.change_printer import ChangePrinter
     from bot.config import password_refusal
@@ -68,6 +116,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError([refusal])
     changes = open_changes(settings)
     actor = cli_actor()
+    try:
+        note = break_glass_note(args, settings, account.id)
+    except UsageError as refused:
+        refuse_unapproved(changes.audit, account.id, refused)
+        raise
     password = context.read_audited_password(
         args,
         changes.audit,
@@ -78,12 +131,14 @@ def run(args: argparse.Namespace) -> int:
     )
     announcer = Announcer(settings)
     printer = ChangePrinter([s.name for s in sensors_for_account(settings, account.id)])
+    if note is not None:
+        record_or_log(changes.audit, actor, AuditAction.BREAK_GLASS, account.id, AuditOutcome.OK, None, note)
     with replica_account_locks(settings):
-        outcome = changes.change(account.id, password, actor, printer)
+        outcome = changes.change(account.id, password, actor, printer, note=note)
     code = exit_code(outcome)
     if not outcome.saved_ok:
         return code
-    announcer.announce(outcome, actor, changes.audit)
+    announcer.announce(outcome, actor, changes.audit, note)
     if args.no_checks:
         return code
     if not printer.names:

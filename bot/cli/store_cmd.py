@@ -105,7 +105,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_rotate_key(args: argparse.Namespace) -> int:
-    from bot.audit.trail import AuditAction, AuditOutcome, cli_actor, open_audit
+    from bot.audit import AuditAction, AuditOutcome, cli_actor, open_audit
     from bot.store import StoreError
     from bot.store.embedded import rotate_key
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         LockoutGuardConfig,
         password_refusal,
     )
+    from bot.config.approvals import ApprovalsConfig
     from bot.config.audit import (
         AuditConfig,
     )
@@ -99,6 +100,7 @@ __all__ = [
     "SLACK_USER_PATTERN",
     "AccountConfig",
     "AccountName",
+    "ApprovalsConfig",
     "AtaCenterConfig",
     "AuditConfig",
     "CommandStoreConfig",

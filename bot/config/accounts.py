@@ -88,6 +88,8 @@ class AccountConfig(StrictModel):
     lookup_username: str | None = None
     lookup_password_env: str | None = None
     lookup_password_file: Path | None = None
+    # Two-person approval for this account: overrides `[approvals] required` (None: follow it).
+    approval: bool | None = None
     # DNS domains whose sensors use this account (their follow-up checks count for its changes);
     # default: the account's own domain (UPN suffix, else base_dn, else its domain controllers' domain).
     domains: (

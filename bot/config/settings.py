@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError, field_validator, model_validato
 from sqlalchemy.engine import make_url
 
 from bot.config.accounts import AccountConfig, LockoutGuardConfig
+from bot.config.approvals import ApprovalsConfig
 from bot.config.audit import AuditConfig
 from bot.config.base import StrictModel
 from bot.config.core import ConfigError, UsageError, read_config_text
@@ -64,6 +65,7 @@ class Settings(StrictModel):
     observability: ObservabilityConfig = ObservabilityConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     graph: GraphConfig = GraphConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
 
     @field_validator("state_dir")
     @classmethod
@@ -95,7 +97,25 @@ class Settings(StrictModel):
             self._shared_by_replicas()
         if self.store.command is not None:
             _no_secret_passed_on(self.store.command.pass_env, self.secret_env_names())
+        self._approvals_usable()
         return self
+
+    def approval_required(self, account_id: str) -> bool:
+        """Whether a new password for the account waits for a second person's approval."""
+        own = self.account(account_id).approval
+        return self.approvals.required if own is None else own
+
+    def _approvals_usable(self) -> None:
+        """Approval anywhere needs someone to approve, and a key for the held password."""
+        if not any(self.approval_required(a.id) for a in self.accounts):
+            return
+        if not (self.approvals.approvers or self.approvals.approver_usergroups):
+            raise ValueError("approvals.approvers: approval is required but nobody can approve")
+        if self.store.backend != "embedded" and not self.approvals.key_source.configured:
+            raise ValueError(
+                "approvals.key_file: the store is not embedded, so the held password needs its own key "
+                "(key_file or key_env)"
+            )
 
     def secret_env_names(self) -> frozenset[str]:
         """Every environment variable that holds one of this configuration's secrets, Slack's included."""

@@ -19,8 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.config import AccountConfig, SensorConfig, Settings
-from bot.graph.client import GraphError
-from bot.graph.sensors import GraphSensor, GraphSensorSource
+from bot.graph import GraphError, GraphSensor, GraphSensorSource
 from bot.infra.exitcodes import ExitCode
 from bot.sensors import SensorResult, check_sensors
 

@@ -24,8 +24,7 @@ from sqlalchemy import Connection
 from bot.audit import AuditAction, AuditOutcome
 from bot.config import AccountConfig, ConfigError, Settings
 from bot.gmsa import gmsa_alert_verdicts
-from bot.graph import HealthIssue
-from bot.graph.client import GraphError
+from bot.graph import GraphError, HealthIssue
 from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
 from bot.monitor.models import Incident, ReachabilityNotice, SensorIssue, ServiceState
 from bot.monitor.render import incident_subject

@@ -13,8 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.config import GraphConfig
-from bot.graph import HealthIssue
-from bot.graph.client import GraphHealthSource, parse_health_issue
+from bot.graph import GraphHealthSource, HealthIssue, parse_health_issue
 from bot.monitor.delivery import HEALTH_ISSUE, flush_outbox
 from bot.monitor.models import HealthIssueNotice, MessageRef
 from bot.monitor.runtime import MonitorRuntime

@@ -12,19 +12,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from bot.graph import HealthIssue
+from bot.infra.messages import MessageRef as MessageRef  # part of the monitor's values
 from bot.sensors import NOT_INSTALLED, SensorResult
 from bot.sensors.credential_signatures import ErrorReason
 
 
 class _Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class MessageRef(_Value):
-    """Where a notifier put a message (Slack: channel id and message ts), to update or thread on it."""
-
-    channel: str
-    ts: str
 
 
 class ServiceState(_Value):

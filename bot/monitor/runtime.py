@@ -11,8 +11,7 @@ from bot.audit import AuditAction, AuditOutcome, record_or_log
 from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.directory.lockout import now_utc
-from bot.graph import HealthIssue
-from bot.graph.client import GraphHealthSource
+from bot.graph import GraphHealthSource, HealthIssue
 from bot.monitor.notify import Notifier
 from bot.monitor.state import MonitorState
 

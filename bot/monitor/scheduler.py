@@ -29,7 +29,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import ConfigError, Settings
-from bot.graph.client import GraphError
+from bot.graph import GraphError
 from bot.infra.dbschema import create_idempotently
 from bot.infra.state import state_dir
 from bot.monitor.audit_head import run_audit_head_announcement

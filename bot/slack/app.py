@@ -12,8 +12,9 @@ from slack_sdk import WebClient
 
 from bot.audit import AuditSink
 from bot.change import PasswordChanges
+from bot.change.approvals import open_approvals
 from bot.config import Settings
-from bot.fleet.inventory import GraphFleet
+from bot.fleet import GraphFleet
 from bot.monitor.scheduler import Scheduler
 from bot.sensors import SharedChecks
 from bot.slack.authz import Authorizer
@@ -57,6 +58,7 @@ def build_services(
         changes=changes,
         scheduler=scheduler,
         graph_fleet=changes.fleet if changes else GraphFleet(settings),
+        approvals=open_approvals(settings) if changes is not None else None,
     )
 
 

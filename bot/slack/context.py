@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from slack_bolt import Ack, App, Respond
@@ -15,9 +15,10 @@ from slack_sdk import WebClient
 
 from bot.audit import AuditSink
 from bot.change import PasswordChanges
+from bot.change.approvals import HeldRequests
 from bot.change.failures import one_line, report_failure
 from bot.config import Settings
-from bot.fleet.inventory import GraphFleet
+from bot.fleet import GraphFleet
 from bot.monitor.scheduler import Scheduler
 from bot.sensors import SharedChecks
 from bot.slack.audit import slack_actor
@@ -27,6 +28,14 @@ log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+class Background(Protocol):
+    """Something a feature keeps running while the runtime serves Slack."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -46,8 +55,13 @@ class Services:
     changes: PasswordChanges | None = None
     # The monitor's scheduler (alerts, re-checks); None when `atp-bot run` runs without it.
     scheduler: Scheduler | None = None
+    # Passwords held for a second person's approval (bot.change.approvals); None when no account needs it.
+    approvals: HeldRequests | None = None
     # Graph's sensor list (`/atp sensors`), cached across requests; None: built from the settings.
     graph_fleet: GraphFleet | None = None
+    # Work a feature runs beside the listeners (e.g. the approvals' expiry sweep): started with the
+    # runtime, stopped when it stops. Features add theirs in `register`.
+    background: list[Background] = field(default_factory=list)
 
     @property
     def fleet(self) -> GraphFleet:

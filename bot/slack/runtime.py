@@ -178,10 +178,14 @@ class SlackRuntime:
         except BaseException:
             self._shutdown_executors()
             raise
+        for work in self.services.background:
+            work.start()
 
     def stop(self) -> None:
         """Stop taking requests, then let running work finish (queued work that never started is dropped)."""
         self.runner.stop()
+        for work in self.services.background:
+            work.stop()
         self._shutdown_executors()
 
     def _shutdown_executors(self) -> None:

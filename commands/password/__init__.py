@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.audit import AuditAction, AuditOutcome
 from bot.change import ChangeOutcome, ChangeProgress, PasswordChanges, Recovery
+from bot.change.approvals import HeldRequest, Requester
 from bot.change.failures import report_failure
 from bot.config import ConfigError, Settings, password_refusal
 from bot.monitor.models import MessageRef
@@ -29,6 +30,8 @@ from bot.slack.context import CommandContext, Person, Services, Subcommand
 from bot.slack.middleware import authorize_interaction
 from bot.slack.text import escape, inline
 from bot.slack.views import decode_metadata, notice_modal, update_view
+from commands.password import approval
+from commands.password.approval_expiry import ExpirySweeper
 from commands.password.origin import origin_channel, origin_user, slack_origin
 from commands.password.validation import Submission, validate
 from commands.password.views import (
@@ -115,19 +118,22 @@ def run_change(
 ) -> None:
     """The slow part, on the bot's executor: the change path, then what Slack shows of it. Whatever
     fails, the modal never stays on "Testing…": the person is told what became of the password."""
-    client, settings = services.client, services.settings
     outcome: ChangeOutcome | None = None
     try:
         origin = slack_origin(user_id, state.channel_id)
-        outcome = changes.change(submission.account_id, submission.password, actor, origin=origin)
+        held: list[HeldRequest] = []
+        hold = None
+        if approval.needs_approval(services, submission.account_id):
+            hold = approval.holder(services, Requester(user_id, actor, state.channel_id, view_id), held)
+        outcome = changes.change(submission.account_id, submission.password, actor, origin=origin, hold=hold)
+        if held:
+            approval.ask_approvers(services, held[0], state.channel_id)
+            show(services, view_id, user_id, state.channel_id, approval.waiting_modal(held[0]), acked_at)
+            return
         retry_state = PasswordModalState(account_id=submission.account_id, channel_id=state.channel_id)
         show(services, view_id, user_id, state.channel_id, result_modal(outcome, retry_state), acked_at)
-        if not outcome.saved_ok:
-            return
-        channel = settings.slack.channel or state.channel_id
-        text, blocks = announcement(outcome, f"<@{user_id}>", settings)
-        thread = str(client.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"])
-        check_in_thread(services, changes, submission.account_id, outcome.changed_at, actor, channel, thread)
+        if outcome.saved_ok:
+            announce_and_check(services, changes, outcome, user_id, state.channel_id)
     except Exception as exc:  # noqa: BLE001 - told, logged and audited
         saved = outcome is not None and outcome.saved_ok
         line = report_failure(
@@ -145,6 +151,23 @@ def run_change(
             else f":warning: Something went wrong: {inline(line)}. Nothing was saved."
         )
         show(services, view_id, user_id, state.channel_id, notice_modal(TITLE, text), acked_at)
+
+
+def announce_and_check(
+    services: Services,
+    changes: PasswordChanges,
+    outcome: ChangeOutcome,
+    user_id: str,
+    channel_id: str,
+    note: str | None = None,
+) -> None:
+    """After a save (at once, or once approved): tell the channel who changed which account, then run
+    the follow-up checks in that message's thread. The actor of the checks is the one who saved."""
+    channel = services.settings.slack.channel or channel_id
+    text, blocks = announcement(outcome, f"<@{user_id}>", services.settings, note)
+    thread = str(services.client.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"])
+    actor = outcome.saved.saved_by if outcome.saved is not None else f"slack:{user_id}"
+    check_in_thread(services, changes, outcome.account_id, outcome.changed_at, actor, channel, thread)
 
 
 def show(
@@ -326,6 +349,9 @@ def register(app: App, services: Services) -> None:
     def open_from_button(ack: Ack, body: dict[str, Any]) -> None:
         on_open(services, ack, body)
 
+    approval.register(app, services, announce_and_check)
+    if services.approvals is not None:
+        services.background.append(ExpirySweeper(services))
     app.view(Callback.MODAL, middleware=authorized)(submitted)
     app.action(Action.RETRY, middleware=authorized)(retry)
     app.action(Action.OPEN, middleware=authorized)(open_from_button)

@@ -13,6 +13,7 @@ from bot.change import ChangeOutcome
 from bot.change.failures import one_line
 from bot.config import SLACK_BOT_TOKEN_ENV, ConfigError, Settings, read_secret
 from bot.slack.client import build_client
+from bot.slack.text import inline
 from commands.password.views import announcement
 
 
@@ -31,11 +32,12 @@ class Announcer:
             except ConfigError as exc:
                 self.problem = one_line(exc)
 
-    def announce(self, outcome: ChangeOutcome, actor: str, audit: AuditSink) -> None:
+    def announce(self, outcome: ChangeOutcome, actor: str, audit: AuditSink, note: str | None = None) -> None:
+        """`note`: the operator's words for a break-glass change (escaped here: Slack formats text)."""
         channel = self.settings.slack.channel
         if channel is None:
             return
-        problem = self.problem or self._post(channel, outcome, actor)
+        problem = self.problem or self._post(channel, outcome, actor, inline(note) if note else None)
         if problem is None:
             record_or_log(
                 audit,
@@ -53,10 +55,10 @@ class Announcer:
         )
         print(f"WARNING: the change was not announced in Slack channel {channel}: {problem}", file=sys.stderr)
 
-    def _post(self, channel: str, outcome: ChangeOutcome, actor: str) -> str | None:
+    def _post(self, channel: str, outcome: ChangeOutcome, actor: str, note: str | None) -> str | None:
         """Post the announcement; why it failed, or None."""
         assert self.token is not None
-        text, blocks = announcement(outcome, f"`{actor}`", self.settings)
+        text, blocks = announcement(outcome, f"`{actor}`", self.settings, note)
         try:
             client = build_client(self.settings.slack.api_url, self.token)
             client.chat_postMessage(channel=channel, text=text, blocks=blocks)

@@ -150,9 +150,12 @@ def result_modal(outcome: ChangeOutcome, state: PasswordModalState) -> dict[str,
     return modal
 
 
-def announcement(outcome: ChangeOutcome, who: str, settings: Settings) -> tuple[str, list[dict[str, Any]]]:
+def announcement(
+    outcome: ChangeOutcome, who: str, settings: Settings, note: str | None = None
+) -> tuple[str, list[dict[str, Any]]]:
     """The channel message after a saved change: `who` (a Slack mention, or the CLI's actor in code
-    quotes) changed which account; never the secret. The CLI posts the same text."""
+    quotes) changed which account; never the secret. The CLI posts the same text. `note`: who approved
+    it, or that it was a break-glass change and why (mrkdwn, already escaped: it may hold a mention)."""
     account = settings.account(outcome.account_id)
     test, saved = outcome.test, outcome.saved
     expiry = test.expiry.describe() if test and test.expiry else "expiry unknown"
@@ -165,6 +168,8 @@ def announcement(outcome: ChangeOutcome, who: str, settings: Settings) -> tuple[
         details += f" Saved in the {saved.backend} store."
     if test:
         details += _warnings(test)
+    if note:
+        details += f" {note}."
     return f"{text} {details}", [
         section(text),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": details}]},

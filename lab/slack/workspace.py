@@ -254,6 +254,13 @@ class Workspace:
     def _new_ts(self) -> str:
         return f"{int(time.time())}.{self._next():06d}"
 
+    def api_conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A DM with one user (`users`): its channel id is D + the user id."""
+        user = str(args.get("users", ""))
+        if user not in self.users:
+            raise ApiError("user_not_found")
+        return {"channel": {"id": f"D{user}"}}
+
     def api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(args)
         text, blocks = _content(args)

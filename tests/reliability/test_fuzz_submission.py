@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.config import Settings
-from bot.directory.password_policy import password_problem
+from bot.directory import password_problem
 from commands.password.validation import Submission, validate
 from commands.password.views import Action, Block, PasswordModalState
 

@@ -11,7 +11,7 @@ import pytest
 import tomli_w
 from pydantic import SecretStr
 
-from bot.audit.trail import AuditOutcome
+from bot.audit import AuditOutcome
 from bot.change import ChangeStatus
 from bot.config import load_settings
 from bot.directory.lockout import GUARD_FILE

@@ -25,10 +25,10 @@ import pytest
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot.audit.trail import AuditRow, open_audit
+from bot.audit import AuditRow, open_audit
 from bot.change.journal import ChangeJournal, Phase
 from bot.config import Settings, load_settings
-from bot.directory.lockout import hold_account
+from bot.directory import hold_account
 from bot.monitor.scheduler import jobstore_url
 from bot.store import open_store
 from bot.store.embedded import open_embedded, store_path

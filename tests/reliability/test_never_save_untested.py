@@ -11,13 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from bot.audit.trail import open_audit
+from bot.audit import open_audit
 from bot.change import ChangeStatus, PasswordChanges
 from bot.config import Settings
-from bot.directory.ad_errors import Reason
-from bot.directory.bind import ConnectionTestResult, Outcome
-from bot.store import CredentialMetadata, StoreError
-from bot.store.base import BackendName
+from bot.directory import ConnectionTestResult, Outcome, Reason
+from bot.store import BackendName, CredentialMetadata, StoreError
 
 REASONS = {
     Outcome.PASSED: [None],
