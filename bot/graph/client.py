@@ -21,7 +21,7 @@ import requests
 from pydantic import BaseModel, ConfigDict
 
 from bot.config import ConfigError, GraphConfig
-from bot.infra.redaction import active_secret
+from bot.infra.redaction import active_secret, scrub
 from bot.infra.redirects import describe_redirect, redirect_target
 
 
@@ -149,7 +149,8 @@ class GraphHealthSource:
                 result = self._app.acquire_token_for_client(scopes=[self._scope])
             except (ValueError, requests.RequestException, msal.exceptions.MsalError) as exc:
                 self._app = None
-                detail = " ".join(str(exc).split())[:200]
+                # The library's words, scrubbed of the secret in every form before they are cut short.
+                detail = " ".join(scrub(str(exc), secret.get_secret_value()).split())[:200]
                 raise GraphError(
                     f"cannot sign in at {self.config.authority_url}: {type(exc).__name__}: {detail}"
                 ) from None
