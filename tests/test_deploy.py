@@ -31,6 +31,7 @@ from bot.config import SLACK_BOT_TOKEN_ENV as BOT_TOKEN_ENV
 from bot.config import SLACK_SIGNING_SECRET_ENV as SIGNING_SECRET_ENV
 from bot.config import (
     AccountConfig,
+    ApprovalsConfig,
     AtaCenterConfig,
     AuditConfig,
     CommandStoreConfig,
@@ -667,6 +668,7 @@ def test_the_configuration_reference_documents_every_key_and_no_other() -> None:
         "[sensor_checks]": model_keys(SensorChecksConfig),
         "[scheduler]": model_keys(SchedulerConfig),
         "[graph]": model_keys(GraphConfig),
+        "[approvals]": model_keys(ApprovalsConfig),
     }
     sections = {name.strip("[]") for name in expected} - {"top level"}
     assert set(Settings.model_fields) == sections | {"state_dir"}
@@ -687,6 +689,7 @@ SECTION_MODELS: dict[str, type[Any]] = {
     "[sensor_checks]": SensorChecksConfig,
     "[scheduler]": SchedulerConfig,
     "[graph]": GraphConfig,
+    "[approvals]": ApprovalsConfig,
 }
 
 

@@ -73,7 +73,7 @@ def test_an_unexpected_error_in_a_command_is_one_line(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("bot.sensors.checks.check_sensors", broken)
+    monkeypatch.setattr("bot.sensors.check_sensors", broken)
     assert main(["--config", str(config), "check"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "atp-bot: something went wrong: RuntimeError: a bug (-v shows the details)"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +27,8 @@ from bot.audit import (
     open_audit,
     record_or_log,
 )
-from bot.change.failures import failure_reason, one_line, report_failure
+from bot.change.aftermath import Attempt, went_wrong
+from bot.change.failures import report_failure
 from bot.change.journal import ChangeJournal, InFlight, Phase
 from bot.change.outcome import (
     ChangeOutcome,
@@ -39,7 +39,7 @@ from bot.change.outcome import (
     SensorChecker,
 )
 from bot.change.records import record_busy, record_checks, record_test
-from bot.change.recovery import Recovery, Verdict, resolve, verdict
+from bot.change.recovery import Recovery, resolve
 from bot.config import AccountConfig, SensorConfig, Settings, password_refusal
 from bot.directory import (
     AccountBusy,
@@ -54,22 +54,13 @@ from bot.infra import metrics
 from bot.infra.redaction import active_secret
 from bot.infra.state import state_dir
 from bot.sensors import SensorResult, check_sensors
-from bot.store import CredentialMetadata, CredentialStore, StoreError, open_store
+from bot.store import CredentialStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _Attempt:
-    """How far a change got, so that an unexpected failure is told truthfully (saved or not)."""
-
-    test: ConnectionTestResult | None = None
-    saving: InFlight | None = None  # the journal entry once the store was called
-    saved: CredentialMetadata | None = None
-
-
 # One step under the account's lock, with its journal entry: test then save, or save a held password.
-Step = Callable[[AccountLease, InFlight, _Attempt], ChangeOutcome]
+Step = Callable[[AccountLease, InFlight, Attempt], ChangeOutcome]
 
 
 def open_changes(settings: Settings) -> PasswordChanges:
@@ -135,7 +126,7 @@ class PasswordChanges:
         if refusal:
             return ChangeOutcome(account.id, ChangeStatus.NOT_STARTED, refusal)
 
-        def test_and_save(lease: AccountLease, entry: InFlight, attempt: _Attempt) -> ChangeOutcome:
+        def test_and_save(lease: AccountLease, entry: InFlight, attempt: Attempt) -> ChangeOutcome:
             progress.testing(account)
             started = time.monotonic()
             result = self.tester(account, password, guard=self.guard, lease=lease)
@@ -165,7 +156,7 @@ class PasswordChanges:
         approval never overwrites a newer change."""
         account = self.settings.account(account_id)
 
-        def save(lease: AccountLease, entry: InFlight, attempt: _Attempt) -> ChangeOutcome:
+        def save(lease: AccountLease, entry: InFlight, attempt: Attempt) -> ChangeOutcome:
             attempt.test = test
             if self.audit.last_save(account.id) != last_save:
                 return ChangeOutcome(
@@ -188,12 +179,12 @@ class PasswordChanges:
         origin: Mapping[str, str] | None,
         step: Step,
     ) -> ChangeOutcome:
-        attempt = _Attempt()
+        attempt = Attempt()
         with active_secret(password):
             try:
                 outcome = self._locked_change(account, actor, progress, origin, attempt, step)
             except Exception as exc:  # noqa: BLE001 - told, logged with its traceback and audited
-                outcome = self._went_wrong(account, actor, attempt, exc)
+                outcome = went_wrong(self.store, self.audit, account, actor, attempt, exc)
             metrics.PASSWORD_CHANGES.labels(outcome.status).inc()
             progress.finished(outcome)
         return outcome
@@ -204,7 +195,7 @@ class PasswordChanges:
         actor: str,
         progress: ChangeProgress,
         origin: Mapping[str, str] | None,
-        attempt: _Attempt,
+        attempt: Attempt,
         step: Step,
     ) -> ChangeOutcome:
         try:
@@ -228,60 +219,6 @@ class PasswordChanges:
         except AccountBusy as busy:
             record_busy(self.audit, actor, account.id, busy)
             return ChangeOutcome(account.id, ChangeStatus.NOT_STARTED, str(busy))
-
-    def _went_wrong(
-        self, account: AccountConfig, actor: str, attempt: _Attempt, exc: Exception
-    ) -> ChangeOutcome:
-        """Something unforeseen stopped the change: tell what became of the password, truthfully."""
-        saved = attempt.saved
-        unconfirmed = False
-        if saved is None and attempt.saving is not None:
-            saved, unconfirmed = self._save_landed(attempt.saving)
-        if saved is not None:
-            aftermath = f"the new password was saved in the {saved.backend} store"
-        elif unconfirmed:
-            aftermath = f"the {self.store.backend} store did not confirm the save"
-        else:
-            aftermath = "nothing was saved"
-        line = report_failure(
-            self.audit,
-            actor,
-            AuditAction.CHANGE,
-            account.id,
-            exc,
-            doing=f"account {account.id}: the password change",
-            aftermath=aftermath,
-        )
-        if saved is not None:
-            message = f"Saved (in the {saved.backend} store), but then something went wrong: {line}."
-        elif unconfirmed:
-            message = (
-                f"Something went wrong while the {self.store.backend} store was saving: {line}. The store "
-                "did not confirm the save: check whether it holds the new password."
-            )
-        else:
-            message = f"Something went wrong: {line}. Nothing was saved."
-        return ChangeOutcome(
-            account.id,
-            ChangeStatus.SAVED if saved is not None else ChangeStatus.FAILED,
-            message,
-            test=attempt.test,
-            saved=saved,
-            changed_at=saved.saved_at if saved is not None else None,
-            error_reason=failure_reason(exc),
-            problem=line,
-        )
-
-    def _save_landed(self, entry: InFlight) -> tuple[CredentialMetadata | None, bool]:
-        """After the store failed unexpectedly mid-save: (the metadata if the save landed, whether that
-        cannot be known), decided as for a change cut short by a crash."""
-        try:
-            metadata = self.store.metadata(entry.account_id)
-        except Exception as exc:  # noqa: BLE001 - then the save is unconfirmed, which is what is said
-            log.error("account %s: cannot read the store's metadata: %s", entry.account_id, one_line(exc))
-            return None, True
-        decided = verdict(entry, metadata)
-        return (metadata if decided is Verdict.SAVED else None), decided is Verdict.UNCONFIRMED
 
     def _finish(self, entry: InFlight) -> None:
         try:
@@ -335,7 +272,7 @@ class PasswordChanges:
         actor: str,
         result: ConnectionTestResult,
         entry: InFlight,
-        attempt: _Attempt,
+        attempt: Attempt,
         hold: Holder | None,
         note: str | None,
     ) -> ChangeOutcome:
@@ -364,7 +301,7 @@ class PasswordChanges:
         actor: str,
         result: ConnectionTestResult,
         entry: InFlight,
-        attempt: _Attempt,
+        attempt: Attempt,
         note: str | None,
     ) -> ChangeOutcome:
         """Save a tested password: journal first (a crash mid-save is found at the next start), then the

@@ -11,7 +11,6 @@ from threading import Event
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from bot.change.approvals import ApprovalError
 from bot.cli import context
 from bot.config.core import ConfigError, parse_listen
 from bot.infra.exitcodes import ExitCode
@@ -72,6 +71,7 @@ def _run(settings: Settings, secrets: SlackSecrets) -> int:
     from slack_sdk.errors import SlackApiError, SlackClientError
 
     from bot.change import open_changes
+    from bot.change.approvals import ApprovalError
     from bot.infra.metrics import count_open_alerts
     from bot.monitor.runtime import MonitorRuntime
     from bot.monitor.scheduler import start_scheduler
