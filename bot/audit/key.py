@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bot.config import ConfigError, Settings
 from bot.config.secret_env import environment_secret
+from bot.infra.files import sync_directory
 from bot.infra.state import state_dir
 
 KEY_BYTES = 32
@@ -94,14 +95,6 @@ def load_audit_key(settings: Settings) -> AuditKey | None:
     return _decode(_read_private(path), f"key file {path}")
 
 
-def _sync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def create_audit_key(settings: Settings) -> AuditKeyInit:
     """Make the key file (mode 0600, durable) unless the key comes from the environment or the file
     exists; an existing key is never overwritten, since rows keyed with it would no longer verify."""
@@ -116,7 +109,7 @@ def create_audit_key(settings: Settings) -> AuditKeyInit:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        _sync_directory(path.parent)
+        sync_directory(path.parent)
     except FileExistsError:  # made by a concurrent `audit init` a moment ago
         return AuditKeyInit(f"key file {path}", created=False)
     except OSError as exc:
