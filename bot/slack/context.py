@@ -70,7 +70,7 @@ class Services:
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run `fn` on the work executor; an exception is logged (it has nobody else to go to)."""
         future = self.executor.submit(fn, *args, **kwargs)
-        name = getattr(fn, "__qualname__", repr(fn))
+        name = getattr(fn, "__qualname__", None) or type(fn).__name__  # never repr(): it may hold Settings
         future.add_done_callback(lambda done: _log_failure(name, done))
         return future
 
