@@ -6,10 +6,8 @@ import re
 from pathlib import Path
 
 from pydantic import SecretStr, field_validator, model_validator
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
-from bot.config.base import DAILY_TIME, SecretSource, StrictModel
+from bot.config.base import DAILY_TIME, SecretSource, StrictModel, database_url
 
 
 class AuditConfig(StrictModel):
@@ -31,10 +29,7 @@ class AuditConfig(StrictModel):
     def _no_password_in_url(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        try:
-            url = make_url(value)
-        except ArgumentError:
-            raise ValueError("not a valid SQLAlchemy URL (e.g. postgresql+psycopg://user@host/db)") from None
+        url = database_url(value, "postgresql+psycopg://user@host/db")
         if url.password:
             raise ValueError("must not contain a password: use password_env or password_file")
         return value

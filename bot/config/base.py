@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from bot.config.core import ConfigError
 from bot.config.secret_env import environment_secret
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 DAILY_TIME = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
 
@@ -69,3 +73,15 @@ class SecretSource:
 
     def read_if_configured(self) -> SecretStr | None:
         return self.read() if self.configured else None
+
+
+def database_url(value: str, example: str) -> URL:
+    """A SQLAlchemy URL; ValueError naming `example` if it is not one. SQLAlchemy is imported only for a
+    configuration that names a database (a sensor check worker, `--help` and most checks never do)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(value)
+    except ArgumentError:
+        raise ValueError(f"not a valid SQLAlchemy URL (e.g. {example})") from None

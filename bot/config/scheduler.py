@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
-from bot.config.base import DAILY_TIME, SecretSource, StrictModel
+from bot.config.base import DAILY_TIME, SecretSource, StrictModel, database_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 _INTERVAL = r"^([1-9][0-9]{0,4})([mh])$"
 
@@ -63,12 +64,7 @@ class SchedulerConfig(StrictModel):
     def _jobstore_without_password(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        try:
-            url = make_url(value)
-        except ArgumentError:
-            raise ValueError(
-                "not a valid SQLAlchemy URL (e.g. sqlite:////var/lib/atp-bot/jobs.sqlite)"
-            ) from None
+        url = database_url(value, "sqlite:////var/lib/atp-bot/jobs.sqlite")
         if url.password:
             raise ValueError(
                 "must not contain a password: use jobstore_password_env or jobstore_password_file"
@@ -80,10 +76,7 @@ class SchedulerConfig(StrictModel):
     def _leader_lock_on_postgresql(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        try:
-            url = make_url(value)
-        except ArgumentError:
-            raise ValueError("not a valid SQLAlchemy URL (e.g. postgresql+psycopg://atp@db/atp)") from None
+        url = database_url(value, "postgresql+psycopg://atp@db/atp")
         if url.get_backend_name() != "postgresql":
             raise ValueError(
                 "must be a PostgreSQL URL (advisory locks), e.g. postgresql+psycopg://atp@db/atp"
@@ -99,7 +92,7 @@ class SchedulerConfig(StrictModel):
         self.jobstore_password_source.check()
         self.leader_lock_password_source.check()
         if self.leader_lock_url is not None and (
-            self.jobstore_url is None or make_url(self.jobstore_url).get_backend_name() == "sqlite"
+            self.jobstore_url is None or database_url(self.jobstore_url, "").get_backend_name() == "sqlite"
         ):
             raise ValueError(
                 "leader_lock_url (several replicas) needs a jobstore_url on a shared database such as "
@@ -132,7 +125,7 @@ class SchedulerConfig(StrictModel):
         """`leader_lock_url` with the password from `leader_lock_password_env`/`_file`; None when unset."""
         if self.leader_lock_url is None:
             return None
-        url = make_url(self.leader_lock_url)
+        url = database_url(self.leader_lock_url, "")
         password = self.leader_lock_password_source.read_if_configured()
         return url if password is None else url.set(password=password.get_secret_value())
 

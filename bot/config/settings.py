@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError, field_validator, model_validator
-from sqlalchemy.engine import make_url
 
 from bot.config.accounts import AccountConfig, LockoutGuardConfig
 from bot.config.approvals import ApprovalsConfig
 from bot.config.audit import AuditConfig
-from bot.config.base import StrictModel
+from bot.config.base import StrictModel, database_url
 from bot.config.core import ConfigError, UsageError, read_config_text
 from bot.config.graph import GraphConfig
 from bot.config.messages import Location, TomlLines, format_location, parse_location, plain_message
@@ -146,7 +145,7 @@ class Settings(StrictModel):
                 "replicas would disagree on it; with [scheduler] leader_lock_url (several replicas) use "
                 'backend "ata-center" or "command", whose target every replica shares'
             )
-        if self.audit.url is None or make_url(self.audit.url).get_backend_name() == "sqlite":
+        if self.audit.url is None or database_url(self.audit.url, "").get_backend_name() == "sqlite":
             raise ValueError(
                 "audit.url: with [scheduler] leader_lock_url (several replicas) the audit trail must be "
                 "one database that every replica writes, such as PostgreSQL; a file per replica would "
