@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -136,11 +137,32 @@ class BotProcess:
         return self._process.pid
 
     def memory(self) -> Memory:
-        fields = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text(encoding="ascii").splitlines():
-            name, _, value = line.partition(":")
-            fields[name] = value.split()[0] if value.split() else ""
-        return Memory(int(fields["VmRSS"]), int(fields["VmHWM"]))
+        """The bot's memory with its worker processes' (each peak counted as if at once: an upper bound)."""
+        rss = peak = 0
+        for pid in (self.pid, *_descendants(self.pid)):
+            fields = {}
+            try:
+                status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+            except FileNotFoundError:  # a worker that just ended
+                continue
+            for line in status.splitlines():
+                name, _, value = line.partition(":")
+                fields[name] = value.split()[0] if value.split() else ""
+            rss, peak = rss + int(fields["VmRSS"]), peak + int(fields["VmHWM"])
+        return Memory(rss, peak)
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the bot and its worker processes (user and system)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in (self.pid, *_descendants(self.pid)):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+            except FileNotFoundError:
+                continue
+            fields = stat.rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / ticks
 
     def stop(self) -> int | None:
         """Stop the bot with SIGTERM, killed after 30 s (its log stays in `log_path`); its exit code."""
@@ -161,6 +183,19 @@ class BotProcess:
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process started (transitively) by `pid`, from /proc."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text(encoding="ascii").split()
+        except FileNotFoundError:
+            continue
+        for child in map(int, children):
+            found += [child, *_descendants(child)]
+    return found
 
 
 @dataclass(frozen=True)
@@ -202,3 +237,46 @@ def status_storm(slack: SlackEmulator, requests: int, *, timeout: float = 120.0)
         final_texts={trigger: _shown(call) for trigger, call in finals.items()},
         seconds_to_last_report=max((c.at for c in finals.values()), default=time.monotonic()) - started,
     )
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Interactive commands sent while something else loads the bot: how long each waited."""
+
+    help_acks: list[float]  # `/atp help`: until Slack had the acknowledgement
+    password_opens: list[float]  # `/atp password`: until Slack had the modal's `views.open`
+    password_failures: int  # `/atp password` whose modal was never opened (e.g. an expired trigger)
+
+
+class AckProbe:
+    """While running, sends `/atp help` and `/atp password` in turn every `interval` seconds (one at a
+    time, as a person would) and records how long each waited; see `ProbeResult`."""
+
+    def __init__(self, slack: SlackEmulator, interval: float = 0.1) -> None:
+        self._slack = slack
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ack-probe", daemon=True)
+        self._help: list[float] = []
+        self._sent: dict[str, float] = {}  # password trigger id -> when it was sent
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._help.append(self._slack.slash_command("help", user=SLACK_USER).latency)
+            sent = time.monotonic()
+            self._sent[self._slack.slash_command("password", user=SLACK_USER).trigger_id] = sent
+
+    def __enter__(self) -> AckProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def result(self, settle: float = 5.0) -> ProbeResult:
+        """What the probe measured; a modal not opened within `settle` seconds counts as a failure."""
+        time.sleep(min(settle, 3.5))  # the last password command's views.open may still be on its way
+        opened = {c.args.get("trigger_id"): c.at for c in self._slack.calls("views.open") if c.error is None}
+        opens = [opened[t] - at for t, at in self._sent.items() if t in opened]
+        return ProbeResult(list(self._help), opens, len(self._sent) - len(opens))

@@ -6,7 +6,6 @@ from bot.change.outcome import (
     ChangeStatus,
     ConnectionTester,
     Holder,
-    SensorChecker,
 )
 from bot.change.path import PasswordChanges, open_changes, sensors_for_account
 from bot.change.records import TEST_AUDIT_OUTCOME, record_busy, record_checks, record_test
@@ -21,7 +20,6 @@ __all__ = [
     "Holder",
     "PasswordChanges",
     "Recovery",
-    "SensorChecker",
     "Verdict",
     "open_changes",
     "record_busy",

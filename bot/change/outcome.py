@@ -3,7 +3,7 @@ and the two peers the change path drives (the connection tester and the sensor c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -12,9 +12,9 @@ from typing import Protocol
 from pydantic import SecretStr
 
 from bot.change.recovery import Recovery
-from bot.config import AccountConfig, Settings
+from bot.config import AccountConfig
 from bot.directory import AccountLease, ConnectionTestResult, LockoutGuard
-from bot.sensors import LogPosition, SensorResult
+from bot.sensors import SensorResult
 from bot.store import CredentialMetadata
 
 
@@ -84,20 +84,6 @@ class Holder(Protocol):
     def __call__(
         self, test: ConnectionTestResult, password: SecretStr, last_save: int | None
     ) -> ChangeOutcome: ...
-
-
-class SensorChecker(Protocol):
-    """Checks sensors, reporting each result as it comes (`check_sensors`, or a test's)."""
-
-    def __call__(
-        self,
-        settings: Settings,
-        names: Sequence[str] | None = None,
-        *,
-        since: datetime | None = None,
-        positions: Mapping[str, LogPosition] | None = None,
-        on_result: Callable[[SensorResult], None] | None = None,
-    ) -> list[SensorResult]: ...
 
 
 class ConnectionTester(Protocol):

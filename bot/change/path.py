@@ -36,7 +36,6 @@ from bot.change.outcome import (
     ChangeStatus,
     ConnectionTester,
     Holder,
-    SensorChecker,
 )
 from bot.change.records import record_busy, record_checks, record_test
 from bot.change.recovery import Recovery, resolve
@@ -53,7 +52,7 @@ from bot.fleet import AccountSensors, GraphFleet, account_sensors
 from bot.infra import metrics
 from bot.infra.redaction import active_secret
 from bot.infra.state import state_dir
-from bot.sensors import SensorResult, check_sensors
+from bot.sensors import SensorChecker, SensorResult, check_sensors
 from bot.store import CredentialStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -63,10 +62,15 @@ log = logging.getLogger(__name__)
 Step = Callable[[AccountLease, InFlight, Attempt], ChangeOutcome]
 
 
-def open_changes(settings: Settings) -> PasswordChanges:
-    """The change path for a configuration, with its store and audit trail (raises StoreError/AuditError)."""
+def open_changes(settings: Settings, checker: SensorChecker = check_sensors) -> PasswordChanges:
+    """The change path for a configuration, with its store and audit trail (raises StoreError/AuditError);
+    `checker` checks the sensors (`atp-bot run`: its worker processes)."""
     return PasswordChanges(
-        settings, state_dir=state_dir(settings), store=open_store(settings), audit=open_audit(settings)
+        settings,
+        state_dir=state_dir(settings),
+        store=open_store(settings),
+        audit=open_audit(settings),
+        checker=checker,
     )
 
 

@@ -7,6 +7,8 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from threading import Event
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from bot.infra.leader import LeaderElection
     from bot.monitor.notify import Notifier
     from bot.monitor.scheduler import Scheduler
+    from bot.sensors import SensorChecker
     from bot.slack.runtime import SlackRuntime
     from bot.slack.secrets import SlackSecrets
 
@@ -62,11 +65,30 @@ def run(args: argparse.Namespace) -> int:
     secrets = SlackSecrets.from_env(settings.slack)
     # The replica locks first: a missing lock password stops the bot before it starts. Then the state
     # directory's lock, held for the bot's lifetime: `store rotate-key` refuses to run beside it.
-    with replica_account_locks(settings), state_dir_lock(settings, exclusive=False):
-        return _run(settings, secrets)
+    with (
+        replica_account_locks(settings),
+        state_dir_lock(settings, exclusive=False),
+        _sensor_checker(settings) as checker,
+    ):
+        return _run(settings, secrets, checker)
 
 
-def _run(settings: Settings, secrets: SlackSecrets) -> int:
+@contextmanager
+def _sensor_checker(settings: Settings) -> Iterator[SensorChecker]:
+    """The checks in `[sensor_checks] worker_processes` processes (stopped after the bot), or in its threads.
+
+    Started after the secrets left the environment: a worker inherits it."""
+    from bot.sensors import CheckWorkers, check_sensors
+
+    workers = CheckWorkers.for_settings(settings)
+    if workers is None:
+        yield check_sensors
+        return
+    with workers:
+        yield workers.check_sensors
+
+
+def _run(settings: Settings, secrets: SlackSecrets, checker: SensorChecker) -> int:
     from slack_bolt.error import BoltError
     from slack_sdk.errors import SlackApiError, SlackClientError
 
@@ -85,7 +107,7 @@ def _run(settings: Settings, secrets: SlackSecrets) -> int:
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
 
-    changes = open_changes(settings)
+    changes = open_changes(settings, checker)
     # Before Slack takes requests, so that no new change of an account resolves its leftover first.
     recoveries = changes.recover_interrupted()
     monitor = MonitorRuntime.create(settings, _notifier(settings, secrets), changes)

@@ -139,6 +139,9 @@ class SensorChecksConfig(StrictModel):
     """`[sensor_checks]`: how `atp-bot check` and the follow-up checks fan out."""
 
     pool_size: Annotated[int, Field(ge=1, le=1024)] = 32
+    # `atp-bot run` checks sensors in this many worker processes (sharing pool_size), so that the checks'
+    # CPU work never delays Slack's acknowledgements; 0 checks them in the bot's own threads.
+    worker_processes: Annotated[int, Field(ge=0, le=64)] = 1
     # Wall-clock limit for one sensor (connect, authenticate, run, read output).
     host_timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
     credential_error_patterns: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = [

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from pydantic import SecretStr, ValidationError
 
 from bot.config import ConfigError, Settings
-from bot.infra import metrics
 from bot.infra.redaction import active_secret
 from bot.sensors.credential_signatures import error_reason
 from bot.sensors.results import (
@@ -46,11 +46,49 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class _Plan:
+class CheckPlan:
+    """Everything one sensor's check needs, read in advance (it may travel to a worker process)."""
+
     target: SensorTarget
     password: SecretStr | None
     params: CheckParams
     deadline_seconds: float
+
+
+class PlanRunner(Protocol):
+    """Runs the checks of a list of plans, yielding each result as soon as it is known (any order)."""
+
+    def run(self, plans: Sequence[CheckPlan]) -> Iterator[SensorResult]: ...
+
+
+class SensorChecker(Protocol):
+    """Checks sensors, reporting each result as it comes (`check_sensors`, `CheckWorkers.check_sensors`,
+    or a test's)."""
+
+    def __call__(
+        self,
+        settings: Settings,
+        names: Sequence[str] | None = None,
+        *,
+        since: datetime | None = None,
+        positions: Mapping[str, LogPosition] | None = None,
+        on_result: Callable[[SensorResult], None] | None = None,
+    ) -> list[SensorResult]: ...
+
+
+@dataclass(frozen=True)
+class ThreadFanout:
+    """The checks in this process, `pool_size` at a time (the CLI; `[sensor_checks] worker_processes = 0`)."""
+
+    pool_size: int
+
+    def run(self, plans: Sequence[CheckPlan]) -> Iterator[SensorResult]:
+        with ThreadPoolExecutor(
+            max_workers=min(self.pool_size, len(plans)), thread_name_prefix="sensor"
+        ) as pool:
+            futures = [pool.submit(check_planned, plan) for plan in plans]
+            for future in as_completed(futures):
+                yield future.result()
 
 
 def parse_log_time(stamp: str | None) -> datetime | None:
@@ -108,7 +146,7 @@ def _parse_check(output: ScriptOutput) -> CheckOutput:
         raise RemoteFailure(FailureKind.SCRIPT_ERROR, "the check script returned unexpected output") from None
 
 
-def _check_one(plan: _Plan) -> SensorResult:
+def _check_one(plan: CheckPlan) -> SensorResult:
     target = plan.target
     started, checked_at = time.monotonic(), datetime.now(UTC)
     if not target.cert_validation and target.endpoint.startswith("https"):
@@ -160,7 +198,7 @@ def _check_one(plan: _Plan) -> SensorResult:
     return result
 
 
-def _check_guarded(plan: _Plan) -> SensorResult:
+def check_planned(plan: CheckPlan) -> SensorResult:
     """`_check_one`, but a bug in handling one sensor becomes that sensor's failure, not everyone's."""
     try:
         return _check_one(plan)
@@ -177,11 +215,13 @@ def iter_check_results(
     *,
     since: datetime | None = None,
     positions: Mapping[str, LogPosition] | None = None,
+    runner: PlanRunner | None = None,
 ) -> Iterator[SensorResult]:
     """Check the sensors concurrently and yield each result as soon as that sensor is done.
 
     A sensor with a saved position is scanned from it (only appended bytes); the others from `since`
-    (default: `sensor_checks.default_window_minutes` ago).
+    (default: `sensor_checks.default_window_minutes` ago). `runner` does the checks (default: this
+    process's threads, `ThreadFanout`).
     """
     targets = resolve_targets(settings, names)
     passwords = _read_passwords(targets)
@@ -190,7 +230,7 @@ def iter_check_results(
     if window_start.tzinfo is None:
         raise ConfigError(["since: a timezone-aware datetime is required"])
     plans = [
-        _Plan(
+        CheckPlan(
             target=t,
             password=passwords[t.name],
             params=_check_params(settings, t, window_start, (positions or {}).get(t.name)),
@@ -203,12 +243,7 @@ def iter_check_results(
     with ExitStack() as secrets:
         for password in {p.get_secret_value(): p for p in passwords.values() if p}.values():
             secrets.enter_context(active_secret(password))
-        with ThreadPoolExecutor(
-            max_workers=min(checks.pool_size, len(plans)), thread_name_prefix="sensor"
-        ) as pool:
-            futures = [pool.submit(_check_guarded, plan) for plan in plans]
-            for future in as_completed(futures):
-                yield future.result()
+        yield from (runner or ThreadFanout(checks.pool_size)).run(plans)
 
 
 def check_sensors(
@@ -218,13 +253,14 @@ def check_sensors(
     since: datetime | None = None,
     positions: Mapping[str, LogPosition] | None = None,
     on_result: Callable[[SensorResult], None] | None = None,
+    runner: PlanRunner | None = None,
 ) -> list[SensorResult]:
     """Check the sensors; `on_result` is called (from the calling thread) as each one finishes.
 
     Returns every result in configuration order.
     """
     results = {}
-    for result in iter_check_results(settings, names, since=since, positions=positions):
+    for result in iter_check_results(settings, names, since=since, positions=positions, runner=runner):
         results[result.name] = result
         _record_metrics(result)
         if on_result:
@@ -234,6 +270,8 @@ def check_sensors(
 
 
 def _record_metrics(result: SensorResult) -> None:
+    from bot.infra import metrics  # not at import: a check worker process counts nothing
+
     outcome = "unreachable" if not result.reachable else "healthy" if result.healthy else "problem"
     metrics.SENSOR_CHECKS.labels(outcome, result.failure.kind if result.failure else "none").inc()
     metrics.SENSOR_CHECK_SECONDS.observe(result.duration)

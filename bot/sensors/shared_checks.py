@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from bot.config import ConfigError, Settings
-from bot.sensors.checks import SensorResult, check_sensors
+from bot.sensors.checks import SensorChecker, SensorResult, check_sensors
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,9 @@ class _Run:
 class SharedChecks:
     """Checks sensors for several requesters at once; see the module docstring."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, checker: SensorChecker = check_sensors) -> None:
         self._settings = settings
+        self._checker = checker
         self._lock = threading.Lock()
         self._running: dict[tuple[str, ...], _Run] = {}
 
@@ -70,7 +71,7 @@ class SharedChecks:
                 _tell(follower.add, result)
             return True
         try:
-            results = check_sensors(self._settings, list(names), on_result=lambda r: self._publish(run, r))
+            results = self._checker(self._settings, list(names), on_result=lambda r: self._publish(run, r))
         except ConfigError as exc:
             problem = "; ".join(exc.problems)
             self._end(key, lambda each: each.fail(problem))

@@ -54,7 +54,7 @@ def build_services(
         authorizer=Authorizer(config, lookups),
         registry=Registry(modules),
         executor=executor,
-        status_checks=SharedChecks(settings),
+        status_checks=SharedChecks(settings, changes.checker) if changes else SharedChecks(settings),
         changes=changes,
         scheduler=scheduler,
         graph_fleet=changes.fleet if changes else GraphFleet(settings),

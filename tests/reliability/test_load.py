@@ -1,7 +1,7 @@
 """Load: 50 people type `/atp status` at once with 500 sensors configured.
 
-A real `atp-bot run` process (Socket Mode) against the Slack emulator and 500 emulated sensors over
-WinRM/NTLM. Every request is acknowledged within Slack's 3 seconds, every requester gets the full
+A real `atp-bot run` process (Socket Mode; the checks in its worker process) against the Slack emulator
+and 500 emulated sensors over WinRM/NTLM. Every request is acknowledged within Slack's 3 seconds, every requester gets the full
 report, each sensor is asked once (the requests share one check), and the bot's memory does not grow
 from one storm to the next. The figures themselves are measured by `bench/bench_load.py` (README).
 """
@@ -33,12 +33,6 @@ def fleet() -> Iterator[tuple[WinRMEmulator, list[dict[str, str]]]]:
         yield sensors, sensor_fleet(sensors, SENSORS, ROUND_TRIP_SECONDS)
 
 
-# On CI's 2 cores the checks' NTLM sealing (pure Python) shares the bot's interpreter with Bolt's ack path,
-# and an unlucky run saw 10 of 50 acknowledgements at 3.2-3.4 s (it passed alone, and in the run before).
-# Keeping the ack path out of that contention is issue 17's second item (the checks in worker processes);
-# until then a failed storm is retried (up to 4 times: a clean CI run needed 3 attempts), each failed
-# attempt shown as a rerun in the report.
-@pytest.mark.flaky(reruns=4)
 def test_fifty_status_requests_with_500_sensors(
     fleet: tuple[WinRMEmulator, list[dict[str, str]]], tmp_path: Path
 ) -> None:
