@@ -5,6 +5,7 @@ Shared by `/atp password` (the threaded follow-up checks) and `/atp status`.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +16,8 @@ from slack_sdk import WebClient
 from bot.sensors import SensorResult
 from bot.slack.text import code_span, escape, inline
 from bot.slack.views import section
+
+log = logging.getLogger(__name__)
 
 SECTION_LIMIT = 2900  # Slack allows 3000 characters in a section's text
 MAX_SECTIONS = 40  # of Slack's 50 blocks per message
@@ -73,7 +76,13 @@ def report(heading: str, results: Sequence[SensorResult], total: int) -> tuple[s
 
 class LiveReport:
     """One Slack message showing sensor checks, updated in place (at most once per `interval` seconds
-    until the last result), so hundreds of sensors do not exhaust chat.update's rate limit."""
+    until the last result), so hundreds of sensors do not exhaust chat.update's rate limit.
+
+    `add` only records: the refresh is rendered and sent from a timer thread. A shared check tells fifty
+    requesters each result from one thread, and rendering and sending fifty reports there made each result
+    wait for the others' round trips (on a loaded machine 500 results took minutes). Updates go out one at
+    a time and in order, and nothing is sent after the final report (`finish`, `fail`).
+    """
 
     def __init__(
         self,
@@ -88,38 +97,70 @@ class LiveReport:
         self._total = total
         self._interval = interval
         self._results: list[SensorResult] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the state below
+        self._sending = threading.Lock()  # one update on the wire at a time, in order
+        self._timer: threading.Timer | None = None
+        self._final = False
         self._last = time.monotonic()
         self.ts = post(*report(heading, [], total))
 
     def add(self, result: SensorResult) -> None:
-        """Record one result; refresh the message unless it was refreshed less than `interval` ago."""
+        """Record one result; a refresh follows within `interval` of the previous one."""
         with self._lock:
             self._results.append(result)
-            if time.monotonic() - self._last < self._interval:
+            if self._timer is not None or self._final:
                 return
-            self._last = time.monotonic()
-            text, blocks = report(self._heading, self._results, self._total)
-        self._update(self.ts, text, blocks)
+            delay = max(0.0, self._interval - (time.monotonic() - self._last))
+            self._timer = threading.Timer(delay, self._refresh)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _refresh(self) -> None:
+        with self._sending:
+            with self._lock:
+                self._timer = None
+                if self._final:
+                    return
+                self._last = time.monotonic()
+                text, blocks = report(self._heading, self._results, self._total)
+            try:
+                self._update(self.ts, text, blocks)
+            except Exception as exc:  # noqa: BLE001 - a progress update: the final one is sent, its failure raised
+                log.warning("a sensor report's progress update failed: %s", type(exc).__name__)
+
+    def _send_final(self, render: Callable[[], tuple[str, list[dict[str, Any]]]]) -> None:
+        with self._sending:  # after a refresh already on the wire
+            with self._lock:
+                self._final = True
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                text, blocks = render()
+            self._update(self.ts, text, blocks)
 
     def finish(self, results: Sequence[SensorResult]) -> None:
-        """Show every result and the summary (always sent)."""
-        with self._lock:
+        """Show every result and the summary (always sent, last)."""
+
+        def render() -> tuple[str, list[dict[str, Any]]]:
             self._results = list(results)
-            text, blocks = report(self._heading, self._results, self._total)
-        self._update(self.ts, text, blocks)
+            return report(self._heading, self._results, self._total)
+
+        self._send_final(render)
 
     def note(self, text: str) -> None:
         """A line under the heading (escaped: it may name sensors as Graph spells them)."""
-        with self._lock:
-            self._heading = f"{self._heading}\n{escape(text)}"
-            text, blocks = report(self._heading, self._results, self._total)
-        self._update(self.ts, text, blocks)
+        with self._sending:
+            with self._lock:
+                self._heading = f"{self._heading}\n{escape(text)}"
+                if self._final:
+                    return
+                shown = report(self._heading, self._results, self._total)
+            self._update(self.ts, *shown)
 
     def fail(self, problem: str) -> None:
         """The checks could not run at all: say why instead of the results."""
         text = f"{self._heading}\n:warning: The sensors could not be checked: {escape(problem)}"
-        self._update(self.ts, text, [section(text)])
+        self._send_final(lambda: (text, [section(text)]))
 
 
 def thread_report(
