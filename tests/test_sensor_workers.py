@@ -39,6 +39,11 @@ def comparable(result: SensorResult) -> SensorResult:
     return replace(result, checked_at=datetime(2000, 1, 1, tzinfo=UTC), duration=0.0)
 
 
+def check_workers(bot: BotProcess) -> list[int]:
+    """The bot's check worker processes (multiprocessing's spawned children; not its resource tracker)."""
+    return [p for p in _descendants(bot.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
 def test_workers_report_what_the_threads_report(emulator: WinRMEmulator, workers: CheckWorkers) -> None:
     hosts = [Host.sensor(f"sensor{i}") for i in range(6)]
     hosts[1].services["AATPSensor"] = "Stopped"
@@ -135,11 +140,7 @@ def test_run_checks_in_workers_that_hold_no_secret(tmp_path: Path) -> None:
             deadline = time.monotonic() + 60
             while sum(h.counters.scripts for h in sensors.hosts.values()) < 3 and time.monotonic() < deadline:
                 time.sleep(0.1)
-            checkers = [
-                pid
-                for pid in _descendants(bot.pid)
-                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            ]
+            checkers = check_workers(bot)
             assert len(checkers) == 1  # `[sensor_checks] worker_processes` defaults to one
             secrets = [password, slack.bot_token, slack.app_token, slack.signing_secret]
             for pid in checkers:
@@ -149,3 +150,26 @@ def test_run_checks_in_workers_that_hold_no_secret(tmp_path: Path) -> None:
                 assert not [s for s in secrets if s.encode() in exposed]
         assert sum(h.counters.scripts for h in sensors.hosts.values()) == 3
     assert not any(Path(f"/proc/{pid}").exists() for pid in checkers)
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (a zombie whose parent is gone counts: it runs nothing)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_end_when_the_bot_is_killed(tmp_path: Path) -> None:
+    with WinRMEmulator(username=WINRM_USER, password="x") as sensors, SlackEmulator() as slack:
+        config = load_config(tmp_path / "state", slack, sensor_fleet(sensors, 1))
+        with BotProcess(tmp_path, config, slack, {WINRM_PASSWORD_ENV: "x"}) as bot:
+            workers = [
+                p for p in _descendants(bot.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()
+            ]
+            assert workers
+            os.kill(bot.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 20
+            while not all(gone(p) for p in workers) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert all(gone(p) for p in workers)

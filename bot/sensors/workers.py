@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import threading
@@ -235,6 +236,7 @@ def _serve(tasks: Queue[Any], results: Queue[Any], threads: int, log_setup: LogS
 
     os.nice(NICENESS)
     configure_logging(logging.getLevelName(log_setup.level), log_setup.fmt)
+    threading.Thread(target=_exit_with_the_bot, name="bot-watch", daemon=True).start()
 
     def work() -> None:
         while (task := tasks.get()) is not None:
@@ -250,3 +252,11 @@ def _serve(tasks: Queue[Any], results: Queue[Any], threads: int, log_setup: LogS
         thread.start()
     for thread in pool:
         thread.join()
+
+
+def _exit_with_the_bot() -> None:
+    """End this worker when the bot ends, even killed (SIGKILL, OOM): no orphan checks a fleet for nobody."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+    os._exit(0)
