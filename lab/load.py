@@ -35,6 +35,7 @@ SLACK_CHANNEL = "C0OPS"
 ACCOUNT = "contoso"
 WINRM_USER = "CONTOSO\\atp-checker"
 WINRM_PASSWORD_ENV = "ATP_BOT_LOAD_WINRM_PASSWORD"
+MODAL_SETTLE_SECONDS = 3.5  # a trigger id is valid for 3 s: a modal not open by then never will be
 
 
 def sensor_fleet(sensors: WinRMEmulator, count: int, latency: float = 0.0) -> list[dict[str, str]]:
@@ -228,7 +229,8 @@ def status_storm(slack: SlackEmulator, requests: int, *, timeout: float = 120.0)
     deadline = time.monotonic() + timeout
     while len(finals) < len(triggers) and time.monotonic() < deadline:
         for call in slack.calls(RESPONSE_URL_METHOD):
-            if call.response_id in triggers and _final(str(call.args.get("text", ""))):
+            shown = call.status == 200  # Slack refuses a response URL's sixth post
+            if shown and call.response_id in triggers and _final(str(call.args.get("text", ""))):
                 finals[call.response_id] = call
         time.sleep(0.05)
     return StormResult(
@@ -274,9 +276,16 @@ class AckProbe:
         self._stop.set()
         self._thread.join()
 
-    def result(self, settle: float = 5.0) -> ProbeResult:
-        """What the probe measured; a modal not opened within `settle` seconds counts as a failure."""
-        time.sleep(min(settle, 3.5))  # the last password command's views.open may still be on its way
-        opened = {c.args.get("trigger_id"): c.at for c in self._slack.calls("views.open") if c.error is None}
+    def result(self) -> ProbeResult:
+        """What the probe measured, once every modal is open or could no longer be (Slack's trigger ids
+        are valid for 3 s)."""
+        deadline = time.monotonic() + MODAL_SETTLE_SECONDS
+        while True:
+            opened = {
+                c.args.get("trigger_id"): c.at for c in self._slack.calls("views.open") if c.error is None
+            }
+            if all(t in opened for t in self._sent) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         opens = [opened[t] - at for t, at in self._sent.items() if t in opened]
         return ProbeResult(list(self._help), opens, len(self._sent) - len(opens))

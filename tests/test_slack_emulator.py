@@ -9,10 +9,12 @@ from pydantic import SecretStr
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.builtin import SocketModeClient
+from slack_sdk.webhook import WebhookClient
 
 from bot.slack.client import build_client
 from bot.slack.views import notice_modal, update_view
 from lab.slack import SlackEmulator
+from lab.slack.webapi import RESPONSE_URL_METHOD
 from lab.slack.workspace import Workspace
 
 
@@ -155,3 +157,19 @@ def test_a_redirect_is_never_followed_with_the_token(
     assert [c.status for c in emulator.calls("auth.test")] == [status]  # nothing reached the Location
     assert f"HTTP {status} redirect to localhost:" in caplog.text
     assert client.auth_test()["ok"]
+
+
+def test_a_response_url_takes_five_posts_within_thirty_minutes() -> None:
+    now = [0.0]
+    with SlackEmulator(workspace=Workspace(clock=lambda: now[0])) as emulator:
+        used, late = emulator.workspace.new_trigger("U0ALICE"), emulator.workspace.new_trigger("U0ALICE")
+        url = emulator.api_url.removesuffix("/api/")
+
+        def post(trigger: str) -> tuple[int, str]:
+            response = WebhookClient(f"{url}/response/{trigger}").send(text="progress")
+            return response.status_code, response.body
+
+        assert [post(used) for _ in range(6)] == [(200, '{"ok": true}')] * 5 + [(404, "used_url")]
+        now[0] = 30 * 60 + 1
+        assert post(late) == (404, "expired_url")
+        assert [c.status for c in emulator.calls(RESPONSE_URL_METHOD)] == [200] * 5 + [404, 404]

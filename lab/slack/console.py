@@ -195,6 +195,8 @@ class SlackConsole:
     def _refresh_responses(self) -> None:
         calls = self.slack.calls(RESPONSE_URL_METHOD)
         for call in calls[self.screen.responses :]:
+            if call.status != 200:  # refused (a response URL used more than Slack allows): never shown
+                continue
             text = str(call.args.get("text", ""))
             self.say(render_message(text, call.args.get("blocks"), heading="atp-bot (only visible to you)"))
         self.screen.responses = len(calls)

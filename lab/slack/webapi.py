@@ -21,6 +21,9 @@ from lab.slack.workspace import ApiError, Workspace
 log = logging.getLogger(__name__)
 
 RESPONSE_URL_METHOD = "response_url"  # how posts to a response URL appear in the recording
+# Slack accepts a response URL "up to 5 times within 30 minutes"; later posts are refused (HTTP 404).
+RESPONSE_URL_USES = 5
+RESPONSE_URL_SECONDS = 30 * 60
 APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 
 
@@ -58,6 +61,7 @@ class WebApi:
     calls: list[Call] = field(default_factory=list)
     faults: dict[str, list[Fault]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    response_uses: dict[str, int] = field(default_factory=dict)  # response id -> posts it accepted
 
     def fail(self, method: str, fault: Fault) -> None:
         with self.lock:
@@ -73,6 +77,27 @@ class WebApi:
             if fault.times <= 0:
                 queue.pop(0)
             return fault
+
+    def respond(self, response_id: str, args: dict[str, Any], body: str) -> tuple[int, dict[str, str], bytes]:
+        """A post to a response URL: accepted up to `RESPONSE_URL_USES` times within 30 minutes of the
+        request that issued it, refused after that as Slack does (404, `used_url` / `expired_url`)."""
+        trigger = self.workspace.triggers.get(response_id)
+        with self.lock:
+            uses = self.response_uses.get(response_id, 0)
+            if trigger is None:
+                error: str | None = "no_such_url"
+            elif self.workspace.clock() - trigger.issued > RESPONSE_URL_SECONDS:
+                error = "expired_url"
+            elif uses >= RESPONSE_URL_USES:
+                error = "used_url"
+            else:
+                error = None
+                self.response_uses[response_id] = uses + 1
+        status = 404 if error else 200
+        self.record(Call(RESPONSE_URL_METHOD, args, body, status, error, time.monotonic(), response_id))
+        if error:
+            return status, {"Content-Type": "text/plain"}, error.encode()
+        return status, {"Content-Type": "application/json"}, b'{"ok": true}'
 
     def record(self, call: Call) -> None:
         with self.lock:
@@ -176,9 +201,7 @@ def _handler_class(api: WebApi) -> type[BaseHTTPRequestHandler]:
                 self._send(400, {"Content-Type": "text/plain"}, b"invalid_json")
                 return
             if parts.path.startswith("/response/"):
-                response_id = parts.path.removeprefix("/response/")
-                api.record(Call(RESPONSE_URL_METHOD, args, body, 200, None, time.monotonic(), response_id))
-                self._send(200, {"Content-Type": "application/json"}, b'{"ok": true}')
+                self._send(*api.respond(parts.path.removeprefix("/response/"), args, body))
                 return
             if not parts.path.startswith("/api/"):
                 self._send(404, {"Content-Type": "text/plain"}, b"not found")
