@@ -22,6 +22,10 @@ from commands.shared.arguments import account_argument
 from commands.shared.sensor_report import LiveReport
 
 NAME = "status"
+# Slack accepts a response URL's posts "up to 5 times within 30 minutes": the report is budgeted (first
+# post, progress refreshes 2, 4, 8 s apart, the final report), or its last post would be refused.
+RESPONSE_URL_USES = 5
+FIRST_REFRESH_SECONDS = 2.0
 
 
 def handle(ctx: CommandContext) -> None:
@@ -33,6 +37,7 @@ def handle(ctx: CommandContext) -> None:
     watched = [a for a in settings.accounts if a.lookup_username and account in (None, a.id)]
     if watched:
         ctx.services.submit(run_drift_status, ctx.services, ctx.respond, watched)
+    messages = RESPONSE_URL_USES - (1 if watched else 0)  # the drift report uses the response URL once
     sensors = sensors_for_account(settings, account) if account else list(settings.sensors)
     if not sensors:
         ctx.reply("No sensors are configured" + (f" for account `{account}`." if account else "."))
@@ -44,12 +49,16 @@ def handle(ctx: CommandContext) -> None:
         ctx.respond(text=text, response_type="ephemeral", replace_original=True)
 
     person = Person(ctx.actor, AuditAction.CHECK, account, f"/atp status requested by {ctx.actor}", tell)
-    ctx.services.submit_for(person, lambda: run_status(ctx.services, ctx.respond, ctx.actor, names))
+    ctx.services.submit_for(
+        person, lambda: run_status(ctx.services, ctx.respond, ctx.actor, names, max_messages=messages)
+    )
 
 
-def run_status(services: Services, respond: Respond, actor: str, names: list[str]) -> None:
+def run_status(
+    services: Services, respond: Respond, actor: str, names: list[str], *, max_messages: int
+) -> None:
     """On the bot's executor: check (or join a check of the same sensors already running), replacing the
-    ephemeral reply as results come in."""
+    ephemeral reply as results come in, in at most `max_messages` posts to the response URL."""
 
     def show(text: str, blocks: list[dict[str, Any]]) -> None:
         respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=True)
@@ -58,7 +67,14 @@ def run_status(services: Services, respond: Respond, actor: str, names: list[str
         show(text, blocks)
         return ""  # a response URL message has no ts: every update replaces it
 
-    report = LiveReport(post, lambda _ts, text, blocks: show(text, blocks), "*Sensor status*", len(names))
+    report = LiveReport(
+        post,
+        lambda _ts, text, blocks: show(text, blocks),
+        "*Sensor status*",
+        len(names),
+        interval=FIRST_REFRESH_SECONDS,
+        max_messages=max_messages,
+    )
     graph, graph_error = services.fleet.sensors()
     for note in graph_notes(services.settings, names, graph):
         report.note(note)

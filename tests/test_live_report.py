@@ -74,3 +74,20 @@ def test_a_failing_progress_update_does_not_stop_the_report() -> None:
         time.sleep(0.01)
     report.finish([healthy("sensor1"), healthy("sensor2")])
     assert "All 2 sensor(s) are running" in calls[-1]
+
+
+def test_a_bounded_destination_gets_its_final_report_within_the_bound() -> None:
+    slack = SlowSlack()
+    report = LiveReport(slack.post, slack.update, "*Sensor status*", 100, interval=0.01, max_messages=5)
+    for i in range(100):
+        report.add(healthy(f"sensor{i:03d}"))
+        if i % 40 == 0:
+            report.note(f"note {i}")
+        time.sleep(0.002)
+    time.sleep(0.3)
+    report.finish([healthy(f"sensor{i:03d}") for i in range(100)])
+    time.sleep(0.1)
+
+    assert len(slack.updates) <= 5 - 1  # the first post is the fifth message
+    assert "All 100 sensor(s) are running" in slack.updates[-1][1]
+    assert "note 80" in slack.updates[-1][1]  # a note is shown, but costs no message of its own

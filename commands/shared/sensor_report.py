@@ -82,6 +82,10 @@ class LiveReport:
     requesters each result from one thread, and rendering and sending fifty reports there made each result
     wait for the others' round trips (on a loaded machine 500 results took minutes). Updates go out one at
     a time and in order, and nothing is sent after the final report (`finish`, `fail`).
+
+    `max_messages` bounds the posts of a destination that allows only so many (a response URL: 5), the
+    first post and the final report included: progress refreshes stop one short of it, and with such a
+    bound each waits twice as long as the one before (the budget lasts through a long check).
     """
 
     def __init__(
@@ -91,11 +95,13 @@ class LiveReport:
         heading: str,
         total: int,
         interval: float = 1.0,
+        max_messages: int | None = None,
     ) -> None:
         self._update = update
         self._heading = heading
         self._total = total
         self._interval = interval
+        self._refreshes_left = None if max_messages is None else max(0, max_messages - 2)
         self._results: list[SensorResult] = []
         self._lock = threading.Lock()  # the state below
         self._sending = threading.Lock()  # one update on the wire at a time, in order
@@ -108,12 +114,16 @@ class LiveReport:
         """Record one result; a refresh follows within `interval` of the previous one."""
         with self._lock:
             self._results.append(result)
-            if self._timer is not None or self._final:
-                return
-            delay = max(0.0, self._interval - (time.monotonic() - self._last))
-            self._timer = threading.Timer(delay, self._refresh)
-            self._timer.daemon = True
-            self._timer.start()
+            self._schedule_refresh()
+
+    def _schedule_refresh(self) -> None:
+        """With the lock held: a refresh once the interval since the last is over (unless one is due)."""
+        if self._timer is not None or self._final or self._refreshes_left == 0:
+            return
+        delay = max(0.0, self._interval - (time.monotonic() - self._last))
+        self._timer = threading.Timer(delay, self._refresh)
+        self._timer.daemon = True
+        self._timer.start()
 
     def _refresh(self) -> None:
         with self._sending:
@@ -122,6 +132,9 @@ class LiveReport:
                 if self._final:
                     return
                 self._last = time.monotonic()
+                if self._refreshes_left is not None:
+                    self._refreshes_left -= 1
+                    self._interval *= 2
                 text, blocks = report(self._heading, self._results, self._total)
             try:
                 self._update(self.ts, text, blocks)
@@ -148,14 +161,11 @@ class LiveReport:
         self._send_final(render)
 
     def note(self, text: str) -> None:
-        """A line under the heading (escaped: it may name sensors as Graph spells them)."""
-        with self._sending:
-            with self._lock:
-                self._heading = f"{self._heading}\n{escape(text)}"
-                if self._final:
-                    return
-                shown = report(self._heading, self._results, self._total)
-            self._update(self.ts, *shown)
+        """A line under the heading (escaped: it may name sensors as Graph spells them), shown with the
+        next refresh."""
+        with self._lock:
+            self._heading = f"{self._heading}\n{escape(text)}"
+            self._schedule_refresh()
 
     def fail(self, problem: str) -> None:
         """The checks could not run at all: say why instead of the results."""
