@@ -1,72 +1,156 @@
-"""Load: many concurrent `/atp status` requests against a real `atp-bot run` process and a large fleet.
+"""Load: many concurrent `/atp status` requests against a real `atp-bot run` process and a large fleet, and
+the acknowledgement of a person's `/atp help` and `/atp password` meanwhile (issue 17, item 2).
 
-The bot runs as its own process (Socket Mode, default `[slack] workers` and `[sensor_checks] pool_size`)
+The bot runs as its own process (Socket Mode or HTTP, default `[slack] workers` and `[sensor_checks]`)
 against the Slack emulator and N emulated sensors over WinRM/NTLM on loopback, each answering after
-`--latency-ms`. Each round sends `--requests` slash commands at once and waits until every requester has
-the final report. Reported: acknowledgement latency (Slack gives up after 3 s), time until the last
-requester's final report, WinRM scripts run (one per sensor when the requests share one check), and the
-bot's resident memory (idle, after each round, peak).
+`--latency-ms` (0: the heaviest load, every check CPU-bound), all on the same cores. Each round sends
+`--requests` slash commands at once and waits until every requester has the final report, while a probe
+sends `/atp help` and `/atp password` one after the other (every 0.1 s) and records when Slack had the
+acknowledgement and the modal's `views.open`. The baseline is the same probe against the idle bot.
 
-    .venv/bin/python bench/bench_load.py [--sensors 500] [--requests 50] [--rounds 3] [--latency-ms 0]
+Reported: each round's acknowledgements of the storm, the probe's p50/p99/max beside the bound (p99 <= 300
+ms, none over 1 s), time until the last final report, WinRM scripts run (one per sensor when the requests
+share one check), and the memory of the bot with its check workers. Exits 1 when a bound is missed.
+`--quick` (100 sensors, 20 requests, one round per mode) is CI's: its bounds are 10 x the real ones, so
+it fails on a regression of an order of magnitude, not on a noisy machine.
+
+    .venv/bin/python bench/bench_load.py [--sensors 500] [--requests 50] [--rounds 2] [--latency-ms 0]
+        [--modes socket,http] [--worker-processes 1] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench_ack import percentile  # bench/ is on the path of a script run from it
 
-from lab.load import WINRM_PASSWORD_ENV, WINRM_USER, BotProcess, load_config, sensor_fleet, status_storm
+from lab.load import (
+    WINRM_PASSWORD_ENV,
+    WINRM_USER,
+    AckProbe,
+    BotProcess,
+    load_config,
+    sensor_fleet,
+    status_storm,
+)
 from lab.slack import SlackEmulator
 from lab.winrm.server import WinRMEmulator
 
 WINRM_PASSWORD = "Bench-W1nRM-secret"
+P99_BOUND_MS = 300.0
+MAX_BOUND_MS = 1000.0
+QUICK_FACTOR = 10.0
+IDLE_PROBE_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Bounds:
+    p99_ms: float
+    max_ms: float
 
 
 def mib(kib: int) -> str:
     return f"{kib / 1024:.0f} MiB"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sensors", type=int, default=500)
-    parser.add_argument("--requests", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--latency-ms", type=int, default=0)
-    args = parser.parse_args()
+def spread(seconds: list[float]) -> str:
+    ms = [s * 1000 for s in seconds]
+    if not ms:
+        return "none measured"
+    return f"{statistics.median(ms):.0f} / {percentile(ms, 0.99):.0f} / {max(ms):.0f} ms"
+
+
+def within(seconds: list[float], bounds: Bounds) -> bool:
+    ms = [s * 1000 for s in seconds]
+    return bool(ms) and percentile(ms, 0.99) <= bounds.p99_ms and max(ms) <= bounds.max_ms
+
+
+def run_mode(args: argparse.Namespace, mode: str, bounds: Bounds) -> bool:
     with (
         tempfile.TemporaryDirectory() as tmp,
         WinRMEmulator(username=WINRM_USER, password=WINRM_PASSWORD) as sensors,
         SlackEmulator() as slack,
     ):
-        tables = sensor_fleet(sensors, args.sensors, args.latency_ms / 1000)
-        config = load_config(Path(tmp) / "state", slack, tables)
+        config = load_config(
+            Path(tmp) / "state", slack, sensor_fleet(sensors, args.sensors, args.latency_ms / 1000)
+        )
+        config["slack"]["mode"] = mode
+        if mode == "http":
+            config["slack"]["listen"] = "127.0.0.1:0"
+        config["sensor_checks"] = {"worker_processes": args.worker_processes}
         with BotProcess(Path(tmp), config, slack, {WINRM_PASSWORD_ENV: WINRM_PASSWORD}) as bot:
-            print(f"{args.sensors} sensors, {args.latency_ms} ms per WinRM round trip;", end=" ")
             print(
-                f"{args.requests} concurrent `/atp status` per round; bot idle: {mib(bot.memory().rss_kib)}"
+                f"\n{mode}: {args.sensors} sensors, {args.latency_ms} ms per WinRM round trip, "
+                f"{args.requests} concurrent `/atp status` per round, "
+                f"worker_processes = {args.worker_processes}"
+            )
+            with AckProbe(slack) as idle:
+                time.sleep(IDLE_PROBE_SECONDS)
+            baseline = idle.result()
+            print(f"idle bot ({mib(bot.memory().rss_kib)}), p50 / p99 / max:")
+            print(
+                f"  /atp help ack {spread(baseline.help_acks)}; "
+                f"/atp password views.open {spread(baseline.password_opens)}"
             )
             print(
-                "| round | ack p50 | ack p99 | ack max | late | last final report | scripts run | RSS after |"
+                "| round | status acks p50 / p99 / max (late) | /atp help ack | /atp password views.open | "
+                "last final report | scripts run | bot + workers RSS |"
             )
-            print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+            print("| --- | --- | --- | --- | --- | --- | --- |")
+            probed_help, probed_open, failures = [], [], 0
             for round_ in range(1, args.rounds + 1):
                 before = sum(h.counters.scripts for h in sensors.hosts.values())
-                result = status_storm(slack, args.requests)
+                with AckProbe(slack) as probe:
+                    result = status_storm(slack, args.requests)
+                probed = probe.result()
+                probed_help += probed.help_acks
+                probed_open += probed.password_opens
+                failures += probed.password_failures
                 scripts = sum(h.counters.scripts for h in sensors.hosts.values()) - before
-                acks = [s * 1000 for s in result.ack_seconds]
                 missing = args.requests - len(result.final_texts)
                 print(
-                    f"| {round_} | {statistics.median(acks):.0f} ms | {percentile(acks, 0.99):.0f} ms"
-                    f" | {max(acks):.0f} ms | {result.late} | {result.seconds_to_last_report:.1f} s"
+                    f"| {round_} | {spread(result.ack_seconds)} ({result.late}) | "
+                    f"{spread(probed.help_acks)} | "
+                    f"{spread(probed.password_opens)} | {result.seconds_to_last_report:.1f} s"
                     + (f" ({missing} never)" if missing else "")
                     + f" | {scripts} | {mib(bot.memory().rss_kib)} |"
                 )
-            print(f"peak resident memory of the bot: {mib(bot.memory().peak_kib)}")
+            print(f"peak memory of the bot and its workers: {mib(bot.memory().peak_kib)}")
+    ok = within(probed_help, bounds) and within(probed_open, bounds) and failures == 0
+    verdict = "ok" if ok else "MISSED"
+    print(
+        f"under load, all rounds: /atp help {spread(probed_help)}, views.open {spread(probed_open)}"
+        f" ({failures} modal(s) never opened); bound p99 <= {bounds.p99_ms:.0f} ms, "
+        f"max <= {bounds.max_ms:.0f} ms: {verdict}"
+    )
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sensors", type=int, default=500)
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--modes", default="socket,http")
+    parser.add_argument("--worker-processes", type=int, default=1)
+    parser.add_argument(
+        "--quick", action="store_true", help="CI: 100 sensors, 20 requests, 1 round, bounds x 10"
+    )
+    args = parser.parse_args()
+    bounds = Bounds(P99_BOUND_MS, MAX_BOUND_MS)
+    if args.quick:
+        args.sensors, args.requests, args.rounds = 100, 20, 1
+        bounds = Bounds(P99_BOUND_MS * QUICK_FACTOR, MAX_BOUND_MS * QUICK_FACTOR)
+    results = [run_mode(args, mode, bounds) for mode in args.modes.split(",")]
+    return 0 if all(results) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
