@@ -30,6 +30,7 @@ from bot.monitor.models import (
     MessageRef,
     ReachabilityNotice,
     RecheckReport,
+    SensorHealthNotice,
 )
 from bot.monitor.notify import NotifierError
 from bot.sensors.credential_signatures import describe
@@ -178,6 +179,13 @@ def audit_head_message(notice: AuditHeadNotice) -> str:
     )
 
 
+def sensor_health_message(notice: SensorHealthNotice) -> str:
+    problems = "; ".join(inline(p) for p in notice.problems)
+    if notice.recovered:
+        return f":white_check_mark: Sensor *{inline(notice.sensor)}* is healthy again (was: {problems})."
+    return f":warning: Sensor *{inline(notice.sensor)}* needs attention: {problems}"
+
+
 def drift_message(notice: DriftNotice) -> tuple[str, list[dict[str, Any]]]:
     """A drift alert with the *Update password* button, or the recovery message."""
     findings = " ".join(inline(f) for f in notice.findings)
@@ -247,6 +255,9 @@ class SlackNotifier:
 
     def post_drift(self, notice: DriftNotice) -> None:
         self._post(*drift_message(notice))
+
+    def post_sensor_health(self, notice: SensorHealthNotice) -> None:
+        self._post(sensor_health_message(notice))
 
 
 def handle(ctx: CommandContext) -> None:

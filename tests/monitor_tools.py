@@ -19,6 +19,7 @@ from bot.monitor.models import (
     MessageRef,
     ReachabilityNotice,
     RecheckReport,
+    SensorHealthNotice,
 )
 from bot.monitor.notify import NotifierError
 from bot.monitor.runtime import HealthSource, MonitorRuntime
@@ -92,6 +93,9 @@ class RecordingNotifier:
 
     def post_drift(self, notice: DriftNotice) -> None:
         self._record("post_drift", notice)
+
+    def post_sensor_health(self, notice: SensorHealthNotice) -> None:
+        self._record("post_sensor_health", notice)
 
 
 def toml_str(value: object) -> str:

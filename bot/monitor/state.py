@@ -104,6 +104,14 @@ _drift_events = Table(
     PrimaryKeyConstraint("account_id", "event"),
 )
 
+_sensor_problems = Table(
+    "sensor_problems",
+    _metadata,
+    Column("sensor", Text, nullable=False),
+    Column("problem", Text, nullable=False),
+    PrimaryKeyConstraint("sensor", "problem"),
+)
+
 
 def _upsert(db: Connection, table: Table, values: Mapping[str, Any], *, replace: bool = True) -> None:
     """Insert a row, or replace (`replace`) or keep (not `replace`) the one with the same primary key."""
@@ -360,3 +368,20 @@ class MonitorState:
         """Drop today's cached expiry (the password just changed, so it has a new expiry date)."""
         with self.transaction() as db:
             db.execute(delete(_expiry_reads).where(_expiry_reads.c.account_id == account_id))
+
+    # --- sensor health: the problems already alerted, per sensor ---
+
+    def sensor_problems(self) -> dict[str, set[str]]:
+        t = _sensor_problems
+        found: dict[str, set[str]] = {}
+        with self.transaction() as db:
+            for sensor, problem in db.execute(select(t.c.sensor, t.c.problem)):
+                found.setdefault(sensor, set()).add(problem)
+        return found
+
+    @staticmethod
+    def save_sensor_problems(db: Connection, sensor: str, problems: set[str]) -> None:
+        t = _sensor_problems
+        db.execute(delete(t).where(t.c.sensor == sensor))
+        for problem in sorted(problems):
+            db.execute(insert(t).values(sensor=sensor, problem=problem))
