@@ -108,9 +108,10 @@ def monitor_settings(
     *,
     account: str = "",
     extra: str = "",
+    winrm: str = "",
 ) -> Settings:
     """A configuration with one account (`svc`, no DC contacted unless `account` says so) and the
-    emulator's hosts as its sensors."""
+    emulator's hosts as its sensors; `winrm`: more lines of the `[winrm]` table."""
     account = account or (
         '[[accounts]]\nid = "svc"\nusername = "svc-atp@contoso.test"\n'
         'domain_controllers = ["ldaps://127.0.0.1:1"]\n'
@@ -125,6 +126,7 @@ def monitor_settings(
         + account
         + f'[winrm]\nusername = {toml_str(WINRM_USER)}\npassword_env = "ATP_BOT_TEST_WINRM"\n'
         + 'transport = "ntlm"\n'
+        + winrm
         + sensors
         + extra
     )

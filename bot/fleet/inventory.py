@@ -307,8 +307,12 @@ def build_rows(
 class GraphFleet:
     """Graph's sensors when `[graph] discover_sensors` is on (one cached source per configuration)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._source = GraphSensorSource(settings.graph) if settings.graph.discover_sensors else None
+    def __init__(self, settings: Settings, *, cache_seconds: float = 60.0) -> None:
+        self._source = (
+            GraphSensorSource(settings.graph, cache_seconds=cache_seconds)
+            if settings.graph.discover_sensors
+            else None
+        )
 
     def sensors(self) -> tuple[tuple[GraphSensor, ...], str | None]:
         """The sensors, or none and why Graph could not be used (the caller still has `[[sensors]]`)."""
