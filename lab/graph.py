@@ -105,6 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
         if body:
             self.send_header("Content-Type", "application/json; odata.metadata=minimal")
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:  # the client sent `Connection: close`: answer it as HTTP/1.1 servers do,
+            self.send_header("Connection", "close")  # or its pool may reuse a socket being closed
         self.end_headers()
         self.wfile.write(body)
         with self.server.state.lock:
