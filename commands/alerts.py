@@ -313,7 +313,10 @@ def on_start_service(services: Services, ack: Ack, body: dict[str, Any]) -> None
             services.client.chat_postMessage(channel=channel, thread_ts=ts, text=text)
 
     def start() -> None:
-        report = start_sensor_service(services.settings, changes.audit, target.sensor, target.service, actor)
+        graph, _ = changes.fleet.sensors()
+        report = start_sensor_service(
+            services.settings, changes.audit, target.sensor, target.service, actor, graph
+        )
         icon = ":white_check_mark:" if report.ok else ":x:"
         service, sensor = code_span(target.service), escape(target.sensor)  # from the button: forgeable
         tell(f"{icon} <@{user['id']}> started {service} on *{sensor}*: {inline(report.message)}")

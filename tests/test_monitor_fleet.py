@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.fleet import GraphFleet
+from bot.monitor.actions import start_sensor_service
 from bot.monitor.cycle import run_monitor_cycle
 from bot.monitor.models import SensorHealthNotice
 from bot.monitor.render import render_sensor_health
@@ -128,6 +129,16 @@ def test_graph_only_sensors_get_winrm_checks_through_the_endpoint_template(
     assert opened.opened == ("svc",)
     (incident,) = notifier.of("post_incident")
     assert [(s.sensor, s.credential_errors) for s in incident.sensors] == [("localhost", 2)]
+
+    winrm.host("localhost").set_service("AATPSensor", "Stopped")
+    run_monitor_cycle(runtime)
+    (button,) = [a for a in notifier.of("update_incident")[-1][1].actions if a.kind == "start_service"]
+    assert (button.sensor, button.service) == ("localhost", "AATPSensor")
+    graph_sensors, _ = runtime.changes.fleet.sensors()
+    report = start_sensor_service(
+        runtime.settings, runtime.changes.audit, "localhost", "AATPSensor", "slack:U1", graph_sensors
+    )
+    assert report.ok, report.message
 
 
 def test_a_unified_sensor_without_its_process_is_reported_as_such(
