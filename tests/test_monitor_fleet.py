@@ -5,6 +5,7 @@ monitor cycle)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,8 +73,9 @@ def health_notices(notifier: RecordingNotifier) -> list[tuple[str, tuple[str, ..
 
 
 def test_graph_sensor_health_is_alerted_once_per_problem_then_its_recovery(
-    tmp_path: Path, graph: GraphEmulator, winrm: WinRMEmulator
+    tmp_path: Path, graph: GraphEmulator, winrm: WinRMEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     winrm.add_host(Host.sensor("dc1"))
     graph.add_sensor("DC1")
     dc3 = graph.add_sensor("DC3", deployment_status="startFailure", health_status="notHealthyHigh")
@@ -109,6 +111,8 @@ def test_graph_sensor_health_is_alerted_once_per_problem_then_its_recovery(
     ]
     text = sensor_health_message(notifier.of("post_sensor_health")[0])
     assert "startFailure" in text and "notHealthyHigh" in text  # Graph's spelling
+    told = repr(notifier.calls) + repr(runtime.changes.audit.recent(limit=200)) + caplog.text
+    assert GRAPH_SECRET not in told and not any(token in told for token in graph.issued_tokens)
 
 
 def test_graph_only_sensors_get_winrm_checks_through_the_endpoint_template(
