@@ -125,6 +125,14 @@ def _upsert(db: Connection, table: Table, values: Mapping[str, Any], *, replace:
         db.execute(statement.on_conflict_do_nothing(index_elements=keys))
 
 
+def _replace_set(db: Connection, table: Table, owner: str, values: set[str]) -> None:
+    """Replace the rows of `owner` in an (owner, value) table with one row per value."""
+    owner_column, value_column = table.columns
+    db.execute(delete(table).where(owner_column == owner))
+    for value in sorted(values):
+        db.execute(insert(table).values({owner_column.name: owner, value_column.name: value}))
+
+
 def _incident_key(account_id: str | None) -> str:
     """The row key of an account's incident; "" (never an account id) for sensors that name no account."""
     return account_id or ""
@@ -359,10 +367,7 @@ class MonitorState:
 
     @staticmethod
     def save_drift_events(db: Connection, account_id: str, events: set[str]) -> None:
-        t = _drift_events
-        db.execute(delete(t).where(t.c.account_id == account_id))
-        for event in sorted(events):
-            db.execute(insert(t).values(account_id=account_id, event=event))
+        _replace_set(db, _drift_events, account_id, events)
 
     def forget_expiry(self, account_id: str) -> None:
         """Drop today's cached expiry (the password just changed, so it has a new expiry date)."""
@@ -381,7 +386,4 @@ class MonitorState:
 
     @staticmethod
     def save_sensor_problems(db: Connection, sensor: str, problems: set[str]) -> None:
-        t = _sensor_problems
-        db.execute(delete(t).where(t.c.sensor == sensor))
-        for problem in sorted(problems):
-            db.execute(insert(t).values(sensor=sensor, problem=problem))
+        _replace_set(db, _sensor_problems, sensor, problems)
