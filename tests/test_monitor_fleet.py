@@ -157,6 +157,8 @@ def test_a_unified_sensor_without_its_process_is_reported_as_such(
     assert run_monitor_cycle(runtime).opened == ()  # never "AATPSensor not installed"
     assert notifier.of("post_incident") == []
     assert health_notices(notifier) == [("dc6", ("the SenseIdentity process is not running",), False)]
+    graph.fail_next(SENSORS_PATH, 500)  # Graph does not answer: the sensor is still known as unified
+    assert run_monitor_cycle(runtime).opened == ()
 
     winrm.set_fault("dc6", "http500")  # the host does not answer: its problem is kept, not recovered
     run_monitor_cycle(runtime)

@@ -296,7 +296,7 @@ def run_monitor_cycle(rt: MonitorRuntime) -> CycleResult:
 
 
 def _cycle(rt: MonitorRuntime) -> CycleResult:
-    graph, fleet_error = rt.changes.fleet.sensors()
+    graph, fleet_error = rt.fleet()
     members = merge_fleet(rt.settings, graph)
     settings, state = checked_fleet(rt.settings, members), rt.state
     unified = frozenset(m.name for m in members if m.graph and generation_of(m.graph.version) == "3")
