@@ -30,6 +30,7 @@ from bot.monitor.models import (
     MessageRef,
     ReachabilityNotice,
     RecheckReport,
+    SensorHealthNotice,
 )
 from bot.monitor.notify import NotifierError
 from bot.sensors.credential_signatures import describe
@@ -178,6 +179,13 @@ def audit_head_message(notice: AuditHeadNotice) -> str:
     )
 
 
+def sensor_health_message(notice: SensorHealthNotice) -> str:
+    problems = "; ".join(inline(p) for p in notice.problems)
+    if notice.recovered:
+        return f":white_check_mark: Sensor *{inline(notice.sensor)}* is healthy again (was: {problems})."
+    return f":warning: Sensor *{inline(notice.sensor)}* needs attention: {problems}"
+
+
 def drift_message(notice: DriftNotice) -> tuple[str, list[dict[str, Any]]]:
     """A drift alert with the *Update password* button, or the recovery message."""
     findings = " ".join(inline(f) for f in notice.findings)
@@ -248,6 +256,9 @@ class SlackNotifier:
     def post_drift(self, notice: DriftNotice) -> None:
         self._post(*drift_message(notice))
 
+    def post_sensor_health(self, notice: SensorHealthNotice) -> None:
+        self._post(sensor_health_message(notice))
+
 
 def handle(ctx: CommandContext) -> None:
     """`/atp alerts`: the open incidents, to the person who asked."""
@@ -302,7 +313,10 @@ def on_start_service(services: Services, ack: Ack, body: dict[str, Any]) -> None
             services.client.chat_postMessage(channel=channel, thread_ts=ts, text=text)
 
     def start() -> None:
-        report = start_sensor_service(services.settings, changes.audit, target.sensor, target.service, actor)
+        graph, _ = changes.fleet.sensors()
+        report = start_sensor_service(
+            services.settings, changes.audit, target.sensor, target.service, actor, graph
+        )
         icon = ":white_check_mark:" if report.ok else ":x:"
         service, sensor = code_span(target.service), escape(target.sensor)  # from the button: forgeable
         tell(f"{icon} <@{user['id']}> started {service} on *{sensor}*: {inline(report.message)}")

@@ -19,6 +19,7 @@ from bot.monitor.models import (
     MessageRef,
     ReachabilityNotice,
     RecheckReport,
+    SensorHealthNotice,
 )
 from bot.monitor.notify import NotifierError
 from bot.monitor.runtime import HealthSource, MonitorRuntime
@@ -93,6 +94,9 @@ class RecordingNotifier:
     def post_drift(self, notice: DriftNotice) -> None:
         self._record("post_drift", notice)
 
+    def post_sensor_health(self, notice: SensorHealthNotice) -> None:
+        self._record("post_sensor_health", notice)
+
 
 def toml_str(value: object) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -104,9 +108,10 @@ def monitor_settings(
     *,
     account: str = "",
     extra: str = "",
+    winrm: str = "",
 ) -> Settings:
     """A configuration with one account (`svc`, no DC contacted unless `account` says so) and the
-    emulator's hosts as its sensors."""
+    emulator's hosts as its sensors; `winrm`: more lines of the `[winrm]` table."""
     account = account or (
         '[[accounts]]\nid = "svc"\nusername = "svc-atp@contoso.test"\n'
         'domain_controllers = ["ldaps://127.0.0.1:1"]\n'
@@ -121,6 +126,7 @@ def monitor_settings(
         + account
         + f'[winrm]\nusername = {toml_str(WINRM_USER)}\npassword_env = "ATP_BOT_TEST_WINRM"\n'
         + 'transport = "ntlm"\n'
+        + winrm
         + sensors
         + extra
     )

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import requests
 
 from bot.cli import main
 from bot.config import Settings, parse_settings
@@ -109,6 +110,16 @@ def test_every_sensor_is_read_across_pages_with_only_the_fields_used(
     assert (dc3.health_status, dc3.deployment_status) == ("notHealthyHigh", "startFailure")
     assert sensors[0].open_health_issues == ()  # the closed issue is not open
     assert sensors[0].dns_names == ("dc1.contoso.test",)
+
+
+def test_the_emulator_closes_a_connection_the_client_asked_to_close_and_says_so(
+    tmp_path: Path, graph: GraphEmulator
+) -> None:
+    """Graph's client sends `Connection: close`; an answer without it let the pool reuse a socket the
+    server was closing, and a 20-page listing failed with "Remote end closed connection" under load."""
+    url = f"{graph.authority_url}/{graph.tenant_id}/v2.0/.well-known/openid-configuration"
+    answer = requests.get(url, headers={"Connection": "close"}, verify=graph.tls.ca_file, timeout=10)
+    assert (answer.status_code, answer.headers.get("Connection")) == (200, "close")
 
 
 def test_the_list_is_cached_so_a_burst_makes_one_graph_call(tmp_path: Path, graph: GraphEmulator) -> None:

@@ -154,3 +154,18 @@ def test_check_shows_graph_beside_winrm(
     assert "dc1: health notHealthyHigh" in out and "dc1: deployment startFailure" in out
     assert "dc2: the SenseIdentity process is not running" in out
     assert "dc2: service AATPSensor is not installed" not in out
+
+
+def test_check_checks_the_discovered_sensors_as_the_monitor_does(
+    emulator: WinRMEmulator, graph: GraphEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emulator.add_host(Host.sensor("localhost"))
+    port = emulator.endpoint("localhost").rsplit(":", 1)[1].split("/")[0]
+    graph.add_sensor("localhost", dns_names=("localhost",))
+    template = f"http://{{dns_name}}:{port}/wsman"
+    config = tmp_path / "atp-bot.toml"
+    config.write_text(settings_toml([], winrm={"endpoint_template": template}) + graph_toml(graph), "utf-8")
+    assert main(["--config", str(config), "check", "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert (result["name"], result["healthy"], result["generation"]) == ("localhost", True, "2")
+    assert emulator.host("localhost").counters.scripts == 1

@@ -18,6 +18,7 @@ from bot.infra.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from bot.config import Settings
+    from bot.graph import GraphSensor
     from bot.sensors import SensorResult
 
 
@@ -205,20 +206,23 @@ class LiveProgress:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.fleet import GraphFleet, checked_fleet, merge_fleet
     from bot.sensors import check_sensors
 
     settings = context.load(args)
     since = parse_since(args.since)
-    if not settings.sensors:
+    graph, graph_error = GraphFleet(settings).sensors()
+    checked = checked_fleet(settings, merge_fleet(settings, graph))
+    if not checked.sensors:
         raise ConfigError(["no [[sensors]] are configured"])
-    names = args.sensor or [s.name for s in settings.sensors]
+    names = args.sensor or [s.name for s in checked.sensors]
     if sys.stderr.isatty():
         with LiveProgress(names, sys.stderr) as progress:
-            results = check_sensors(settings, args.sensor, since=since, on_result=progress.add)
+            results = check_sensors(checked, args.sensor, since=since, on_result=progress.add)
     else:
-        results = check_sensors(settings, args.sensor, since=since)
+        results = check_sensors(checked, args.sensor, since=since)
     if settings.graph.discover_sensors:
-        return _print_with_graph(settings, results, args.json)
+        return _print_with_graph(settings, results, graph, graph_error, args.json)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
@@ -226,11 +230,16 @@ def run(args: argparse.Namespace) -> int:
     return exit_code(results)
 
 
-def _print_with_graph(settings: Settings, results: Sequence[SensorResult], as_json: bool) -> int:
+def _print_with_graph(
+    settings: Settings,
+    results: Sequence[SensorResult],
+    graph: Sequence[GraphSensor],
+    graph_error: str | None,
+    as_json: bool,
+) -> int:
     """The WinRM results beside Graph's health, deployment status and open issues of each sensor."""
-    from bot.fleet import GraphFleet, fleet_exit_code, rows_for_results
+    from bot.fleet import fleet_exit_code, rows_for_results
 
-    graph, graph_error = GraphFleet(settings).sensors()
     rows = rows_for_results(settings, results, graph)
     if graph_error is not None:
         print(f"atp-bot: Graph: {graph_error}", file=sys.stderr)

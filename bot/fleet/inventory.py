@@ -246,13 +246,31 @@ def host_view(result: SensorResult, graph: GraphSensor | None) -> HostView:
     return HostView(None, result.generation, tuple(result.problems))
 
 
+def winrm_sensors(settings: Settings, members: Sequence[FleetMember]) -> list[SensorConfig]:
+    """The members checked over WinRM: those with a `[[sensors]]` entry (in its order), then each
+    Graph-only one that `endpoint_template` gives an endpoint. `check`, `sensors` and the monitor check
+    these."""
+    configured = [m.config for m in members if m.config is not None]
+    discovered = [
+        config
+        for m in members
+        if m.config is None and m.winrm and (config := discovered_sensor_config(settings, m)) is not None
+    ]
+    return [*(s for s in settings.sensors if s in configured), *discovered]
+
+
+def checked_fleet(settings: Settings, members: Sequence[FleetMember]) -> Settings:
+    """`settings` whose `sensors` are the fleet's WinRM-checked sensors (`winrm_sensors`)."""
+    return settings.model_copy(update={"sensors": winrm_sensors(settings, members)})
+
+
 def check_hosts(settings: Settings, members: Sequence[FleetMember]) -> dict[str, HostView]:
     """WinRM checks of every member that has them (a `[[sensors]]` entry or `endpoint_template`)."""
-    configs = [c for m in members if m.winrm and (c := discovered_sensor_config(settings, m)) is not None]
-    if not configs:
+    checked = checked_fleet(settings, members)
+    if not checked.sensors:
         return {}
     graph_of = {m.name: m.graph for m in members}
-    results = check_sensors(settings.model_copy(update={"sensors": configs}))
+    results = check_sensors(checked)
     return {r.name: host_view(r, graph_of.get(r.name)) for r in results}
 
 
@@ -260,7 +278,7 @@ def rows_for_results(
     settings: Settings, results: Sequence[SensorResult], graph: Sequence[GraphSensor]
 ) -> list[SensorRow]:
     """`atp-bot check` with Graph: each WinRM result beside what Graph says of the same sensor."""
-    members = {m.name: m for m in merge_fleet(settings, graph) if m.config is not None}
+    members = {m.name: m for m in merge_fleet(settings, graph) if m.winrm}
     return [build_row(members[r.name], host_view(r, members[r.name].graph)) for r in results]
 
 
@@ -289,8 +307,12 @@ def build_rows(
 class GraphFleet:
     """Graph's sensors when `[graph] discover_sensors` is on (one cached source per configuration)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._source = GraphSensorSource(settings.graph) if settings.graph.discover_sensors else None
+    def __init__(self, settings: Settings, *, cache_seconds: float = 60.0) -> None:
+        self._source = (
+            GraphSensorSource(settings.graph, cache_seconds=cache_seconds)
+            if settings.graph.discover_sensors
+            else None
+        )
 
     def sensors(self) -> tuple[tuple[GraphSensor, ...], str | None]:
         """The sensors, or none and why Graph could not be used (the caller still has `[[sensors]]`)."""

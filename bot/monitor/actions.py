@@ -5,16 +5,28 @@ Whoever calls it (Slack) has already checked that the actor may do this.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bot.audit import AuditAction, AuditOutcome, AuditTrail, record_or_log
 from bot.config import ConfigError, Settings
+from bot.fleet import checked_fleet, merge_fleet
+from bot.graph import GraphSensor
 from bot.monitor.models import ServiceStartReport
 from bot.sensors import start_service
 
 
 def start_sensor_service(
-    settings: Settings, audit: AuditTrail, sensor: str, service: str, actor: str
+    settings: Settings,
+    audit: AuditTrail,
+    sensor: str,
+    service: str,
+    actor: str,
+    graph: Sequence[GraphSensor] = (),
 ) -> ServiceStartReport:
-    """Start `service` on `sensor`. Never raises for peer or input problems; the report says what happened."""
+    """Start `service` on `sensor`, one of the sensors the monitor checks (`graph`: Graph's list, for
+    those only `[winrm] endpoint_template` reaches). Never raises for peer or input problems; the report
+    says what happened."""
+    settings = checked_fleet(settings, merge_fleet(settings, graph))
     account = next((s.account for s in settings.sensors if s.name == sensor), None)
     before: str | None = None
     after: str | None = None

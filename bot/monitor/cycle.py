@@ -8,6 +8,11 @@ incident: a sensor that names no account is its account's when only one is confi
 goes to the incident of the sensors that name no account (not to one identical alert per account).
 A sensor that cannot be reached is reported once after `scheduler.unreachable_after` failed cycles in a
 row, and once more when it answers again.
+
+With `[graph] discover_sensors`, the sensors checked are those `atp-bot check` checks (`[[sensors]]` and,
+with `[winrm] endpoint_template`, every Graph sensor), and each sensor's own health as Graph reports it
+is alerted per sensor (bot.monitor.sensor_health). A sensor Graph knows as unified (3.x) never counts
+a missing AATP service in an incident.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from sqlalchemy import Connection
 
 from bot.audit import AuditAction, AuditOutcome
 from bot.config import AccountConfig, ConfigError, Settings
+from bot.fleet import checked_fleet, generation_of, merge_fleet
 from bot.gmsa import gmsa_alert_verdicts
 from bot.graph import GraphError, HealthIssue
 from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
-from bot.monitor.models import Incident, ReachabilityNotice, SensorIssue, ServiceState
+from bot.monitor.models import Incident, ReachabilityNotice, SensorHealthNotice, SensorIssue, ServiceState
 from bot.monitor.render import incident_subject
 from bot.monitor.runtime import MonitorRuntime
+from bot.monitor.sensor_health import fleet_health, watch_sensor_health
 from bot.monitor.state import MonitorState, Reachability, StoredIncident
 from bot.sensors import SensorResult, not_checked
 
@@ -58,13 +65,16 @@ class CycleResult:
     notices: tuple[ReachabilityNotice, ...] = ()
     delivered: bool = True  # False: something waits for the notifier
     health_error: str | None = None
+    sensor_health: tuple[SensorHealthNotice, ...] = ()
+    fleet_error: str | None = None  # why Graph's sensor list could not be read this cycle
 
 
-def sensor_issue(result: SensorResult) -> SensorIssue | None:
-    """The sensor's part of an incident from this cycle's check; None when it has nothing to report."""
+def sensor_issue(result: SensorResult, *, unified: bool = False) -> SensorIssue | None:
+    """The sensor's part of an incident from this cycle's check; None when it has nothing to report.
+    `unified`: Graph knows it as a unified sensor, whatever its host shows."""
     errors = result.credential_errors
     stopped = tuple(ServiceState(name=s.name, state=s.state) for s in result.services if not s.running)
-    if result.generation == "3":
+    if unified or result.generation == "3":
         stopped = ()  # the unified sensor has no AATP service: nothing of its own is "not installed"
     if not stopped and not (errors and errors.count):
         return None
@@ -83,6 +93,7 @@ def observe(
     sensor_names: Sequence[str],
     results: Mapping[str, SensorResult],
     health: tuple[HealthIssue, ...] | None,
+    unified: frozenset[str] = frozenset(),
 ) -> AccountObservation:
     issues, clean, answered = {}, set(), True
     for name in sensor_names:
@@ -90,7 +101,7 @@ def observe(
         if result is None or not result.reachable:
             answered = False
             continue
-        issue = sensor_issue(result)
+        issue = sensor_issue(result, unified=name in unified)
         if issue is None:
             clean.add(name)
         else:
@@ -285,7 +296,10 @@ def run_monitor_cycle(rt: MonitorRuntime) -> CycleResult:
 
 
 def _cycle(rt: MonitorRuntime) -> CycleResult:
-    settings, state = rt.settings, rt.state
+    graph, fleet_error = rt.fleet()
+    members = merge_fleet(rt.settings, graph)
+    settings, state = checked_fleet(rt.settings, members), rt.state
+    unified = frozenset(m.name for m in members if m.graph and generation_of(m.graph.version) == "3")
     names = [s.name for s in settings.sensors]
     now = rt.clock()
     # A sensor without a saved position is scanned over the default window before the monitor's own clock.
@@ -302,7 +316,8 @@ def _cycle(rt: MonitorRuntime) -> CycleResult:
     health_list, health_error = _read_health(rt)
     health = assign_health(settings.accounts, health_list) if health_list is not None else {}
     gmsa_verdicts = gmsa_alert_verdicts(settings, results)
-    stored, reachability = state.incidents(), state.reachability()
+    stored, reachability, alerted = state.incidents(), state.reachability(), state.sensor_problems()
+    sensor_health = fleet_health(members, by_name) if fleet_error is None else None
     opened: list[Incident] = []
     updated: list[Incident] = []
     closed: list[Incident] = []
@@ -311,8 +326,11 @@ def _cycle(rt: MonitorRuntime) -> CycleResult:
             if result.position is not None:
                 MonitorState.save_position(db, result.name, result.position)
         notices = _track_reachability(db, rt, results, reachability, now)
+        health_notices = (
+            watch_sensor_health(db, sensor_health, alerted, now) if sensor_health is not None else []
+        )
         for group, order in alert_groups(settings, stored).items():
-            seen = observe(order, by_name, _group_health(group, health, health_list is not None))
+            seen = observe(order, by_name, _group_health(group, health, health_list is not None), unified)
             previous = stored.get(group)
             current = previous.incident if previous else None
             incident = next_incident(group, current, seen, now, order)
@@ -330,6 +348,7 @@ def _cycle(rt: MonitorRuntime) -> CycleResult:
                 db, StoredIncident(incident, previous.ref if previous else None, False)
             )
     _audit_cycle(rt, opened, closed, notices)
+    _audit_sensor_health(rt, health_notices)
     delivered = deliver_pending(rt.notifier, state)
     return CycleResult(
         results=tuple(results),
@@ -339,6 +358,8 @@ def _cycle(rt: MonitorRuntime) -> CycleResult:
         notices=tuple(notices),
         delivered=delivered,
         health_error=health_error,
+        sensor_health=tuple(health_notices),
+        fleet_error=fleet_error,
     )
 
 
@@ -370,3 +391,12 @@ def _audit_cycle(
             "sensor_reachable" if notice.reachable else "sensor_unreachable",
             f"sensor {notice.sensor}" + (f": {notice.detail}" if notice.detail else ""),
         )
+
+
+def _audit_sensor_health(rt: MonitorRuntime, notices: Sequence[SensorHealthNotice]) -> None:
+    for notice in notices:
+        detail = f"sensor {notice.sensor}: {'; '.join(notice.problems)}"
+        outcome = AuditOutcome.OK if notice.recovered else AuditOutcome.FAILED
+        reason = "sensor_healthy" if notice.recovered else "sensor_unhealthy"
+        rt.audit(AuditAction.ALERT, notice.account_id, outcome, reason, detail)
+        log.log(logging.INFO if notice.recovered else logging.WARNING, "%s: %s", reason, detail)

@@ -17,6 +17,7 @@ from bot.monitor.models import (
     HealthIssueNotice,
     ReachabilityNotice,
     RecheckReport,
+    SensorHealthNotice,
 )
 from bot.monitor.notify import Notifier, NotifierError
 from bot.monitor.render import incident_subject
@@ -28,6 +29,7 @@ UNREACHABLE, REACHABLE, RECHECK, EXPIRY = "unreachable", "reachable", "recheck",
 HEALTH_ISSUE = "health-issue"
 AUDIT_HEAD = "audit-head"
 DRIFT = "drift"
+SENSOR_HEALTH = "sensor-health"
 
 # The monitor cycle, a re-check and the expiry check may deliver at the same time (scheduler threads,
 # and replicas sharing the state); one sender at a time, so nothing is sent twice.
@@ -66,6 +68,8 @@ def _send(notifier: Notifier, item: OutboxItem) -> None:
         notifier.post_audit_head(AuditHeadNotice.model_validate_json(item.payload))
     elif item.kind == DRIFT:
         notifier.post_drift(DriftNotice.model_validate_json(item.payload))
+    elif item.kind == SENSOR_HEALTH:
+        notifier.post_sensor_health(SensorHealthNotice.model_validate_json(item.payload))
     else:
         log.error("outbox item %d has an unknown kind %r; dropped", item.id, item.kind)
 

@@ -111,6 +111,17 @@ class ReachabilityNotice(_Value):
     detail: str | None = None
 
 
+class SensorHealthNotice(_Value):
+    """A sensor's own health, as Defender for Identity (Graph) and, for a unified sensor, its host report
+    it: new `problems` (each alerted once), or `recovered` when none is left."""
+
+    sensor: str
+    account_id: str | None
+    problems: tuple[str, ...]  # Graph's values as Graph spells them, e.g. "deploymentStatus startFailure"
+    recovered: bool = False
+    at: datetime
+
+
 class SensorSummary(_Value):
     """One sensor's answer to a check, as facts."""
 

@@ -19,6 +19,7 @@ from bot.monitor.models import (
     MessageRef,
     ReachabilityNotice,
     RecheckReport,
+    SensorHealthNotice,
 )
 from bot.monitor.render import (
     render_audit_head,
@@ -27,6 +28,7 @@ from bot.monitor.render import (
     render_incident,
     render_reachability,
     render_recheck,
+    render_sensor_health,
 )
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,11 @@ class Notifier(Protocol):
 
     def post_reachable(self, notice: ReachabilityNotice) -> None:
         """A sensor reported unreachable answers again (sent once)."""
+        ...
+
+    def post_sensor_health(self, notice: SensorHealthNotice) -> None:
+        """A sensor's own health problems (Graph, a unified sensor's process), or their recovery (each
+        sent once)."""
         ...
 
     def post_recheck(self, thread_ref: MessageRef, report: RecheckReport) -> None:
@@ -101,6 +108,10 @@ class LogNotifier:
 
     def post_reachable(self, notice: ReachabilityNotice) -> None:
         self._log.info("%s", render_reachability(notice))
+
+    def post_sensor_health(self, notice: SensorHealthNotice) -> None:
+        level = logging.INFO if notice.recovered else logging.WARNING
+        self._log.log(level, "%s", render_sensor_health(notice))
 
     def post_recheck(self, thread_ref: MessageRef, report: RecheckReport) -> None:
         self._log.info("%s", render_recheck(report))

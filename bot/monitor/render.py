@@ -11,6 +11,7 @@ from bot.monitor.models import (
     Incident,
     ReachabilityNotice,
     RecheckReport,
+    SensorHealthNotice,
     SensorIssue,
 )
 from bot.sensors.credential_signatures import describe
@@ -66,6 +67,13 @@ def render_reachability(notice: ReachabilityNotice) -> str:
         f"sensor {notice.sensor} cannot be checked: {notice.failures} checks in a row failed since "
         f"{_at(notice.since)}: {notice.detail or 'no detail'}"
     )
+
+
+def render_sensor_health(notice: SensorHealthNotice) -> str:
+    problems = "; ".join(notice.problems)
+    if notice.recovered:
+        return f"sensor {notice.sensor} is healthy again at {_at(notice.at)} (was: {problems})."
+    return f"sensor {notice.sensor} needs attention at {_at(notice.at)}: {problems}"
 
 
 def render_recheck(report: RecheckReport) -> str:

@@ -11,7 +11,7 @@ from bot.audit import AuditAction, AuditOutcome, record_or_log
 from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.directory.lockout import now_utc
-from bot.graph import GraphHealthSource, HealthIssue
+from bot.graph import GraphHealthSource, GraphSensor, HealthIssue
 from bot.monitor.notify import Notifier
 from bot.monitor.state import MonitorState
 
@@ -35,6 +35,16 @@ class MonitorRuntime:
     health: HealthSource | None = None
     clock: Callable[[], datetime] = now_utc
     actor: str = MONITOR_ACTOR
+    # Graph's sensor list as last read: a cycle in which Graph does not answer goes on with it, so that
+    # a Graph outage neither drops the discovered sensors nor makes a unified sensor "not installed".
+    graph_sensors: tuple[GraphSensor, ...] = ()
+
+    def fleet(self) -> tuple[tuple[GraphSensor, ...], str | None]:
+        """Graph's sensors (cached 60 s), or the last list read and why Graph could not be used now."""
+        sensors, error = self.changes.fleet.sensors()
+        if error is None:
+            self.graph_sensors = sensors
+        return self.graph_sensors, error
 
     @classmethod
     def create(

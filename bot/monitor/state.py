@@ -104,6 +104,14 @@ _drift_events = Table(
     PrimaryKeyConstraint("account_id", "event"),
 )
 
+_sensor_problems = Table(
+    "sensor_problems",
+    _metadata,
+    Column("sensor", Text, nullable=False),
+    Column("problem", Text, nullable=False),
+    PrimaryKeyConstraint("sensor", "problem"),
+)
+
 
 def _upsert(db: Connection, table: Table, values: Mapping[str, Any], *, replace: bool = True) -> None:
     """Insert a row, or replace (`replace`) or keep (not `replace`) the one with the same primary key."""
@@ -115,6 +123,14 @@ def _upsert(db: Connection, table: Table, values: Mapping[str, Any], *, replace:
         db.execute(statement.on_conflict_do_update(index_elements=keys, set_=changed))
     else:
         db.execute(statement.on_conflict_do_nothing(index_elements=keys))
+
+
+def _replace_set(db: Connection, table: Table, owner: str, values: set[str]) -> None:
+    """Replace the rows of `owner` in an (owner, value) table with one row per value."""
+    owner_column, value_column = table.columns
+    db.execute(delete(table).where(owner_column == owner))
+    for value in sorted(values):
+        db.execute(insert(table).values({owner_column.name: owner, value_column.name: value}))
 
 
 def _incident_key(account_id: str | None) -> str:
@@ -351,12 +367,23 @@ class MonitorState:
 
     @staticmethod
     def save_drift_events(db: Connection, account_id: str, events: set[str]) -> None:
-        t = _drift_events
-        db.execute(delete(t).where(t.c.account_id == account_id))
-        for event in sorted(events):
-            db.execute(insert(t).values(account_id=account_id, event=event))
+        _replace_set(db, _drift_events, account_id, events)
 
     def forget_expiry(self, account_id: str) -> None:
         """Drop today's cached expiry (the password just changed, so it has a new expiry date)."""
         with self.transaction() as db:
             db.execute(delete(_expiry_reads).where(_expiry_reads.c.account_id == account_id))
+
+    # --- sensor health: the problems already alerted, per sensor ---
+
+    def sensor_problems(self) -> dict[str, set[str]]:
+        t = _sensor_problems
+        found: dict[str, set[str]] = {}
+        with self.transaction() as db:
+            for sensor, problem in db.execute(select(t.c.sensor, t.c.problem)):
+                found.setdefault(sensor, set()).add(problem)
+        return found
+
+    @staticmethod
+    def save_sensor_problems(db: Connection, sensor: str, problems: set[str]) -> None:
+        _replace_set(db, _sensor_problems, sensor, problems)
