@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from bot.change import ChangeStatus, open_changes
 from bot.config import ConfigError, Settings, parse_settings, password_refusal
-from bot.gmsa import gmsa_alert_verdicts, migration_plan, report_exit_code
+from bot.gmsa import gmsa_alert_verdicts, migration_plan, report_exit_code, sensor_scope
 from bot.gmsa.core import (
     Check,
     GmsaFacts,
@@ -146,7 +146,7 @@ def test_descriptors_encoded_by_samba_decode_to_their_principals() -> None:
 def test_the_migration_plan_is_powershell_a_domain_admin_can_follow() -> None:
     config = settings()
     account = config.account("contoso")
-    lines = migration_plan(account, config.sensors, "mdisvc", "MDI-gMSA-Sensors")
+    lines = migration_plan(account, sensor_scope(config, account), "mdisvc", "MDI-gMSA-Sensors")
     text = "\n".join(lines)
     assert "if (-not (Get-KdsRootKey)) { Add-KdsRootKey -EffectiveImmediately }" in lines
     assert "New-ADGroup -Name 'MDI-gMSA-Sensors' -GroupScope Universal -GroupCategory Security" in lines

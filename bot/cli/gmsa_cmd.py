@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from typing import Any
 
 from bot.cli import context
@@ -44,10 +45,15 @@ def register(commands: Any) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from bot.gmsa import check_gmsa, describe, gmsa_accounts, report_exit_code
+    from bot.fleet import GraphFleet
+    from bot.gmsa import check_gmsa, describe, gmsa_accounts, report_exit_code, sensor_scope
 
     settings = context.load(args)
-    reports = [check_gmsa(settings, account) for account in gmsa_accounts(settings, args.account)]
+    fleet = GraphFleet(settings)  # one Graph read for every account
+    reports = [
+        check_gmsa(settings, account, sensor_scope(settings, account, fleet))
+        for account in gmsa_accounts(settings, args.account)
+    ]
     if args.json:
         documents = [r.as_json() for r in reports]
         print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
@@ -58,7 +64,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_plan(args: argparse.Namespace) -> int:
     from bot.config import GMSA_NAME_PATTERN
-    from bot.gmsa import DEFAULT_GROUP, gmsa_sensors, migration_plan
+    from bot.gmsa import DEFAULT_GROUP, migration_plan, sensor_scope
 
     settings = context.load(args)
     group = DEFAULT_GROUP if args.group is None else args.group
@@ -67,5 +73,9 @@ def run_plan(args: argparse.Namespace) -> int:
     if not re.fullmatch(GROUP_NAME_PATTERN, group):
         raise ConfigError([f"--group {group!r}: use letters, digits, spaces, '.', '_' or '-' (64 at most)"])
     account = settings.account(args.account)
-    print("\n".join(migration_plan(account, gmsa_sensors(settings, account), args.gmsa, group)))
+    scope = sensor_scope(settings, account)
+    print("\n".join(migration_plan(account, scope, args.gmsa, group)))
+    if scope.graph_error is not None:
+        print(f"atp-bot: Graph: {scope.graph_error}", file=sys.stderr)
+        return ExitCode.UNREACHABLE
     return ExitCode.OK
