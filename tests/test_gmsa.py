@@ -7,10 +7,13 @@ import base64
 import logging
 import os
 import subprocess
+import tomllib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import tomli_w
 from pydantic import SecretStr
 
 from bot.change import ChangeStatus, open_changes
@@ -34,8 +37,11 @@ from bot.store.embedded import init_embedded_store
 from commands.password.validation import validate
 from commands.password.views import Action, Block, PasswordModalState
 from lab.gmsa import SYSTEM_PYTHON, allow_sddl, security_descriptor
+from lab.graph import GraphEmulator
 from tests.conftest import CANARY, run_cli
 from tests.monitor_tools import Clock, RecordingNotifier, make_runtime, monitor_settings
+from tests.test_sensor_inventory import GRAPH_SECRET
+from tests.test_sensor_inventory_slack import graph_config
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 GMSA = """
@@ -168,6 +174,43 @@ def test_the_migration_plan_is_powershell_a_domain_admin_can_follow() -> None:
     assert all(line.startswith(("#", "if ", "New-AD", "Add-AD")) for line in lines)
 
 
+def test_the_plan_tells_unified_sensors_from_graph_and_leaves_them_out_of_the_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Graph's version tells the generation; a Graph-only sensor is planned too; Graph down: exit 3."""
+    monkeypatch.setenv("ATP_BOT_TEST_GRAPH_SECRET", GRAPH_SECRET)
+    path = tmp_path / "atp-bot.toml"
+    with GraphEmulator(tmp_path / "graph", client_secret=GRAPH_SECRET) as graph:
+        graph.add_sensor("sensor01", domain="contoso.local", version="3.1.0.0")
+        graph.add_sensor("dc03", domain="contoso.local", version="3.0.1234.0")
+        graph.add_sensor("dc04", domain="contoso.local")
+        graph.add_sensor("dc09", domain="fabrikam.test")
+        path.write_text(tomli_w.dumps(tomllib.loads(GMSA) | graph_config(graph)))
+        result = run_cli(path, "gmsa", "plan", "--account", "contoso", "--gmsa", "mdisvc")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    members = [line for line in lines if line.startswith("Add-ADGroupMember")]
+    assert members == [
+        "Add-ADGroupMember -Identity 'MDI-gMSA-Sensors' -Members (Get-ADComputer -Identity 'dc04')",
+        "Add-ADGroupMember -Identity 'MDI-gMSA-Sensors' -Members "
+        "(Get-ADComputer -Filter \"DNSHostName -eq 'dc02.contoso.local'\")",
+    ]
+    assert "#   dc04: classic 2.x sensor: uses the gMSA (in MDI-gMSA-Sensors above)" in lines
+    for unified in ("sensor01", "dc03"):
+        assert (
+            f"#   {unified}: unified 3.x sensor: runs as LocalSystem and needs no DSA at all "
+            "(not added to MDI-gMSA-Sensors)"
+        ) in lines
+    assert any(line.startswith("#   dc02.contoso.local: generation unknown") for line in lines)
+    assert "dc09" not in result.stdout  # another domain's sensor
+    down = run_cli(path, "gmsa", "plan", "--account", "contoso", "--gmsa", "mdisvc")
+    assert down.returncode == 3, down.stderr
+    assert "atp-bot: Graph: cannot sign in" in down.stderr
+    assert "Graph's sensor list could not be read" in down.stdout
+    assert "(Get-ADComputer -Identity 'sensor01')" in down.stdout  # [[sensors]] still planned
+    assert GRAPH_SECRET not in result.stdout + result.stderr + down.stdout + down.stderr
+
+
 def test_password_changes_of_a_gmsa_are_refused_everywhere(tmp_path: Path) -> None:
     config = settings()
     refusal = password_refusal(config.account("corp"))
@@ -224,6 +267,10 @@ def test_the_monitor_says_why_a_gmsa_verdict_is_missing(monkeypatch: pytest.Monk
         "ATP_BOT_TEST_GMSA_LOOKUP is not set"
     }
     assert mentions_gmsa(errors.sample) and not mentions_gmsa("The supplied credential is invalid.")
+    # The host shows the unified sensor (its process, no classic service): it retrieves no gMSA password,
+    # so its log line is no reason to read AD for a verdict.
+    unified = replace(result, sense_identity=True)
+    assert gmsa_alert_verdicts(config, [unified]) == {}
 
 
 def test_exit_codes_problem_first_then_unreachable_then_unknown() -> None:
