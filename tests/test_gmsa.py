@@ -16,6 +16,7 @@ import pytest
 import tomli_w
 from pydantic import SecretStr
 
+import commands.gmsa
 from bot.change import ChangeStatus, open_changes
 from bot.config import ConfigError, Settings, parse_settings, password_refusal
 from bot.gmsa import gmsa_alert_verdicts, migration_plan, report_exit_code, sensor_scope
@@ -34,12 +35,14 @@ from bot.gmsa.verdicts import check_kds, check_object
 from bot.monitor.expiry import run_expiry_check
 from bot.sensors.checks import CredentialErrors, SensorResult
 from bot.store.embedded import init_embedded_store
+from commands import MODULES
 from commands.password.validation import validate
 from commands.password.views import Action, Block, PasswordModalState
 from lab.gmsa import SYSTEM_PYTHON, allow_sddl, security_descriptor
 from lab.graph import GraphEmulator
 from tests.conftest import CANARY, run_cli
 from tests.monitor_tools import Clock, RecordingNotifier, make_runtime, monitor_settings
+from tests.slack_lab import running_lab, wait_for
 from tests.test_sensor_inventory import GRAPH_SECRET
 from tests.test_sensor_inventory_slack import graph_config
 
@@ -242,6 +245,26 @@ def test_gmsa_cli_usage_errors(tmp_path: Path) -> None:
     result = run_cli(path, "gmsa", "plan", "--account", "contoso", "--gmsa", "mdisvc")
     assert result.returncode == 0
     assert "New-ADServiceAccount -Name 'mdisvc'" in result.stdout
+
+
+def test_an_unexpected_failure_of_the_slack_check_is_told_not_left_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hourglass reply is replaced by one line, whatever breaks on the executor."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a check bug")
+
+    monkeypatch.setattr(commands.gmsa, "check_gmsa", broken)
+    config = tomllib.loads(GMSA) | {"state_dir": str(tmp_path / "state")}
+    with running_lab("http", modules=MODULES, config=config) as lab:
+        assert "Checking the gMSA mdisvc$" in lab.emulator.slash_command("gmsa").text
+
+        def told() -> str | None:
+            texts = [c.args.get("text", "") for c in lab.emulator.calls("response_url")]
+            return next((t for t in texts if "Something went wrong" in t), None)
+
+        assert wait_for(told, timeout=30) == ":warning: Something went wrong: RuntimeError: a check bug."
 
 
 def test_the_change_path_itself_refuses_a_gmsa(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
