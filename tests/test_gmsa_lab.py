@@ -407,3 +407,24 @@ def test_graph_unreachable_exits_3_and_still_checks_the_configured_sensors(
     assert {c["status"] for n, c in checks.items() if n != "graph"} == {"ok"}
     assert [s["name"] for s in report["sensors"]] == ["sensor01", "sensor02"]
     assert GRAPH_SECRET not in up.stdout + up.stderr + down.stdout + down.stderr
+
+
+def test_a_host_that_shows_the_unified_sensor_needs_no_password(
+    world: GmsaWorld, tmp_path: Path, env: None
+) -> None:
+    """Without Graph, the host check's WinRM evidence tells the generation: sensor03 runs the unified
+    sensor (SenseIdentity, no AATPSensor), so its computer's absence from MDI-Outer is no problem."""
+    with WinRMEmulator(username=SENSOR_WINRM_USER, password=SENSOR_WINRM_PASSWORD) as winrm:
+        for name in ("sensor01", "sensor02"):
+            winrm.add_host(Host.sensor(name))
+            winrm.hosts[name].gmsa_usable.add("mdisvc")
+        winrm.add_host(Host.unified("sensor03"))
+        result = run_cli(gmsa_config(world, tmp_path, winrm=winrm), "gmsa", "check", "--json")
+    report = json.loads(result.stdout)
+    assert [s["name"] for s in report["sensors"]] == ["sensor01", "sensor02"]
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["retrieval"]["status"] == "ok"
+    assert "need not retrieve the password: sensor03." in checks["retrieval"]["detail"]
+    assert {n for n in checks if n.startswith("host:")} == {"host:sensor01", "host:sensor02"}
+    assert {checks[n]["status"] for n in ("host:sensor01", "host:sensor02")} == {"ok"}
+    assert CANARY not in result.stdout + result.stderr

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 from bot.config import AccountConfig, ConfigError, Settings
 from bot.fleet import Generation, GraphFleet
-from bot.gmsa.core import GmsaReport, SensorScope, Status, mentions_gmsa
+from bot.gmsa.core import Check, GmsaReport, SensorScope, Status, mentions_gmsa
 from bot.gmsa.directory import read_facts
-from bot.gmsa.hosts import host_checks
+from bot.gmsa.hosts import host_checks, probe_hosts, shown_generation
 from bot.gmsa.scope import sensor_scope
 from bot.gmsa.verdicts import alert_verdict, evaluate
 from bot.infra.exitcodes import ExitCode
@@ -34,15 +34,18 @@ def gmsa_accounts(settings: Settings, account_id: str | None) -> list[AccountCon
 def check_gmsa(
     settings: Settings, account: AccountConfig, scope: SensorScope | None = None, now: datetime | None = None
 ) -> GmsaReport:
-    """Every check of one gMSA account (its sensors: `scope`, else read now). Never raises for peer
-    problems."""
+    """Every check of one gMSA account (its sensors: `scope`, else read now). The hosts are asked first:
+    what they show tells the generation Graph did not. Never raises for peer problems."""
     moment = now or datetime.now(UTC)
-    sensors = scope or sensor_scope(settings, account)
-    verdict = read_facts(account, sensors.retrieving, moment)
+    scope = scope or sensor_scope(settings, account)
+    probes = probe_hosts(settings, account, [s.winrm for s in scope.retrieving if s.winrm is not None])
+    shown = {name: shown_generation(p) for name, p in probes.items() if not isinstance(p, Check)}
+    scope = scope.with_host_evidence(shown)
+    retrieving = scope.retrieving
+    verdict = read_facts(account, retrieving, moment)
     gmsa = verdict.facts.gmsa if verdict.facts else None
-    reachable = [s.winrm for s in sensors.retrieving if s.winrm is not None]
-    hosts = host_checks(settings, account, reachable, gmsa.sid if gmsa else None)
-    return evaluate(account, replace(verdict, host_checks=hosts), moment, sensors)
+    hosts = host_checks(account, probes, [s.name for s in retrieving], gmsa.sid if gmsa else None)
+    return evaluate(account, replace(verdict, host_checks=hosts), moment, scope)
 
 
 def report_exit_code(reports: list[GmsaReport]) -> ExitCode:
@@ -89,6 +92,6 @@ def _alert_verdict(
     shown: Mapping[str, Generation],
 ) -> str | None:
     """The verdict for the account's failing sensors that use the DSA; None when none of them does."""
-    scope = sensor_scope(settings, account, fleet, shown)
+    scope = sensor_scope(settings, account, fleet).with_host_evidence(shown)
     sensors = {s.name for s in scope.retrieving} & failing
     return alert_verdict(check_gmsa(settings, account, scope), sensors) if sensors else None

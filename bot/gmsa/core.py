@@ -9,7 +9,8 @@ without I/O, so every branch is testable on its own. Slack and the CLI only rend
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -59,6 +60,14 @@ class SensorScope:
     @property
     def unified(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.sensors if not s.uses_dsa)
+
+    def with_host_evidence(self, shown: Mapping[str, Generation]) -> SensorScope:
+        """The generation each host showed over WinRM, where Graph's version did not tell it."""
+        sensors = tuple(
+            replace(s, generation=shown.get(s.name, "unknown")) if s.generation == "unknown" else s
+            for s in self.sensors
+        )
+        return replace(self, sensors=sensors)
 
 
 class MembershipUnreadable(ValueError):

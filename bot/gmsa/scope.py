@@ -5,13 +5,11 @@ computer account's `dNSHostName` may hold and its generation (a unified 3.x sens
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from bot.config import AccountConfig, SensorConfig, Settings
 from bot.fleet import (
     FleetMember,
-    Generation,
     GraphFleet,
     account_members,
     discovered_sensor_config,
@@ -48,22 +46,16 @@ def host_names(member: FleetMember, domain: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n.lower() for n in names))
 
 
-def sensor_scope(
-    settings: Settings,
-    account: AccountConfig,
-    fleet: GraphFleet | None = None,
-    host_generations: Mapping[str, Generation] | None = None,
-) -> SensorScope:
-    """The account's sensors; `host_generations` (sensor name -> what WinRM showed) where Graph's version
-    does not tell. Graph unreachable: the `[[sensors]]` only, and why."""
+def sensor_scope(settings: Settings, account: AccountConfig, fleet: GraphFleet | None = None) -> SensorScope:
+    """The account's sensors, each with Graph's generation. Graph unreachable: the `[[sensors]]` only, and
+    why."""
     graph, graph_error = (fleet or GraphFleet(settings)).sensors()
     domain = account.domain or account.name.domain
-    shown = host_generations or {}
     sensors = tuple(
         GmsaSensor(
             name=member.name,
             host_names=host_names(member, domain),
-            generation=member_generation(member, shown.get(member.name, "unknown")),
+            generation=member_generation(member),
             winrm=discovered_sensor_config(settings, member),
             gateway=member.config is not None and member.config.kind == "ata",
         )
