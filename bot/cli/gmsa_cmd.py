@@ -26,7 +26,9 @@ def register(commands: Any) -> None:
         "check",
         help="check the gMSA object, who may retrieve its password, the KDS root key and encryption types",
         description="Reads AD with the account's lookup account and reports each check as ok, problem or "
-        "unknown, with the fix. Exit 0 all ok, 1 a problem (or unknown), 3 a peer unreachable.",
+        "unknown, with the fix. The sensors: Graph's of the account's domain ([graph] discover_sensors) "
+        "and [[sensors]]; unified 3.x sensors need no password. Exit 0 all ok, 1 a problem (or unknown), "
+        "3 a peer unreachable (a DC, a sensor, Graph).",
     )
     check.add_argument("--account", metavar="ID", help='one account (default: every kind = "gmsa" account)')
     check.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -35,7 +37,8 @@ def register(commands: Any) -> None:
         "plan",
         help="print the PowerShell that moves a user DSA to a gMSA (changes nothing)",
         description="Prints, without changing anything, what a domain admin runs to move the account's "
-        "sensors to a gMSA: KDS root key, the group of the sensors' computers, the gMSA, the portal step.",
+        "sensors to a gMSA: KDS root key, the group of the sensors' computers, the gMSA, the portal step, "
+        "and which sensors are unified 3.x (Graph's version) and need no DSA. Exit 3: Graph unreachable.",
     )
     plan.add_argument("--account", required=True, metavar="ID", help="the account to move")
     plan.add_argument("--gmsa", required=True, metavar="NAME", help="the new gMSA's name (e.g. mdisvc)")
