@@ -386,7 +386,8 @@ def test_graph_only_sensors_are_checked_and_unified_ones_need_no_password(
 def test_graph_unreachable_exits_3_and_still_checks_the_configured_sensors(
     world: GmsaWorld, graph: GraphEmulator, tmp_path: Path, env: None
 ) -> None:
-    """Every check ok (after the KDS test above: a ready key) but Graph's list: exit 0, then 3."""
+    """Every check ok (with a ready KDS root key, added here after the KDS test above has run) but
+    Graph's list: exit 0, then 3 once Graph is stopped."""
     lookup = LabPrincipal(world.lookup.name, world.lookup.dn, world.objects.sid_of(world.lookup.dn))
     world.objects.add_kds_root_key(datetime.now(UTC) - timedelta(hours=11), readable_by=lookup)
     graph.add_sensor("sensor05", domain=world.lab.dc.dns_domain, version="3.0.1234.0")
