@@ -429,3 +429,29 @@ def test_a_host_that_shows_the_unified_sensor_needs_no_password(
     assert {n for n in checks if n.startswith("host:")} == {"host:sensor01", "host:sensor02"}
     assert {checks[n]["status"] for n in ("host:sensor01", "host:sensor02")} == {"ok"}
     assert CANARY not in result.stdout + result.stderr
+
+
+def test_a_graph_only_sensor_gets_its_host_check_through_the_endpoint_template(
+    world: GmsaWorld, graph: GraphEmulator, tmp_path: Path, env: None
+) -> None:
+    """sensor06 is only in Graph, its DNS name `localhost` (where the emulator listens): `[winrm]
+    endpoint_template` addresses it, and its computer is found by that `dNSHostName`."""
+    world.objects.add_computer("sensor06", dns_host_name="localhost")
+    graph.add_sensor("sensor06", domain=world.lab.dc.dns_domain, dns_names=("localhost",))
+    with WinRMEmulator(username=SENSOR_WINRM_USER, password=SENSOR_WINRM_PASSWORD) as winrm:
+        winrm.add_host(Host.sensor("localhost"))
+        winrm.hosts["localhost"].gmsa_usable.add("mdisvc")
+        template = winrm.endpoint("localhost").replace(winrm.bind, "{dns_name}")
+        config = tomllib.loads(gmsa_config(world, tmp_path, graph=graph).read_text())
+        config["winrm"] = {**sensor_config(winrm, "corp")["winrm"], "endpoint_template": template}
+        path = tmp_path / "atp-bot.toml"
+        path.write_text(tomli_w.dumps(config))
+        result = run_cli(path, "gmsa", "check", "--json")
+        scripts = winrm.host("localhost").counters.scripts
+    report = json.loads(result.stdout)
+    assert scripts == 1
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["host:sensor06"]["status"] == "ok", checks["host:sensor06"]
+    sensor06 = next(s for s in report["sensors"] if s["name"] == "sensor06")
+    assert sensor06 == {"name": "sensor06", "computer": "sensor06$", "may_retrieve": False, "via": None}
+    assert CANARY not in result.stdout + result.stderr
