@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from slack_bolt import App, Respond
+from collections.abc import Callable
 
+from slack_bolt import App
+
+from bot.audit import AuditAction
 from bot.config import AccountConfig, ConfigError, Settings
-from bot.gmsa import check_gmsa, describe
-from bot.slack.context import CommandContext, Services, Subcommand
+from bot.gmsa import check_gmsa, describe, sensor_scope
+from bot.slack.context import CommandContext, Person, Services, Subcommand
 from commands.shared.arguments import account_argument
 
 NAME = "gmsa"
@@ -33,16 +36,26 @@ def handle(ctx: CommandContext) -> None:
         ctx.reply(chosen)
         return
     ctx.reply(f":hourglass_flowing_sand: Checking the gMSA {chosen.username} of account `{chosen.id}`…")
-    ctx.services.submit(run_check, ctx.services.settings, chosen, ctx.respond)
+    services = ctx.services
+
+    def tell(text: str) -> None:
+        ctx.respond(text=text, response_type="ephemeral", replace_original=True)
+
+    # An unexpected failure replaces the hourglass with one line (and is audited), never leaves it.
+    person = Person(ctx.actor, AuditAction.CHECK, chosen.id, f"/atp gmsa requested by {ctx.actor}", tell)
+    services.submit_for(person, lambda: run_check(services, chosen, tell))
 
 
-def run_check(settings: Settings, account: AccountConfig, respond: Respond) -> None:
-    """On the bot's executor: read AD, then replace the ephemeral reply with the verdicts."""
+def run_check(services: Services, account: AccountConfig, tell: Callable[[str], None]) -> None:
+    """On the bot's executor: read Graph (cached) and AD, then replace the ephemeral reply with the
+    verdicts."""
+    settings = services.settings
     try:
-        text = "```" + "\n".join(describe(check_gmsa(settings, account))) + "```"
+        report = check_gmsa(settings, account, sensor_scope(settings, account, services.fleet))
+        text = "```" + "\n".join(describe(report)) + "```"
     except ConfigError as error:  # e.g. the lookup password's variable is not set
         text = f"The gMSA check of `{account.id}` cannot run: {'; '.join(error.problems)}"
-    respond(text=text, response_type="ephemeral", replace_original=True)
+    tell(text)
 
 
 SUBCOMMAND = Subcommand(

@@ -7,15 +7,19 @@ import base64
 import logging
 import os
 import subprocess
+import tomllib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import tomli_w
 from pydantic import SecretStr
 
+import commands.gmsa
 from bot.change import ChangeStatus, open_changes
 from bot.config import ConfigError, Settings, parse_settings, password_refusal
-from bot.gmsa import gmsa_alert_verdicts, migration_plan, report_exit_code
+from bot.gmsa import gmsa_alert_verdicts, migration_plan, report_exit_code, sensor_scope
 from bot.gmsa.core import (
     Check,
     GmsaFacts,
@@ -31,11 +35,16 @@ from bot.gmsa.verdicts import check_kds, check_object
 from bot.monitor.expiry import run_expiry_check
 from bot.sensors.checks import CredentialErrors, SensorResult
 from bot.store.embedded import init_embedded_store
+from commands import MODULES
 from commands.password.validation import validate
 from commands.password.views import Action, Block, PasswordModalState
 from lab.gmsa import SYSTEM_PYTHON, allow_sddl, security_descriptor
+from lab.graph import GraphEmulator
 from tests.conftest import CANARY, run_cli
 from tests.monitor_tools import Clock, RecordingNotifier, make_runtime, monitor_settings
+from tests.slack_lab import running_lab, wait_for
+from tests.test_sensor_inventory import GRAPH_SECRET
+from tests.test_sensor_inventory_slack import graph_config
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 GMSA = """
@@ -146,7 +155,7 @@ def test_descriptors_encoded_by_samba_decode_to_their_principals() -> None:
 def test_the_migration_plan_is_powershell_a_domain_admin_can_follow() -> None:
     config = settings()
     account = config.account("contoso")
-    lines = migration_plan(account, config.sensors, "mdisvc", "MDI-gMSA-Sensors")
+    lines = migration_plan(account, sensor_scope(config, account), "mdisvc", "MDI-gMSA-Sensors")
     text = "\n".join(lines)
     assert "if (-not (Get-KdsRootKey)) { Add-KdsRootKey -EffectiveImmediately }" in lines
     assert "New-ADGroup -Name 'MDI-gMSA-Sensors' -GroupScope Universal -GroupCategory Security" in lines
@@ -166,6 +175,43 @@ def test_the_migration_plan_is_powershell_a_domain_admin_can_follow() -> None:
     assert 'tick "Group managed service account"' in text
     # Every line is either PowerShell to run or a comment.
     assert all(line.startswith(("#", "if ", "New-AD", "Add-AD")) for line in lines)
+
+
+def test_the_plan_tells_unified_sensors_from_graph_and_leaves_them_out_of_the_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Graph's version tells the generation; a Graph-only sensor is planned too; Graph down: exit 3."""
+    monkeypatch.setenv("ATP_BOT_TEST_GRAPH_SECRET", GRAPH_SECRET)
+    path = tmp_path / "atp-bot.toml"
+    with GraphEmulator(tmp_path / "graph", client_secret=GRAPH_SECRET) as graph:
+        graph.add_sensor("sensor01", domain="contoso.local", version="3.1.0.0")
+        graph.add_sensor("dc03", domain="contoso.local", version="3.0.1234.0")
+        graph.add_sensor("dc04", domain="contoso.local")
+        graph.add_sensor("dc09", domain="fabrikam.test")
+        path.write_text(tomli_w.dumps(tomllib.loads(GMSA) | graph_config(graph)))
+        result = run_cli(path, "gmsa", "plan", "--account", "contoso", "--gmsa", "mdisvc")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    members = [line for line in lines if line.startswith("Add-ADGroupMember")]
+    assert members == [
+        "Add-ADGroupMember -Identity 'MDI-gMSA-Sensors' -Members (Get-ADComputer -Identity 'dc04')",
+        "Add-ADGroupMember -Identity 'MDI-gMSA-Sensors' -Members "
+        "(Get-ADComputer -Filter \"DNSHostName -eq 'dc02.contoso.local'\")",
+    ]
+    assert "#   dc04: classic 2.x sensor: uses the gMSA (in MDI-gMSA-Sensors above)" in lines
+    for unified in ("sensor01", "dc03"):
+        assert (
+            f"#   {unified}: unified 3.x sensor: runs as LocalSystem and needs no DSA at all "
+            "(not added to MDI-gMSA-Sensors)"
+        ) in lines
+    assert any(line.startswith("#   dc02.contoso.local: generation unknown") for line in lines)
+    assert "dc09" not in result.stdout  # another domain's sensor
+    down = run_cli(path, "gmsa", "plan", "--account", "contoso", "--gmsa", "mdisvc")
+    assert down.returncode == 3, down.stderr
+    assert "atp-bot: Graph: cannot sign in" in down.stderr
+    assert "Graph's sensor list could not be read" in down.stdout
+    assert "(Get-ADComputer -Identity 'sensor01')" in down.stdout  # [[sensors]] still planned
+    assert GRAPH_SECRET not in result.stdout + result.stderr + down.stdout + down.stderr
 
 
 def test_password_changes_of_a_gmsa_are_refused_everywhere(tmp_path: Path) -> None:
@@ -201,6 +247,26 @@ def test_gmsa_cli_usage_errors(tmp_path: Path) -> None:
     assert "New-ADServiceAccount -Name 'mdisvc'" in result.stdout
 
 
+def test_an_unexpected_failure_of_the_slack_check_is_told_not_left_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hourglass reply is replaced by one line, whatever breaks on the executor."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a check bug")
+
+    monkeypatch.setattr(commands.gmsa, "check_gmsa", broken)
+    config = tomllib.loads(GMSA) | {"state_dir": str(tmp_path / "state")}
+    with running_lab("http", modules=MODULES, config=config) as lab:
+        assert "Checking the gMSA mdisvc$" in lab.emulator.slash_command("gmsa").text
+
+        def told() -> str | None:
+            texts = [c.args.get("text", "") for c in lab.emulator.calls("response_url")]
+            return next((t for t in texts if "Something went wrong" in t), None)
+
+        assert wait_for(told, timeout=30) == ":warning: Something went wrong: RuntimeError: a check bug."
+
+
 def test_the_change_path_itself_refuses_a_gmsa(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail closed: whatever face calls it, the change path never tests or saves a gMSA password."""
     monkeypatch.setenv("ATP_BOT_STORE_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
@@ -224,6 +290,10 @@ def test_the_monitor_says_why_a_gmsa_verdict_is_missing(monkeypatch: pytest.Monk
         "ATP_BOT_TEST_GMSA_LOOKUP is not set"
     }
     assert mentions_gmsa(errors.sample) and not mentions_gmsa("The supplied credential is invalid.")
+    # The host shows the unified sensor (its process, no classic service): it retrieves no gMSA password,
+    # so its log line is no reason to read AD for a verdict.
+    unified = replace(result, sense_identity=True)
+    assert gmsa_alert_verdicts(config, [unified]) == {}
 
 
 def test_exit_codes_problem_first_then_unreachable_then_unknown() -> None:

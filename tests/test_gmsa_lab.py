@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from commands.alerts import incident_message
 from commands.password.views import Action as PasswordAction
 from lab.domain import LabDomain
 from lab.gmsa import LabGmsa, LabPrincipal
+from lab.graph import GraphEmulator
 from lab.samba import LabUser
 from lab.winrm.model import Host, log_line
 from lab.winrm.server import WinRMEmulator
@@ -35,6 +37,8 @@ from tests.conftest import (
     sensor_config,
 )
 from tests.slack_lab import OPS, running_lab, wait_for
+from tests.test_sensor_inventory import GRAPH_SECRET
+from tests.test_sensor_inventory_slack import graph_config
 
 pytestmark = pytest.mark.samba
 LOOKUP_ENV = "ATP_BOT_TEST_GMSA_LOOKUP"
@@ -72,6 +76,7 @@ def gmsa_config(
     gmsa: str = "mdisvc$",
     dcs: list[str] | None = None,
     winrm: WinRMEmulator | None = None,
+    graph: GraphEmulator | None = None,
 ) -> Path:
     dc = world.lab.dc
     account = {
@@ -93,9 +98,25 @@ def gmsa_config(
     config["winrm"] = {"username": "CORP\\atp-winrm", "password_env": LOOKUP_ENV}
     if winrm is not None:
         config |= sensor_config(winrm, "corp")
+    if graph is not None:
+        config |= graph_config(graph)
     path = tmp_path / "atp-bot.toml"
     path.write_text(tomli_w.dumps(config))
     return path
+
+
+@pytest.fixture(scope="module")
+def graph_only(world: GmsaWorld) -> dict[str, LabPrincipal]:
+    """Computers of sensors that only Graph lists, in no allowed group: sensor04 (classic), sensor05
+    (unified)."""
+    return {name: world.objects.add_computer(name) for name in ("sensor04", "sensor05")}
+
+
+@pytest.fixture
+def graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphEmulator]:
+    monkeypatch.setenv("ATP_BOT_TEST_GRAPH_SECRET", GRAPH_SECRET)
+    with GraphEmulator(tmp_path / "graph", client_secret=GRAPH_SECRET) as emulator:
+        yield emulator
 
 
 @pytest.fixture(autouse=True)
@@ -324,3 +345,113 @@ def test_a_principal_of_another_domain_makes_the_unreached_sensors_unknown(
     retrieval = next(c for c in report.checks if c.name == "retrieval")
     assert retrieval.status is Status.UNKNOWN
     assert "S-1-5-21-1-2-3-1105 could not be resolved here" in retrieval.detail
+
+
+def test_graph_only_sensors_are_checked_and_unified_ones_need_no_password(
+    world: GmsaWorld, graph_only: dict[str, LabPrincipal], graph: GraphEmulator, tmp_path: Path
+) -> None:
+    """With discover_sensors, Graph's sensors of the domain are checked by dNSHostName beside
+    [[sensors]]; a unified 3.x sensor is named as needing no DSA, never as a problem."""
+    domain = world.lab.dc.dns_domain
+    graph.add_sensor("sensor02", domain=domain)  # also in [[sensors]]: one sensor
+    graph.add_sensor("sensor04", domain=domain)
+    graph.add_sensor("sensor05", domain=domain, version="3.0.1234.0")
+    graph.add_sensor("sensor09", domain="fabrikam.test")  # another domain's
+    path = gmsa_config(world, tmp_path, graph=graph)
+    result = run_cli(path, "gmsa", "check", "--json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    access = {s["name"]: (s["computer"], s["may_retrieve"], s["via"]) for s in report["sensors"]}
+    assert access == {
+        "sensor01": ("sensor01$", True, "MDI-Outer"),
+        "sensor02": ("sensor02$", True, "MDI-Outer > MDI-Sensors"),
+        "sensor03": ("sensor03$", False, None),
+        "sensor04": ("sensor04$", False, None),
+    }
+    retrieval = next(c for c in report["checks"] if c["name"] == "retrieval")
+    assert (
+        "sensor04 may not retrieve mdisvc$: its computer account is not in MDI-Outer." in retrieval["detail"]
+    )
+    assert "need not retrieve the password: sensor05." in retrieval["detail"]
+    assert "sensor05 may not" not in retrieval["detail"]
+    assert "Add-ADGroupMember -Identity 'MDI-Outer' -Members 'sensor04$', 'sensor03$'" in retrieval["fix"]
+    assert "graph" not in {c["name"] for c in report["checks"]}
+    text = run_cli(path, "gmsa", "check").stdout
+    assert "sensor04 (sensor04$): MAY NOT retrieve" in text
+    assert "sensor05: unified 3.x sensor: needs no directory service account" in text
+    assert GRAPH_SECRET not in result.stdout + result.stderr + text
+    assert_no_canary_text(result.stdout + result.stderr + text)
+
+
+def test_graph_unreachable_exits_3_and_still_checks_the_configured_sensors(
+    world: GmsaWorld, graph: GraphEmulator, tmp_path: Path, env: None
+) -> None:
+    """Every check ok (with a ready KDS root key, added here after the KDS test above has run) but
+    Graph's list: exit 0, then 3 once Graph is stopped."""
+    lookup = LabPrincipal(world.lookup.name, world.lookup.dn, world.objects.sid_of(world.lookup.dn))
+    world.objects.add_kds_root_key(datetime.now(UTC) - timedelta(hours=11), readable_by=lookup)
+    graph.add_sensor("sensor05", domain=world.lab.dc.dns_domain, version="3.0.1234.0")
+    with WinRMEmulator(username=SENSOR_WINRM_USER, password=SENSOR_WINRM_PASSWORD) as winrm:
+        for name in ("sensor01", "sensor02"):
+            winrm.add_host(Host.sensor(name))
+            winrm.hosts[name].gmsa_usable.add("mdisvc")
+        path = gmsa_config(world, tmp_path, winrm=winrm, graph=graph)
+        up = run_cli(path, "gmsa", "check", "--json")
+        assert up.returncode == 0, up.stdout + up.stderr
+        graph.stop()
+        down = run_cli(path, "gmsa", "check", "--json")
+    assert down.returncode == 3, down.stdout + down.stderr
+    report = json.loads(down.stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["graph"]["status"] == "unknown"
+    assert checks["graph"]["detail"].startswith("Graph's sensor list could not be read (cannot sign in at ")
+    assert {c["status"] for n, c in checks.items() if n != "graph"} == {"ok"}
+    assert [s["name"] for s in report["sensors"]] == ["sensor01", "sensor02"]
+    assert GRAPH_SECRET not in up.stdout + up.stderr + down.stdout + down.stderr
+
+
+def test_a_host_that_shows_the_unified_sensor_needs_no_password(
+    world: GmsaWorld, tmp_path: Path, env: None
+) -> None:
+    """Without Graph, the host check's WinRM evidence tells the generation: sensor03 runs the unified
+    sensor (SenseIdentity, no AATPSensor), so its computer's absence from MDI-Outer is no problem."""
+    with WinRMEmulator(username=SENSOR_WINRM_USER, password=SENSOR_WINRM_PASSWORD) as winrm:
+        for name in ("sensor01", "sensor02"):
+            winrm.add_host(Host.sensor(name))
+            winrm.hosts[name].gmsa_usable.add("mdisvc")
+        winrm.add_host(Host.unified("sensor03"))
+        result = run_cli(gmsa_config(world, tmp_path, winrm=winrm), "gmsa", "check", "--json")
+    report = json.loads(result.stdout)
+    assert [s["name"] for s in report["sensors"]] == ["sensor01", "sensor02"]
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["retrieval"]["status"] == "ok"
+    assert "need not retrieve the password: sensor03." in checks["retrieval"]["detail"]
+    assert {n for n in checks if n.startswith("host:")} == {"host:sensor01", "host:sensor02"}
+    assert {checks[n]["status"] for n in ("host:sensor01", "host:sensor02")} == {"ok"}
+    assert CANARY not in result.stdout + result.stderr
+
+
+def test_a_graph_only_sensor_gets_its_host_check_through_the_endpoint_template(
+    world: GmsaWorld, graph: GraphEmulator, tmp_path: Path, env: None
+) -> None:
+    """sensor06 is only in Graph, its DNS name `localhost` (where the emulator listens): `[winrm]
+    endpoint_template` addresses it, and its computer is found by that `dNSHostName`."""
+    world.objects.add_computer("sensor06", dns_host_name="localhost")
+    graph.add_sensor("sensor06", domain=world.lab.dc.dns_domain, dns_names=("localhost",))
+    with WinRMEmulator(username=SENSOR_WINRM_USER, password=SENSOR_WINRM_PASSWORD) as winrm:
+        winrm.add_host(Host.sensor("localhost"))
+        winrm.hosts["localhost"].gmsa_usable.add("mdisvc")
+        template = winrm.endpoint("localhost").replace(winrm.bind, "{dns_name}")
+        config = tomllib.loads(gmsa_config(world, tmp_path, graph=graph).read_text())
+        config["winrm"] = {**sensor_config(winrm, "corp")["winrm"], "endpoint_template": template}
+        path = tmp_path / "atp-bot.toml"
+        path.write_text(tomli_w.dumps(config))
+        result = run_cli(path, "gmsa", "check", "--json")
+        scripts = winrm.host("localhost").counters.scripts
+    report = json.loads(result.stdout)
+    assert scripts == 1
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["host:sensor06"]["status"] == "ok", checks["host:sensor06"]
+    sensor06 = next(s for s in report["sensors"] if s["name"] == "sensor06")
+    assert sensor06 == {"name": "sensor06", "computer": "sensor06$", "may_retrieve": False, "via": None}
+    assert CANARY not in result.stdout + result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from typing import Any
 
 from bot.cli import context
@@ -25,7 +26,9 @@ def register(commands: Any) -> None:
         "check",
         help="check the gMSA object, who may retrieve its password, the KDS root key and encryption types",
         description="Reads AD with the account's lookup account and reports each check as ok, problem or "
-        "unknown, with the fix. Exit 0 all ok, 1 a problem (or unknown), 3 a peer unreachable.",
+        "unknown, with the fix. The sensors: Graph's of the account's domain ([graph] discover_sensors) "
+        "and [[sensors]]; unified 3.x sensors need no password. Exit 0 all ok, 1 a problem (or unknown), "
+        "3 a peer unreachable (a DC, a sensor, Graph).",
     )
     check.add_argument("--account", metavar="ID", help='one account (default: every kind = "gmsa" account)')
     check.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -34,7 +37,8 @@ def register(commands: Any) -> None:
         "plan",
         help="print the PowerShell that moves a user DSA to a gMSA (changes nothing)",
         description="Prints, without changing anything, what a domain admin runs to move the account's "
-        "sensors to a gMSA: KDS root key, the group of the sensors' computers, the gMSA, the portal step.",
+        "sensors to a gMSA: KDS root key, the group of the sensors' computers, the gMSA, the portal step, "
+        "and which sensors are unified 3.x (Graph's version) and need no DSA. Exit 3: Graph unreachable.",
     )
     plan.add_argument("--account", required=True, metavar="ID", help="the account to move")
     plan.add_argument("--gmsa", required=True, metavar="NAME", help="the new gMSA's name (e.g. mdisvc)")
@@ -44,10 +48,15 @@ def register(commands: Any) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from bot.gmsa import check_gmsa, describe, gmsa_accounts, report_exit_code
+    from bot.fleet import GraphFleet
+    from bot.gmsa import check_gmsa, describe, gmsa_accounts, report_exit_code, sensor_scope
 
     settings = context.load(args)
-    reports = [check_gmsa(settings, account) for account in gmsa_accounts(settings, args.account)]
+    fleet = GraphFleet(settings)  # one Graph read for every account
+    reports = [
+        check_gmsa(settings, account, sensor_scope(settings, account, fleet))
+        for account in gmsa_accounts(settings, args.account)
+    ]
     if args.json:
         documents = [r.as_json() for r in reports]
         print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
@@ -58,7 +67,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_plan(args: argparse.Namespace) -> int:
     from bot.config import GMSA_NAME_PATTERN
-    from bot.gmsa import DEFAULT_GROUP, gmsa_sensors, migration_plan
+    from bot.gmsa import DEFAULT_GROUP, migration_plan, sensor_scope
 
     settings = context.load(args)
     group = DEFAULT_GROUP if args.group is None else args.group
@@ -67,5 +76,9 @@ def run_plan(args: argparse.Namespace) -> int:
     if not re.fullmatch(GROUP_NAME_PATTERN, group):
         raise ConfigError([f"--group {group!r}: use letters, digits, spaces, '.', '_' or '-' (64 at most)"])
     account = settings.account(args.account)
-    print("\n".join(migration_plan(account, gmsa_sensors(settings, account), args.gmsa, group)))
+    scope = sensor_scope(settings, account)
+    print("\n".join(migration_plan(account, scope, args.gmsa, group)))
+    if scope.graph_error is not None:
+        print(f"atp-bot: Graph: {scope.graph_error}", file=sys.stderr)
+        return ExitCode.UNREACHABLE
     return ExitCode.OK

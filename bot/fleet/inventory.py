@@ -204,12 +204,16 @@ def _verdict(member: FleetMember, host: HostView | None, problems: Sequence[str]
     return "unknown" if member.graph is None and host is None else "healthy"
 
 
+def member_generation(member: FleetMember, host: Generation = "unknown") -> Generation:
+    """Graph's version tells the generation; else what the host showed over WinRM."""
+    generation = generation_of(member.graph.version if member.graph else None)
+    return host if generation == "unknown" else generation
+
+
 def build_row(member: FleetMember, host: HostView | None = None) -> SensorRow:
     """The row of one sensor: generation, whether it uses the DSA, and its verdict."""
     graph = member.graph
-    generation = generation_of(graph.version if graph else None)
-    if generation == "unknown" and host is not None:
-        generation = host.generation
+    generation = member_generation(member, host.generation if host else "unknown")
     problems = graph_problems(graph) if graph is not None else []
     if host is not None:
         problems += host.problems
@@ -345,13 +349,18 @@ def _serves(member: FleetMember, account: AccountConfig) -> bool:
     return member.config is not None
 
 
+def account_members(
+    settings: Settings, account: AccountConfig, graph: Sequence[GraphSensor]
+) -> list[FleetMember]:
+    """The fleet's sensors that serve the account: Graph's (of its domains) and its `[[sensors]]`."""
+    return [m for m in merge_fleet(settings, graph) if _serves(m, account)]
+
+
 def account_sensors(settings: Settings, account_id: str, graph: Sequence[GraphSensor]) -> AccountSensors:
     account = settings.account(account_id)
     to_check: list[SensorConfig] = []
     unified: list[str] = []
-    for member in merge_fleet(settings, graph):
-        if not _serves(member, account):
-            continue
+    for member in account_members(settings, account, graph):
         if member.graph is not None and generation_of(member.graph.version) == "3":
             unified.append(member.name)
         elif (config := discovered_sensor_config(settings, member)) is not None:

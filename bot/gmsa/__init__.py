@@ -2,18 +2,21 @@
 forest's KDS root key, the sensor hosts' own view (over WinRM), and the migration plan."""
 
 from bot.gmsa.check import check_gmsa, gmsa_accounts, gmsa_alert_verdicts, report_exit_code
-from bot.gmsa.core import Status, gmsa_sensors
+from bot.gmsa.core import GmsaSensor, SensorScope, Status
 from bot.gmsa.plan import DEFAULT_GROUP, migration_plan
+from bot.gmsa.scope import sensor_scope
 from bot.gmsa.verdicts import describe
 
 __all__ = [
     "DEFAULT_GROUP",
+    "GmsaSensor",
+    "SensorScope",
     "Status",
     "check_gmsa",
     "describe",
     "gmsa_accounts",
     "gmsa_alert_verdicts",
-    "gmsa_sensors",
     "migration_plan",
     "report_exit_code",
+    "sensor_scope",
 ]

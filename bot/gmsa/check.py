@@ -3,14 +3,16 @@ monitor."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from bot.config import AccountConfig, ConfigError, Settings
-from bot.gmsa.core import GmsaReport, Status, gmsa_sensors, mentions_gmsa
+from bot.fleet import Generation, GraphFleet
+from bot.gmsa.core import Check, GmsaReport, SensorScope, Status, mentions_gmsa
 from bot.gmsa.directory import read_facts
-from bot.gmsa.hosts import host_checks
+from bot.gmsa.hosts import host_checks, probe_hosts, shown_generation
+from bot.gmsa.scope import sensor_scope
 from bot.gmsa.verdicts import alert_verdict, evaluate
 from bot.infra.exitcodes import ExitCode
 from bot.sensors import SensorResult
@@ -29,14 +31,21 @@ def gmsa_accounts(settings: Settings, account_id: str | None) -> list[AccountCon
     return accounts
 
 
-def check_gmsa(settings: Settings, account: AccountConfig, now: datetime | None = None) -> GmsaReport:
-    """Every check of one gMSA account. Never raises for peer problems."""
+def check_gmsa(
+    settings: Settings, account: AccountConfig, scope: SensorScope | None = None, now: datetime | None = None
+) -> GmsaReport:
+    """Every check of one gMSA account (its sensors: `scope`, else read now). The hosts are asked first:
+    what they show tells the generation Graph did not. Never raises for peer problems."""
     moment = now or datetime.now(UTC)
-    sensors = gmsa_sensors(settings, account)
-    verdict = read_facts(account, sensors, moment)
+    scope = scope or sensor_scope(settings, account)
+    probes = probe_hosts(settings, account, [s.winrm for s in scope.retrieving if s.winrm is not None])
+    shown = {name: shown_generation(p) for name, p in probes.items() if not isinstance(p, Check)}
+    scope = scope.with_host_evidence(shown)
+    retrieving = scope.retrieving
+    verdict = read_facts(account, retrieving, moment)
     gmsa = verdict.facts.gmsa if verdict.facts else None
-    hosts = host_checks(settings, account, sensors, gmsa.sid if gmsa else None)
-    return evaluate(account, replace(verdict, host_checks=hosts), moment)
+    hosts = host_checks(account, probes, [s.name for s in retrieving], gmsa.sid if gmsa else None)
+    return evaluate(account, replace(verdict, host_checks=hosts), moment, scope)
 
 
 def report_exit_code(reports: list[GmsaReport]) -> ExitCode:
@@ -51,20 +60,38 @@ def report_exit_code(reports: list[GmsaReport]) -> ExitCode:
     return ExitCode.OK
 
 
-def gmsa_alert_verdicts(settings: Settings, results: Sequence[SensorResult]) -> dict[str, str]:
+def gmsa_alert_verdicts(
+    settings: Settings, results: Sequence[SensorResult], fleet: GraphFleet | None = None
+) -> dict[str, str]:
     """For the monitor: account id -> the gMSA verdict, for each gMSA account one of whose sensors logged
-    a gMSA retrieval failure in this cycle (so AD is read only when new such lines appear)."""
+    a gMSA retrieval failure in this cycle (so AD is read only when new such lines appear). What the
+    hosts showed tells the generation of a sensor whose Graph version does not."""
     failing = {
         r.name
         for r in results
         if r.credential_errors is not None and mentions_gmsa(r.credential_errors.sample)
     }
+    if not failing:
+        return {}
+    shown = {r.name: r.generation for r in results if r.reachable}
     verdicts = {}
-    for account in settings.accounts:
-        sensors = {s.name for s in gmsa_sensors(settings, account)} & failing
-        if account.kind == "gmsa" and sensors:
-            try:
-                verdicts[account.id] = alert_verdict(check_gmsa(settings, account), sensors)
-            except ConfigError as error:  # the cycle goes on; the alert says why there is no verdict
-                verdicts[account.id] = f"`gmsa check` cannot run: {'; '.join(error.problems)}"
+    for account in (a for a in settings.accounts if a.kind == "gmsa"):
+        try:
+            if verdict := _alert_verdict(settings, account, failing, fleet, shown):
+                verdicts[account.id] = verdict
+        except ConfigError as error:  # the cycle goes on; the alert says why there is no verdict
+            verdicts[account.id] = f"`gmsa check` cannot run: {'; '.join(error.problems)}"
     return verdicts
+
+
+def _alert_verdict(
+    settings: Settings,
+    account: AccountConfig,
+    failing: set[str],
+    fleet: GraphFleet | None,
+    shown: Mapping[str, Generation],
+) -> str | None:
+    """The verdict for the account's failing sensors that use the DSA; None when none of them does."""
+    scope = sensor_scope(settings, account, fleet).with_host_evidence(shown)
+    sensors = {s.name for s in scope.retrieving} & failing
+    return alert_verdict(check_gmsa(settings, account, scope), sensors) if sensors else None

@@ -9,14 +9,16 @@ without I/O, so every branch is testable on its own. Slack and the CLI only rend
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from winacl.dtyp.ace import ACEType
 from winacl.dtyp.security_descriptor import SECURITY_DESCRIPTOR
 
-from bot.config import GMSA_LOG_SIGNATURES, AccountConfig, SensorConfig, Settings
+from bot.config import GMSA_LOG_SIGNATURES, SensorConfig
+from bot.fleet import Generation
 
 # A computer that joined an allowed group less than this ago may still hold a Kerberos ticket without it.
 TICKET_LIFETIME = timedelta(hours=10)
@@ -26,12 +28,46 @@ _ALLOW = {ACEType.ACCESS_ALLOWED_ACE_TYPE, ACEType.ACCESS_ALLOWED_OBJECT_ACE_TYP
 _DENY = {ACEType.ACCESS_DENIED_ACE_TYPE, ACEType.ACCESS_DENIED_OBJECT_ACE_TYPE}
 
 
-def gmsa_sensors(settings: Settings, account: AccountConfig) -> list[SensorConfig]:
-    """The sensors of the account's domain, whose computers must retrieve the password.
+@dataclass(frozen=True)
+class GmsaSensor:
+    """A sensor of the account's domain, as `gmsa check` sees it."""
 
-    Today: the `[[sensors]]` that use this account (or name none).
-    """
-    return [s for s in settings.sensors if s.account in (account.id, None)]
+    name: str
+    host_names: tuple[str, ...]  # the DNS names its computer account's `dNSHostName` may hold
+    generation: Generation  # "2" classic, "3" unified, "unknown": never guessed
+    winrm: SensorConfig | None = None  # how to reach it for the host checks; None: not over WinRM
+    gateway: bool = False  # an ATA gateway (it uses the DSA like a classic sensor)
+
+    @property
+    def uses_dsa(self) -> bool:
+        """A unified 3.x sensor runs as LocalSystem: its computer need not retrieve the password."""
+        return self.generation != "3"
+
+
+@dataclass(frozen=True)
+class SensorScope:
+    """The account's sensors (Graph's when `discover_sensors` is on, and `[[sensors]]`), and why Graph
+    could not be used (then only `[[sensors]]` are in it)."""
+
+    sensors: tuple[GmsaSensor, ...] = ()
+    graph_error: str | None = None
+
+    @property
+    def retrieving(self) -> tuple[GmsaSensor, ...]:
+        """The sensors whose computers must retrieve the password."""
+        return tuple(s for s in self.sensors if s.uses_dsa)
+
+    @property
+    def unified(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.sensors if not s.uses_dsa)
+
+    def with_host_evidence(self, shown: Mapping[str, Generation]) -> SensorScope:
+        """The generation each host showed over WinRM, where Graph's version did not tell it."""
+        sensors = tuple(
+            replace(s, generation=shown.get(s.name, "unknown")) if s.generation == "unknown" else s
+            for s in self.sensors
+        )
+        return replace(self, sensors=sensors)
 
 
 class MembershipUnreadable(ValueError):
@@ -137,7 +173,8 @@ class GmsaFacts:
 class GmsaReport:
     account: str
     checks: tuple[Check, ...]
-    sensors: tuple[SensorAccess, ...] = ()
+    sensors: tuple[SensorAccess, ...] = ()  # the sensors that must retrieve the password
+    unified: tuple[str, ...] = ()  # unified 3.x sensors: they need no DSA, so no password
 
     def as_json(self) -> dict[str, object]:
         return {

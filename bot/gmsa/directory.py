@@ -5,18 +5,20 @@ password (`bot.gmsa.groups`) and the forest's KDS root keys. `bot.gmsa.verdicts`
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 
 from ldap3 import BASE, LEVEL, SUBTREE, Connection
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 
-from bot.config import AccountConfig, SensorConfig
+from bot.config import AccountConfig
 from bot.directory import LookupUnavailable, lookup_connection, naming_context
 from bot.directory.lookup import filetime_to_datetime
 from bot.gmsa.core import (
     GmsaFacts,
     GmsaObject,
+    GmsaSensor,
     KdsKeys,
     MembershipUnreadable,
     Verdict,
@@ -79,7 +81,9 @@ def read_kds_keys(conn: Connection) -> KdsKeys:
     return KdsKeys(container=True, effective=tuple(sorted(effective)), hidden=len(keys) - len(effective))
 
 
-def _facts(conn: Connection, account: AccountConfig, sensors: list[SensorConfig], now: datetime) -> GmsaFacts:
+def _facts(
+    conn: Connection, account: AccountConfig, sensors: Sequence[GmsaSensor], now: datetime
+) -> GmsaFacts:
     base = naming_context(conn, account)
     if base is None:
         raise LookupUnavailable("the domain's naming context is not readable", unreachable=False)
@@ -113,7 +117,7 @@ def _facts(conn: Connection, account: AccountConfig, sensors: list[SensorConfig]
     return GmsaFacts(gmsa, base, names, join_group, access, kds=kds, kds_problem=kds_problem)
 
 
-def read_facts(account: AccountConfig, sensors: list[SensorConfig], now: datetime) -> Verdict:
+def read_facts(account: AccountConfig, sensors: Sequence[GmsaSensor], now: datetime) -> Verdict:
     """Read the gMSA's facts over LDAP; never raises for peer problems (the verdict says what failed)."""
     try:
         with lookup_connection(account) as (dc, conn):

@@ -8,35 +8,22 @@ let a computer in.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit
 
 from ldap3 import SUBTREE, Connection
 from ldap3.utils.conv import escape_filter_chars
 
-from bot.config import AccountConfig, SensorConfig
-from bot.gmsa.core import TICKET_LIFETIME, Membership, SensorAccess
+from bot.config import AccountConfig
+from bot.gmsa.core import TICKET_LIFETIME, GmsaSensor, Membership, SensorAccess
 from bot.gmsa.entries import first, generalized_time, integer, object_sid, search, values
 
 UF_SERVER_TRUST_ACCOUNT = 0x2000
 EVERYONE_SIDS = {"S-1-1-0": "Everyone", "S-1-5-11": "Authenticated Users"}
 ENTERPRISE_DCS_SID = "S-1-5-9"
 _PRINCIPAL_ATTRIBUTES = ["objectClass", "sAMAccountName", "objectSid", "member", "whenChanged"]
-
-
-def sensor_host_names(sensor: SensorConfig, domain: str) -> list[str]:
-    """The DNS names a sensor's computer account may carry in `dNSHostName`."""
-    names = [sensor.name if "." in sensor.name else f"{sensor.name}.{domain}"]
-    host = urlsplit(sensor.endpoint).hostname or ""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if host and host != "localhost":
-            names.append(host)
-    return list(dict.fromkeys(n.lower() for n in names))
 
 
 @dataclass(frozen=True)
@@ -48,8 +35,8 @@ class _Computer:
     is_dc: bool
 
 
-def _find_computer(conn: Connection, base: str, sensor: SensorConfig, domain: str) -> _Computer | None:
-    hosts = "".join(f"(dNSHostName={escape_filter_chars(h)})" for h in sensor_host_names(sensor, domain))
+def _find_computer(conn: Connection, base: str, sensor: GmsaSensor) -> _Computer | None:
+    hosts = "".join(f"(dNSHostName={escape_filter_chars(h)})" for h in sensor.host_names)
     found = search(
         conn,
         base,
@@ -180,11 +167,10 @@ def _not_reached(account: AccountConfig, sensor: str, computer: str, expansion: 
 
 
 def _access(
-    account: AccountConfig, sensor: SensorConfig, computer: _Computer | None, expansion: _Expansion
+    account: AccountConfig, sensor: GmsaSensor, computer: _Computer | None, expansion: _Expansion
 ) -> SensorAccess:
-    domain = account.domain or account.name.domain
     if computer is None:
-        names = " or ".join(sensor_host_names(sensor, domain))
+        names = " or ".join(sensor.host_names)
         return SensorAccess(
             sensor.name, None, None, detail=f"{sensor.name}: no computer account with dNSHostName {names}."
         )
@@ -216,11 +202,10 @@ def retrieval(
     base: str,
     account: AccountConfig,
     membership: Membership,
-    sensors: list[SensorConfig],
+    sensors: Sequence[GmsaSensor],
     now: datetime,
 ) -> tuple[tuple[SensorAccess, ...], tuple[str, ...], str | None]:
-    domain = account.domain or account.name.domain
-    found = {s.name: _find_computer(conn, base, s, domain) for s in sensors}
+    found = {s.name: _find_computer(conn, base, s) for s in sensors}
     walk = _Walk(conn, base, [c for c in found.values() if c is not None], now)
     allowed = walk.reach(membership.allowed)
     expansion = _Expansion(

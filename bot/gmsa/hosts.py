@@ -5,13 +5,14 @@ sensor service from starting)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 from pydantic import ValidationError
 
 from bot.config import AccountConfig, ConfigError, SensorConfig, Settings
+from bot.fleet import Generation
 from bot.gmsa.core import Check, Status
 from bot.infra.redaction import active_secret
 from bot.sensors.scripts import GMSA_HOST, GmsaHostOutput, GmsaHostParams
@@ -62,7 +63,15 @@ def judge_host(sensor: str, account: AccountConfig, gmsa_sid: str | None, output
     return Check(name, status, detail, "; ".join(fixes) if status is not Status.OK else "")
 
 
-def _run(target: SensorTarget, account: AccountConfig, gmsa_sid: str | None, timeout: float) -> Check:
+def shown_generation(output: GmsaHostOutput) -> Generation:
+    """What the host shows, as `SensorResult.generation`: the classic service, else the unified process."""
+    if output.classic_sensor:
+        return "2"
+    return "3" if output.unified_sensor else "unknown"
+
+
+def _probe(target: SensorTarget, account: AccountConfig, timeout: float) -> GmsaHostOutput | Check:
+    """The host script's output, or the check that says why there is none."""
     script = GMSA_HOST.render(GmsaHostParams(identity=account.username.removesuffix("$")))
     try:
         password = target.read_password()
@@ -73,7 +82,7 @@ def _run(target: SensorTarget, account: AccountConfig, gmsa_sid: str | None, tim
         if output.exit_code != 0:
             raise RemoteFailure(FailureKind.SCRIPT_ERROR, output.stderr or f"exit code {output.exit_code}")
         try:
-            parsed = GmsaHostOutput.model_validate_json(output.stdout.strip())
+            return GmsaHostOutput.model_validate_json(output.stdout.strip())
         except ValidationError:
             raise RemoteFailure(
                 FailureKind.SCRIPT_ERROR, "the host check returned unexpected output"
@@ -87,13 +96,13 @@ def _run(target: SensorTarget, account: AccountConfig, gmsa_sid: str | None, tim
         )
     except ConfigError as error:
         return Check(f"host:{target.name}", Status.UNKNOWN, "; ".join(error.problems))
-    return judge_host(target.name, account, gmsa_sid, parsed)
 
 
-def host_checks(
-    settings: Settings, account: AccountConfig, sensors: Sequence[SensorConfig], gmsa_sid: str | None
-) -> tuple[Check, ...]:
-    """One check per sensor that WinRM is configured for (the others are skipped: the check is optional)."""
+def probe_hosts(
+    settings: Settings, account: AccountConfig, sensors: Sequence[SensorConfig]
+) -> dict[str, GmsaHostOutput | Check]:
+    """Sensor name -> what its host showed, for each sensor that WinRM is configured for (the others are
+    skipped: the host checks are optional)."""
     targets = []
     for sensor in sensors:
         try:
@@ -101,7 +110,22 @@ def host_checks(
         except ConfigError:
             continue
     if not targets:
-        return ()
+        return {}
     timeout = settings.sensor_checks.host_timeout
     with ThreadPoolExecutor(max_workers=min(_HOST_WORKERS, len(targets))) as pool:
-        return tuple(pool.map(lambda t: _run(t, account, gmsa_sid, timeout), targets))
+        probes = pool.map(lambda t: _probe(t, account, timeout), targets)
+        return {t.name: probe for t, probe in zip(targets, probes, strict=True)}
+
+
+def host_checks(
+    account: AccountConfig,
+    probes: Mapping[str, GmsaHostOutput | Check],
+    sensors: Sequence[str],
+    gmsa_sid: str | None,
+) -> tuple[Check, ...]:
+    """The host check of each of `sensors` that was probed."""
+    return tuple(
+        probe if isinstance(probe, Check) else judge_host(name, account, gmsa_sid, probe)
+        for name in sensors
+        if (probe := probes.get(name)) is not None
+    )

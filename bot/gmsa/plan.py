@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from bot.config import AccountConfig, SensorConfig
+from bot.config import AccountConfig
+from bot.gmsa.core import GmsaSensor, SensorScope
 
 DEFAULT_GROUP = "MDI-gMSA-Sensors"
 
@@ -14,30 +13,48 @@ def _ps(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _computer(sensor: SensorConfig) -> str:
+def _computer(sensor: GmsaSensor) -> str:
     if "." in sensor.name:
         return f'(Get-ADComputer -Filter "DNSHostName -eq {_ps(sensor.name)}")'
     return f"(Get-ADComputer -Identity {_ps(sensor.name)})"
 
 
-def _sensor_lines(sensors: Sequence[SensorConfig]) -> list[str]:
-    if not sensors:
-        return ["#   (no [[sensors]] are configured for this account: add their computer accounts by hand)"]
-    return [
-        f"#   {s.name}: generation unknown to atp-bot (a unified 3.x sensor runs as LocalSystem and uses no "
-        "DSA; a classic 2.x sensor uses the gMSA)"
-        if s.kind == "mdi"
-        else f"#   {s.name}: ATA gateway: uses the gMSA"
-        for s in sensors
-    ]
+def _sensor_line(sensor: GmsaSensor, group: str) -> str:
+    if sensor.gateway:
+        return f"#   {sensor.name}: ATA gateway: uses the gMSA (in {group} above)"
+    if sensor.generation == "2":
+        return f"#   {sensor.name}: classic 2.x sensor: uses the gMSA (in {group} above)"
+    if sensor.generation == "3":
+        return (
+            f"#   {sensor.name}: unified 3.x sensor: runs as LocalSystem and needs no DSA at all "
+            f"(not added to {group})"
+        )
+    return (
+        f"#   {sensor.name}: generation unknown (Graph lists no version for it): in {group} above, as "
+        "a classic 2.x sensor uses the gMSA (a unified 3.x sensor would need no DSA)"
+    )
+
+
+def _sensor_lines(scope: SensorScope, group: str) -> list[str]:
+    lines = [_sensor_line(s, group) for s in scope.sensors]
+    if not scope.sensors:
+        lines.append(
+            "#   (no sensors are configured or discovered for this account: add their computers by hand)"
+        )
+    if scope.graph_error is not None:
+        lines.append(
+            f"#   Graph's sensor list could not be read ({scope.graph_error}): these are [[sensors]] only."
+        )
+    return lines
 
 
 def migration_plan(
-    account: AccountConfig, sensors: Sequence[SensorConfig], gmsa: str, group: str = DEFAULT_GROUP
+    account: AccountConfig, scope: SensorScope, gmsa: str, group: str = DEFAULT_GROUP
 ) -> list[str]:
-    """The plan, line by line: comments for what to do by hand, PowerShell for the rest."""
+    """The plan, line by line: comments for what to do by hand, PowerShell for the rest. The group holds
+    the computers of the sensors that use the DSA (unified 3.x sensors do not)."""
     name = gmsa.removesuffix("$")
-    members = [f"Add-ADGroupMember -Identity {_ps(group)} -Members {_computer(s)}" for s in sensors]
+    members = [f"Add-ADGroupMember -Identity {_ps(group)} -Members {_computer(s)}" for s in scope.retrieving]
     return [
         f"# Move account {account.id} ({account.username}) to the gMSA {name}$. atp-bot changes nothing:",
         "# a domain admin runs these lines in PowerShell with the ActiveDirectory module (RSAT).",
@@ -64,5 +81,5 @@ def migration_plan(
         f"#    remove the old entry ({account.username}) in the portal.",
         "#",
         "# Sensors of this account:",
-        *_sensor_lines(sensors),
+        *_sensor_lines(scope, group),
     ]

@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from bot.config import AccountConfig
-from bot.gmsa.core import Check, GmsaFacts, GmsaReport, Status, Verdict
+from bot.gmsa.core import Check, GmsaFacts, GmsaReport, SensorScope, Status, Verdict
 
 # A KDS root key is usable by every DC only once replication had time: Microsoft says 10 hours.
 KDS_WAIT = timedelta(hours=10)
@@ -60,14 +60,27 @@ def _join_fix(account: AccountConfig, facts: GmsaFacts, computers: Sequence[str]
     )
 
 
-def check_retrieval(account: AccountConfig, facts: GmsaFacts) -> Check:
+def _unified_note(unified: Sequence[str]) -> list[str]:
+    if not unified:
+        return []
+    return [
+        f"Unified 3.x sensors run as LocalSystem and use no directory service account, so they need not "
+        f"retrieve the password: {', '.join(unified)}."
+    ]
+
+
+def check_retrieval(account: AccountConfig, facts: GmsaFacts, unified: Sequence[str] = ()) -> Check:
     if facts.membership_problem:
-        return Check("retrieval", Status.UNKNOWN, facts.membership_problem)
+        return Check(
+            "retrieval", Status.UNKNOWN, " ".join([facts.membership_problem, *_unified_note(unified)])
+        )
+    if not facts.sensors and unified:
+        return Check("retrieval", Status.OK, " ".join(_unified_note(unified)))
     if not facts.sensors:
         return Check(
             "retrieval",
             Status.UNKNOWN,
-            f"No sensors are configured for account {account.id}: nothing to check against "
+            f"No sensors are configured or discovered for account {account.id}: nothing to check against "
             f"{', '.join(facts.allowed_names) or 'the allowed principals'}.",
         )
     denied = [s for s in facts.sensors if s.may_retrieve is False]
@@ -96,7 +109,7 @@ def check_retrieval(account: AccountConfig, facts: GmsaFacts) -> Check:
     else:
         status = Status.OK
         lines.insert(0, f"Every sensor's computer account may retrieve the password of {account.username}.")
-    return Check("retrieval", status, " ".join(lines), "; ".join(fixes))
+    return Check("retrieval", status, " ".join([*lines, *_unified_note(unified)]), "; ".join(fixes))
 
 
 _ADD_KDS = (
@@ -175,23 +188,40 @@ def check_encryption(account: AccountConfig, facts: GmsaFacts) -> Check:
     return Check("encryption", Status.OK, f"Kerberos encryption types {types}; password interval {interval}.")
 
 
-def evaluate(account: AccountConfig, verdict: Verdict, now: datetime) -> GmsaReport:
+def check_graph(scope: SensorScope) -> tuple[Check, ...]:
+    """Graph's sensor list could not be read: the sensors only Graph knows were not checked."""
+    if scope.graph_error is None:
+        return ()
+    return (
+        Check(
+            "graph",
+            Status.UNKNOWN,
+            f"Graph's sensor list could not be read ({scope.graph_error}): only [[sensors]] were checked, "
+            "not the sensors that only Graph knows.",
+            "Check [graph] and Graph's reachability (`atp-bot sensors` shows the same), then check again.",
+            unreachable=True,
+        ),
+    )
+
+
+def evaluate(account: AccountConfig, verdict: Verdict, now: datetime, scope: SensorScope) -> GmsaReport:
     """Every check of issue 15 for one gMSA account, from what was read."""
     facts = verdict.facts
+    extra = (*check_graph(scope), *verdict.host_checks)
     if facts is None:
         detail = verdict.unavailable or "The directory could not be read."
         checks = tuple(
             Check(name, Status.UNKNOWN, detail, unreachable=verdict.unreachable)
             for name in ("object", "retrieval", "kds_root_key", "encryption")
         )
-        return GmsaReport(account.id, (*checks, *verdict.host_checks))
+        return GmsaReport(account.id, (*checks, *extra), unified=scope.unified)
     checks = (
         check_object(account, facts, now),
-        check_retrieval(account, facts),
+        check_retrieval(account, facts, scope.unified),
         check_kds(facts, now),
         check_encryption(account, facts),
     )
-    return GmsaReport(account.id, (*checks, *verdict.host_checks), facts.sensors)
+    return GmsaReport(account.id, (*checks, *extra), facts.sensors, scope.unified)
 
 
 _MARK = {Status.OK: "ok", Status.PROBLEM: "PROBLEM", Status.UNKNOWN: "unknown"}
@@ -204,12 +234,15 @@ def describe(report: GmsaReport) -> list[str]:
         lines.append(f"  {check.name}: {_MARK[check.status]}: {check.detail}")
         if check.fix:
             lines.append(f"    fix: {check.fix}")
-    if report.sensors:
+    if report.sensors or report.unified:
         lines.append("  sensors:")
     for sensor in report.sensors:
         verdict = {True: "may retrieve", False: "MAY NOT retrieve", None: "unknown"}[sensor.may_retrieve]
         via = f" via {sensor.via}" if sensor.via else ""
         lines.append(f"    {sensor.name} ({sensor.computer or 'no computer account'}): {verdict}{via}")
+    lines += [
+        f"    {name}: unified 3.x sensor: needs no directory service account" for name in report.unified
+    ]
     return lines
 
 

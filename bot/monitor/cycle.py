@@ -315,7 +315,7 @@ def _cycle(rt: MonitorRuntime) -> CycleResult:
     by_name = {r.name: r for r in results}
     health_list, health_error = _read_health(rt)
     health = assign_health(settings.accounts, health_list) if health_list is not None else {}
-    gmsa_verdicts = gmsa_alert_verdicts(settings, results)
+    gmsa_verdicts = gmsa_alert_verdicts(settings, results, rt.changes.fleet)
     stored, reachability, alerted = state.incidents(), state.reachability(), state.sensor_problems()
     sensor_health = fleet_health(members, by_name) if fleet_error is None else None
     opened: list[Incident] = []

@@ -128,6 +128,8 @@ class GmsaHostOutput(_Strict):
     test_error: str | None
     service_logon: list[str] | None  # SeServiceLogonRight entries ("*S-1-5-80-0", "CONTOSO\\svc")
     policy_error: str | None
+    classic_sensor: bool  # the classic sensor's service (AATPSensor) is installed
+    unified_sensor: bool  # the unified sensor's process (SenseIdentity) runs
 
 
 def decode_params(block: str) -> dict[str, Any]:

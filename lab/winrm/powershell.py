@@ -113,13 +113,15 @@ def run_command(host: Host, command: str, arguments: str = "") -> Outcome:
 
 
 def gmsa_host(host: Host, params: dict[str, Any]) -> dict[str, Any]:
-    """Test-ADServiceAccount and the exported SeServiceLogonRight, from the model."""
+    """Test-ADServiceAccount, the exported SeServiceLogonRight and which sensor runs, from the model."""
     with host.lock:
         return {
             "test_ad_service_account": str(params["identity"]).lower() in host.gmsa_usable,
             "test_error": None,
             "service_logon": list(host.service_logon),
             "policy_error": None,
+            "classic_sensor": host.service_state("AATPSensor") is not None,
+            "unified_sensor": host.process_running("SenseIdentity"),
         }
 
 

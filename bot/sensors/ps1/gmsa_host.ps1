@@ -2,7 +2,11 @@
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 $p = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String('__ATP_BOT_PARAMS__')) | ConvertFrom-Json
-$out = [ordered]@{ test_ad_service_account = $null; test_error = $null; service_logon = $null; policy_error = $null }
+$out = [ordered]@{ test_ad_service_account = $null; test_error = $null; service_logon = $null; policy_error = $null
+  classic_sensor = $false; unified_sensor = $false }
+# Which sensor runs here: the classic sensor's service (uses the DSA), the unified sensor's process (does not).
+$out.classic_sensor = [bool](Get-Service -Name AATPSensor -ErrorAction SilentlyContinue)
+$out.unified_sensor = [bool](Get-Process -Name SenseIdentity -ErrorAction SilentlyContinue)
 try {
   Import-Module ActiveDirectory
   $out.test_ad_service_account = [bool](Test-ADServiceAccount -Identity $p.identity -WarningAction SilentlyContinue)
