@@ -1,9 +1,9 @@
 """Load: 50 people type `/atp status` at once with 500 sensors configured.
 
 A real `atp-bot run` process (Socket Mode; the checks in its worker process) against the Slack emulator
-and 500 emulated sensors over WinRM/NTLM. Every request is acknowledged within Slack's 3 seconds, every requester gets the full
-report, each sensor is asked once (the requests share one check), and the bot's memory does not grow
-from one storm to the next. The figures themselves are measured by `bench/bench_load.py` (README).
+and 500 emulated sensors over WinRM/NTLM. Every request is acknowledged within Slack's 3 seconds, every
+requester gets the full report, each sensor is asked once (the requests share one check), and the bot's
+memory does not grow from one storm to the next. The figures are measured by `bench/bench_load.py`.
 """
 
 from __future__ import annotations
