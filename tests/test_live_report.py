@@ -45,9 +45,10 @@ def test_adding_results_never_waits_for_slack_and_the_final_report_comes_last() 
     reports = [LiveReport(s.post, s.update, "*Sensor status*", 300, interval=0.01) for s in slacks]
     results = [healthy(f"sensor{i:03d}") for i in range(300)]
     adder = threading.current_thread().name
-    for result in results:
+    for result in results:  # the results of a check arrive over a while, not all at once
         for report in reports:
             report.add(result)
+        time.sleep(0.002)
     for report in reports:
         report.finish(results)
     time.sleep(0.2)  # a refresh that was still due would have been sent by now
