@@ -41,14 +41,14 @@ class SlowSlack:
 
 
 def test_adding_results_never_waits_for_slack_and_the_final_report_comes_last() -> None:
-    slacks = [SlowSlack() for _ in range(20)]  # twenty requesters following one check
-    reports = [LiveReport(s.post, s.update, "*Sensor status*", 300, interval=0.01) for s in slacks]
-    results = [healthy(f"sensor{i:03d}") for i in range(300)]
+    slacks = [SlowSlack() for _ in range(10)]  # ten requesters following one check
+    reports = [LiveReport(s.post, s.update, "*Sensor status*", 100, interval=0.05) for s in slacks]
+    results = [healthy(f"sensor{i:03d}") for i in range(100)]
     adder = threading.current_thread().name
     for result in results:  # the results of a check arrive over a while, not all at once
         for report in reports:
             report.add(result)
-        time.sleep(0.002)
+        time.sleep(0.005)
     for report in reports:
         report.finish(results)
     time.sleep(0.2)  # a refresh that was still due would have been sent by now
@@ -57,7 +57,7 @@ def test_adding_results_never_waits_for_slack_and_the_final_report_comes_last() 
         threads = [thread for thread, _ in slack.updates]
         assert len(threads) > 1 and threads.count(adder) == 1  # progress came from timer threads
         assert slack.updates[-1][0] == adder  # the final report, and nothing after it
-        assert "All 300 sensor(s) are running" in slack.updates[-1][1]
+        assert "All 100 sensor(s) are running" in slack.updates[-1][1]
 
 
 def test_a_failing_progress_update_does_not_stop_the_report() -> None:
