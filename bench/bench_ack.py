@@ -5,7 +5,10 @@ arrives. `/atp help` and a refusal (authorization middleware), each sequentially
 senders, then once more while every thread of the bot's work executor is busy (acks must not wait for
 slow work). Slack gives up on an ack after 3 s.
 
-    .venv/bin/python bench/bench_ack.py [--requests 500]
+    .venv/bin/python bench/bench_ack.py [--requests 500] [--quick]
+
+Exits 1 when a p99 of `/atp help` passes `P99_BOUND_MS` (Slack's 3 s is far away: this is the idle ack
+path, which measures in tens of milliseconds). `--quick` (CI: 50 requests) fails only 10 x past it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -81,27 +85,44 @@ def run(mode: str, requests: int) -> None:
             release.set()
 
 
+P99_BOUND_MS = 300.0
+QUICK_FACTOR = 10.0
+MISSED: list[str] = []  # each measurement whose p99 passed the bound
+
+
 def report(mode: str, label: str, senders: int, run: Callable[[], list[float]]) -> None:
     started = time.monotonic()
     ms = [1000 * value for value in run()]
     elapsed = time.monotonic() - started
+    p99 = percentile(ms, 0.99)
+    bound = P99_BOUND_MS * (QUICK_FACTOR if QUICK else 1)
+    if "help" in label and p99 > bound:  # a refusal's durable audit row (fsync) is not on issue 17's bound
+        MISSED.append(f"{mode} {label} senders={senders}: p99 {p99:.0f} ms > {bound:.0f} ms")
     print(
         f"{mode:6} {label:11} senders={senders} n={len(ms)} "
-        f"p50={statistics.median(ms):6.1f} ms p99={percentile(ms, 0.99):6.1f} ms "
+        f"p50={statistics.median(ms):6.1f} ms p99={p99:6.1f} ms "
         f"max={max(ms):6.1f} ms ({len(ms) / elapsed:4.0f}/s)"
     )
 
 
-def main() -> None:
+def main() -> int:
+    global QUICK
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--quick", action="store_true", help="CI: 50 requests, the bound x 10")
     args = parser.parse_args()
+    QUICK = args.quick
     logging.basicConfig(level=logging.WARNING)
     for mode in ("http", "socket"):
-        run(mode, args.requests)
+        run(mode, 50 if args.quick else args.requests)
+    for line in MISSED:
+        print(f"MISSED: {line}")
+    return 1 if MISSED else 0
 
+
+QUICK = False
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
