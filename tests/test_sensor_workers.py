@@ -173,3 +173,18 @@ def test_workers_end_when_the_bot_is_killed(tmp_path: Path) -> None:
             while not all(gone(p) for p in workers) and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert all(gone(p) for p in workers)
+
+
+def test_checks_queued_behind_others_are_not_late(
+    emulator: WinRMEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.sensors.workers.GRACE_SECONDS", 0.0)
+    hosts = [Host.sensor(f"queued{i:02d}") for i in range(16)]
+    for host in hosts:
+        host.latency = 0.05  # about 0.3 s a check: 16 in a row take longer than one check's deadline
+    settings = make_settings(
+        [{"name": h.name, "endpoint": emulator.add_host(h)} for h in hosts], checks={"host_timeout": 3}
+    )
+    with CheckWorkers(processes=1, threads=1, log_setup=LogSetup(logging.INFO, "text")) as workers:
+        results = workers.check_sensors(settings)
+    assert [r.failure for r in results if not r.healthy] == []

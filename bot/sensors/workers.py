@@ -19,7 +19,6 @@ import multiprocessing.connection
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +38,9 @@ log = logging.getLogger(__name__)
 # Checks run at this much lower priority than the bot: they take the CPU the bot leaves (a check waits
 # a little, a person's acknowledgement does not).
 NICENESS = 10
-# How long a check may outlive its own deadline before the bot stops waiting for its worker.
+# How long a check may outlive its own deadline before the bot stops waiting for its worker. While every
+# worker thread is busy some check ends within its deadline, so a call whose results stop arriving for
+# the longest deadline plus this has workers that hang (checks queued behind others are not late).
 GRACE_SECONDS = 30.0
 # How often the collector looks for a dead worker while no result arrives.
 POLL_SECONDS = 0.5
@@ -153,7 +154,7 @@ class CheckWorkers:
         if not plans:
             return
         call = _Call()
-        deadline = time.monotonic() + max(p.deadline_seconds for p in plans) + GRACE_SECONDS
+        silence = max(p.deadline_seconds for p in plans) + GRACE_SECONDS
         pending: dict[int, CheckPlan] = {}
         with self._lock:
             for index, plan in enumerate(plans):
@@ -166,7 +167,7 @@ class CheckWorkers:
         try:
             while pending:
                 try:
-                    task_id, result = call.results.get(timeout=max(0.0, deadline - time.monotonic()))
+                    task_id, result = call.results.get(timeout=silence)
                 except queue.Empty:
                     break
                 del pending[task_id]
