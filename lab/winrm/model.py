@@ -81,6 +81,7 @@ class Counters:
     # handshake's last leg with an empty body, as pywinrm sends it before sealing), or the WS-Management
     # action it carried: "create", "command", "receive", "signal", "delete" ("other" for anything else).
     round_trips: Counter[str] = field(default_factory=Counter)
+    sealed_messages: int = 0  # WS-Management messages that came sealed (NTLM over http://)
 
 
 @dataclass

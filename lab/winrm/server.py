@@ -298,6 +298,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._count("other")
             self._send(400)
             return
+        if encrypted and message:
+            with model.lock:
+                model.counters.sealed_messages += 1
         if not message:
             self._count(self.leg or "other")
             self._send(200)
