@@ -132,6 +132,7 @@ def incremental(sizes: list[int], new_lines: int) -> None:
             started = time.perf_counter()
             (first,) = check_sensors(settings)
             first_time, first_read = time.perf_counter() - started, host.counters.log_bytes_read
+            wait_for_shell_closes()  # its Delete counted with it, not with the next check
             host.append_log(
                 *[
                     log_line(datetime.now(UTC), f"entry {i} The supplied credential is invalid.")
@@ -144,6 +145,7 @@ def incremental(sizes: list[int], new_lines: int) -> None:
             started = time.perf_counter()
             (second,) = check_sensors(settings, positions={host.name: position})
             elapsed = time.perf_counter() - started
+            wait_for_shell_closes()
             assert second.credential_errors is not None
             assert second.credential_errors.count == new_lines
             read = host.counters.log_bytes_read - read
