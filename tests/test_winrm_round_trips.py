@@ -16,7 +16,7 @@ from lab.tlsca import TlsFiles
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
 from lab.winrm.wsman import DEFAULT_MAX_ENVELOPE
-from tests.winrm_lab import make_settings
+from tests.winrm_lab import USERNAME, make_settings
 
 MAX_ROUND_TRIPS = 6  # issue 17's bound for one check of one sensor
 
@@ -79,3 +79,14 @@ def test_wrong_password_is_still_access_denied(emulator: WinRMEmulator) -> None:
         (result,) = check_sensors(settings)
     assert result.failure is not None and result.failure.kind is FailureKind.ACCESS_DENIED
     assert host.counters.round_trips == {"ntlm_negotiate": 1, "ntlm_authenticate": 1}
+
+
+def test_a_service_without_ntlm_refuses_the_eager_handshake(winrm_password: str) -> None:
+    """A WinRM service that offers Basic only answers the Negotiate token with a 401 and no challenge:
+    credentials rejected, as with requests_ntlm, after one round trip."""
+    with WinRMEmulator(username=USERNAME, password=winrm_password, auth=("basic",)) as basic_only:
+        host = Host.sensor("s1")
+        endpoint = basic_only.add_host(host)
+        (result,) = check_sensors(make_settings([{"name": "s1", "endpoint": endpoint}]))
+    assert result.failure is not None and result.failure.kind is FailureKind.ACCESS_DENIED
+    assert host.counters.round_trips == {"unauthenticated": 1}
