@@ -6,6 +6,7 @@ trips, the result waiting for all of them). Now at most 6, and the result does n
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
@@ -90,3 +91,18 @@ def test_a_service_without_ntlm_refuses_the_eager_handshake(winrm_password: str)
         (result,) = check_sensors(make_settings([{"name": "s1", "endpoint": endpoint}]))
     assert result.failure is not None and result.failure.kind is FailureKind.ACCESS_DENIED
     assert host.counters.round_trips == {"unauthenticated": 1}
+
+
+def test_each_shell_asks_for_a_short_idle_timeout(emulator: WinRMEmulator) -> None:
+    """A shell whose Delete never arrives (the bot killed after the result) is dropped by WinRM after the
+    operation timeout (20 s by default) + 60 s without a request, not after the service's 2 hours. The
+    emulator's clock, read at every request, sees the shells open then."""
+    asked: set[float] = set()
+
+    def clock() -> float:
+        asked.update(shell.idle_timeout for shell in emulator.shells.get("s1", {}).values())
+        return time.monotonic()
+
+    emulator.clock = clock
+    checked(emulator, Host.sensor("s1"))
+    assert asked == {20 + 60}
