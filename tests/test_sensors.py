@@ -22,7 +22,13 @@ from bot.sensors.checks import (
     check_sensors,
     start_service,
 )
-from bot.sensors.winrm_runner import MAX_ERROR_TEXT, MAX_OUTPUT_BYTES, MAX_RESPONSE_BYTES, clixml_text
+from bot.sensors.winrm_runner import (
+    MAX_ERROR_TEXT,
+    MAX_OUTPUT_BYTES,
+    MAX_RESPONSE_BYTES,
+    clixml_text,
+    wait_for_shell_closes,
+)
 from lab.winrm.model import Host, log_line
 from lab.winrm.server import WinRMEmulator
 from tests.winrm_lab import CANARY, make_settings, settings_toml
@@ -397,6 +403,7 @@ def test_remote_shells_are_closed_after_timeouts_and_failures(emulator: WinRMEmu
     host.output_padding = 0
     (healthy,) = check_sensors(settings)  # type: ignore[arg-type]
     assert healthy.healthy
+    wait_for_shell_closes()  # a healthy run's Delete goes after its result
     assert emulator.open_shells("sensor01") == 0
 
 

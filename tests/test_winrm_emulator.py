@@ -203,3 +203,48 @@ def test_stop_leaves_no_threads_behind(winrm_password: str) -> None:
 def _ignore_errors(client: winrm.Session) -> None:
     with contextlib.suppress(Exception):
         client.run_cmd("hostname")
+
+
+def test_round_trips_are_counted_per_operation_kind(emulator: WinRMEmulator) -> None:
+    """pywinrm's own run_cmd over NTLM and HTTP: the anonymous probe, the two legs of NTLM (the last one
+    empty, before sealing), then one request per Windows Remote Shell operation."""
+    host = Host.sensor("h")
+    session(emulator.add_host(host)).run_cmd("hostname")
+    assert host.counters.round_trips == {
+        "unauthenticated": 1,
+        "ntlm_negotiate": 1,
+        "ntlm_authenticate": 1,
+        "create": 1,
+        "command": 1,
+        "receive": 1,
+        "signal": 1,
+        "delete": 1,
+    }
+    assert sum(host.counters.round_trips.values()) == host.counters.requests
+
+
+def test_a_shell_left_open_counts_until_its_idle_timeout(emulator: WinRMEmulator) -> None:
+    """Like WinRM: an undeleted shell holds a place in MaxShellsPerUser until it has been idle for its
+    IdleTimeOut (the client's, never under a minute nor over the host's winrs IdleTimeout)."""
+    now = [1000.0]
+    emulator.clock = lambda: now[0]
+    host = Host.sensor("h")
+    host.max_shells_per_user, host.shell_idle_timeout = 2, 600.0
+    protocol = session(emulator.add_host(host)).protocol
+    protocol.open_shell(idle_timeout="PT5S")  # asks for less than Windows' minute
+    protocol.open_shell(idle_timeout="PT9000S")  # asks for more than the host allows
+    with pytest.raises(WSManFaultError):
+        protocol.open_shell()
+    now[0] += 61
+    assert emulator.open_shells("h") == 1
+    kept = protocol.open_shell()
+    now[0] += 540
+    assert emulator.open_shells("h") == 1  # the long one expired at the host's 600 s
+    protocol.run_command(kept, "hostname")  # use keeps a shell alive
+    now[0] += 599
+    assert emulator.open_shells("h") == 1
+    now[0] += 2
+    assert emulator.open_shells("h") == 0
+    with pytest.raises(WSManFaultError) as expired:
+        protocol.run_command(kept, "hostname")
+    assert expired.value.wsman_fault_code == wsman.INVALID_SELECTORS

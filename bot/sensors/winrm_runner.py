@@ -2,6 +2,10 @@
 
 Every way a remote run can fail ends as a `RemoteFailure` with a kind an operator can act on; messages
 never carry the password (pywinrm and requests do not put it in theirs, and we add nothing from it).
+
+Round trips of one run (docs/sensors.md): NTLM's two legs (its Negotiate token goes with the first request),
+Create, Command, one Receive per envelope of output, then the shell's Delete, sent after the output is in
+hand and not awaited by the result. No Signal: deleting a shell ends its command.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import base64
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ from winrm.exceptions import (
 )
 from winrm.protocol import Protocol
 
+from bot.sensors.ntlm_auth import EagerNtlmAuth
 from bot.sensors.targets import SensorTarget
 
 log = logging.getLogger(__name__)
@@ -41,6 +47,10 @@ MAX_OUTPUT_BYTES = 1 << 20
 MAX_RESPONSE_BYTES = 2 * MAX_OUTPUT_BYTES
 # Closing the remote shell happens after every run, also a timed-out one, so it gets its own budget.
 CLOSE_TIMEOUT_SECONDS = 5
+# A shell whose Delete never arrives (the process killed) expires after the operation timeout (the longest
+# wait between two requests of a run) plus this long without a request, so it cannot hold one of
+# MaxShellsPerUser for WinRM's default 2 hours (Windows allows no IdleTimeout under a minute).
+SHELL_IDLE_MARGIN_SECONDS = 60
 # PowerShell's error stream: how much of it is scanned, and how much readable text is kept.
 CLIXML_SCAN_BYTES = 64 * 1024
 MAX_ERROR_TEXT = 4000
@@ -102,6 +112,11 @@ def _timeouts(target: SensorTarget, remaining: float) -> tuple[int, int]:
     return max(1, min(target.operation_timeout, read - 1)), read
 
 
+def _seals_with_ntlm(target: SensorTarget) -> bool:
+    """NTLM over http:// seals every message (pywinrm's message_encryption "auto"; WinRM requires it)."""
+    return target.transport == "ntlm" and not target.endpoint.lower().startswith("https://")
+
+
 def _protocol(target: SensorTarget, password: SecretStr | None, remaining: float) -> Protocol:
     operation, read = _timeouts(target, remaining)
     return Protocol(
@@ -122,7 +137,22 @@ def _protocol(target: SensorTarget, password: SecretStr | None, remaining: float
         # thread reading the environment, or a `no_proxy=*` left behind for Slack's client). An empty
         # proxy URL is no proxy to requests, and leaves the environment alone.
         proxy="",
+        # Sealing is set up by `_open_session` after our own NTLM handshake, one round trip shorter than
+        # the one pywinrm would start as it builds the session; every message is sealed all the same.
+        message_encryption="never" if _seals_with_ntlm(target) else "auto",
     )
+
+
+def _open_session(protocol: Protocol, *, seal: bool) -> None:
+    """The run's one authenticated session: pywinrm keeps it, and its NTLM context, for every request."""
+    transport = protocol.transport
+    if transport.session is not None:
+        return
+    session = transport.build_session()
+    session.hooks["response"].append(_refuse_oversized)
+    if seal:
+        session.auth = EagerNtlmAuth(transport.username or "", transport.password or "")
+        transport.setup_encryption(session)  # an empty request: the handshake, then sealing on
 
 
 def _classify(exc: BaseException) -> RemoteFailure:
@@ -168,35 +198,36 @@ def run_powershell(
     encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
     try:
         protocol = _protocol(target, password, remaining())
+        seal = _seals_with_ntlm(target)
         try:
-            return _run(protocol, f"powershell -encodedcommand {encoded}", remaining)
-        finally:
+            return _run(protocol, f"powershell -encodedcommand {encoded}", remaining, seal=seal)
+        except BaseException:
             protocol.transport.close_session()
+            raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes a typed RemoteFailure
         raise _classify(exc) from None
 
 
-def _run(protocol: Protocol, command: str, remaining: Callable[[], float]) -> ScriptOutput:
+def _run(protocol: Protocol, command: str, remaining: Callable[[], float], *, seal: bool) -> ScriptOutput:
     def budget() -> None:
         # Each request may wait at most until the deadline (pywinrm reads this per request).
         protocol.transport.read_timeout_sec = max(1, min(protocol.read_timeout_sec, math.ceil(remaining())))
 
     budget()
-    protocol.transport.build_session().hooks["response"].append(_refuse_oversized)
-    shell_id = protocol.open_shell(codepage=UTF8_CODEPAGE)
+    _open_session(protocol, seal=seal)
+    idle = protocol.operation_timeout_sec + SHELL_IDLE_MARGIN_SECONDS
+    shell_id = protocol.open_shell(codepage=UTF8_CODEPAGE, idle_timeout=f"PT{idle}S")
     try:
         budget()
         command_id = protocol.run_command(shell_id, command)
         output = _receive(protocol, shell_id, command_id, budget)
-        budget()
-        protocol.cleanup_command(shell_id, command_id)
     except BaseException:
         # A request cut short leaves its connection, and with it NTLM's message sealing, out of step with
-        # the sensor: the shell is closed over a new session (pywinrm authenticates it afresh).
+        # the sensor: the shell is closed over a new session, authenticated afresh.
         protocol.transport.close_session()
-        _close_shell(protocol, shell_id)
+        _close_shell(protocol, shell_id, seal=seal)
         raise
-    _close_shell(protocol, shell_id)
+    _close_in_background(protocol, shell_id, seal=seal)
     return output
 
 
@@ -234,11 +265,44 @@ def _receive(protocol: Protocol, shell_id: str, command_id: str, budget: Callabl
     )
 
 
-def _close_shell(protocol: Protocol, shell_id: str) -> None:
+def _close_shell(protocol: Protocol, shell_id: str, *, seal: bool) -> None:
     """Best effort after every run, whatever ended it: a shell left open keeps its PowerShell running,
-    and shells piling up reach WinRM's MaxShellsPerUser, after which the sensor refuses every check."""
+    and shells piling up reach WinRM's MaxShellsPerUser, after which the sensor refuses every check.
+    Over the run's session if it is still open (else a new one); pywinrm closes the session after."""
     protocol.transport.read_timeout_sec = CLOSE_TIMEOUT_SECONDS
     try:
+        _open_session(protocol, seal=seal)
         protocol.close_shell(shell_id)
     except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more than the cleanup's
         log.info("could not close remote shell %s: %s", shell_id, _classify(exc))
+
+
+_closing: set[threading.Thread] = set()
+_closing_lock = threading.Lock()
+
+
+def _close_in_background(protocol: Protocol, shell_id: str, *, seal: bool) -> None:
+    """The Delete of a shell whose output is in hand, off the run's path. A short-lived thread of its
+    own (one round trip, CLOSE_TIMEOUT_SECONDS at most), not a daemon: the interpreter waits for it at
+    exit, so a one-shot `atp-bot check` leaves no shell behind."""
+
+    def close() -> None:
+        try:
+            _close_shell(protocol, shell_id, seal=seal)
+        finally:
+            with _closing_lock:
+                _closing.discard(threading.current_thread())
+
+    closer = threading.Thread(target=close, name=f"winrm-close-{shell_id[:8]}")
+    with _closing_lock:
+        _closing.add(closer)
+    closer.start()
+
+
+def wait_for_shell_closes() -> None:
+    """Until every shell Delete sent after a run has been answered (or given up): for tests and benches
+    that count shells or round trips; the product never needs to wait for them."""
+    with _closing_lock:
+        pending = list(_closing)
+    for closer in pending:
+        closer.join()

@@ -7,6 +7,7 @@ import ntpath
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -75,6 +76,12 @@ class Counters:
     log_bytes_read: int = 0
     scripts: int = 0
     unknown_scripts: int = 0
+    # Every request is one round trip, counted once under what it did: "unauthenticated" (a 401 with no
+    # handshake under way), "ntlm_negotiate" (answered with NTLM's challenge), "ntlm_authenticate" (the
+    # handshake's last leg with an empty body, as pywinrm sends it before sealing), or the WS-Management
+    # action it carried: "create", "command", "receive", "signal", "delete" ("other" for anything else).
+    round_trips: Counter[str] = field(default_factory=Counter)
+    sealed_messages: int = 0  # WS-Management messages that came sealed (NTLM over http://)
 
 
 @dataclass
@@ -94,6 +101,10 @@ class Host:
     fault: Fault | None = None
     # winrm/config/winrs MaxShellsPerUser (Windows' default): WinRM refuses to open more shells than this.
     max_shells_per_user: int = 30
+    # winrm/config/winrs IdleTimeout in seconds (Windows' default, 2 hours): a shell nobody deletes stays
+    # open, counting against MaxShellsPerUser, until it has been idle this long. A client may ask for a
+    # shorter one in Create (`rsp:IdleTimeOut`), never under 60 s (Windows uses 60 s for smaller values).
+    shell_idle_timeout: float = 7200.0
     # Bytes of warnings the check script prints before its result (a sensor that floods its output).
     output_padding: int = 0
     # None: each Receive answer stays within the client's MaxEnvelopeSize, as on Windows; a number of bytes

@@ -16,7 +16,9 @@ import socket
 import ssl
 import struct
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +42,14 @@ BOUNDARY = b"--Encrypted Boundary"
 ENCRYPTED_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 STREAM_CHUNK = 8192
 ENVELOPE_OVERHEAD = 4096  # bytes of a ReceiveResponse that are not stream data (generous)
+MIN_SHELL_IDLE_TIMEOUT = 60.0  # seconds: Windows uses one minute for any smaller IdleTimeout
+ACTION_KINDS = {
+    wsman.CREATE: "create",
+    wsman.COMMAND: "command",
+    wsman.RECEIVE: "receive",
+    wsman.SIGNAL: "signal",
+    wsman.DELETE: "delete",
+}
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,8 @@ class _Command:
 
 @dataclass
 class _Shell:
+    idle_timeout: float
+    last_used: float
     commands: dict[str, _Command] = field(default_factory=dict)
 
 
@@ -105,6 +117,12 @@ class _Listener(ThreadingHTTPServer):
         self.conn_lock = threading.Lock()
         self.stopping = threading.Event()
         super().__init__((emulator.bind, port), _Handler)
+
+    def expire_idle_shells(self, now: float) -> None:
+        """Delete the shells idle for longer than their IdleTimeOut, as WinRM does (hold the host's lock)."""
+        for shell_id, shell in list(self.shells.items()):
+            if now - shell.last_used > shell.idle_timeout:
+                del self.shells[shell_id]
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug(
@@ -126,6 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.connections.add(self.request)
         self.ntlm: Any = None  # the context of a handshake in progress
         self.session: Any = None  # the completed NTLM context of this connection
+        self.leg: str | None = None  # the NTLM handshake leg the current request carried, if any
         super().setup()
 
     def finish(self) -> None:
@@ -186,6 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
         if scheme.lower() in ("negotiate", "ntlm") and "ntlm" in emulator.auth:
             if self.ntlm is None:
                 self.ntlm = spnego.server(protocol="ntlm")
+            self.leg = "ntlm_authenticate"
             try:
                 out = self.ntlm.step(base64.b64decode(value))
             except (spnego.exceptions.SpnegoError, binascii.Error, ValueError):
@@ -193,6 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._challenge()
                 return False
             if not self.ntlm.complete:
+                self.leg = "ntlm_negotiate"
                 self._challenge(out or b"")
                 return False
             self.session, self.ntlm = self.ntlm, None
@@ -247,6 +268,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- WS-Management ---
 
+    def _count(self, kind: str) -> None:
+        with self.server.model.lock:
+            self.server.model.counters.round_trips[kind] += 1
+
     def do_POST(self) -> None:
         model, stopping = self.server.model, self.server.stopping
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -260,18 +285,26 @@ class _Handler(BaseHTTPRequestHandler):
             stopping.wait()
             self.close_connection = True
             return
+        self.leg = None
         if fault == "http401":
+            self._count("unauthenticated")
             self._challenge()
             return
         if not self._authenticate():
+            self._count(self.leg or "unauthenticated")
             return
         encrypted = self.headers.get("Content-Type", "").startswith("multipart/encrypted")
         try:
             message = self._unwrap(body) if encrypted and self.session is not None else body
         except (spnego.exceptions.SpnegoError, ValueError, IndexError, struct.error):
+            self._count("other")
             self._send(400)
             return
+        if encrypted and message:
+            with model.lock:
+                model.counters.sealed_messages += 1
         if not message:
+            self._count(self.leg or "other")
             self._send(200)
             return
         status, reply = self._dispatch(message)
@@ -283,6 +316,13 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(status, reply)
 
+    def _idle_timeout(self, request: wsman.Request) -> float:
+        """The shell's IdleTimeOut: what the client asked for, within Windows' minute and the host's own."""
+        configured = self.server.model.shell_idle_timeout
+        asked = request.body.findtext(f".//{{{wsman.SHELL}}}IdleTimeOut")
+        wanted = wsman.duration(asked, configured) if asked else configured
+        return max(MIN_SHELL_IDLE_TIMEOUT, min(wanted, configured))
+
     def _fault(self, request_id: str, subcode: str, reason: str, code: int) -> tuple[int, bytes]:
         return 500, wsman.fault(request_id, subcode, reason, code, self.server.model.name)
 
@@ -291,7 +331,12 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             request = wsman.parse(message)
         except wsman.BadRequest as exc:
+            self._count("other")
             return self._fault("", "InvalidMessageInformationHeader", str(exc), wsman.INTERNAL_ERROR)
+        self._count(ACTION_KINDS.get(request.action, "other"))
+        now = server.emulator.clock()
+        with model.lock:
+            server.expire_idle_shells(now)
         rid = request.message_id
         if model.fault == "access_denied":
             return self._fault(rid, "AccessDenied", "Access is denied. ", wsman.ACCESS_DENIED)
@@ -307,7 +352,7 @@ class _Handler(BaseHTTPRequestHandler):
                 full = len(server.shells) >= model.max_shells_per_user
                 shell_id = str(uuid.uuid4()).upper()
                 if not full:
-                    server.shells[shell_id] = _Shell()
+                    server.shells[shell_id] = _Shell(self._idle_timeout(request), now)
             if full:
                 reason = (
                     "The WS-Management service cannot process the request. This user is allowed a maximum "
@@ -324,6 +369,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "because the shell was not found on the server."
             )
             return self._fault(rid, "InvalidSelectors", reason, wsman.INVALID_SELECTORS)
+        shell.last_used = now
         if request.action == wsman.COMMAND:
             command = request.body.findtext(f".//{{{wsman.SHELL}}}Command") or ""
             arguments = " ".join(a.text or "" for a in request.body.iter(f"{{{wsman.SHELL}}}Arguments"))
@@ -451,6 +497,7 @@ class WinRMEmulator:
             register_ntlm_user(self.account.domain, self.account.user, password)
         self.hosts: dict[str, Host] = {}
         self.shells: dict[str, dict[str, _Shell]] = {}  # per host: its open shells
+        self.clock: Callable[[], float] = time.monotonic  # shells' idle time; tests may replace it
         self._ports: dict[str, int] = {}
         self._listeners: dict[str, _Listener] = {}
         self._acceptor = _Acceptor()
@@ -476,9 +523,11 @@ class WinRMEmulator:
         return self.hosts[name]
 
     def open_shells(self, name: str) -> int:
-        """How many shells are open on host `name` (opened and not yet deleted by the client)."""
+        """How many shells are open on host `name` (opened, not yet deleted by the client nor expired)."""
         with self.hosts[name].lock:
-            return len(self.shells.get(name, {}))
+            shells = self.shells.get(name, {})
+            now = self.clock()
+            return sum(1 for shell in shells.values() if now - shell.last_used <= shell.idle_timeout)
 
     def endpoint(self, name: str) -> str:
         return f"{self.scheme}://{self.bind}:{self._ports[name]}/wsman"

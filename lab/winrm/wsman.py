@@ -49,9 +49,10 @@ class BadRequest(Exception):
     pass
 
 
-def _duration(text: str | None) -> float:
+def duration(text: str | None, default: float = 60.0) -> float:
+    """Seconds of an xs:duration as WS-Management sends them (`PT20S`, `PT60.000S`), else `default`."""
     found = re.fullmatch(r"PT(\d+(?:\.\d+)?)S", (text or "").strip())
-    return float(found.group(1)) if found else 60.0
+    return float(found.group(1)) if found else default
 
 
 def _size(text: str | None) -> int:
@@ -77,7 +78,7 @@ def parse(xml: bytes) -> Request:
         message_id=(header.findtext(f"{{{ADDRESSING}}}MessageID") or "").strip(),
         resource_uri=(header.findtext(f"{{{WSMAN}}}ResourceURI") or "").strip(),
         shell_id=shell_id,
-        operation_timeout=_duration(header.findtext(f"{{{WSMAN}}}OperationTimeout")),
+        operation_timeout=duration(header.findtext(f"{{{WSMAN}}}OperationTimeout")),
         max_envelope=_size(header.findtext(f"{{{WSMAN}}}MaxEnvelopeSize")),
         body=body,
     )
