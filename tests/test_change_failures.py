@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from bot.audit import open_audit
+from bot.audit import AuditEvent, open_audit
 from bot.change import ChangeProgress, ChangeStatus, PasswordChanges
 from bot.config import AccountConfig, Settings, load_settings
 from bot.directory import hold_account, run_connection_test
@@ -68,10 +68,10 @@ def changes_with(settings: Settings, monkeypatch: pytest.MonkeyPatch, step: str)
         real_record = audit.record
         failing_action = step.removesuffix("-audit")
 
-        def record(actor: str, action: str, *args: Any) -> Any:
-            if action == failing_action:
+        def record(event: AuditEvent) -> Any:
+            if event.action == failing_action:
                 raise injected(step)
-            return real_record(actor, action, *args)
+            return real_record(event)
 
         monkeypatch.setattr(audit, "record", record)
     return PasswordChanges(settings, state_dir=state_dir(settings), store=store, audit=audit, tester=tester)

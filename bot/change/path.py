@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from bot.audit import (
     AuditAction,
     AuditError,
+    AuditEvent,
     AuditOutcome,
     AuditTrail,
     open_audit,
@@ -316,7 +317,10 @@ class PasswordChanges:
         except StoreError as exc:
             return self._not_saved(account, actor, result, exc)
         detail = f"{saved.backend} store; verified by {result.dc}" + (f"; {note}" if note else "")
-        record_or_log(self.audit, actor, AuditAction.SAVE, account.id, AuditOutcome.OK, None, detail)
+        save = AuditEvent(
+            actor=actor, action=AuditAction.SAVE, account=account.id, outcome=AuditOutcome.OK, detail=detail
+        )
+        record_or_log(self.audit, save)
         log.info("account %s: new password saved (%s store) by %s", account.id, saved.backend, actor)
         return ChangeOutcome(
             account.id,
@@ -330,9 +334,15 @@ class PasswordChanges:
     def _not_saved(
         self, account: AccountConfig, actor: str, result: ConnectionTestResult, exc: StoreError
     ) -> ChangeOutcome:
-        record_or_log(
-            self.audit, actor, AuditAction.SAVE, account.id, AuditOutcome.ERROR, exc.reason, exc.message
+        failed_save = AuditEvent(
+            actor=actor,
+            action=AuditAction.SAVE,
+            account=account.id,
+            outcome=AuditOutcome.ERROR,
+            reason=exc.reason,
+            detail=exc.message,
         )
+        record_or_log(self.audit, failed_save)
         log.error("account %s: tested OK but NOT saved: %s", account.id, exc.message)
         return ChangeOutcome(
             account.id,

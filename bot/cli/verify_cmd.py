@@ -80,18 +80,18 @@ def _bind_test(settings: Settings, store: CredentialStore, account: AccountConfi
 
 
 def _audit(settings: Settings, result: ConnectionTestResult) -> None:
-    from bot.audit import AuditAction, cli_actor, open_audit, record_or_log
+    from bot.audit import AuditAction, AuditEvent, cli_actor, open_audit, record_or_log
     from bot.change import TEST_AUDIT_OUTCOME
 
-    record_or_log(
-        open_audit(settings),
-        cli_actor(),
-        AuditAction.TEST,
-        result.account_id,
-        TEST_AUDIT_OUTCOME[result.outcome],
-        result.reason.value if result.reason else "verify",
-        f"verify --bind with the stored password: {result.dc or 'no DC'}: {result.message}",
+    test = AuditEvent(
+        actor=cli_actor(),
+        action=AuditAction.TEST,
+        account=result.account_id,
+        outcome=TEST_AUDIT_OUTCOME[result.outcome],
+        reason=result.reason.value if result.reason else "verify",
+        detail=f"verify --bind with the stored password: {result.dc or 'no DC'}: {result.message}",
     )
+    record_or_log(open_audit(settings), test)
 
 
 def _report(settings: Settings, store: CredentialStore, account: AccountConfig, bind: bool) -> DriftReport:
