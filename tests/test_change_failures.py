@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from bot.audit import AuditEvent, open_audit
 from bot.change import ChangeProgress, ChangeStatus, PasswordChanges
 from bot.config import AccountConfig, Settings, load_settings
-from bot.directory import hold_account, run_connection_test
+from bot.directory import AccountLocks, run_connection_test
 from bot.infra.redaction import install_record_redaction
 from bot.infra.state import state_dir
 from bot.store import open_store
@@ -135,7 +135,7 @@ def test_an_unexpected_failure_at_each_step_is_told_truthfully(
     assert "Traceback" in errors[0].exc_text
     assert_no_canary(canary_logs, outcome.message, change_row.detail)
     assert changes.journal.entries() == []
-    with hold_account(state_dir(settings), "svc"):  # the account's lock was released
+    with AccountLocks(state_dir(settings)).hold("svc"):  # the account's lock was released
         pass
 
 

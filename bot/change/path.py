@@ -45,9 +45,9 @@ from bot.config import AccountConfig, SensorConfig, Settings, password_refusal
 from bot.directory import (
     AccountBusy,
     AccountLease,
+    AccountLocks,
     ConnectionTestResult,
     LockoutGuard,
-    hold_account,
     run_connection_test,
 )
 from bot.fleet import AccountSensors, GraphFleet, account_sensors
@@ -65,7 +65,8 @@ Step = Callable[[AccountLease, InFlight, Attempt], ChangeOutcome]
 
 
 def open_changes(settings: Settings) -> PasswordChanges:
-    """The change path for a configuration, with its store and audit trail (raises StoreError/AuditError)."""
+    """The change path for a configuration, with its store, audit trail and account locks (raises
+    StoreError/AuditError)."""
     return PasswordChanges(
         settings, state_dir=state_dir(settings), store=open_store(settings), audit=open_audit(settings)
     )
@@ -94,6 +95,8 @@ class PasswordChanges:
         self.store = store
         self.audit = audit
         self.guard = LockoutGuard.for_settings(settings)
+        # Every test and change of an account holds its lock, shared with the replicas when there are any.
+        self.locks = AccountLocks.for_settings(settings, state_dir)
         self.journal = ChangeJournal(state_dir)
         self.checker = checker
         self.tester = tester
@@ -200,7 +203,7 @@ class PasswordChanges:
         step: Step,
     ) -> ChangeOutcome:
         try:
-            with hold_account(self.state_dir, account.id) as lease:
+            with self.locks.hold(account.id) as lease:
                 for recovery in self._recover(account.id):
                     progress.recovered(recovery)
                 try:
@@ -234,7 +237,7 @@ class PasswordChanges:
         recoveries: list[Recovery] = []
         for account_id in sorted({entry.account_id for entry in self.journal.entries()}):
             try:
-                with hold_account(self.state_dir, account_id):
+                with self.locks.hold(account_id):
                     recoveries.extend(self._recover(account_id))
             except AccountBusy:
                 log.info("account %s: a change is in flight in another process; not resolved", account_id)

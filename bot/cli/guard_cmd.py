@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import closing
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -199,20 +200,13 @@ def _reset(
 
 
 def run_reset(args: argparse.Namespace) -> int:
-    from bot.directory.lockout import (
-        AccountBusy,
-        LockoutGuard,
-        SharedLockUnavailable,
-        hold_account,
-        replica_account_locks,
-    )
-    from bot.infra.state import state_dir
+    from bot.directory.lockout import AccountBusy, AccountLocks, LockoutGuard, SharedLockUnavailable
 
     settings = context.load(args)
     account = settings.account(args.account)
     guard = LockoutGuard.for_settings(settings)
     try:
-        with replica_account_locks(settings), hold_account(state_dir(settings), account.id) as lease:
+        with closing(AccountLocks.for_settings(settings)) as locks, locks.hold(account.id) as lease:
             return _reset(settings, guard, lease, account, args.force)
     except SharedLockUnavailable as busy:
         print(f"NOT RESET: {busy}")

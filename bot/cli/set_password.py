@@ -106,7 +106,6 @@ def run(args: argparse.Namespace) -> int:
     from bot.change import open_changes, sensors_for_account
     from bot.cli.change_printer import ChangePrinter
     from bot.config import password_refusal
-    from bot.directory import replica_account_locks
     from commands.password.announce import Announcer
 
     settings = context.load(args)
@@ -140,8 +139,7 @@ def run(args: argparse.Namespace) -> int:
             detail=note,
         )
         record_or_log(changes.audit, break_glass)
-    with replica_account_locks(settings):
-        outcome = changes.change(account.id, password, actor, printer, note=note)
+    outcome = changes.change(account.id, password, actor, printer, note=note)
     code = exit_code(outcome)
     if not outcome.saved_ok:
         return code
