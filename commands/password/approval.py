@@ -77,6 +77,21 @@ def holder(services: Services, requester: Requester, held: list[HeldRequest]) ->
     return hold
 
 
+def _request_event(
+    request: HeldRequest,
+    actor: str,
+    action: AuditAction,
+    detail: str,
+    *,
+    outcome: AuditOutcome = AuditOutcome.OK,
+    reason: str | None = None,
+) -> AuditEvent:
+    """The audit event of something done to a held request (it concerns the request's account)."""
+    return AuditEvent(
+        actor=actor, action=action, account=request.account_id, outcome=outcome, reason=reason, detail=detail
+    )
+
+
 # -- what Slack shows ---------------------------------------------------------------------------------
 
 
@@ -152,13 +167,14 @@ def ask_approvers(services: Services, request: HeldRequest, channel_id: str) -> 
         ]
     except Exception:
         if approvals.decide(request.id, RequestState.CANCELLED, APPROVALS_ACTOR) is not None:
-            cancelled = AuditEvent(
-                actor=APPROVALS_ACTOR,
-                action=AuditAction.APPROVAL_CANCEL,
-                account=request.account_id,
+            not_asked = f"request {request.id}: the approvers could not be asked"
+            cancelled = _request_event(
+                request,
+                APPROVALS_ACTOR,
+                AuditAction.APPROVAL_CANCEL,
+                not_asked,
                 outcome=AuditOutcome.ERROR,
                 reason="slack",
-                detail=f"request {request.id}: the approvers could not be asked",
             )
             services.audit.record(cancelled)
         raise
@@ -242,26 +258,16 @@ def on_decision(services: Services, body: dict[str, Any], decision: RequestState
     if request is None:
         return
     if user_id == request.requester:
-        refusal = AuditEvent(
-            actor=actor,
-            action=action,
-            account=request.account_id,
-            outcome=AuditOutcome.REFUSED,
-            reason="self-approval",
-            detail=request.id,
+        refusal = _request_event(
+            request, actor, action, request.id, outcome=AuditOutcome.REFUSED, reason="self-approval"
         )
         services.audit.record(refusal)
         _refuse(services, body, ":no_entry: You asked for this change: another approver must decide it.")
         return
     allowed = approvers(services).check("approve", user_id, None)
     if not allowed.allowed:
-        denial = AuditEvent(
-            actor=actor,
-            action=action,
-            account=request.account_id,
-            outcome=AuditOutcome.DENIED,
-            reason=allowed.reason,
-            detail=request.id,
+        denial = _request_event(
+            request, actor, action, request.id, outcome=AuditOutcome.DENIED, reason=allowed.reason
         )
         services.audit.record(denial)
         _refuse(services, body, ":no_entry: Only an approver can approve or deny this request.")
@@ -270,15 +276,7 @@ def on_decision(services: Services, body: dict[str, Any], decision: RequestState
     if decided is None:
         _refuse(services, body, "This request was decided already, or it expired: nothing more to do.")
         return
-    services.audit.record(
-        AuditEvent(
-            actor=actor,
-            action=action,
-            account=decided.account_id,
-            outcome=AuditOutcome.OK,
-            detail=f"request {decided.id}",
-        )
-    )
+    services.audit.record(_request_event(decided, actor, action, f"request {decided.id}"))
     if decision is RequestState.DENIED:
         what = f":no_entry_sign: Denied by <@{user_id}>: nothing was saved."
         _update_messages(services, decided, what)
@@ -337,14 +335,9 @@ def on_cancel(services: Services, body: dict[str, Any]) -> None:
     if decided is None:
         _refuse(services, body, "This request was decided already, or it expired: nothing more to do.")
         return
-    cancelled = AuditEvent(
-        actor=actor,
-        action=AuditAction.APPROVAL_CANCEL,
-        account=decided.account_id,
-        outcome=AuditOutcome.OK,
-        detail=f"request {decided.id}",
+    services.audit.record(
+        _request_event(decided, actor, AuditAction.APPROVAL_CANCEL, f"request {decided.id}")
     )
-    services.audit.record(cancelled)
     _update_messages(
         services, decided, f":heavy_multiplication_x: Cancelled by <@{user_id}>: nothing was saved."
     )
@@ -362,14 +355,8 @@ def sweep_expired(services: Services) -> int:
         if decided is None:
             continue
         expired += 1
-        expiry = AuditEvent(
-            actor=APPROVALS_ACTOR,
-            action=AuditAction.APPROVAL_EXPIRE,
-            account=decided.account_id,
-            outcome=AuditOutcome.OK,
-            detail=f"request {decided.id} by {decided.requester_actor}",
-        )
-        services.audit.record(expiry)
+        detail = f"request {decided.id} by {decided.requester_actor}"
+        services.audit.record(_request_event(decided, APPROVALS_ACTOR, AuditAction.APPROVAL_EXPIRE, detail))
         what = (
             f":alarm_clock: Expired at {decided.expires_at:%H:%M} UTC without a decision: nothing was saved."
         )
