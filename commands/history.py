@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.audit import AuditAction, AuditOutcome
+from bot.audit import AuditAction, AuditEvent, AuditOutcome
 from bot.audit.view import format_history
 from bot.slack.context import CommandContext, Services, Subcommand
 from bot.slack.text import code_block, escape
@@ -31,9 +31,14 @@ def handle(ctx: CommandContext) -> None:
     refusals = changes.audit.recent(None, REFUSALS_SHOWN, denied=True)
     listing = format_history(rows, account, refusals)
     ctx.reply(escape(listing), [section(code_block(listing))])  # audit details quote AD and store errors
-    ctx.services.audit.record(
-        ctx.actor, AuditAction.HISTORY, account, AuditOutcome.OK, None, f"{len(rows)} events shown"
+    shown = AuditEvent(
+        actor=ctx.actor,
+        action=AuditAction.HISTORY,
+        account=account,
+        outcome=AuditOutcome.OK,
+        detail=f"{len(rows)} events shown",
     )
+    ctx.services.audit.record(shown)
 
 
 SUBCOMMAND = Subcommand(

@@ -12,7 +12,7 @@ from typing import Any
 
 from slack_bolt import App, Respond
 
-from bot.audit import AuditAction, AuditOutcome
+from bot.audit import AuditAction, AuditEvent, AuditOutcome
 from bot.config import ConfigError
 from bot.fleet.inventory import (
     SensorRow,
@@ -91,7 +91,14 @@ def run_listing(services: Services, respond: Respond, actor: str, domain: str | 
     text, blocks = message(rows, graph_error)
     respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=True)
     outcome = AuditOutcome.OK if all(r.verdict == "healthy" for r in rows) else AuditOutcome.FAILED
-    services.audit.record(actor, AuditAction.CHECK, None, outcome, None, f"{len(rows)} sensors listed")
+    listed = AuditEvent(
+        actor=actor,
+        action=AuditAction.CHECK,
+        account=None,
+        outcome=outcome,
+        detail=f"{len(rows)} sensors listed",
+    )
+    services.audit.record(listed)
 
 
 SUBCOMMAND = Subcommand(

@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_bolt import App, Respond
 
-from bot.audit import AuditAction, AuditOutcome, AuditSink, record_or_log
+from bot.audit import AuditAction, AuditEvent, AuditOutcome, AuditSink, record_or_log
 from bot.change import record_checks, sensors_for_account
 from bot.config import AccountConfig, ConfigError
 from bot.fleet import graph_notes
@@ -114,7 +114,14 @@ class _AuditedReport:
 
     def fail(self, problem: str) -> None:
         self._report.fail(problem)
-        record_or_log(self._audit, self._actor, AuditAction.CHECK, None, AuditOutcome.ERROR, None, problem)
+        failed = AuditEvent(
+            actor=self._actor,
+            action=AuditAction.CHECK,
+            account=None,
+            outcome=AuditOutcome.ERROR,
+            detail=problem,
+        )
+        record_or_log(self._audit, failed)
 
 
 SUBCOMMAND = Subcommand(

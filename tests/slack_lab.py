@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
+from bot.audit import AuditEvent
 from bot.change import PasswordChanges, open_changes
 from bot.config import Settings
 from bot.monitor.runtime import MonitorRuntime
@@ -33,30 +34,12 @@ ALICE, BOB, MALLORY = "U0ALICE", "U0BOB", "U0MALLORY"  # allowed user; S0SECOPS 
 OPS, RANDOM = "C0OPS", "C0RANDOM"
 
 
-@dataclass(frozen=True)
-class AuditRecord:
-    actor: str
-    action: str
-    account: str | None
-    outcome: str
-    reason: str | None
-    detail: str | None
-
-
 @dataclass
 class RecordingAudit:
-    records: list[AuditRecord] = field(default_factory=list)
+    records: list[AuditEvent] = field(default_factory=list)
 
-    def record(
-        self,
-        actor: str,
-        action: str,
-        account: str | None,
-        outcome: str,
-        reason: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        self.records.append(AuditRecord(actor, action, account, outcome, reason, detail))
+    def record(self, event: AuditEvent) -> None:
+        self.records.append(event)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.audit import AuditAction, AuditEvent, AuditOutcome
 from bot.config import Settings, parse_settings
 
 CANARY = "Canary-Secret-7f3a9!"
@@ -41,3 +42,10 @@ def files_containing(directory: Path, needle: str) -> list[Path]:
     """Every file under `directory` whose bytes contain `needle` (UTF-8)."""
     raw = needle.encode("utf-8")
     return [p for p in directory.rglob("*") if p.is_file() and raw in p.read_bytes()]
+
+
+def check_event(actor: str = "cli:alice", *, detail: str | None = None, account: str = "corp") -> AuditEvent:
+    """A routine sensor check to fill an audit trail with."""
+    return AuditEvent(
+        actor=actor, action=AuditAction.CHECK, account=account, outcome=AuditOutcome.OK, detail=detail
+    )

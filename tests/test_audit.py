@@ -8,16 +8,18 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from bot.audit.trail import AuditAction, AuditOutcome, AuditRow, AuditTrail, open_audit, row_hash
+from bot.audit import AuditError, record_or_log
+from bot.audit.trail import AuditAction, AuditEvent, AuditOutcome, AuditRow, AuditTrail, open_audit, row_hash
 from bot.audit.view import format_event, format_history, history_json
 from bot.infra.redaction import active_secret
-from tests.storetools import CANARY, files_containing, make_settings
+from tests.storetools import CANARY, check_event, files_containing, make_settings
 
 
 def _trail(tmp_path: Path) -> AuditTrail:
@@ -30,14 +32,37 @@ def _db(tmp_path: Path) -> Path:
 
 def _fill(trail: AuditTrail, count: int) -> None:
     for index in range(count):
-        trail.record("cli:alice", AuditAction.TEST, "corp", AuditOutcome.OK, None, f"event {index}")
+        trail.record(
+            AuditEvent(
+                actor="cli:alice",
+                action=AuditAction.TEST,
+                account="corp",
+                outcome=AuditOutcome.OK,
+                detail=f"event {index}",
+            )
+        )
 
 
 def test_record_and_recent(tmp_path: Path) -> None:
     trail = _trail(tmp_path)
-    first = trail.record("slack:U123 (alice)", AuditAction.TEST, "corp", AuditOutcome.OK)
-    trail.record("cli:bob", AuditAction.SAVE, "lab", AuditOutcome.FAILED, "exit-status", "vault said no")
-    trail.record("cli:bob", AuditAction.STORE_INIT, None, AuditOutcome.OK)
+    first = trail.record(
+        AuditEvent(
+            actor="slack:U123 (alice)", action=AuditAction.TEST, account="corp", outcome=AuditOutcome.OK
+        )
+    )
+    trail.record(
+        AuditEvent(
+            actor="cli:bob",
+            action=AuditAction.SAVE,
+            account="lab",
+            outcome=AuditOutcome.FAILED,
+            reason="exit-status",
+            detail="vault said no",
+        )
+    )
+    trail.record(
+        AuditEvent(actor="cli:bob", action=AuditAction.STORE_INIT, account=None, outcome=AuditOutcome.OK)
+    )
     assert first.id == 1
     assert first.time.tzinfo is not None
     assert first.time.utcoffset() == UTC.utcoffset(None)
@@ -56,19 +81,65 @@ def test_record_and_recent(tmp_path: Path) -> None:
     assert result.head_hash == trail.recent(limit=1)[0].hash
 
 
+def test_an_audit_event_is_built_with_named_fields_and_recorded_as_it_says(tmp_path: Path) -> None:
+    event = AuditEvent(
+        actor="cli:bob",
+        action=AuditAction.SAVE,
+        account="lab",
+        outcome=AuditOutcome.FAILED,
+        reason="exit-status",
+        detail="vault said no",
+    )
+    with pytest.raises(TypeError):  # the reason and the detail can never be swapped by position
+        AuditEvent("cli:bob", AuditAction.SAVE, "lab", AuditOutcome.FAILED)  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        event.detail = "edited"  # type: ignore[misc]
+    row = _trail(tmp_path).record(event)
+    assert (row.actor, row.action, row.account, row.outcome, row.reason, row.detail) == (
+        "cli:bob",
+        "save",
+        "lab",
+        "failed",
+        "exit-status",
+        "vault said no",
+    )
+    assert AuditEvent(actor="cli:bob", action=AuditAction.CHECK, account=None, outcome=AuditOutcome.OK) == (
+        AuditEvent(actor="cli:bob", action="check", account=None, outcome=AuditOutcome.OK, reason=None)
+    )
+
+
+def test_record_or_log_logs_an_unavailable_trail_and_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    class BrokenTrail:
+        def record(self, event: AuditEvent) -> None:
+            raise AuditError("cannot write to the audit trail: disk full")
+
+    event = AuditEvent(actor="cli:bob", action=AuditAction.SAVE, account="lab", outcome=AuditOutcome.OK)
+    record_or_log(BrokenTrail(), event)
+    assert "audit trail unavailable; not recorded: cli:bob save lab ok: cannot write" in caplog.text
+
+
 def test_fields_are_one_line_and_bounded(tmp_path: Path) -> None:
     trail = _trail(tmp_path)
-    row = trail.record("cli:a", "check", "corp", "ok", None, "line one\nline two\t" + "x" * 1000)
+    row = trail.record(check_event("cli:a", detail="line one\nline two\t" + "x" * 1000))
     assert "\n" not in (row.detail or "")
     assert len(row.detail or "") == 500
     with pytest.raises(ValueError, match="actor"):
-        trail.record("", "check", "corp", "ok")
+        trail.record(check_event(""))
 
 
 def test_active_secrets_never_reach_the_trail(tmp_path: Path) -> None:
     trail = _trail(tmp_path)
     with active_secret(SecretStr(CANARY)):
-        row = trail.record("cli:a", AuditAction.CHANGE, "corp", "error", "bug", f"oops {CANARY}")
+        row = trail.record(
+            AuditEvent(
+                actor="cli:a",
+                action=AuditAction.CHANGE,
+                account="corp",
+                outcome=AuditOutcome.ERROR,
+                reason="bug",
+                detail=f"oops {CANARY}",
+            )
+        )
     assert row.detail == "oops [REDACTED]"
     assert files_containing(tmp_path / "state", CANARY) == []
 
@@ -140,7 +211,7 @@ def test_concurrent_threads_do_not_fork_the_chain(tmp_path: Path) -> None:
     def writer(name: str) -> None:
         try:
             for index in range(20):
-                trail.record(f"cli:{name}", AuditAction.CHECK, "corp", AuditOutcome.OK, None, str(index))
+                trail.record(check_event(f"cli:{name}", detail=str(index)))
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
@@ -159,11 +230,11 @@ _WRITER = """
 import sys
 from pathlib import Path
 from bot.audit.trail import open_audit
-from tests.storetools import make_settings
+from tests.storetools import check_event, make_settings
 
 trail = open_audit(make_settings(Path(sys.argv[1])))
 for index in range(40):
-    trail.record("cli:" + sys.argv[2], "check", "corp", "ok", None, str(index))
+    trail.record(check_event("cli:" + sys.argv[2], detail=str(index)))
 """
 
 

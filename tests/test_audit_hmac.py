@@ -23,7 +23,7 @@ from bot.audit.trail import AuditError, AuditTrail, open_audit, row_hash
 from bot.cli import main
 from lab.postgres import PostgresCluster
 from tests.peers import postgres_cluster
-from tests.storetools import make_settings, write_config
+from tests.storetools import check_event, make_settings, write_config
 
 PASSWORD = "pg-test-password-hmac"
 PASSWORD_ENV = "ATP_TEST_AUDIT_DB_PASSWORD"
@@ -53,7 +53,7 @@ class Lab:
     def fill(self, count: int) -> None:
         trail = self.trail()
         for index in range(count):
-            trail.record("cli:alice", "check", "corp", "ok", None, f"event {index}")
+            trail.record(check_event("cli:alice", detail=f"event {index}"))
         trail.engine.dispose()
 
     def sql(self) -> Iterator[Connection]:
@@ -163,7 +163,7 @@ def test_rows_dropped_from_the_end_and_head_moved_back_are_detected(
     assert result["intact"] is False
     assert "head (row 4) does not match its HMAC" in result["problem"]
     with pytest.raises(AuditError, match="head does not match its HMAC"):
-        lab.trail().record("cli:alice", "check", "corp", "ok")  # nothing is chained onto a forged head
+        lab.trail().record(check_event())  # nothing is chained onto a forged head
 
 
 def test_stripping_the_keys_is_detected(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
@@ -228,7 +228,7 @@ def test_keyed_trail_without_its_key_is_a_configuration_error(
     assert code == 2
     assert "keyed from row 1 but no audit key is configured" in err
     with pytest.raises(AuditError, match="no audit key"):
-        lab.trail().record("cli:alice", "check", "corp", "ok")  # fails closed
+        lab.trail().record(check_event())  # fails closed
     assert "Traceback" not in err
     code, _, err = lab.cli(capsys, "init")  # a new key would never verify the keyed rows
     assert code == 2

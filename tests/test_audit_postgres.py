@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bot.audit import AuditTrail, open_audit
+from bot.audit import AuditAction, AuditEvent, AuditOutcome, AuditTrail, open_audit
 from lab.postgres import PostgresCluster
 from tests.peers import postgres_cluster
-from tests.storetools import make_settings
+from tests.storetools import check_event, make_settings
 
 PASSWORD = "pg-test-password-51"
 AUDIT_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
@@ -58,8 +58,25 @@ def trail(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_record_recent_verify(trail: AuditTrail) -> None:
-    trail.record("cli:alice", "save", "corp", "ok", None, "saved in embedded")
-    trail.record("slack:U1 (bob)", "check", "lab", "failed", "credential-error", "sensor-2")
+    trail.record(
+        AuditEvent(
+            actor="cli:alice",
+            action=AuditAction.SAVE,
+            account="corp",
+            outcome=AuditOutcome.OK,
+            detail="saved in embedded",
+        )
+    )
+    trail.record(
+        AuditEvent(
+            actor="slack:U1 (bob)",
+            action=AuditAction.CHECK,
+            account="lab",
+            outcome=AuditOutcome.FAILED,
+            reason="credential-error",
+            detail="sensor-2",
+        )
+    )
     assert [row.action for row in trail.recent()] == ["check", "save"]
     assert trail.recent(account="corp")[0].actor == "cli:alice"
     result = trail.verify()
@@ -71,7 +88,7 @@ def test_record_recent_verify(trail: AuditTrail) -> None:
 
 def test_edit_is_detected(trail: AuditTrail) -> None:
     for index in range(4):
-        trail.record("cli:alice", "check", "corp", "ok", None, str(index))
+        trail.record(check_event("cli:alice", detail=str(index)))
     with trail.engine.begin() as conn:
         conn.execute(text("UPDATE audit_events SET outcome = 'failed' WHERE id = 2"))
     result = trail.verify()
@@ -82,7 +99,7 @@ def test_edit_is_detected(trail: AuditTrail) -> None:
 def test_concurrent_threads(trail: AuditTrail) -> None:
     def writer(name: str) -> None:
         for index in range(15):
-            trail.record(f"cli:{name}", "check", "corp", "ok", None, str(index))
+            trail.record(check_event(f"cli:{name}", detail=str(index)))
 
     threads = [threading.Thread(target=writer, args=(f"t{i}",)) for i in range(6)]
     for thread in threads:
@@ -99,12 +116,12 @@ _WRITER = """
 import sys
 from pathlib import Path
 from bot.audit.trail import open_audit
-from tests.storetools import make_settings
+from tests.storetools import check_event, make_settings
 
 extra = '[audit]\\nurl = "' + sys.argv[2] + '"\\npassword_env = "ATP_TEST_AUDIT_DB_PASSWORD"\\n'
 trail = open_audit(make_settings(Path(sys.argv[1]), extra))
 for index in range(30):
-    trail.record("cli:" + sys.argv[3], "check", "corp", "ok", None, str(index))
+    trail.record(check_event("cli:" + sys.argv[3], detail=str(index)))
 """
 
 

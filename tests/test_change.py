@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from bot.audit import open_audit
 from bot.change import ChangeProgress, ChangeStatus, PasswordChanges, open_changes
 from bot.config import Settings, load_settings
-from bot.directory import ConnectionTestResult, hold_account
+from bot.directory import AccountLocks, ConnectionTestResult
 from bot.infra.state import state_dir
 from bot.store import open_store
 from lab.ata_center import AtaCenterEmulator
@@ -191,7 +191,7 @@ def test_a_change_in_flight_makes_a_second_one_wait_for_nothing(
     config = write_config(tmp_path, lab_domain, fresh_user, sensors)
     assert run_cli(config, "store", "init").returncode == 0
     settings, changes = changes_for(config)
-    with hold_account(state_dir(settings), "svc"):
+    with AccountLocks(state_dir(settings)).hold("svc"):
         outcome = changes.change("svc", SecretStr(fresh_user.password), "slack:U2 (bob)")
     assert outcome.status is ChangeStatus.NOT_STARTED
     assert "in progress" in outcome.message

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from bot.audit import open_audit
+from bot.audit import AuditEvent, open_audit
 from bot.change import ChangeProgress, ChangeStatus, PasswordChanges
 from bot.config import AccountConfig, Settings, load_settings
-from bot.directory import hold_account, run_connection_test
+from bot.directory import AccountLocks, run_connection_test
 from bot.infra.redaction import install_record_redaction
 from bot.infra.state import state_dir
 from bot.store import open_store
@@ -68,10 +68,10 @@ def changes_with(settings: Settings, monkeypatch: pytest.MonkeyPatch, step: str)
         real_record = audit.record
         failing_action = step.removesuffix("-audit")
 
-        def record(actor: str, action: str, *args: Any) -> Any:
-            if action == failing_action:
+        def record(event: AuditEvent) -> Any:
+            if event.action == failing_action:
                 raise injected(step)
-            return real_record(actor, action, *args)
+            return real_record(event)
 
         monkeypatch.setattr(audit, "record", record)
     return PasswordChanges(settings, state_dir=state_dir(settings), store=store, audit=audit, tester=tester)
@@ -135,7 +135,7 @@ def test_an_unexpected_failure_at_each_step_is_told_truthfully(
     assert "Traceback" in errors[0].exc_text
     assert_no_canary(canary_logs, outcome.message, change_row.detail)
     assert changes.journal.entries() == []
-    with hold_account(state_dir(settings), "svc"):  # the account's lock was released
+    with AccountLocks(state_dir(settings)).hold("svc"):  # the account's lock was released
         pass
 
 

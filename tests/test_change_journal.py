@@ -20,7 +20,7 @@ from bot.change import ChangeProgress, PasswordChanges
 from bot.change.journal import ChangeJournal, InFlight, Phase
 from bot.change.recovery import Recovery, Verdict, verdict
 from bot.config import Settings
-from bot.directory import ConnectionTestResult, Outcome, hold_account
+from bot.directory import AccountLocks, ConnectionTestResult, Outcome
 from bot.store import CredentialMetadata, open_store
 from bot.store.embedded import init_embedded_store
 from commands.password.views import interrupted_notice
@@ -112,7 +112,7 @@ def test_a_leftover_is_resolved_once_and_audited_and_a_busy_account_is_left_alon
     changes = _changes(tmp_path, monkeypatch)
     leftover = changes.journal.advance(changes.journal.begin("svc", ALICE, "embedded"), Phase.SAVING)
 
-    with hold_account(tmp_path, "svc"):  # a change of the account is running in another process
+    with AccountLocks(tmp_path).hold("svc"):  # a change of the account is running in another process
         assert changes.recover_interrupted() == []
     assert changes.journal.entries() == [leftover]
 

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.config import AccountConfig, LockoutGuardConfig
-from bot.directory import LockoutGuard, Reason, hold_account
+from bot.directory import AccountLocks, LockoutGuard, Reason
 from bot.directory.bind import AttemptOutcome, ConnectionTestResult, Outcome, run_connection_test
 from lab.domain import LabDomain
 from lab.faults import silent_tls_server
@@ -39,7 +39,7 @@ def run(
     account: AccountConfig, password: str, state: Path, max_rejections: int = 100
 ) -> ConnectionTestResult:
     guard = LockoutGuard.at_path(state / "guard.sqlite", LockoutGuardConfig(max_rejections=max_rejections))
-    with hold_account(state, account.id) as lease:
+    with AccountLocks(state).hold(account.id) as lease:
         return run_connection_test(account, SecretStr(password), guard=guard, lease=lease)
 
 

@@ -17,7 +17,7 @@ import pytest
 import tomli_w
 
 from bot.config import LockoutGuardConfig
-from bot.directory.lockout import GUARD_FILE, LockoutGuard, hold_account
+from bot.directory.lockout import GUARD_FILE, AccountLocks, LockoutGuard
 from lab.domain import LabDomain
 from lab.faults import silent_tls_server
 from lab.samba import LabUser
@@ -162,7 +162,7 @@ def test_reset_when_no_dc_answers_the_lookup_account_needs_force(
     )
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
-    with hold_account(state, "svc") as lease:  # a test cut short: counted
+    with AccountLocks(state).hold("svc") as lease:  # a test cut short: counted
         assert LockoutGuard.at_path(state / GUARD_FILE, LockoutGuardConfig()).admit(lease).allowed
 
     refused = run_cli(config, "guard", "reset", "--account", "svc")

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,23 +23,28 @@ import tomli_w
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
+from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
-from bot.config import ConfigError, Settings, parse_settings
-from bot.directory import Reason
+from bot.audit import open_audit
+from bot.change import ChangeStatus, PasswordChanges
+from bot.config import AccountConfig, ConfigError, Settings, parse_settings
+from bot.directory import ConnectionTestResult, Outcome, Reason
 from bot.directory.lockout import (
     GUARD_FILE,
     AccountBusy,
+    AccountLocks,
     LockoutGuard,
     SharedLockUnavailable,
-    hold_account,
-    share_account_locks,
 )
 from bot.infra.advisory import AdvisoryLocks
 from bot.infra.leader import LeaderElection
+from bot.infra.state import state_dir
 from bot.monitor.models import MessageRef
 from bot.monitor.scheduler import RECHECK_PREFIX, jobstore_url, recheck_job
+from bot.store import open_store
+from bot.store.embedded import init_embedded_store
 from lab.postgres import PostgresCluster
 from lab.slack import SlackEmulator
 from tests.peers import postgres_cluster
@@ -367,42 +373,38 @@ def test_two_replicas_serve_slack_and_one_runs_the_scheduler(
 
 
 @pytest.fixture
-def shared_locks(lock_url: URL) -> Iterator[AdvisoryLocks]:
-    locks = AdvisoryLocks(lock_url, POLL)
-    share_account_locks(lambda account_id: locks.hold(f"test:account:{account_id}"))
-    yield locks
-    share_account_locks(None)
-    locks.close()
+def two_hosts(lock_url: URL, tmp_path: Path) -> Iterator[tuple[AccountLocks, AccountLocks]]:
+    """The account locks of two hosts: two state directories (two separate flocks), one database."""
+    hosts = [AccountLocks(tmp_path / name, AdvisoryLocks(lock_url, POLL)) for name in ("a", "b")]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    yield hosts[0], hosts[1]
+    for host in hosts:
+        host.close()
 
 
-def test_replicas_share_the_account_lock(shared_locks: AdvisoryLocks, tmp_path: Path) -> None:
-    """Two hosts (two state directories, so two separate flocks) still test one account at a time."""
-    host_a, host_b = tmp_path / "a", tmp_path / "b"
-    host_a.mkdir()
-    host_b.mkdir()
-    with hold_account(host_a, "corp") as lease:
+def test_replicas_share_the_account_lock(two_hosts: tuple[AccountLocks, AccountLocks]) -> None:
+    """Two hosts still test one account at a time."""
+    host_a, host_b = two_hosts
+    with host_a.hold("corp") as lease:
         assert lease.account_id == "corp"
-        with (
-            pytest.raises(AccountBusy, match="Another test or change for account corp"),
-            hold_account(host_b, "corp"),
-        ):
+        with pytest.raises(AccountBusy, match="Another test or change for account corp"), host_b.hold("corp"):
             pass
-        with hold_account(host_b, "other"):
+        with host_b.hold("other"):
             pass
-    with hold_account(host_b, "corp"):
+    with host_b.hold("corp"):
         pass
 
 
 def test_an_unreachable_shared_lock_refuses_the_test(cluster: PostgresCluster, tmp_path: Path) -> None:
-    locks = AdvisoryLocks(make_url(cluster.url).set(password=PASSWORD, port=_closed_port()), POLL)
-    share_account_locks(lambda account_id: locks.hold(account_id))
-    try:
-        with pytest.raises(SharedLockUnavailable, match="cannot be reached"), hold_account(tmp_path, "corp"):
-            pass
-    finally:
-        share_account_locks(None)
-        locks.close()
-    with hold_account(tmp_path, "corp"):  # the host lock was released
+    down = AdvisoryLocks(make_url(cluster.url).set(password=PASSWORD, port=_closed_port()), POLL)
+    with (
+        closing(AccountLocks(tmp_path, down)) as locks,
+        pytest.raises(SharedLockUnavailable, match="cannot be reached"),
+        locks.hold("corp"),
+    ):
+        pass
+    with AccountLocks(tmp_path).hold("corp"):  # the host lock was released
         pass
 
 
@@ -417,7 +419,7 @@ def test_replicas_share_the_lockout_guard(
     """A rejection counted on one replica counts on the other: two rejections in all, not two each."""
     monkeypatch.setenv(DB_PASSWORD_ENV, PASSWORD)
     a, b = (LockoutGuard.for_settings(_replica_settings(tmp_path, n, cluster.url)) for n in ("a", "b"))
-    with hold_account(tmp_path, "corp") as lease:
+    with AccountLocks(tmp_path).hold("corp") as lease:
         for guard in (a, b):
             attempt = guard.admit(lease).attempt
             assert attempt is not None and guard.settle(attempt, Reason.WRONG_PASSWORD)
@@ -436,9 +438,43 @@ def test_an_unreadable_shared_guard_refuses_the_test(
     monkeypatch.setenv(DB_PASSWORD_ENV, PASSWORD)
     down = str(make_url(cluster.url).set(port=_closed_port()))
     guard = LockoutGuard.for_settings(_replica_settings(tmp_path, "a", down))
-    with hold_account(tmp_path, "corp") as lease:
+    with AccountLocks(tmp_path).hold("corp") as lease:
         decision = guard.admit(lease)
     assert not decision.allowed and decision.reason is Reason.GUARD_UNAVAILABLE
     assert "Nothing was sent to Active Directory" in decision.message
     assert "lockout guard: cannot read the shared database" in caplog.text
     assert PASSWORD not in caplog.text + decision.message
+
+
+def test_the_change_path_of_a_replica_holds_the_account_across_the_replicas(
+    cluster: PostgresCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No entry point has to remember the replicas' lock: the change path built from a replica's
+    configuration takes it, so a change is refused while another replica tests the account."""
+    monkeypatch.setenv(DB_PASSWORD_ENV, PASSWORD)
+    tested: list[str] = []
+
+    def tester(account: AccountConfig, *_args: object, **_kwargs: object) -> ConnectionTestResult:
+        tested.append(account.id)
+        return ConnectionTestResult(account.id, Outcome.PASSED, "accepted", dc="ldaps://dc1")
+
+    replicas = []
+    for name in ("a", "b"):
+        settings = _replica_settings(tmp_path, name, cluster.url)
+        init_embedded_store(settings)
+        replicas.append(
+            PasswordChanges(
+                settings,
+                state_dir=state_dir(settings),
+                store=open_store(settings),
+                audit=open_audit(settings),
+                tester=tester,
+            )
+        )
+    with replicas[0].locks.hold("corp"):
+        outcome = replicas[1].change("corp", SecretStr("Never-Sent-1"), "cli:test")
+    assert outcome.status is ChangeStatus.NOT_STARTED, outcome
+    assert "Another test or change for account corp is in progress" in outcome.message
+    assert tested == []
+    for changes in replicas:
+        changes.locks.close()

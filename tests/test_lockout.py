@@ -15,8 +15,10 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from bot.config import LockoutGuardConfig
-from bot.directory import AccountBusy, AccountLease, LockoutGuard, Reason, hold_account
+from bot.directory import AccountBusy, AccountLease, AccountLocks, LockoutGuard, Reason
+from bot.infra.state import state_dir
 from lab.faults import read_only_sqlite
+from tests.storetools import make_settings
 
 
 class Clock:
@@ -39,7 +41,7 @@ def test_guard_refuses_past_the_limit_and_recovers_after_the_window(tmp_path: Pa
     guard = LockoutGuard.at_path(
         tmp_path / "g.sqlite", LockoutGuardConfig(max_rejections=2, window_minutes=30), clock
     )
-    with hold_account(tmp_path, "a") as lease:
+    with AccountLocks(tmp_path).hold("a") as lease:
         reject(guard, lease)
         clock.now += timedelta(minutes=10)
         reject(guard, lease)
@@ -49,20 +51,20 @@ def test_guard_refuses_past_the_limit_and_recovers_after_the_window(tmp_path: Pa
         assert "until 2026-01-01 12:30 UTC" in decision.message
         clock.now = datetime(2026, 1, 1, 12, 30, 1, tzinfo=UTC)
         assert guard.admit(lease).allowed
-    with hold_account(tmp_path, "b") as other:
+    with AccountLocks(tmp_path).hold("b") as other:
         assert guard.admit(other).allowed
 
 
 def test_guard_state_survives_a_restart(tmp_path: Path) -> None:
     config = LockoutGuardConfig(max_rejections=1)
-    with hold_account(tmp_path, "a") as lease:
+    with AccountLocks(tmp_path).hold("a") as lease:
         reject(LockoutGuard.at_path(tmp_path / "g.sqlite", config), lease)
         assert not LockoutGuard.at_path(tmp_path / "g.sqlite", config).admit(lease).allowed
 
 
 def test_an_accepted_test_or_one_never_sent_is_not_counted(tmp_path: Path) -> None:
     guard = LockoutGuard.at_path(tmp_path / "g.sqlite", LockoutGuardConfig(max_rejections=1))
-    with hold_account(tmp_path, "a") as lease:
+    with AccountLocks(tmp_path).hold("a") as lease:
         for _ in range(3):
             attempt = guard.admit(lease).attempt
             assert attempt is not None and guard.settle(attempt, None)
@@ -72,7 +74,7 @@ def test_an_accepted_test_or_one_never_sent_is_not_counted(tmp_path: Path) -> No
 def test_a_test_never_settled_counts_as_a_rejection(tmp_path: Path) -> None:
     """The process died mid-bind: AD may have counted the password, so the guard does too."""
     config = LockoutGuardConfig(max_rejections=1)
-    with hold_account(tmp_path, "a") as lease:
+    with AccountLocks(tmp_path).hold("a") as lease:
         assert LockoutGuard.at_path(tmp_path / "g.sqlite", config).admit(lease).allowed
         after_restart = LockoutGuard.at_path(tmp_path / "g.sqlite", config)
         count = after_restart.count("a")
@@ -84,7 +86,7 @@ def test_a_ledger_that_cannot_be_written_refuses_the_test(tmp_path: Path) -> Non
     """Readable but not writable (read-only disk or file): the test is refused, not let through."""
     path = tmp_path / "g.sqlite"
     guard = LockoutGuard.at_path(path, LockoutGuardConfig(max_rejections=2))
-    with hold_account(tmp_path, "a") as lease:
+    with AccountLocks(tmp_path).hold("a") as lease:
         reject(guard, lease)
         read_only_sqlite(path)
         decision = guard.admit(lease)
@@ -104,7 +106,7 @@ def test_a_write_lock_held_past_the_busy_timeout_refuses_the_test(tmp_path: Path
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
-        with hold_account(tmp_path, "a") as lease:
+        with AccountLocks(tmp_path).hold("a") as lease:
             decision = guard.admit(lease)
     finally:
         holder.rollback()
@@ -116,7 +118,7 @@ def test_a_write_lock_held_past_the_busy_timeout_refuses_the_test(tmp_path: Path
 def test_a_verdict_that_cannot_be_recorded_leaves_the_test_counted(tmp_path: Path) -> None:
     path = tmp_path / "g.sqlite"
     guard = LockoutGuard.at_path(path, LockoutGuardConfig(max_rejections=1))
-    with hold_account(tmp_path, "a") as lease:
+    with AccountLocks(tmp_path).hold("a") as lease:
         attempt = guard.admit(lease).attempt
         assert attempt is not None
         read_only_sqlite(path)
@@ -126,7 +128,7 @@ def test_a_verdict_that_cannot_be_recorded_leaves_the_test_counted(tmp_path: Pat
 
 def test_reset_forgets_the_account_only(tmp_path: Path) -> None:
     guard = LockoutGuard.at_path(tmp_path / "g.sqlite", LockoutGuardConfig(max_rejections=1))
-    with hold_account(tmp_path, "a") as a, hold_account(tmp_path, "b") as b:
+    with AccountLocks(tmp_path).hold("a") as a, AccountLocks(tmp_path).hold("b") as b:
         reject(guard, a)
         assert guard.admit(a).reason is Reason.GUARD_LIMIT
         assert guard.admit(b).allowed  # left pending
@@ -142,18 +144,18 @@ def test_the_ledger_file_is_private(tmp_path: Path) -> None:
     old.chmod(0o644)
     for path in (fresh, old):
         guard = LockoutGuard.at_path(path, config)
-        with hold_account(tmp_path, "a") as lease:
+        with AccountLocks(tmp_path).hold("a") as lease:
             reject(guard, lease)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
 def test_second_holder_in_another_thread_is_told_at_once(tmp_path: Path) -> None:
     errors: list[BaseException] = []
-    with hold_account(tmp_path, "a"):
+    with AccountLocks(tmp_path).hold("a"):
 
         def contend() -> None:
             try:
-                with hold_account(tmp_path, "a"):
+                with AccountLocks(tmp_path).hold("a"):
                     pass
             except AccountBusy as exc:
                 errors.append(exc)
@@ -161,18 +163,18 @@ def test_second_holder_in_another_thread_is_told_at_once(tmp_path: Path) -> None
         thread = threading.Thread(target=contend)
         thread.start()
         thread.join(timeout=5)
-        with hold_account(tmp_path, "other-account"):
+        with AccountLocks(tmp_path).hold("other-account"):
             pass
     assert len(errors) == 1 and "in progress" in str(errors[0])
-    with hold_account(tmp_path, "a"):
+    with AccountLocks(tmp_path).hold("a"):
         pass
 
 
 def test_lock_holds_across_processes(tmp_path: Path) -> None:
     script = (
         "import sys, pathlib\n"
-        "from bot.directory.lockout import hold_account\n"
-        "with hold_account(pathlib.Path(sys.argv[1]), 'a'):\n"
+        "from bot.directory.lockout import AccountLocks\n"
+        "with AccountLocks(pathlib.Path(sys.argv[1])).hold('a'):\n"
         "    print('held', flush=True); sys.stdin.read()\n"
     )
     holder = subprocess.Popen(
@@ -183,9 +185,25 @@ def test_lock_holds_across_processes(tmp_path: Path) -> None:
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(AccountBusy), hold_account(tmp_path, "a"):
+        with pytest.raises(AccountBusy), AccountLocks(tmp_path).hold("a"):
             pass
     finally:
         holder.communicate("", timeout=10)
-    with hold_account(tmp_path, "a"):
+    with AccountLocks(tmp_path).hold("a"):
+        pass
+
+
+def test_without_replicas_the_account_locks_are_the_state_directory_s(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    locks = AccountLocks.for_settings(settings)
+    with locks.hold("a") as lease:
+        assert lease.account_id == "a"
+        with pytest.raises(AccountBusy), AccountLocks(state_dir(settings)).hold("a"):  # e.g. a CLI run
+            pass
+        other_host = tmp_path / "other-host"
+        other_host.mkdir()
+        with AccountLocks.for_settings(settings, other_host).hold("a"):  # no replicas: nothing shared
+            pass
+    locks.close()  # nothing to close without replicas
+    with locks.hold("a"):
         pass

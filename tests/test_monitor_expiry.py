@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.directory import hold_account, read_password_expiry
+from bot.directory import AccountLocks, read_password_expiry
 from bot.monitor.expiry import due_warning, run_expiry_check
 from bot.monitor.models import ExpiryWarning
 from bot.monitor.runtime import MonitorRuntime
@@ -113,7 +113,7 @@ def test_without_a_lookup_account_the_saved_credential_binds_once_a_day(
     runtime, notifier = expiry_runtime(tmp_path, lab_domain, fresh_user, clock, monkeypatch, lookup=False)
     runtime.changes.store.save("svc", SecretStr(CANARY), "cli:test")
 
-    with hold_account(runtime.changes.state_dir, "svc"):  # a change in flight: postponed, nothing sent
+    with AccountLocks(runtime.changes.state_dir).hold("svc"):  # a change in flight: postponed, nothing sent
         assert run_expiry_check(runtime) == []
     (warning,) = run_expiry_check(runtime)
     assert (warning.threshold, warning.days_left) == (14, 11)

@@ -38,6 +38,7 @@ from tests.monitor_tools import (
     make_runtime,
     monitor_settings,
 )
+from tests.storetools import check_event
 
 THREAD = MessageRef(channel="C0CHANGES", ts="1764050000.000100")
 
@@ -246,7 +247,7 @@ def test_the_daily_audit_head_announcement(
     assert isinstance(trigger, CronTrigger)
     assert str(trigger.fields[5]) == "7" and str(trigger.fields[6]) == "15"
     trail = scheduler.runtime.changes.audit
-    trail.record("cli:alice", "check", "svc", "ok")
+    trail.record(check_event("cli:alice", account="svc"))
 
     scheduler.run_job_now(AUDIT_HEAD_JOB)
     (notice,) = notifier.of("post_audit_head")

@@ -22,6 +22,7 @@ from lab.winrm.model import log_line
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import sensor_config
 from tests.slack_lab import ALICE, MALLORY, OPS, Lab, initialised_changes, running_lab, wait_for
+from tests.storetools import check_event
 
 
 @contextmanager
@@ -145,7 +146,7 @@ def test_the_daily_audit_head_reaches_the_channel(
         scheduler = lab.runtime.services.scheduler
         assert scheduler is not None
         trail = scheduler.runtime.changes.audit
-        trail.record("cli:alice", "check", "svc", "ok")
+        trail.record(check_event("cli:alice", account="svc"))
         scheduler.run_job_now(AUDIT_HEAD_JOB)
         anchor = trail.verify().anchor
         (message,) = [m for m in lab.emulator.messages(OPS) if "Audit trail" in m.text]

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import pytest
 
 from bot.change import open_changes
-from bot.directory import hold_account
+from bot.directory import AccountLocks
 from bot.store import open_store
 from commands import MODULES
 from commands.password.views import Action, Block
@@ -228,7 +228,7 @@ def test_a_second_change_in_flight_is_told_so(
     lab_domain, fresh_user, sensors, tmp_path = peers
     with password_lab("socket", lab_domain, fresh_user, sensors, tmp_path) as lab:
         view_id = open_modal(lab)
-        with hold_account(tmp_path / "state", "svc"):  # e.g. a CLI change of the same account
+        with AccountLocks(tmp_path / "state").hold("svc"):  # e.g. a CLI change of the same account
             lab.emulator.submit_view(view_id, values(fresh_user.password))
             wait_for(lambda: "in progress" in view_text(lab, view_id), timeout=15)
         assert lab.emulator.calls("chat.postMessage") == []

@@ -16,11 +16,11 @@ from pydantic import SecretStr, ValidationError
 from bot.change import ChangeOutcome, ChangeStatus
 from bot.config import AccountConfig, LockoutGuardConfig, load_settings
 from bot.directory import (
+    AccountLocks,
     ConnectionTestResult,
     LockoutGuard,
     Outcome,
     Reason,
-    hold_account,
     run_connection_test,
 )
 from bot.directory.kerberos_check import kdc_hosts, krb5_conf
@@ -55,7 +55,7 @@ def guard_at(state: Path) -> LockoutGuard:
 
 
 def run(account: AccountConfig, password: str, state: Path) -> ConnectionTestResult:
-    with hold_account(state, account.id) as lease:
+    with AccountLocks(state).hold(account.id) as lease:
         return run_connection_test(account, SecretStr(password), guard=guard_at(state), lease=lease)
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.audit import open_audit
+from bot.audit import AuditAction, AuditEvent, AuditOutcome, open_audit
 from bot.cli import main
 from bot.store import open_store
-from tests.storetools import CANARY, files_containing, make_settings, write_config
+from tests.storetools import CANARY, check_event, files_containing, make_settings, write_config
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +56,15 @@ def test_store_init_status_and_history(
 
     settings = make_settings(tmp_path)
     open_store(settings).save("corp", SecretStr(CANARY), "slack:U123 (alice)")
-    open_audit(settings).record("slack:U123 (alice)", "save", "corp", "ok", None, "saved in embedded")
+    open_audit(settings).record(
+        AuditEvent(
+            actor="slack:U123 (alice)",
+            action=AuditAction.SAVE,
+            account="corp",
+            outcome=AuditOutcome.OK,
+            detail="saved in embedded",
+        )
+    )
 
     code, out, _ = _run(capsys, config, "store", "status")
     assert code == 0
@@ -110,7 +118,7 @@ def test_audit_verify_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     config = write_config(tmp_path)
     trail = open_audit(make_settings(tmp_path))
     for index in range(3):
-        trail.record("cli:alice", "check", "corp", "ok", None, str(index))
+        trail.record(check_event("cli:alice", detail=str(index)))
     code, out, _ = _run(capsys, config, "audit", "verify")
     assert code == 0
     assert "intact: 3 rows" in out

@@ -3,6 +3,7 @@
 from bot.audit.events import (
     AuditAction,
     AuditError,
+    AuditEvent,
     AuditOutcome,
     AuditRow,
     AuditSink,
@@ -14,6 +15,7 @@ from bot.audit.trail import AuditTrail, open_audit
 __all__ = [
     "AuditAction",
     "AuditError",
+    "AuditEvent",
     "AuditOutcome",
     "AuditRow",
     "AuditSink",

@@ -56,36 +56,38 @@ class AuditOutcome(StrEnum):
     DENIED = "denied"  # an authorization refusal (a Slack user or channel not allowed)
 
 
+@dataclass(frozen=True, kw_only=True)
+class AuditEvent:
+    """One event to append to the trail: who did what to which account, how it ended and why. Built with
+    named fields, so that no caller can swap the reason and the detail."""
+
+    actor: str  # `cli:<login>`, `slack:<user id> (<name>)`, or atp-bot itself
+    action: str  # an AuditAction; in a DENIED row, the name of the refused subcommand or interaction
+    account: str | None  # the account's id; None: not about one account (a store or trail operation)
+    outcome: AuditOutcome
+    reason: str | None = None  # a short machine-readable why (an AD reason, a store error's reason...)
+    detail: str | None = None  # one line for people, never a secret
+
+
 class AuditSink(Protocol):
     """Anything that records audit events (the trail itself, or a test's recorder)."""
 
-    def record(
-        self,
-        actor: str,
-        action: str,
-        account: str | None,
-        outcome: str,
-        reason: str | None = None,
-        detail: str | None = None,
-    ) -> object: ...
+    def record(self, event: AuditEvent) -> object: ...
 
 
-def record_or_log(
-    audit: AuditSink,
-    actor: str,
-    action: str,
-    account: str | None,
-    outcome: str,
-    reason: str | None = None,
-    detail: str | None = None,
-) -> None:
+def record_or_log(audit: AuditSink, event: AuditEvent) -> None:
     """Audit something that has already happened (a save, a service start, an alert): an unavailable
     trail is logged loudly but never raised, because what happened cannot be undone."""
     try:
-        audit.record(actor, action, account, outcome, reason, detail)
+        audit.record(event)
     except AuditError as exc:
         log.error(
-            "audit trail unavailable; not recorded: %s %s %s %s: %s", actor, action, account, outcome, exc
+            "audit trail unavailable; not recorded: %s %s %s %s: %s",
+            event.actor,
+            event.action,
+            event.account,
+            event.outcome,
+            exc,
         )
 
 

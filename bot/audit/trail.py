@@ -35,6 +35,7 @@ from bot.audit.events import (
     AuditAction,
     AuditAnchor,
     AuditError,
+    AuditEvent,
     AuditOutcome,
     AuditRow,
     AuditSink,
@@ -130,17 +131,9 @@ class AuditTrail:
         )
         return to_row(values)
 
-    def record(
-        self,
-        actor: str,
-        action: str,
-        account: str | None,
-        outcome: str,
-        reason: str | None = None,
-        detail: str | None = None,
-    ) -> AuditRow:
+    def record(self, event: AuditEvent) -> AuditRow:
         """Append one event; raise AuditError if it cannot be made durable."""
-        values = _event_values(actor, action, account, outcome, reason, detail)
+        values = _event_values(event)
         try:
             with self.engine.begin() as conn:
                 current = self._locked_head(conn)
@@ -206,14 +199,14 @@ class AuditTrail:
                 if not result.intact or result.keyed_from is not None or result.rows == 0:
                     return RekeyResult(result)
                 sealed = f"{result.rows}:{result.head_hash}"
-                values = _event_values(
-                    actor,
-                    AuditAction.AUDIT_REKEY,
-                    None,
-                    AuditOutcome.OK,
-                    None,
-                    f"unkeyed rows up to {sealed}",
+                rekeyed = AuditEvent(
+                    actor=actor,
+                    action=AuditAction.AUDIT_REKEY,
+                    account=None,
+                    outcome=AuditOutcome.OK,
+                    detail=f"unkeyed rows up to {sealed}",
                 )
+                values = _event_values(rekeyed)
                 return RekeyResult(result, self._append(conn, current, values, self.key))
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot write to the audit trail: {_cause(exc)}") from None
@@ -305,18 +298,16 @@ def _cause(exc: SQLAlchemyError) -> object:
     return exc.orig if isinstance(exc, DBAPIError) else exc
 
 
-def _event_values(
-    actor: str, action: str, account: str | None, outcome: str, reason: str | None, detail: str | None
-) -> dict[str, Any]:
+def _event_values(event: AuditEvent) -> dict[str, Any]:
     """A new event's fields, cleaned; the chain fields are added under the append lock."""
     return {
         "time": datetime.now(UTC).isoformat(timespec="microseconds"),
-        "actor": _clean("actor", actor, required=True),
-        "action": _clean("action", str(action), required=True),
-        "account": _clean("account", account, required=False),
-        "outcome": _clean("outcome", str(outcome), required=True),
-        "reason": _clean("reason", reason, required=False),
-        "detail": _clean("detail", detail, required=False),
+        "actor": _clean("actor", event.actor, required=True),
+        "action": _clean("action", str(event.action), required=True),
+        "account": _clean("account", event.account, required=False),
+        "outcome": _clean("outcome", str(event.outcome), required=True),
+        "reason": _clean("reason", event.reason, required=False),
+        "detail": _clean("detail", event.detail, required=False),
     }
 
 
@@ -351,6 +342,7 @@ __all__ = [
     "AuditAction",
     "AuditAnchor",
     "AuditError",
+    "AuditEvent",
     "AuditOutcome",
     "AuditRow",
     "AuditSink",

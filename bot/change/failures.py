@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.audit import AuditOutcome, AuditSink
+from bot.audit import AuditEvent, AuditOutcome, AuditSink
 from bot.config import ConfigError
 from bot.infra.redaction import redact
 
@@ -51,7 +51,16 @@ def report_failure(
     log.error("%s failed: %s", doing, line, exc_info=None if isinstance(exc, ConfigError) else exc)
     detail = f"{line}; {aftermath}" if aftermath else line
     try:
-        audit.record(actor, action, account, AuditOutcome.ERROR, failure_reason(exc), detail)
+        audit.record(
+            AuditEvent(
+                actor=actor,
+                action=action,
+                account=account,
+                outcome=AuditOutcome.ERROR,
+                reason=failure_reason(exc),
+                detail=detail,
+            )
+        )
     except Exception as audit_failure:  # noqa: BLE001 - the failure is logged, the person still gets an answer
         log.error(
             "audit trail unavailable; not recorded: %s %s: %s", action, account, one_line(audit_failure)

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from bot.audit import (
     AuditAction,
     AuditError,
+    AuditEvent,
     AuditOutcome,
     AuditTrail,
     open_audit,
@@ -43,9 +44,9 @@ from bot.config import AccountConfig, SensorConfig, Settings, password_refusal
 from bot.directory import (
     AccountBusy,
     AccountLease,
+    AccountLocks,
     ConnectionTestResult,
     LockoutGuard,
-    hold_account,
     run_connection_test,
 )
 from bot.fleet import AccountSensors, GraphFleet, account_sensors
@@ -63,8 +64,8 @@ Step = Callable[[AccountLease, InFlight, Attempt], ChangeOutcome]
 
 
 def open_changes(settings: Settings, checker: SensorChecker = check_sensors) -> PasswordChanges:
-    """The change path for a configuration, with its store and audit trail (raises StoreError/AuditError);
-    `checker` checks the sensors (`atp-bot run`: its worker processes)."""
+    """The change path for a configuration, with its store, audit trail and account locks (raises
+    StoreError/AuditError); `checker` checks the sensors (`atp-bot run`: its worker processes)."""
     return PasswordChanges(
         settings,
         state_dir=state_dir(settings),
@@ -97,6 +98,8 @@ class PasswordChanges:
         self.store = store
         self.audit = audit
         self.guard = LockoutGuard.for_settings(settings)
+        # Every test and change of an account holds its lock, shared with the replicas when there are any.
+        self.locks = AccountLocks.for_settings(settings, state_dir)
         self.journal = ChangeJournal(state_dir)
         self.checker = checker
         self.tester = tester
@@ -203,7 +206,7 @@ class PasswordChanges:
         step: Step,
     ) -> ChangeOutcome:
         try:
-            with hold_account(self.state_dir, account.id) as lease:
+            with self.locks.hold(account.id) as lease:
                 for recovery in self._recover(account.id):
                     progress.recovered(recovery)
                 try:
@@ -237,7 +240,7 @@ class PasswordChanges:
         recoveries: list[Recovery] = []
         for account_id in sorted({entry.account_id for entry in self.journal.entries()}):
             try:
-                with hold_account(self.state_dir, account_id):
+                with self.locks.hold(account_id):
                     recoveries.extend(self._recover(account_id))
             except AccountBusy:
                 log.info("account %s: a change is in flight in another process; not resolved", account_id)
@@ -320,7 +323,10 @@ class PasswordChanges:
         except StoreError as exc:
             return self._not_saved(account, actor, result, exc)
         detail = f"{saved.backend} store; verified by {result.dc}" + (f"; {note}" if note else "")
-        record_or_log(self.audit, actor, AuditAction.SAVE, account.id, AuditOutcome.OK, None, detail)
+        save = AuditEvent(
+            actor=actor, action=AuditAction.SAVE, account=account.id, outcome=AuditOutcome.OK, detail=detail
+        )
+        record_or_log(self.audit, save)
         log.info("account %s: new password saved (%s store) by %s", account.id, saved.backend, actor)
         return ChangeOutcome(
             account.id,
@@ -334,9 +340,15 @@ class PasswordChanges:
     def _not_saved(
         self, account: AccountConfig, actor: str, result: ConnectionTestResult, exc: StoreError
     ) -> ChangeOutcome:
-        record_or_log(
-            self.audit, actor, AuditAction.SAVE, account.id, AuditOutcome.ERROR, exc.reason, exc.message
+        failed_save = AuditEvent(
+            actor=actor,
+            action=AuditAction.SAVE,
+            account=account.id,
+            outcome=AuditOutcome.ERROR,
+            reason=exc.reason,
+            detail=exc.message,
         )
+        record_or_log(self.audit, failed_save)
         log.error("account %s: tested OK but NOT saved: %s", account.id, exc.message)
         return ChangeOutcome(
             account.id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.audit import AuditAction, AuditOutcome, AuditSink, record_or_log
+from bot.audit import AuditAction, AuditEvent, AuditOutcome, AuditSink, record_or_log
 from bot.directory import AccountBusy, ConnectionTestResult, Outcome, Reason
 from bot.sensors import SensorResult
 
@@ -22,15 +22,14 @@ def record_checks(
     """Audit a round of sensor checks: ok when every sensor is healthy."""
     healthy = sum(r.healthy for r in results)
     outcome = AuditOutcome.OK if healthy == len(results) else AuditOutcome.FAILED
-    record_or_log(
-        audit,
-        actor,
-        AuditAction.CHECK,
-        account_id,
-        outcome,
-        None,
-        f"{healthy} of {len(results)} sensors healthy",
+    checks = AuditEvent(
+        actor=actor,
+        action=AuditAction.CHECK,
+        account=account_id,
+        outcome=outcome,
+        detail=f"{healthy} of {len(results)} sensors healthy",
     )
+    record_or_log(audit, checks)
 
 
 def record_test(audit: AuditSink, actor: str, result: ConnectionTestResult) -> None:
@@ -38,16 +37,25 @@ def record_test(audit: AuditSink, actor: str, result: ConnectionTestResult) -> N
     detail = result.message
     if result.dc and result.dc not in detail:
         detail = f"{result.dc}: {detail}"
-    audit.record(
-        actor,
-        AuditAction.TEST,
-        result.account_id,
-        TEST_AUDIT_OUTCOME[result.outcome],
-        result.reason.value if result.reason else None,
-        detail,
+    test = AuditEvent(
+        actor=actor,
+        action=AuditAction.TEST,
+        account=result.account_id,
+        outcome=TEST_AUDIT_OUTCOME[result.outcome],
+        reason=result.reason.value if result.reason else None,
+        detail=detail,
     )
+    audit.record(test)
 
 
 def record_busy(audit: AuditSink, actor: str, account_id: str, busy: AccountBusy) -> None:
     """Audit a test or change refused because another one of the account is in flight."""
-    record_or_log(audit, actor, AuditAction.TEST, account_id, AuditOutcome.REFUSED, Reason.BUSY, str(busy))
+    refusal = AuditEvent(
+        actor=actor,
+        action=AuditAction.TEST,
+        account=account_id,
+        outcome=AuditOutcome.REFUSED,
+        reason=Reason.BUSY,
+        detail=str(busy),
+    )
+    record_or_log(audit, refusal)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from bot.audit import AuditAction, AuditOutcome, AuditRow, AuditTrail
+from bot.audit import AuditAction, AuditEvent, AuditOutcome, AuditRow, AuditTrail
 from bot.change.journal import InFlight, Phase
 from bot.store import CredentialMetadata, CredentialStore
 
@@ -105,6 +105,14 @@ def resolve(entry: InFlight, store: CredentialStore, audit: AuditTrail, now: dat
     )
     outcome = AuditOutcome.OK if result is Verdict.SAVED else AuditOutcome.ERROR
     detail = f"{recovery.describe()} (found at {now:%Y-%m-%d %H:%M:%S} UTC)"
-    audit.record(entry.actor, AuditAction.INTERRUPTED, entry.account_id, outcome, result, detail)
+    interrupted = AuditEvent(
+        actor=entry.actor,
+        action=AuditAction.INTERRUPTED,
+        account=entry.account_id,
+        outcome=outcome,
+        reason=result,
+        detail=detail,
+    )
+    audit.record(interrupted)
     log.warning("account %s: %s", entry.account_id, recovery.describe())
     return recovery

@@ -115,14 +115,22 @@ def key_created_lines(init: AuditKeyInit) -> list[str]:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    from bot.audit.trail import AuditAction, AuditOutcome, cli_actor, init_audit_key, open_audit
+    from bot.audit.trail import AuditAction, AuditEvent, AuditOutcome, cli_actor, init_audit_key, open_audit
 
     settings = context.load(args)
     init = init_audit_key(settings)
     print("\n".join(key_created_lines(init)))
     trail = open_audit(settings)
     if init.created:
-        trail.record(cli_actor(), AuditAction.AUDIT_INIT, None, AuditOutcome.OK, None, init.source)
+        trail.record(
+            AuditEvent(
+                actor=cli_actor(),
+                action=AuditAction.AUDIT_INIT,
+                account=None,
+                outcome=AuditOutcome.OK,
+                detail=init.source,
+            )
+        )
     if trail.keyed_from() is None and trail.recent(limit=1):
         print("the trail was written without the key: seal it with `atp-bot audit rekey`")
     return ExitCode.OK

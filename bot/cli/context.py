@@ -112,19 +112,19 @@ def read_audited_password(
     confirm: bool = False,
 ) -> SecretStr:
     """`read_password`, auditing a refusal the way the Slack face does (never with what was typed)."""
-    from bot.audit import AuditOutcome, cli_actor, record_or_log
+    from bot.audit import AuditEvent, AuditOutcome, cli_actor, record_or_log
     from bot.directory.password_policy import INVALID_INPUT
 
     try:
         return read_password(args, prompt, confirm=confirm)
     except InputRefused as refused:
-        record_or_log(
-            audit,
-            cli_actor(),
-            action,
-            account_id,
-            AuditOutcome.REFUSED,
-            INVALID_INPUT,
-            "; ".join(refused.problems),
+        refusal = AuditEvent(
+            actor=cli_actor(),
+            action=action,
+            account=account_id,
+            outcome=AuditOutcome.REFUSED,
+            reason=INVALID_INPUT,
+            detail="; ".join(refused.problems),
         )
+        record_or_log(audit, refusal)
         raise

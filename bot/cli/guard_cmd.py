@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import closing
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -159,7 +160,7 @@ def _reset(
     settings: Settings, guard: LockoutGuard, lease: AccountLease, account: AccountConfig, force: bool
 ) -> int:
     """Under the account's lock (no test runs meanwhile): AD's view, the audit row, then the reset."""
-    from bot.audit import AuditAction, AuditOutcome, cli_actor, open_audit, record_or_log
+    from bot.audit import AuditAction, AuditEvent, AuditOutcome, cli_actor, open_audit, record_or_log
     from bot.directory.lockout import GuardUnavailable
 
     try:
@@ -170,48 +171,42 @@ def _reset(
         print(f"Nothing to reset: the lockout guard counts no test of account {account.id}.")
         return ExitCode.OK
     audit, actor = open_audit(settings), cli_actor()
+
+    def reset_event(outcome: AuditOutcome, reason: str, detail: str) -> AuditEvent:
+        return AuditEvent(
+            actor=actor,
+            action=AuditAction.LOCKOUT_GUARD,
+            account=account.id,
+            outcome=outcome,
+            reason=reason,
+            detail=detail,
+        )
+
     try:
         view = ad_view(account, force)
     except _Refused as refused:
-        record_or_log(
-            audit,
-            actor,
-            AuditAction.LOCKOUT_GUARD,
-            account.id,
-            AuditOutcome.REFUSED,
-            refused.reason,
-            str(refused),
-        )
+        record_or_log(audit, reset_event(AuditOutcome.REFUSED, refused.reason, str(refused)))
         print(f"NOT RESET: {refused}")
         return refused.code
     detail = f"reset: {count.rejections} counted test(s) forgotten ({count.pending} never settled); {view}"
-    audit.record(actor, AuditAction.LOCKOUT_GUARD, account.id, AuditOutcome.OK, "reset", detail)
+    audit.record(reset_event(AuditOutcome.OK, "reset", detail))
     try:
         guard.reset(lease)
     except GuardUnavailable as problem:
-        record_or_log(
-            audit, actor, AuditAction.LOCKOUT_GUARD, account.id, AuditOutcome.ERROR, "reset", str(problem)
-        )
+        record_or_log(audit, reset_event(AuditOutcome.ERROR, "reset", str(problem)))
         return _unavailable(guard, problem)
     print(f"RESET: account {account.id}: {count.rejections} counted test(s) forgotten. {view}.")
     return ExitCode.OK
 
 
 def run_reset(args: argparse.Namespace) -> int:
-    from bot.directory.lockout import (
-        AccountBusy,
-        LockoutGuard,
-        SharedLockUnavailable,
-        hold_account,
-        replica_account_locks,
-    )
-    from bot.infra.state import state_dir
+    from bot.directory.lockout import AccountBusy, AccountLocks, LockoutGuard, SharedLockUnavailable
 
     settings = context.load(args)
     account = settings.account(args.account)
     guard = LockoutGuard.for_settings(settings)
     try:
-        with replica_account_locks(settings), hold_account(state_dir(settings), account.id) as lease:
+        with closing(AccountLocks.for_settings(settings)) as locks, locks.hold(account.id) as lease:
             return _reset(settings, guard, lease, account, args.force)
     except SharedLockUnavailable as busy:
         print(f"NOT RESET: {busy}")

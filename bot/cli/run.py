@@ -51,7 +51,6 @@ def _listen_address(value: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.directory import replica_account_locks
     from bot.infra.state import state_dir_lock
     from bot.slack.secrets import SlackSecrets
 
@@ -63,13 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if not settings.accounts:
         raise ConfigError(["accounts: atp-bot run needs at least one [[accounts]] table"])
     secrets = SlackSecrets.from_env(settings.slack)
-    # The replica locks first: a missing lock password stops the bot before it starts. Then the state
-    # directory's lock, held for the bot's lifetime: `store rotate-key` refuses to run beside it.
-    with (
-        replica_account_locks(settings),
-        state_dir_lock(settings, exclusive=False),
-        _sensor_checker(settings) as checker,
-    ):
+    # The state directory's lock, held for the bot's lifetime: `store rotate-key` refuses to run beside it.
+    with state_dir_lock(settings, exclusive=False), _sensor_checker(settings) as checker:
         return _run(settings, secrets, checker)
 
 

@@ -70,17 +70,17 @@ def break_glass_note(args: argparse.Namespace, settings: Settings, account_id: s
 
 
 def refuse_unapproved(audit: AuditSink, account_id: str, refused: UsageError) -> None:
-    from bot.audit import AuditAction, AuditOutcome, cli_actor, record_or_log
+    from bot.audit import AuditAction, AuditEvent, AuditOutcome, cli_actor, record_or_log
 
-    record_or_log(
-        audit,
-        cli_actor(),
-        AuditAction.BREAK_GLASS,
-        account_id,
-        AuditOutcome.REFUSED,
-        "approval",
-        str(refused),
+    refusal = AuditEvent(
+        actor=cli_actor(),
+        action=AuditAction.BREAK_GLASS,
+        account=account_id,
+        outcome=AuditOutcome.REFUSED,
+        reason="approval",
+        detail=str(refused),
     )
+    record_or_log(audit, refusal)
 
 
 def exit_code(outcome: ChangeOutcome) -> ExitCode:
@@ -102,11 +102,10 @@ def exit_code(outcome: ChangeOutcome) -> ExitCode:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.audit import AuditAction, AuditOutcome, cli_actor, record_or_log
+    from bot.audit import AuditAction, AuditEvent, AuditOutcome, cli_actor, record_or_log
     from bot.change import open_changes, sensors_for_account
     from bot.cli.change_printer import ChangePrinter
     from bot.config import password_refusal
-    from bot.directory import replica_account_locks
     from commands.password.announce import Announcer
 
     settings = context.load(args)
@@ -132,9 +131,15 @@ def run(args: argparse.Namespace) -> int:
     announcer = Announcer(settings)
     printer = ChangePrinter([s.name for s in sensors_for_account(settings, account.id)])
     if note is not None:
-        record_or_log(changes.audit, actor, AuditAction.BREAK_GLASS, account.id, AuditOutcome.OK, None, note)
-    with replica_account_locks(settings):
-        outcome = changes.change(account.id, password, actor, printer, note=note)
+        break_glass = AuditEvent(
+            actor=actor,
+            action=AuditAction.BREAK_GLASS,
+            account=account.id,
+            outcome=AuditOutcome.OK,
+            detail=note,
+        )
+        record_or_log(changes.audit, break_glass)
+    outcome = changes.change(account.id, password, actor, printer, note=note)
     code = exit_code(outcome)
     if not outcome.saved_ok:
         return code

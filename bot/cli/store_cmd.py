@@ -12,6 +12,7 @@ from bot.cli.audit_cmd import key_created_lines
 from bot.infra.exitcodes import ExitCode
 
 if TYPE_CHECKING:
+    from bot.audit import AuditAction, AuditEvent, AuditOutcome
     from bot.config import Settings
     from bot.store import CredentialMetadata, CredentialStore, StoreError
 
@@ -40,6 +41,15 @@ def _error(exc: StoreError) -> int:
     return store_exit_code(exc.reason)
 
 
+def _store_event(action: AuditAction, outcome: AuditOutcome, reason: str | None, detail: str) -> AuditEvent:
+    """The audit event of a store operation run from a shell (it concerns no one account)."""
+    from bot.audit import AuditEvent, cli_actor
+
+    return AuditEvent(
+        actor=cli_actor(), action=action, account=None, outcome=outcome, reason=reason, detail=detail
+    )
+
+
 def _embedded_only(settings: Settings, action: str) -> bool:
     if settings.store.backend == "embedded":
         return True
@@ -51,7 +61,7 @@ def _embedded_only(settings: Settings, action: str) -> bool:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    from bot.audit.trail import AuditAction, AuditOutcome, cli_actor, init_audit_key, open_audit
+    from bot.audit.trail import AuditAction, AuditOutcome, init_audit_key, open_audit
     from bot.store import StoreError
     from bot.store.embedded import init_embedded_store, store_exists, store_path
 
@@ -67,9 +77,9 @@ def run_init(args: argparse.Namespace) -> int:
     try:
         result = init_embedded_store(settings)
     except StoreError as exc:
-        audit.record(cli_actor(), AuditAction.STORE_INIT, None, AuditOutcome.REFUSED, exc.reason, exc.message)
+        audit.record(_store_event(AuditAction.STORE_INIT, AuditOutcome.REFUSED, exc.reason, exc.message))
         return _error(exc)
-    audit.record(cli_actor(), AuditAction.STORE_INIT, None, AuditOutcome.OK, None, f"{result.store_path}")
+    audit.record(_store_event(AuditAction.STORE_INIT, AuditOutcome.OK, None, f"{result.store_path}"))
     print(f"created the embedded store {result.store_path}")
     if result.key_created:
         print(f"created its key in {result.key_source.removeprefix('key file ')} (mode 0600)")
@@ -105,7 +115,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_rotate_key(args: argparse.Namespace) -> int:
-    from bot.audit import AuditAction, AuditOutcome, cli_actor, open_audit
+    from bot.audit import AuditAction, AuditOutcome, open_audit
     from bot.store import StoreError
     from bot.store.embedded import rotate_key
 
@@ -118,10 +128,10 @@ def run_rotate_key(args: argparse.Namespace) -> int:
         result = rotate_key(settings)
     except StoreError as exc:
         outcome = AuditOutcome.REFUSED if exc.reason == "busy" else AuditOutcome.FAILED
-        audit.record(cli_actor(), action, None, outcome, exc.reason, exc.message)
+        audit.record(_store_event(action, outcome, exc.reason, exc.message))
         return _error(exc)
     detail = f"key id {result.old_key_id} -> {result.new_key_id}, {result.credentials} credential(s)"
-    audit.record(cli_actor(), action, None, AuditOutcome.OK, None, detail)
+    audit.record(_store_event(action, AuditOutcome.OK, None, detail))
     print(f"re-encrypted {result.credentials} credential(s) with a new key in {result.key_path}")
     print(
         f"key id {result.old_key_id} -> {result.new_key_id}; back the new key up, the old one no longer works"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 from bot.cli import context
@@ -91,15 +92,8 @@ def run(args: argparse.Namespace) -> int:
     from bot.change import record_busy, record_test
     from bot.change.failures import report_failure
     from bot.config import password_refusal
-    from bot.directory import (
-        AccountBusy,
-        LockoutGuard,
-        hold_account,
-        replica_account_locks,
-        run_connection_test,
-    )
+    from bot.directory import AccountBusy, AccountLocks, LockoutGuard, run_connection_test
     from bot.infra.redaction import active_secret
-    from bot.infra.state import state_dir
 
     settings = context.load(args)
     account = settings.account(args.account)
@@ -111,11 +105,10 @@ def run(args: argparse.Namespace) -> int:
     password = context.read_audited_password(
         args, audit, AuditAction.TEST, account.id, f"New password for {account.username}: "
     )
-    directory = state_dir(settings)
     guard = LockoutGuard.for_settings(settings)
     with active_secret(password):
         try:
-            with replica_account_locks(settings), hold_account(directory, account.id) as lease:
+            with closing(AccountLocks.for_settings(settings)) as locks, locks.hold(account.id) as lease:
                 result = run_connection_test(account, password, guard=guard, lease=lease)
         except AccountBusy as busy:
             record_busy(audit, actor, account.id, busy)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import closing
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from bot.infra.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from bot.config import AccountConfig, Settings
-    from bot.directory import ConnectionTestResult
+    from bot.directory import AccountLocks, ConnectionTestResult
     from bot.monitor.drift import DriftReport
     from bot.store import CredentialMetadata, CredentialStore
 
@@ -60,16 +61,17 @@ def _saved(store: CredentialStore, account_id: str) -> tuple[CredentialMetadata 
         return None, [f"the store cannot say when the password was last saved: {exc.message}"]
 
 
-def _bind_test(settings: Settings, store: CredentialStore, account: AccountConfig) -> list[str]:
+def _bind_test(
+    settings: Settings, store: CredentialStore, locks: AccountLocks, account: AccountConfig
+) -> list[str]:
     """One guarded bind with the stored password; its verdict as findings (empty when it passed)."""
-    from bot.directory import AccountBusy, LockoutGuard, hold_account, run_connection_test
-    from bot.infra.state import state_dir
+    from bot.directory import AccountBusy, LockoutGuard, run_connection_test
 
     password = store.read(account.id)
     if password is None:
         return ["no stored password to test"]
     try:
-        with hold_account(state_dir(settings), account.id) as lease:
+        with locks.hold(account.id) as lease:
             result = run_connection_test(
                 account, password, guard=LockoutGuard.for_settings(settings), lease=lease
             )
@@ -80,21 +82,23 @@ def _bind_test(settings: Settings, store: CredentialStore, account: AccountConfi
 
 
 def _audit(settings: Settings, result: ConnectionTestResult) -> None:
-    from bot.audit import AuditAction, cli_actor, open_audit, record_or_log
+    from bot.audit import AuditAction, AuditEvent, cli_actor, open_audit, record_or_log
     from bot.change import TEST_AUDIT_OUTCOME
 
-    record_or_log(
-        open_audit(settings),
-        cli_actor(),
-        AuditAction.TEST,
-        result.account_id,
-        TEST_AUDIT_OUTCOME[result.outcome],
-        result.reason.value if result.reason else "verify",
-        f"verify --bind with the stored password: {result.dc or 'no DC'}: {result.message}",
+    test = AuditEvent(
+        actor=cli_actor(),
+        action=AuditAction.TEST,
+        account=result.account_id,
+        outcome=TEST_AUDIT_OUTCOME[result.outcome],
+        reason=result.reason.value if result.reason else "verify",
+        detail=f"verify --bind with the stored password: {result.dc or 'no DC'}: {result.message}",
     )
+    record_or_log(open_audit(settings), test)
 
 
-def _report(settings: Settings, store: CredentialStore, account: AccountConfig, bind: bool) -> DriftReport:
+def _report(
+    settings: Settings, store: CredentialStore, locks: AccountLocks, account: AccountConfig, bind: bool
+) -> DriftReport:
     from bot.monitor.drift import check_drift
 
     saved, problems = _saved(store, account.id)
@@ -102,7 +106,7 @@ def _report(settings: Settings, store: CredentialStore, account: AccountConfig, 
     findings = [*problems, *report.findings]
     in_sync = report.in_sync
     if bind and not report.unreachable:
-        failures = _bind_test(settings, store, account)
+        failures = _bind_test(settings, store, locks, account)
         findings += failures
         in_sync = False if failures else in_sync
     return report.model_copy(update={"findings": findings, "in_sync": in_sync})
@@ -117,7 +121,7 @@ def exit_code(reports: list[DriftReport]) -> ExitCode:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.directory import replica_account_locks
+    from bot.directory import AccountLocks
     from bot.monitor.drift import render_report
     from bot.store import open_store
 
@@ -126,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
     if args.bind and settings.store.backend != "embedded":
         raise UsageError(["--bind tests the stored password, which only the embedded store can read back"])
     store = open_store(settings)
-    with replica_account_locks(settings):
-        reports = [_report(settings, store, account, args.bind) for account in accounts]
+    with closing(AccountLocks.for_settings(settings)) as locks:
+        reports = [_report(settings, store, locks, account, args.bind) for account in accounts]
     if args.json:
         print(json.dumps([r.as_json() for r in reports], indent=2))
     else:

@@ -2,7 +2,7 @@
 
 from bot.directory.ad_errors import Reason
 from bot.directory.bind import ConnectionTestResult, Outcome, run_connection_test
-from bot.directory.lockout import AccountBusy, AccountLease, LockoutGuard, hold_account, replica_account_locks
+from bot.directory.lockout import AccountBusy, AccountLease, AccountLocks, LockoutGuard
 from bot.directory.lookup import (
     ExpiryUnavailable,
     LockoutPrecheck,
@@ -19,6 +19,7 @@ from bot.directory.password_policy import password_problem
 __all__ = [
     "AccountBusy",
     "AccountLease",
+    "AccountLocks",
     "ConnectionTestResult",
     "ExpiryUnavailable",
     "LockoutGuard",
@@ -28,12 +29,10 @@ __all__ = [
     "PasswordExpiry",
     "PrecheckUnavailable",
     "Reason",
-    "hold_account",
     "lockout_precheck",
     "lookup_connection",
     "naming_context",
     "password_problem",
     "read_password_expiry",
-    "replica_account_locks",
     "run_connection_test",
 ]

@@ -1,11 +1,10 @@
 """Keeps atp-bot from ever locking out a directory service account.
 
 Two mechanisms, both per account:
-- `hold_account` is an exclusive, non-blocking lock (a `flock` in the state directory, so it also holds
-  across processes: the bot and a CLI run). One test or change per account at a time; a second one is
-  told at once and waits for nothing.
-  With several replicas (`[scheduler] leader_lock_url`), `atp-bot run` and the CLI also share the lock
-  with the other replicas through `replica_account_locks` (a PostgreSQL advisory lock per account).
+- `AccountLocks.hold` is an exclusive, non-blocking lock (a `flock` in the state directory, so it also
+  holds across processes: the bot and a CLI run). One test or change per account at a time; a second
+  one is told at once and waits for nothing. With several replicas (`[scheduler] leader_lock_url`), it
+  also takes the account's PostgreSQL advisory lock in their shared database.
 - `LockoutGuard` persists every test before its password is sent, counts it until its verdict says it was
   accepted, and refuses new tests once `max_rejections` were counted within `window_minutes`, well below
   any sane AD `lockoutThreshold`; with replicas, in their shared database. It fails closed.
@@ -17,7 +16,7 @@ import fcntl
 import logging
 import os
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,35 +53,6 @@ class SharedLockUnavailable(AccountBusy):
         self.account_id = account_id
 
 
-# Takes the account's lock shared with other replicas: yields True while held, False when taken elsewhere.
-SharedLock = Callable[[str], AbstractContextManager[bool]]
-_shared_lock: SharedLock | None = None
-
-
-def share_account_locks(lock: SharedLock | None) -> None:
-    """From now on `hold_account` also takes `lock(account_id)` (None: this host's lock only)."""
-    global _shared_lock
-    _shared_lock = lock
-
-
-@contextmanager
-def replica_account_locks(settings: Settings) -> Iterator[None]:
-    """While inside, with replicas (`[scheduler] leader_lock_url`), `hold_account` also takes the
-    account's advisory lock in the shared database: one test or change per account across every replica
-    and every CLI run on any host. Without replicas, nothing changes."""
-    url = settings.scheduler.leader_lock()
-    if url is None:
-        yield
-        return
-    locks = AdvisoryLocks(url, settings.scheduler.leader_poll_seconds)
-    share_account_locks(lambda account_id: locks.hold(f"atp-bot:account:{account_id}"))
-    try:
-        yield
-    finally:
-        share_account_locks(None)
-        locks.close()
-
-
 @dataclass(frozen=True)
 class AccountLease:
     """Proof that the caller holds the account's lock; the guard's methods require one."""
@@ -90,27 +60,58 @@ class AccountLease:
     account_id: str
 
 
-@contextmanager
-def hold_account(state_dir: Path, account_id: str) -> Iterator[AccountLease]:
-    locks = state_dir / "locks"
-    locks.mkdir(mode=0o700, exist_ok=True)
-    fd = os.open(locks / f"{account_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
+class AccountLocks:
+    """One test or change per account at a time: this host's `flock` in the state directory and, with
+    replicas (`[scheduler] leader_lock_url`), the account's advisory lock in their shared database, so
+    that no two replicas or CLI runs on any host test or change one account at once.
+
+    The change path makes one from its configuration (`for_settings`) and passes it down, so that no
+    entry point can take the host's lock and forget the replicas' one."""
+
+    def __init__(self, state_dir: Path, replicas: AdvisoryLocks | None = None) -> None:
+        self._state_dir = state_dir
+        self._replicas = replicas
+
+    @classmethod
+    def for_settings(cls, settings: Settings, directory: Path | None = None) -> AccountLocks:
+        """The locks of this configuration's processes; `directory`: the state directory (default: the
+        configuration's). Nothing connects until a lock is taken."""
+        url = settings.scheduler.leader_lock()
+        replicas = None if url is None else AdvisoryLocks(url, settings.scheduler.leader_poll_seconds)
+        return cls(directory or state_dir(settings), replicas)
+
+    @contextmanager
+    def hold(self, account_id: str) -> Iterator[AccountLease]:
+        """Hold the account's lock while inside; AccountBusy at once when another holds it, and
+        SharedLockUnavailable when the replicas' database cannot be reached (nothing is then tested)."""
+        locks = self._state_dir / "locks"
+        locks.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(locks / f"{account_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AccountBusy(account_id) from None
-        with ExitStack() as stack:
-            if _shared_lock is not None:
-                try:
-                    held = stack.enter_context(_shared_lock(account_id))
-                except SQLAlchemyError:
-                    raise SharedLockUnavailable(account_id) from None
-                if not held:
-                    raise AccountBusy(account_id)
-            yield AccountLease(account_id)
-    finally:
-        os.close(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise AccountBusy(account_id) from None
+            with ExitStack() as stack:
+                if self._replicas is not None:
+                    self._hold_across_replicas(stack, self._replicas, account_id)
+                yield AccountLease(account_id)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _hold_across_replicas(stack: ExitStack, replicas: AdvisoryLocks, account_id: str) -> None:
+        try:
+            held = stack.enter_context(replicas.hold(f"atp-bot:account:{account_id}"))
+        except SQLAlchemyError:
+            raise SharedLockUnavailable(account_id) from None
+        if not held:
+            raise AccountBusy(account_id)
+
+    def close(self) -> None:
+        """Close the connections to the replicas' database (the host's locks need no closing)."""
+        if self._replicas is not None:
+            self._replicas.close()
 
 
 def now_utc() -> datetime:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.audit import AuditAction, AuditOutcome, AuditTrail, record_or_log
+from bot.audit import AuditAction, AuditEvent, AuditOutcome, AuditTrail, record_or_log
 from bot.config import ConfigError, Settings
 from bot.fleet import checked_fleet, merge_fleet
 from bot.graph import GraphSensor
@@ -48,7 +48,15 @@ def start_sensor_service(
             message = f"{service} on {sensor} is {result.after} after the start request" + (
                 f": {result.error}" if result.error else "."
             )
-    record_or_log(audit, actor, AuditAction.START_SERVICE, account, outcome, reason, f"{sensor}: {message}")
+    start = AuditEvent(
+        actor=actor,
+        action=AuditAction.START_SERVICE,
+        account=account,
+        outcome=outcome,
+        reason=reason,
+        detail=f"{sensor}: {message}",
+    )
+    record_or_log(audit, start)
     return ServiceStartReport(
         sensor=sensor, service=service, actor=actor, ok=ok, before=before, after=after, message=message
     )

@@ -19,7 +19,6 @@ from bot.directory import (
     AccountBusy,
     ExpiryUnavailable,
     PasswordExpiry,
-    hold_account,
     read_password_expiry,
     run_connection_test,
 )
@@ -59,7 +58,7 @@ def _with_saved_credential(rt: MonitorRuntime, account: AccountConfig) -> Passwo
         log.info("account %s: expiry not checked: no saved credential and no lookup account", account.id)
         return PasswordExpiry()
     try:
-        with hold_account(changes.state_dir, account.id) as lease:
+        with changes.locks.hold(account.id) as lease:
             result = run_connection_test(account, password, guard=changes.guard, lease=lease)
     except AccountBusy:
         log.info("account %s: expiry check postponed: a test or change is in progress", account.id)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from bot.audit import AuditAction, AuditOutcome, record_or_log
+from bot.audit import AuditAction, AuditEvent, AuditOutcome, record_or_log
 from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.directory.lockout import now_utc
@@ -67,4 +67,7 @@ class MonitorRuntime:
         self, action: AuditAction, account: str | None, outcome: AuditOutcome, reason: str, detail: str
     ) -> None:
         """Audit after the fact; an audit outage is logged loudly but never stops the monitor."""
-        record_or_log(self.changes.audit, self.actor, action, account, outcome, reason, detail)
+        event = AuditEvent(
+            actor=self.actor, action=action, account=account, outcome=outcome, reason=reason, detail=detail
+        )
+        record_or_log(self.changes.audit, event)

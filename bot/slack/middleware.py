@@ -12,7 +12,7 @@ from typing import Any
 
 from slack_bolt import Ack, BoltResponse
 
-from bot.audit import AuditOutcome
+from bot.audit import AuditEvent, AuditOutcome
 from bot.slack.audit import slack_actor
 from bot.slack.authz import Decision
 from bot.slack.context import Services
@@ -81,4 +81,12 @@ def _audit_refusal(
     services: Services, actor: str, action: str, decision: Decision, detail: str | None
 ) -> None:
     log.info("refused %s to %s: %s", action, actor, decision.reason)
-    services.audit.record(actor, action, None, AuditOutcome.DENIED, decision.reason, detail)
+    refusal = AuditEvent(
+        actor=actor,
+        action=action,
+        account=None,
+        outcome=AuditOutcome.DENIED,
+        reason=decision.reason,
+        detail=detail,
+    )
+    services.audit.record(refusal)

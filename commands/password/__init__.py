@@ -18,7 +18,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.audit import AuditAction, AuditOutcome
+from bot.audit import AuditAction, AuditEvent, AuditOutcome
 from bot.change import ChangeOutcome, ChangeProgress, PasswordChanges, Recovery
 from bot.change.approvals import HeldRequest, Requester
 from bot.change.failures import report_failure
@@ -259,14 +259,15 @@ def on_submit(services: Services, ack: Ack, body: dict[str, Any], view: dict[str
     checked = validate(view["state"]["values"], state, services.settings)
     if not isinstance(checked, Submission):
         ack(response_action="errors", errors=checked)
-        services.audit.record(
-            actor,
-            AuditAction.CHANGE,
-            state.account_id,
-            AuditOutcome.REFUSED,
-            "invalid-input",
-            "; ".join(checked.values()),
+        refusal = AuditEvent(
+            actor=actor,
+            action=AuditAction.CHANGE,
+            account=state.account_id,
+            outcome=AuditOutcome.REFUSED,
+            reason="invalid-input",
+            detail="; ".join(checked.values()),
         )
+        services.audit.record(refusal)
         return
     changes = services.changes
     if changes is None:

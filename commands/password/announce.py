@@ -8,7 +8,7 @@ import sys
 from pydantic import SecretStr
 from slack_sdk.errors import SlackApiError
 
-from bot.audit import AuditAction, AuditOutcome, AuditSink, record_or_log
+from bot.audit import AuditAction, AuditEvent, AuditOutcome, AuditSink, record_or_log
 from bot.change import ChangeOutcome
 from bot.change.failures import one_line
 from bot.config import SLACK_BOT_TOKEN_ENV, ConfigError, Settings, read_secret
@@ -39,20 +39,25 @@ class Announcer:
             return
         problem = self.problem or self._post(channel, outcome, actor, inline(note) if note else None)
         if problem is None:
-            record_or_log(
-                audit,
-                actor,
-                AuditAction.ANNOUNCE,
-                outcome.account_id,
-                AuditOutcome.OK,
-                None,
-                f"channel {channel}",
+            announced = AuditEvent(
+                actor=actor,
+                action=AuditAction.ANNOUNCE,
+                account=outcome.account_id,
+                outcome=AuditOutcome.OK,
+                detail=f"channel {channel}",
             )
+            record_or_log(audit, announced)
             print(f"Announced in Slack channel {channel}.")
             return
-        record_or_log(
-            audit, actor, AuditAction.ANNOUNCE, outcome.account_id, AuditOutcome.ERROR, "slack", problem
+        not_announced = AuditEvent(
+            actor=actor,
+            action=AuditAction.ANNOUNCE,
+            account=outcome.account_id,
+            outcome=AuditOutcome.ERROR,
+            reason="slack",
+            detail=problem,
         )
+        record_or_log(audit, not_announced)
         print(f"WARNING: the change was not announced in Slack channel {channel}: {problem}", file=sys.stderr)
 
     def _post(self, channel: str, outcome: ChangeOutcome, actor: str, note: str | None) -> str | None:

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from slack_bolt import Ack, App
 from slack_sdk.errors import SlackApiError
 
-from bot.audit import AuditAction, AuditOutcome
+from bot.audit import AuditAction, AuditEvent, AuditOutcome
 from bot.change import ChangeOutcome, ChangeStatus, Holder, PasswordChanges
 from bot.change.approvals import ApprovalError, HeldRequest, Requester, RequestState, new_request_id
 from bot.config import SlackConfig
@@ -61,20 +61,35 @@ def holder(services: Services, requester: Requester, held: list[HeldRequest]) ->
 
     def hold(test: ConnectionTestResult, password: SecretStr, last_save: int | None) -> ChangeOutcome:
         request_id = new_request_id()
-        services.audit.record(
-            requester.actor,
-            AuditAction.APPROVAL_REQUEST,
-            test.account_id,
-            AuditOutcome.OK,
-            None,
-            f"request {request_id}; tested OK on {test.dc}",
+        requested = AuditEvent(
+            actor=requester.actor,
+            action=AuditAction.APPROVAL_REQUEST,
+            account=test.account_id,
+            outcome=AuditOutcome.OK,
+            detail=f"request {request_id}; tested OK on {test.dc}",
         )
+        services.audit.record(requested)
         held.append(approvals.hold(request_id, test.account_id, password, requester, test, last_save))
         return ChangeOutcome(
             test.account_id, ChangeStatus.HELD, "Tested OK; waiting for approval.", test=test
         )
 
     return hold
+
+
+def _request_event(
+    request: HeldRequest,
+    actor: str,
+    action: AuditAction,
+    detail: str,
+    *,
+    outcome: AuditOutcome = AuditOutcome.OK,
+    reason: str | None = None,
+) -> AuditEvent:
+    """The audit event of something done to a held request (it concerns the request's account)."""
+    return AuditEvent(
+        actor=actor, action=action, account=request.account_id, outcome=outcome, reason=reason, detail=detail
+    )
 
 
 # -- what Slack shows ---------------------------------------------------------------------------------
@@ -152,14 +167,16 @@ def ask_approvers(services: Services, request: HeldRequest, channel_id: str) -> 
         ]
     except Exception:
         if approvals.decide(request.id, RequestState.CANCELLED, APPROVALS_ACTOR) is not None:
-            services.audit.record(
+            not_asked = f"request {request.id}: the approvers could not be asked"
+            cancelled = _request_event(
+                request,
                 APPROVALS_ACTOR,
                 AuditAction.APPROVAL_CANCEL,
-                request.account_id,
-                AuditOutcome.ERROR,
-                "slack",
-                f"request {request.id}: the approvers could not be asked",
+                not_asked,
+                outcome=AuditOutcome.ERROR,
+                reason="slack",
             )
+            services.audit.record(cancelled)
         raise
     approvals.set_messages(request.id, refs)
 
@@ -241,23 +258,25 @@ def on_decision(services: Services, body: dict[str, Any], decision: RequestState
     if request is None:
         return
     if user_id == request.requester:
-        services.audit.record(
-            actor, action, request.account_id, AuditOutcome.REFUSED, "self-approval", request.id
+        refusal = _request_event(
+            request, actor, action, request.id, outcome=AuditOutcome.REFUSED, reason="self-approval"
         )
+        services.audit.record(refusal)
         _refuse(services, body, ":no_entry: You asked for this change: another approver must decide it.")
         return
     allowed = approvers(services).check("approve", user_id, None)
     if not allowed.allowed:
-        services.audit.record(
-            actor, action, request.account_id, AuditOutcome.DENIED, allowed.reason, request.id
+        denial = _request_event(
+            request, actor, action, request.id, outcome=AuditOutcome.DENIED, reason=allowed.reason
         )
+        services.audit.record(denial)
         _refuse(services, body, ":no_entry: Only an approver can approve or deny this request.")
         return
     decided = approvals.decide(request.id, decision, actor)
     if decided is None:
         _refuse(services, body, "This request was decided already, or it expired: nothing more to do.")
         return
-    services.audit.record(actor, action, decided.account_id, AuditOutcome.OK, None, f"request {decided.id}")
+    services.audit.record(_request_event(decided, actor, action, f"request {decided.id}"))
     if decision is RequestState.DENIED:
         what = f":no_entry_sign: Denied by <@{user_id}>: nothing was saved."
         _update_messages(services, decided, what)
@@ -317,7 +336,7 @@ def on_cancel(services: Services, body: dict[str, Any]) -> None:
         _refuse(services, body, "This request was decided already, or it expired: nothing more to do.")
         return
     services.audit.record(
-        actor, AuditAction.APPROVAL_CANCEL, decided.account_id, AuditOutcome.OK, None, f"request {decided.id}"
+        _request_event(decided, actor, AuditAction.APPROVAL_CANCEL, f"request {decided.id}")
     )
     _update_messages(
         services, decided, f":heavy_multiplication_x: Cancelled by <@{user_id}>: nothing was saved."
@@ -336,14 +355,8 @@ def sweep_expired(services: Services) -> int:
         if decided is None:
             continue
         expired += 1
-        services.audit.record(
-            APPROVALS_ACTOR,
-            AuditAction.APPROVAL_EXPIRE,
-            decided.account_id,
-            AuditOutcome.OK,
-            None,
-            f"request {decided.id} by {decided.requester_actor}",
-        )
+        detail = f"request {decided.id} by {decided.requester_actor}"
+        services.audit.record(_request_event(decided, APPROVALS_ACTOR, AuditAction.APPROVAL_EXPIRE, detail))
         what = (
             f":alarm_clock: Expired at {decided.expires_at:%H:%M} UTC without a decision: nothing was saved."
         )

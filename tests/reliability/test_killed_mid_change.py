@@ -28,7 +28,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from bot.audit import AuditRow, open_audit
 from bot.change.journal import ChangeJournal, Phase
 from bot.config import Settings, load_settings
-from bot.directory import hold_account
+from bot.directory import AccountLocks
 from bot.monitor.scheduler import jobstore_url
 from bot.store import open_store
 from bot.store.embedded import open_embedded, store_path
@@ -216,7 +216,7 @@ def test_the_bot_killed_between_test_and_save_tells_the_person_and_recovers(
         store_command = int(saving.read_text())
         try:
             os.kill(store_command, 0)  # the orphaned store command still runs…
-            with hold_account(state, "svc"):  # …and yet the lock died with the bot
+            with AccountLocks(state).hold("svc"):  # …and yet the lock died with the bot
                 pass
         finally:
             os.kill(store_command, signal.SIGKILL)
@@ -327,7 +327,7 @@ def test_set_password_killed_at_any_point_leaves_the_old_or_the_new_credential(
         saved = open_embedded(settings).read("svc")
         assert saved is not None and saved.get_secret_value() in (old, CANARY)
         audit_rows(settings)
-        with hold_account(state, "svc"):
+        with AccountLocks(state).hold("svc"):
             pass
         return saved.get_secret_value()
 
