@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.change import open_changes
 from bot.config import Settings, parse_settings
+from bot.monitor.context import HealthSource, MonitorRuntime
 from bot.monitor.models import (
     AuditHeadNotice,
     DriftNotice,
@@ -22,7 +23,6 @@ from bot.monitor.models import (
     SensorHealthNotice,
 )
 from bot.monitor.notify import NotifierError
-from bot.monitor.runtime import HealthSource, MonitorRuntime
 from bot.store.embedded import init_embedded_store, store_path
 from lab.winrm.model import log_line
 from lab.winrm.server import WinRMEmulator

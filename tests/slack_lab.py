@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from bot.audit import AuditEvent
 from bot.change import PasswordChanges, open_changes
 from bot.config import Settings
-from bot.monitor.runtime import MonitorRuntime
+from bot.monitor.context import MonitorRuntime
 from bot.monitor.scheduler import Scheduler, start_scheduler
 from bot.slack.client import build_client
 from bot.slack.context import CommandModule

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from bot.change import open_changes
 from bot.change.approvals import APPROVALS_FILE
 from bot.infra.redaction import secret_forms
-from bot.infra.state import sqlite_engine
+from bot.infra.state_dir import sqlite_engine
 from commands import MODULES
 from commands.password.approval import Action, sweep_expired
 from lab.domain import LabDomain

@@ -30,7 +30,7 @@ from bot.change.approvals import (
 from bot.config import ConfigError, Settings
 from bot.directory import ConnectionTestResult, Outcome, PasswordExpiry
 from bot.infra.redaction import secret_forms
-from bot.infra.state import sqlite_engine
+from bot.infra.state_dir import sqlite_engine
 from lab.postgres import PostgresCluster
 from tests.conftest import CANARY
 from tests.peers import postgres_cluster

@@ -14,7 +14,7 @@ from bot.audit import open_audit
 from bot.change import ChangeProgress, ChangeStatus, PasswordChanges, open_changes
 from bot.config import Settings, load_settings
 from bot.directory import AccountLocks, ConnectionTestResult
-from bot.infra.state import state_dir
+from bot.infra.state_dir import state_dir
 from bot.store import open_store
 from lab.ata_center import AtaCenterEmulator
 from lab.domain import LabDomain

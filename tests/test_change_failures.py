@@ -18,7 +18,7 @@ from bot.change import ChangeProgress, ChangeStatus, PasswordChanges
 from bot.config import AccountConfig, Settings, load_settings
 from bot.directory import AccountLocks, run_connection_test
 from bot.infra.redaction import install_record_redaction
-from bot.infra.state import state_dir
+from bot.infra.state_dir import state_dir
 from bot.store import open_store
 from bot.store.embedded import init_embedded_store
 from lab.domain import LabDomain

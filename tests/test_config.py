@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from bot.cli import main
 from bot.config import AccountName, ConfigError, DomainController, Settings, load_settings, parse_settings
 from bot.config.messages import TomlLines
-from bot.infra.state import state_dir
+from bot.infra.state_dir import state_dir
 from lab.tlsca import TlsFiles, issue_ca_and_server_cert, issue_client_cert
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "atp-bot.toml"

@@ -40,7 +40,7 @@ from bot.directory.lockout import (
 )
 from bot.infra.advisory import AdvisoryLocks
 from bot.infra.leader import LeaderElection
-from bot.infra.state import state_dir
+from bot.infra.state_dir import state_dir
 from bot.monitor.models import MessageRef
 from bot.monitor.scheduler import RECHECK_PREFIX, jobstore_url, recheck_job
 from bot.store import open_store

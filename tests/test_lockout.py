@@ -16,7 +16,7 @@ from sqlalchemy.pool import NullPool
 
 from bot.config import LockoutGuardConfig
 from bot.directory import AccountBusy, AccountLease, AccountLocks, LockoutGuard, Reason
-from bot.infra.state import state_dir
+from bot.infra.state_dir import state_dir
 from lab.faults import read_only_sqlite
 from tests.storetools import make_settings
 

@@ -9,9 +9,9 @@ import pytest
 from pydantic import SecretStr
 
 from bot.directory import AccountLocks, read_password_expiry
+from bot.monitor.context import MonitorRuntime
 from bot.monitor.expiry import due_warning, run_expiry_check
 from bot.monitor.models import ExpiryWarning
-from bot.monitor.runtime import MonitorRuntime
 from lab.domain import LabDomain, new_password
 from lab.samba import LabUser
 from tests.conftest import CANARY, assert_no_canary

@@ -13,10 +13,10 @@ import pytest
 
 from bot.fleet import GraphFleet
 from bot.monitor.actions import start_sensor_service
+from bot.monitor.context import MonitorRuntime
 from bot.monitor.cycle import run_monitor_cycle
 from bot.monitor.models import SensorHealthNotice
 from bot.monitor.render import render_sensor_health
-from bot.monitor.runtime import MonitorRuntime
 from commands.alerts import sensor_health_message
 from lab.graph import GraphEmulator
 from lab.winrm.model import Host

@@ -13,8 +13,8 @@ import pytest
 import tomli_w
 
 from bot.change import open_changes
+from bot.monitor.context import MonitorRuntime
 from bot.monitor.cycle import CycleResult, run_monitor_cycle
-from bot.monitor.runtime import MonitorRuntime
 from lab.postgres import PostgresCluster
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator

@@ -18,7 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.cli import main
-from bot.infra.state import state_dir_lock
+from bot.infra.state_dir import state_dir_lock
 from bot.store import StoreError, open_store
 from bot.store.embedded import init_embedded_store, rotate_key, store_path
 from bot.store.keys import key_file_path

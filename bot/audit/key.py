@@ -19,7 +19,7 @@ from pathlib import Path
 from bot.config import ConfigError, Settings
 from bot.config.secret_env import environment_secret
 from bot.infra.files import sync_directory
-from bot.infra.state import state_dir
+from bot.infra.state_dir import state_dir
 
 KEY_BYTES = 32
 DEFAULT_KEY_NAME = "audit.key"

@@ -25,7 +25,7 @@ from sqlalchemy.engine import URL, make_url
 
 from bot.audit.events import AuditRow
 from bot.config import ConfigError, Settings
-from bot.infra.state import state_dir
+from bot.infra.state_dir import state_dir
 
 DEFAULT_AUDIT_NAME = "audit.sqlite"
 

@@ -46,7 +46,7 @@ from bot.directory import ConnectionTestResult, Outcome, PasswordExpiry
 from bot.infra.advisory import lock_engine
 from bot.infra.dbschema import create_idempotently
 from bot.infra.messages import MessageRef
-from bot.infra.state import private_file, sqlite_engine, state_dir
+from bot.infra.state_dir import private_file, sqlite_engine, state_dir
 from bot.store import StoreError
 from bot.store.keys import check_private, decode_key, load_key
 

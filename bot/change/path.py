@@ -52,7 +52,7 @@ from bot.directory import (
 from bot.fleet import AccountSensors, GraphFleet, account_sensors
 from bot.infra import metrics
 from bot.infra.redaction import active_secret
-from bot.infra.state import state_dir
+from bot.infra.state_dir import state_dir
 from bot.sensors import SensorChecker, SensorResult, check_sensors
 from bot.store import CredentialStore, StoreError, open_store
 

@@ -30,7 +30,7 @@ def register(commands: Any) -> None:
 
 
 def summary(settings: Settings) -> list[str]:
-    from bot.infra.state import default_state_dir
+    from bot.infra.state_dir import default_state_dir
 
     lines = [f"state_dir: {settings.state_dir or default_state_dir()}", f"accounts: {len(settings.accounts)}"]
     for account in settings.accounts:

@@ -51,7 +51,7 @@ def _listen_address(value: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.infra.state import state_dir_lock
+    from bot.infra.state_dir import state_dir_lock
     from bot.slack.secrets import SlackSecrets
 
     settings = context.load(args, service=True)
@@ -89,7 +89,7 @@ def _run(settings: Settings, secrets: SlackSecrets, checker: SensorChecker) -> i
     from bot.change import open_changes
     from bot.change.approvals import ApprovalError
     from bot.infra.metrics import count_open_alerts
-    from bot.monitor.runtime import MonitorRuntime
+    from bot.monitor.context import MonitorRuntime
     from bot.monitor.scheduler import start_scheduler
     from bot.slack.runtime import SlackRuntime, SlackUnreachable
     from commands import MODULES

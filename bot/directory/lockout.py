@@ -30,7 +30,7 @@ from bot.directory.ad_errors import Reason
 from bot.infra.advisory import AdvisoryLocks, lock_engine
 from bot.infra.dbschema import create_idempotently
 from bot.infra.redaction import redact
-from bot.infra.state import private_file, sqlite_engine, state_dir
+from bot.infra.state_dir import private_file, sqlite_engine, state_dir
 
 log = logging.getLogger(__name__)
 

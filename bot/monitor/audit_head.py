@@ -11,10 +11,10 @@ import logging
 from datetime import datetime
 
 from bot.audit import AuditError, AuditTrail
+from bot.monitor.context import MonitorRuntime
 from bot.monitor.delivery import AUDIT_HEAD, flush_outbox
+from bot.monitor.memory import MonitorState
 from bot.monitor.models import AuditHeadNotice
-from bot.monitor.runtime import MonitorRuntime
-from bot.monitor.state import MonitorState
 
 log = logging.getLogger(__name__)
 

@@ -31,12 +31,12 @@ from bot.config import AccountConfig, ConfigError, Settings
 from bot.fleet import checked_fleet, generation_of, merge_fleet
 from bot.gmsa import gmsa_alert_verdicts
 from bot.graph import GraphError, HealthIssue
+from bot.monitor.context import MonitorRuntime
 from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
+from bot.monitor.memory import MonitorState, Reachability, StoredIncident
 from bot.monitor.models import Incident, ReachabilityNotice, SensorHealthNotice, SensorIssue, ServiceState
 from bot.monitor.render import incident_subject
-from bot.monitor.runtime import MonitorRuntime
 from bot.monitor.sensor_health import fleet_health, watch_sensor_health
-from bot.monitor.state import MonitorState, Reachability, StoredIncident
 from bot.sensors import SensorResult, not_checked
 
 log = logging.getLogger(__name__)

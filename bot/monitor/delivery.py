@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from bot.monitor.memory import MonitorState, OutboxItem, StoredIncident
 from bot.monitor.models import (
     AuditHeadNotice,
     DriftNotice,
@@ -21,7 +22,6 @@ from bot.monitor.models import (
 )
 from bot.monitor.notify import Notifier, NotifierError
 from bot.monitor.render import incident_subject
-from bot.monitor.state import MonitorState, OutboxItem, StoredIncident
 
 log = logging.getLogger(__name__)
 

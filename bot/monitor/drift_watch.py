@@ -8,11 +8,11 @@ import logging
 
 from bot.audit import AuditAction, AuditOutcome
 from bot.config import AccountConfig, ConfigError
+from bot.monitor.context import MonitorRuntime
 from bot.monitor.delivery import DRIFT, flush_outbox
 from bot.monitor.drift import DriftReport, check_drift
+from bot.monitor.memory import MonitorState
 from bot.monitor.models import DriftNotice
-from bot.monitor.runtime import MonitorRuntime
-from bot.monitor.state import MonitorState
 from bot.store import StoreError
 
 log = logging.getLogger(__name__)

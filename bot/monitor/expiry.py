@@ -22,10 +22,10 @@ from bot.directory import (
     read_password_expiry,
     run_connection_test,
 )
+from bot.monitor.context import MonitorRuntime
 from bot.monitor.delivery import EXPIRY, flush_outbox
+from bot.monitor.memory import MonitorState
 from bot.monitor.models import ExpiryWarning
-from bot.monitor.runtime import MonitorRuntime
-from bot.monitor.state import MonitorState
 from bot.store import StoreError
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ from typing import Any
 
 from bot.config import GraphConfig
 from bot.graph import GraphHealthSource, HealthIssue, parse_health_issue
+from bot.monitor.context import MonitorRuntime
 from bot.monitor.delivery import HEALTH_ISSUE, flush_outbox
+from bot.monitor.memory import MonitorState
 from bot.monitor.models import HealthIssueNotice, MessageRef
-from bot.monitor.runtime import MonitorRuntime
-from bot.monitor.state import MonitorState
 
 log = logging.getLogger(__name__)
 

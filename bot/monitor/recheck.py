@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from bot.monitor.context import MonitorRuntime
 from bot.monitor.delivery import RECHECK, flush_outbox
+from bot.monitor.memory import MonitorState
 from bot.monitor.models import MessageRef, RecheckReport, SensorSummary
-from bot.monitor.runtime import MonitorRuntime
-from bot.monitor.state import MonitorState
 
 log = logging.getLogger(__name__)
 

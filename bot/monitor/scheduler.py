@@ -31,15 +31,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.config import ConfigError, Settings
 from bot.graph import GraphError
 from bot.infra.dbschema import create_idempotently
-from bot.infra.state import state_dir
+from bot.infra.state_dir import state_dir
 from bot.monitor.audit_head import run_audit_head_announcement
+from bot.monitor.context import MonitorRuntime
 from bot.monitor.cycle import CycleResult, run_monitor_cycle
 from bot.monitor.drift_watch import run_drift_check
 from bot.monitor.expiry import run_expiry_check
 from bot.monitor.issue_watch import watch_step, watch_steps
 from bot.monitor.models import MessageRef
 from bot.monitor.recheck import run_recheck
-from bot.monitor.runtime import MonitorRuntime
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from sqlalchemy import Connection
 from bot.fleet import FleetMember, generation_of, host_view
 from bot.graph import GraphSensor
 from bot.monitor.delivery import SENSOR_HEALTH
+from bot.monitor.memory import MonitorState
 from bot.monitor.models import SensorHealthNotice
-from bot.monitor.state import MonitorState
 from bot.sensors import SensorResult
 
 ALERTING_DEPLOYMENT = ("startFailure", "disconnected", "unreachable", "updateFailed", "notConfigured")

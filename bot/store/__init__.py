@@ -7,7 +7,7 @@ the ATA Center's own configuration, or an operator-provided command.
 from __future__ import annotations
 
 from bot.config import Settings
-from bot.infra.state import state_dir
+from bot.infra.state_dir import state_dir
 from bot.store.ata_center import AtaCenterStore
 from bot.store.base import (
     BackendName,

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from bot.config import Settings
 from bot.infra.files import replace_durably
-from bot.infra.state import state_dir, state_dir_lock
+from bot.infra.state_dir import state_dir, state_dir_lock
 from bot.store.base import BackendName, CredentialMetadata, StoreError
 from bot.store.keys import StoreKey, create_key_file, key_file_path, key_from_environment, load_key
 from bot.store.sqlite_file import connect, fetch_one

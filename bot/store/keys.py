@@ -17,7 +17,7 @@ from pathlib import Path
 from bot.config import Settings, StoreConfig
 from bot.config.secret_env import environment_secret
 from bot.infra.files import sync_directory, write_synced
-from bot.infra.state import state_dir
+from bot.infra.state_dir import state_dir
 from bot.store.base import StoreError
 
 KEY_BYTES = 32

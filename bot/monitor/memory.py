@@ -40,7 +40,7 @@ from bot.config import ConfigError, Settings
 from bot.directory import PasswordExpiry
 from bot.infra.advisory import AdvisoryLocks, lock_engine
 from bot.infra.dbschema import create_idempotently
-from bot.infra.state import sqlite_engine
+from bot.infra.state_dir import sqlite_engine
 from bot.monitor.models import Incident, MessageRef
 from bot.sensors import LogPosition
 

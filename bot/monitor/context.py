@@ -12,8 +12,8 @@ from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.directory.lockout import now_utc
 from bot.graph import GraphHealthSource, GraphSensor, HealthIssue
+from bot.monitor.memory import MonitorState
 from bot.monitor.notify import Notifier
-from bot.monitor.state import MonitorState
 
 MONITOR_ACTOR = "atp-bot:monitor"
 
