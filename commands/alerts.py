@@ -266,7 +266,7 @@ def handle(ctx: CommandContext) -> None:
     if scheduler is None:
         ctx.reply("The monitor is not running in this atp-bot.")
         return
-    incidents = [s.incident for s in scheduler.runtime.state.incidents().values() if not s.incident.closed]
+    incidents = [s.incident for s in scheduler.monitor.memory.incidents().values() if not s.incident.closed]
     if not incidents:
         ctx.reply(":white_check_mark: No open credential incidents.")
         return

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from bot.change import PasswordChanges, open_changes
 from bot.config import Settings, load_settings
-from bot.monitor.context import MonitorRuntime
+from bot.monitor.context import MonitorContext
 from bot.monitor.scheduler import Scheduler, start_scheduler
 from bot.slack.client import build_client
 from bot.slack.runtime import SlackRuntime, SlackUnreachable
@@ -128,7 +128,7 @@ def reset(directory: Path) -> None:
 def _monitoring(settings: Settings, slack: SlackEmulator, changes: PasswordChanges) -> Iterator[Scheduler]:
     """The monitor's scheduler, posting alerts to the lab channel as `atp-bot run` does; shut down at exit."""
     notifier = SlackNotifier(build_client(slack.api_url, SecretStr(slack.bot_token)), SLACK_CHANNEL)
-    scheduler = start_scheduler(MonitorRuntime.create(settings, notifier, changes))
+    scheduler = start_scheduler(MonitorContext.create(settings, notifier, changes))
     try:
         yield scheduler
     finally:

@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.change import open_changes
 from bot.config import Settings, parse_settings
-from bot.monitor.context import HealthSource, MonitorRuntime
+from bot.monitor.context import HealthSource, MonitorContext
 from bot.monitor.models import (
     AuditHeadNotice,
     DriftNotice,
@@ -142,15 +142,15 @@ def make_runtime(
     notifier: RecordingNotifier,
     clock: Clock,
     health: HealthSource | None = None,
-) -> MonitorRuntime:
+) -> MonitorContext:
     """The runtime `atp-bot run` would build (store initialised on first use)."""
     if not store_path(settings).exists():
         init_embedded_store(settings)
     changes = open_changes(settings)
-    return MonitorRuntime.create(settings, notifier, changes, health=health, clock=clock)
+    return MonitorContext.create(settings, notifier, changes, health=health, clock=clock)
 
 
-def alert_rows(runtime: MonitorRuntime) -> list[tuple[str, str, str | None]]:
+def alert_rows(runtime: MonitorContext) -> list[tuple[str, str, str | None]]:
     """(outcome, reason, account) of the alert rows in the audit trail, oldest first."""
     rows = reversed(runtime.changes.audit.recent(limit=200))
     return [(r.outcome, r.reason or "", r.account) for r in rows if r.action == "alert"]

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from bot.audit import AuditEvent
 from bot.change import PasswordChanges, open_changes
 from bot.config import Settings
-from bot.monitor.context import MonitorRuntime
+from bot.monitor.context import MonitorContext
 from bot.monitor.scheduler import Scheduler, start_scheduler
 from bot.slack.client import build_client
 from bot.slack.context import CommandModule
@@ -104,7 +104,7 @@ def running_lab(
         if monitor and change_path is not None:
             client = build_client(emulator.api_url, SecretStr(emulator.bot_token))
             notifier = SlackNotifier(client, settings.slack.channel or OPS)
-            scheduler = start_scheduler(MonitorRuntime.create(settings, notifier, change_path), paused=True)
+            scheduler = start_scheduler(MonitorContext.create(settings, notifier, change_path), paused=True)
         runtime = SlackRuntime(
             settings,
             secrets=secrets_for(emulator),

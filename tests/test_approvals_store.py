@@ -22,7 +22,7 @@ from bot.change.approvals import (
     ApprovalError,
     HeldRequests,
     Requester,
-    RequestState,
+    RequestStatus,
     _requests,
     approvals_key,
     new_request_id,
@@ -75,10 +75,10 @@ def test_a_request_is_decided_once_and_its_password_opened_once(engine: Engine) 
     requests = held(engine)
     request = requests.hold(new_request_id(), "svc", SecretStr(CANARY), ALICE, TEST, None)
     assert not any(form in plaintext(engine) for form in secret_forms(CANARY))
-    approved = requests.decide(request.id, RequestState.APPROVED, "bob")
+    approved = requests.decide(request.id, RequestStatus.APPROVED, "bob")
     assert approved is not None
-    assert requests.decide(request.id, RequestState.APPROVED, "carol") is None
-    assert requests.decide(request.id, RequestState.DENIED, "carol") is None
+    assert requests.decide(request.id, RequestStatus.APPROVED, "carol") is None
+    assert requests.decide(request.id, RequestStatus.DENIED, "carol") is None
     assert requests.open_approved(approved).get_secret_value() == CANARY
     with pytest.raises(ApprovalError, match="already used"):
         requests.open_approved(approved)
@@ -92,13 +92,13 @@ def test_concurrent_decisions_have_one_winner(engine: Engine) -> None:
     winners: list[object] = []
     start = threading.Barrier(4)
 
-    def decide(state: RequestState) -> None:
+    def decide(state: RequestStatus) -> None:
         start.wait()
         winners.append(requests.decide(request.id, state, "someone"))
 
     threads = [
         threading.Thread(target=decide, args=(s,))
-        for s in [RequestState.APPROVED] * 2 + [RequestState.DENIED] * 2
+        for s in [RequestStatus.APPROVED] * 2 + [RequestStatus.DENIED] * 2
     ]
     for thread in threads:
         thread.start()
@@ -120,7 +120,7 @@ def test_a_sealed_password_moved_to_another_request_does_not_open(engine: Engine
             .where(_requests.c.id == second.id)
             .values(nonce=sealed.nonce, ciphertext=sealed.ciphertext)
         )
-    approved = requests.decide(second.id, RequestState.APPROVED, "bob")
+    approved = requests.decide(second.id, RequestStatus.APPROVED, "bob")
     assert approved is not None
     with pytest.raises(ApprovalError, match="cannot be opened"):
         requests.open_approved(approved)
@@ -130,10 +130,10 @@ def test_denied_and_expired_requests_lose_their_password_at_once(engine: Engine)
     requests = HeldRequests(engine, os.urandom(32), timedelta(seconds=-1))  # due at once
     denied = requests.hold(new_request_id(), "svc", SecretStr(CANARY), ALICE, TEST, None)
     due = requests.hold(new_request_id(), "svc", SecretStr(CANARY), ALICE, TEST, None)
-    assert requests.decide(denied.id, RequestState.DENIED, "bob") is None  # expired: too late to decide
+    assert requests.decide(denied.id, RequestStatus.DENIED, "bob") is None  # expired: too late to decide
     assert {r.id for r in requests.due()} == {denied.id, due.id}
     for request in requests.due():
-        assert requests.decide(request.id, RequestState.EXPIRED, "atp-bot") is not None
+        assert requests.decide(request.id, RequestStatus.EXPIRED, "atp-bot") is not None
     assert requests.due() == []
     with engine.connect() as db:
         assert (

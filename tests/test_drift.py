@@ -186,7 +186,7 @@ def test_the_monitor_reports_a_reset_once_and_recovers_after_a_save(
             ("ok", "password_drift"),
         ]
     finally:
-        runtime.state.close()
+        runtime.memory.close()
 
 
 def test_the_slack_alert_offers_update_password() -> None:

@@ -37,7 +37,7 @@ from bot.sensors.checks import CredentialErrors, SensorResult
 from bot.store.embedded import init_embedded_store
 from commands import MODULES
 from commands.password.validation import validate
-from commands.password.views import Action, Block, PasswordModalState
+from commands.password.views import Action, Block, PasswordModalOrigin
 from lab.gmsa import SYSTEM_PYTHON, allow_sddl, security_descriptor
 from lab.graph import GraphEmulator
 from tests.conftest import CANARY, run_cli
@@ -229,7 +229,7 @@ def test_password_changes_of_a_gmsa_are_refused_everywhere(tmp_path: Path) -> No
         Block.PASSWORD: {Action.PASSWORD: {"value": "Whatever-1x!"}},
         Block.CONFIRM: {Action.CONFIRM: {"value": "Whatever-1x!"}},
     }
-    errors = validate(values, PasswordModalState(account_id="corp", channel_id="C1"), config)
+    errors = validate(values, PasswordModalOrigin(account_id="corp", channel_id="C1"), config)
     assert isinstance(errors, dict) and errors[Block.ACCOUNT] == refusal
 
 

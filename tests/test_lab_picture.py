@@ -19,7 +19,7 @@ from bot.store import CredentialMetadata
 from commands.password.views import (
     Action,
     Block,
-    PasswordModalState,
+    PasswordModalOrigin,
     announcement,
     password_modal,
     result_modal,
@@ -40,7 +40,7 @@ SETTINGS = Settings.model_validate(
         ]
     }
 )
-STATE = PasswordModalState(account_id=None, channel_id="C0OPS")
+STATE = PasswordModalOrigin(account_id=None, channel_id="C0OPS")
 ANNOUNCED, REPORT = "1764497700.000010", "1764497701.000011"
 HEADING = "*Follow-up checks* on 3 sensor(s): service state, credential errors since the change"
 

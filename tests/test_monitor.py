@@ -73,7 +73,7 @@ def test_an_incident_is_posted_once_updated_then_closed_with_recovery(
     ref, closed = notifier.of("close_incident")[0]
     assert ref.ts == "1764050000.000001" and closed.closed_at == clock.now
     assert "RESOLVED" in render_incident(closed)
-    assert runtime.state.incidents() == {}
+    assert runtime.memory.incidents() == {}
     clock.advance(minutes=5)
     run_monitor_cycle(runtime)
     assert notifier.names() == ["post_incident", "update_incident", "close_incident"]
@@ -91,7 +91,7 @@ def test_log_positions_survive_a_restart_so_errors_are_counted_once(
     credential_errors(sensors, "sensor02", clock, 1)
 
     restarted = make_runtime(settings, notifier, clock)  # a new process: state from the state dir only
-    assert set(restarted.state.positions()) == {"sensor01", "sensor02"}
+    assert set(restarted.memory.positions()) == {"sensor01", "sensor02"}
     assert run_monitor_cycle(restarted).updated == ("svc",)
     _, incident = notifier.of("update_incident")[0]
     assert [(s.sensor, s.credential_errors) for s in incident.sensors] == [("sensor02", 3)]
@@ -218,7 +218,7 @@ def test_an_incident_opened_and_cleared_during_an_outage_is_still_reported(
     clock.advance(minutes=5)
     run_monitor_cycle(runtime)
     assert notifier.names() == ["post_incident", "close_incident"]
-    assert runtime.state.incidents() == {}
+    assert runtime.memory.incidents() == {}
 
 
 def test_the_winrm_password_never_reaches_logs_or_state(
@@ -284,7 +284,7 @@ def test_the_open_alerts_metric_reads_the_state_at_each_scrape(
 ) -> None:
     clock = Clock()
     runtime = make_runtime(monitor_settings(tmp_path, sensors), RecordingNotifier(), clock)
-    count_open_alerts(runtime.state.open_incidents)
+    count_open_alerts(runtime.memory.open_incidents)
     assert REGISTRY.get_sample_value("atp_bot_alerts_open") == 0
     credential_errors(sensors, "sensor01", clock, 1)
     run_monitor_cycle(runtime)
@@ -329,7 +329,7 @@ def test_a_sensor_without_account_is_checked_and_alerted_once_whatever_the_accou
     sensors.host("sensor02").set_service("AATPSensor", "Running")
     clock.advance(minutes=5)
     assert run_monitor_cycle(runtime).closed == ("a2", None)
-    assert runtime.state.incidents() == {}
+    assert runtime.memory.incidents() == {}
     assert alert_rows(runtime) == [
         ("failed", "credential_incident", "a2"),
         ("failed", "credential_incident", None),

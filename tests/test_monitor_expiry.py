@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.directory import AccountLocks, read_password_expiry
-from bot.monitor.context import MonitorRuntime
+from bot.monitor.context import MonitorContext
 from bot.monitor.expiry import due_warning, run_expiry_check
 from bot.monitor.models import ExpiryWarning
 from lab.domain import LabDomain, new_password
@@ -41,7 +41,7 @@ def expiry_runtime(
     monkeypatch: pytest.MonkeyPatch,
     *,
     lookup: bool,
-) -> tuple[MonitorRuntime, RecordingNotifier]:
+) -> tuple[MonitorContext, RecordingNotifier]:
     monkeypatch.delenv("ATP_BOT_STORE_KEY", raising=False)
     account = (
         f'[[accounts]]\nid = "svc"\nusername = "{user.upn}"\n'

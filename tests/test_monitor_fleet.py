@@ -13,7 +13,7 @@ import pytest
 
 from bot.fleet import GraphFleet
 from bot.monitor.actions import start_sensor_service
-from bot.monitor.context import MonitorRuntime
+from bot.monitor.context import MonitorContext
 from bot.monitor.cycle import run_monitor_cycle
 from bot.monitor.models import SensorHealthNotice
 from bot.monitor.render import render_sensor_health
@@ -58,7 +58,7 @@ def fleet_runtime(
     hosts: WinRMEmulator | None,
     notifier: RecordingNotifier,
     winrm: str = "",
-) -> MonitorRuntime:
+) -> MonitorContext:
     """The runtime `atp-bot run` builds over `hosts` as `[[sensors]]` (`winrm`: more `[winrm]` lines),
     its Graph list read afresh each cycle (not cached 60 s)."""
     settings = monitor_settings(tmp_path, hosts, extra=graph_toml(graph), winrm=winrm)

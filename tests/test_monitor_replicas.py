@@ -13,7 +13,7 @@ import pytest
 import tomli_w
 
 from bot.change import open_changes
-from bot.monitor.context import MonitorRuntime
+from bot.monitor.context import MonitorContext
 from bot.monitor.cycle import CycleResult, run_monitor_cycle
 from lab.postgres import PostgresCluster
 from lab.winrm.model import Host
@@ -64,7 +64,7 @@ class Replica:
         )
         changes = open_changes(settings)
         self.notifier = RecordingNotifier()
-        self.runtime = MonitorRuntime.create(settings, self.notifier, changes, clock=clock)
+        self.runtime = MonitorContext.create(settings, self.notifier, changes, clock=clock)
 
     def cycle(self) -> CycleResult:
         return run_monitor_cycle(self.runtime)
@@ -81,7 +81,7 @@ def replicas(
     )
     yield pair[0], pair[1], clock
     for replica in pair:
-        replica.runtime.state.close()
+        replica.runtime.memory.close()
 
 
 def test_a_new_leader_goes_on_with_the_old_leaders_alert(
@@ -103,7 +103,7 @@ def test_a_new_leader_goes_on_with_the_old_leaders_alert(
     clock.advance(minutes=5)
     assert b.cycle().closed == ("svc",)
     assert b.notifier.names() == ["update_incident", "close_incident"]
-    assert a.runtime.state.incidents() == {} and a.notifier.names() == ["post_incident"]
+    assert a.runtime.memory.incidents() == {} and a.notifier.names() == ["post_incident"]
 
 
 def test_what_one_replica_could_not_deliver_the_other_delivers(
@@ -118,7 +118,7 @@ def test_what_one_replica_could_not_deliver_the_other_delivers(
     assert b.cycle().delivered
     ((name, incident),) = b.notifier.calls
     assert name == "post_incident" and incident.sensors[0].credential_errors == 2
-    (stored,) = b.runtime.state.incidents().values()
+    (stored,) = b.runtime.memory.incidents().values()
     assert stored.delivered and stored.ref is not None
 
 
@@ -130,7 +130,7 @@ def test_a_cycle_waits_while_another_replica_runs_one(replicas: tuple[Replica, R
     entered = threading.Event()
 
     def first() -> None:
-        with a.runtime.state.exclusive("cycle", threading.Lock()):
+        with a.runtime.memory.exclusive("cycle", threading.Lock()):
             entered.set()
             time.sleep(1)
             order.append("a finished")
@@ -138,9 +138,9 @@ def test_a_cycle_waits_while_another_replica_runs_one(replicas: tuple[Replica, R
     thread = threading.Thread(target=first)
     thread.start()
     assert entered.wait(10)
-    with b.runtime.state.exclusive("cycle", threading.Lock()):
+    with b.runtime.memory.exclusive("cycle", threading.Lock()):
         order.append("b started")
-    with b.runtime.state.exclusive("sending", threading.Lock()):  # another name is not held
+    with b.runtime.memory.exclusive("sending", threading.Lock()):  # another name is not held
         pass
     thread.join(timeout=10)
     assert order == ["a finished", "b started"]

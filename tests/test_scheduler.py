@@ -23,7 +23,7 @@ from bot.monitor.scheduler import (
     EXPIRY_JOB,
     MONITOR_JOB,
     Scheduler,
-    current_runtime,
+    current_monitor,
     recheck_job,
     start_scheduler,
 )
@@ -68,7 +68,7 @@ def test_periodic_jobs_follow_the_configuration(
     runtime = make_runtime(monitor_settings(tmp_path, sensors, extra=extra), RecordingNotifier(), Clock())
     scheduler = start_scheduler(runtime, paused=True)
     started.append(scheduler)
-    assert current_runtime() is runtime
+    assert current_monitor() is runtime
     monitor, expiry = scheduler.aps.get_job(MONITOR_JOB), scheduler.aps.get_job(EXPIRY_JOB)
     assert isinstance(monitor.trigger, IntervalTrigger)
     assert monitor.trigger.interval == timedelta(minutes=7)
@@ -77,7 +77,7 @@ def test_periodic_jobs_follow_the_configuration(
     assert (tmp_path / "state" / "scheduler.sqlite").stat().st_mode & 0o077 == 0
 
     scheduler.shutdown()
-    assert current_runtime() is None
+    assert current_monitor() is None
     interval = monitor_settings(tmp_path, sensors, extra='[scheduler]\nexpiry_check_time = "12h"\n')
     again = start_scheduler(make_runtime(interval, RecordingNotifier(), Clock()), paused=True)
     started.append(again)
@@ -165,7 +165,7 @@ def test_recheck_now_runs_the_monitor_cycle_in_the_scheduler(
 
 
 def test_a_job_without_a_runtime_logs_and_does_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    scheduler_module.set_runtime(None)
+    scheduler_module.register_monitor(None)
     with caplog.at_level(logging.ERROR):
         recheck_job("svc", THREAD.model_dump(), Clock().now.isoformat(), 2)
     assert "no runtime registered" in caplog.text
@@ -176,7 +176,7 @@ def test_an_unusable_job_store_is_a_configuration_error(sensors: WinRMEmulator, 
     runtime = make_runtime(monitor_settings(tmp_path, sensors, extra=extra), RecordingNotifier(), Clock())
     with pytest.raises(ConfigError, match=r"scheduler\.jobstore_url: cannot use sqlite:////nonexistent-dir"):
         start_scheduler(runtime)
-    assert current_runtime() is None
+    assert current_monitor() is None
 
 
 def test_a_recheck_missed_while_the_bot_was_down_runs_at_start(

@@ -6,7 +6,7 @@ import json
 
 from bot.change import ChangeOutcome, ChangeStatus
 from bot.config import Settings
-from commands.password.views import Block, PasswordModalState, password_modal, result_modal
+from commands.password.views import Block, PasswordModalOrigin, password_modal, result_modal
 from commands.shared.sensor_report import report
 from lab.slack.render import block_lines, decode_blocks, element_text, render_message, render_view
 
@@ -21,7 +21,7 @@ SETTINGS = Settings.model_validate(
 
 
 def test_password_modal_shows_blank_inputs_and_its_buttons() -> None:
-    modal = password_modal(SETTINGS, PasswordModalState(account_id="contoso", channel_id="C0OPS"))
+    modal = password_modal(SETTINGS, PasswordModalOrigin(account_id="contoso", channel_id="C0OPS"))
     text = render_view(modal)
     lines = text.splitlines()
     assert lines[0] == "┌─ Directory password"
@@ -33,7 +33,7 @@ def test_password_modal_shows_blank_inputs_and_its_buttons() -> None:
 
 
 def test_inline_errors_go_under_their_input() -> None:
-    modal = password_modal(SETTINGS, PasswordModalState(account_id="contoso", channel_id="C0OPS"))
+    modal = password_modal(SETTINGS, PasswordModalOrigin(account_id="contoso", channel_id="C0OPS"))
     lines = render_view(modal, {Block.CONFIRM: "The two passwords do not match."}).splitlines()
     confirm = lines.index("| [ Confirm the new password: ________ ]")
     assert lines[confirm + 1] == "|   ⚠ The two passwords do not match."
@@ -41,7 +41,7 @@ def test_inline_errors_go_under_their_input() -> None:
 
 
 def test_account_select_lists_the_options() -> None:
-    modal = password_modal(SETTINGS, PasswordModalState(account_id=None, channel_id="C0OPS"))
+    modal = password_modal(SETTINGS, PasswordModalOrigin(account_id=None, channel_id="C0OPS"))
     assert (
         "| [ Directory service account: ( contoso (svc-atp@contoso.test) | fabrikam (svc@fabrikam.test) ) ]"
         in render_view(modal).splitlines()
@@ -50,7 +50,7 @@ def test_account_select_lists_the_options() -> None:
 
 def test_result_modal_shows_the_reason_and_the_try_again_button() -> None:
     outcome = ChangeOutcome("contoso", ChangeStatus.NOT_STARTED, "Another change is in progress.")
-    text = render_view(result_modal(outcome, PasswordModalState(account_id="contoso", channel_id="C0OPS")))
+    text = render_view(result_modal(outcome, PasswordModalOrigin(account_id="contoso", channel_id="C0OPS")))
     assert ":no_entry: *Not saved.* Another change is in progress." in text
     assert "| [Try again]" in text.splitlines()
     assert text.endswith("└─ [Close]")

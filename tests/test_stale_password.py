@@ -26,7 +26,7 @@ from bot.directory import (
 from bot.directory.kerberos_check import kdc_hosts, krb5_conf
 from bot.store import CredentialMetadata, open_store
 from commands import MODULES
-from commands.password.views import PasswordModalState, announcement, result_modal
+from commands.password.views import PasswordModalOrigin, announcement, result_modal
 from lab.domain import LabDomain, new_password
 from lab.faults import silent_tcp_server
 from lab.samba import LabUser
@@ -213,7 +213,7 @@ def test_a_warning_reaches_the_modal_and_the_announcement(tmp_path: Path) -> Non
     test = ConnectionTestResult("corp", Outcome.PASSED, "ok", dc="ldaps://dc1", warnings=(warning,))
     saved = CredentialMetadata("corp", datetime.now(UTC), "slack:U1", "embedded")
     outcome = ChangeOutcome("corp", ChangeStatus.SAVED, "Saved.", test=test, saved=saved)
-    modal = json.dumps(result_modal(outcome, PasswordModalState(account_id="corp", channel_id="C1")))
+    modal = json.dumps(result_modal(outcome, PasswordModalOrigin(account_id="corp", channel_id="C1")))
     assert warning in modal
     text, blocks = announcement(outcome, "U1", make_settings(tmp_path))
     assert warning in text and warning in json.dumps(blocks)

@@ -57,7 +57,7 @@ NONCE_BYTES = 12
 PURGE_AFTER = timedelta(minutes=10)  # after expiry: an approval's save has long opened its password
 
 
-class RequestState(StrEnum):
+class RequestStatus(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     DENIED = "denied"
@@ -101,7 +101,7 @@ class HeldRequest:
     requester_actor: str
     channel_id: str
     view_id: str
-    state: RequestState
+    state: RequestStatus
     created_at: datetime
     expires_at: datetime
     last_save: int | None
@@ -148,7 +148,7 @@ def _request(row: RowMapping) -> HeldRequest:
         requester_actor=row["requester_actor"],
         channel_id=row["channel_id"],
         view_id=row["view_id"],
-        state=RequestState(row["state"]),
+        state=RequestStatus(row["state"]),
         created_at=datetime.fromisoformat(row["created_at"]),
         expires_at=datetime.fromisoformat(row["expires_at"]),
         last_save=row["last_save"],
@@ -246,7 +246,7 @@ class HeldRequests:
             requester_actor=requester.actor,
             channel_id=requester.channel_id,
             view_id=requester.view_id,
-            state=RequestState.PENDING,
+            state=RequestStatus.PENDING,
             created_at=created,
             expires_at=created + self._expires,
             last_save=last_save,
@@ -259,7 +259,7 @@ class HeldRequests:
             "requester_actor": requester.actor,
             "channel_id": requester.channel_id,
             "view_id": requester.view_id,
-            "state": RequestState.PENDING.value,
+            "state": RequestStatus.PENDING.value,
             "created_at": created.isoformat(),
             "expires_at": request.expires_at.isoformat(),
             "last_save": last_save,
@@ -283,15 +283,15 @@ class HeldRequests:
         with self._transaction() as db:
             db.execute(update(_requests).where(_requests.c.id == request_id).values(messages=text))
 
-    def decide(self, request_id: str, state: RequestState, actor: str) -> HeldRequest | None:
+    def decide(self, request_id: str, state: RequestStatus, actor: str) -> HeldRequest | None:
         """Move a pending, unexpired request to `state`, at most once whoever asks: the request if this
         call decided it, else None (decided already, expired, or unknown). The sealed password is kept
         for an approval (`open_approved` reads then deletes it) and deleted for any other decision."""
-        pending = and_(_requests.c.id == request_id, _requests.c.state == RequestState.PENDING.value)
-        if state is not RequestState.EXPIRED:
+        pending = and_(_requests.c.id == request_id, _requests.c.state == RequestStatus.PENDING.value)
+        if state is not RequestStatus.EXPIRED:
             pending = and_(pending, _requests.c.expires_at > now_utc().isoformat())
         values: dict[str, object] = {"state": state.value, "decided_by": actor}
-        if state is not RequestState.APPROVED:
+        if state is not RequestStatus.APPROVED:
             values |= {"nonce": None, "ciphertext": None}
         with self._transaction() as db:
             if db.execute(update(_requests).where(pending).values(**values)).rowcount != 1:
@@ -301,7 +301,7 @@ class HeldRequests:
 
     def open_approved(self, request: HeldRequest) -> SecretStr:
         """The approved request's password, its ciphertext deleted from the database at once."""
-        where = and_(_requests.c.id == request.id, _requests.c.state == RequestState.APPROVED.value)
+        where = and_(_requests.c.id == request.id, _requests.c.state == RequestStatus.APPROVED.value)
         with self._transaction() as db:
             row = db.execute(select(_requests.c.nonce, _requests.c.ciphertext).where(where)).first()
             db.execute(update(_requests).where(where).values(nonce=None, ciphertext=None))
@@ -316,7 +316,7 @@ class HeldRequests:
     def due(self) -> list[HeldRequest]:
         """Pending requests whose time is up (to expire)."""
         query = select(_requests).where(
-            _requests.c.state == RequestState.PENDING.value, _requests.c.expires_at <= now_utc().isoformat()
+            _requests.c.state == RequestStatus.PENDING.value, _requests.c.expires_at <= now_utc().isoformat()
         )
         with self._transaction() as db:
             return [_request(row) for row in db.execute(query).mappings()]
@@ -328,7 +328,7 @@ class HeldRequests:
         with self._transaction() as db:
             db.execute(
                 delete(_requests).where(
-                    _requests.c.state != RequestState.PENDING.value, _requests.c.expires_at < cutoff
+                    _requests.c.state != RequestStatus.PENDING.value, _requests.c.expires_at < cutoff
                 )
             )
 

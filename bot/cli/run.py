@@ -89,7 +89,7 @@ def _run(settings: Settings, secrets: SlackSecrets, checker: SensorChecker) -> i
     from bot.change import open_changes
     from bot.change.approvals import ApprovalError
     from bot.infra.metrics import count_open_alerts
-    from bot.monitor.context import MonitorRuntime
+    from bot.monitor.context import MonitorContext
     from bot.monitor.scheduler import start_scheduler
     from bot.slack.runtime import SlackRuntime, SlackUnreachable
     from commands import MODULES
@@ -104,8 +104,8 @@ def _run(settings: Settings, secrets: SlackSecrets, checker: SensorChecker) -> i
     changes = open_changes(settings, checker)
     # Before Slack takes requests, so that no new change of an account resolves its leftover first.
     recoveries = changes.recover_interrupted()
-    monitor = MonitorRuntime.create(settings, _notifier(settings, secrets), changes)
-    count_open_alerts(monitor.state.open_incidents)
+    monitor = MonitorContext.create(settings, _notifier(settings, secrets), changes)
+    count_open_alerts(monitor.memory.open_incidents)
     # The scheduler starts paused: its jobs run once Slack is connected, so a first alert can be posted.
     scheduler = start_scheduler(monitor, paused=True)
     try:

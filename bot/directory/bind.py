@@ -26,7 +26,7 @@ from bot.directory.lookup import (
     PrecheckUnavailable,
     lockout_precheck,
     read_expiry,
-    read_lockout_state,
+    read_lockout_status,
     read_password_expiry,
 )
 from bot.infra.redaction import active_secret
@@ -167,7 +167,7 @@ def _test_on_dcs(
         for dc in account.dcs:
             try:
                 if lookup_password is not None:
-                    precheck = read_lockout_state(dc, account, lookup_password)
+                    precheck = read_lockout_status(dc, account, lookup_password)
                     notes = precheck.notes
                     if precheck.refuse:
                         return _refused(account, precheck.refuse, precheck.message, dc=dc.url)

@@ -132,7 +132,7 @@ class LockoutPrecheck:
         return f"badPwdCount {self.bad_count} of lockoutThreshold {self.threshold}, {locked}"
 
 
-def read_lockout_state(
+def read_lockout_status(
     dc: DomainController, account: AccountConfig, lookup_password: SecretStr
 ) -> LockoutPrecheck:
     """Read the account's lockout state with the read-only lookup account, before sending the password.
@@ -207,7 +207,7 @@ def lockout_precheck(account: AccountConfig) -> LockoutPrecheck:
     problems = []
     for dc in account.dcs:
         try:
-            return read_lockout_state(dc, account, lookup_password)
+            return read_lockout_status(dc, account, lookup_password)
         except NoVerdict as problem:
             problems.append(f"{dc.url}: {problem.detail}")
     raise PrecheckUnavailable("no domain controller answered: " + "; ".join(problems))

@@ -11,9 +11,9 @@ import logging
 from datetime import datetime
 
 from bot.audit import AuditError, AuditTrail
-from bot.monitor.context import MonitorRuntime
+from bot.monitor.context import MonitorContext
 from bot.monitor.delivery import AUDIT_HEAD, flush_outbox
-from bot.monitor.memory import MonitorState
+from bot.monitor.memory import MonitorMemory
 from bot.monitor.models import AuditHeadNotice
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,12 @@ def audit_head_notice(trail: AuditTrail, now: datetime) -> AuditHeadNotice:
     return AuditHeadNotice(verified_at=now, intact=True, rows=result.rows, head=result.anchor, keyed=keyed)
 
 
-def run_audit_head_announcement(rt: MonitorRuntime) -> AuditHeadNotice:
+def run_audit_head_announcement(ctx: MonitorContext) -> AuditHeadNotice:
     """Verify the audit trail and queue its head for the channel (kept until Slack takes it)."""
-    notice = audit_head_notice(rt.changes.audit, rt.clock())
+    notice = audit_head_notice(ctx.changes.audit, ctx.clock())
     if not notice.intact:
         log.error("audit trail not intact: %s", notice.problem)
-    with rt.state.transaction() as db:
-        MonitorState.enqueue(db, AUDIT_HEAD, notice.model_dump_json())
-    flush_outbox(rt.notifier, rt.state)
+    with ctx.memory.transaction() as db:
+        MonitorMemory.enqueue(db, AUDIT_HEAD, notice.model_dump_json())
+    flush_outbox(ctx.notifier, ctx.memory)
     return notice

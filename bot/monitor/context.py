@@ -1,4 +1,4 @@
-"""What the monitor's jobs work with: settings, the notifier, the change path's store/audit/guard, state."""
+"""What the monitor's jobs work with: settings, notifier, the change path (store, audit, guard), memory."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from bot.change import PasswordChanges
 from bot.config import Settings
 from bot.directory.lockout import now_utc
 from bot.graph import GraphHealthSource, GraphSensor, HealthIssue
-from bot.monitor.memory import MonitorState
+from bot.monitor.memory import MonitorMemory
 from bot.monitor.notify import Notifier
 
 MONITOR_ACTOR = "atp-bot:monitor"
@@ -27,11 +27,11 @@ class HealthSource(Protocol):
 
 
 @dataclass
-class MonitorRuntime:
+class MonitorContext:
     settings: Settings
     notifier: Notifier
     changes: PasswordChanges
-    state: MonitorState
+    memory: MonitorMemory  # what the monitor remembers between cycles (bot.monitor.memory)
     health: HealthSource | None = None
     clock: Callable[[], datetime] = now_utc
     actor: str = MONITOR_ACTOR
@@ -55,12 +55,17 @@ class MonitorRuntime:
         *,
         health: HealthSource | None = None,
         clock: Callable[[], datetime] = now_utc,
-    ) -> MonitorRuntime:
+    ) -> MonitorContext:
         """The runtime for `atp-bot run`; the Graph source is built from `[graph]` when enabled."""
         if health is None and settings.graph.enabled:
             health = GraphHealthSource(settings.graph)
         return cls(
-            settings, notifier, changes, MonitorState.for_settings(settings, changes.state_dir), health, clock
+            settings,
+            notifier,
+            changes,
+            MonitorMemory.for_settings(settings, changes.state_dir),
+            health,
+            clock,
         )
 
     def audit(

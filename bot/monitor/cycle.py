@@ -31,9 +31,9 @@ from bot.config import AccountConfig, ConfigError, Settings
 from bot.fleet import checked_fleet, generation_of, merge_fleet
 from bot.gmsa import gmsa_alert_verdicts
 from bot.graph import GraphError, HealthIssue
-from bot.monitor.context import MonitorRuntime
+from bot.monitor.context import MonitorContext
 from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
-from bot.monitor.memory import MonitorState, Reachability, StoredIncident
+from bot.monitor.memory import MonitorMemory, Reachability, StoredIncident
 from bot.monitor.models import Incident, ReachabilityNotice, SensorHealthNotice, SensorIssue, ServiceState
 from bot.monitor.render import incident_subject
 from bot.monitor.sensor_health import fleet_health, watch_sensor_health
@@ -215,13 +215,13 @@ def _group_health(
 
 def _track_reachability(
     db: Connection,
-    rt: MonitorRuntime,
+    ctx: MonitorContext,
     results: Sequence[SensorResult],
     known: Mapping[str, Reachability],
     now: datetime,
 ) -> list[ReachabilityNotice]:
     notices = []
-    threshold = rt.settings.scheduler.unreachable_after
+    threshold = ctx.settings.scheduler.unreachable_after
     for result in results:
         old = known.get(result.name, Reachability(result.name))
         if result.reachable:
@@ -237,7 +237,7 @@ def _track_reachability(
                     )
                 )
             if old.failures or old.reported:
-                MonitorState.save_reachability(db, Reachability(result.name))
+                MonitorMemory.save_reachability(db, Reachability(result.name))
             continue
         assert result.failure is not None
         detail = f"{result.failure.kind}: {result.failure.detail}"
@@ -255,19 +255,19 @@ def _track_reachability(
                     detail=detail,
                 )
             )
-        MonitorState.save_reachability(
+        MonitorMemory.save_reachability(
             db, Reachability(result.name, failures, since, detail, old.reported or report)
         )
     for notice in notices:
-        MonitorState.enqueue(db, REACHABLE if notice.reachable else UNREACHABLE, notice.model_dump_json())
+        MonitorMemory.enqueue(db, REACHABLE if notice.reachable else UNREACHABLE, notice.model_dump_json())
     return notices
 
 
-def _read_health(rt: MonitorRuntime) -> tuple[list[HealthIssue] | None, str | None]:
-    if rt.health is None:
+def _read_health(ctx: MonitorContext) -> tuple[list[HealthIssue] | None, str | None]:
+    if ctx.health is None:
         return [], None
     try:
-        return rt.health.credential_issues(), None
+        return ctx.health.credential_issues(), None
     except GraphError as exc:
         log.warning("graph: health issues unavailable this cycle: %s", exc)
         return None, str(exc)
@@ -289,33 +289,33 @@ def _describe(incident: Incident) -> str:
 _one_cycle = threading.Lock()
 
 
-def run_monitor_cycle(rt: MonitorRuntime) -> CycleResult:
+def run_monitor_cycle(ctx: MonitorContext) -> CycleResult:
     """One cycle: check, update incidents and reachability (one transaction), audit, then deliver."""
-    with rt.state.exclusive("cycle", _one_cycle):
-        return _cycle(rt)
+    with ctx.memory.exclusive("cycle", _one_cycle):
+        return _cycle(ctx)
 
 
-def _cycle(rt: MonitorRuntime) -> CycleResult:
-    graph, fleet_error = rt.fleet()
-    members = merge_fleet(rt.settings, graph)
-    settings, state = checked_fleet(rt.settings, members), rt.state
+def _cycle(ctx: MonitorContext) -> CycleResult:
+    graph, fleet_error = ctx.fleet()
+    members = merge_fleet(ctx.settings, graph)
+    settings, state = checked_fleet(ctx.settings, members), ctx.memory
     unified = frozenset(m.name for m in members if m.graph and generation_of(m.graph.version) == "3")
     names = [s.name for s in settings.sensors]
-    now = rt.clock()
+    now = ctx.clock()
     # A sensor without a saved position is scanned over the default window before the monitor's own clock.
     since = now - timedelta(minutes=settings.sensor_checks.default_window_minutes)
     try:
         results = (
-            rt.changes.checker(settings, names, since=since, positions=state.positions()) if names else []
+            ctx.changes.checker(settings, names, since=since, positions=state.positions()) if names else []
         )
     except ConfigError as exc:  # e.g. the WinRM password cannot be read: reported like unreachable sensors
         problem = "; ".join(exc.problems)
         log.error("monitor: the sensors cannot be checked: %s", problem)
         results = not_checked(settings, names, problem)
     by_name = {r.name: r for r in results}
-    health_list, health_error = _read_health(rt)
+    health_list, health_error = _read_health(ctx)
     health = assign_health(settings.accounts, health_list) if health_list is not None else {}
-    gmsa_verdicts = gmsa_alert_verdicts(settings, results, rt.changes.fleet)
+    gmsa_verdicts = gmsa_alert_verdicts(settings, results, ctx.changes.fleet)
     stored, reachability, alerted = state.incidents(), state.reachability(), state.sensor_problems()
     sensor_health = fleet_health(members, by_name) if fleet_error is None else None
     opened: list[Incident] = []
@@ -324,8 +324,8 @@ def _cycle(rt: MonitorRuntime) -> CycleResult:
     with state.transaction() as db:
         for result in results:
             if result.position is not None:
-                MonitorState.save_position(db, result.name, result.position)
-        notices = _track_reachability(db, rt, results, reachability, now)
+                MonitorMemory.save_position(db, result.name, result.position)
+        notices = _track_reachability(db, ctx, results, reachability, now)
         health_notices = (
             watch_sensor_health(db, sensor_health, alerted, now) if sensor_health is not None else []
         )
@@ -344,12 +344,12 @@ def _cycle(rt: MonitorRuntime) -> CycleResult:
                 closed.append(incident)
             else:
                 updated.append(incident)
-            MonitorState.save_incident(
+            MonitorMemory.save_incident(
                 db, StoredIncident(incident, previous.ref if previous else None, False)
             )
-    _audit_cycle(rt, opened, closed, notices)
-    _audit_sensor_health(rt, health_notices)
-    delivered = deliver_pending(rt.notifier, state)
+    _audit_cycle(ctx, opened, closed, notices)
+    _audit_sensor_health(ctx, health_notices)
+    delivered = deliver_pending(ctx.notifier, state)
     return CycleResult(
         results=tuple(results),
         opened=tuple(i.account_id for i in opened),
@@ -364,17 +364,17 @@ def _cycle(rt: MonitorRuntime) -> CycleResult:
 
 
 def _audit_cycle(
-    rt: MonitorRuntime,
+    ctx: MonitorContext,
     opened: Sequence[Incident],
     closed: Sequence[Incident],
     notices: Sequence[ReachabilityNotice],
 ) -> None:
     for incident in opened:
         detail = _describe(incident)
-        rt.audit(AuditAction.ALERT, incident.account_id, AuditOutcome.FAILED, "credential_incident", detail)
+        ctx.audit(AuditAction.ALERT, incident.account_id, AuditOutcome.FAILED, "credential_incident", detail)
         log.warning("%s: %s", incident_subject(incident.account_id), detail)
     for incident in closed:
-        rt.audit(
+        ctx.audit(
             AuditAction.ALERT,
             incident.account_id,
             AuditOutcome.OK,
@@ -384,7 +384,7 @@ def _audit_cycle(
         subject = incident_subject(incident.account_id)
         log.info("%s: incident %s closed: a full cycle was clean", subject, incident.id)
     for notice in notices:
-        rt.audit(
+        ctx.audit(
             AuditAction.ALERT,
             notice.account_id,
             AuditOutcome.OK if notice.reachable else AuditOutcome.FAILED,
@@ -393,10 +393,10 @@ def _audit_cycle(
         )
 
 
-def _audit_sensor_health(rt: MonitorRuntime, notices: Sequence[SensorHealthNotice]) -> None:
+def _audit_sensor_health(ctx: MonitorContext, notices: Sequence[SensorHealthNotice]) -> None:
     for notice in notices:
         detail = f"sensor {notice.sensor}: {'; '.join(notice.problems)}"
         outcome = AuditOutcome.OK if notice.recovered else AuditOutcome.FAILED
         reason = "sensor_healthy" if notice.recovered else "sensor_unhealthy"
-        rt.audit(AuditAction.ALERT, notice.account_id, outcome, reason, detail)
+        ctx.audit(AuditAction.ALERT, notice.account_id, outcome, reason, detail)
         log.log(logging.INFO if notice.recovered else logging.WARNING, "%s: %s", reason, detail)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from bot.monitor.memory import MonitorState, OutboxItem, StoredIncident
+from bot.monitor.memory import MonitorMemory, OutboxItem, StoredIncident
 from bot.monitor.models import (
     AuditHeadNotice,
     DriftNotice,
@@ -36,7 +36,7 @@ SENSOR_HEALTH = "sensor-health"
 _sending = threading.RLock()
 
 
-def _deliver_incident(notifier: Notifier, state: MonitorState, stored: StoredIncident) -> None:
+def _deliver_incident(notifier: Notifier, state: MonitorMemory, stored: StoredIncident) -> None:
     incident, ref = stored.incident, stored.ref
     if ref is None:
         ref = notifier.post_incident(incident)
@@ -74,7 +74,7 @@ def _send(notifier: Notifier, item: OutboxItem) -> None:
         log.error("outbox item %d has an unknown kind %r; dropped", item.id, item.kind)
 
 
-def flush_outbox(notifier: Notifier, state: MonitorState) -> bool:
+def flush_outbox(notifier: Notifier, state: MonitorMemory) -> bool:
     """Send queued notices oldest first; stop at the first failure. True when the outbox is empty."""
     with state.exclusive("sending", _sending):
         for item in state.outbox():
@@ -87,7 +87,7 @@ def flush_outbox(notifier: Notifier, state: MonitorState) -> bool:
         return True
 
 
-def deliver_pending(notifier: Notifier, state: MonitorState) -> bool:
+def deliver_pending(notifier: Notifier, state: MonitorMemory) -> bool:
     """Send every pending incident change and queued notice. True when nothing is left pending."""
     done = True
     for stored in state.incidents().values():

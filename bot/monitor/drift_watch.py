@@ -8,25 +8,25 @@ import logging
 
 from bot.audit import AuditAction, AuditOutcome
 from bot.config import AccountConfig, ConfigError
-from bot.monitor.context import MonitorRuntime
+from bot.monitor.context import MonitorContext
 from bot.monitor.delivery import DRIFT, flush_outbox
 from bot.monitor.drift import DriftReport, check_drift
-from bot.monitor.memory import MonitorState
+from bot.monitor.memory import MonitorMemory
 from bot.monitor.models import DriftNotice
 from bot.store import StoreError
 
 log = logging.getLogger(__name__)
 
 
-def _read(rt: MonitorRuntime, account: AccountConfig) -> DriftReport | None:
+def _read(ctx: MonitorContext, account: AccountConfig) -> DriftReport | None:
     """The account's drift report; None when it cannot be judged this time (nothing changes then)."""
     try:
-        saved = rt.changes.store.metadata(account.id)
+        saved = ctx.changes.store.metadata(account.id)
     except StoreError as exc:
         log.warning("account %s: drift not checked: the store cannot be read: %s", account.id, exc.message)
         return None
     try:
-        report = check_drift(account, saved, rt.clock())
+        report = check_drift(account, saved, ctx.clock())
     except ConfigError as exc:
         log.error("account %s: drift not checked: %s", account.id, "; ".join(exc.problems))
         return None
@@ -36,9 +36,9 @@ def _read(rt: MonitorRuntime, account: AccountConfig) -> DriftReport | None:
     return report
 
 
-def _notice(rt: MonitorRuntime, account_id: str, report: DriftReport) -> DriftNotice | None:
+def _notice(ctx: MonitorContext, account_id: str, report: DriftReport) -> DriftNotice | None:
     """What to send for this reading, given the events already alerted (and remember the new set)."""
-    alerted = rt.state.drift_events(account_id)
+    alerted = ctx.memory.drift_events(account_id)
     current = set(report.events)
     new = [report.events[key] for key in report.events if key not in alerted]
     if new:
@@ -47,27 +47,27 @@ def _notice(rt: MonitorRuntime, account_id: str, report: DriftReport) -> DriftNo
         notice = DriftNotice(account_id=account_id, findings=("Nothing left to report.",), recovered=True)
     else:
         notice = None
-    with rt.state.transaction() as db:
-        MonitorState.save_drift_events(db, account_id, current)
+    with ctx.memory.transaction() as db:
+        MonitorMemory.save_drift_events(db, account_id, current)
         if notice is not None:
-            MonitorState.enqueue(db, DRIFT, notice.model_dump_json())
+            MonitorMemory.enqueue(db, DRIFT, notice.model_dump_json())
     return notice
 
 
-def run_drift_check(rt: MonitorRuntime) -> list[DriftNotice]:
+def run_drift_check(ctx: MonitorContext) -> list[DriftNotice]:
     """Read every account that has a lookup account; queue and send the drift alerts and recoveries."""
     notices = []
-    for account in rt.settings.accounts:
+    for account in ctx.settings.accounts:
         if account.lookup_username is None:
             continue
-        report = _read(rt, account)
+        report = _read(ctx, account)
         if report is None:
             continue
-        notice = _notice(rt, account.id, report)
+        notice = _notice(ctx, account.id, report)
         if notice is None:
             continue
         outcome = AuditOutcome.OK if notice.recovered else AuditOutcome.FAILED
-        rt.audit(AuditAction.ALERT, account.id, outcome, "password_drift", " ".join(notice.findings))
+        ctx.audit(AuditAction.ALERT, account.id, outcome, "password_drift", " ".join(notice.findings))
         notices.append(notice)
-    flush_outbox(rt.notifier, rt.state)
+    flush_outbox(ctx.notifier, ctx.memory)
     return notices

@@ -22,9 +22,9 @@ from bot.directory import (
     read_password_expiry,
     run_connection_test,
 )
-from bot.monitor.context import MonitorRuntime
+from bot.monitor.context import MonitorContext
 from bot.monitor.delivery import EXPIRY, flush_outbox
-from bot.monitor.memory import MonitorState
+from bot.monitor.memory import MonitorMemory
 from bot.monitor.models import ExpiryWarning
 from bot.store import StoreError
 
@@ -46,9 +46,9 @@ def due_warning(
     ), crossed
 
 
-def _with_saved_credential(rt: MonitorRuntime, account: AccountConfig) -> PasswordExpiry | None:
+def _with_saved_credential(ctx: MonitorContext, account: AccountConfig) -> PasswordExpiry | None:
     """One guarded test of the saved credential; its result carries the expiry. None: try again later."""
-    changes = rt.changes
+    changes = ctx.changes
     try:
         password = changes.store.read(account.id)
     except StoreError as exc:
@@ -63,7 +63,7 @@ def _with_saved_credential(rt: MonitorRuntime, account: AccountConfig) -> Passwo
     except AccountBusy:
         log.info("account %s: expiry check postponed: a test or change is in progress", account.id)
         return None
-    rt.audit(
+    ctx.audit(
         AuditAction.TEST,
         account.id,
         TEST_AUDIT_OUTCOME[result.outcome],
@@ -78,10 +78,10 @@ def _with_saved_credential(rt: MonitorRuntime, account: AccountConfig) -> Passwo
     return result.expiry or PasswordExpiry()
 
 
-def read_expiry(rt: MonitorRuntime, account: AccountConfig) -> PasswordExpiry | None:
+def read_expiry(ctx: MonitorContext, account: AccountConfig) -> PasswordExpiry | None:
     """The account's password expiry, at most one directory read per UTC day; None: not read today."""
-    today = rt.clock().date()
-    cached = rt.state.cached_expiry(account.id, today)
+    today = ctx.clock().date()
+    cached = ctx.memory.cached_expiry(account.id, today)
     if cached is not None:
         return cached
     if account.lookup_username:
@@ -91,31 +91,31 @@ def read_expiry(rt: MonitorRuntime, account: AccountConfig) -> PasswordExpiry | 
             log.warning("account %s: expiry not readable with the lookup account: %s", account.id, exc)
             expiry = PasswordExpiry()
     else:
-        found = _with_saved_credential(rt, account)
+        found = _with_saved_credential(ctx, account)
         if found is None:
             return None
         expiry = found
-    rt.state.remember_expiry(account.id, today, expiry)
+    ctx.memory.remember_expiry(account.id, today, expiry)
     return expiry
 
 
-def run_expiry_check(rt: MonitorRuntime) -> list[ExpiryWarning]:
+def run_expiry_check(ctx: MonitorContext) -> list[ExpiryWarning]:
     """Read every account's expiry; queue and send the warnings due. Returns the warnings queued."""
-    thresholds = rt.settings.scheduler.expiry_warning_days
+    thresholds = ctx.settings.scheduler.expiry_warning_days
     warnings = []
-    for account in (a for a in rt.settings.accounts if a.kind != "gmsa"):  # AD rotates a gMSA's password
-        expiry = read_expiry(rt, account)
+    for account in (a for a in ctx.settings.accounts if a.kind != "gmsa"):  # AD rotates a gMSA's password
+        expiry = read_expiry(ctx, account)
         if expiry is None or expiry.at is None:
             continue
-        now = rt.clock()
-        fired = rt.state.fired_thresholds(account.id, expiry.at)
+        now = ctx.clock()
+        fired = ctx.memory.fired_thresholds(account.id, expiry.at)
         warning, crossed = due_warning(account.id, expiry.at, now, thresholds, fired)
         if warning is None:
             continue
-        with rt.state.transaction() as db:
-            MonitorState.mark_fired(db, account.id, expiry.at, crossed)
-            MonitorState.enqueue(db, EXPIRY, warning.model_dump_json())
-        rt.audit(
+        with ctx.memory.transaction() as db:
+            MonitorMemory.mark_fired(db, account.id, expiry.at, crossed)
+            MonitorMemory.enqueue(db, EXPIRY, warning.model_dump_json())
+        ctx.audit(
             AuditAction.ALERT,
             account.id,
             AuditOutcome.FAILED,
@@ -123,5 +123,5 @@ def run_expiry_check(rt: MonitorRuntime) -> list[ExpiryWarning]:
             f"password expires {expiry.at:%Y-%m-%d %H:%M} UTC ({warning.days_left} day(s) left)",
         )
         warnings.append(warning)
-    flush_outbox(rt.notifier, rt.state)
+    flush_outbox(ctx.notifier, ctx.memory)
     return warnings

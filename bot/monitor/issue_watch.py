@@ -14,9 +14,9 @@ from typing import Any
 
 from bot.config import GraphConfig
 from bot.graph import GraphHealthSource, HealthIssue, parse_health_issue
-from bot.monitor.context import MonitorRuntime
+from bot.monitor.context import MonitorContext
 from bot.monitor.delivery import HEALTH_ISSUE, flush_outbox
-from bot.monitor.memory import MonitorState
+from bot.monitor.memory import MonitorMemory
 from bot.monitor.models import HealthIssueNotice, MessageRef
 
 log = logging.getLogger(__name__)
@@ -54,21 +54,21 @@ def account_issues(
 
 
 def watch_step(
-    rt: MonitorRuntime, account_id: str, thread: MessageRef, changed_at: datetime, step: int
+    ctx: MonitorContext, account_id: str, thread: MessageRef, changed_at: datetime, step: int
 ) -> list[HealthIssueNotice]:
     """Poll `step` (1…n) of the watch: the issues MDI closed in this poll's window of time, and at the last
     poll the ones still open. Windows follow the schedule, not the run time, so each closure is told once."""
-    if not isinstance(rt.health, GraphHealthSource):
+    if not isinstance(ctx.health, GraphHealthSource):
         return []
-    config = rt.settings.graph
+    config = ctx.settings.graph
     poll = timedelta(minutes=config.issue_watch_poll_minutes)
     start, end = changed_at + (step - 1) * poll, changed_at + step * poll
-    domains = rt.settings.account(account_id).dns_domains
+    domains = ctx.settings.account(account_id).dns_domains
     try:
-        closed = account_issues(rt.health, "closed", domains)
-        still_open = account_issues(rt.health, "open", domains) if _last(config, step) else []
+        closed = account_issues(ctx.health, "closed", domains)
+        still_open = account_issues(ctx.health, "open", domains) if _last(config, step) else []
     finally:
-        rt.health.close()  # polls are minutes apart: hold no connection in between
+        ctx.health.close()  # polls are minutes apart: hold no connection in between
     notices = [
         HealthIssueNotice.closed(account_id, issue.display_name, changed_at, at)
         for issue, at in closed
@@ -80,10 +80,10 @@ def watch_step(
         for issue, _ in still_open
     ]
     if notices:
-        with rt.state.transaction() as db:
+        with ctx.memory.transaction() as db:
             for notice in notices:
-                MonitorState.enqueue(db, HEALTH_ISSUE, notice.model_dump_json(), thread)
-        flush_outbox(rt.notifier, rt.state)
+                MonitorMemory.enqueue(db, HEALTH_ISSUE, notice.model_dump_json(), thread)
+        flush_outbox(ctx.notifier, ctx.memory)
     log.info("account %s: health issue watch %d: %d notice(s)", account_id, step, len(notices))
     return notices
 

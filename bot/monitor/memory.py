@@ -162,14 +162,14 @@ class OutboxItem:
     payload: str
 
 
-class MonitorState:
+class MonitorMemory:
     def __init__(self, engine: Engine, locks: AdvisoryLocks | None = None) -> None:
         self._engine = engine
         self._locks = locks
         create_idempotently(lambda: _metadata.create_all(engine))
 
     @classmethod
-    def in_state_dir(cls, state_dir: Path) -> MonitorState:
+    def in_state_dir(cls, state_dir: Path) -> MonitorMemory:
         path = state_dir / STATE_NAME
         try:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -178,7 +178,7 @@ class MonitorState:
         return cls(sqlite_engine(path))
 
     @classmethod
-    def for_settings(cls, settings: Settings, state_dir: Path) -> MonitorState:
+    def for_settings(cls, settings: Settings, state_dir: Path) -> MonitorMemory:
         """The state this configuration's replicas share, or this host's when there are none."""
         shared = settings.scheduler.leader_lock()
         if shared is None:

@@ -4,8 +4,8 @@ Jobs live in a persistent SQLAlchemy job store (SQLite in the state directory by
 one-off re-checks scheduled after a change survive a restart. APScheduler stores a job as a reference to
 a top-level function plus its arguments, so every job here is a module-level function taking only
 JSON-simple arguments (strings, numbers, dicts of strings). The objects a job needs (settings, notifier,
-store, audit trail) come from a module-level registry: `start_scheduler(runtime)` registers the
-runtime and `Scheduler.shutdown()` clears it. A job that runs while no runtime is registered logs an
+store, audit trail) come from a module-level registry: `start_scheduler(monitor)` registers the
+monitor and `Scheduler.shutdown()` clears it. A job that runs while no monitor is registered logs an
 error and does nothing.
 """
 
@@ -33,7 +33,7 @@ from bot.graph import GraphError
 from bot.infra.dbschema import create_idempotently
 from bot.infra.state_dir import state_dir
 from bot.monitor.audit_head import run_audit_head_announcement
-from bot.monitor.context import MonitorRuntime
+from bot.monitor.context import MonitorContext
 from bot.monitor.cycle import CycleResult, run_monitor_cycle
 from bot.monitor.drift_watch import run_drift_check
 from bot.monitor.expiry import run_expiry_check
@@ -54,69 +54,69 @@ ISSUE_WATCH_PREFIX = "issue-watch:"
 RECHECK_GRACE = timedelta(hours=24)
 
 _registry_lock = threading.Lock()
-_runtime: MonitorRuntime | None = None
+_monitor: MonitorContext | None = None
 
 
-def set_runtime(runtime: MonitorRuntime | None) -> None:
-    global _runtime
+def register_monitor(monitor: MonitorContext | None) -> None:
+    global _monitor
     with _registry_lock:
-        _runtime = runtime
+        _monitor = monitor
 
 
-def current_runtime() -> MonitorRuntime | None:
+def current_monitor() -> MonitorContext | None:
     with _registry_lock:
-        return _runtime
+        return _monitor
 
 
-def _runtime_or_log(job: str) -> MonitorRuntime | None:
-    runtime = current_runtime()
-    if runtime is None:
-        log.error("job %s: no runtime registered (start_scheduler was not called); skipped", job)
-    return runtime
+def _monitor_or_log(job: str) -> MonitorContext | None:
+    monitor = current_monitor()
+    if monitor is None:
+        log.error("job %s: no monitor registered (start_scheduler was not called); skipped", job)
+    return monitor
 
 
 # --- job functions: top level, JSON-simple arguments (APScheduler stores references to them) ---
 
 
 def monitor_job() -> None:
-    runtime = _runtime_or_log(MONITOR_JOB)
-    if runtime is None:
+    monitor = _monitor_or_log(MONITOR_JOB)
+    if monitor is None:
         return
     try:
-        run_monitor_cycle(runtime)
+        run_monitor_cycle(monitor)
     except ConfigError as exc:
         log.error("monitor cycle skipped: %s", "; ".join(exc.problems))
 
 
 def expiry_job() -> None:
-    runtime = _runtime_or_log(EXPIRY_JOB)
-    if runtime is None:
+    monitor = _monitor_or_log(EXPIRY_JOB)
+    if monitor is None:
         return
     try:
-        run_expiry_check(runtime)
+        run_expiry_check(monitor)
     except (ConfigError, GraphError) as exc:
         log.error("expiry check skipped: %s", exc)
 
 
 def drift_job() -> None:
-    runtime = _runtime_or_log(DRIFT_JOB)
-    if runtime is not None:
-        run_drift_check(runtime)
+    monitor = _monitor_or_log(DRIFT_JOB)
+    if monitor is not None:
+        run_drift_check(monitor)
 
 
 def audit_head_job() -> None:
-    runtime = _runtime_or_log(AUDIT_HEAD_JOB)
-    if runtime is not None:
-        run_audit_head_announcement(runtime)
+    monitor = _monitor_or_log(AUDIT_HEAD_JOB)
+    if monitor is not None:
+        run_audit_head_announcement(monitor)
 
 
 def recheck_job(account_id: str, thread: dict[str, str], changed_at: str, delay_minutes: int) -> None:
-    runtime = _runtime_or_log(f"{RECHECK_PREFIX}{account_id}")
-    if runtime is None:
+    monitor = _monitor_or_log(f"{RECHECK_PREFIX}{account_id}")
+    if monitor is None:
         return
     try:
         run_recheck(
-            runtime,
+            monitor,
             account_id,
             MessageRef.model_validate(thread),
             datetime.fromisoformat(changed_at),
@@ -127,12 +127,12 @@ def recheck_job(account_id: str, thread: dict[str, str], changed_at: str, delay_
 
 
 def issue_watch_job(account_id: str, thread: dict[str, str], changed_at: str, step: int) -> None:
-    runtime = _runtime_or_log(f"{ISSUE_WATCH_PREFIX}{account_id}")
-    if runtime is None:
+    monitor = _monitor_or_log(f"{ISSUE_WATCH_PREFIX}{account_id}")
+    if monitor is None:
         return
     try:
         watch_step(
-            runtime, account_id, MessageRef.model_validate(thread), datetime.fromisoformat(changed_at), step
+            monitor, account_id, MessageRef.model_validate(thread), datetime.fromisoformat(changed_at), step
         )
     except (ConfigError, GraphError) as exc:
         log.error("account %s: health issue watch %d skipped: %s", account_id, step, exc)
@@ -145,10 +145,10 @@ class PendingJob:
 
 
 class Scheduler:
-    """A started scheduler bound to one runtime. Create it with `start_scheduler`."""
+    """A started scheduler bound to one monitor. Create it with `start_scheduler`."""
 
-    def __init__(self, runtime: MonitorRuntime, aps: BackgroundScheduler) -> None:
-        self.runtime = runtime
+    def __init__(self, monitor: MonitorContext, aps: BackgroundScheduler) -> None:
+        self.monitor = monitor
         self.aps = aps
 
     def schedule_rechecks(self, account_id: str, thread_ref: MessageRef, changed_at: datetime) -> list[str]:
@@ -156,11 +156,11 @@ class Scheduler:
 
         Scheduling the same change twice replaces its jobs. Returns the job ids.
         """
-        config = self.runtime.settings.scheduler
-        self.runtime.state.forget_expiry(account_id)  # the new password has a new expiry date
+        config = self.monitor.settings.scheduler
+        self.monitor.memory.forget_expiry(account_id)  # the new password has a new expiry date
         if not config.enabled:
             return []
-        self.runtime.settings.account(account_id)  # raises ConfigError for an unknown account
+        self.monitor.settings.account(account_id)  # raises ConfigError for an unknown account
         changed_at = changed_at.astimezone(UTC)
         ids = []
         for delay in config.recheck_delays_minutes:
@@ -176,7 +176,7 @@ class Scheduler:
         self, account_id: str, thread_ref: MessageRef, changed_at: datetime
     ) -> list[str]:
         """With Graph: one job per poll of the DSA health issues after the change (issue_watch.py)."""
-        graph = self.runtime.settings.graph
+        graph = self.monitor.settings.graph
         if not graph.enabled:
             return []
         ids = []
@@ -214,7 +214,7 @@ class Scheduler:
     def run_cycle_now(self) -> CycleResult:
         """*Re-check now* with an answer: run one monitor cycle in the calling thread and return what it
         found (the alert is updated or closed as usual). Waits if a cycle is running."""
-        return run_monitor_cycle(self.runtime)
+        return run_monitor_cycle(self.monitor)
 
     def pending(self) -> list[PendingJob]:
         return [PendingJob(job.id, job.next_run_time) for job in self.aps.get_jobs()]
@@ -232,8 +232,8 @@ class Scheduler:
             self.aps.remove_job(job_id)
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the scheduler (waiting for running jobs when `wait`), unregister the runtime and close its
-        state's connections.
+        """Stop the scheduler (waiting for running jobs when `wait`), unregister the monitor and close its
+        memory's connections.
 
         APScheduler 3 processes due jobs once more after `shutdown()` (agronholm/apscheduler#285): a
         one-off re-check due at that moment would go to the stopped executor and then be deleted from the
@@ -243,9 +243,9 @@ class Scheduler:
             self.aps.pause()
             self.aps.remove_jobstore("default", shutdown=True)
             self.aps.shutdown(wait=wait)
-        if current_runtime() is self.runtime:
-            set_runtime(None)
-        self.runtime.state.close()
+        if current_monitor() is self.monitor:
+            register_monitor(None)
+        self.monitor.memory.close()
 
 
 def jobstore_url(settings: Settings) -> URL:
@@ -289,12 +289,12 @@ def _plan_audit_head(aps: BackgroundScheduler, settings: Settings) -> None:
     )
 
 
-def start_scheduler(runtime: MonitorRuntime, *, paused: bool = False) -> Scheduler:
-    """Register `runtime`, start the scheduler on the persistent job store and (re)plan the periodic jobs.
+def start_scheduler(monitor: MonitorContext, *, paused: bool = False) -> Scheduler:
+    """Register `monitor`, start the scheduler on the persistent job store and (re)plan the periodic jobs.
 
     `paused=True` starts it without running anything by itself (tests; jobs then run via `run_job_now`).
     """
-    settings = runtime.settings
+    settings = monitor.settings
     config = settings.scheduler
     url = jobstore_url(settings)
     try:
@@ -311,7 +311,7 @@ def start_scheduler(runtime: MonitorRuntime, *, paused: bool = False) -> Schedul
     except (SQLAlchemyError, ImportError) as exc:
         where = url.render_as_string(hide_password=True)
         raise ConfigError([f"scheduler.jobstore_url: cannot use {where}: {type(exc).__name__}"]) from None
-    set_runtime(runtime)
+    register_monitor(monitor)
     if config.enabled:
         interval = config.monitor_interval_minutes
         aps.add_job(
@@ -346,4 +346,4 @@ def start_scheduler(runtime: MonitorRuntime, *, paused: bool = False) -> Schedul
     if not paused:
         aps.resume()
     log.info("scheduler started (%s)", "enabled" if config.enabled else "disabled: no periodic jobs")
-    return Scheduler(runtime, aps)
+    return Scheduler(monitor, aps)

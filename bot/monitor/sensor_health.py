@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 from bot.fleet import FleetMember, generation_of, host_view
 from bot.graph import GraphSensor
 from bot.monitor.delivery import SENSOR_HEALTH
-from bot.monitor.memory import MonitorState
+from bot.monitor.memory import MonitorMemory
 from bot.monitor.models import SensorHealthNotice
 from bot.sensors import SensorResult
 
@@ -104,10 +104,10 @@ def watch_sensor_health(
         notice = _notice(item, before, now)
         current = set(item.current(before))
         if current != before:
-            MonitorState.save_sensor_problems(db, item.sensor, current)
+            MonitorMemory.save_sensor_problems(db, item.sensor, current)
         if notice is not None:
-            MonitorState.enqueue(db, SENSOR_HEALTH, notice.model_dump_json())
+            MonitorMemory.enqueue(db, SENSOR_HEALTH, notice.model_dump_json())
             notices.append(notice)
     for gone in alerted.keys() - {item.sensor for item in health}:
-        MonitorState.save_sensor_problems(db, gone, set())
+        MonitorMemory.save_sensor_problems(db, gone, set())
     return notices

@@ -38,7 +38,7 @@ from commands.password.views import (
     TITLE,
     Action,
     Callback,
-    PasswordModalState,
+    PasswordModalOrigin,
     announcement,
     interrupted_notice,
     password_modal,
@@ -57,7 +57,7 @@ NAME = "password"
 ACK_SETTLE_SECONDS = 1.0
 
 
-def open_modal(client: WebClient, trigger_id: str, settings: Settings, state: PasswordModalState) -> None:
+def open_modal(client: WebClient, trigger_id: str, settings: Settings, state: PasswordModalOrigin) -> None:
     client.views_open(trigger_id=trigger_id, view=password_modal(settings, state))
 
 
@@ -79,7 +79,7 @@ def handle(ctx: CommandContext) -> None:
             ctx.client,
             ctx.trigger_id,
             settings,
-            PasswordModalState(account_id=account_id, channel_id=ctx.channel_id),
+            PasswordModalOrigin(account_id=account_id, channel_id=ctx.channel_id),
         )
     except SlackApiError as exc:
         log.warning("views.open failed: %s", exc.response.get("error"))
@@ -112,7 +112,7 @@ def run_change(
     view_id: str,
     user_id: str,
     actor: str,
-    state: PasswordModalState,
+    state: PasswordModalOrigin,
     submission: Submission,
     acked_at: float,
 ) -> None:
@@ -130,7 +130,7 @@ def run_change(
             approval.ask_approvers(services, held[0], state.channel_id)
             show(services, view_id, user_id, state.channel_id, approval.waiting_modal(held[0]), acked_at)
             return
-        retry_state = PasswordModalState(account_id=submission.account_id, channel_id=state.channel_id)
+        retry_state = PasswordModalOrigin(account_id=submission.account_id, channel_id=state.channel_id)
         show(services, view_id, user_id, state.channel_id, result_modal(outcome, retry_state), acked_at)
         if outcome.saved_ok:
             announce_and_check(services, changes, outcome, user_id, state.channel_id)
@@ -249,7 +249,7 @@ def on_submit(services: Services, ack: Ack, body: dict[str, Any], view: dict[str
     user = body["user"]
     actor = slack_actor(user["id"], user.get("username") or user.get("name"))
     try:
-        state = decode_metadata(PasswordModalState, view["private_metadata"])
+        state = decode_metadata(PasswordModalOrigin, view["private_metadata"])
     except ValidationError:
         ack(
             response_action="update",
@@ -285,7 +285,7 @@ def on_submit(services: Services, ack: Ack, body: dict[str, Any], view: dict[str
 def on_retry(services: Services, ack: Ack, body: dict[str, Any]) -> None:
     ack()
     try:
-        state = decode_metadata(PasswordModalState, body["actions"][0]["value"])
+        state = decode_metadata(PasswordModalOrigin, body["actions"][0]["value"])
     except ValidationError:
         return
     view_id = body["view"]["id"]
@@ -317,7 +317,7 @@ def on_open(services: Services, ack: Ack, body: dict[str, Any]) -> None:
         if refusal:  # a gMSA: nobody types its password
             tell(refusal)
             return
-        state = PasswordModalState(account_id=account_id, channel_id=channel)
+        state = PasswordModalOrigin(account_id=account_id, channel_id=channel)
         open_modal(services.client, body["trigger_id"], services.settings, state)
 
     services.run_for(_person(body, account_id, "Update password", tell), open_it)

@@ -20,7 +20,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.audit import AuditAction, AuditEvent, AuditOutcome
 from bot.change import ChangeOutcome, ChangeStatus, Holder, PasswordChanges
-from bot.change.approvals import ApprovalError, HeldRequest, Requester, RequestState, new_request_id
+from bot.change.approvals import ApprovalError, HeldRequest, Requester, RequestStatus, new_request_id
 from bot.config import SlackConfig
 from bot.directory import ConnectionTestResult
 from bot.monitor.models import MessageRef
@@ -166,7 +166,7 @@ def ask_approvers(services: Services, request: HeldRequest, channel_id: str) -> 
             for channel in _destinations(services, channel_id)
         ]
     except Exception:
-        if approvals.decide(request.id, RequestState.CANCELLED, APPROVALS_ACTOR) is not None:
+        if approvals.decide(request.id, RequestStatus.CANCELLED, APPROVALS_ACTOR) is not None:
             not_asked = f"request {request.id}: the approvers could not be asked"
             cancelled = _request_event(
                 request,
@@ -242,18 +242,20 @@ def _pending(services: Services, body: dict[str, Any], request_id: str) -> HeldR
     if request is None:
         _refuse(services, body, "This approval request no longer exists (decided or expired).")
         return None
-    if request.state is not RequestState.PENDING:
+    if request.state is not RequestStatus.PENDING:
         _refuse(services, body, f"This request was already {request.state.value}; nothing more to do.")
         return None
     return request
 
 
-def on_decision(services: Services, body: dict[str, Any], decision: RequestState, announce: Announce) -> None:
+def on_decision(
+    services: Services, body: dict[str, Any], decision: RequestStatus, announce: Announce
+) -> None:
     """Approve or Deny, on the executor: only an approver who is not the requester decides."""
     approvals, changes = services.approvals, services.changes
     assert approvals is not None and changes is not None
     user_id, actor = _clicker(body)
-    action = AuditAction.APPROVE if decision is RequestState.APPROVED else AuditAction.DENY
+    action = AuditAction.APPROVE if decision is RequestStatus.APPROVED else AuditAction.DENY
     request = _pending(services, body, body["actions"][0].get("value") or "")
     if request is None:
         return
@@ -277,7 +279,7 @@ def on_decision(services: Services, body: dict[str, Any], decision: RequestState
         _refuse(services, body, "This request was decided already, or it expired: nothing more to do.")
         return
     services.audit.record(_request_event(decided, actor, action, f"request {decided.id}"))
-    if decision is RequestState.DENIED:
+    if decision is RequestStatus.DENIED:
         what = f":no_entry_sign: Denied by <@{user_id}>: nothing was saved."
         _update_messages(services, decided, what)
         _tell_requester(services, decided, what)
@@ -331,7 +333,7 @@ def on_cancel(services: Services, body: dict[str, Any]) -> None:
     if user_id != request.requester:
         _refuse(services, body, ":no_entry: Only the person who asked can cancel this request.")
         return
-    decided = approvals.decide(request.id, RequestState.CANCELLED, actor)
+    decided = approvals.decide(request.id, RequestStatus.CANCELLED, actor)
     if decided is None:
         _refuse(services, body, "This request was decided already, or it expired: nothing more to do.")
         return
@@ -351,7 +353,7 @@ def sweep_expired(services: Services) -> int:
     assert approvals is not None
     expired = 0
     for due in approvals.due():
-        decided = approvals.decide(due.id, RequestState.EXPIRED, APPROVALS_ACTOR)
+        decided = approvals.decide(due.id, RequestStatus.EXPIRED, APPROVALS_ACTOR)
         if decided is None:
             continue
         expired += 1
@@ -375,7 +377,7 @@ def register(app: App, services: Services, announce: Announce) -> None:
 
         return Person(actor, AuditAction.CHANGE, None, f"the {button} button clicked by {actor}", tell)
 
-    def decision(state: RequestState, button: str) -> Callable[[Ack, dict[str, Any]], None]:
+    def decision(state: RequestStatus, button: str) -> Callable[[Ack, dict[str, Any]], None]:
         def listener(ack: Ack, body: dict[str, Any]) -> None:
             ack()
             services.submit_for(person(body, button), lambda: on_decision(services, body, state, announce))
@@ -386,6 +388,6 @@ def register(app: App, services: Services, announce: Announce) -> None:
         ack()
         services.submit_for(person(body, "Cancel"), lambda: on_cancel(services, body))
 
-    app.action(Action.APPROVE)(decision(RequestState.APPROVED, "Approve"))
-    app.action(Action.DENY)(decision(RequestState.DENIED, "Deny"))
+    app.action(Action.APPROVE)(decision(RequestStatus.APPROVED, "Approve"))
+    app.action(Action.DENY)(decision(RequestStatus.DENIED, "Deny"))
     app.action(Action.CANCEL)(cancel)

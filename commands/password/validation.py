@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from bot.config import Settings, password_refusal
 from bot.directory import password_problem
-from commands.password.views import Action, Block, PasswordModalState
+from commands.password.views import Action, Block, PasswordModalOrigin
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def _text(values: Any, block: Block, action: Action) -> str:
 
 
 def validate(
-    values: dict[str, Any], state: PasswordModalState, settings: Settings
+    values: dict[str, Any], state: PasswordModalOrigin, settings: Settings
 ) -> Submission | dict[str, str]:
     """The submission, or inline errors by block id (Slack's `response_action: errors`)."""
     errors: dict[str, str] = {}

@@ -33,7 +33,7 @@ class Action(StrEnum):
     OPEN = "atp_password_open"  # a button elsewhere (e.g. an alert) that opens the modal; value: account id
 
 
-class PasswordModalState(ViewOrigin):
+class PasswordModalOrigin(ViewOrigin):
     """What the modal carries in `private_metadata`: never the password."""
 
     account_id: str | None  # None: several accounts, the user picks one in the modal
@@ -43,7 +43,7 @@ def _account_option(account: AccountConfig) -> dict[str, Any]:
     return {"text": plain(f"{account.id} ({account.username})"[:75]), "value": account.id}
 
 
-def password_modal(settings: Settings, state: PasswordModalState) -> dict[str, Any]:
+def password_modal(settings: Settings, state: PasswordModalOrigin) -> dict[str, Any]:
     """Account (a select when several are configured), new password, confirmation, and what happens next."""
     blocks: list[dict[str, Any]] = []
     if state.account_id is None:
@@ -103,7 +103,7 @@ def testing_modal(account: AccountConfig) -> dict[str, Any]:
     )
 
 
-def _retry_button(state: PasswordModalState) -> dict[str, Any]:
+def _retry_button(state: PasswordModalOrigin) -> dict[str, Any]:
     return {
         "type": "actions",
         "block_id": Block.RESULT_ACTIONS,
@@ -123,7 +123,7 @@ def _warnings(test: ConnectionTestResult) -> str:
     return "".join(f"\n:warning: {inline(warning)}" for warning in test.warnings)
 
 
-def result_modal(outcome: ChangeOutcome, state: PasswordModalState) -> dict[str, Any]:
+def result_modal(outcome: ChangeOutcome, state: PasswordModalOrigin) -> dict[str, Any]:
     """The modal after the change: saved, or why not (with a way to try again)."""
     test = outcome.test
     if outcome.status is ChangeStatus.SAVED and test is not None:

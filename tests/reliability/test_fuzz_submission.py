@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from bot.config import Settings
 from bot.directory import password_problem
 from commands.password.validation import Submission, validate
-from commands.password.views import Action, Block, PasswordModalState
+from commands.password.views import Action, Block, PasswordModalOrigin
 
 SETTINGS = Settings.model_validate(
     {
@@ -45,7 +45,7 @@ state_values = st.dictionaries(
 @settings(max_examples=300, deadline=None)
 @given(values=state_values, account=st.sampled_from([None, "svc", "other"]))
 def test_any_submission_gets_an_answer(values: dict[str, Any], account: str | None) -> None:
-    state = PasswordModalState(account_id=account, channel_id="C0OPS")
+    state = PasswordModalOrigin(account_id=account, channel_id="C0OPS")
     answer = validate(values, state, SETTINGS)
     if isinstance(answer, Submission):
         typed = values[Block.PASSWORD][Action.PASSWORD]["value"]
