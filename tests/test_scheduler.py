@@ -129,7 +129,7 @@ def test_rechecks_survive_a_restart_and_report_in_the_change_thread(
     assert (sensor.name, sensor.credential_errors, sensor.healthy) == ("sensor01", 1, False)
     assert ids[0] not in {job.id for job in second.pending()}
     assert ids[1] in {job.id for job in second.pending()}
-    (row,) = [r for r in second.runtime.changes.audit.recent() if r.action == "check"]
+    (row,) = [r for r in second.monitor.changes.audit.recent() if r.action == "check"]
     assert (row.actor, row.outcome) == ("atp-bot:monitor", "failed")
 
 
@@ -164,11 +164,11 @@ def test_recheck_now_runs_the_monitor_cycle_in_the_scheduler(
     assert notifier.names() == ["post_incident"]
 
 
-def test_a_job_without_a_runtime_logs_and_does_nothing(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_job_without_a_monitor_logs_and_does_nothing(caplog: pytest.LogCaptureFixture) -> None:
     scheduler_module.register_monitor(None)
     with caplog.at_level(logging.ERROR):
         recheck_job("svc", THREAD.model_dump(), Clock().now.isoformat(), 2)
-    assert "no runtime registered" in caplog.text
+    assert "no monitor registered" in caplog.text
 
 
 def test_an_unusable_job_store_is_a_configuration_error(sensors: WinRMEmulator, tmp_path: Path) -> None:
@@ -246,7 +246,7 @@ def test_the_daily_audit_head_announcement(
     trigger = scheduler.aps.get_job(AUDIT_HEAD_JOB).trigger
     assert isinstance(trigger, CronTrigger)
     assert str(trigger.fields[5]) == "7" and str(trigger.fields[6]) == "15"
-    trail = scheduler.runtime.changes.audit
+    trail = scheduler.monitor.changes.audit
     trail.record(check_event("cli:alice", account="svc"))
 
     scheduler.run_job_now(AUDIT_HEAD_JOB)

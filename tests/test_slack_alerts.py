@@ -145,7 +145,7 @@ def test_the_daily_audit_head_reaches_the_channel(
     with alerts_lab(sensors, tmp_path, audit={"announce_head": True}) as lab:
         scheduler = lab.runtime.services.scheduler
         assert scheduler is not None
-        trail = scheduler.runtime.changes.audit
+        trail = scheduler.monitor.changes.audit
         trail.record(check_event("cli:alice", account="svc"))
         scheduler.run_job_now(AUDIT_HEAD_JOB)
         anchor = trail.verify().anchor
