@@ -310,3 +310,27 @@ def test_rotate_key_refuses_beside_a_running_bot(tmp_path: Path) -> None:
     assert "Traceback" not in refused.stderr
     done = subprocess.run(rotate, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_rotate_key_waits_while_an_approval_request_holds_a_password_sealed_with_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.change.approvals import HeldRequests, Requester, RequestStatus, new_request_id
+    from bot.directory import ConnectionTestResult, Outcome, PasswordExpiry
+
+    extra = '[approvals]\nrequired = true\napprovers = ["U0BOB"]\n'
+    config = write_config(tmp_path, extra)
+    settings = make_settings(tmp_path, extra)
+    assert main(["--config", str(config), "store", "init"]) == 0
+    requests = HeldRequests.for_settings(settings)
+    request_id = new_request_id()
+    test = ConnectionTestResult("corp", Outcome.PASSED, "ok", dc="dc1", expiry=PasswordExpiry(never=True))
+    requester = Requester("U0A", "alice", "C0", "V1")
+    requests.hold(request_id, "corp", SecretStr("held-Pa55word"), requester, test, last_save=None)
+    key = key_file_path(settings).read_bytes()
+
+    assert main(["--config", str(config), "store", "rotate-key"]) == 1
+    assert "1 approval request(s) hold a tested password sealed with this key" in capsys.readouterr().err
+    assert key_file_path(settings).read_bytes() == key  # nothing rotated: the request can still be opened
+    requests.decide(request_id, RequestStatus.DENIED, "bob")
+    assert main(["--config", str(config), "store", "rotate-key"]) == 0

@@ -33,6 +33,7 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
+    func,
     insert,
     select,
     update,
@@ -312,6 +313,12 @@ class HeldRequests:
         except InvalidTag:
             raise ApprovalError("the held password cannot be opened with this key") from None
         return SecretStr(plain.decode())
+
+    def sealed(self) -> int:
+        """How many requests still hold a sealed password (pending, or approved and not yet opened)."""
+        query = select(func.count()).select_from(_requests).where(_requests.c.ciphertext.is_not(None))
+        with self._transaction() as db:
+            return int(db.execute(query).scalar_one())
 
     def due(self) -> list[HeldRequest]:
         """Pending requests whose time is up (to expire)."""

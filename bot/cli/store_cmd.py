@@ -34,6 +34,27 @@ def register(commands: Any) -> None:
     rotate.set_defaults(handler=run_rotate_key)
 
 
+def _no_password_held_with_the_store_key(settings: Settings) -> None:
+    """Approval requests seal their tested password with the store's key unless `[approvals]` has its own:
+    a rotation would leave them unopenable, so it waits until none holds one."""
+    from bot.change.approvals import ApprovalError, open_approvals
+    from bot.store import StoreError
+
+    if settings.approvals.key_env or settings.approvals.key_file:
+        return
+    try:
+        requests = open_approvals(settings)
+        held = requests.sealed() if requests else 0
+    except ApprovalError as exc:
+        raise StoreError(f"cannot tell whether approval requests hold a password: {exc}") from None
+    if held:
+        raise StoreError(
+            f"{held} approval request(s) hold a tested password sealed with this key: approve, deny or let "
+            "them expire first (or give [approvals] its own key_file), then rotate",
+            "busy",
+        )
+
+
 def _error(exc: StoreError) -> int:
     from bot.store import store_exit_code
 
@@ -125,6 +146,7 @@ def run_rotate_key(args: argparse.Namespace) -> int:
     audit = open_audit(settings)
     action = AuditAction.STORE_ROTATE_KEY
     try:
+        _no_password_held_with_the_store_key(settings)
         result = rotate_key(settings)
     except StoreError as exc:
         outcome = AuditOutcome.REFUSED if exc.reason == "busy" else AuditOutcome.FAILED
