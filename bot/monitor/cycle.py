@@ -36,7 +36,7 @@ from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
 from bot.monitor.memory import MonitorMemory, Reachability, StoredIncident
 from bot.monitor.models import Incident, ReachabilityNotice, SensorHealthNotice, SensorIssue, ServiceState
 from bot.monitor.render import incident_subject
-from bot.monitor.sensor_health import fleet_health, watch_sensor_health
+from bot.monitor.sensor_health import audit_sensor_health, fleet_health, watch_sensor_health
 from bot.sensors import SensorResult, not_checked
 
 log = logging.getLogger(__name__)
@@ -348,7 +348,7 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
                 db, StoredIncident(incident, previous.ref if previous else None, False)
             )
     _audit_cycle(ctx, opened, closed, notices)
-    _audit_sensor_health(ctx, health_notices)
+    audit_sensor_health(ctx, health_notices)
     delivered = deliver_pending(ctx.notifier, state)
     return CycleResult(
         results=tuple(results),
@@ -391,12 +391,3 @@ def _audit_cycle(
             "sensor_reachable" if notice.reachable else "sensor_unreachable",
             f"sensor {notice.sensor}" + (f": {notice.detail}" if notice.detail else ""),
         )
-
-
-def _audit_sensor_health(ctx: MonitorContext, notices: Sequence[SensorHealthNotice]) -> None:
-    for notice in notices:
-        detail = f"sensor {notice.sensor}: {'; '.join(notice.problems)}"
-        outcome = AuditOutcome.OK if notice.recovered else AuditOutcome.FAILED
-        reason = "sensor_healthy" if notice.recovered else "sensor_unhealthy"
-        ctx.audit(AuditAction.ALERT, notice.account_id, outcome, reason, detail)
-        log.log(logging.INFO if notice.recovered else logging.WARNING, "%s: %s", reason, detail)

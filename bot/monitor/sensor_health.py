@@ -12,18 +12,23 @@ unreachability is reported on its own).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection
 
+from bot.audit import AuditAction, AuditOutcome
 from bot.fleet import FleetMember, generation_of, host_view
 from bot.graph import GraphSensor
+from bot.monitor.context import MonitorContext
 from bot.monitor.delivery import SENSOR_HEALTH
 from bot.monitor.memory import MonitorMemory
 from bot.monitor.models import SensorHealthNotice
 from bot.sensors import SensorResult
+
+log = logging.getLogger(__name__)
 
 ALERTING_DEPLOYMENT = ("startFailure", "disconnected", "unreachable", "updateFailed", "notConfigured")
 ALERTING_HEALTH = ("notHealthyHigh", "notHealthyMedium")
@@ -111,3 +116,13 @@ def watch_sensor_health(
     for gone in alerted.keys() - {item.sensor for item in health}:
         MonitorMemory.save_sensor_problems(db, gone, set())
     return notices
+
+
+def audit_sensor_health(ctx: MonitorContext, notices: Sequence[SensorHealthNotice]) -> None:
+    """An audit row and a log line for each sensor health alert and recovery."""
+    for notice in notices:
+        detail = f"sensor {notice.sensor}: {'; '.join(notice.problems)}"
+        outcome = AuditOutcome.OK if notice.recovered else AuditOutcome.FAILED
+        reason = "sensor_healthy" if notice.recovered else "sensor_unhealthy"
+        ctx.audit(AuditAction.ALERT, notice.account_id, outcome, reason, detail)
+        log.log(logging.INFO if notice.recovered else logging.WARNING, "%s: %s", reason, detail)
