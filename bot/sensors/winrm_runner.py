@@ -149,6 +149,9 @@ def _open_session(protocol: Protocol, *, seal: bool) -> None:
     if transport.session is not None:
         return
     session = transport.build_session()
+    # No proxy is used (`proxy=""` above), yet requests would read the whole environment on every
+    # request to find one (resolve_proxies): a sixth of a check's CPU, measured with py-spy.
+    session.trust_env = False
     session.hooks["response"].append(_refuse_oversized)
     if seal:
         session.auth = EagerNtlmAuth(transport.username or "", transport.password or "")
