@@ -35,8 +35,8 @@ from bot.sensors.winrm_runner import FailureKind
 
 log = logging.getLogger(__name__)
 
-# Checks run at this much lower priority than the bot: they take the CPU the bot leaves (a check waits
-# a little, a person's acknowledgement does not).
+# Checks run at this much lower priority than the bot where the system allows it: they take the CPU the
+# bot leaves (a check waits a little, a person's acknowledgement does not).
 NICENESS = 10
 # How long a check may outlive its own deadline before the bot stops waiting for its worker. While every
 # worker thread is busy some check ends within its deadline, so a call whose results stop arriving for
@@ -235,8 +235,11 @@ def _serve(tasks: Queue[Any], results: Queue[Any], threads: int, log_setup: LogS
     from bot.infra.logging_setup import configure_logging
     from bot.infra.redaction import active_secret
 
-    os.nice(NICENESS)
     configure_logging(logging.getLevelName(log_setup.level), log_setup.fmt)
+    try:
+        os.nice(NICENESS)
+    except OSError as exc:  # e.g. the systemd unit's SystemCallFilter=~@resources answers EPERM
+        log.info("sensor check worker: runs at the bot's priority (%s)", exc.strerror)
     threading.Thread(target=_exit_with_the_bot, name="bot-watch", daemon=True).start()
 
     def work() -> None:
