@@ -20,12 +20,17 @@ import os
 import statistics
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 
-from bench_sensors import PASSWORD_ENV, settings_for, start_lab, timed  # bench/ is on the script's path
+from bench_sensors import (  # bench/ is on the script's path
+    PASSWORD_ENV,
+    bot_config,
+    settings_for,
+    start_lab,
+    timed,
+)
 
-from lab.load import BotProcess, load_config, status_storm
+from lab.load import BotProcess, status_storm
 from lab.slack import SlackEmulator
 
 PASSWORD = "Bench-fleet-W1nRM"
@@ -51,9 +56,7 @@ def main() -> int:
         lab, snippet = start_lab(args.sensors, args.latency_ms, Path(tmp))
         try:
             one = statistics.median(timed(settings_for(snippet, 1), ["sensor000"]) for _ in range(5))
-            fleet = tomllib.loads(snippet)
-            config = load_config(Path(tmp) / "state", slack, fleet["sensors"])
-            config["winrm"] = fleet["winrm"]
+            config = bot_config(snippet, Path(tmp) / "state", slack)
             config["sensor_checks"] = {"pool_size": args.pool, "worker_processes": 1}
             bot = BotProcess(Path(tmp), config, slack, env).start(timeout=START_SECONDS)
             try:

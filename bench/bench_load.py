@@ -29,14 +29,13 @@ import statistics
 import sys
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench_ack import percentile  # bench/ is on the path of a script run from it
-from bench_sensors import PASSWORD_ENV, start_lab
+from bench_sensors import PASSWORD_ENV, bot_config, start_lab
 
-from lab.load import AckProbe, BotProcess, load_config, status_storm
+from lab.load import AckProbe, BotProcess, status_storm
 from lab.slack import SlackEmulator
 
 WINRM_PASSWORD = "Bench-W1nRM-secret"
@@ -117,9 +116,7 @@ def run_mode(args: argparse.Namespace, mode: str, bounds: Bounds) -> bool:
     with tempfile.TemporaryDirectory() as tmp, SlackEmulator() as slack:
         lab, snippet = start_lab(args.sensors, args.latency_ms, Path(tmp))
         try:
-            fleet = tomllib.loads(snippet)
-            config = load_config(Path(tmp) / "state", slack, fleet["sensors"])
-            config["winrm"] = fleet["winrm"]
+            config = bot_config(snippet, Path(tmp) / "state", slack)
             config["slack"]["mode"] = mode
             if mode == "http":
                 config["slack"]["listen"] = "127.0.0.1:0"

@@ -24,9 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import winrm
 
@@ -34,6 +36,8 @@ from bot.config import Settings, parse_settings
 from bot.sensors import LogPosition, check_sensors
 from bot.sensors.scripts import CHECK_SENSOR, CheckParams
 from bot.sensors.winrm_runner import wait_for_shell_closes
+from lab.load import load_config
+from lab.slack import SlackEmulator
 from lab.winrm.model import Host, log_line
 from lab.winrm.server import WinRMEmulator
 
@@ -80,6 +84,12 @@ def start_lab(count: int, latency_ms: int, workdir: Path) -> tuple[subprocess.Po
         if not line.startswith("#"):
             snippet.append(line)
     return lab, "".join(snippet)
+
+
+def bot_config(snippet: str, state_dir: Path, slack: SlackEmulator) -> dict[str, Any]:
+    """An `atp-bot run` configuration (`lab.load`'s) for the sensors and `[winrm]` of a `start_lab`."""
+    fleet = tomllib.loads(snippet)
+    return {**load_config(state_dir, slack, fleet["sensors"]), "winrm": fleet["winrm"]}
 
 
 def timed(settings: Settings, names: list[str] | None = None) -> float:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,15 +137,23 @@ class BotProcess:
             raise RuntimeError("not started")
         return self._process.pid
 
+    def check_workers(self) -> list[int]:
+        """The ids of the bot's sensor check worker processes (not multiprocessing's resource tracker)."""
+        return [p for p in descendants(self.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+    def _proc_files(self, name: str) -> Iterator[str]:
+        """`/proc/PID/<name>` of the bot and of each process it started that is still running."""
+        for pid in (self.pid, *descendants(self.pid)):
+            try:
+                yield Path(f"/proc/{pid}/{name}").read_text(encoding="ascii")
+            except FileNotFoundError:  # a worker that just ended
+                continue
+
     def memory(self) -> Memory:
         """The bot's memory with its worker processes' (each peak counted as if at once: an upper bound)."""
         rss = peak = 0
-        for pid in (self.pid, *_descendants(self.pid)):
+        for status in self._proc_files("status"):
             fields = {}
-            try:
-                status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
-            except FileNotFoundError:  # a worker that just ended
-                continue
             for line in status.splitlines():
                 name, _, value = line.partition(":")
                 fields[name] = value.split()[0] if value.split() else ""
@@ -154,16 +162,11 @@ class BotProcess:
 
     def cpu_seconds(self) -> float:
         """CPU time used so far by the bot and its worker processes (user and system)."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for pid in (self.pid, *_descendants(self.pid)):
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
-            except FileNotFoundError:
-                continue
+        ticks = 0
+        for stat in self._proc_files("stat"):
             fields = stat.rpartition(")")[2].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / ticks
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> int | None:
         """Stop the bot with SIGTERM, killed after 30 s (its log stays in `log_path`); its exit code."""
@@ -186,7 +189,7 @@ class BotProcess:
         self.stop()
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Every process started (transitively) by `pid`, from /proc."""
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -195,7 +198,7 @@ def _descendants(pid: int) -> list[int]:
         except FileNotFoundError:
             continue
         for child in map(int, children):
-            found += [child, *_descendants(child)]
+            found += [child, *descendants(child)]
     return found
 
 

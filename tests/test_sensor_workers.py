@@ -19,7 +19,7 @@ import pytest
 from bot.sensors import CheckWorkers, SensorResult, check_sensors
 from bot.sensors.winrm_runner import FailureKind
 from bot.sensors.workers import LogSetup
-from lab.load import WINRM_PASSWORD_ENV, WINRM_USER, BotProcess, _descendants, load_config, sensor_fleet
+from lab.load import WINRM_PASSWORD_ENV, WINRM_USER, BotProcess, load_config, sensor_fleet
 from lab.slack import SlackEmulator
 from lab.winrm.model import Host, log_line
 from lab.winrm.server import WinRMEmulator
@@ -37,11 +37,6 @@ def workers() -> Iterator[CheckWorkers]:
 def comparable(result: SensorResult) -> SensorResult:
     """A result without what differs from one run to the next (when, how long)."""
     return replace(result, checked_at=datetime(2000, 1, 1, tzinfo=UTC), duration=0.0)
-
-
-def check_workers(bot: BotProcess) -> list[int]:
-    """The bot's check worker processes (multiprocessing's spawned children; not its resource tracker)."""
-    return [p for p in _descendants(bot.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
 def test_workers_report_what_the_threads_report(emulator: WinRMEmulator, workers: CheckWorkers) -> None:
@@ -140,7 +135,7 @@ def test_run_checks_in_workers_that_hold_no_secret(tmp_path: Path) -> None:
             deadline = time.monotonic() + 60
             while sum(h.counters.scripts for h in sensors.hosts.values()) < 3 and time.monotonic() < deadline:
                 time.sleep(0.1)
-            checkers = check_workers(bot)
+            checkers = bot.check_workers()
             assert len(checkers) == 1  # `[sensor_checks] worker_processes` defaults to one
             secrets = [password, slack.bot_token, slack.app_token, slack.signing_secret]
             for pid in checkers:
@@ -164,9 +159,7 @@ def test_workers_end_when_the_bot_is_killed(tmp_path: Path) -> None:
     with WinRMEmulator(username=WINRM_USER, password="x") as sensors, SlackEmulator() as slack:
         config = load_config(tmp_path / "state", slack, sensor_fleet(sensors, 1))
         with BotProcess(tmp_path, config, slack, {WINRM_PASSWORD_ENV: "x"}) as bot:
-            workers = [
-                p for p in _descendants(bot.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()
-            ]
+            workers = bot.check_workers()
             assert workers
             os.kill(bot.pid, signal.SIGKILL)
             deadline = time.monotonic() + 20
