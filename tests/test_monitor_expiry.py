@@ -117,7 +117,7 @@ def test_without_a_lookup_account_the_saved_credential_binds_once_a_day(
         assert run_expiry_check(runtime) == []
     (warning,) = run_expiry_check(runtime)
     assert (warning.threshold, warning.days_left) == (14, 11)
-    clock.now += timedelta(hours=6)
+    clock.now = clock.now.replace(hour=23, minute=59, second=59)  # later the same UTC day, at any hour
     assert run_expiry_check(runtime) == []
     tests = [r for r in runtime.changes.audit.recent() if r.action == "test"]
     assert [(r.actor, r.outcome) for r in tests] == [("atp-bot:monitor", "ok")]  # one bind that day
