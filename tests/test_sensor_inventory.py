@@ -12,13 +12,8 @@ import requests
 
 from bot.cli import main
 from bot.config import Settings, parse_settings
-from bot.fleet.inventory import (
-    build_rows,
-    discovered_sensor_config,
-    generation_of,
-    merge_fleet,
-    same_host,
-)
+from bot.fleet.inventory import build_rows, generation_of
+from bot.fleet.merge import discovered_sensor_config, merge_fleet, same_host
 from bot.graph import GraphError, GraphSensor, GraphSensorSource
 from lab.graph import CREDENTIALS_ISSUE, SENSORS_PATH, SENSORS_PERMISSION, GraphEmulator
 from tests.monitor_tools import toml_str
