@@ -120,8 +120,8 @@ def test_graph_only_sensors_get_winrm_checks_through_the_endpoint_template(
 ) -> None:
     winrm.add_host(Host.sensor("localhost"))
     port = winrm.endpoint("localhost").rsplit(":", 1)[1].split("/")[0]
-    graph.add_sensor("localhost", dns_names=("localhost",))
-    template = f'endpoint_template = "http://{{dns_name}}:{port}/wsman"\n'
+    graph.add_sensor("localhost", domain="localhost", dns_names=("localhost",))
+    template = f'endpoint_template = "http://{{dns_name}}:{port}/wsman"\nallowed_domains = ["localhost"]\n'
     notifier = RecordingNotifier()
     runtime = fleet_runtime(tmp_path, graph, None, notifier, winrm=template)  # no [[sensors]] at all
     clock = runtime.clock

@@ -24,7 +24,7 @@ from bot.fleet.inventory import (
     uses_dsa,
     winrm_sensors,
 )
-from bot.fleet.merge import FleetMember, discovered_sensor_config, merge_fleet
+from bot.fleet.merge import FleetMember, merge_fleet
 
 __all__ = [
     "AccountSensors",
@@ -37,7 +37,6 @@ __all__ = [
     "build_rows",
     "check_hosts",
     "checked_fleet",
-    "discovered_sensor_config",
     "fleet_exit_code",
     "generation_of",
     "graph_notes",

@@ -1,8 +1,7 @@
-"""The sensor fleet: Graph's sensors merged with `[[sensors]]`, each with its generation and a verdict.
+"""The sensor fleet: Graph's sensors merged with `[[sensors]]` (`bot.fleet.merge`), each with its
+generation and a verdict.
 
-A Graph sensor and a `[[sensors]]` entry are the same server when a DNS name of one equals a name of
-the other (case-insensitive), a bare short name matching the first label of a full name. The
-generation comes from Graph's `version` (2.x: the classic sensor, which uses the directory service
+The generation comes from Graph's `version` (2.x: the classic sensor, which uses the directory service
 account; 3.x: the unified sensor, which does not), else from what the host showed over WinRM, else it
 is `unknown`: never guessed.
 """
@@ -17,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from bot.config import AccountConfig, SensorConfig, Settings
-from bot.fleet.merge import FleetMember, Source, discovered_sensor_config, merge_fleet
+from bot.fleet.merge import FleetMember, Source, merge_fleet
 from bot.graph import GraphError, GraphSensor, GraphSensorSource
 from bot.infra.exitcodes import ExitCode
 from bot.sensors import SensorResult, check_sensors
@@ -105,7 +104,7 @@ def build_row(member: FleetMember, host: HostView | None = None) -> SensorRow:
     """The row of one sensor: generation, whether it uses the DSA, and its verdict."""
     graph = member.graph
     generation = member_generation(member, host.generation if host else "unknown")
-    problems = graph_problems(graph) if graph is not None else []
+    problems = [*(graph_problems(graph) if graph is not None else []), *member.problems]
     if host is not None:
         problems += host.problems
     notes = []
@@ -146,11 +145,7 @@ def winrm_sensors(settings: Settings, members: Sequence[FleetMember]) -> list[Se
     Graph-only one that `endpoint_template` gives an endpoint. `check`, `sensors` and the monitor check
     these."""
     configured = [m.config for m in members if m.config is not None]
-    discovered = [
-        config
-        for m in members
-        if m.config is None and m.winrm and (config := discovered_sensor_config(settings, m)) is not None
-    ]
+    discovered = [m.discovered for m in members if m.discovered is not None]
     return [*(s for s in settings.sensors if s in configured), *discovered]
 
 
@@ -254,7 +249,7 @@ def account_sensors(settings: Settings, account_id: str, graph: Sequence[GraphSe
     for member in account_members(settings, account, graph):
         if member.graph is not None and generation_of(member.graph.version) == "3":
             unified.append(member.name)
-        elif (config := discovered_sensor_config(settings, member)) is not None:
+        elif (config := member.winrm_config) is not None:
             to_check.append(config)
     return AccountSensors(
         settings.model_copy(update={"sensors": to_check}), tuple(c.name for c in to_check), tuple(unified)

@@ -1,22 +1,39 @@
-"""Graph's sensors merged with `[[sensors]]`: which Graph sensor and which entry are the same server."""
+"""Graph's sensors merged with `[[sensors]]` (`bot.fleet.match` pairs them), each with the domain it is
+counted in and, for one only Graph knows, the WinRM endpoint `[winrm] endpoint_template` gives it.
+
+What Graph says never steers a credential: a Graph name becomes an endpoint only through
+`bot.fleet.names.endpoint_host`, and Graph's domain for a sensor counts only when it holds the sensor's
+DNS name. A `[[sensors]]` entry keeps its own endpoint. Each refusal is a problem of the sensor's row,
+logged once.
+"""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from bot.config import SensorConfig, Settings
+from bot.fleet.match import (
+    config_domain,
+    config_host,
+    config_names,
+    graph_domain,
+    graph_names,
+    pair,
+)
+from bot.fleet.names import endpoint_host, own_domains, plain_host, shown
 from bot.graph import GraphSensor
 
 log = logging.getLogger(__name__)
 
 Source = Literal["graph", "config", "both"]
+
+_LOGGED_LIMIT = 4096
+_logged: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -25,28 +42,20 @@ class FleetMember:
 
     graph: GraphSensor | None
     config: SensorConfig | None
-    winrm: bool
+    name: str  # unique in the fleet (case-insensitive)
+    dns_name: str | None
+    domain: str | None  # the DNS domain whose accounts it serves
+    discovered: SensorConfig | None = None  # only in Graph: its entry from `endpoint_template`
+    problems: tuple[str, ...] = ()  # a Graph name or domain not used, an ambiguous match
 
     @property
-    def name(self) -> str:
-        if self.config is not None:
-            return self.config.name
-        assert self.graph is not None
-        return self.graph.display_name
+    def winrm_config(self) -> SensorConfig | None:
+        """How it is checked over WinRM: its `[[sensors]]` entry, else the discovered one, else not."""
+        return self.config if self.config is not None else self.discovered
 
     @property
-    def dns_name(self) -> str | None:
-        if self.graph is not None:
-            return self.graph.dns_name
-        assert self.config is not None
-        return config_host(self.config)
-
-    @property
-    def domain(self) -> str | None:
-        if self.graph is not None and self.graph.domain:
-            return self.graph.domain.lower()
-        dns = self.dns_name
-        return dns.partition(".")[2] or None if dns else None
+    def winrm(self) -> bool:
+        return self.winrm_config is not None
 
     @property
     def source(self) -> Source:
@@ -55,72 +64,89 @@ class FleetMember:
         return "graph" if self.graph is not None else "config"
 
 
-def _is_ip(host: str) -> bool:
+def _log_once(name: str, problems: Sequence[str]) -> None:
+    """Each problem once per process (the monitor merges the fleet every cycle), in bounded memory."""
+    for problem in problems:
+        line = f"sensor {shown(name)}: {problem}"
+        if line in _logged:
+            continue
+        if len(_logged) >= _LOGGED_LIMIT:
+            _logged.clear()
+        _logged.add(line)
+        log.warning("fleet: %s", line)
+
+
+def _discovered(
+    template: str | None, domains: Sequence[str], name: str, sensor: GraphSensor
+) -> tuple[SensorConfig | None, list[str]]:
+    """The entry `endpoint_template` gives a sensor only Graph knows, or why it gets none."""
+    if template is None:
+        return None, []
+    target = endpoint_host(sensor.dns_name, domains)
+    if target.host is None:
+        return None, [f"not checked over WinRM: {target.refusal}"]
     try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
+        return SensorConfig(name=name, endpoint=template.replace("{dns_name}", target.host)), []
+    except ValidationError:
+        return None, [f"not checked over WinRM: {shown(name)} cannot name a sensor"]
 
 
-def config_host(sensor: SensorConfig) -> str | None:
-    """The DNS name in a `[[sensors]]` endpoint (None for an IP address)."""
-    host = (urlsplit(sensor.endpoint).hostname or "").lower()
-    return None if not host or _is_ip(host) else host
+def _unique_name(sensor: GraphSensor, taken: set[str]) -> str:
+    """Graph's display name, else (taken by another sensor) its DNS name, else both with Graph's id."""
+    for name in (sensor.display_name, plain_host(sensor.dns_name)):
+        if name is not None and name.lower() not in taken:
+            return name
+    return f"{sensor.display_name} ({sensor.id})"
 
 
-def same_host(a: str, b: str) -> bool:
-    """Equal DNS names, or a short name equal to the other's first label."""
-    a, b = a.lower().rstrip("."), b.lower().rstrip(".")
-    if a == b:
-        return True
-    if "." not in a and "." in b:
-        return b.split(".")[0] == a
-    if "." not in b and "." in a:
-        return a.split(".")[0] == b
-    return False
+def _graph_only(settings: Settings, sensor: GraphSensor, name: str, problems: list[str]) -> FleetMember:
+    found = graph_domain(sensor)
+    discovered, refused = _discovered(settings.winrm.endpoint_template, own_domains(settings), name, sensor)
+    problems += [p for p in (found.problem, *refused) if p is not None]
+    return FleetMember(sensor, None, name, sensor.dns_name, found.domain, discovered, tuple(problems))
 
 
-def _graph_names(sensor: GraphSensor) -> list[str]:
-    names = [*sensor.dns_names, sensor.display_name]
-    if sensor.domain:
-        names.append(f"{sensor.display_name}.{sensor.domain}")
-    return names
+def _both(sensor: GraphSensor, config: SensorConfig) -> FleetMember:
+    found = graph_domain(sensor)
+    dns = plain_host(sensor.dns_name) or config_host(config)
+    problems = () if found.problem is None else (found.problem,)
+    return FleetMember(
+        sensor, config, config.name, dns, config_domain(config) or found.domain, None, problems
+    )
 
 
-def _config_names(sensor: SensorConfig) -> list[str]:
-    host = config_host(sensor)
-    return [sensor.name, host] if host else [sensor.name]
-
-
-def _matches(graph: GraphSensor, sensor: SensorConfig) -> bool:
-    return any(same_host(g, c) for g in _graph_names(graph) for c in _config_names(sensor))
+def _ambiguous(names: Sequence[str], side: str) -> str:
+    return (
+        f"ambiguous match with {side} {', '.join(names)}: not merged (never guessed); "
+        "give [[sensors]] entries their full DNS names"
+    )
 
 
 def merge_fleet(settings: Settings, graph_sensors: Sequence[GraphSensor]) -> list[FleetMember]:
-    """Graph's sensors (each with its `[[sensors]]` entry, if one names it), then the config-only ones."""
-    template = settings.winrm.endpoint_template is not None
-    unclaimed = list(settings.sensors)
+    """Graph's sensors (each with its `[[sensors]]` entry, if one is the same server), then the
+    config-only ones."""
+    configs = settings.sensors
+    pairing = pair([graph_names(g) for g in graph_sensors], [config_names(c, settings) for c in configs])
+    taken = {c.name.lower() for c in configs}
     members = []
-    for graph in graph_sensors:
-        config = next((s for s in unclaimed if _matches(graph, s)), None)
-        if config is not None:
-            unclaimed.remove(config)
-        members.append(FleetMember(graph=graph, config=config, winrm=config is not None or template))
-    members += [FleetMember(graph=None, config=s, winrm=True) for s in unclaimed]
+    for index, sensor in enumerate(graph_sensors):
+        if index in pairing.merged:
+            members.append(_both(sensor, configs[pairing.merged[index]]))
+            continue
+        name = _unique_name(sensor, taken)
+        taken.add(name.lower())
+        candidates = [configs[c].name for c in pairing.ambiguous_graph.get(index, [])]
+        problems = [_ambiguous(candidates, "[[sensors]]")] if candidates else []
+        members.append(_graph_only(settings, sensor, name, problems))
+    merged = set(pairing.merged.values())
+    for index, config in enumerate(configs):
+        if index in merged:
+            continue
+        candidates = [shown(graph_sensors[g].dns_name) for g in pairing.ambiguous_config.get(index, [])]
+        problems = (_ambiguous(candidates, "Graph's"),) if candidates else ()
+        members.append(
+            FleetMember(None, config, config.name, config_host(config), config_domain(config), None, problems)
+        )
+    for member in members:
+        _log_once(member.name, member.problems)
     return members
-
-
-def discovered_sensor_config(settings: Settings, member: FleetMember) -> SensorConfig | None:
-    """A `[[sensors]]`-like entry for a Graph-only sensor from `[winrm] endpoint_template`."""
-    template = settings.winrm.endpoint_template
-    if member.config is not None:
-        return member.config
-    if template is None or member.graph is None:
-        return None
-    endpoint = template.replace("{dns_name}", member.graph.dns_name)
-    try:
-        return SensorConfig(name=member.name, endpoint=endpoint)
-    except ValidationError:  # a name or DNS name Graph reports that cannot address a host
-        log.warning("sensor %r: no WinRM endpoint can be made from its Graph name; Graph-only", member.name)
-        return None
