@@ -67,7 +67,8 @@ def graph_names(sensor: GraphSensor) -> SensorNames:
     full = frozenset(normal_name(n) for n in names if "." in n)
     plain = [host for n in names if (host := plain_host(n)) is not None]
     domain = graph_domain(sensor).domain
-    return SensorNames(full, frozenset(h.split(".")[0] for h in plain), frozenset({domain} - {None}))
+    domains = frozenset() if domain is None else frozenset({domain})
+    return SensorNames(full, frozenset(h.split(".")[0] for h in plain), domains)
 
 
 def config_names(sensor: SensorConfig, settings: Settings) -> SensorNames:

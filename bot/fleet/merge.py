@@ -99,9 +99,11 @@ def _unique_name(sensor: GraphSensor, taken: set[str]) -> str:
     return f"{sensor.display_name} ({sensor.id})"
 
 
-def _graph_only(settings: Settings, sensor: GraphSensor, name: str, problems: list[str]) -> FleetMember:
+def _graph_only(
+    template: str | None, domains: Sequence[str], sensor: GraphSensor, name: str, problems: list[str]
+) -> FleetMember:
     found = graph_domain(sensor)
-    discovered, refused = _discovered(settings.winrm.endpoint_template, own_domains(settings), name, sensor)
+    discovered, refused = _discovered(template, domains, name, sensor)
     problems += [p for p in (found.problem, *refused) if p is not None]
     return FleetMember(sensor, None, name, sensor.dns_name, found.domain, discovered, tuple(problems))
 
@@ -128,6 +130,7 @@ def merge_fleet(settings: Settings, graph_sensors: Sequence[GraphSensor]) -> lis
     configs = settings.sensors
     pairing = pair([graph_names(g) for g in graph_sensors], [config_names(c, settings) for c in configs])
     taken = {c.name.lower() for c in configs}
+    template, domains = settings.winrm.endpoint_template, own_domains(settings)
     members = []
     for index, sensor in enumerate(graph_sensors):
         if index in pairing.merged:
@@ -135,15 +138,16 @@ def merge_fleet(settings: Settings, graph_sensors: Sequence[GraphSensor]) -> lis
             continue
         name = _unique_name(sensor, taken)
         taken.add(name.lower())
-        candidates = [configs[c].name for c in pairing.ambiguous_graph.get(index, [])]
-        problems = [_ambiguous(candidates, "[[sensors]]")] if candidates else []
-        members.append(_graph_only(settings, sensor, name, problems))
+        named = [configs[c].name for c in pairing.ambiguous_graph.get(index, [])]
+        members.append(
+            _graph_only(template, domains, sensor, name, [_ambiguous(named, "[[sensors]]")] if named else [])
+        )
     merged = set(pairing.merged.values())
     for index, config in enumerate(configs):
         if index in merged:
             continue
-        candidates = [shown(graph_sensors[g].dns_name) for g in pairing.ambiguous_config.get(index, [])]
-        problems = (_ambiguous(candidates, "Graph's"),) if candidates else ()
+        names = [shown(graph_sensors[g].dns_name) for g in pairing.ambiguous_config.get(index, [])]
+        problems = (_ambiguous(names, "Graph's"),) if names else ()
         members.append(
             FleetMember(None, config, config.name, config_host(config), config_domain(config), None, problems)
         )
