@@ -10,14 +10,16 @@ import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from bot.cli import main
 from bot.config import parse_settings
-from bot.fleet import account_sensors, merge_fleet
+from bot.fleet import GraphFleet, account_sensors, merge_fleet
 from bot.fleet.names import endpoint_host
+from bot.gmsa.scope import sensor_scope
+from bot.graph import GraphSensor
 from lab.graph import GraphEmulator
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
@@ -243,3 +245,46 @@ def test_the_endpoint_template_gets_the_warnings_of_a_sensor(
         err = capsys.readouterr().err
         assert "winrm.endpoint_template: NTLM over http://" in err, args
         assert "winrm.endpoint_template: WinRM certificate validation is disabled" in err, args
+
+
+def test_graph_never_moves_a_merged_sensor_to_another_domain(tmp_path: Path) -> None:
+    """Graph names the configured dc01.contoso.test but claims it for fabrikam.test: it stays contoso's."""
+    settings = parse_settings(
+        settings_toml([{"name": "dc01.contoso.test", "endpoint": "https://10.0.0.1/wsman"}])
+    )
+    claimed = graph_sensor("DC01", "fabrikam.test", "dc01.contoso.test")
+    (member,) = merge_fleet(settings, [claimed])
+    assert (member.source, member.domain) == ("both", None)
+    assert "lies outside the domain Graph gives it ('fabrikam.test')" in member.problems[0]
+    assert account_sensors(settings, "contoso", [claimed]).names == ("dc01.contoso.test",)
+
+
+class StubFleet:
+    """Graph's sensor list as `GraphFleet.sensors` gives it."""
+
+    def __init__(self, *sensors: GraphSensor) -> None:
+        self.listed = sensors
+
+    def sensors(self) -> tuple[tuple[GraphSensor, ...], str | None]:
+        return self.listed, None
+
+
+def test_gmsa_host_checks_reach_only_names_in_our_domains(tmp_path: Path) -> None:
+    text = settings_toml([], winrm={"endpoint_template": "https://{dns_name}/wsman"}).replace(
+        'username = "CONTOSO\\\\svc-atp"',
+        'kind = "gmsa"\nusername = "mdisvc$"\ndomain = "contoso.test"\n'
+        'lookup_username = "CONTOSO\\\\reader"\nlookup_password_env = "ATP_BOT_TEST_LOOKUP"',
+    )
+    settings = parse_settings(text)
+    assert settings.account("contoso").kind == "gmsa"
+    good = graph_sensor("DC5", "contoso.test", "dc5.contoso.test")
+    hostile = [
+        graph_sensor("DC6", "contoso.test", "127.0.0.1:5985"),
+        graph_sensor("DC7", "contoso.test", "dc7.contoso.test.evil.net"),
+        graph_sensor("DC8", "contoso.test", "dc8.contoso.test/x"),
+    ]
+    fleet = cast(GraphFleet, StubFleet(good, *hostile))
+    scope = sensor_scope(settings, settings.account("contoso"), fleet)
+    assert [(s.name, s.winrm.endpoint if s.winrm else None) for s in scope.sensors] == [
+        ("DC5", "https://dc5.contoso.test:5986/wsman")
+    ]
