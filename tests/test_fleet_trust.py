@@ -60,7 +60,8 @@ def sensors_json(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int,
         ("127.0.0.1", "is an IP address, not a DNS name"),
         ("127.1", "is an IP address, not a DNS name"),  # what a resolver reads as 127.0.0.1
         ("0x7f000001", "is an IP address, not a DNS name"),
-        ("[::1]", "has a port"),  # an IPv6 literal has colons
+        ("[::1]", "is an IP address, not a DNS name"),
+        ("::ffff:127.0.0.1", "is an IP address, not a DNS name"),
         ("dc02.contoso.test/wsman", "has a path"),
         ("atp@dc02.contoso.test", "has a user part"),
         ("dc02.contoso.test.evil.net", "is in none of our domains (contoso.test)"),

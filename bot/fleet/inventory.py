@@ -144,9 +144,9 @@ def winrm_sensors(settings: Settings, members: Sequence[FleetMember]) -> list[Se
     """The members checked over WinRM: those with a `[[sensors]]` entry (in its order), then each
     Graph-only one that `endpoint_template` gives an endpoint. `check`, `sensors` and the monitor check
     these."""
-    configured = [m.config for m in members if m.config is not None]
+    configured = {m.config.name for m in members if m.config is not None}  # `[[sensors]]` names are unique
     discovered = [m.discovered for m in members if m.discovered is not None]
-    return [*(s for s in settings.sensors if s in configured), *discovered]
+    return [*(s for s in settings.sensors if s.name in configured), *discovered]
 
 
 def checked_fleet(settings: Settings, members: Sequence[FleetMember]) -> Settings:

@@ -52,11 +52,11 @@ def is_ip_literal(host: str) -> bool:
 
 def _not_plain_host(name: str) -> str | None:
     """Why `name` is not a plain DNS host name (letters, digits, hyphens, dots), or None when it is."""
+    if is_ip_literal(name):
+        return "is an IP address, not a DNS name"
     for marks, what in (("/\\?#", "has a path"), ("@", "has a user part"), (":", "has a port")):
         if any(c in name for c in marks):
             return what
-    if is_ip_literal(name):
-        return "is an IP address, not a DNS name"
     host = normal_name(name) if name.isascii() else ""
     if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in host.split(".")):
         return "is not a DNS host name (letters, digits, hyphens and dots only)"
