@@ -289,3 +289,12 @@ def test_gmsa_host_checks_reach_only_names_in_our_domains(tmp_path: Path) -> Non
     assert [(s.name, s.winrm.endpoint if s.winrm else None) for s in scope.sensors] == [
         ("DC5", "https://dc5.contoso.test:5986/wsman")
     ]
+
+
+@pytest.mark.parametrize("domain", ["127.0.0.1", "evil.net:5985", "*.contoso.test", "contoso..test", ""])
+def test_allowed_domains_takes_dns_domains_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], domain: str
+) -> None:
+    config = write(tmp_path, settings_toml([], winrm={"allowed_domains": ["corp.contoso.test", domain]}))
+    assert main(["--config", str(config), "config", "check"]) == 2
+    assert "winrm.allowed_domains" in capsys.readouterr().err
