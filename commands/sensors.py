@@ -14,7 +14,7 @@ from slack_bolt import App, Respond
 
 from bot.audit import AuditAction, AuditEvent, AuditOutcome
 from bot.config import ConfigError
-from bot.fleet.inventory import (
+from bot.fleet import (
     SensorRow,
     build_rows,
     check_hosts,
