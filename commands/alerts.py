@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -35,8 +36,8 @@ from bot.monitor.models import (
 from bot.monitor.notify import NotifierError
 from bot.sensors.credential_signatures import describe
 from bot.slack.audit import slack_actor
-from bot.slack.context import CommandContext, Person, Services, Subcommand
-from bot.slack.middleware import authorize_interaction
+from bot.slack.context import CommandContext, Person, Services, Subcommand, publish_text
+from bot.slack.middleware import authorize_interaction, limit_expensive_interaction
 from bot.slack.text import code_span, escape, inline
 from bot.slack.views import plain, section
 from commands.password.views import Action as PasswordAction
@@ -285,14 +286,14 @@ def on_recheck(services: Services, ack: Ack, body: dict[str, Any]) -> None:
         if channel:
             services.client.chat_postEphemeral(channel=channel, user=user, text=text)
 
-    def recheck() -> None:
+    def recheck(tell_all: Callable[[str], None]) -> None:
         result = scheduler.run_cycle_now()
         problems = sum(not r.healthy for r in result.results)
-        tell(f"Re-check done: {len(result.results)} sensor(s) checked, {problems} with problems.")
+        tell_all(f"Re-check done: {len(result.results)} sensor(s) checked, {problems} with problems.")
 
     actor = slack_actor(user, body["user"].get("username") or body["user"].get("name"))
     person = Person(actor, AuditAction.CHECK, None, f"the Re-check now button clicked by {actor}", tell)
-    services.submit_for(person, recheck)
+    services.submit_shared(("recheck",), person, lambda publish: recheck(publish_text(publish)))
 
 
 def on_start_service(services: Services, ack: Ack, body: dict[str, Any]) -> None:
@@ -337,5 +338,6 @@ def register(app: App, services: Services) -> None:
     def start_service(ack: Ack, body: dict[str, Any]) -> None:
         on_start_service(services, ack, body)
 
-    app.action(Action.RECHECK, middleware=authorized)(recheck)
+    limited = [*authorized, limit_expensive_interaction(services, "recheck")]
+    app.action(Action.RECHECK, middleware=limited)(recheck)
     app.action({"action_id": START_SERVICE_IDS}, middleware=authorized)(start_service)

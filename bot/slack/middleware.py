@@ -1,4 +1,5 @@
-"""Authorization as Bolt listener middleware: refusals are acknowledged to the user and audited.
+"""Authorization and the rate limit of expensive requests as Bolt listener middleware: refusals are
+acknowledged to the user and audited.
 
 A listener middleware that does not call `next_()` must return the response for Slack (here: the
 acknowledgement carrying the refusal); otherwise Bolt treats the request as unhandled.
@@ -16,6 +17,7 @@ from bot.audit import AuditEvent, AuditOutcome
 from bot.slack.audit import slack_actor
 from bot.slack.authz import Decision
 from bot.slack.context import Services
+from bot.slack.ratelimit import Admission
 from bot.slack.router import COMMAND, resolve
 from bot.slack.views import notice_modal, view_channel
 
@@ -75,6 +77,60 @@ def authorize_interaction(services: Services, action: str) -> Callable[..., Bolt
         return ack()
 
     return middleware
+
+
+def limit_expensive_command(services: Services) -> Callable[..., BoltResponse | None]:
+    """Middleware for `/atp`, after `authorize_command`: an expensive subcommand over the person's
+    `[slack] user_rate_per_minute` is answered with when to try again, and runs nothing."""
+
+    def middleware(ack: Ack, command: dict[str, Any], next_: Callable[[], None]) -> BoltResponse | None:
+        subcommand = resolve(services, command.get("text") or "")
+        if not subcommand.expensive:
+            next_()
+            return None
+        user_id = command["user_id"]
+        admission = services.rate_limit.admit(user_id)
+        if admission.allowed:
+            next_()
+            return None
+        actor = slack_actor(user_id, command.get("user_name"))
+        return ack(response_type="ephemeral", text=_limited(services, actor, subcommand.name, admission))
+
+    return middleware
+
+
+def limit_expensive_interaction(services: Services, action: str) -> Callable[..., BoltResponse | None]:
+    """Middleware for an expensive button (after `authorize_interaction`): over the limit, the person
+    who clicked is told when to try again (ephemeral), and nothing runs."""
+
+    def middleware(ack: Ack, body: dict[str, Any], next_: Callable[[], None]) -> BoltResponse | None:
+        user = body.get("user") or {}
+        user_id = user.get("id", "")
+        admission = services.rate_limit.admit(user_id)
+        if admission.allowed:
+            next_()
+            return None
+        actor = slack_actor(user_id, user.get("username") or user.get("name"))
+        text = _limited(services, actor, action, admission)
+        if channel := (body.get("channel") or {}).get("id"):
+            services.submit(services.client.chat_postEphemeral, channel=channel, user=user_id, text=text)
+        return ack()
+
+    return middleware
+
+
+def _limited(services: Services, actor: str, action: str, admission: Admission) -> str:
+    """The answer to a limited request; the first of a burst is audited, the rest only logged."""
+    per_minute = services.rate_limit.per_minute
+    if admission.first_refusal:
+        limited = Decision(False, "rate limited", None)
+        _audit_refusal(services, actor, action, limited, f"over {per_minute} expensive requests a minute")
+    else:
+        log.info("refused %s to %s: rate limited", action, actor)
+    return (
+        f"You have made {per_minute} requests that check the sensors or Graph in the last minute "
+        f"(`/atp status`, `/atp sensors`, `/atp gmsa`, Re-check now). Try again in {admission.retry_after} s."
+    )
 
 
 def _audit_refusal(
