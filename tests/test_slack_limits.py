@@ -17,7 +17,7 @@ from bot.slack.context import JOINED_NOTE
 from lab.slack.emulator import Delivery
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import sensor_config
-from tests.slack_lab import ALICE, BOB, Lab, running_lab, wait_for
+from tests.slack_lab import ALICE, BOB, Lab, open_modal, running_lab, values, wait_for
 
 SENSORS = ("sensor01", "sensor02")
 
@@ -126,3 +126,36 @@ def test_the_rate_is_a_whole_number_of_at_least_one() -> None:
         with pytest.raises(ValidationError) as error:
             SlackConfig.model_validate({"user_rate_per_minute": bad})
         assert "user_rate_per_minute" in str(error.value)
+
+
+def test_access_through_a_user_group_is_audited_with_its_handle(sensors: WinRMEmulator, env: None) -> None:
+    with sensors_lab(sensors) as lab:
+        answer(lab, lab.emulator.slash_command("status", user=BOB), "All 2 sensor(s)")
+        answer(lab, lab.emulator.slash_command("status", user=ALICE), "All 2 sensor(s)")
+        view_id = open_modal(lab, "password corp", user=BOB)
+        lab.emulator.submit_view(view_id, values("short", "different"))
+        wait_for(lambda: [r for r in lab.audit.records if r.reason == "invalid-input"])
+    actors = {(r.action, r.actor) for r in lab.audit.records}
+    assert ("check", f"slack:{BOB} (bob) via @secops") in actors  # the command's rows
+    assert ("check", f"slack:{ALICE} (alice)") in actors  # allowed_users: no group named
+    assert ("change", f"slack:{BOB} (bob) via @secops") in actors  # the modal's submission
+
+
+@pytest.mark.parametrize("handle", ["<!channel>", "Sec Ops", "secops\nforged", ""])
+def test_a_handle_slack_would_not_allow_is_audited_as_the_group_id(
+    sensors: WinRMEmulator, env: None, handle: str
+) -> None:
+    with sensors_lab(sensors) as lab:
+        lab.emulator.workspace.usergroup_labels["S0SECOPS"] = (handle, "whatever")
+        answer(lab, lab.emulator.slash_command("status", user=BOB), "All 2 sensor(s)")
+    actors = {r.actor for r in lab.audit.records}
+    assert actors == {f"slack:{BOB} (bob) via S0SECOPS"}
+
+
+def test_the_group_is_still_audited_when_slack_cannot_list_the_groups(
+    sensors: WinRMEmulator, env: None
+) -> None:
+    with sensors_lab(sensors) as lab:
+        lab.emulator.fail("usergroups.list", status=500, times=2)
+        answer(lab, lab.emulator.slash_command("status", user=BOB), "All 2 sensor(s)")
+    assert {r.actor for r in lab.audit.records} == {f"slack:{BOB} (bob) via S0SECOPS"}

@@ -199,10 +199,11 @@ class CommandContext:
     respond: Respond
     client: WebClient
     services: Services
+    access_via: str | None = None  # the user group that granted access (`@handle`), if one did
 
     @property
     def actor(self) -> str:
-        return slack_actor(self.user_id, self.user_name)
+        return slack_actor(self.user_id, self.user_name, self.access_via)
 
     def reply(self, text: str, blocks: Sequence[dict[str, Any]] | None = None) -> None:
         """Acknowledge with an ephemeral message (only the invoking user sees it)."""

@@ -11,10 +11,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, BoltResponse
+from slack_bolt import Ack, BoltContext, BoltResponse
 
 from bot.audit import AuditEvent, AuditOutcome
-from bot.slack.audit import slack_actor
+from bot.slack.audit import ACCESS_VIA, interaction_actor, slack_actor
 from bot.slack.authz import Decision
 from bot.slack.context import Services
 from bot.slack.ratelimit import Admission
@@ -25,9 +25,13 @@ log = logging.getLogger(__name__)
 
 
 def authorize_command(services: Services) -> Callable[..., BoltResponse | None]:
-    """Middleware for `/atp`: sensitive subcommands run only for authorized users (and channels)."""
+    """Middleware for `/atp`: sensitive subcommands run only for authorized users (and channels). The
+    user group that granted access, if one did, is left in the Bolt context (`ACCESS_VIA`) for the
+    audit trail."""
 
-    def middleware(ack: Ack, command: dict[str, Any], next_: Callable[[], None]) -> BoltResponse | None:
+    def middleware(
+        ack: Ack, command: dict[str, Any], context: BoltContext, next_: Callable[[], None]
+    ) -> BoltResponse | None:
         subcommand = resolve(services, command.get("text") or "")
         if not subcommand.sensitive:
             next_()
@@ -35,6 +39,7 @@ def authorize_command(services: Services) -> Callable[..., BoltResponse | None]:
         user_id, channel_id = command["user_id"], command["channel_id"]
         decision = services.authorizer.check(f"{COMMAND} {subcommand.name}", user_id, channel_id)
         if decision.allowed:
+            context[ACCESS_VIA] = decision.via
             next_()
             return None
         _audit_refusal(
@@ -53,9 +58,12 @@ def authorize_interaction(services: Services, action: str) -> Callable[..., Bolt
     """Middleware for a sensitive subcommand's view or action listener (membership, or the allowed
     channels, may have changed since the modal opened). A view submission is checked against the channel
     its modal was opened from (`ViewOrigin`; one that does not say is refused when channels are
-    restricted). A refused view submission turns the modal into the refusal."""
+    restricted). A refused view submission turns the modal into the refusal. As for commands, the user
+    group that granted access is left in the Bolt context (`interaction_actor` reads it)."""
 
-    def middleware(ack: Ack, body: dict[str, Any], next_: Callable[[], None]) -> BoltResponse | None:
+    def middleware(
+        ack: Ack, body: dict[str, Any], context: BoltContext, next_: Callable[[], None]
+    ) -> BoltResponse | None:
         user = body.get("user") or {}
         user_id = user.get("id", "")
         channel = (body.get("channel") or {}).get("id")
@@ -63,6 +71,7 @@ def authorize_interaction(services: Services, action: str) -> Callable[..., Bolt
             channel = view_channel(body.get("view") or {}) or ""  # "": no channel is allowed
         decision = services.authorizer.check(f"{COMMAND} {action}", user_id, channel)
         if decision.allowed:
+            context[ACCESS_VIA] = decision.via
             next_()
             return None
         actor = slack_actor(user_id, user.get("username") or user.get("name"))
@@ -83,7 +92,9 @@ def limit_expensive_command(services: Services) -> Callable[..., BoltResponse | 
     """Middleware for `/atp`, after `authorize_command`: an expensive subcommand over the person's
     `[slack] user_rate_per_minute` is answered with when to try again, and runs nothing."""
 
-    def middleware(ack: Ack, command: dict[str, Any], next_: Callable[[], None]) -> BoltResponse | None:
+    def middleware(
+        ack: Ack, command: dict[str, Any], context: BoltContext, next_: Callable[[], None]
+    ) -> BoltResponse | None:
         subcommand = resolve(services, command.get("text") or "")
         if not subcommand.expensive:
             next_()
@@ -93,7 +104,7 @@ def limit_expensive_command(services: Services) -> Callable[..., BoltResponse | 
         if admission.allowed:
             next_()
             return None
-        actor = slack_actor(user_id, command.get("user_name"))
+        actor = slack_actor(user_id, command.get("user_name"), context.get(ACCESS_VIA))
         return ack(response_type="ephemeral", text=_limited(services, actor, subcommand.name, admission))
 
     return middleware
@@ -103,15 +114,15 @@ def limit_expensive_interaction(services: Services, action: str) -> Callable[...
     """Middleware for an expensive button (after `authorize_interaction`): over the limit, the person
     who clicked is told when to try again (ephemeral), and nothing runs."""
 
-    def middleware(ack: Ack, body: dict[str, Any], next_: Callable[[], None]) -> BoltResponse | None:
-        user = body.get("user") or {}
-        user_id = user.get("id", "")
+    def middleware(
+        ack: Ack, body: dict[str, Any], context: BoltContext, next_: Callable[[], None]
+    ) -> BoltResponse | None:
+        user_id = (body.get("user") or {}).get("id", "")
         admission = services.rate_limit.admit(user_id)
         if admission.allowed:
             next_()
             return None
-        actor = slack_actor(user_id, user.get("username") or user.get("name"))
-        text = _limited(services, actor, action, admission)
+        text = _limited(services, interaction_actor(body, context), action, admission)
         if channel := (body.get("channel") or {}).get("id"):
             services.submit(services.client.chat_postEphemeral, channel=channel, user=user_id, text=text)
         return ack()
