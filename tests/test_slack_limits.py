@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,10 +15,22 @@ from pydantic import ValidationError
 
 from bot.config import SlackConfig
 from bot.slack.context import JOINED_NOTE
+from commands import MODULES
+from commands.alerts import Action
 from lab.slack.emulator import Delivery
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import sensor_config
-from tests.slack_lab import ALICE, BOB, Lab, open_modal, running_lab, values, wait_for
+from tests.slack_lab import (
+    ALICE,
+    BOB,
+    OPS,
+    Lab,
+    initialised_changes,
+    open_modal,
+    running_lab,
+    values,
+    wait_for,
+)
 
 SENSORS = ("sensor01", "sensor02")
 
@@ -119,13 +132,59 @@ def test_the_seventh_expensive_request_in_a_minute_is_refused(sensors: WinRMEmul
     assert all(r.actor.startswith(f"slack:{ALICE}") for r in limited)  # one row per burst, not per request
 
 
+def test_re_check_now_is_shared_and_limited(sensors: WinRMEmulator, env: None, tmp_path: Path) -> None:
+    config = {
+        "state_dir": str(tmp_path / "state"),
+        "accounts": [{"id": "svc", "username": "svc@contoso.test", "domain_controllers": ["ldaps://dc1"]}],
+        **sensor_config(sensors, "svc"),
+    }
+    sensors.host("sensor02").set_latency(0.5)
+    lab_running = running_lab(
+        "socket",
+        modules=MODULES,
+        config=config,
+        changes=initialised_changes,
+        monitor=True,
+        user_rate_per_minute=2,
+    )
+    with lab_running as lab:
+        lab.runtime.services.rate_limit.clock = Clock()
+
+        def click(user: str) -> None:
+            lab.emulator.click(Action.RECHECK, user=user, channel=OPS, message_ts="1.000100", value="svc")
+
+        def told(user: str, marker: str) -> list[str]:
+            return [m.text for m in lab.emulator.messages(OPS) if m.ephemeral_to == user and marker in m.text]
+
+        both = [threading.Thread(target=click, args=(user,)) for user in (ALICE, BOB)]
+        for thread in both:
+            thread.start()
+        for thread in both:
+            thread.join(timeout=30)
+        done = wait_for(
+            lambda: len(told(ALICE, "Re-check done") + told(BOB, "Re-check done")) == 2, timeout=30
+        )
+        assert done
+        assert scripts(sensors) == [1, 1]  # one monitor cycle for both clicks
+        assert len(told(ALICE, JOINED_NOTE) + told(BOB, JOINED_NOTE)) == 1
+
+        click(ALICE)  # ALICE's second in the minute: runs
+        wait_for(lambda: len(told(ALICE, "Re-check done")) == 2, timeout=30)
+        click(ALICE)  # the third: refused, nothing runs
+        refusal = wait_for(lambda: told(ALICE, "Try again in"))
+        assert "Traceback" not in refusal[0]
+        assert scripts(sensors) == [2, 2]
+
+
 def test_the_rate_is_a_whole_number_of_at_least_one() -> None:
     assert SlackConfig().user_rate_per_minute == 6
     assert SlackConfig(user_rate_per_minute=1).user_rate_per_minute == 1
-    for bad in (0, -3, "many", 2.5):
+    for bad in (0, -3, "many", "6", 2.5, True):
         with pytest.raises(ValidationError) as error:
             SlackConfig.model_validate({"user_rate_per_minute": bad})
         assert "user_rate_per_minute" in str(error.value)
+    with pytest.raises(ValidationError, match="must be at least 1"):
+        SlackConfig(user_rate_per_minute=0)
 
 
 def test_access_through_a_user_group_is_audited_with_its_handle(sensors: WinRMEmulator, env: None) -> None:

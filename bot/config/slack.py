@@ -40,7 +40,7 @@ class SlackConfig(StrictModel):
     workers: Annotated[int, Field(ge=1, le=256)] = 8
     # How many expensive requests (`/atp status`, `sensors`, `gmsa`, *Re-check now*) one person may make
     # in a minute: each reaches every sensor over WinRM, or Graph.
-    user_rate_per_minute: int = 6
+    user_rate_per_minute: Annotated[int, Field(strict=True)] = 6  # strict: `true` or "6" are mistakes
 
     @field_validator("api_url")
     @classmethod

@@ -210,7 +210,6 @@ class Workspace:
             "id": group,
             "team_id": TEAM_ID,
             "is_usergroup": True,
-            "is_subteam": True,
             "name": name,
             "description": "",
             "handle": handle,
@@ -227,7 +226,7 @@ class Workspace:
         if _flag(args.get("include_users")):
             listed["users"] = members
         if _flag(args.get("include_count")):
-            listed["user_count"] = len(members)
+            listed["user_count"] = str(len(members))  # a string, as in Slack's answers
         return listed
 
     def _take_trigger(self, trigger_id: str) -> Trigger:
