@@ -102,10 +102,9 @@ class Services:
             )
             self.run_for(everyone, lambda: work(publish))
 
-        joined = self.shared_requests.follow(
+        return self.shared_requests.follow(
             key, requester, run, start=lambda job: self.submit(job), on_join=requester.joined
         )
-        return joined
 
     def submit_for(self, person: Person, work: Callable[[], None]) -> Future[None]:
         """`run_for` on the work executor."""

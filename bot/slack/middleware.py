@@ -139,8 +139,8 @@ def _limited(services: Services, actor: str, action: str, admission: Admission) 
     else:
         log.info("refused %s to %s: rate limited", action, actor)
     return (
-        f"You have made {per_minute} requests that check the sensors or Graph in the last minute "
-        f"(`/atp status`, `/atp sensors`, `/atp gmsa`, Re-check now). Try again in {admission.retry_after} s."
+        f"You have made {per_minute} requests that check the sensors or Graph in the last minute, "
+        f"as many as one person may. Try again in {admission.retry_after} s."
     )
 
 
