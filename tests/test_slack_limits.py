@@ -1,5 +1,6 @@
-"""Expensive requests through the Slack emulator and the real Bolt app: identical ones in flight share one
-run (the WinRM emulator counts what the sensors were asked), and each person has a per-minute limit."""
+"""Trust limits of the Slack face, through the Slack emulator and the real Bolt app: identical expensive
+requests in flight share one run (the WinRM emulator counts what the sensors were asked), each person has
+a per-minute limit, and access through a user group is audited with the group's handle."""
 
 from __future__ import annotations
 
