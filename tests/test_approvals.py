@@ -45,7 +45,7 @@ pytestmark = pytest.mark.samba
 
 MODES = ["socket", "http"]
 ALICE_ACTOR = "slack:U0ALICE (alice)"
-BOB_ACTOR = "slack:U0BOB (bob)"
+BOB_ACTOR = "slack:U0BOB (bob) via @secops"  # an approver through approver_usergroups
 
 
 class Peers(NamedTuple):

@@ -274,6 +274,8 @@ def on_decision(
         services.audit.record(denial)
         _refuse(services, body, ":no_entry: Only an approver can approve or deny this request.")
         return
+    if allowed.via:  # an approver through `approver_usergroups`: the group is audited too
+        actor = slack_actor(user_id, body["user"].get("username") or body["user"].get("name"), allowed.via)
     decided = approvals.decide(request.id, decision, actor)
     if decided is None:
         _refuse(services, body, "This request was decided already, or it expired: nothing more to do.")
