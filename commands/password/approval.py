@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
 from pydantic import SecretStr
@@ -28,23 +27,13 @@ from bot.slack.audit import slack_actor
 from bot.slack.authz import Authorizer
 from bot.slack.context import Person, Services
 from bot.slack.text import inline
-from bot.slack.views import notice_modal, plain, section, update_view
+from bot.slack.views import notice_modal, update_view
+from commands.password.approval_views import Action, decided_message, request_message
 from commands.password.views import TITLE
 
 log = logging.getLogger(__name__)
 
 APPROVALS_ACTOR = "atp-bot:approvals"  # who expires a request
-
-
-class Action(StrEnum):
-    APPROVE = "atp_approval_approve"
-    DENY = "atp_approval_deny"
-    CANCEL = "atp_approval_cancel"
-
-
-class Block(StrEnum):
-    DECISION = "atp_approval_decision"
-    CANCEL = "atp_approval_cancel_block"
 
 
 def needs_approval(services: Services, account_id: str) -> bool:
@@ -92,55 +81,6 @@ def _request_event(
     )
 
 
-# -- what Slack shows ---------------------------------------------------------------------------------
-
-
-def _request_line(request: HeldRequest, services: Services) -> str:
-    account = services.settings.account(request.account_id)
-    test = request.test
-    expiry = test.expiry.describe() if test.expiry else "expiry unknown"
-    return (
-        f"<@{request.requester}> asks to save a new password for *{account.id}* (`{account.username}`) — "
-        f"tested OK on `{test.dc}`, the password {expiry}"
-    )
-
-
-def request_message(request: HeldRequest, services: Services) -> tuple[str, list[dict[str, Any]]]:
-    """The approvers' message: who asks, for which account, what the test found; Approve / Deny."""
-    line = _request_line(request, services)
-    until = f"Approve or deny before {request.expires_at:%H:%M} UTC; nothing is saved until then."
-    buttons = [
-        {"type": "button", "action_id": Action.APPROVE, "text": plain("Approve"), "style": "primary"},
-        {"type": "button", "action_id": Action.DENY, "text": plain("Deny"), "style": "danger"},
-    ]
-    for button in buttons:
-        button["value"] = request.id
-    return f":lock: {line}.", [
-        section(f":lock: {line}."),
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": until}]},
-        {"type": "actions", "block_id": Block.DECISION, "elements": buttons},
-    ]
-
-
-def waiting_modal(request: HeldRequest) -> dict[str, Any]:
-    text = (
-        f":hourglass_flowing_sand: `{request.test.dc}` accepted the new password for *{request.account_id}*. "
-        f"*Waiting for approval* (expires {request.expires_at:%H:%M} UTC): it is saved only once an approver "
-        "approves it."
-    )
-    modal = notice_modal(TITLE, text)
-    cancel = {"type": "button", "action_id": Action.CANCEL, "text": plain("Cancel the request")}
-    modal["blocks"].append(
-        {"type": "actions", "block_id": Block.CANCEL, "elements": [{**cancel, "value": request.id}]}
-    )
-    return modal
-
-
-def _decided(request: HeldRequest, services: Services, what: str) -> tuple[str, list[dict[str, Any]]]:
-    text = f"{_request_line(request, services)}.\n{what}"
-    return text, [section(text)]
-
-
 def approvers(services: Services) -> Authorizer:
     """The approvers as an access policy (their users and user groups), checked like `allowed_users`."""
     config = services.settings.approvals
@@ -156,7 +96,7 @@ def ask_approvers(services: Services, request: HeldRequest, channel_id: str) -> 
     nobody can be asked, the request is withdrawn at once (its password deleted) and the error raised."""
     approvals = services.approvals
     assert approvals is not None
-    text, blocks = request_message(request, services)
+    text, blocks = request_message(request, services.settings)
     try:
         refs = [
             MessageRef(
@@ -195,7 +135,7 @@ def _destinations(services: Services, channel_id: str) -> list[str]:
 
 
 def _update_messages(services: Services, request: HeldRequest, what: str) -> None:
-    text, blocks = _decided(request, services, what)
+    text, blocks = decided_message(request, services.settings, what)
     for ref in request.messages:
         try:
             services.client.chat_update(channel=ref.channel, ts=ref.ts, text=text, blocks=blocks)
