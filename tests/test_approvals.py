@@ -292,7 +292,10 @@ def test_an_approval_after_a_newer_save_is_refused(peers: Peers) -> None:
             lambda: "a newer password was saved meanwhile" in view_text(lab, message.view_id), timeout=15
         )
         assert "a newer password was saved meanwhile" in current(lab.emulator, message)
-        assert [(a, o) for a, _, o in audited(lab) if _ == "save"] == [("cli:root", "ok")]
+        assert [(a, o) for a, _, o in audited(lab) if _ == "save"] == [
+            ("cli:root", "ok"),
+            (ALICE_ACTOR, "refused"),
+        ]
         assert not [m for m in lab.emulator.messages(OPS) if "changed the directory" in m.text]
 
 

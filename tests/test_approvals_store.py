@@ -9,7 +9,7 @@ import itertools
 import os
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from bot.change.approvals import (
     approvals_key,
     new_request_id,
 )
+from bot.change.baseline import Baseline
 from bot.config import ConfigError, Settings
 from bot.directory import ConnectionTestResult, Outcome, PasswordExpiry
 from bot.infra.redaction import secret_forms
@@ -41,6 +42,7 @@ ALICE = Requester("U0ALICE", "slack:U0ALICE (alice)", "C0OPS", "V1")
 TEST = ConnectionTestResult(
     "svc", Outcome.PASSED, "ok", dc="dc1.corp.test", expiry=PasswordExpiry(never=True)
 )
+BASELINE = Baseline(datetime.now(UTC), None, None)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def plaintext(engine: Engine) -> str:
 
 def test_a_request_is_decided_once_and_its_password_opened_once(engine: Engine) -> None:
     requests = held(engine)
-    request = requests.hold(new_request_id(), "svc", SecretStr(CANARY), ALICE, TEST, None)
+    request = requests.hold(new_request_id(), "svc", SecretStr(CANARY), ALICE, TEST, BASELINE)
     assert not any(form in plaintext(engine) for form in secret_forms(CANARY))
     approved = requests.decide(request.id, RequestStatus.APPROVED, "bob")
     assert approved is not None
@@ -88,7 +90,7 @@ def test_a_request_is_decided_once_and_its_password_opened_once(engine: Engine) 
 
 def test_concurrent_decisions_have_one_winner(engine: Engine) -> None:
     requests = held(engine)
-    request = requests.hold(new_request_id(), "svc", SecretStr(CANARY), ALICE, TEST, None)
+    request = requests.hold(new_request_id(), "svc", SecretStr(CANARY), ALICE, TEST, BASELINE)
     winners: list[object] = []
     start = threading.Barrier(4)
 
@@ -109,8 +111,8 @@ def test_concurrent_decisions_have_one_winner(engine: Engine) -> None:
 
 def test_a_sealed_password_moved_to_another_request_does_not_open(engine: Engine) -> None:
     requests = held(engine)
-    first = requests.hold(new_request_id(), "svc", SecretStr(CANARY), ALICE, TEST, None)
-    second = requests.hold(new_request_id(), "svc", SecretStr("Other-Pa55word!"), ALICE, TEST, None)
+    first = requests.hold(new_request_id(), "svc", SecretStr(CANARY), ALICE, TEST, BASELINE)
+    second = requests.hold(new_request_id(), "svc", SecretStr("Other-Pa55word!"), ALICE, TEST, BASELINE)
     with engine.begin() as db:
         sealed = db.execute(
             text("SELECT nonce, ciphertext FROM approval_requests WHERE id = :id"), {"id": first.id}
@@ -128,8 +130,8 @@ def test_a_sealed_password_moved_to_another_request_does_not_open(engine: Engine
 
 def test_denied_and_expired_requests_lose_their_password_at_once(engine: Engine) -> None:
     requests = HeldRequests(engine, os.urandom(32), timedelta(seconds=-1))  # due at once
-    denied = requests.hold(new_request_id(), "svc", SecretStr(CANARY), ALICE, TEST, None)
-    due = requests.hold(new_request_id(), "svc", SecretStr(CANARY), ALICE, TEST, None)
+    denied = requests.hold(new_request_id(), "svc", SecretStr(CANARY), ALICE, TEST, BASELINE)
+    due = requests.hold(new_request_id(), "svc", SecretStr(CANARY), ALICE, TEST, BASELINE)
     assert requests.decide(denied.id, RequestStatus.DENIED, "bob") is None  # expired: too late to decide
     assert {r.id for r in requests.due()} == {denied.id, due.id}
     for request in requests.due():

@@ -20,12 +20,14 @@ from slack_sdk.errors import SlackApiError
 from bot.audit import AuditAction, AuditEvent, AuditOutcome
 from bot.change import ChangeOutcome, ChangeStatus, Holder, PasswordChanges
 from bot.change.approvals import ApprovalError, HeldRequest, Requester, RequestStatus, new_request_id
+from bot.change.baseline import STALE, Baseline
 from bot.config import SlackConfig
 from bot.directory import ConnectionTestResult
 from bot.monitor.models import MessageRef
 from bot.slack.audit import slack_actor
-from bot.slack.authz import Authorizer
+from bot.slack.authz import Authorizer, click_counts
 from bot.slack.context import Person, Services
+from bot.slack.router import COMMAND
 from bot.slack.text import inline
 from bot.slack.views import notice_modal, update_view
 from commands.password.approval_views import Action, decided_message, request_message
@@ -48,7 +50,7 @@ def holder(services: Services, requester: Requester, held: list[HeldRequest]) ->
     if approvals is None:
         raise ApprovalError("this account needs approval, but this atp-bot keeps no approval requests")
 
-    def hold(test: ConnectionTestResult, password: SecretStr, last_save: int | None) -> ChangeOutcome:
+    def hold(test: ConnectionTestResult, password: SecretStr, baseline: Baseline) -> ChangeOutcome:
         request_id = new_request_id()
         requested = AuditEvent(
             actor=requester.actor,
@@ -58,7 +60,7 @@ def holder(services: Services, requester: Requester, held: list[HeldRequest]) ->
             detail=f"request {request_id}; tested OK on {test.dc}",
         )
         services.audit.record(requested)
-        held.append(approvals.hold(request_id, test.account_id, password, requester, test, last_save))
+        held.append(approvals.hold(request_id, test.account_id, password, requester, test, baseline))
         return ChangeOutcome(
             test.account_id, ChangeStatus.HELD, "Tested OK; waiting for approval.", test=test
         )
@@ -188,6 +190,64 @@ def _pending(services: Services, body: dict[str, Any], request_id: str) -> HeldR
     return request
 
 
+def _posted_in(services: Services, request: HeldRequest) -> set[str]:
+    """Where the request's Approve / Deny buttons count: where atp-bot posted them (the approvals channel,
+    or each approver's direct message with the bot), and the approvals channel."""
+    places = {ref.channel for ref in request.messages}
+    settings = services.settings
+    if settings.approvals.notify == "channel" and settings.slack.channel:
+        places.add(settings.slack.channel)
+    return places
+
+
+def _refuse_elsewhere(
+    services: Services, body: dict[str, Any], request: HeldRequest, event: AuditEvent
+) -> None:
+    """A click on a copy of the buttons: audited, and told where it was made if Slack lets us."""
+    services.audit.record(event)
+    try:
+        _refuse(
+            services,
+            body,
+            "This button counts only where atp-bot posted it: the approvals channel, or an approver's "
+            "direct message with atp-bot. Nothing was changed.",
+        )
+    except SlackApiError as exc:
+        log.info(
+            "approval %s: could not tell who clicked elsewhere: %s", request.id, exc.response.get("error")
+        )
+
+
+def _may_decide(services: Services, body: dict[str, Any], request: HeldRequest, action: AuditAction) -> bool:
+    """Only a click where atp-bot posted the buttons, by an approver who is not the requester, decides;
+    any other is audited and refused."""
+    user_id, actor = _clicker(body)
+    channel = (body.get("channel") or {}).get("id")
+    if not click_counts(services.settings.slack, channel, _posted_in(services, request)):
+        detail = f"request {request.id}; clicked in {channel or 'no channel'}"
+        event = _request_event(
+            request, actor, action, detail, outcome=AuditOutcome.DENIED, reason="channel not allowed"
+        )
+        _refuse_elsewhere(services, body, request, event)
+        return False
+    if user_id == request.requester:
+        refusal = _request_event(
+            request, actor, action, request.id, outcome=AuditOutcome.REFUSED, reason="self-approval"
+        )
+        services.audit.record(refusal)
+        _refuse(services, body, ":no_entry: You asked for this change: another approver must decide it.")
+        return False
+    allowed = approvers(services).check("approve", user_id, None)
+    if not allowed.allowed:
+        denial = _request_event(
+            request, actor, action, request.id, outcome=AuditOutcome.DENIED, reason=allowed.reason
+        )
+        services.audit.record(denial)
+        _refuse(services, body, ":no_entry: Only an approver can approve or deny this request.")
+        return False
+    return True
+
+
 def on_decision(
     services: Services, body: dict[str, Any], decision: RequestStatus, announce: Announce
 ) -> None:
@@ -197,22 +257,7 @@ def on_decision(
     user_id, actor = _clicker(body)
     action = AuditAction.APPROVE if decision is RequestStatus.APPROVED else AuditAction.DENY
     request = _pending(services, body, body["actions"][0].get("value") or "")
-    if request is None:
-        return
-    if user_id == request.requester:
-        refusal = _request_event(
-            request, actor, action, request.id, outcome=AuditOutcome.REFUSED, reason="self-approval"
-        )
-        services.audit.record(refusal)
-        _refuse(services, body, ":no_entry: You asked for this change: another approver must decide it.")
-        return
-    allowed = approvers(services).check("approve", user_id, None)
-    if not allowed.allowed:
-        denial = _request_event(
-            request, actor, action, request.id, outcome=AuditOutcome.DENIED, reason=allowed.reason
-        )
-        services.audit.record(denial)
-        _refuse(services, body, ":no_entry: Only an approver can approve or deny this request.")
+    if request is None or not _may_decide(services, body, request, action):
         return
     decided = approvals.decide(request.id, decision, actor)
     if decided is None:
@@ -236,7 +281,8 @@ def _approve(
     announce: Announce,
 ) -> None:
     """Save the approved password through the change path, then tell the approvers and the requester;
-    the announcement and follow-up checks are those of any saved change."""
+    the announcement and follow-up checks are those of any saved change. A stale approval (the requester
+    no longer allowed, the account changed since the test) saves nothing, and both are told why."""
     approvals = services.approvals
     assert approvals is not None
     password = approvals.open_approved(request)
@@ -245,11 +291,17 @@ def _approve(
         password,
         request.requester_actor,
         request.test,
-        last_save=request.last_save,
+        baseline=request.baseline,
         note=f"approved by {actor}",
+        still_allowed=lambda: _requester_refusal(services, request),
         origin={"user": request.requester, "channel": request.channel_id},
     )
     mention = f"<@{user_id}>"
+    if outcome.error_reason == STALE:
+        what = f":no_entry: Approved by {mention}. {inline(outcome.message)}"
+        _update_messages(services, request, what)
+        _tell_requester(services, request, what)
+        return
     if not outcome.saved_ok:
         what = f":warning: Approved by {mention}, but {inline(outcome.message)}"
         _update_messages(services, request, what)
@@ -260,6 +312,14 @@ def _approve(
         services, request, f":white_check_mark: *Saved.* Approved by {mention}; the channel has been told."
     )
     announce(services, changes, outcome, request.requester, request.channel_id, f"Approved by {mention}")
+
+
+def _requester_refusal(services: Services, request: HeldRequest) -> str | None:
+    """Why the requester may no longer change passwords from where they asked, or None."""
+    allowed = services.authorizer.check(f"{COMMAND} password", request.requester, request.channel_id)
+    if allowed.allowed:
+        return None
+    return f"the requester {request.requester_actor} may no longer use {COMMAND} password ({allowed.reason})"
 
 
 def on_cancel(services: Services, body: dict[str, Any]) -> None:

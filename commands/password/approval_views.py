@@ -9,7 +9,7 @@ from typing import Any
 from bot.change.approvals import HeldRequest
 from bot.config import Settings
 from bot.slack.views import notice_modal, plain, section
-from commands.password.views import TITLE
+from commands.password.views import TITLE, doubts
 
 
 class Action(StrEnum):
@@ -33,9 +33,16 @@ def _request_line(request: HeldRequest, settings: Settings) -> str:
     )
 
 
+def _doubts(request: HeldRequest) -> str:
+    """The test's warnings and notes, and what the approval cannot check again (bot.change.baseline)."""
+    unchecked = request.baseline.unchecked if request.baseline else None
+    return doubts(request.test, *([unchecked] if unchecked else []))
+
+
 def request_message(request: HeldRequest, settings: Settings) -> tuple[str, list[dict[str, Any]]]:
-    """The approvers' message: who asks, for which account, what the test found; Approve / Deny."""
-    line = _request_line(request, settings)
+    """The approvers' message: who asks, for which account, what the test found (with its warnings and
+    notes, as the requester saw them); Approve / Deny."""
+    line = f"{_request_line(request, settings)}.{_doubts(request)}"
     until = f"Approve or deny before {request.expires_at:%H:%M} UTC; nothing is saved until then."
     buttons = [
         {"type": "button", "action_id": Action.APPROVE, "text": plain("Approve"), "style": "primary"},
@@ -43,8 +50,8 @@ def request_message(request: HeldRequest, settings: Settings) -> tuple[str, list
     ]
     for button in buttons:
         button["value"] = request.id
-    return f":lock: {line}.", [
-        section(f":lock: {line}."),
+    return f":lock: {line}", [
+        section(f":lock: {line}"),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": until}]},
         {"type": "actions", "block_id": Block.DECISION, "elements": buttons},
     ]
@@ -54,7 +61,7 @@ def waiting_modal(request: HeldRequest) -> dict[str, Any]:
     text = (
         f":hourglass_flowing_sand: `{request.test.dc}` accepted the new password for *{request.account_id}*. "
         f"*Waiting for approval* (expires {request.expires_at:%H:%M} UTC): it is saved only once an approver "
-        "approves it."
+        f"approves it.{_doubts(request)}"
     )
     modal = notice_modal(TITLE, text)
     cancel = {"type": "button", "action_id": Action.CANCEL, "text": plain("Cancel the request")}
@@ -66,5 +73,5 @@ def waiting_modal(request: HeldRequest) -> dict[str, Any]:
 
 def decided_message(request: HeldRequest, settings: Settings, what: str) -> tuple[str, list[dict[str, Any]]]:
     """The approvers' message once decided: the request, then `what` became of it."""
-    text = f"{_request_line(request, settings)}.\n{what}"
+    text = f"{_request_line(request, settings)}.{_doubts(request)}\n{what}"
     return text, [section(text)]
