@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,17 +64,26 @@ def peers(
 
 
 @contextmanager
-def approval_lab(mode: str, peers: Peers, *, restart: bool = False, **approvals: Any) -> Iterator[Lab]:
+def approval_lab(
+    mode: str,
+    peers: Peers,
+    *,
+    restart: bool = False,
+    account: Mapping[str, Any] | None = None,
+    slack: Mapping[str, Any] | None = None,
+    **approvals: Any,
+) -> Iterator[Lab]:
     """`/atp password` with `[approvals] required`: BOB (of user group S0SECOPS) approves. `restart`:
-    the store exists already (a second run on the same state directory)."""
+    the store exists already (a second run on the same state directory); `account` and `slack` add keys
+    to the account's table and to `[slack]`."""
     config = {
         "state_dir": str(peers.tmp_path / "state"),
-        "accounts": [lab_account(peers.lab_domain, peers.user)],
+        "accounts": [{**lab_account(peers.lab_domain, peers.user), **(account or {})}],
         "approvals": {"required": True, "approver_usergroups": ["S0SECOPS"], **approvals},
         **sensor_config(peers.sensors, "svc"),
     }
     changes = open_changes if restart else initialised_changes
-    with running_lab(mode, modules=MODULES, config=config, changes=changes) as running:
+    with running_lab(mode, modules=MODULES, config=config, changes=changes, **(slack or {})) as running:
         yield running
 
 
