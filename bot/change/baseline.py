@@ -69,8 +69,8 @@ def read_password_last_set(account: AccountConfig) -> int:
     except LookupUnavailable as problem:
         raise PasswordLastSetUnreadable(problem.message) from None
     except (LDAPException, ConfigError) as exc:
-        problem = f"the lookup account could not read it: {type(exc).__name__}"
-        raise PasswordLastSetUnreadable(problem) from None
+        unread = f"the lookup account could not read it: {type(exc).__name__}"
+        raise PasswordLastSetUnreadable(unread) from None
 
 
 def take_baseline(account: AccountConfig, audit: AuditTrail) -> Baseline:
