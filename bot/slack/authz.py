@@ -8,7 +8,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from slack_sdk import WebClient
@@ -32,6 +32,12 @@ class Decision:
 
 
 ALLOWED = Decision(allowed=True)
+
+
+def click_counts(config: SlackConfig, channel_id: str | None, posted_in: Collection[str]) -> bool:
+    """Does a button clicked in `channel_id` count? Only where atp-bot put it (`posted_in`: a channel, a
+    person's direct message with the bot) or in `allowed_channels`: a copy of it elsewhere changes nothing."""
+    return bool(channel_id) and (channel_id in posted_in or channel_id in config.allowed_channels)
 
 
 class GroupLookupError(Exception):

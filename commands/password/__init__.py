@@ -32,6 +32,7 @@ from bot.slack.text import escape, inline
 from bot.slack.views import decode_metadata, notice_modal, update_view
 from commands.password import approval
 from commands.password.approval_expiry import ExpirySweeper
+from commands.password.approval_views import waiting_modal
 from commands.password.origin import origin_channel, origin_user, slack_origin
 from commands.password.validation import Submission, validate
 from commands.password.views import (
@@ -128,7 +129,7 @@ def run_change(
         outcome = changes.change(submission.account_id, submission.password, actor, origin=origin, hold=hold)
         if held:
             approval.ask_approvers(services, held[0], state.channel_id)
-            show(services, view_id, user_id, state.channel_id, approval.waiting_modal(held[0]), acked_at)
+            show(services, view_id, user_id, state.channel_id, waiting_modal(held[0]), acked_at)
             return
         retry_state = PasswordModalOrigin(account_id=submission.account_id, channel_id=state.channel_id)
         show(services, view_id, user_id, state.channel_id, result_modal(outcome, retry_state), acked_at)
