@@ -25,7 +25,7 @@ from bot.config import SlackConfig
 from bot.directory import ConnectionTestResult
 from bot.monitor.models import MessageRef
 from bot.slack.audit import slack_actor
-from bot.slack.authz import Authorizer, click_counts
+from bot.slack.authz import Authorizer, Decision, click_counts
 from bot.slack.context import Person, Services
 from bot.slack.router import COMMAND
 from bot.slack.text import inline
@@ -218,9 +218,11 @@ def _refuse_elsewhere(
         )
 
 
-def _may_decide(services: Services, body: dict[str, Any], request: HeldRequest, action: AuditAction) -> bool:
-    """Only a click where atp-bot posted the buttons, by an approver who is not the requester, decides;
-    any other is audited and refused."""
+def _may_decide(
+    services: Services, body: dict[str, Any], request: HeldRequest, action: AuditAction
+) -> Decision | None:
+    """Only a click where atp-bot posted the buttons, by an approver who is not the requester, decides
+    (the approver's access, with the user group that granted it); any other is audited and refused."""
     user_id, actor = _clicker(body)
     channel = (body.get("channel") or {}).get("id")
     if not click_counts(services.settings.slack, channel, _posted_in(services, request)):
@@ -229,14 +231,14 @@ def _may_decide(services: Services, body: dict[str, Any], request: HeldRequest, 
             request, actor, action, detail, outcome=AuditOutcome.DENIED, reason="channel not allowed"
         )
         _refuse_elsewhere(services, body, request, event)
-        return False
+        return None
     if user_id == request.requester:
         refusal = _request_event(
             request, actor, action, request.id, outcome=AuditOutcome.REFUSED, reason="self-approval"
         )
         services.audit.record(refusal)
         _refuse(services, body, ":no_entry: You asked for this change: another approver must decide it.")
-        return False
+        return None
     allowed = approvers(services).check("approve", user_id, None)
     if not allowed.allowed:
         denial = _request_event(
@@ -244,8 +246,8 @@ def _may_decide(services: Services, body: dict[str, Any], request: HeldRequest, 
         )
         services.audit.record(denial)
         _refuse(services, body, ":no_entry: Only an approver can approve or deny this request.")
-        return False
-    return True
+        return None
+    return allowed
 
 
 def on_decision(
@@ -257,7 +259,8 @@ def on_decision(
     user_id, actor = _clicker(body)
     action = AuditAction.APPROVE if decision is RequestStatus.APPROVED else AuditAction.DENY
     request = _pending(services, body, body["actions"][0].get("value") or "")
-    if request is None or not _may_decide(services, body, request, action):
+    allowed = None if request is None else _may_decide(services, body, request, action)
+    if request is None or allowed is None:
         return
     if allowed.via:  # an approver through `approver_usergroups`: the group is audited too
         actor = slack_actor(user_id, body["user"].get("username") or body["user"].get("name"), allowed.via)
