@@ -3,13 +3,17 @@ man-in-the-middle on port 88 could.
 
 A request without pre-authentication gets KDC_ERR_PREAUTH_REQUIRED whose ETYPE-INFO2 offers the
 encryption types it is told to offer (e.g. only RC4, to ask the client for a timestamp keyed with the
-NT hash); a request with a PA-ENC-TIMESTAMP gets KDC_ERR_PREAUTH_FAILED (it cannot check one). TCP
+NT hash), or, when told a `reply_etype`, an AS-REP at once whose parts claim that enctype (random bytes:
+it has no key); a request with a PA-ENC-TIMESTAMP gets KDC_ERR_PREAUTH_FAILED (it cannot check one).
+With `honest`, it answers as AD does for an account without keys of a requested enctype:
+KDC_ERR_ETYPE_NOSUPP when it offers none of the enctypes the request lists. TCP
 (RFC 4120 section 7.2.2: a 4-byte length, then the message) and UDP on the same port, as a KDC serves.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import struct
 import threading
@@ -22,10 +26,12 @@ from pyasn1.codec.der import decoder, encoder
 from pyasn1.error import PyAsn1Error
 
 from lab.kdc_asn1 import (
+    KDC_ERR_ETYPE_NOSUPP,
     KDC_ERR_PREAUTH_FAILED,
     KDC_ERR_PREAUTH_REQUIRED,
     PA_ENC_TIMESTAMP,
     PA_ETYPE_INFO2,
+    AsRep,
     AsReq,
     EncryptedData,
     EtypeInfo2,
@@ -128,11 +134,41 @@ def krb_error(body: KdcReqBody, code: int, offered: Sequence[int]) -> bytes:
     return bytes(encoder.encode(error))
 
 
+def _encrypted(etype: int, into: EncryptedData) -> None:
+    into["etype"] = etype
+    into["cipher"] = os.urandom(64)
+
+
+def as_rep(body: KdcReqBody, etype: int) -> bytes:
+    """An AS-REP for the request's client whose ticket and enc-part claim `etype` (undecryptable)."""
+    realm = str(body["realm"])
+    reply = AsRep()
+    reply["pvno"] = 5
+    reply["msg-type"] = 11
+    reply["crealm"] = realm
+    _copy_name(body["cname"], reply["cname"])
+    ticket = reply["ticket"]
+    ticket["tkt-vno"] = 5
+    ticket["realm"] = realm
+    _copy_name(body["sname"], ticket["sname"])
+    _encrypted(etype, ticket["enc-part"])
+    _encrypted(etype, reply["enc-part"])
+    return bytes(encoder.encode(reply))
+
+
 class FakeKdc:
     """Serves one realm's AS exchanges on 127.0.0.1:`port` (TCP and UDP) until `stop()`."""
 
-    def __init__(self, offered_etypes: Sequence[int], host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        offered_etypes: Sequence[int],
+        reply_etype: int | None = None,
+        honest: bool = False,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.offered_etypes = tuple(offered_etypes)
+        self.reply_etype = reply_etype
+        self.honest = honest
         self.requests: list[AsRequest] = []
         self.undecodable = 0
         self._lock = threading.Lock()
@@ -166,8 +202,13 @@ class FakeKdc:
             return None
         with self._lock:
             self.requests.append(recorded)
-        code = KDC_ERR_PREAUTH_FAILED if recorded.preauthenticated else KDC_ERR_PREAUTH_REQUIRED
-        return krb_error(body, code, self.offered_etypes)
+        if recorded.preauthenticated:
+            return krb_error(body, KDC_ERR_PREAUTH_FAILED, self.offered_etypes)
+        if self.honest and not set(self.offered_etypes) & set(recorded.etypes):
+            return krb_error(body, KDC_ERR_ETYPE_NOSUPP, self.offered_etypes)
+        if self.reply_etype is not None:
+            return as_rep(body, self.reply_etype)
+        return krb_error(body, KDC_ERR_PREAUTH_REQUIRED, self.offered_etypes)
 
     def _accept(self) -> None:
         while not self._stop.is_set():
@@ -240,6 +281,8 @@ def _bind_pair(host: str) -> tuple[socket.socket, socket.socket]:
 
 
 @contextmanager
-def fake_kdc(offered_etypes: Sequence[int]) -> Iterator[FakeKdc]:
-    with FakeKdc(offered_etypes) as kdc:
+def fake_kdc(
+    offered_etypes: Sequence[int], reply_etype: int | None = None, honest: bool = False
+) -> Iterator[FakeKdc]:
+    with FakeKdc(offered_etypes, reply_etype, honest) as kdc:
         yield kdc

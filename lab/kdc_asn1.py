@@ -1,7 +1,7 @@
 """The Kerberos messages of an AS exchange (RFC 4120 section 5, EXPLICIT TAGS), as pyasn1 types.
 
-Only what a KDC needs to read an AS-REQ and answer it with a KRB-ERROR: written from the RFC, independent
-of the client library under test.
+Only what a KDC needs to read an AS-REQ and answer it (KRB-ERROR, or an AS-REP): written from the RFC,
+independent of the client library under test.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pyasn1.type import base, char, namedtype, tag, univ, useful
 
 PA_ENC_TIMESTAMP = 2
 PA_ETYPE_INFO2 = 19
+KDC_ERR_ETYPE_NOSUPP = 14
 KDC_ERR_PREAUTH_FAILED = 24
 KDC_ERR_PREAUTH_REQUIRED = 25
 
@@ -109,6 +110,29 @@ class EtypeInfo2Entry(univ.Sequence):
 
 class EtypeInfo2(univ.SequenceOf):
     componentType = EtypeInfo2Entry()
+
+
+class Ticket(univ.Sequence):
+    tagSet = _application(1)
+    componentType = namedtype.NamedTypes(
+        _required("tkt-vno", 0, univ.Integer()),
+        _required("realm", 1, char.GeneralString()),
+        _required("sname", 2, PrincipalName()),
+        _required("enc-part", 3, EncryptedData()),
+    )
+
+
+class AsRep(univ.Sequence):
+    tagSet = _application(11)
+    componentType = namedtype.NamedTypes(
+        _required("pvno", 0, univ.Integer()),
+        _required("msg-type", 1, univ.Integer()),
+        _optional("padata", 2, MethodData()),
+        _required("crealm", 3, char.GeneralString()),
+        _required("cname", 4, PrincipalName()),
+        _required("ticket", 5, Ticket()),
+        _required("enc-part", 6, EncryptedData()),
+    )
 
 
 class KrbError(univ.Sequence):

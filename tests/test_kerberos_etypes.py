@@ -52,6 +52,25 @@ def test_a_kdc_offering_no_aes_gets_no_preauthentication(offered: list[int]) -> 
     assert set(kdc.requests[0].etypes) <= AES_ENCTYPES
 
 
+def test_an_account_without_aes_keys_gets_no_verdict() -> None:
+    """A KDC that holds only RC4 keys for the account answers KDC_ERR_ETYPE_NOSUPP to an AES-only request,
+    as AD does for an account whose password was last set before the domain had AES."""
+    with fake_kdc([RC4_HMAC], honest=True) as kdc:
+        verdict = ask_kdc(PRINCIPAL, SecretStr(CANARY), [f"127.0.0.1:{kdc.port}"], TIMEOUT)
+    assert verdict.answer is KdcAnswer.UNAVAILABLE and "no AES encryption type" in verdict.detail
+    assert [r.preauthenticated for r in kdc.requests] == [False]
+
+
+@pytest.mark.parametrize("etype", [RC4_HMAC, DES3_CBC_SHA1])
+def test_a_reply_in_rc4_or_des3_is_not_accepted(etype: int) -> None:
+    """A KDC answering at once, without asking for pre-authentication, with an AS-REP in RC4 or DES3: the
+    library refuses its enctype before deriving any key (it never tries the NT hash on it)."""
+    with fake_kdc([], reply_etype=etype) as kdc:
+        verdict = ask_kdc(PRINCIPAL, SecretStr(CANARY), [f"127.0.0.1:{kdc.port}"], TIMEOUT)
+    assert verdict.answer is KdcAnswer.UNAVAILABLE and "no AES encryption type" in verdict.detail
+    assert [r.preauthenticated for r in kdc.requests] == [False]
+
+
 def test_aes_is_chosen_when_a_kdc_offers_rc4_first() -> None:
     with fake_kdc([RC4_HMAC, DES3_CBC_SHA1, 17]) as kdc:
         ask(kdc)

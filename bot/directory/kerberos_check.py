@@ -44,6 +44,7 @@ _PREAUTH_FAILED = _KRB5_ERROR_BASE + 24  # KDC_ERR_PREAUTH_FAILED: "Password inc
 _BAD_INTEGRITY = _KRB5_ERROR_BASE + 31  # KRB_AP_ERR_BAD_INTEGRITY: a wrong key without pre-auth
 _KDC_UNREACHABLE = -1765328228  # KRB5_KDC_UNREACH: "Cannot contact any KDC for requested realm"
 _NO_COMMON_ENCTYPE = (
+    _KRB5_ERROR_BASE + 14,  # KDC_ERR_ETYPE_NOSUPP: the KDC has no AES key for the account
     _KRB5_ERROR_BASE + 150,  # KRB5_PROG_ETYPE_NOSUPP: the KDC offered no enctype the library knows
     _KRB5_ERROR_BASE + 237,  # KRB5_CONFIG_ETYPE_NOSUPP: none of those offered is in our (AES) list
 )
@@ -171,7 +172,7 @@ def _classify(error: krb5.Krb5Error) -> KdcVerdict:
     if error.err_code in (_PREAUTH_FAILED, _BAD_INTEGRITY):
         return KdcVerdict(KdcAnswer.REJECTED, detail)
     if error.err_code in _NO_COMMON_ENCTYPE:
-        detail = "the KDC offered no AES encryption type for the account: atp-bot sent no pre-authentication"
+        detail = "the KDC offered no AES encryption type, the only ones accepted; no pre-authentication sent"
     return KdcVerdict(KdcAnswer.UNAVAILABLE, detail)
 
 
