@@ -45,6 +45,7 @@ def test_a_kdc_offering_no_aes_gets_no_preauthentication(offered: list[int]) -> 
         verdict = ask_kdc(PRINCIPAL, SecretStr(CANARY), [f"127.0.0.1:{kdc.port}"], TIMEOUT)
 
     assert verdict.answer is KdcAnswer.UNAVAILABLE, "no verdict: neither confirmed nor stale"
+    assert CANARY not in repr(verdict)
     assert "no AES encryption type" in verdict.detail and "no pre-authentication" in verdict.detail
     assert kdc.undecodable == 0
     assert len(kdc.requests) == 1, kdc.requests

@@ -148,6 +148,8 @@ def test_cli_and_audit_show_the_warning(
     tests = [r for r in open_audit(load_settings(config)).recent("acct") if r.action == "test"]
     assert [r.outcome for r in tests] == ["ok", "ok", "ok"]
     assert all(UNCONFIRMED in (r.detail or "") for r in tests), [r.detail for r in tests]
+    printed = tested.stdout + tested.stderr + as_json.stdout + saved.stdout + saved.stderr
+    assert old_user.password not in printed + "".join(r.detail or "" for r in tests)
 
 
 def test_cli_required_fails_saves_nothing_and_audits(
