@@ -83,7 +83,7 @@ def _bind_test(
 
 def _audit(settings: Settings, result: ConnectionTestResult) -> None:
     from bot.audit import AuditAction, AuditEvent, cli_actor, open_audit, record_or_log
-    from bot.change import TEST_AUDIT_OUTCOME
+    from bot.change import TEST_AUDIT_OUTCOME, detail_of_test
 
     test = AuditEvent(
         actor=cli_actor(),
@@ -91,7 +91,7 @@ def _audit(settings: Settings, result: ConnectionTestResult) -> None:
         account=result.account_id,
         outcome=TEST_AUDIT_OUTCOME[result.outcome],
         reason=result.reason.value if result.reason else "verify",
-        detail=f"verify --bind with the stored password: {result.dc or 'no DC'}: {result.message}",
+        detail=f"verify --bind with the stored password: {detail_of_test(result)}",
     )
     record_or_log(open_audit(settings), test)
 

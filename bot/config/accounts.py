@@ -100,6 +100,9 @@ class AccountConfig(StrictModel):
     ) = None
     # KDCs that confirm a passed bind is the current password (`host` or `host:port`); default: the DCs.
     kdc: Annotated[list[str], Field(min_length=1)] | None = None
+    # "required": a password that no KDC confirmed (none answered, or none offered AES) fails the test;
+    # "best_effort": it passes with a warning.
+    kerberos_check: Literal["best_effort", "required"] = "best_effort"
 
     @field_validator("kdc")
     @classmethod

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from bot.audit import AuditAction, AuditOutcome
-from bot.change import TEST_AUDIT_OUTCOME
+from bot.change import TEST_AUDIT_OUTCOME, detail_of_test
 from bot.config import AccountConfig, ConfigError
 from bot.directory import (
     AccountBusy,
@@ -68,7 +68,7 @@ def _with_saved_credential(ctx: MonitorContext, account: AccountConfig) -> Passw
         account.id,
         TEST_AUDIT_OUTCOME[result.outcome],
         result.reason.value if result.reason else "expiry_check",
-        f"expiry check with the saved credential: {result.dc or 'no DC'}: {result.message}",
+        f"expiry check with the saved credential: {detail_of_test(result)}",
     )
     if not result.passed:
         log.error(
