@@ -46,6 +46,7 @@ from bot.audit.events import (
 from bot.audit.key import AuditKey, AuditKeyInit, audit_key_path, create_audit_key, load_audit_key
 from bot.audit.schema import add_head_columns, audit_url, events, head, metadata, sqlite_engine, to_row
 from bot.config import ConfigError, Settings
+from bot.infra.controls import escape_controls
 from bot.infra.dbschema import create_idempotently
 from bot.infra.redaction import redact
 
@@ -59,7 +60,8 @@ def _clean(name: str, value: str | None, *, required: bool) -> str | None:
         if required:
             raise ValueError(f"audit {name} must not be empty")
         return None
-    text = " ".join(redact(str(value)).split())  # one line, no control characters
+    # One line; control and format characters a peer sent are stored as visible escapes.
+    text = escape_controls(" ".join(redact(str(value)).split()))
     limit = MAX_FIELD_LENGTH[name]
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
