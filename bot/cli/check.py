@@ -105,8 +105,8 @@ def render_table(results: Sequence[SensorResult], *, colour: bool = False) -> st
             status = "ok" if r.healthy else "PROBLEM"
             services = ", ".join(f"{s.name} {s.state}" for s in r.services)
             errors = _errors_cell(r)
-        cells = (r.name, status, services, errors, f"{r.duration:.2f}s")
-        rows.append(tuple(escape_controls(text) for text in cells))  # printed with colours unescaped
+        name, services, errors = (escape_controls(text) for text in (r.name, services, errors))
+        rows.append((name, status, services, errors, f"{r.duration:.2f}s"))  # printed with colours unescaped
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
 
     def cell(row_number: int, column: int, text: str) -> str:

@@ -100,7 +100,7 @@ class InertWebClient(WebClient):
     objects built anywhere (a message, a block, a view). Escaping is idempotent, so text already made
     inert is unchanged."""
 
-    def api_call(  # type: ignore[override]
+    def api_call(
         self,
         api_method: str,
         *,
