@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +22,13 @@ from bot.config import ConfigError
 from bot.monitor.audit_head import audit_head_notice
 from bot.monitor.render import render_audit_head
 from commands.alerts import audit_head_message
+from lab.postgres import PostgresCluster
+from tests.peers import postgres_cluster
 from tests.storetools import check_event, make_settings, toml_str, write_config
+
+PG_PASSWORD = "pg-test-password-anchor"
+PG_PASSWORD_ENV = "ATP_TEST_ANCHOR_DB_PASSWORD"
+_names = itertools.count()
 
 # An anchor sink: appends what it is given to a file, unless the mode file says to fail or hang.
 _SINK = """
@@ -81,11 +89,32 @@ def test_every_head_reaches_the_anchor_command_and_nothing_else(
     assert audit_key not in json.dumps(seen)
 
 
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PostgresCluster]:
+    yield from postgres_cluster(PG_PASSWORD)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The [audit] lines of the trail's database: the default SQLite file, or a PostgreSQL database."""
+    if request.param == "sqlite":
+        return ""
+    cluster: PostgresCluster = request.getfixturevalue("cluster")
+    monkeypatch.setenv(PG_PASSWORD_ENV, PG_PASSWORD)
+    url = cluster.create_database(f"audit_anchor_{next(_names)}")
+    return f'url = "{url}"\npassword_env = "{PG_PASSWORD_ENV}"\n'
+
+
 def test_a_failing_sink_is_reported_and_caught_up_from_the_last_head_it_took(
-    tmp_path: Path, audit_key: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    audit_key: str,
+    database: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    config = write_config(tmp_path, _anchor_table(tmp_path))
-    trail = open_audit(make_settings(tmp_path, _anchor_table(tmp_path)))
+    tables = _anchor_table(tmp_path) + database
+    config = write_config(tmp_path, tables)
+    trail = open_audit(make_settings(tmp_path, tables))
     first = _record(trail, 1)
     (tmp_path / "mode").write_text("fail")
     with caplog.at_level(logging.ERROR, logger="bot.audit.anchor"):

@@ -105,6 +105,11 @@ def test_slack_calls_and_the_audit_row_hold_the_escaped_text(
         assert scheduler is not None
         scheduler.run_cycle_now()
         alert = wait_for(lambda: alert_messages(lab))[0]
+        lab.emulator.slash_command("status")  # answered through the response URL, not the Web API client
+        status = wait_for(
+            lambda: [c.args for c in lab.emulator.calls("response_url") if "attention" in str(c.args)],
+            timeout=30,
+        )
         start_id = f"{Action.START_SERVICE}:sensor02:AATPSensor"
         value = str(buttons(alert.blocks)[start_id]["value"])  # type: ignore[attr-defined]
         lab.emulator.click(start_id, channel=OPS, message_ts=alert.ts, value=value)  # type: ignore[attr-defined]
@@ -114,6 +119,7 @@ def test_slack_calls_and_the_audit_row_hold_the_escaped_text(
         row = wait_for(lambda: [r for r in changes.audit.recent() if r.action == "start-service"])[0]
         wait_for(lambda: [m for m in lab.emulator.messages(OPS) if m.thread_ts == alert.ts])  # type: ignore[attr-defined]
         calls = lab.emulator.calls()
+    assert not raw_controls(status) and "\\u202e" in json.dumps(status, ensure_ascii=False)
     assert row.detail is not None and f"(it was Stopped {ESCAPED})" in row.detail
     assert not raw_controls(row.as_dict())
     assert all(not raw_controls(call.args) for call in calls), [
