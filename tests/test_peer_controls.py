@@ -63,6 +63,16 @@ def test_escape_controls_shows_every_control_and_format_character() -> None:
     assert not raw_controls(escape_controls(document))
 
 
+def test_every_cc_and_cf_character_of_this_unicode_database_is_escaped_and_nothing_else() -> None:
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and c != ord("|")]
+    escaped = escape_controls("|".join(chars)).split("|")
+    expected = [c not in "\n\t" and unicodedata.category(c) in ("Cc", "Cf") for c in chars]
+    assert [e != c for e, c in zip(escaped, chars, strict=True)] == expected
+    assert all(
+        e.isascii() and e.isprintable() for e, changed in zip(escaped, expected, strict=True) if changed
+    )
+
+
 def _hostile_sensor(emulator: WinRMEmulator) -> Host:
     host = Host.sensor("s1")
     host.set_service("AATPSensor", f"Stopped {HOSTILE}")

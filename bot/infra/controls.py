@@ -14,13 +14,13 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Every character that may be Cc or Cf: ASCII controls, DEL, and anything outside ASCII (checked one
-# by one against this Python's Unicode database, so no table goes stale).
-_CANDIDATE = re.compile(r"[^\x20-\x7e\n\t]")
+# Runs of characters that may be Cc or Cf: ASCII controls, DEL, and anything outside ASCII. A run that
+# is all printable (most text: letters, CJK) is kept in one step; in any other run each character is
+# checked against this Python's Unicode database, so no table goes stale.
+_CANDIDATES = re.compile(r"[^\x20-\x7e\n\t]+")
 
 
-def _escaped(match: re.Match[str]) -> str:
-    char = match.group()
+def _escaped(char: str) -> str:
     if unicodedata.category(char) not in ("Cc", "Cf"):
         return char
     code = ord(char)
@@ -32,6 +32,11 @@ def _escaped(match: re.Match[str]) -> str:
     return f"\\u{code:04x}"
 
 
+def _escaped_run(match: re.Match[str]) -> str:
+    run = match.group()
+    return run if run.isprintable() else "".join(map(_escaped, run))
+
+
 def escape_controls(text: str) -> str:
     """`text` with every Cc and Cf character but newline and tab shown as an escape."""
-    return _CANDIDATE.sub(_escaped, text)
+    return _CANDIDATES.sub(_escaped_run, text)
