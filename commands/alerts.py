@@ -166,17 +166,18 @@ def expiry_message(warning: ExpiryWarning) -> str:
 
 
 def audit_head_message(notice: AuditHeadNotice) -> str:
+    anchored = f"\n:warning: {inline(notice.anchor_problem)}." if notice.anchor_problem else ""
     if not notice.intact:
         return (
             f":rotating_light: The audit trail is *not intact* ({_when(notice.verified_at)}): "
-            f"{inline(notice.problem or 'unknown problem')}. Run `atp-bot audit verify`."
+            f"{inline(notice.problem or 'unknown problem')}. Run `atp-bot audit verify`.{anchored}"
         )
     keyed = "keyed" if notice.keyed else "*unkeyed*: run `atp-bot audit rekey`"
     return (
         f":closed_lock_with_key: Audit trail intact ({_when(notice.verified_at)}): "
         f"{notice.rows} rows, {keyed}. "
         f"Head `{notice.head or 'none'}`: a later `atp-bot audit verify --anchor {notice.head or 'ID:HASH'}` "
-        "must still find it."
+        f"must still find it.{anchored}"
     )
 
 

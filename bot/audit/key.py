@@ -16,6 +16,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.audit.schema import trail_directory
 from bot.config import ConfigError, Settings
 from bot.config.secret_env import environment_secret
 from bot.infra.files import sync_directory
@@ -39,6 +40,7 @@ class AuditKey:
 class AuditKeyInit:
     source: str
     created: bool
+    warning: str | None = None  # the key file sits where the trail's writers can likely read it
 
 
 def audit_key_path(settings: Settings) -> Path:
@@ -95,12 +97,31 @@ def load_audit_key(settings: Settings) -> AuditKey | None:
     return _decode(_read_private(path), f"key file {path}")
 
 
+def key_beside_trail(settings: Settings) -> str | None:
+    """Why the key file in use is too close to the trail (in the SQLite trail's own directory), or None.
+
+    Whoever can write the trail there can most likely read the key next to it, and with the key
+    re-chain an edited trail unnoticed: the key then proves nothing."""
+    directory = trail_directory(settings)
+    path = audit_key_path(settings)
+    if _environment_variable(settings) or directory is None:
+        return None
+    if path.resolve().parent != directory.resolve():
+        return None
+    return (
+        f"the audit key file {path} is in the audit trail's directory {directory}: whoever can write "
+        "the trail can likely read the key and re-chain an edited trail unnoticed; move the key where "
+        "the trail's writers cannot reach it (another directory or volume, [audit] key_file) or give it "
+        "in the environment variable [audit] key_env"
+    )
+
+
 def create_audit_key(settings: Settings) -> AuditKeyInit:
     """Make the key file (mode 0600, durable) unless the key comes from the environment or the file
     exists; an existing key is never overwritten, since rows keyed with it would no longer verify."""
     existing = load_audit_key(settings)
     if existing is not None:
-        return AuditKeyInit(existing.source, created=False)
+        return AuditKeyInit(existing.source, created=False, warning=key_beside_trail(settings))
     path = audit_key_path(settings)
     text = base64.urlsafe_b64encode(os.urandom(KEY_BYTES)).decode("ascii") + "\n"
     try:
@@ -111,7 +132,7 @@ def create_audit_key(settings: Settings) -> AuditKeyInit:
             os.fsync(handle.fileno())
         sync_directory(path.parent)
     except FileExistsError:  # made by a concurrent `audit init` a moment ago
-        return AuditKeyInit(f"key file {path}", created=False)
+        return AuditKeyInit(f"key file {path}", created=False, warning=key_beside_trail(settings))
     except OSError as exc:
         raise ConfigError([f"audit: cannot create the key file {path}: {exc.strerror}"]) from None
-    return AuditKeyInit(f"key file {path}", created=True)
+    return AuditKeyInit(f"key file {path}", created=True, warning=key_beside_trail(settings))

@@ -31,6 +31,7 @@ from bot.cli import (
     test_connection,
     verify_cmd,
 )
+from bot.cli.output import escaped_output
 from bot.config.core import ConfigError, UsageError
 from bot.infra.exitcodes import ExitCode
 
@@ -103,6 +104,11 @@ def _explain_not_installed(name: str, how: str, reason: str, _args: argparse.Nam
 def main(argv: Sequence[str] | None = None) -> int:
     # A core dump would hold whatever is in memory, passwords and tokens included: none, for any command.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with escaped_output():  # no peer text printed by any command can drive the terminal
+        return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))

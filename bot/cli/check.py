@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.cli import context
+from bot.cli.output import raw
 from bot.config.core import ConfigError, UsageError
+from bot.infra.controls import escape_controls
 from bot.infra.exitcodes import ExitCode
 
 if TYPE_CHECKING:
@@ -103,7 +105,8 @@ def render_table(results: Sequence[SensorResult], *, colour: bool = False) -> st
             status = "ok" if r.healthy else "PROBLEM"
             services = ", ".join(f"{s.name} {s.state}" for s in r.services)
             errors = _errors_cell(r)
-        rows.append((r.name, status, services, errors, f"{r.duration:.2f}s"))
+        name, services, errors = (escape_controls(text) for text in (r.name, services, errors))
+        rows.append((name, status, services, errors, f"{r.duration:.2f}s"))  # printed with colours unescaped
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
 
     def cell(row_number: int, column: int, text: str) -> str:
@@ -142,7 +145,8 @@ def summary_line(results: Sequence[SensorResult]) -> str:
 
 def print_report(results: Sequence[SensorResult]) -> None:
     """The table, the problems, and the count, once."""
-    print(render_table(results, colour=use_colour(sys.stdout)))
+    colour = use_colour(sys.stdout)
+    print(render_table(results, colour=colour), file=raw(sys.stdout) if colour else sys.stdout)
     for line in problem_lines(results):
         print(line)
     print(summary_line(results))
@@ -157,7 +161,7 @@ class LiveProgress:
         self._total = len(self._pending)
         self._done = 0
         self._last = "starting"
-        self._stream = stream
+        self._stream = raw(stream)  # its own terminal controls; the sensor names are escaped in _draw
         self._patience = patience
         self._started = time.monotonic()
         self._lock = threading.Lock()
@@ -201,7 +205,7 @@ class LiveProgress:
             shown = ", ".join(self._pending[:3])
             more = f" and {len(self._pending) - 3} more" if len(self._pending) > 3 else ""
             line += f"; waiting for {shown}{more} ({waited:.0f} s)"
-        self._stream.write(f"\r{line}\x1b[K")
+        self._stream.write(f"\r{escape_controls(line)}\x1b[K")
         self._stream.flush()
 
 

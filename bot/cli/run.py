@@ -102,6 +102,8 @@ def _run(settings: Settings, secrets: SlackSecrets, checker: SensorChecker) -> i
         stop.set()
 
     changes = open_changes(settings, checker)
+    if changes.audit.anchor is not None:  # heads a previous run or the CLI could not hand over
+        changes.audit.anchor.kick()
     # Before Slack takes requests, so that no new change of an account resolves its leftover first.
     recoveries = changes.recover_interrupted()
     monitor = MonitorContext.create(settings, _notifier(settings, secrets), changes)

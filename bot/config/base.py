@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 from bot.config.core import ConfigError
 from bot.config.secret_env import environment_secret
@@ -20,6 +20,16 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
 DAILY_TIME = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+def _absolute_program(value: list[str]) -> list[str]:
+    if not value[0] or not Path(value[0]).is_absolute():
+        raise ValueError("argv[0] must be the absolute path of the program (no shell, no PATH lookup)")
+    return value
+
+
+# An operator's program and its arguments (bot.infra.operator_command runs it): a list of strings, no shell.
+Argv = Annotated[list[str], Field(min_length=1), AfterValidator(_absolute_program)]
 
 
 class StrictModel(BaseModel):

@@ -217,6 +217,7 @@ class AuditHeadNotice(_Value):
     head: str | None = None  # "ID:HASH", for `atp-bot audit verify --anchor`
     keyed: bool = False
     problem: str | None = None  # why it did not verify: the broken row or head, or why it could not be read
+    anchor_problem: str | None = None  # [audit] anchor_command failing: heads that have not reached it
 
 
 class ServiceStartReport(_Value):

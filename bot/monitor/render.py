@@ -97,12 +97,13 @@ def render_expiry_warning(warning: ExpiryWarning) -> str:
 
 
 def render_audit_head(notice: AuditHeadNotice) -> str:
+    anchored = f"; {notice.anchor_problem}" if notice.anchor_problem else ""
     if not notice.intact:
-        return f"audit trail NOT intact at {_at(notice.verified_at)}: {notice.problem}"
+        return f"audit trail NOT intact at {_at(notice.verified_at)}: {notice.problem}{anchored}"
     keyed = "keyed" if notice.keyed else "UNKEYED (run atp-bot audit rekey)"
     return (
         f"audit trail intact at {_at(notice.verified_at)}: {notice.rows} rows, {keyed}, "
-        f"head {notice.head or 'none'} (check later with: atp-bot audit verify --anchor ID:HASH)"
+        f"head {notice.head or 'none'} (check later with: atp-bot audit verify --anchor ID:HASH){anchored}"
     )
 
 
