@@ -32,6 +32,7 @@ from bot.cli import (
     verify_cmd,
 )
 from bot.config.core import ConfigError, UsageError
+from bot.infra.dumpable import clear_dumpable
 from bot.infra.exitcodes import ExitCode
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A core dump would hold whatever is in memory, passwords and tokens included: none, for any command.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     args = build_parser().parse_args(argv)
+    # No process of the same user reads the secrets in our memory or initial environment (bot.infra.dumpable);
+    # after parsing, so that `--help` and `--version`, which hold none, load nothing more.
+    clear_dumpable()
     try:
         return int(args.handler(args))
     except ConfigError as exc:
