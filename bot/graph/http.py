@@ -18,9 +18,9 @@ from requests.structures import CaseInsensitiveDict
 
 from bot.infra.redirects import describe_redirect, redirect_target
 
-# The largest body read from Graph or the sign-in endpoints. A page of 100 sensors with the fields
-# atp-bot selects is about 60 KiB, a page of health issues a few hundred KiB; a body past this is not
-# Graph's and is refused (and its connection closed) without being read further.
+# The largest body read from Graph or the sign-in endpoints. Graph's pages are far smaller (a page of 100
+# sensors with the fields atp-bot selects is under 50 KiB, a health issue about 1 KiB); a body past this
+# is not Graph's and is refused, its connection closed, without being read further.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 READ_CHUNK_BYTES = 64 * 1024
 
