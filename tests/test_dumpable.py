@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -17,13 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.infra.dumpable import clear_dumpable
 from lab.domain import LabDomain
 from lab.samba import LabUser
 from tests.conftest import CANARY
 from tests.monitor_tools import toml_str
 from tests.peers import peer_missing
-
-pytestmark = pytest.mark.samba
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -49,10 +49,15 @@ def nobody() -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
+def others_may_run(program: Path) -> bool:
+    """Every directory on the way is searchable, and the file executable, by any user."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (program, *program.parents))
+
+
 def python_for_nobody() -> Path:
     """An interpreter `nobody` may run with this virtualenv's packages: the one running the tests may sit
-    under a home directory only root may enter (pyenv in /root)."""
-    if os.access(sys.executable, os.X_OK) and not Path(sys.executable).resolve().is_relative_to("/root"):
+    under a directory only root may enter (pyenv in /root), then Debian's, of the same Python version."""
+    if others_may_run(Path(sys.executable).resolve()):
         return Path(sys.executable)
     if not SYSTEM_PYTHON.exists():
         peer_missing("no Python that an unprivileged user may run (/usr/bin/python3)")
@@ -123,6 +128,7 @@ def set_password_as_nobody(work: Path, config: Path, password: str) -> subproces
     )
 
 
+@pytest.mark.samba
 def test_the_store_program_cannot_read_the_bots_environment(
     lab_domain: LabDomain, fresh_user: LabUser, shared_dir: Path
 ) -> None:
@@ -136,3 +142,14 @@ def test_the_store_program_cannot_read_the_bots_environment(
     assert "SAVED: account svc" in done.stdout
     assert (shared_dir / "out" / "seen").read_text() == "refused: EACCES"
     assert CANARY not in done.stdout + done.stderr
+
+
+def test_elsewhere_than_linux_nothing_is_done_and_that_is_logged_at_debug(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="bot.infra.dumpable")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert clear_dumpable() is False
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("DEBUG", "PR_SET_DUMPABLE is Linux only; not set on darwin")
+    ]
