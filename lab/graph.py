@@ -4,10 +4,10 @@ for tests and for trying atp-bot locally.
 
 HTTPS with a throwaway test CA (lab.tlsca). The token endpoint implements the client credentials grant
 (OpenID discovery document included, as MSAL reads it first); the health issues list supports
-`$filter=status eq '…'`, the sensors list `$select`; both page with `@odata.nextLink`. Failures, redirects
-and throttling with `Retry-After` can be injected per path, an application permission can be
-withheld (403 like Graph), and every request's method, path and status are recorded (never a body or a
-header value).
+`$filter=status eq '…'`, the sensors list `$select`; both page with `@odata.nextLink`. Failures,
+redirects, throttling with `Retry-After` and hostile answers (lab.graph_hostile) can be injected per
+path, an application permission can be withheld (403 like Graph), and every request's method, path and
+status are recorded (never a body or a header value).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from lab.graph_hostile import HostileAnswer, hostile_body, write_huge_chunked
 from lab.serving import BackgroundServer
 from lab.tlsca import TlsFiles, issue_ca_and_server_cert
 
@@ -48,6 +49,7 @@ class _Injected:
     status: int
     location: str | None = None
     retry_after: int | None = None
+    hostile: HostileAnswer | None = None
 
 
 @dataclass
@@ -62,6 +64,7 @@ class _State:
     injected: deque[_Injected] = field(default_factory=deque)
     withheld: set[str] = field(default_factory=set)
     records: list[RequestRecord] = field(default_factory=list)
+    hostile_bytes_sent: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -116,6 +119,26 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.state.lock:
             self.server.state.records.append(RequestRecord(self.command, urlsplit(self.path).path, status))
 
+    def _reply_hostile(self, answer: HostileAnswer) -> None:
+        """200 with a hostile body: chunked without Content-Length for `huge_body`, else sized."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; odata.metadata=minimal")
+        self.close_connection = True
+        self.send_header("Connection", "close")
+        if answer == "huge_body":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            sent = write_huge_chunked(self.wfile)
+        else:
+            body = hostile_body(answer)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            sent = len(body)
+        with self.server.state.lock:
+            self.server.state.hostile_bytes_sent += sent
+            self.server.state.records.append(RequestRecord(self.command, urlsplit(self.path).path, 200))
+
     def _injected(self, path: str) -> _Injected | None:
         state = self.server.state
         with state.lock:
@@ -129,7 +152,9 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         state = self.server.state
         injected = self._injected(parts.path)
-        if injected is not None:
+        if injected is not None and injected.hostile is not None:
+            self._reply_hostile(injected.hostile)
+        elif injected is not None:
             status = injected.status
             error = {"error": {"code": "injected", "message": f"injected HTTP {status}"}}
             self._reply(status, error, injected.location, retry_after=injected.retry_after)
@@ -147,7 +172,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         form = parse_qs(self.rfile.read(length).decode("utf-8")) if length else {}
         injected = self._injected(parts.path)
-        if injected is not None:
+        if injected is not None and injected.hostile is not None:
+            self._reply_hostile(injected.hostile)
+        elif injected is not None:
             error = {"error": "temporarily_unavailable", "error_description": "injected"}
             self._reply(injected.status, error, injected.location, retry_after=injected.retry_after)
         elif parts.path == f"/{self.server.state.tenant_id}/oauth2/v2.0/token":
@@ -393,6 +420,18 @@ class GraphEmulator(BackgroundServer[_Server]):
         """Answer the next request whose path starts with `path_prefix` with `status` (and `Retry-After`)."""
         with self._state.lock:
             self._state.injected.append(_Injected(path_prefix, status, retry_after=retry_after))
+
+    def answer_next(self, path_prefix: str, answer: HostileAnswer) -> None:
+        """Answer the next request whose path starts with `path_prefix` with a hostile 200
+        (lab.graph_hostile)."""
+        with self._state.lock:
+            self._state.injected.append(_Injected(path_prefix, 200, hostile=answer))
+
+    @property
+    def hostile_bytes_sent(self) -> int:
+        """Body bytes the hostile answers wrote before they ended or the client hung up."""
+        with self._state.lock:
+            return self._state.hostile_bytes_sent
 
     def redirect_next(self, path_prefix: str, status: int, location: str) -> None:
         """Answer the next request whose path starts with `path_prefix` with a redirect to `location`."""

@@ -76,6 +76,10 @@ class ChangeProgress:
     def not_using_dsa(self, names: Sequence[str]) -> None:
         """Unified sensors (per Graph) of the account's domains: not checked, they do not use the account."""
 
+    def graph_unread(self, line: str) -> None:
+        """Graph's sensor list could not be read (`line` says why, safe to show): only the configured
+        sensors are checked."""
+
 
 class Holder(Protocol):
     """Keeps a password that passed its test for a later decision instead of saving it now (two-person

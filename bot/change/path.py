@@ -50,7 +50,7 @@ from bot.directory import (
     LockoutGuard,
     run_connection_test,
 )
-from bot.fleet import AccountSensors, GraphFleet, account_sensors
+from bot.fleet import AccountSensors, GraphFleet, account_sensors, graph_unread
 from bot.infra import metrics
 from bot.infra.redaction import active_secret
 from bot.infra.state_dir import state_dir
@@ -106,9 +106,12 @@ class PasswordChanges:
         self.tester = tester
         self.fleet = GraphFleet(settings)
 
-    def sensor_scope(self, account_id: str) -> AccountSensors:
-        """The sensors a change of the account concerns: `[[sensors]]` and, with discovery, Graph's."""
-        graph, _ = self.fleet.sensors()
+    def sensor_scope(self, account_id: str, progress: ChangeProgress | None = None) -> AccountSensors:
+        """The sensors a change of the account concerns: `[[sensors]]` and, with discovery, Graph's (when
+        Graph cannot be read, `progress` is told and the `[[sensors]]` are the scope)."""
+        graph, graph_error = self.fleet.sensors()
+        if graph_error is not None and progress is not None:
+            progress.graph_unread(graph_unread(graph_error))
         return account_sensors(self.settings, account_id, graph)
 
     def change(
@@ -363,7 +366,7 @@ class PasswordChanges:
     ) -> list[SensorResult]:
         """Check every sensor of the account: service running, credential errors since `since`."""
         progress = progress or ChangeProgress()
-        scope = self.sensor_scope(account_id)
+        scope = self.sensor_scope(account_id, progress)
         if scope.not_using_dsa:
             progress.not_using_dsa(scope.not_using_dsa)
         if not scope.names:

@@ -33,6 +33,7 @@ from bot.cli import (
 )
 from bot.cli.output import escaped_output
 from bot.config.core import ConfigError, UsageError
+from bot.infra.dumpable import clear_dumpable
 from bot.infra.exitcodes import ExitCode
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    # No process of the same user reads the secrets in our memory or initial environment (bot.infra.dumpable);
+    # after parsing, so that `--help` and `--version`, which hold none, load nothing more.
+    clear_dumpable()
     try:
         return int(args.handler(args))
     except ConfigError as exc:

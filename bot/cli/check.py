@@ -242,11 +242,11 @@ def _print_with_graph(
     as_json: bool,
 ) -> int:
     """The WinRM results beside Graph's health, deployment status and open issues of each sensor."""
-    from bot.fleet import fleet_exit_code, rows_for_results
+    from bot.fleet import fleet_exit_code, graph_unread, rows_for_results
 
     rows = rows_for_results(settings, results, graph)
     if graph_error is not None:
-        print(f"atp-bot: Graph: {graph_error}", file=sys.stderr)
+        print(f"atp-bot: {graph_unread(graph_error)}", file=sys.stderr)
     if as_json:
         graph_fields = ("generation", "uses_dsa", "health_status", "deployment_status", "open_health_issues")
         extra = [row.model_dump(include={*graph_fields, "verdict"}) for row in rows]

@@ -257,12 +257,19 @@ def account_sensors(settings: Settings, account_id: str, graph: Sequence[GraphSe
 
 
 def fleet_exit_code(rows: Sequence[SensorRow], graph_error: str | None) -> ExitCode:
-    """3 if Graph or a sensor could not be used, else 1 if one needs attention, else 0."""
-    if graph_error is not None or any(r.verdict == "unknown" for r in rows):
-        return ExitCode.UNREACHABLE
+    """1 if a sensor needs attention (even if Graph or another sensor could not be used: a script looking
+    for 1 must not miss a problem), else 3 if Graph or a sensor could not be used, else 0."""
     if any(r.verdict == "attention" for r in rows):
         return ExitCode.PROBLEM
+    if graph_error is not None or any(r.verdict == "unknown" for r in rows):
+        return ExitCode.UNREACHABLE
     return ExitCode.OK
+
+
+def graph_unread(graph_error: str) -> str:
+    """The line each face shows when Graph's sensor list could not be read: the configured `[[sensors]]`
+    are checked all the same."""
+    return f"Graph's sensor list could not be read ({graph_error}); the configured [[sensors]] are checked"
 
 
 def in_domain(member: FleetMember, domain: str) -> bool:

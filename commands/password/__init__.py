@@ -106,6 +106,9 @@ class _FollowUp(ChangeProgress):
     def not_using_dsa(self, names: Sequence[str]) -> None:
         self.report.note(f"Not checked, {NOT_USING_DSA}: {', '.join(names)}.")
 
+    def graph_unread(self, line: str) -> None:
+        self.report.note(line)
+
 
 def run_change(
     services: Services,
