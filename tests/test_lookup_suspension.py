@@ -21,7 +21,13 @@ import tomli_w
 from pydantic import SecretStr
 
 from bot.config import parse_settings
-from bot.directory import LockoutGuard, LookupBlocked, lockout_precheck, read_password_expiry
+from bot.directory import (
+    ExpiryUnavailable,
+    LockoutGuard,
+    LookupBlocked,
+    lockout_precheck,
+    read_password_expiry,
+)
 from bot.directory.lookup_guard import KEY_FILE, WRONG_PASSWORD
 from bot.monitor.drift_watch import run_drift_check
 from bot.monitor.expiry import run_expiry_check
@@ -162,7 +168,7 @@ def test_every_lookup_read_waits_while_suspended(
 
     view = lockout_precheck(target, lookups=lookups)
     assert view.threshold is None and WRONG_PASSWORD in view.describe()
-    with pytest.raises(Exception, match=WRONG_PASSWORD):
+    with pytest.raises(ExpiryUnavailable, match=WRONG_PASSWORD):
         read_password_expiry(target, lookups=lookups)
     for _ in range(3):
         assert lockout_precheck(target, lookups=lookups).threshold is None

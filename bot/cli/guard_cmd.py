@@ -90,14 +90,10 @@ def describe(count: GuardCount) -> str:
     return line
 
 
-def _users(accounts: list[AccountConfig], lookup_account: str) -> list[str]:
-    return [a.id for a in accounts if a.lookup_username and a.lookup_username.lower() == lookup_account]
-
-
-def suspension_json(suspension: LookupSuspension, accounts: list[AccountConfig]) -> dict[str, object]:
+def suspension_json(suspension: LookupSuspension, users: tuple[str, ...]) -> dict[str, object]:
     return {
         "lookup_account": suspension.lookup_account,
-        "accounts": _users(accounts, suspension.lookup_account),
+        "accounts": list(users),
         "since": _time(suspension.since),
         "until": _time(suspension.until),
         "until_password_source_changes": True,
@@ -106,16 +102,15 @@ def suspension_json(suspension: LookupSuspension, accounts: list[AccountConfig])
     }
 
 
-def describe_suspension(suspension: LookupSuspension, accounts: list[AccountConfig]) -> str:
-    users = ", ".join(_users(accounts, suspension.lookup_account))
+def describe_suspension(suspension: LookupSuspension, users: tuple[str, ...]) -> str:
     return (
-        f"lookup account of {users}: SUSPENDED since {suspension.since:%Y-%m-%d %H:%M} UTC: "
+        f"lookup account of {', '.join(users)}: SUSPENDED since {suspension.since:%Y-%m-%d %H:%M} UTC: "
         f"{suspension.message}"
     )
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from bot.directory import LookupBlocked
+    from bot.directory import LookupBlocked, reading_with
     from bot.directory.lockout import GuardUnavailable, LockoutGuard
 
     settings = context.load(args)
@@ -123,7 +118,8 @@ def run_status(args: argparse.Namespace) -> int:
     guard = LockoutGuard.for_settings(settings)
     try:
         counts = [guard.count(account.id) for account in accounts]
-        suspensions = [s for s in guard.lookups.active() if _users(accounts, s.lookup_account)]
+        active = [(s, reading_with(accounts, s.lookup_account)) for s in guard.lookups.active()]
+        suspensions = [(suspension, users) for suspension, users in active if users]
     except GuardUnavailable as problem:
         return _unavailable(guard, problem)
     except LookupBlocked as problem:
@@ -135,7 +131,7 @@ def run_status(args: argparse.Namespace) -> int:
             "limit": config.max_rejections,
             "window_minutes": config.window_minutes,
             "accounts": [count_json(count) for count in counts],
-            "lookup_suspensions": [suspension_json(s, accounts) for s in suspensions],
+            "lookup_suspensions": [suspension_json(*pair) for pair in suspensions],
         }
         print(json.dumps(document, indent=2))
     else:
@@ -143,11 +139,7 @@ def run_status(args: argparse.Namespace) -> int:
             f"lockout guard: at most {config.max_rejections} rejected tests per {config.window_minutes} "
             f"minutes, counted in {guard.where}"
         )
-        print(
-            "\n".join(
-                [*(describe(c) for c in counts), *(describe_suspension(s, accounts) for s in suspensions)]
-            )
-        )
+        print("\n".join([*(describe(c) for c in counts), *(describe_suspension(*p) for p in suspensions)]))
     troubled = suspensions or any(count.refusing for count in counts)
     return ExitCode.PROBLEM if troubled else ExitCode.OK
 

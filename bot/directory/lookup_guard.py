@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -100,6 +100,11 @@ class LookupBlocked(Exception):
 def lookup_key(account: AccountConfig) -> str:
     assert account.lookup_username is not None
     return account.lookup_username.lower()
+
+
+def reading_with(accounts: Iterable[AccountConfig], lookup_account: str) -> tuple[str, ...]:
+    """The ids of the accounts read with this lookup account (`lookup_key`)."""
+    return tuple(a.id for a in accounts if a.lookup_username and lookup_key(a) == lookup_account)
 
 
 def _suspension(row: Row[Any]) -> LookupSuspension:

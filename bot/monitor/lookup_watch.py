@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from bot.audit import AuditAction, AuditOutcome
-from bot.directory import LookupBlocked, LookupSuspension
+from bot.directory import LookupBlocked, LookupSuspension, reading_with
 from bot.monitor.context import MonitorContext
 from bot.monitor.delivery import LOOKUP_SUSPENSION
 from bot.monitor.memory import MonitorMemory
@@ -20,14 +20,9 @@ log = logging.getLogger(__name__)
 
 
 def _notice(ctx: MonitorContext, suspension: LookupSuspension) -> LookupSuspensionNotice:
-    accounts = tuple(
-        a.id
-        for a in ctx.settings.accounts
-        if a.lookup_username and a.lookup_username.lower() == suspension.lookup_account
-    )
     return LookupSuspensionNotice(
         lookup_account=suspension.lookup_account,
-        accounts=accounts,
+        accounts=reading_with(ctx.settings.accounts, suspension.lookup_account),
         dc=suspension.dc,
         detail=suspension.detail,
         until=suspension.until,
