@@ -268,3 +268,37 @@ def test_the_window_ends_the_suspension_and_the_ledger_holds_no_password(tmp_pat
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     ledger = (tmp_path / "state" / "guard.sqlite").read_bytes()
     assert CANARY.encode() not in ledger and CANARY.encode("utf-16-le") not in ledger
+
+
+def test_a_host_that_learns_of_the_suspension_is_lifted_when_its_own_password_changes(
+    tmp_path: Path,
+) -> None:
+    """A state directory with another fingerprint key (another replica's host) cannot compare with the
+    refused password: it takes its current one as refused, and is lifted once that one changes."""
+    secret = lookup_file(tmp_path, "Wrong-Lookup-Pa55!")
+    settings = parse_settings(
+        tomli_w.dumps(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "accounts": [
+                    {
+                        "id": "acct",
+                        "username": "svc@contoso.test",
+                        "domain_controllers": ["ldaps://127.0.0.1:1"],
+                        "lookup_username": "lookup@contoso.test",
+                        "lookup_password_file": str(secret),
+                    }
+                ],
+            }
+        )
+    )
+    lookups, account = LockoutGuard.for_settings(settings).lookups, settings.account("acct")
+    lookups.refused(account, account.lookup_password(), "ldaps://dc1", "The password is wrong")
+    (tmp_path / "state" / KEY_FILE).unlink()  # from here on, another host's key
+
+    for _ in range(2):
+        with pytest.raises(LookupBlocked, match=WRONG_PASSWORD):
+            lookups.check(account, account.lookup_password())
+    lookup_file(tmp_path, "The-Fixed-Lookup-Pa55!")
+    lookups.check(account, account.lookup_password())
+    assert lookups.active() == []

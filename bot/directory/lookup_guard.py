@@ -170,7 +170,10 @@ class LookupGuard:
                 pass
             finally:
                 draft.unlink()
-        return base64.b64decode(path.read_text(encoding="ascii"))
+        try:
+            return base64.b64decode(path.read_text(encoding="ascii"), validate=True)
+        except (ValueError, UnicodeDecodeError):
+            raise OSError(0, f"{path} is not a fingerprint key") from None
 
     def _fingerprint(self, name: str, password: SecretStr) -> tuple[str, str]:
         """(key id, fingerprint) of this lookup account's current password under this host's key."""
@@ -186,22 +189,25 @@ class LookupGuard:
         try:
             self._prepare()
             with self._engine.begin() as db:
-                self._check(db, name, password)
+                suspension = self._check(db, name, password)
         except (SQLAlchemyError, OSError) as exc:
             log.error("lookup guard: cannot read %s: %s", self.where, db_error_summary(exc))
             raise LookupBlocked(
                 f"{name}: no bind as the lookup account: atp-bot cannot read whether it is suspended "
                 f"({self.where} is unavailable: {db_error_summary(exc)})"
             ) from None
+        if suspension is not None:
+            raise _Suspended(suspension)
 
-    def _check(self, db: DbConnection, name: str, password: SecretStr) -> None:
+    def _check(self, db: DbConnection, name: str, password: SecretStr) -> LookupSuspension | None:
+        """The suspension in force for this password, if any (this host's baseline noted on first sight)."""
         row = db.execute(select(_suspensions).where(_suspensions.c.lookup_account == name)).first()
         if row is None:
-            return
+            return None
         suspension = _suspension(row)
         if suspension.until <= self._clock():
             _forget(db, name)
-            return
+            return None
         key_id, fingerprint = self._fingerprint(name, password)
         mine = (_sources.c.lookup_account == name) & (_sources.c.key_id == key_id)
         baseline = db.execute(select(_sources.c.fingerprint).where(mine)).scalar()
@@ -210,8 +216,8 @@ class LookupGuard:
         elif not hmac.compare_digest(baseline, fingerprint):
             log.warning("lookup account %s: its password source changed; its suspension is lifted", name)
             _forget(db, name)
-            return
-        raise _Suspended(suspension)
+            return None
+        return suspension
 
     def refused(self, account: AccountConfig, password: SecretStr, dc: str, detail: str) -> LookupBlocked:
         """Record that `dc` refused the lookup bind: the suspension starts now (replacing any older one)."""
