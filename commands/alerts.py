@@ -28,6 +28,7 @@ from bot.monitor.models import (
     HealthIssueNotice,
     Incident,
     IncidentAction,
+    LookupSuspensionNotice,
     MessageRef,
     ReachabilityNotice,
     RecheckReport,
@@ -199,6 +200,17 @@ def drift_message(notice: DriftNotice) -> tuple[str, list[dict[str, Any]]]:
     return text, [section(text[:2900]), {"type": "actions", "elements": [button]}]
 
 
+def lookup_suspension_message(notice: LookupSuspensionNotice) -> str:
+    accounts = ", ".join(f"*{inline(a)}*" for a in notice.accounts)
+    return (
+        f":lock: Lookup account *{inline(notice.lookup_account)}* (accounts {accounts}): "
+        f"the lookup account's password is wrong: {inline(notice.dc)} refused it "
+        f"({inline(notice.detail)}). atp-bot binds with it no more, and reads no drift, expiry or "
+        "lockout state with it, until its password source (`lookup_password_env`/`lookup_password_file`) "
+        f"changes or until {_when(notice.until)}. `atp-bot guard status` shows it."
+    )
+
+
 class SlackNotifier:
     """The monitor's notifier for one channel. Slack failures become NotifierError (retried next cycle)."""
 
@@ -257,6 +269,9 @@ class SlackNotifier:
 
     def post_drift(self, notice: DriftNotice) -> None:
         self._post(*drift_message(notice))
+
+    def post_lookup_suspension(self, notice: LookupSuspensionNotice) -> None:
+        self._post(lookup_suspension_message(notice))
 
     def post_sensor_health(self, notice: SensorHealthNotice) -> None:
         self._post(sensor_health_message(notice))

@@ -11,6 +11,7 @@ from slack_bolt import App, Respond
 from bot.audit import AuditAction, AuditEvent, AuditOutcome, AuditSink, record_or_log
 from bot.change import record_checks, sensors_for_account
 from bot.config import AccountConfig, ConfigError
+from bot.directory import LockoutGuard
 from bot.fleet import graph_notes
 from bot.monitor.drift import check_drift, render_report
 from bot.sensors import SensorResult
@@ -88,11 +89,13 @@ def run_drift_status(services: Services, respond: Respond, accounts: list[Accoun
     """On the bot's executor: each account's drift, read with its lookup account (no bind), in a
     message of its own beside the sensor report."""
     store = services.changes.store if services.changes else None
+    guard = services.changes.guard if services.changes else LockoutGuard.for_settings(services.settings)
     lines = []
     for account in accounts:
         try:
             saved = store.metadata(account.id) if store else None
-            report_lines = render_report(check_drift(account, saved, datetime.now(UTC)))
+            report = check_drift(account, saved, datetime.now(UTC), lookups=guard.lookups)
+            report_lines = render_report(report)
         except (StoreError, ConfigError) as exc:
             report_lines = [f"UNKNOWN: account {account.id}: {exc}"]
         lines += [f"*{inline(report_lines[0])}*", *(inline(line.strip()) for line in report_lines[1:])]

@@ -99,10 +99,12 @@ def _audit(settings: Settings, result: ConnectionTestResult) -> None:
 def _report(
     settings: Settings, store: CredentialStore, locks: AccountLocks, account: AccountConfig, bind: bool
 ) -> DriftReport:
+    from bot.directory import LockoutGuard
     from bot.monitor.drift import check_drift
 
     saved, problems = _saved(store, account.id)
-    report = check_drift(account, saved, datetime.now(UTC))
+    lookups = LockoutGuard.for_settings(settings).lookups
+    report = check_drift(account, saved, datetime.now(UTC), lookups=lookups)
     findings = [*problems, *report.findings]
     in_sync = report.in_sync
     if bind and not report.unreachable:

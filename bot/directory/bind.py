@@ -30,6 +30,7 @@ from bot.directory.lookup import (
     read_lockout_status,
     read_password_expiry,
 )
+from bot.directory.lookup_guard import LookupGuard
 from bot.infra.redaction import active_secret
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def run_connection_test(
     decision = guard.admit(lease)
     if decision.attempt is None:
         return _refused(account, decision.reason or Reason.GUARD_LIMIT, decision.message)
-    result = _test_on_dcs(account, password, lookup_password)
+    result = _test_on_dcs(account, password, lookup_password, guard.lookups)
     if not guard.settle(decision.attempt, counted_rejection(result)):
         until = guard.counted_until(decision.attempt)
         note = (
@@ -218,7 +219,7 @@ def counted_rejection(result: ConnectionTestResult) -> Reason | None:
 
 
 def _test_on_dcs(
-    account: AccountConfig, password: SecretStr, lookup_password: SecretStr | None
+    account: AccountConfig, password: SecretStr, lookup_password: SecretStr | None, lookups: LookupGuard
 ) -> ConnectionTestResult:
     """The DCs in order, failing over only while none received the password."""
     attempts: list[DcAttempt] = []
@@ -227,7 +228,7 @@ def _test_on_dcs(
         for dc in account.dcs:
             try:
                 if lookup_password is not None:
-                    precheck = read_lockout_status(dc, account, lookup_password)
+                    precheck = read_lockout_status(dc, account, lookup_password, lookups=lookups)
                     notes = precheck.notes
                     if precheck.refuse:
                         return _refused(account, precheck.refuse, precheck.message, dc=dc.url)

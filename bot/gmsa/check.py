@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from bot.config import AccountConfig, ConfigError, Settings
+from bot.directory import LockoutGuard
 from bot.fleet import Generation, GraphFleet
 from bot.gmsa.core import Check, GmsaReport, SensorScope, Status, mentions_gmsa
 from bot.gmsa.directory import read_facts
@@ -42,7 +43,7 @@ def check_gmsa(
     shown = {name: shown_generation(p) for name, p in probes.items() if not isinstance(p, Check)}
     scope = scope.with_host_evidence(shown)
     retrieving = scope.retrieving
-    verdict = read_facts(account, retrieving, moment)
+    verdict = read_facts(account, retrieving, moment, LockoutGuard.for_settings(settings).lookups)
     gmsa = verdict.facts.gmsa if verdict.facts else None
     hosts = host_checks(account, probes, [s.name for s in retrieving], gmsa.sid if gmsa else None)
     return evaluate(account, replace(verdict, host_checks=hosts), moment, scope)

@@ -16,6 +16,7 @@ from bot.monitor.models import (
     DriftNotice,
     ExpiryWarning,
     HealthIssueNotice,
+    LookupSuspensionNotice,
     ReachabilityNotice,
     RecheckReport,
     SensorHealthNotice,
@@ -30,6 +31,7 @@ HEALTH_ISSUE = "health-issue"
 AUDIT_HEAD = "audit-head"
 DRIFT = "drift"
 SENSOR_HEALTH = "sensor-health"
+LOOKUP_SUSPENSION = "lookup-suspension"
 
 # The monitor cycle, a re-check and the expiry check may deliver at the same time (scheduler threads,
 # and replicas sharing the state); one sender at a time, so nothing is sent twice.
@@ -70,6 +72,8 @@ def _send(notifier: Notifier, item: OutboxItem) -> None:
         notifier.post_drift(DriftNotice.model_validate_json(item.payload))
     elif item.kind == SENSOR_HEALTH:
         notifier.post_sensor_health(SensorHealthNotice.model_validate_json(item.payload))
+    elif item.kind == LOOKUP_SUSPENSION:
+        notifier.post_lookup_suspension(LookupSuspensionNotice.model_validate_json(item.payload))
     else:
         log.error("outbox item %d has an unknown kind %r; dropped", item.id, item.kind)
 

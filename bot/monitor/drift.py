@@ -13,13 +13,13 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ldap3 import BASE
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from bot.config import AccountConfig, DomainController
-from bot.directory.ad_errors import decode_bind_failure
-from bot.directory.connection import NoVerdict, open_session, send_bind
-from bot.directory.lookup import UF_LOCKOUT, filetime_to_datetime, find_user, first_int, naming_context
+from bot.directory import LookupBlocked, LookupGuard
+from bot.directory.connection import NoVerdict
+from bot.directory.lookup import UF_LOCKOUT, domain_lockout_policy, filetime_to_datetime, find_user, first_int
+from bot.directory.lookup_guard import lookup_session
 from bot.infra.redaction import active_secret
 from bot.store import CredentialMetadata
 
@@ -35,7 +35,7 @@ _USER_ATTRIBUTES = [
 
 
 class DriftUnavailable(Exception):
-    """The lookup account could not read this DC (refused, or the account is not found)."""
+    """The lookup account could not find the account on this DC."""
 
 
 @dataclass(frozen=True)
@@ -84,21 +84,17 @@ def _recent_bad_count(user: dict[str, object], window: int | None, now: datetime
 
 
 def read_dc(
-    account: AccountConfig, dc: DomainController, lookup_password: SecretStr, now: datetime
+    account: AccountConfig,
+    dc: DomainController,
+    lookup_password: SecretStr,
+    now: datetime,
+    lookups: LookupGuard,
 ) -> DcReading:
-    """Read the account's state on one DC with the lookup account. Raises NoVerdict (unreachable) or
-    DriftUnavailable."""
-    assert account.lookup_username is not None
-    with open_session(dc, account, account.lookup_username, lookup_password) as conn:
-        bound, code, diagnostic = send_bind(conn)
-        if not bound:
-            raise DriftUnavailable(f"lookup account: {decode_bind_failure(code, diagnostic).message}")
-        base = naming_context(conn, account)
-        domain: dict[str, object] = {}
-        if base and conn.search(
-            base, "(objectClass=domain)", BASE, attributes=["lockoutThreshold", "lockOutObservationWindow"]
-        ):
-            domain = dict(conn.response[0].get("attributes", {})) if conn.response else {}
+    """Read the account's state on one DC with the lookup account. Raises NoVerdict (unreachable),
+    LookupBlocked (the lookup account is suspended, or this DC refused it) or DriftUnavailable."""
+    with lookup_session(dc, account, lookup_password, lookups) as conn:
+        threshold, window = domain_lockout_policy(conn, account)
+        lookups.note_window(account, window)
         user = find_user(conn, account, account.name, _USER_ATTRIBUTES)
     if user is None:
         raise DriftUnavailable(f"{account.username} not found by the lookup account")
@@ -107,9 +103,9 @@ def read_dc(
     return DcReading(
         dc=dc.url,
         password_last_set=filetime_to_datetime(last_set) if last_set else None,
-        bad_password_count=_recent_bad_count(user, first_int(domain, "lockOutObservationWindow"), now),
+        bad_password_count=_recent_bad_count(user, window, now),
         locked=bool(uac & UF_LOCKOUT),  # computed from lockoutTime and the lockout duration
-        lockout_threshold=first_int(domain, "lockoutThreshold"),
+        lockout_threshold=threshold,
     )
 
 
@@ -178,8 +174,11 @@ def _events(
     return events
 
 
-def check_drift(account: AccountConfig, saved: CredentialMetadata | None, now: datetime) -> DriftReport:
-    """Read every DC with the account's lookup account (never the account's own password)."""
+def check_drift(
+    account: AccountConfig, saved: CredentialMetadata | None, now: datetime, *, lookups: LookupGuard
+) -> DriftReport:
+    """Read every DC with the account's lookup account (never the account's own password). A refused or
+    suspended lookup account ends the read on every DC (`lookups`: the suspension)."""
     if account.lookup_username is None:
         raise ValueError(f"account {account.id} has no lookup account")
     lookup_password = account.lookup_password()
@@ -188,11 +187,14 @@ def check_drift(account: AccountConfig, saved: CredentialMetadata | None, now: d
     with active_secret(lookup_password):
         for dc in account.dcs:
             try:
-                readings.append(read_dc(account, dc, lookup_password, now))
+                readings.append(read_dc(account, dc, lookup_password, now, lookups))
             except NoVerdict as problem:
                 problems.append(f"{dc.url} could not be read: {problem.detail}")
             except DriftUnavailable as problem:
                 problems.append(f"{dc.url} could not be read: {problem}")
+            except LookupBlocked as blocked:
+                problems.append(blocked.message)
+                break
     log.info("account %s: drift read on %d of %d DC(s)", account.id, len(readings), len(account.dcs))
     return evaluate(account.id, readings, problems, saved)
 

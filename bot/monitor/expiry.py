@@ -24,6 +24,7 @@ from bot.directory import (
 )
 from bot.monitor.context import MonitorContext
 from bot.monitor.delivery import EXPIRY, flush_outbox
+from bot.monitor.lookup_watch import queue_lookup_suspensions
 from bot.monitor.memory import MonitorMemory
 from bot.monitor.models import ExpiryWarning
 from bot.store import StoreError
@@ -86,7 +87,7 @@ def read_expiry(ctx: MonitorContext, account: AccountConfig) -> PasswordExpiry |
         return cached
     if account.lookup_username:
         try:
-            expiry = read_password_expiry(account)
+            expiry = read_password_expiry(account, lookups=ctx.changes.guard.lookups)
         except (ExpiryUnavailable, ConfigError) as exc:
             log.warning("account %s: expiry not readable with the lookup account: %s", account.id, exc)
             expiry = PasswordExpiry()
@@ -123,5 +124,6 @@ def run_expiry_check(ctx: MonitorContext) -> list[ExpiryWarning]:
             f"password expires {expiry.at:%Y-%m-%d %H:%M} UTC ({warning.days_left} day(s) left)",
         )
         warnings.append(warning)
+    queue_lookup_suspensions(ctx)
     flush_outbox(ctx.notifier, ctx.memory)
     return warnings

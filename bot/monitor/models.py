@@ -208,6 +208,17 @@ class DriftNotice(_Value):
     recovered: bool = False
 
 
+class LookupSuspensionNotice(_Value):
+    """AD refused a lookup account's password: atp-bot binds with it no more until `until` or until its
+    password source changes (sent once per suspension)."""
+
+    lookup_account: str
+    accounts: tuple[str, ...]  # the accounts read with it
+    dc: str
+    detail: str  # AD's reason, decoded
+    until: datetime
+
+
 class AuditHeadNotice(_Value):
     """The audit chain as verified at `verified_at`: its head is an anchor kept outside the database."""
 

@@ -16,6 +16,7 @@ from bot.monitor.models import (
     ExpiryWarning,
     HealthIssueNotice,
     Incident,
+    LookupSuspensionNotice,
     MessageRef,
     ReachabilityNotice,
     RecheckReport,
@@ -26,6 +27,7 @@ from bot.monitor.render import (
     render_drift,
     render_expiry_warning,
     render_incident,
+    render_lookup_suspension,
     render_reachability,
     render_recheck,
     render_sensor_health,
@@ -84,6 +86,10 @@ class Notifier(Protocol):
         """The account's password drifted in AD (once per event), or is in sync again."""
         ...
 
+    def post_lookup_suspension(self, notice: LookupSuspensionNotice) -> None:
+        """A lookup account's password is wrong: its binds are suspended (once per suspension)."""
+        ...
+
 
 class LogNotifier:
     """A notifier that writes plain text to the log: for running without Slack, and for the CLI."""
@@ -127,3 +133,6 @@ class LogNotifier:
 
     def post_drift(self, notice: DriftNotice) -> None:
         self._log.log(logging.INFO if notice.recovered else logging.WARNING, "%s", render_drift(notice))
+
+    def post_lookup_suspension(self, notice: LookupSuspensionNotice) -> None:
+        self._log.error("%s", render_lookup_suspension(notice))

@@ -9,6 +9,7 @@ from bot.monitor.models import (
     DriftNotice,
     ExpiryWarning,
     Incident,
+    LookupSuspensionNotice,
     ReachabilityNotice,
     RecheckReport,
     SensorHealthNotice,
@@ -104,6 +105,15 @@ def render_audit_head(notice: AuditHeadNotice) -> str:
     return (
         f"audit trail intact at {_at(notice.verified_at)}: {notice.rows} rows, {keyed}, "
         f"head {notice.head or 'none'} (check later with: atp-bot audit verify --anchor ID:HASH){anchored}"
+    )
+
+
+def render_lookup_suspension(notice: LookupSuspensionNotice) -> str:
+    return (
+        f"Lookup account {notice.lookup_account} (accounts {', '.join(notice.accounts)}): the lookup "
+        f"account's password is wrong: {notice.dc} refused it ({notice.detail}). atp-bot binds with it no "
+        "more, and reads no drift, expiry or lockout state with it, until its password source "
+        f"(lookup_password_env/lookup_password_file) changes or until {notice.until:%Y-%m-%d %H:%M} UTC."
     )
 
 
