@@ -10,7 +10,9 @@ from typing import cast
 
 from bot.audit import AuditTrail
 from bot.change.baseline import Baseline, changed_since, take_baseline
-from bot.config import AccountConfig
+from bot.config import AccountConfig, LockoutGuardConfig
+from bot.directory import LookupGuard
+from bot.directory.lockout import LockoutGuard
 from bot.store import CredentialMetadata, CredentialStore
 from tests.conftest import closed_port_url
 
@@ -51,26 +53,37 @@ def account_with_dc_down(tmp_path: Path, *, lookup: bool = True) -> AccountConfi
     return AccountConfig.model_validate(fields)
 
 
-def check(account: AccountConfig, baseline: Baseline, trail: Trail, store: Store) -> str | None:
-    return changed_since(account, cast(CredentialStore, store), cast(AuditTrail, trail), baseline)
+def lookups(tmp_path: Path) -> LookupGuard:
+    """The lookup accounts' suspensions in a ledger of the test's own."""
+    return LockoutGuard.at_path(tmp_path / "lockout-guard.sqlite", LockoutGuardConfig()).lookups
+
+
+def check(
+    account: AccountConfig, baseline: Baseline, trail: Trail, store: Store, tmp_path: Path
+) -> str | None:
+    return changed_since(
+        account, cast(CredentialStore, store), cast(AuditTrail, trail), baseline, lookups(tmp_path)
+    )
 
 
 def test_unread_pwdlastset_is_told_to_the_approver_and_not_checked_again(tmp_path: Path) -> None:
     account = account_with_dc_down(tmp_path)
-    baseline = take_baseline(account, cast(AuditTrail, Trail()))
+    baseline = take_baseline(account, cast(AuditTrail, Trail()), lookups(tmp_path))
     assert baseline.password_last_set is None and baseline.last_save == 5
     assert baseline.unchecked is not None
     assert "pwdLastSet could not be read (no domain controller answered" in baseline.unchecked
-    assert check(account, baseline, Trail(), Store()) is None
+    assert check(account, baseline, Trail(), Store(), tmp_path) is None
 
-    without = take_baseline(account_with_dc_down(tmp_path, lookup=False), cast(AuditTrail, Trail()))
+    without = take_baseline(
+        account_with_dc_down(tmp_path, lookup=False), cast(AuditTrail, Trail()), lookups(tmp_path)
+    )
     assert without.unchecked is not None and "has no lookup account" in without.unchecked
 
 
 def test_pwdlastset_that_cannot_be_read_at_approval_is_stale(tmp_path: Path) -> None:
     account = account_with_dc_down(tmp_path)
     baseline = Baseline(datetime.now(UTC), 5, 133_000_000_000_000_000)
-    why = check(account, baseline, Trail(), Store())
+    why = check(account, baseline, Trail(), Store(), tmp_path)
     assert why is not None and "could not confirm that the password was not changed in AD" in why
 
 
@@ -80,8 +93,8 @@ def test_only_a_store_save_later_than_the_test_is_stale(tmp_path: Path) -> None:
     account = account_with_dc_down(tmp_path, lookup=False)
     tested = datetime.now(UTC)
     baseline = Baseline(tested, 5, None, "the account has no lookup account")
-    assert check(account, baseline, Trail(), Store(tested - timedelta(days=3))) is None
-    later = check(account, baseline, Trail(), Store(tested + timedelta(seconds=1)))
+    assert check(account, baseline, Trail(), Store(tested - timedelta(days=3)), tmp_path) is None
+    later = check(account, baseline, Trail(), Store(tested + timedelta(seconds=1)), tmp_path)
     assert later is not None and "store saved a password at" in later
-    newer = check(account, baseline, Trail(latest=6), Store())
+    newer = check(account, baseline, Trail(latest=6), Store(), tmp_path)
     assert newer == "a newer password was saved meanwhile"

@@ -33,7 +33,7 @@ from bot.change.approvals import (
 )
 from bot.change.baseline import Baseline, changed_since
 from bot.config import AccountConfig, ConfigError, Settings
-from bot.directory import ConnectionTestResult, Outcome, PasswordExpiry
+from bot.directory import ConnectionTestResult, LookupGuard, Outcome, PasswordExpiry
 from bot.infra.redaction import secret_forms
 from bot.infra.state_dir import sqlite_engine
 from bot.store import CredentialStore
@@ -236,5 +236,7 @@ def test_a_request_held_in_the_earlier_shape_still_loads(engine: Engine) -> None
     account = AccountConfig.model_validate(
         {"id": "svc", "username": "svc@corp.test", "domain_controllers": ["ldaps://dc1"]}
     )
-    why = changed_since(account, cast(CredentialStore, None), cast(AuditTrail, None), loaded.baseline)
+    why = changed_since(
+        account, cast(CredentialStore, None), cast(AuditTrail, None), loaded.baseline, cast(LookupGuard, None)
+    )
     assert why is not None and "earlier atp-bot" in why

@@ -17,7 +17,7 @@ from ldap3.core.exceptions import LDAPException
 
 from bot.audit import AuditAction, AuditEvent, AuditOutcome, AuditTrail, record_or_log
 from bot.config import AccountConfig, ConfigError
-from bot.directory import LookupUnavailable, lookup_connection
+from bot.directory import LookupGuard, LookupUnavailable, lookup_connection
 from bot.directory.lookup import filetime_to_datetime, find_user, first_int
 from bot.store import CredentialStore, StoreError
 
@@ -57,10 +57,10 @@ class PasswordLastSetUnreadable(Exception):
     """The lookup account could not read the account's pwdLastSet (safe text)."""
 
 
-def read_password_last_set(account: AccountConfig) -> int:
+def read_password_last_set(account: AccountConfig, lookups: LookupGuard) -> int:
     """The account's pwdLastSet, read with its lookup account on the first DC that answers."""
     try:
-        with lookup_connection(account) as (dc, conn):
+        with lookup_connection(account, lookups=lookups) as (dc, conn):
             entry = find_user(conn, account, account.name, ["pwdLastSet"])
             last_set = first_int(entry, "pwdLastSet") if entry is not None else None
             if last_set is None:
@@ -73,7 +73,7 @@ def read_password_last_set(account: AccountConfig) -> int:
         raise PasswordLastSetUnreadable(unread) from None
 
 
-def take_baseline(account: AccountConfig, audit: AuditTrail) -> Baseline:
+def take_baseline(account: AccountConfig, audit: AuditTrail, lookups: LookupGuard) -> Baseline:
     """Right after a passed test, under the account's lock. Without a lookup account, or when it cannot
     read pwdLastSet, the baseline says so (the approver is told that this is not checked again)."""
     taken_at = datetime.now(UTC)
@@ -85,7 +85,7 @@ def take_baseline(account: AccountConfig, audit: AuditTrail) -> Baseline:
         )
         return Baseline(taken_at, last_save, None, unchecked)
     try:
-        return Baseline(taken_at, last_save, read_password_last_set(account))
+        return Baseline(taken_at, last_save, read_password_last_set(account, lookups))
     except PasswordLastSetUnreadable as problem:
         unchecked = (
             f"pwdLastSet could not be read ({problem}), so atp-bot cannot check at approval that the "
@@ -95,7 +95,11 @@ def take_baseline(account: AccountConfig, audit: AuditTrail) -> Baseline:
 
 
 def changed_since(
-    account: AccountConfig, store: CredentialStore, audit: AuditTrail, baseline: Baseline | None
+    account: AccountConfig,
+    store: CredentialStore,
+    audit: AuditTrail,
+    baseline: Baseline | None,
+    lookups: LookupGuard,
 ) -> str | None:
     """Why the held password is stale (one safe line), or None when nothing moved since its test."""
     if baseline is None:
@@ -114,7 +118,7 @@ def changed_since(
     if baseline.password_last_set is None:
         return None
     try:
-        last_set = read_password_last_set(account)
+        last_set = read_password_last_set(account, lookups)
     except PasswordLastSetUnreadable as problem:
         return f"atp-bot could not confirm that the password was not changed in AD since the test ({problem})"
     if last_set != baseline.password_last_set:

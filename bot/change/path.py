@@ -170,7 +170,9 @@ class PasswordChanges:
 
         def save(lease: AccountLease, entry: InFlight, attempt: Attempt) -> ChangeOutcome:
             attempt.test = test
-            why = still_allowed() or changed_since(account, self.store, self.audit, baseline)
+            why = still_allowed() or changed_since(
+                account, self.store, self.audit, baseline, self.guard.lookups
+            )
             if why:
                 record_stale(self.audit, actor, account.id, note, why)
                 stale = f"Refused as stale: {why}. Nothing was saved."
@@ -301,7 +303,7 @@ class PasswordChanges:
                 account.id, ChangeStatus.TEST_FAILED, f"Not saved: {result.message}", test=result
             )
         if hold is not None:
-            return hold(result, password, take_baseline(account, self.audit))
+            return hold(result, password, take_baseline(account, self.audit, self.guard.lookups))
         return self._save(account, password, actor, result, entry, attempt, note)
 
     def _save(
