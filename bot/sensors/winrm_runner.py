@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from html import unescape
 
 import requests
@@ -32,6 +31,7 @@ from winrm.exceptions import (
 )
 from winrm.protocol import Protocol
 
+from bot.sensors.failures import FailureKind, RemoteFailure
 from bot.sensors.ntlm_auth import EagerNtlmAuth
 from bot.sensors.targets import SensorTarget
 
@@ -57,23 +57,6 @@ MAX_ERROR_TEXT = 4000
 CLIXML_MARK = "#< CLIXML"
 ERROR_OPEN, ERROR_CLOSE = '<S S="Error">', "</S>"
 _CLIXML_CHAR = re.compile(r"_x([0-9A-Fa-f]{4})_")  # a character PowerShell could not put in XML as is
-
-
-class FailureKind(StrEnum):
-    UNREACHABLE = "unreachable"
-    TIMEOUT = "timeout"
-    ACCESS_DENIED = "access_denied"
-    TLS = "tls_error"
-    WINRM_FAULT = "winrm_fault"
-    SCRIPT_ERROR = "script_error"
-    CONFIG = "config_error"
-
-
-class RemoteFailure(Exception):
-    def __init__(self, kind: FailureKind, detail: str) -> None:
-        self.kind = kind
-        self.detail = detail
-        super().__init__(f"{kind}: {detail}")
 
 
 @dataclass(frozen=True)
@@ -309,3 +292,13 @@ def wait_for_shell_closes() -> None:
         pending = list(_closing)
     for closer in pending:
         closer.join()
+
+
+__all__ = [
+    "FailureKind",
+    "RemoteFailure",
+    "ScriptOutput",
+    "clixml_text",
+    "run_powershell",
+    "wait_for_shell_closes",
+]
