@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bot.sensors import CheckWorkers, check_sensors
 from bot.sensors.http_guard import MAX_RESPONSE_BYTES
 from bot.sensors.winrm_runner import FailureKind
@@ -90,6 +92,8 @@ def test_forty_cycles_against_a_trickling_sensor_still_check_a_healthy_one(emula
 FLOOD_CHILD = """
 import json, sys
 from pathlib import Path
+
+import pytest
 from bot.sensors import check_sensors
 from tests.winrm_lab import make_settings
 
@@ -139,3 +143,30 @@ def test_a_redirect_is_never_followed(emulator: WinRMEmulator) -> None:
     assert "never followed" in result.failure.detail
     assert redirecting.counters.requests >= 1
     assert elsewhere.counters.requests == 0
+
+
+def test_a_worker_holding_a_check_past_its_deadline_is_replaced(
+    emulator: WinRMEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot stops waiting (here before the trickling check can end) and replaces the worker holding it,
+    so a thread that hangs is abandoned with its process instead of taking a worker thread for good."""
+    monkeypatch.setattr("bot.sensors.workers.GRACE_SECONDS", -0.5)
+    settings = make_settings(
+        [
+            {"name": "trickles", "endpoint": trickling(emulator)},
+            {"name": "fine", "endpoint": emulator.add_host(Host.sensor("fine"))},
+        ],
+        checks={"host_timeout": DEADLINE},
+    )
+    with CheckWorkers(processes=1, threads=1, log_setup=LogSetup(logging.INFO, "text")) as workers:
+        (first,) = workers.pids
+        (late,) = workers.check_sensors(settings, ["trickles"])
+        assert late.failure is not None and "did not answer in time" in late.failure.detail
+        deadline = time.monotonic() + 30
+        while workers.pids in ([first], []) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (second,) = workers.pids
+        assert second != first and not Path(f"/proc/{first}").exists()
+        monkeypatch.setattr("bot.sensors.workers.GRACE_SECONDS", 30.0)
+        (fine,) = workers.check_sensors(settings, ["fine"])
+        assert fine.healthy

@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 # Checks run at this much lower priority than the bot where the system allows it: they take the CPU the
 # bot leaves (a check waits a little, a person's acknowledgement does not).
 NICENESS = 10
-# How long a check may outlive its own deadline before the bot stops waiting for its worker. While every
-# worker thread is busy some check ends within its deadline, so a call whose results stop arriving for
-# the longest deadline plus this has workers that hang (checks queued behind others are not late).
+# How long a check may outlive its own deadline before the bot stops waiting for its worker (a run ends
+# by its deadline whatever the sensor does). While every worker thread is busy some check ends within its
+# deadline, so a call whose results stop arriving for the longest deadline plus this has a worker with a
+# hung thread (checks queued behind others are not late): that worker is replaced.
 GRACE_SECONDS = 30.0
 # How often the collector looks for a dead worker while no result arrives.
 POLL_SECONDS = 0.5
@@ -172,12 +173,27 @@ class CheckWorkers:
                     break
                 del pending[task_id]
                 yield result
-            for plan in pending.values():  # a worker that neither answered nor died
+            if pending:  # a worker that neither answered nor died: a thread of it hangs
+                self._recycle(set(pending))
+            for plan in pending.values():
                 yield _failed(plan, "the check's worker process did not answer in time")
         finally:
             with self._lock:
                 for task_id in pending:
                     self._calls.pop(task_id, None)
+
+    def _recycle(self, late: set[int]) -> None:
+        """Stop each worker holding one of the `late` checks: its thread is abandoned with the process,
+        and the collector starts a new one (failing the other checks it held), so hung threads never
+        pile up until every check waits behind them."""
+        with self._lock:
+            stuck = [w for w in self._workers if late & w.held.keys()]
+            for worker in stuck:
+                for task_id in late:
+                    worker.held.pop(task_id, None)
+        for worker in stuck:
+            log.warning("a sensor check worker held a check past its deadline: it is replaced")
+            worker.process.kill()
 
     def _spawn(self) -> _Worker:
         tasks: Queue[Any] = self._context.Queue()
