@@ -70,7 +70,8 @@ class RunWatch:
 
 
 class _Watchdog:
-    """One thread that expires each watch at its deadline (not a timer thread per run)."""
+    """One thread that expires each watch at its deadline (not a timer thread per run); it runs while
+    some run is watched, and ends when none is."""
 
     def __init__(self) -> None:
         self._due: list[tuple[float, int, RunWatch]] = []
@@ -81,16 +82,25 @@ class _Watchdog:
     def add(self, watch: RunWatch) -> None:
         with self._wake:
             heapq.heappush(self._due, (watch.deadline, next(self._order), watch))
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="winrm-deadlines", daemon=True)
                 self._thread.start()
+            self._wake.notify()
+
+    def discard(self, watch: RunWatch) -> None:
+        with self._wake:
+            self._due = [due for due in self._due if due[2] is not watch]
+            heapq.heapify(self._due)
             self._wake.notify()
 
     def _run(self) -> None:
         while True:
             with self._wake:
-                while not self._due or self._due[0][0] > time.monotonic():
-                    self._wake.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                while self._due and self._due[0][0] > time.monotonic():
+                    self._wake.wait(self._due[0][0] - time.monotonic())
+                if not self._due:
+                    self._thread = None
+                    return
                 _, _, watch = heapq.heappop(self._due)
             watch.expire()
 
@@ -110,6 +120,7 @@ def watched(deadline: float) -> Iterator[RunWatch]:
         yield watch
     finally:
         _current.watch = previous
+        _watchdog.discard(watch)
         watch.release()
 
 

@@ -125,6 +125,8 @@ class CheckWorkers:
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
+            worker.tasks.close()
+            worker.tasks.join_thread()  # its feeder thread: none is left behind
         self._collector.join(timeout=5)
         self._results.close()
 
