@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.sensors import CheckWorkers, check_sensors
+from bot.gmsa.core import Check
+from bot.gmsa.hosts import probe_hosts
+from bot.sensors import CheckWorkers, ThreadScripts, check_sensors
 from bot.sensors.http_guard import MAX_RESPONSE_BYTES
+from bot.sensors.scripts import GmsaHostOutput
 from bot.sensors.winrm_runner import FailureKind
 from bot.sensors.workers import LogSetup
 from lab.winrm.model import Host
@@ -170,3 +173,24 @@ def test_a_worker_holding_a_check_past_its_deadline_is_replaced(
         monkeypatch.setattr("bot.sensors.workers.GRACE_SECONDS", 30.0)
         (fine,) = workers.check_sensors(settings, ["fine"])
         assert fine.healthy
+
+
+def test_gmsa_host_checks_run_in_the_workers_and_end_by_their_deadline(emulator: WinRMEmulator) -> None:
+    """The gMSA host script goes to the check workers as the checks do (`/atp gmsa`, the monitor's gMSA
+    verdicts), with the same outcome as in threads, and a trickling host ends by its deadline."""
+    settings = make_settings(
+        [
+            {"name": "trickles", "endpoint": trickling(emulator)},
+            {"name": "fine", "endpoint": emulator.add_host(Host.sensor("fine"))},
+        ],
+        checks={"host_timeout": DEADLINE},
+    )
+    account = settings.accounts[0]
+    with CheckWorkers(processes=1, threads=2, log_setup=LogSetup(logging.INFO, "text")) as workers:
+        started = time.monotonic()
+        in_workers = probe_hosts(settings, account, settings.sensors, workers)
+        assert time.monotonic() - started < LONG_BEFORE
+    assert in_workers == probe_hosts(settings, account, settings.sensors, ThreadScripts(2))
+    assert isinstance(in_workers["fine"], GmsaHostOutput)
+    slow = in_workers["trickles"]
+    assert isinstance(slow, Check) and slow.unreachable and "host timeout" in slow.detail

@@ -6,7 +6,8 @@ kept the bot's interpreter busy for seconds, and Slack's acknowledgements waited
 contend for the CPU with the bot only through the kernel's scheduler, at a lower priority (`NICENESS`),
 and the bot's own threads keep the GIL to themselves.
 
-Each worker runs `threads` checks at once (the fan-out is I/O-bound); a plan travels to it over a pipe
+Each worker runs `threads` checks at once (the fan-out is I/O-bound), and the other scripts the bot runs on
+sensors (`run_scripts`: the gMSA host checks); a plan travels to it over a pipe
 (the WinRM password included: never in argv, the environment or a file) and its result comes back the
 same way. A worker that dies fails the checks it held, as that sensor's failure, and is replaced.
 """
@@ -30,10 +31,13 @@ from typing import Any
 
 from bot.config import Settings
 from bot.sensors.checks import CheckPlan, check_planned, check_sensors
+from bot.sensors.host_scripts import ScriptPlan, ScriptRun, run_script_plan
 from bot.sensors.results import Failure, LogPosition, SensorResult
 from bot.sensors.winrm_runner import FailureKind
 
 log = logging.getLogger(__name__)
+
+Plan = CheckPlan | ScriptPlan  # a sensor's check, or another script (the gMSA host checks)
 
 # Checks run at this much lower priority than the bot where the system allows it: they take the CPU the
 # bot leaves (a check waits a little, a person's acknowledgement does not).
@@ -59,14 +63,14 @@ class LogSetup:
 class _Worker:
     process: BaseProcess
     tasks: Queue[Any]
-    held: dict[int, CheckPlan] = field(default_factory=dict)  # task id -> plan, until its result arrives
+    held: dict[int, Plan] = field(default_factory=dict)  # task id -> plan, until its result arrives
 
 
 @dataclass
 class _Call:
     """One `run` waiting for its results: (task id, result) as they arrive."""
 
-    results: queue.Queue[tuple[int, SensorResult]] = field(default_factory=queue.Queue)
+    results: queue.Queue[tuple[int, Any]] = field(default_factory=queue.Queue)
 
 
 class CheckWorkers:
@@ -113,7 +117,10 @@ class CheckWorkers:
         return self
 
     def close(self) -> None:
-        """Stop the workers: each finishes the checks it holds (bounded by their deadlines), then exits."""
+        """Stop the workers: each finishes the checks it holds (bounded by their deadlines), then exits.
+        Once: closing again does nothing."""
+        if self._closing.is_set():
+            return
         self._closing.set()
         with self._lock:
             workers = list(self._workers)
@@ -154,11 +161,20 @@ class CheckWorkers:
 
     def run(self, plans: Sequence[CheckPlan]) -> Iterator[SensorResult]:
         """Check each plan in the workers (`PlanRunner`); yield the results as they arrive."""
+        for _, result in self._run(plans):
+            yield result
+
+    def run_scripts(self, plans: Sequence[ScriptPlan]) -> Iterator[tuple[str, ScriptRun]]:
+        """Run each script in the workers (`ScriptRunner`); yield (sensor name, result) as they arrive."""
+        for plan, result in self._run(plans):
+            yield plan.target.name, result
+
+    def _run(self, plans: Sequence[Plan]) -> Iterator[tuple[Plan, Any]]:
         if not plans:
             return
         call = _Call()
         silence = max(p.deadline_seconds for p in plans) + GRACE_SECONDS
-        pending: dict[int, CheckPlan] = {}
+        pending: dict[int, Plan] = {}
         with self._lock:
             for index, plan in enumerate(plans):
                 task_id = next(self._ids)
@@ -173,12 +189,11 @@ class CheckWorkers:
                     task_id, result = call.results.get(timeout=silence)
                 except queue.Empty:
                     break
-                del pending[task_id]
-                yield result
+                yield pending.pop(task_id), result
             if pending:  # a worker that neither answered nor died: a thread of it hangs
                 self._recycle(set(pending))
             for plan in pending.values():
-                yield _failed(plan, "the check's worker process did not answer in time")
+                yield plan, _failed(plan, "the check's worker process did not answer in time")
         finally:
             with self._lock:
                 for task_id in pending:
@@ -221,7 +236,7 @@ class CheckWorkers:
                 return
             self._deliver(task_id, result)
 
-    def _deliver(self, task_id: int, result: SensorResult) -> None:
+    def _deliver(self, task_id: int, result: Any) -> None:
         with self._lock:
             for worker in self._workers:
                 worker.held.pop(task_id, None)
@@ -244,8 +259,13 @@ class CheckWorkers:
                 self._deliver(task_id, _failed(plan, "the check's worker process stopped unexpectedly"))
 
 
-def _failed(plan: CheckPlan, why: str) -> SensorResult:
-    return SensorResult.failed(plan.target, Failure(FailureKind.WINRM_FAULT, why))
+def _failed(plan: Plan, why: str) -> SensorResult | Failure:
+    failure = Failure(FailureKind.WINRM_FAULT, why)
+    return SensorResult.failed(plan.target, failure) if isinstance(plan, CheckPlan) else failure
+
+
+def _execute(plan: Plan) -> SensorResult | ScriptRun:
+    return check_planned(plan) if isinstance(plan, CheckPlan) else run_script_plan(plan)
 
 
 def _serve(tasks: Queue[Any], results: Queue[Any], threads: int, log_setup: LogSetup) -> None:
@@ -264,10 +284,10 @@ def _serve(tasks: Queue[Any], results: Queue[Any], threads: int, log_setup: LogS
         while (task := tasks.get()) is not None:
             task_id, plan = task
             if plan.password is None:
-                results.put((task_id, check_planned(plan)))
+                results.put((task_id, _execute(plan)))
                 continue
             with active_secret(plan.password):
-                results.put((task_id, check_planned(plan)))
+                results.put((task_id, _execute(plan)))
 
     pool = [threading.Thread(target=work, name=f"sensor-{i}") for i in range(threads)]
     for thread in pool:
