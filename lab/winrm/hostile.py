@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from http.client import responses
-from typing import BinaryIO
+from io import BufferedIOBase
 
 FLOOD_CHUNK = 64 * 1024
 REDIRECT_STATUS = 307  # re-sends the request, body included, to Location
@@ -26,7 +26,7 @@ def raw_response(status: int, headers: list[tuple[str, str]], body: bytes) -> by
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def trickle(out: BinaryIO, data: bytes, stopping: threading.Event, interval: float) -> int:
+def trickle(out: BufferedIOBase, data: bytes, stopping: threading.Event, interval: float) -> int:
     """Write `data` one byte every `interval` seconds, until done, the client leaves or the listener
     stops; returns how many bytes went out."""
     sent = 0
@@ -40,7 +40,7 @@ def trickle(out: BinaryIO, data: bytes, stopping: threading.Event, interval: flo
     return sent
 
 
-def chunked_flood(out: BinaryIO, status: int, headers: list[tuple[str, str]], size: int) -> int:
+def chunked_flood(out: BufferedIOBase, status: int, headers: list[tuple[str, str]], size: int) -> int:
     """A response whose body is `size` bytes in chunks, with no Content-Length (generated as it goes,
     never held); stops early if the client leaves. Returns the body bytes that went out."""
     head = [f"HTTP/1.1 {status} {responses.get(status, '')}", *(f"{n}: {v}" for n, v in headers)]
