@@ -19,6 +19,7 @@ from bot.sensors.http_guard import MAX_RESPONSE_BYTES
 from bot.sensors.scripts import GmsaHostOutput
 from bot.sensors.winrm_runner import FailureKind
 from bot.sensors.workers import LogSetup
+from lab.tlsca import TlsFiles
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
 from tests.winrm_lab import make_settings
@@ -194,3 +195,18 @@ def test_gmsa_host_checks_run_in_the_workers_and_end_by_their_deadline(emulator:
     assert isinstance(in_workers["fine"], GmsaHostOutput)
     slow = in_workers["trickles"]
     assert isinstance(slow, Check) and slow.unreachable and "host timeout" in slow.detail
+
+
+def test_a_trickling_sensor_over_https_ends_by_its_deadline(
+    tls_emulator: WinRMEmulator, tls_files: TlsFiles
+) -> None:
+    """The watched socket is the TLS one: shutting it down ends the run there too."""
+    endpoint = trickling(tls_emulator)
+    settings = make_settings(
+        [{"name": "trickles", "endpoint": endpoint, "ca_file": tls_files.ca_file}],
+        checks={"host_timeout": DEADLINE},
+    )
+    started = time.monotonic()
+    (slow,) = check_sensors(settings)
+    assert time.monotonic() - started < LONG_BEFORE
+    assert slow.failure is not None and slow.failure.kind is FailureKind.TIMEOUT
