@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
@@ -34,9 +35,9 @@ from bot.monitor.models import (
 )
 from bot.monitor.notify import NotifierError
 from bot.sensors.credential_signatures import describe
-from bot.slack.audit import slack_actor
-from bot.slack.context import CommandContext, Person, Services, Subcommand
-from bot.slack.middleware import authorize_interaction
+from bot.slack.audit import interaction_actor
+from bot.slack.context import CommandContext, Person, Services, Subcommand, publish_text
+from bot.slack.middleware import authorize_interaction, limit_expensive_interaction
 from bot.slack.text import code_span, escape, inline
 from bot.slack.views import plain, section
 from commands.password.views import Action as PasswordAction
@@ -274,7 +275,7 @@ def handle(ctx: CommandContext) -> None:
     ctx.reply("\n\n".join(texts), [section(t[:2900]) for t in texts][:45])
 
 
-def on_recheck(services: Services, ack: Ack, body: dict[str, Any]) -> None:
+def on_recheck(services: Services, ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     ack()
     scheduler = services.scheduler
     if scheduler is None:
@@ -285,17 +286,17 @@ def on_recheck(services: Services, ack: Ack, body: dict[str, Any]) -> None:
         if channel:
             services.client.chat_postEphemeral(channel=channel, user=user, text=text)
 
-    def recheck() -> None:
+    def recheck(tell_all: Callable[[str], None]) -> None:
         result = scheduler.run_cycle_now()
         problems = sum(not r.healthy for r in result.results)
-        tell(f"Re-check done: {len(result.results)} sensor(s) checked, {problems} with problems.")
+        tell_all(f"Re-check done: {len(result.results)} sensor(s) checked, {problems} with problems.")
 
-    actor = slack_actor(user, body["user"].get("username") or body["user"].get("name"))
+    actor = interaction_actor(body, context)
     person = Person(actor, AuditAction.CHECK, None, f"the Re-check now button clicked by {actor}", tell)
-    services.submit_for(person, recheck)
+    services.submit_shared(("recheck",), person, lambda publish: recheck(publish_text(publish)))
 
 
-def on_start_service(services: Services, ack: Ack, body: dict[str, Any]) -> None:
+def on_start_service(services: Services, ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     ack()
     changes = services.changes
     try:
@@ -305,7 +306,7 @@ def on_start_service(services: Services, ack: Ack, body: dict[str, Any]) -> None
     if changes is None:
         return
     user = body["user"]
-    actor = slack_actor(user["id"], user.get("username") or user.get("name"))
+    actor = interaction_actor(body, context)
     channel, ts = body.get("channel", {}).get("id"), body.get("container", {}).get("message_ts")
 
     def tell(text: str) -> None:
@@ -331,11 +332,12 @@ SUBCOMMAND = Subcommand(name=NAME, summary="show the open credential incidents",
 def register(app: App, services: Services) -> None:
     authorized = [authorize_interaction(services, NAME)]
 
-    def recheck(ack: Ack, body: dict[str, Any]) -> None:
-        on_recheck(services, ack, body)
+    def recheck(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        on_recheck(services, ack, body, context)
 
-    def start_service(ack: Ack, body: dict[str, Any]) -> None:
-        on_start_service(services, ack, body)
+    def start_service(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        on_start_service(services, ack, body, context)
 
-    app.action(Action.RECHECK, middleware=authorized)(recheck)
+    limited = [*authorized, limit_expensive_interaction(services, "recheck")]
+    app.action(Action.RECHECK, middleware=limited)(recheck)
     app.action({"action_id": START_SERVICE_IDS}, middleware=authorized)(start_service)

@@ -7,14 +7,14 @@ workers (they can take a while); the ephemeral "Listing…" reply is replaced by
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from slack_bolt import App, Respond
+from slack_bolt import App
 
 from bot.audit import AuditAction, AuditEvent, AuditOutcome
 from bot.config import ConfigError
-from bot.fleet.inventory import (
+from bot.fleet import (
     SensorRow,
     build_rows,
     check_hosts,
@@ -23,7 +23,7 @@ from bot.fleet.inventory import (
     unhealthy_first,
 )
 from bot.sensors import SensorChecker, check_sensors
-from bot.slack.context import CommandContext, Services, Subcommand
+from bot.slack.context import CommandContext, Person, Reply, Services, Subcommand
 from bot.slack.text import code_block, escape, inline
 from bot.slack.views import section
 
@@ -38,7 +38,17 @@ def handle(ctx: CommandContext) -> None:
         ctx.reply("Usage: `/atp sensors [domain]`")
         return
     ctx.reply(":hourglass_flowing_sand: Listing the sensors…")
-    ctx.services.submit(run_listing, ctx.services, ctx.respond, ctx.actor, domain)
+    services = ctx.services
+
+    def listing(publish: Callable[[Reply], None]) -> None:
+        run_listing(
+            services, lambda **shown: publish(Reply(shown["text"], shown.get("blocks"))), ctx.actor, domain
+        )
+
+    person = Person(
+        ctx.actor, AuditAction.CHECK, None, f"/atp sensors requested by {ctx.actor}", ctx.show_text
+    )
+    services.submit_shared((NAME, (domain or "").lower()), person, listing, ctx.show)
 
 
 def table(rows: Sequence[SensorRow]) -> str:
@@ -81,7 +91,7 @@ def _checker(services: Services) -> SensorChecker:
     return services.changes.checker if services.changes else check_sensors
 
 
-def run_listing(services: Services, respond: Respond, actor: str, domain: str | None) -> None:
+def run_listing(services: Services, respond: Callable[..., object], actor: str, domain: str | None) -> None:
     """On the bot's executor: Graph (cached), the WinRM checks, then one ephemeral table."""
     graph, graph_error = services.fleet.sensors()
     members = merge_fleet(services.settings, graph)
@@ -112,6 +122,7 @@ SUBCOMMAND = Subcommand(
     summary="list every sensor (Graph and configured): generation, health, unhealthy first",
     handler=handle,
     usage="[domain]",
+    expensive=True,
 )
 
 

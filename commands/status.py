@@ -14,7 +14,7 @@ from bot.config import AccountConfig, ConfigError
 from bot.fleet import graph_notes
 from bot.monitor.drift import check_drift, render_report
 from bot.sensors import SensorResult
-from bot.slack.context import CommandContext, Person, Services, Subcommand
+from bot.slack.context import JOINED_NOTE, CommandContext, Person, Services, Subcommand
 from bot.slack.text import inline
 from bot.slack.views import section
 from bot.store import StoreError
@@ -80,7 +80,8 @@ def run_status(
         report.note(note)
     if graph_error is not None:
         report.note(f"Graph could not be used: {graph_error}")
-    services.status_checks.check(names, _AuditedReport(report, services.audit, actor))
+    audited = _AuditedReport(report, services.audit, actor)
+    services.status_checks.check(names, audited, on_join=lambda: report.note(JOINED_NOTE))
 
 
 def run_drift_status(services: Services, respond: Respond, accounts: list[AccountConfig]) -> None:
@@ -129,6 +130,7 @@ SUBCOMMAND = Subcommand(
     summary="check every sensor now: services and credential errors",
     handler=handle,
     usage="[account]",
+    expensive=True,
 )
 
 

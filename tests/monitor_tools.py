@@ -3,6 +3,7 @@ runtime over the WinRM emulator, the embedded store and the audit trail in a tem
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +31,17 @@ from lab.winrm.server import WinRMEmulator
 WINRM_USER = "CONTOSO\\atp-checker"
 WINRM_PASSWORD = "Canary-WinRM-Pa55-9d2e!"
 CREDENTIAL_ERROR = "The supplied credential is invalid."
+
+
+def day_edge_now() -> datetime:
+    """Now; or, with ATP_TEST_UTC_TIME=HH:MM[:SS], today at that UTC time, so that CI runs the tests that
+    reason about UTC days (marked `clock`) once more at a day's edge (23:59:30) whatever the hour."""
+    now = datetime.now(UTC)
+    wanted = os.environ.get("ATP_TEST_UTC_TIME")
+    if not wanted:
+        return now
+    hour, minute, *second = (int(part) for part in wanted.split(":"))
+    return now.replace(hour=hour, minute=minute, second=second[0] if second else 0, microsecond=0)
 
 
 @dataclass

@@ -434,15 +434,17 @@ def test_a_host_that_shows_the_unified_sensor_needs_no_password(
 def test_a_graph_only_sensor_gets_its_host_check_through_the_endpoint_template(
     world: GmsaWorld, graph: GraphEmulator, tmp_path: Path, env: None
 ) -> None:
-    """sensor06 is only in Graph, its DNS name `localhost` (where the emulator listens): `[winrm]
-    endpoint_template` addresses it, and its computer is found by that `dNSHostName`."""
+    """sensor06 is only in Graph, its DNS name `localhost` (where the emulator listens) in a domain the
+    account lists (`domains`): `[winrm] endpoint_template` addresses it, and its computer is found by that
+    `dNSHostName`."""
     world.objects.add_computer("sensor06", dns_host_name="localhost")
-    graph.add_sensor("sensor06", domain=world.lab.dc.dns_domain, dns_names=("localhost",))
+    graph.add_sensor("sensor06", domain="localhost", dns_names=("localhost",))
     with WinRMEmulator(username=SENSOR_WINRM_USER, password=SENSOR_WINRM_PASSWORD) as winrm:
         winrm.add_host(Host.sensor("localhost"))
         winrm.hosts["localhost"].gmsa_usable.add("mdisvc")
         template = winrm.endpoint("localhost").replace(winrm.bind, "{dns_name}")
         config = tomllib.loads(gmsa_config(world, tmp_path, graph=graph).read_text())
+        config["accounts"][0]["domains"] = [world.lab.dc.dns_domain, "localhost"]
         config["winrm"] = {**sensor_config(winrm, "corp")["winrm"], "endpoint_template": template}
         path = tmp_path / "atp-bot.toml"
         path.write_text(tomli_w.dumps(config))

@@ -15,7 +15,15 @@ from bot.monitor.models import ExpiryWarning
 from lab.domain import LabDomain, new_password
 from lab.samba import LabUser
 from tests.conftest import CANARY, assert_no_canary
-from tests.monitor_tools import Clock, RecordingNotifier, alert_rows, make_runtime, monitor_settings, toml_str
+from tests.monitor_tools import (
+    Clock,
+    RecordingNotifier,
+    alert_rows,
+    day_edge_now,
+    make_runtime,
+    monitor_settings,
+    toml_str,
+)
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -101,6 +109,7 @@ def test_a_password_that_never_expires_gives_no_warning(
 
 
 @pytest.mark.samba
+@pytest.mark.clock
 def test_without_a_lookup_account_the_saved_credential_binds_once_a_day(
     lab_domain: LabDomain,
     fresh_user: LabUser,
@@ -109,7 +118,7 @@ def test_without_a_lookup_account_the_saved_credential_binds_once_a_day(
     canary_logs: pytest.LogCaptureFixture,
 ) -> None:
     lab_domain.dc.set_password(fresh_user.name, CANARY)
-    clock = Clock(datetime.now(UTC) + timedelta(days=30))
+    clock = Clock(day_edge_now() + timedelta(days=30))
     runtime, notifier = expiry_runtime(tmp_path, lab_domain, fresh_user, clock, monkeypatch, lookup=False)
     runtime.changes.store.save("svc", SecretStr(CANARY), "cli:test")
 

@@ -120,8 +120,8 @@ def test_graph_only_sensors_get_winrm_checks_through_the_endpoint_template(
 ) -> None:
     winrm.add_host(Host.sensor("localhost"))
     port = winrm.endpoint("localhost").rsplit(":", 1)[1].split("/")[0]
-    graph.add_sensor("localhost", dns_names=("localhost",))
-    template = f'endpoint_template = "http://{{dns_name}}:{port}/wsman"\n'
+    graph.add_sensor("localhost", domain="localhost", dns_names=("localhost",))
+    template = f'endpoint_template = "http://{{dns_name}}:{port}/wsman"\nallowed_domains = ["localhost"]\n'
     notifier = RecordingNotifier()
     runtime = fleet_runtime(tmp_path, graph, None, notifier, winrm=template)  # no [[sensors]] at all
     clock = runtime.clock
@@ -169,3 +169,24 @@ def test_a_unified_sensor_without_its_process_is_reported_as_such(
     winrm.host("dc6").processes.add("SenseIdentity")
     run_monitor_cycle(runtime)
     assert health_notices(notifier)[1:] == [("dc6", ("the SenseIdentity process is not running",), True)]
+
+
+def test_the_monitor_and_start_service_never_contact_a_hostile_graph_name(
+    tmp_path: Path, graph: GraphEmulator, winrm: WinRMEmulator
+) -> None:
+    """Graph names the WinRM emulator's listener (`127.0.0.1:<port>`); the template would address it."""
+    winrm.add_host(Host.sensor("localhost"))
+    port = winrm.endpoint("localhost").rsplit(":", 1)[1].split("/")[0]
+    graph.add_sensor("EVIL", dns_names=(f"127.0.0.1:{port}",))
+    notifier = RecordingNotifier()
+    template = 'endpoint_template = "http://{dns_name}/wsman"\n'
+    runtime = fleet_runtime(tmp_path, graph, None, notifier, winrm=template)
+
+    assert run_monitor_cycle(runtime).results == ()
+    graph_sensors, _ = runtime.changes.fleet.sensors()
+    report = start_sensor_service(
+        runtime.settings, runtime.changes.audit, "EVIL", "AATPSensor", "slack:U1", graph_sensors
+    )
+    assert not report.ok
+    counters = winrm.host("localhost").counters
+    assert (counters.requests, dict(counters.round_trips)) == (0, {})

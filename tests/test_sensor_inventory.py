@@ -12,13 +12,8 @@ import requests
 
 from bot.cli import main
 from bot.config import Settings, parse_settings
-from bot.fleet.inventory import (
-    build_rows,
-    discovered_sensor_config,
-    generation_of,
-    merge_fleet,
-    same_host,
-)
+from bot.fleet.inventory import build_rows, generation_of
+from bot.fleet.merge import merge_fleet
 from bot.graph import GraphError, GraphSensor, GraphSensorSource
 from lab.graph import CREDENTIALS_ISSUE, SENSORS_PATH, SENSORS_PERMISSION, GraphEmulator
 from tests.monitor_tools import toml_str
@@ -167,11 +162,38 @@ def test_generation_comes_from_the_version_and_is_never_guessed() -> None:
     assert generation_of("1.9") == "unknown"
 
 
-def test_short_names_and_fqdns_match_case_insensitively() -> None:
-    assert same_host("DC1", "dc1.contoso.test")
-    assert same_host("dc1.CONTOSO.test", "DC1.contoso.TEST")
-    assert not same_host("dc1.contoso.test", "dc1.fabrikam.test")
-    assert not same_host("dc1", "dc10.contoso.test")
+def graph_sensor(name: str, domain: str = "contoso.test", *dns_names: str) -> GraphSensor:
+    return GraphSensor(
+        id=name.lower(),
+        display_name=name,
+        domain=domain,
+        sensor_type="domainControllerIntegrated",
+        version="2.250.1.1",
+        health_status="healthy",
+        deployment_status="upToDate",
+        open_issues_count=0,
+        dns_names=dns_names,
+    )
+
+
+@pytest.mark.parametrize(
+    ("graph_name", "config_name", "merged"),
+    [
+        ("DC1", "dc1.contoso.test", True),  # the short name, in the entry's domain
+        ("dc1.CONTOSO.test", "DC1.contoso.TEST.", True),  # case and one trailing dot ignored
+        ("dc1.contoso.test", "dc1.fabrikam.test", False),
+        ("dc1", "dc10.contoso.test", False),
+    ],
+)
+def test_names_match_case_insensitively_on_the_full_name_or_in_the_same_domain(
+    tmp_path: Path, graph_name: str, config_name: str, merged: bool
+) -> None:
+    settings = settings_of(
+        tmp_path, f'[[sensors]]\nname = "s"\nendpoint = "https://{config_name}:5986/wsman"\n'
+    )
+    dns = (graph_name,) if "." in graph_name else ()
+    members = merge_fleet(settings, [graph_sensor(graph_name.split(".")[0], "contoso.test", *dns)])
+    assert [m.source for m in members] == (["both"] if merged else ["graph", "config"])
 
 
 def test_graph_and_config_sensors_are_merged_by_dns_name(tmp_path: Path) -> None:
@@ -315,16 +337,10 @@ def test_atp_bot_sensors_needs_only_the_graph_credentials(
 
 def test_a_graph_name_that_cannot_be_an_endpoint_gets_graph_only_checks(tmp_path: Path) -> None:
     settings = settings_of(tmp_path, '[winrm]\nendpoint_template = "https://{dns_name}:5986/wsman"\n')
-    odd = GraphSensor(
-        id="x",
-        display_name="DC 1 (old)",
-        domain="contoso.test",
-        sensor_type=None,
-        version="2.250.1.1",
-        health_status="healthy",
-        deployment_status="upToDate",
-        open_issues_count=0,
-        dns_names=("dc 1.contoso.test",),
-    )
+    odd = graph_sensor("DC 1 (old)", "contoso.test", "dc 1.contoso.test")
     (member,) = merge_fleet(settings, [odd])
-    assert discovered_sensor_config(settings, member) is None
+    assert member.winrm_config is None
+    assert member.problems[-1] == (
+        "not checked over WinRM: its DNS name 'dc 1.contoso.test' is not a DNS host name "
+        "(letters, digits, hyphens and dots only)"
+    )

@@ -85,8 +85,10 @@ def test_atp_sensors_names_the_missing_permission(graph: GraphEmulator) -> None:
 def test_atp_status_shows_graph_beside_the_checks(
     graph: GraphEmulator, sensors: WinRMEmulator, env: None
 ) -> None:
-    graph.add_sensor("sensor01", deployment_status="startFailure", health_status="notHealthyHigh")
-    graph.add_sensor("sensor02", version="3.0.1234.0")
+    graph.add_sensor(
+        "sensor01", domain="corp.test", deployment_status="startFailure", health_status="notHealthyHigh"
+    )
+    graph.add_sensor("sensor02", domain="corp.test", version="3.0.1234.0")  # the domain of account corp
     graph.add_sensor("elsewhere")  # not checked: not shown
     with running_lab("http", config={**sensor_config(sensors, "corp"), **graph_config(graph)}) as lab:
         lab.emulator.slash_command("status")

@@ -120,10 +120,14 @@ def test_endpoint_template_gives_discovered_sensors_winrm_checks(
 ) -> None:
     emulator.add_host(Host.unified("localhost"))
     port = emulator.endpoint("localhost").rsplit(":", 1)[1].split("/")[0]
-    graph.add_sensor("localhost", version=UNIFIED, dns_names=("localhost",))
+    graph.add_sensor("localhost", domain="localhost", version=UNIFIED, dns_names=("localhost",))
     template = f"http://{{dns_name}}:{port}/wsman"
     config = tmp_path / "atp-bot.toml"
-    config.write_text(settings_toml([], winrm={"endpoint_template": template}) + graph_toml(graph), "utf-8")
+    config.write_text(
+        settings_toml([], winrm={"endpoint_template": template, "allowed_domains": ["localhost"]})
+        + graph_toml(graph),
+        "utf-8",
+    )
     rows = sensors_json(config, capsys, 0)
     assert rows["localhost"]["winrm"] is True and rows["localhost"]["source"] == "graph"
     assert emulator.host("localhost").counters.scripts == 1
@@ -161,10 +165,14 @@ def test_check_checks_the_discovered_sensors_as_the_monitor_does(
 ) -> None:
     emulator.add_host(Host.sensor("localhost"))
     port = emulator.endpoint("localhost").rsplit(":", 1)[1].split("/")[0]
-    graph.add_sensor("localhost", dns_names=("localhost",))
+    graph.add_sensor("localhost", domain="localhost", dns_names=("localhost",))
     template = f"http://{{dns_name}}:{port}/wsman"
     config = tmp_path / "atp-bot.toml"
-    config.write_text(settings_toml([], winrm={"endpoint_template": template}) + graph_toml(graph), "utf-8")
+    config.write_text(
+        settings_toml([], winrm={"endpoint_template": template, "allowed_domains": ["localhost"]})
+        + graph_toml(graph),
+        "utf-8",
+    )
     assert main(["--config", str(config), "check", "--json"]) == 0
     (result,) = json.loads(capsys.readouterr().out)
     assert (result["name"], result["healthy"], result["generation"]) == ("localhost", True, "2")

@@ -29,6 +29,7 @@ from bot.audit import (
     record_or_log,
 )
 from bot.change.aftermath import Attempt, went_wrong
+from bot.change.baseline import STALE, Baseline, changed_since, record_stale, take_baseline
 from bot.change.failures import report_failure
 from bot.change.journal import ChangeJournal, InFlight, Phase
 from bot.change.outcome import (
@@ -158,27 +159,26 @@ class PasswordChanges:
         actor: str,
         test: ConnectionTestResult,
         *,
-        last_save: int | None,
+        baseline: Baseline | None,
         note: str,
+        still_allowed: Callable[[], str | None],
         origin: Mapping[str, str] | None = None,
     ) -> ChangeOutcome:
         """Save a password that passed its test earlier and was held (approved since), as `change` saves:
         journal, store, audit. Not tested again: the test already passed, and a second bind would spend
-        the lockout guard's allowance for nothing. Refused when another password was saved for the account
-        since the test (`last_save`: the audit trail's, which every replica and the CLI write), so an old
-        approval never overwrites a newer change."""
+        the lockout guard's allowance for nothing. Refused as stale (audited, nothing saved) when
+        `still_allowed` says why the requester may no longer make the change, or when the account moved
+        since the test (bot.change.baseline), so an old approval never saves a stale password."""
         account = self.settings.account(account_id)
 
         def save(lease: AccountLease, entry: InFlight, attempt: Attempt) -> ChangeOutcome:
             attempt.test = test
-            if self.audit.last_save(account.id) != last_save:
-                return ChangeOutcome(
-                    account.id,
-                    ChangeStatus.NOT_STARTED,
-                    "Not saved: a newer password was saved meanwhile.",
-                    test=test,
-                    error_reason="stale",
-                )
+            why = still_allowed() or changed_since(account, self.store, self.audit, baseline)
+            if why:
+                record_stale(self.audit, actor, account.id, note, why)
+                stale = f"Refused as stale: {why}. Nothing was saved."
+                status = ChangeStatus.NOT_STARTED
+                return ChangeOutcome(account.id, status, stale, test=test, error_reason=STALE)
             return self._save(account, password, actor, test, entry, attempt, note)
 
         return self._run(account, password, actor, ChangeProgress(), origin, save)
@@ -304,7 +304,7 @@ class PasswordChanges:
                 account.id, ChangeStatus.TEST_FAILED, f"Not saved: {result.message}", test=result
             )
         if hold is not None:
-            return hold(result, password, self.audit.last_save(account.id))
+            return hold(result, password, take_baseline(account, self.audit))
         return self._save(account, password, actor, result, entry, attempt, note)
 
     def _save(

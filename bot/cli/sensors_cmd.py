@@ -59,7 +59,7 @@ def render_table(rows: Sequence[SensorRow]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.fleet.inventory import (
+    from bot.fleet import (
         GraphFleet,
         build_rows,
         check_hosts,

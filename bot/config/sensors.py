@@ -19,6 +19,9 @@ GMSA_LOG_SIGNATURES = (
     "GMSA password could not be retrieved",
 )
 _ENDPOINT_HINT = "use https://host:5986/wsman (or http://host:5985/wsman)"
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# A DNS domain: letters, digits and hyphens in dot-separated labels (one trailing dot allowed).
+DNS_DOMAIN_PATTERN = rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*\.?$"
 
 
 def parse_winrm_endpoint(value: str) -> str:
@@ -73,6 +76,8 @@ class WinRMConfig(_WinRMSettings):
     # Endpoint of a sensor found in Graph ([graph] discover_sensors) but not in [[sensors]], from its DNS
     # name, e.g. "https://{dns_name}:5986/wsman"; unset: such sensors get Graph-only checks.
     endpoint_template: str | None = None
+    # DNS domains, besides the accounts' own, whose hosts a Graph name may address through the template.
+    allowed_domains: list[Annotated[str, Field(max_length=254, pattern=DNS_DOMAIN_PATTERN)]] = []
 
     @field_validator("endpoint_template")
     @classmethod
@@ -82,6 +87,24 @@ class WinRMConfig(_WinRMSettings):
                 raise ValueError("must contain {dns_name} once and no other placeholder")
             parse_winrm_endpoint(value.replace("{dns_name}", "sensor.example"))
         return value
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _domains_not_addresses(cls, value: list[str]) -> list[str]:
+        for domain in value:
+            if domain.rstrip(".").rpartition(".")[2].isdigit():
+                raise ValueError(f"{domain!r} is an IP address; list DNS domains (e.g. corp.contoso.com)")
+        return value
+
+    @property
+    def template_sensor(self) -> SensorConfig | None:
+        """What `endpoint_template` makes of a sensor only Graph knows (for the checks that apply to
+        every `[[sensors]]` endpoint), None without a template."""
+        if self.endpoint_template is None:
+            return None
+        return SensorConfig(
+            name="template", endpoint=self.endpoint_template.replace("{dns_name}", "sensor.example")
+        )
 
 
 class SensorConfig(_WinRMSettings):

@@ -121,18 +121,26 @@ class Settings(StrictModel):
         return frozenset(_configured_env_names(self)) | SLACK_SECRET_ENVS
 
     def _no_transport_in_clear(self) -> None:
-        """Refuse a sensor whose transport needs TLS but whose endpoint is http:// (security review 11.9)."""
+        """Refuse a sensor whose transport needs TLS but whose endpoint is http:// (security review 11.9),
+        and `endpoint_template` likewise: it addresses every sensor only Graph knows."""
         clear = [
-            (index, sensor.effective_transport(self.winrm))
+            (f"sensors[{index}].endpoint", sensor.effective_transport(self.winrm))
             for index, sensor in enumerate(self.sensors)
             if sensor.over_http and sensor.effective_transport(self.winrm) in NEEDS_HTTPS
         ]
+        template = self.winrm.template_sensor
+        if (
+            template is not None
+            and template.over_http
+            and template.effective_transport(self.winrm) in NEEDS_HTTPS
+        ):
+            clear.insert(0, ("winrm.endpoint_template", template.effective_transport(self.winrm)))
         if not clear:
             return
-        index, transport = clear[0]
+        where, transport = clear[0]
         more = f" ({len(clear) - 1} more sensor(s) likewise)" if len(clear) > 1 else ""
         raise ValueError(
-            f"sensors[{index}].endpoint: transport {transport!r} over http:// is refused: it "
+            f"{where}: transport {transport!r} over http:// is refused: it "
             f"{NEEDS_HTTPS[transport]}; use an https:// endpoint (https://host:5986/wsman, with ca_file) "
             f'or transport = "ntlm"{more}'
         )
@@ -167,14 +175,14 @@ def insecure_settings(settings: Settings) -> list[str]:
         for account in settings.accounts
         if not account.tls_verify
     ]
-    for sensor in settings.sensors:
+    template = settings.winrm.template_sensor
+    named = [(f"sensor {s.name}", s) for s in settings.sensors]
+    for what, sensor in [*named, *([("winrm.endpoint_template", template)] if template else [])]:
         if not sensor.effective_cert_validation(settings.winrm):
-            warnings.append(
-                f"sensor {sensor.name}: WinRM certificate validation is disabled (cert_validation = false)"
-            )
+            warnings.append(f"{what}: WinRM certificate validation is disabled (cert_validation = false)")
         if sensor.over_http and sensor.effective_transport(settings.winrm) == "ntlm":
             warnings.append(
-                f"sensor {sensor.name}: NTLM over http:// ({sensor.endpoint}); messages are sealed, but the "
+                f"{what}: NTLM over http:// ({sensor.endpoint}); messages are sealed, but the "
                 "host is not authenticated: prefer https://"
             )
     center = settings.store.ata_center

@@ -4,7 +4,6 @@ must check, and a verdict per sensor."""
 
 from bot.fleet.inventory import (
     AccountSensors,
-    FleetMember,
     Generation,
     GraphFleet,
     SensorRow,
@@ -13,7 +12,6 @@ from bot.fleet.inventory import (
     build_rows,
     check_hosts,
     checked_fleet,
-    discovered_sensor_config,
     fleet_exit_code,
     generation_of,
     graph_notes,
@@ -21,12 +19,12 @@ from bot.fleet.inventory import (
     host_view,
     in_domain,
     member_generation,
-    merge_fleet,
     rows_for_results,
     unhealthy_first,
     uses_dsa,
     winrm_sensors,
 )
+from bot.fleet.merge import FleetMember, merge_fleet
 
 __all__ = [
     "AccountSensors",
@@ -39,7 +37,6 @@ __all__ = [
     "build_rows",
     "check_hosts",
     "checked_fleet",
-    "discovered_sensor_config",
     "fleet_exit_code",
     "generation_of",
     "graph_notes",

@@ -1,24 +1,22 @@
-"""The sensor fleet: Graph's sensors merged with `[[sensors]]`, each with its generation and a verdict.
+"""The sensor fleet: Graph's sensors merged with `[[sensors]]` (`bot.fleet.merge`), each with its
+generation and a verdict.
 
-A Graph sensor and a `[[sensors]]` entry are the same server when a DNS name of one equals a name of
-the other (case-insensitive), a bare short name matching the first label of a full name. The
-generation comes from Graph's `version` (2.x: the classic sensor, which uses the directory service
+The generation comes from Graph's `version` (2.x: the classic sensor, which uses the directory service
 account; 3.x: the unified sensor, which does not), else from what the host showed over WinRM, else it
 is `unknown`: never guessed.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from bot.config import AccountConfig, SensorConfig, Settings
+from bot.fleet.merge import FleetMember, Source, merge_fleet
 from bot.graph import GraphError, GraphSensor, GraphSensorSource
 from bot.infra.exitcodes import ExitCode
 from bot.sensors import SensorChecker, SensorResult, check_sensors
@@ -27,7 +25,6 @@ log = logging.getLogger(__name__)
 
 Generation = Literal["2", "3", "unknown"]
 Verdict = Literal["healthy", "attention", "unknown"]
-Source = Literal["graph", "config", "both"]
 
 HEALTHY_DEPLOYMENT = frozenset({"upToDate", "updating", "syncing"})
 VERDICT_ORDER: dict[str, int] = {"attention": 0, "unknown": 1, "healthy": 2}
@@ -63,42 +60,6 @@ class HostView:
     problems: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class FleetMember:
-    """A sensor before its verdict: what Graph says, its `[[sensors]]` entry, or both."""
-
-    graph: GraphSensor | None
-    config: SensorConfig | None
-    winrm: bool
-
-    @property
-    def name(self) -> str:
-        if self.config is not None:
-            return self.config.name
-        assert self.graph is not None
-        return self.graph.display_name
-
-    @property
-    def dns_name(self) -> str | None:
-        if self.graph is not None:
-            return self.graph.dns_name
-        assert self.config is not None
-        return config_host(self.config)
-
-    @property
-    def domain(self) -> str | None:
-        if self.graph is not None and self.graph.domain:
-            return self.graph.domain.lower()
-        dns = self.dns_name
-        return dns.partition(".")[2] or None if dns else None
-
-    @property
-    def source(self) -> Source:
-        if self.graph is not None and self.config is not None:
-            return "both"
-        return "graph" if self.graph is not None else "config"
-
-
 def generation_of(version: str | None) -> Generation:
     """2.x is the classic sensor, 3.x the unified one; anything else is not guessed."""
     major = (version or "").split(".")[0]
@@ -110,77 +71,6 @@ def generation_of(version: str | None) -> Generation:
 def uses_dsa(generation: Generation) -> bool | None:
     """The classic sensor uses the directory service account; the unified one runs as LocalSystem."""
     return {"2": True, "3": False}.get(generation)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
-def config_host(sensor: SensorConfig) -> str | None:
-    """The DNS name in a `[[sensors]]` endpoint (None for an IP address)."""
-    host = (urlsplit(sensor.endpoint).hostname or "").lower()
-    return None if not host or _is_ip(host) else host
-
-
-def same_host(a: str, b: str) -> bool:
-    """Equal DNS names, or a short name equal to the other's first label."""
-    a, b = a.lower().rstrip("."), b.lower().rstrip(".")
-    if a == b:
-        return True
-    if "." not in a and "." in b:
-        return b.split(".")[0] == a
-    if "." not in b and "." in a:
-        return a.split(".")[0] == b
-    return False
-
-
-def _graph_names(sensor: GraphSensor) -> list[str]:
-    names = [*sensor.dns_names, sensor.display_name]
-    if sensor.domain:
-        names.append(f"{sensor.display_name}.{sensor.domain}")
-    return names
-
-
-def _config_names(sensor: SensorConfig) -> list[str]:
-    host = config_host(sensor)
-    return [sensor.name, host] if host else [sensor.name]
-
-
-def _matches(graph: GraphSensor, sensor: SensorConfig) -> bool:
-    return any(same_host(g, c) for g in _graph_names(graph) for c in _config_names(sensor))
-
-
-def merge_fleet(settings: Settings, graph_sensors: Sequence[GraphSensor]) -> list[FleetMember]:
-    """Graph's sensors (each with its `[[sensors]]` entry, if one names it), then the config-only ones."""
-    template = settings.winrm.endpoint_template is not None
-    unclaimed = list(settings.sensors)
-    members = []
-    for graph in graph_sensors:
-        config = next((s for s in unclaimed if _matches(graph, s)), None)
-        if config is not None:
-            unclaimed.remove(config)
-        members.append(FleetMember(graph=graph, config=config, winrm=config is not None or template))
-    members += [FleetMember(graph=None, config=s, winrm=True) for s in unclaimed]
-    return members
-
-
-def discovered_sensor_config(settings: Settings, member: FleetMember) -> SensorConfig | None:
-    """A `[[sensors]]`-like entry for a Graph-only sensor from `[winrm] endpoint_template`."""
-    template = settings.winrm.endpoint_template
-    if member.config is not None:
-        return member.config
-    if template is None or member.graph is None:
-        return None
-    endpoint = template.replace("{dns_name}", member.graph.dns_name)
-    try:
-        return SensorConfig(name=member.name, endpoint=endpoint)
-    except ValidationError:  # a name or DNS name Graph reports that cannot address a host
-        log.warning("sensor %r: no WinRM endpoint can be made from its Graph name; Graph-only", member.name)
-        return None
 
 
 def graph_problems(sensor: GraphSensor) -> list[str]:
@@ -214,7 +104,7 @@ def build_row(member: FleetMember, host: HostView | None = None) -> SensorRow:
     """The row of one sensor: generation, whether it uses the DSA, and its verdict."""
     graph = member.graph
     generation = member_generation(member, host.generation if host else "unknown")
-    problems = graph_problems(graph) if graph is not None else []
+    problems = [*(graph_problems(graph) if graph is not None else []), *member.problems]
     if host is not None:
         problems += host.problems
     notes = []
@@ -254,13 +144,9 @@ def winrm_sensors(settings: Settings, members: Sequence[FleetMember]) -> list[Se
     """The members checked over WinRM: those with a `[[sensors]]` entry (in its order), then each
     Graph-only one that `endpoint_template` gives an endpoint. `check`, `sensors` and the monitor check
     these."""
-    configured = [m.config for m in members if m.config is not None]
-    discovered = [
-        config
-        for m in members
-        if m.config is None and m.winrm and (config := discovered_sensor_config(settings, m)) is not None
-    ]
-    return [*(s for s in settings.sensors if s in configured), *discovered]
+    configured = {m.config.name for m in members if m.config is not None}  # `[[sensors]]` names are unique
+    discovered = [m.discovered for m in members if m.discovered is not None]
+    return [*(s for s in settings.sensors if s.name in configured), *discovered]
 
 
 def checked_fleet(settings: Settings, members: Sequence[FleetMember]) -> Settings:
@@ -366,7 +252,7 @@ def account_sensors(settings: Settings, account_id: str, graph: Sequence[GraphSe
     for member in account_members(settings, account, graph):
         if member.graph is not None and generation_of(member.graph.version) == "3":
             unified.append(member.name)
-        elif (config := discovered_sensor_config(settings, member)) is not None:
+        elif (config := member.winrm_config) is not None:
             to_check.append(config)
     return AccountSensors(
         settings.model_copy(update={"sensors": to_check}), tuple(c.name for c in to_check), tuple(unified)

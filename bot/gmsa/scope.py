@@ -12,7 +12,6 @@ from bot.fleet import (
     FleetMember,
     GraphFleet,
     account_members,
-    discovered_sensor_config,
     member_generation,
 )
 from bot.gmsa.core import GmsaSensor, SensorScope
@@ -56,7 +55,7 @@ def sensor_scope(settings: Settings, account: AccountConfig, fleet: GraphFleet |
             name=member.name,
             host_names=host_names(member, domain),
             generation=member_generation(member),
-            winrm=discovered_sensor_config(settings, member),
+            winrm=member.winrm_config,
             gateway=member.config is not None and member.config.kind == "ata",
         )
         for member in account_members(settings, account, graph)

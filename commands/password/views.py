@@ -12,6 +12,7 @@ from bot.slack.text import inline
 from bot.slack.views import ViewOrigin, encode_metadata, notice_modal, plain, section
 
 TITLE = "Directory password"
+MAX_DOUBTS = 4  # warnings and notes shown with a test's outcome
 
 
 class Callback(StrEnum):
@@ -118,9 +119,14 @@ def _retry_button(state: PasswordModalOrigin) -> dict[str, Any]:
     }
 
 
-def _warnings(test: ConnectionTestResult) -> str:
-    """The test's doubts (e.g. no KDC confirmed a password changed in AD minutes ago), one line each."""
-    return "".join(f"\n:warning: {inline(warning)}" for warning in test.warnings)
+def doubts(test: ConnectionTestResult, *notes: str) -> str:
+    """The test's warnings (e.g. no KDC confirmed a password changed in AD minutes ago), then its notes and
+    `notes` (e.g. what an approval cannot check), one line each: what the requester saw, others see."""
+    lines = [f":warning: {inline(warning)}" for warning in test.warnings]
+    lines += [f":information_source: {inline(note)}" for note in (*test.notes, *notes)]
+    if len(lines) > MAX_DOUBTS:  # a section holds 3,000 characters; each line at most about 520
+        lines[MAX_DOUBTS - 1 :] = [f"… and {len(lines) - MAX_DOUBTS + 1} more"]
+    return "".join(f"\n{line}" for line in lines)
 
 
 def result_modal(outcome: ChangeOutcome, state: PasswordModalOrigin) -> dict[str, Any]:
@@ -134,7 +140,7 @@ def result_modal(outcome: ChangeOutcome, state: PasswordModalOrigin) -> dict[str
         )
         if outcome.problem:
             text += f"\n:warning: But then something went wrong: {inline(outcome.problem)}."
-        return notice_modal(TITLE, text + _warnings(test))
+        return notice_modal(TITLE, text + doubts(test))
     if outcome.status is ChangeStatus.SAVE_FAILED:
         why = outcome.message.removeprefix("Tested OK but NOT saved: ")
         text = f":warning: *Tested OK but NOT saved.* {inline(why)}"
@@ -166,10 +172,10 @@ def announcement(
     details = f"Verified by `{test.dc if test else '?'}`; the password {expiry}."
     if saved:
         details += f" Saved in the {saved.backend} store."
-    if test:
-        details += _warnings(test)
     if note:
         details += f" {note}."
+    if test:
+        details += doubts(test)
     return f"{text} {details}", [
         section(text),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": details}]},
