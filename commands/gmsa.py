@@ -53,7 +53,10 @@ def run_check(services: Services, account: AccountConfig, tell: Callable[[str], 
     verdicts."""
     settings = services.settings
     try:
-        report = check_gmsa(settings, account, sensor_scope(settings, account, services.fleet))
+        scripts = services.changes.scripts if services.changes else None  # the bot's check workers
+        report = check_gmsa(
+            settings, account, sensor_scope(settings, account, services.fleet), scripts=scripts
+        )
         text = "```" + "\n".join(describe(report)) + "```"
     except ConfigError as error:  # e.g. the lookup password's variable is not set
         text = f"The gMSA check of `{account.id}` cannot run: {'; '.join(error.problems)}"

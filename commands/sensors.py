@@ -1,8 +1,8 @@
 """`/atp sensors [domain]`: every sensor (Graph and `[[sensors]]`) as a compact table, unhealthy first.
 
 The same rows as `atp-bot sensors`; Graph's list is cached by the runtime's `GraphFleet`, so a burst of
-requests makes one Graph call. Built on the bot's executor (WinRM checks can take a while); the
-ephemeral "Listing…" reply is replaced by the table.
+requests makes one Graph call. Built on the bot's executor, the WinRM checks done by the bot's check
+workers (they can take a while); the ephemeral "Listing…" reply is replaced by the table.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from bot.fleet import (
     merge_fleet,
     unhealthy_first,
 )
+from bot.sensors import SensorChecker, check_sensors
 from bot.slack.context import CommandContext, Person, Reply, Services, Subcommand
 from bot.slack.text import code_block, escape, inline
 from bot.slack.views import section
@@ -85,6 +86,11 @@ def message(rows: Sequence[SensorRow], graph_error: str | None) -> tuple[str, li
     return escape(summary), blocks
 
 
+def _checker(services: Services) -> SensorChecker:
+    """The bot's checker (its check worker processes), so that no WinRM work runs in the bot's threads."""
+    return services.changes.checker if services.changes else check_sensors
+
+
 def run_listing(services: Services, respond: Callable[..., object], actor: str, domain: str | None) -> None:
     """On the bot's executor: Graph (cached), the WinRM checks, then one ephemeral table."""
     graph, graph_error = services.fleet.sensors()
@@ -92,7 +98,7 @@ def run_listing(services: Services, respond: Callable[..., object], actor: str, 
     if domain:
         members = [m for m in members if in_domain(m, domain)]
     try:
-        rows = build_rows(members, check_hosts(services.settings, members))
+        rows = build_rows(members, check_hosts(services.settings, members, _checker(services)))
     except ConfigError as exc:
         respond(
             text=f"The sensors could not be listed: {inline('; '.join(exc.problems))}", replace_original=True

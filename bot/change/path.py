@@ -54,7 +54,7 @@ from bot.fleet import AccountSensors, GraphFleet, account_sensors, graph_unread
 from bot.infra import metrics
 from bot.infra.redaction import active_secret
 from bot.infra.state_dir import state_dir
-from bot.sensors import SensorChecker, SensorResult, check_sensors
+from bot.sensors import ScriptRunner, SensorChecker, SensorResult, ThreadScripts, check_sensors
 from bot.store import CredentialStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -64,15 +64,19 @@ log = logging.getLogger(__name__)
 Step = Callable[[AccountLease, InFlight, Attempt], ChangeOutcome]
 
 
-def open_changes(settings: Settings, checker: SensorChecker = check_sensors) -> PasswordChanges:
+def open_changes(
+    settings: Settings, checker: SensorChecker = check_sensors, scripts: ScriptRunner | None = None
+) -> PasswordChanges:
     """The change path for a configuration, with its store, audit trail and account locks (raises
-    StoreError/AuditError); `checker` checks the sensors (`atp-bot run`: its worker processes)."""
+    StoreError/AuditError); `checker` checks the sensors and `scripts` runs the other scripts on them
+    (`atp-bot run`: both its worker processes)."""
     return PasswordChanges(
         settings,
         state_dir=state_dir(settings),
         store=open_store(settings),
         audit=open_audit(settings),
         checker=checker,
+        scripts=scripts or ThreadScripts(settings.sensor_checks.pool_size),
     )
 
 
@@ -92,6 +96,7 @@ class PasswordChanges:
         store: CredentialStore,
         audit: AuditTrail,
         checker: SensorChecker = check_sensors,
+        scripts: ScriptRunner | None = None,
         tester: ConnectionTester = run_connection_test,
     ) -> None:
         self.settings = settings
@@ -103,6 +108,7 @@ class PasswordChanges:
         self.locks = AccountLocks.for_settings(settings, state_dir)
         self.journal = ChangeJournal(state_dir)
         self.checker = checker
+        self.scripts = scripts or ThreadScripts(settings.sensor_checks.pool_size)
         self.tester = tester
         self.fleet = GraphFleet(settings)
 

@@ -19,7 +19,7 @@ from bot.config import AccountConfig, SensorConfig, Settings
 from bot.fleet.merge import FleetMember, Source, merge_fleet
 from bot.graph import GraphError, GraphSensor, GraphSensorSource
 from bot.infra.exitcodes import ExitCode
-from bot.sensors import SensorResult, check_sensors
+from bot.sensors import SensorChecker, SensorResult, check_sensors
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +154,16 @@ def checked_fleet(settings: Settings, members: Sequence[FleetMember]) -> Setting
     return settings.model_copy(update={"sensors": winrm_sensors(settings, members)})
 
 
-def check_hosts(settings: Settings, members: Sequence[FleetMember]) -> dict[str, HostView]:
-    """WinRM checks of every member that has them (a `[[sensors]]` entry or `endpoint_template`)."""
+def check_hosts(
+    settings: Settings, members: Sequence[FleetMember], checker: SensorChecker = check_sensors
+) -> dict[str, HostView]:
+    """WinRM checks of every member that has them (a `[[sensors]]` entry or `endpoint_template`), by
+    `checker` (the bot's: its check worker processes)."""
     checked = checked_fleet(settings, members)
     if not checked.sensors:
         return {}
     graph_of = {m.name: m.graph for m in members}
-    results = check_sensors(checked)
+    results = checker(checked)
     return {r.name: host_view(r, graph_of.get(r.name)) for r in results}
 
 

@@ -315,7 +315,7 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
     by_name = {r.name: r for r in results}
     health_list, health_error = _read_health(ctx)
     health = assign_health(settings.accounts, health_list) if health_list is not None else {}
-    gmsa_verdicts = gmsa_alert_verdicts(settings, results, ctx.changes.fleet)
+    gmsa_verdicts = gmsa_alert_verdicts(settings, results, ctx.changes.fleet, ctx.changes.scripts)
     stored, reachability, alerted = state.incidents(), state.reachability(), state.sensor_problems()
     sensor_health = fleet_health(members, by_name) if fleet_error is None else None
     opened: list[Incident] = []
