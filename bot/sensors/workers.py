@@ -270,10 +270,12 @@ def _execute(plan: Plan) -> SensorResult | ScriptRun:
 
 def _serve(tasks: Queue[Any], results: Queue[Any], threads: int, log_setup: LogSetup) -> None:
     """A worker process: `threads` threads each take a plan, check it, and send back the result."""
+    from bot.infra.dumpable import clear_dumpable
     from bot.infra.logging_setup import configure_logging
     from bot.infra.redaction import active_secret
 
     configure_logging(logging.getLevelName(log_setup.level), log_setup.fmt)
+    clear_dumpable()  # it holds the WinRM password: spawning (execve) made it dumpable again
     try:
         os.nice(NICENESS)
     except OSError as exc:  # e.g. the systemd unit's SystemCallFilter=~@resources answers EPERM
