@@ -167,18 +167,15 @@ class PasswordChanges:
         still_allowed: Callable[[], str | None],
         origin: Mapping[str, str] | None = None,
     ) -> ChangeOutcome:
-        """Save a password that passed its test earlier and was held (approved since), as `change` saves:
-        journal, store, audit. Not tested again: the test already passed, and a second bind would spend
-        the lockout guard's allowance for nothing. Refused as stale (audited, nothing saved) when
-        `still_allowed` says why the requester may no longer make the change, or when the account moved
-        since the test (bot.change.baseline), so an old approval never saves a stale password."""
-        account = self.settings.account(account_id)
+        """Save a held password that passed its test (approved since) as `change` saves: journal, store,
+        audit. Not tested again: a second bind would spend the lockout guard's allowance for nothing.
+        Refused as stale (audited, nothing saved) when `still_allowed` says why the requester may no
+        longer make the change, or when the account moved since the test (bot.change.baseline)."""
+        account, lookups = self.settings.account(account_id), self.guard.lookups
 
         def save(lease: AccountLease, entry: InFlight, attempt: Attempt) -> ChangeOutcome:
             attempt.test = test
-            why = still_allowed() or changed_since(
-                account, self.store, self.audit, baseline, self.guard.lookups
-            )
+            why = still_allowed() or changed_since(account, self.store, self.audit, baseline, lookups)
             if why:
                 record_stale(self.audit, actor, account.id, note, why)
                 stale = f"Refused as stale: {why}. Nothing was saved."
