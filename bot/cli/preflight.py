@@ -216,6 +216,9 @@ def _check_client_certificates(settings: Settings, source: ConfigSource, finding
 
 
 def _check_slack_environment(settings: Settings, findings: Findings) -> None:
+    """Slack's tokens, needed only when Slack is a face (a `[slack]` table): a CLI-only file needs none."""
+    if not settings.slack_face:
+        return
     socket = settings.slack.mode == "socket"
     needed = [SLACK_BOT_TOKEN_ENV, SLACK_APP_TOKEN_ENV if socket else SLACK_SIGNING_SECRET_ENV]
     findings.environment.extend(
