@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from lab.graph_assertion import CLIENT_ASSERTION_TYPE, assertion_refusal
+from lab.graph_assertion import CLIENT_ASSERTION_TYPE, assertion_refusal, issue_app_certificate
 from lab.graph_hostile import HostileAnswer, hostile_body, write_huge_chunked
 from lab.serving import BackgroundServer
 from lab.tlsca import TlsFiles, issue_ca_and_server_cert
@@ -503,16 +503,29 @@ def register_cli(actions: Any) -> None:
     parser.add_argument(
         "--sensors", type=int, default=0, help="sensors to list (a mixed fleet: classic, unified, unhealthy)"
     )
+    parser.add_argument(
+        "--certificate",
+        action="store_true",
+        help="register an app certificate (written to --dir) and print the certificate sign-in instead",
+    )
     parser.set_defaults(handler=_run_cli)
 
 
 def _run_cli(args: Any) -> int:
     directory: Path = args.dir
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    emulator = GraphEmulator(directory, port=args.port)
+    app = issue_app_certificate(directory) if args.certificate else None
+    emulator = GraphEmulator(directory, port=args.port, client_certificate=app.pem if app else None)
     secret_file = directory / "client.secret"
     secret_file.touch(mode=0o600)
     secret_file.write_text(emulator.client_secret + "\n", encoding="utf-8")
+    if app is None:
+        sign_in = f'client_secret_file = "{secret_file.resolve()}"'
+    else:
+        sign_in = (
+            f'client_certificate_file = "{app.cert_file.resolve()}"\n'
+            f'client_certificate_key_file = "{app.key_file.resolve()}"'
+        )
     for _ in range(args.issues):
         emulator.add_issue()
     add_mixed_fleet(emulator, args.sensors)
@@ -524,7 +537,7 @@ def _run_cli(args: Any) -> int:
         )
         if args.sensors:
             print("discover_sensors = true")
-        print(f'client_secret_file = "{secret_file.resolve()}"')
+        print(sign_in)
         print(f'authority_url = "{emulator.authority_url}"\ngraph_url = "{emulator.graph_url}"')
         print(f'ca_file = "{emulator.tls.ca_file.resolve()}"\n')
         print("Ctrl-C stops the emulator")
