@@ -3,6 +3,7 @@ health issues (`/v1.0/security/identities/healthIssues`) and sensors (`/v1.0/sec
 for tests and for trying atp-bot locally.
 
 HTTPS with a throwaway test CA (lab.tlsca). The token endpoint implements the client credentials grant
+with a client secret or a certificate's client assertion, checked as Entra ID does (lab.graph_assertion)
 (OpenID discovery document included, as MSAL reads it first); the health issues list supports
 `$filter=status eq '…'`, the sensors list `$select`; both page with `@odata.nextLink`. Failures,
 redirects, throttling with `Retry-After` and hostile answers (lab.graph_hostile) can be injected per
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from lab.graph_assertion import CLIENT_ASSERTION_TYPE, assertion_refusal, issue_app_certificate
 from lab.graph_hostile import HostileAnswer, hostile_body, write_huge_chunked
 from lab.serving import BackgroundServer
 from lab.tlsca import TlsFiles, issue_ca_and_server_cert
@@ -58,6 +60,7 @@ class _State:
     client_id: str
     client_secret: str
     page_size: int
+    client_certificate: bytes | None = None  # the PEM certificate registered for the app
     issues: list[dict[str, Any]] = field(default_factory=list)
     sensors: list[dict[str, Any]] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
@@ -188,7 +191,11 @@ class _Handler(BaseHTTPRequestHandler):
             "issuer": f"{base}/v2.0",
             "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
             "token_endpoint": f"{base}/oauth2/v2.0/token",
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
         }
 
     def _token(self, form: dict[str, str]) -> None:
@@ -196,14 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
         if form.get("grant_type") != "client_credentials" or not form.get("scope", "").endswith("/.default"):
             self._reply(400, {"error": "invalid_request", "error_description": "AADSTS900144: bad request"})
             return
-        if form.get("client_id") != state.client_id or form.get("client_secret") != state.client_secret:
-            self._reply(
-                401,
-                {
-                    "error": "invalid_client",
-                    "error_description": "AADSTS7000215: Invalid client secret provided.",
-                },
-            )
+        refusal = self._client_refusal(form)
+        if refusal is not None:
+            self._reply(401, {"error": "invalid_client", "error_description": refusal})
             return
         token = secrets.token_urlsafe(32)
         with state.lock:
@@ -211,6 +213,28 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(
             200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
         )
+
+    def _client_refusal(self, form: dict[str, str]) -> str | None:
+        """Entra's description of why it does not accept the client's credential: its secret, or a client
+        assertion signed with the key of its registered certificate."""
+        state = self.server.state
+        if form.get("client_id") != state.client_id:
+            return f"AADSTS700016: Application with identifier '{form.get('client_id')}' was not found."
+        if "client_assertion" in form:
+            if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+                return "AADSTS50027: JWT token is invalid or malformed."
+            endpoint = f"{self.server.base_url}/{state.tenant_id}/oauth2/v2.0/token"
+            return assertion_refusal(
+                form["client_assertion"], state.client_certificate, state.client_id, endpoint
+            )
+        if "client_secret" not in form:
+            return (
+                "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' "
+                "or 'client_secret'."
+            )
+        if form["client_secret"] != state.client_secret:
+            return "AADSTS7000215: Invalid client secret provided."
+        return None
 
     def _authorized(self, permission: str) -> bool:
         """Graph's answers without a valid token (401) or without the application permission (403)."""
@@ -289,13 +313,14 @@ class GraphEmulator(BackgroundServer[_Server]):
         tenant_id: str = "contoso.onmicrosoft.test",
         client_id: str = "11111111-2222-3333-4444-555555555555",
         client_secret: str | None = None,
+        client_certificate: bytes | None = None,
         page_size: int = 2,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.tls: TlsFiles = issue_ca_and_server_cert(directory, ["localhost"], [host])
         self.client_secret = client_secret or secrets.token_urlsafe(24)
-        self._state = _State(tenant_id, client_id, self.client_secret, page_size)
+        self._state = _State(tenant_id, client_id, self.client_secret, page_size, client_certificate)
         self._server = _Server((host, port), _Handler)
         self._server.state = self._state
         self._server.base_url = f"https://{host}:{self._server.server_address[1]}"
@@ -478,16 +503,29 @@ def register_cli(actions: Any) -> None:
     parser.add_argument(
         "--sensors", type=int, default=0, help="sensors to list (a mixed fleet: classic, unified, unhealthy)"
     )
+    parser.add_argument(
+        "--certificate",
+        action="store_true",
+        help="register an app certificate (written to --dir) and print the certificate sign-in instead",
+    )
     parser.set_defaults(handler=_run_cli)
 
 
 def _run_cli(args: Any) -> int:
     directory: Path = args.dir
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    emulator = GraphEmulator(directory, port=args.port)
+    app = issue_app_certificate(directory) if args.certificate else None
+    emulator = GraphEmulator(directory, port=args.port, client_certificate=app.pem if app else None)
     secret_file = directory / "client.secret"
     secret_file.touch(mode=0o600)
     secret_file.write_text(emulator.client_secret + "\n", encoding="utf-8")
+    if app is None:
+        sign_in = f'client_secret_file = "{secret_file.resolve()}"'
+    else:
+        sign_in = (
+            f'client_certificate_file = "{app.cert_file.resolve()}"\n'
+            f'client_certificate_key_file = "{app.key_file.resolve()}"'
+        )
     for _ in range(args.issues):
         emulator.add_issue()
     add_mixed_fleet(emulator, args.sensors)
@@ -499,7 +537,7 @@ def _run_cli(args: Any) -> int:
         )
         if args.sensors:
             print("discover_sensors = true")
-        print(f'client_secret_file = "{secret_file.resolve()}"')
+        print(sign_in)
         print(f'authority_url = "{emulator.authority_url}"\ngraph_url = "{emulator.graph_url}"')
         print(f'ca_file = "{emulator.tls.ca_file.resolve()}"\n')
         print("Ctrl-C stops the emulator")

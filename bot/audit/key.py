@@ -12,12 +12,12 @@ import binascii
 import hashlib
 import hmac
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.audit.schema import trail_directory
 from bot.config import ConfigError, Settings
+from bot.config.base import read_private_file
 from bot.config.secret_env import environment_secret
 from bot.infra.files import sync_directory
 from bot.infra.state_dir import state_dir
@@ -68,24 +68,6 @@ def _decode(text: str, source: str) -> AuditKey:
     return AuditKey(material, source)
 
 
-def _read_private(path: Path) -> str:
-    """The key file's text; refused when group or others can read or write it."""
-    try:
-        mode = path.stat().st_mode
-        if not stat.S_ISREG(mode):
-            raise ConfigError([f"audit: the key file {path} is not a regular file"])
-        if mode & 0o077:
-            raise ConfigError(
-                [
-                    f"audit: the key file {path} is accessible by group or others "
-                    f"(mode {stat.S_IMODE(mode):04o}); fix it with: chmod 600 {path}"
-                ]
-            )
-        return path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"audit: cannot read the key file {path}: {exc}"]) from None
-
-
 def load_audit_key(settings: Settings) -> AuditKey | None:
     """The audit key, or None when none is configured yet (the trail then stays unkeyed)."""
     variable = _environment_variable(settings)
@@ -94,7 +76,7 @@ def load_audit_key(settings: Settings) -> AuditKey | None:
     path = audit_key_path(settings)
     if not os.path.lexists(path):
         return None
-    return _decode(_read_private(path), f"key file {path}")
+    return _decode(read_private_file("audit.key_file", path).get_secret_value(), f"key file {path}")
 
 
 def key_beside_trail(settings: Settings) -> str | None:

@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+NO_CHAT_FACE = (
+    "slack: atp-bot run serves Slack, and the file has no [slack] table (without one only the command line "
+    "is used); add [slack] with its settings (an empty table means Socket Mode with the defaults)"
+)
+
 
 def register(commands: Any) -> None:
     parser = commands.add_parser("run", help="run the Slack bot (Socket Mode or HTTP, per [slack] mode)")
@@ -61,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if not settings.accounts:
         raise ConfigError(["accounts: atp-bot run needs at least one [[accounts]] table"])
+    if not settings.slack_face:
+        raise ConfigError([NO_CHAT_FACE])
     secrets = SlackSecrets.from_env(settings.slack)
     # The state directory's lock, held for the bot's lifetime: `store rotate-key` refuses to run beside it.
     with state_dir_lock(settings, exclusive=False), _sensor_checker(settings) as (checker, scripts):

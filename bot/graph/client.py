@@ -1,16 +1,17 @@
 """Defender for Identity health issues from Microsoft Graph (`GET /security/identities/healthIssues`).
 
 App-only access: an app registration with the `SecurityIdentitiesHealth.Read.All` application
-permission, signed in with its client secret through MSAL (client credentials flow). Only open issues
-whose display name matches `[graph].issue_patterns` (the directory service account's credentials) are
-returned. Errors name the endpoint and the HTTP status, never the secret or the token. No call
-follows a redirect (see bot.infra.redirects): the token request carries the client secret, the
-others the token.
+permission, signed in with its client secret or certificate through MSAL (client credentials flow). Only
+open issues whose display name matches `[graph].issue_patterns` (the directory service account's
+credentials) are returned. Errors name the endpoint and the HTTP status, never the secret or the token.
+No call follows a redirect (see bot.infra.redirects): the token request carries the client secret (or
+assertion), the others the token.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ import requests
 from pydantic import BaseModel, ConfigDict
 
 from bot.config import ConfigError, GraphConfig
+from bot.graph.credential import client_credential
 from bot.graph.http import BodyTooLarge, GraphError, Http, RedirectRefused, json_page
 from bot.infra.redaction import active_secret, scrub
 
@@ -80,6 +82,14 @@ def parse_health_issue(item: dict[str, Any]) -> HealthIssue | None:
     )
 
 
+def _entra_code(result: Any) -> str:
+    """Entra's `AADSTS…` code of a refusal (digits only, from the peer's description), e.g. AADSTS700027
+    for a certificate it does not know."""
+    description = result.get("error_description") if isinstance(result, dict) else None
+    found = re.search(r"\bAADSTS[0-9]{1,9}\b", description) if isinstance(description, str) else None
+    return f" {found.group()}" if found else ""
+
+
 class GraphHealthSource:
     """Reads open credential health issues. One MSAL app per source, so its token cache is reused."""
 
@@ -93,13 +103,14 @@ class GraphHealthSource:
         self._scope = f"{_origin(config.graph_url)}/.default"
 
     def _token(self) -> str:
-        secret = self.config.client_secret()
+        credential = client_credential(self.config)
+        secret = credential.secret
         with active_secret(secret):
             try:
                 if self._app is None:
                     self._app = msal.ConfidentialClientApplication(
                         self.config.client_id,
-                        client_credential=secret.get_secret_value(),
+                        client_credential=credential.msal_value,
                         authority=f"{self.config.authority_url}/{self.config.tenant_id}",
                         http_client=self._http,
                         instance_discovery=False,
@@ -114,12 +125,13 @@ class GraphHealthSource:
                 ) from None
         token = result.get("access_token") if isinstance(result, dict) else None
         if not isinstance(token, str):
-            self._app = None  # sign in afresh next time: the secret may have been rotated meanwhile
+            self._app = None  # sign in afresh next time: the credential may have been rotated meanwhile
             error = result.get("error") if isinstance(result, dict) else None
             said = " ".join(error.split())[:100] if isinstance(error, str) and error else "no access token"
+            said += _entra_code(result)
             raise GraphError(
                 f"sign-in at {self.config.authority_url} refused: {said} "
-                "(check tenant_id, client_id and the client secret)"
+                f"(check tenant_id, client_id and {credential.what_to_check})"
             )
         return token
 
