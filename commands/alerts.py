@@ -35,6 +35,7 @@ from bot.monitor.models import (
     SensorHealthNotice,
 )
 from bot.monitor.notify import NotifierError
+from bot.monitor.render import incident_story
 from bot.sensors.credential_signatures import describe
 from bot.slack.audit import interaction_actor
 from bot.slack.context import CommandContext, Person, Services, Subcommand, publish_text
@@ -102,12 +103,11 @@ def _button(action: IncidentAction) -> dict[str, Any]:
 
 
 def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
-    """The alert: affected sensors, first seen, a sample line, and the buttons that lead to the fix."""
+    """The alert: affected sensors, first seen, a sample line, and the buttons that lead to the fix; once
+    closed, the whole story (what was found, how many, when, clean since when) in one line."""
     if incident.closed:
-        text = (
-            f":white_check_mark: *Resolved*: {_subject(incident.account_id)}: a full check cycle was clean "
-            f"at {_when(incident.closed_at)} (first seen {_when(incident.first_seen)})."
-        )
+        story = incident_story(incident, name=lambda sensor: f"*{inline(sensor)}*", at=_when)
+        text = f":white_check_mark: *Resolved*: {_subject(incident.account_id)}: {story}."
         return text, [section(text)]
     heading = (
         f":rotating_light: *Credential problem* on {_subject(incident.account_id)}: the sensors cannot use "

@@ -39,13 +39,17 @@ _sending = threading.RLock()
 
 
 def _deliver_incident(notifier: Notifier, state: MonitorMemory, stored: StoredIncident) -> None:
+    """Bring the face up to the incident's latest version. An incident that closed before its alert was
+    ever posted is posted once, already over (the whole story in one message), and dropped: no alert
+    to update and no recovery reply to a message that does not exist."""
     incident, ref = stored.incident, stored.ref
     if ref is None:
         ref = notifier.post_incident(incident)
-        state.put_incident(StoredIncident(incident, ref, delivered=not incident.closed))
-        if not incident.closed:
-            return
-    if incident.closed:
+        if incident.closed:
+            state.drop_incident(incident.account_id)
+        else:
+            state.put_incident(StoredIncident(incident, ref, delivered=True))
+    elif incident.closed:
         notifier.close_incident(ref, incident)
         state.drop_incident(incident.account_id)
     else:

@@ -42,7 +42,9 @@ class NotifierError(Exception):
 
 class Notifier(Protocol):
     def post_incident(self, incident: Incident) -> MessageRef:
-        """Post a new alert; the returned reference is persisted to update and close it later."""
+        """Post a new alert; the returned reference is persisted to update and close it later. An incident
+        already closed (over before it could be posted) is posted once, telling its whole story, and
+        never closed afterwards."""
         ...
 
     def update_incident(self, ref: MessageRef, incident: Incident) -> None:

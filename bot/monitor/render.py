@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from bot.monitor.models import (
@@ -35,11 +36,35 @@ def _sensor_line(issue: SensorIssue) -> str:
     return f"  {issue.sensor}: {'; '.join(parts) or 'no current problem'}"
 
 
+def _when_found(issue: SensorIssue, at: Callable[[datetime | None], str]) -> str:
+    first, last = at(issue.first_error), at(issue.last_error or issue.first_error)
+    return f"at {first}" if first == last else f"from {first} to {last}"
+
+
+def incident_story(
+    incident: Incident, name: Callable[[str], str] = str, at: Callable[[datetime | None], str] = _at
+) -> str:
+    """A closed incident in one line: per sensor what was found, how many and when, then since when all
+    is clean. It is the recovery message, and the only message of an incident that closed before its
+    alert could be posted (a chat outage), so it never leans on the alert. `name` and `at` format a
+    sensor name and a time for the face."""
+    found = [
+        f"{describe(s.credential_errors, s.reason)} on {name(s.sensor)} {_when_found(s, at)}"
+        for s in incident.sensors
+        if s.credential_errors
+    ]
+    found += [
+        f"a service not running on {name(s.sensor)}" for s in incident.sensors if not s.credential_errors
+    ]
+    told = ", ".join(found) or f"problems first seen {at(incident.first_seen)}"
+    return f"{told}; clean since {at(incident.closed_at)}"
+
+
 def render_incident(incident: Incident) -> str:
     if incident.closed:
         return (
-            f"RESOLVED: {incident_subject(incident.account_id)}: a full check cycle was clean at "
-            f"{_at(incident.closed_at)} (incident {incident.id}, first seen {_at(incident.first_seen)})."
+            f"RESOLVED: {incident_subject(incident.account_id)}: {incident_story(incident)} "
+            f"(incident {incident.id})."
         )
     lines = [
         f"ALERT: {incident_subject(incident.account_id)}: sensors report credential problems "
