@@ -1,16 +1,29 @@
 """docs/operations.md's "Least privilege" section stays true of the code: the lookup account's table
-names every attribute atp-bot reads with it, the Graph permissions are the two atp-bot asks for, and
-every PowerShell block an administrator pastes parses (tree-sitter-powershell, an independent grammar)."""
+names every attribute atp-bot reads with it, the Graph permissions are the two atp-bot asks for, every
+PowerShell block an administrator pastes parses (tree-sitter-powershell, an independent grammar), and the
+KDS root key grant it gives works, and keeps the key material hidden, on the real Samba AD DC."""
 
 from __future__ import annotations
 
 import ast
 import re
+import ssl
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import tree_sitter
 import tree_sitter_powershell
+from ldap3 import BASE, LEVEL, MODIFY_REPLACE, Connection, Server, Tls
+from ldap3.core.exceptions import LDAPNoSuchObjectResult
+
+from bot.gmsa.directory import read_kds_keys
+from lab.domain import LabDomain, new_password
+from lab.gmsa import LabGmsa, security_descriptor
+from lab.samba import LabUser, SambaDC
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATIONS = ROOT / "docs" / "operations.md"
@@ -86,3 +99,86 @@ def test_the_grammar_catches_a_broken_block() -> None:
 def test_every_powershell_block_parses(index: int) -> None:
     assert len(powershell_blocks()) >= 4
     assert parses(powershell_blocks()[index]), powershell_blocks()[index]
+
+
+# --- the KDS root key grant, made on the real Samba AD DC ------------------------------------------
+
+
+def schema_guid(conn: Connection, dc: SambaDC, name: str) -> str:
+    schema = f"CN=Schema,CN=Configuration,{dc.base_dn}"
+    conn.search(schema, f"(lDAPDisplayName={name})", LEVEL, attributes=["schemaIDGUID"])
+    return str(uuid.UUID(bytes_le=conn.response[0]["raw_attributes"]["schemaIDGUID"][0]))
+
+
+@contextmanager
+def bound_as(dc: SambaDC, user: LabUser) -> Iterator[Connection]:
+    tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(dc.ca_file), version=ssl.PROTOCOL_TLS_CLIENT)
+    server = Server(dc.address, port=636, use_ssl=True, tls=tls, get_info="NO_INFO", connect_timeout=5)
+    conn = Connection(server, user=user.upn, password=user.password, check_names=False, receive_timeout=15)
+    assert conn.bind()
+    try:
+        yield conn
+    finally:
+        conn.unbind()
+
+
+def root_key_data(conn: Connection, key_dn: str) -> object:
+    conn.search(key_dn, "(objectClass=*)", BASE, attributes=["msKds-RootKeyData"])
+    entries = [e for e in conn.response or [] if e.get("type") == "searchResEntry"]
+    return entries[0]["raw_attributes"].get("msKds-RootKeyData") if entries else None
+
+
+def exists(conn: Connection, dn: str) -> bool:
+    try:
+        return bool(conn.search(dn, "(objectClass=*)", BASE))
+    except LDAPNoSuchObjectResult:
+        return False
+
+
+@contextmanager
+def kds_root_key(objects: LabGmsa, effective: datetime) -> Iterator[str]:
+    """A KDS root key readable by admins only (AD's default); it, and the containers it needed, are
+    removed afterwards: other tests expect the lab's forest without one."""
+    container = objects.kds_container()
+    parents = [container.split(",", 1)[1], container]
+    with objects.dc.admin() as conn:
+        existed = {dn for dn in parents if exists(conn, dn)}
+    key_dn = objects.add_kds_root_key(effective)
+    try:
+        yield key_dn
+    finally:
+        with objects.dc.admin() as conn:
+            for dn in [key_dn, *reversed([p for p in parents if p not in existed])]:
+                conn.delete(dn)
+
+
+def set_dacl(objects: LabGmsa, dn: str, aces: str) -> None:
+    sddl = f"O:DAD:(A;;FA;;;DA)(A;;FA;;;EA)(A;;FA;;;SY){aces}"
+    descriptor = security_descriptor(sddl, objects.domain_sid)
+    with objects.dc.admin() as conn:
+        conn.modify(dn, {"nTSecurityDescriptor": [(MODIFY_REPLACE, [descriptor])]})
+
+
+@pytest.mark.samba
+def test_the_documented_kds_grant_shows_the_start_time_and_never_the_key(lab_domain: LabDomain) -> None:
+    """The grant of docs/operations.md (read of objectClass; read and control access on
+    msKds-UseStartTime alone) lets a plain user see when the key is effective, as `gmsa check` needs, and
+    still not its key material; the broad grant the section forbids would give that away."""
+    dc, objects = lab_domain.dc, LabGmsa(lab_domain.dc)
+    lookup = dc.create_user(f"kds-lookup-{uuid.uuid4().hex[:6]}", new_password(), never_expires=True)
+    sid = objects.sid_of(lookup.dn)
+    effective = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=20)
+    with kds_root_key(objects, effective) as key_dn:
+        with dc.admin() as conn:
+            object_class, use_start = (
+                schema_guid(conn, dc, n) for n in ("objectClass", "msKds-UseStartTime")
+            )
+        with bound_as(dc, lookup) as conn:
+            assert effective not in read_kds_keys(conn).effective  # AD's default: admins only
+        set_dacl(objects, key_dn, f"(OA;;RP;{object_class};;{sid})(OA;;RPCR;{use_start};;{sid})")
+        with bound_as(dc, lookup) as conn:
+            assert effective in read_kds_keys(conn).effective
+            assert not root_key_data(conn, key_dn)
+        set_dacl(objects, key_dn, f"(A;;RPCR;;;{sid})")  # Read all properties, All extended rights
+        with bound_as(dc, lookup) as conn:
+            assert root_key_data(conn, key_dn)
