@@ -20,6 +20,7 @@ import tree_sitter_powershell
 from ldap3 import BASE, LEVEL, MODIFY_REPLACE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPNoSuchObjectResult
 
+from bot.config import parse_settings
 from bot.gmsa.directory import read_kds_keys
 from lab.domain import LabDomain, new_password
 from lab.gmsa import LabGmsa, security_descriptor
@@ -76,6 +77,29 @@ def test_the_graph_permissions_are_the_two_read_only_ones_atp_bot_names() -> Non
     assert asked == {"SecurityIdentitiesSensors.Read.All", "SecurityIdentitiesHealth.Read.All"}
     graph_code = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "bot" / "graph").glob("*.py"))
     assert asked <= set(re.findall(r"SecurityIdentities\w+\.\w+\.All", graph_code))
+
+
+GRAPH_ONLY = """
+[[accounts]]
+id = "contoso"
+username = "svc-atp@contoso.local"
+domain_controllers = ["ldaps://dc1.contoso.local"]
+
+[graph]
+enabled = true
+discover_sensors = true
+tenant_id = "contoso.onmicrosoft.com"
+client_id = "00000000-0000-0000-0000-000000000000"
+client_secret_env = "ATP_BOT_GRAPH_SECRET"
+"""
+
+
+def test_graph_only_operation_needs_no_winrm_account() -> None:
+    """Alternative 1 of the WinRM account: a configuration without [winrm] or [[sensors]] is valid."""
+    assert "Leave out `[winrm]` and `[[sensors]]`" in least_privilege()
+    settings = parse_settings(GRAPH_ONLY, "graph-only.toml")
+    assert settings.graph is not None and settings.graph.discover_sensors and settings.graph.enabled
+    assert settings.sensors == [] and settings.winrm.username is None
 
 
 def powershell_blocks() -> list[str]:
