@@ -391,14 +391,20 @@ def test_image_entrypoint_config_state_and_healthcheck() -> None:
 
 
 def test_image_installs_the_package_without_dev_or_lab_extras() -> None:
-    """The dependencies from the hash-pinned lock only, then the product without resolving more."""
-    (run,) = [v for v in instructions("RUN") if "pip install" in v]
-    installs = [step.strip() for step in run.split("&&") if "pip install" in step]
-    assert installs[0].endswith("pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock")
-    assert installs[1].endswith("pip install --no-cache-dir --no-deps .")
+    """The host's production install (scripts/install: the hash-pinned lock, then the product alone;
+    tests/test_install.py pins what it runs), nothing of the lab or the dev extra."""
+    (run,) = [v for v in instructions("RUN") if "scripts/install" in v]
+    assert run.split("&&")[0].strip() == "./scripts/install /opt/atp-bot"
     assert "[dev]" not in run and "[lab]" not in run and " -e " not in run
     copied = {s for v in instructions("COPY") if "--from" not in v for s in v.split()[:-1]}
-    assert copied == {"requirements.lock", "pyproject.toml", "README.md", "bot", "commands"}
+    assert copied == {
+        "requirements.lock",
+        "pyproject.toml",
+        "README.md",
+        "scripts/install",
+        "bot",
+        "commands",
+    }
     assert all((ROOT / s).exists() for s in copied)
 
 
