@@ -140,14 +140,8 @@ class _WatchedHTTPConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        _adopt(self)
-        super().connect()
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _adopt(self)
-        super().request(*args, **kwargs)
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+    """Watched as above; the TLS connection's own connect and request run next in the MRO."""
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
