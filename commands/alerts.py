@@ -101,6 +101,19 @@ def _button(action: IncidentAction) -> dict[str, Any]:
     }
 
 
+def _heading(incident: Incident) -> str:
+    subject, first_seen = _subject(incident.account_id), _when(incident.first_seen)
+    if incident.about_credentials:
+        return (
+            f":rotating_light: *Credential problem* on {subject}: the sensors cannot use the directory "
+            f"service account (first seen {first_seen})."
+        )
+    return (
+        f":rotating_light: *Sensor service problem* on {subject}: a sensor service is not running; no "
+        f"credential error was seen (first seen {first_seen})."
+    )
+
+
 def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
     """The alert: affected sensors, first seen, a sample line, and the buttons that lead to the fix."""
     if incident.closed:
@@ -109,10 +122,7 @@ def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
             f"at {_when(incident.closed_at)} (first seen {_when(incident.first_seen)})."
         )
         return text, [section(text)]
-    heading = (
-        f":rotating_light: *Credential problem* on {_subject(incident.account_id)}: the sensors cannot use "
-        f"the directory service account (first seen {_when(incident.first_seen)})."
-    )
+    heading = _heading(incident)
     lines = []
     for issue in incident.sensors:
         parts = []
@@ -337,6 +347,8 @@ def on_start_service(services: Services, ack: Ack, body: dict[str, Any], context
         icon = ":white_check_mark:" if report.ok else ":x:"
         service, sensor = code_span(target.service), escape(target.sensor)  # from the button: forgeable
         tell(f"{icon} <@{user['id']}> started {service} on *{sensor}*: {inline(report.message)}")
+        if report.ok and services.scheduler is not None:
+            services.scheduler.run_cycle_now()  # the check that closes the incident once it is clean
 
     doing = f"the Start service button ({target.service} on {target.sensor}) clicked by {actor}"
     services.submit_for(Person(actor, AuditAction.START_SERVICE, None, doing, tell), start)

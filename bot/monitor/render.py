@@ -41,8 +41,13 @@ def render_incident(incident: Incident) -> str:
             f"RESOLVED: {incident_subject(incident.account_id)}: a full check cycle was clean at "
             f"{_at(incident.closed_at)} (incident {incident.id}, first seen {_at(incident.first_seen)})."
         )
+    problem = (
+        "sensors report credential problems"
+        if incident.about_credentials
+        else ("sensor services are not running, no credential error seen")
+    )
     lines = [
-        f"ALERT: {incident_subject(incident.account_id)}: sensors report credential problems "
+        f"ALERT: {incident_subject(incident.account_id)}: {problem} "
         f"(incident {incident.id}, first seen {_at(incident.first_seen)})"
     ]
     lines += [_sensor_line(s) for s in incident.sensors]
@@ -56,6 +61,8 @@ def render_incident(incident: Incident) -> str:
     if incident.gmsa_verdict:
         lines.append(f"  gMSA: {incident.gmsa_verdict}")
         lines.append(f"  fix: atp-bot gmsa check --account {account}")
+    elif not incident.about_credentials:
+        lines.append("  fix: start the service on the sensor (the alert's Start service button in Slack)")
     else:
         lines.append(f"  fix: atp-bot set-password --account {account}")
     return "\n".join(lines)
