@@ -132,6 +132,10 @@ def build_row(member: FleetMember, host: HostView | None = None) -> SensorRow:
 
 def host_view(result: SensorResult, graph: GraphSensor | None) -> HostView:
     """A WinRM result seen in the light of Graph: a unified sensor is checked for its process only."""
+    if result.access_denied and result.failure is not None:  # it answered: a problem, not an outage
+        return HostView(
+            None, "unknown", (f"the host refused atp-bot's WinRM credential: {result.failure.detail}",)
+        )
     if result.failure is not None:
         return HostView(f"{result.failure.kind}: {result.failure.detail}", "unknown", ())
     if generation_of(graph.version if graph else None) == "3":

@@ -39,6 +39,7 @@ from bot.sensors.targets import SensorTarget
 log = logging.getLogger(__name__)
 
 ACCESS_DENIED_CODE = 5  # WSManFault code for "Access is denied."
+CHECK_CREDENTIAL = "check [winrm] username and its password, and that the user may use WinRM on the host"
 UTF8_CODEPAGE = 65001  # the shell's console code page (pywinrm defaults to 437)
 # What one run may send back, stdout and stderr together: the check prints one small JSON object, so
 # anything near this is a sensor gone wrong, and it must not be able to fill the bot's memory.
@@ -152,10 +153,14 @@ def _classify(exc: BaseException) -> RemoteFailure:
         reason = "connection refused" if "refused" in str(exc).lower() else "connection failed"
         return RemoteFailure(FailureKind.UNREACHABLE, reason)
     if isinstance(exc, InvalidCredentialsError | PermissionError):
-        return RemoteFailure(FailureKind.ACCESS_DENIED, "credentials rejected (HTTP 401)")
+        return RemoteFailure(
+            FailureKind.ACCESS_DENIED, f"credentials rejected (HTTP 401); {CHECK_CREDENTIAL}"
+        )
     if isinstance(exc, WSManFaultError):
         if exc.wsman_fault_code == ACCESS_DENIED_CODE:
-            return RemoteFailure(FailureKind.ACCESS_DENIED, f"access denied: {exc.reason}")
+            return RemoteFailure(
+                FailureKind.ACCESS_DENIED, f"access denied: {exc.reason}; {CHECK_CREDENTIAL}"
+            )
         return RemoteFailure(FailureKind.WINRM_FAULT, f"WS-Management fault (HTTP {exc.code}): {exc.reason}")
     if isinstance(exc, WinRMTransportError):
         return RemoteFailure(FailureKind.WINRM_FAULT, f"HTTP {exc.code} from the WinRM service")
