@@ -4,14 +4,24 @@ and `sensors` give the same exit code for the same fleet (a problem wins over "c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bot.cli import main
+from lab.graph import GraphEmulator
 from lab.winrm.model import Host
 from lab.winrm.server import WinRMEmulator
+from tests.test_sensor_inventory import GRAPH_SECRET, graph_toml
 from tests.winrm_lab import settings_toml
+
+
+@pytest.fixture
+def graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphEmulator]:
+    monkeypatch.setenv("ATP_BOT_TEST_GRAPH_SECRET", GRAPH_SECRET)
+    with GraphEmulator(tmp_path / "graph", client_secret=GRAPH_SECRET) as emulator:
+        yield emulator
 
 
 def write_config(tmp_path: Path, emulator: WinRMEmulator, names: list[str], **winrm: str) -> Path:
@@ -71,3 +81,23 @@ def test_check_and_sensors_give_the_same_exit_code(
 
     capsys.readouterr()
     assert codes == [expected, expected]
+
+
+def test_check_counts_the_graph_sensors_it_cannot_reach_as_sensors_does(
+    emulator: WinRMEmulator,
+    graph: GraphEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    down = Host.sensor("s0")
+    down.fault = "refused"
+    emulator.add_host(down)
+    graph.add_sensor("DC4", deployment_status="disconnected")  # Graph's only: no WinRM endpoint
+    config = write_config(tmp_path, emulator, ["s0"])
+    config.write_text(config.read_text() + graph_toml(graph))
+
+    codes = [main(["--config", str(config), command]) for command in ("check", "sensors")]
+
+    assert codes == [1, 1]  # a problem wins over "could not be checked", in both
+    assert "DC4: deployment disconnected (Graph; not checked over WinRM)" in capsys.readouterr().out
+    assert main(["--config", str(config), "check", "--sensor", "s0"]) == 3  # only s0 was asked for

@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         results = check_sensors(checked, args.sensor, since=since)
     if settings.graph.discover_sensors:
-        return _print_with_graph(settings, results, graph, graph_error, args.json)
+        return _print_with_graph(settings, results, graph, graph_error, args.json, everyone=not args.sensor)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
@@ -255,11 +255,15 @@ def _print_with_graph(
     graph: Sequence[GraphSensor],
     graph_error: str | None,
     as_json: bool,
+    *,
+    everyone: bool,
 ) -> int:
-    """The WinRM results beside Graph's health, deployment status and open issues of each sensor."""
-    from bot.fleet import fleet_exit_code, graph_unread, rows_for_results
+    """The WinRM results beside Graph's health, deployment status and open issues of each sensor. For the
+    whole fleet (`everyone`), Graph's sensors that no WinRM check reaches count too, on Graph's word."""
+    from bot.fleet import fleet_exit_code, graph_unread, rows_for_results, unchecked_rows
 
     rows = rows_for_results(settings, results, graph)
+    unchecked = unchecked_rows(settings, graph) if everyone else []
     if graph_error is not None:
         print(f"atp-bot: {graph_unread(graph_error)}", file=sys.stderr)
     if as_json:
@@ -271,4 +275,10 @@ def _print_with_graph(
         for row in rows:
             for problem in row.problems:
                 print(f"{row.name}: {problem}")
-    return fleet_exit_code(rows, graph_error)
+    for row in unchecked:
+        for problem in row.problems:
+            print(
+                f"{row.name}: {problem} (Graph; not checked over WinRM)",
+                file=sys.stderr if as_json else sys.stdout,
+            )
+    return fleet_exit_code([*rows, *unchecked], graph_error)

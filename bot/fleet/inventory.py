@@ -179,6 +179,12 @@ def rows_for_results(
     return [build_row(members[r.name], host_view(r, members[r.name].graph)) for r in results]
 
 
+def unchecked_rows(settings: Settings, graph: Sequence[GraphSensor]) -> list[SensorRow]:
+    """The fleet's sensors that no WinRM check reaches (Graph's, without an endpoint), on Graph's word:
+    `check` counts them as `sensors` does, so that both give one exit code for one fleet."""
+    return [build_row(m) for m in merge_fleet(settings, graph) if not m.winrm]
+
+
 def graph_notes(settings: Settings, names: Sequence[str], graph: Sequence[GraphSensor]) -> list[str]:
     """`/atp status` with Graph: one line per checked sensor that Graph reports a problem for, or knows as
     a unified sensor."""
