@@ -101,3 +101,28 @@ def test_check_counts_the_graph_sensors_it_cannot_reach_as_sensors_does(
     assert codes == [1, 1]  # a problem wins over "could not be checked", in both
     assert "DC4: deployment disconnected (Graph; not checked over WinRM)" in capsys.readouterr().out
     assert main(["--config", str(config), "check", "--sensor", "s0"]) == 3  # only s0 was asked for
+
+
+def test_a_sensor_name_dns_cannot_resolve_is_told_plainly(
+    emulator: WinRMEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "atp-bot.toml"
+    endpoint = "http://sensor01.contoso.invalid:5985/wsman"  # a reserved name: resolution fails locally
+    config.write_text(settings_toml([{"name": "sensor01", "endpoint": endpoint}]), encoding="utf-8")
+
+    assert main(["--config", str(config), "check"]) == 3
+    out = capsys.readouterr().out
+    assert "sensor01: not checked: unreachable: cannot resolve sensor01.contoso.invalid in DNS" in out
+
+
+def test_an_untrusted_sensor_certificate_names_ca_file_as_the_fix(
+    tls_emulator: WinRMEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "atp-bot.toml"
+    endpoint = tls_emulator.add_host(Host.sensor("s1"))  # its CA is not among this host's trusted CAs
+    config.write_text(settings_toml([{"name": "s1", "endpoint": endpoint}]), encoding="utf-8")
+
+    assert main(["--config", str(config), "check"]) == 3
+    out = capsys.readouterr().out
+    assert "certificate is not trusted by this host's trusted CAs" in out
+    assert "set [winrm] ca_file to the CA that issued the sensor's certificate" in out
