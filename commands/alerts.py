@@ -160,6 +160,11 @@ def reachability_message(notice: ReachabilityNotice) -> str:
     if notice.reachable:
         since = _when(notice.since)
         return f":white_check_mark: Sensor *{notice.sensor}* answers again (unreachable since {since})."
+    if notice.access_denied:
+        return (
+            f":no_entry: Sensor *{notice.sensor}* refuses atp-bot's WinRM credential: {notice.failures} "
+            f"checks in a row since {_when(notice.since)}: {inline(notice.detail or 'no detail')}"
+        )
     return (
         f":warning: Sensor *{notice.sensor}* cannot be reached: {notice.failures} checks in a row failed "
         f"since {_when(notice.since)}: {inline(notice.detail or 'no detail')}"

@@ -7,10 +7,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
+from bot.monitor.cycle import run_monitor_cycle
 from bot.monitor.models import Incident, SensorIssue, ServiceState
-from bot.monitor.render import render_incident
-from commands.alerts import Action, incident_message
+from bot.monitor.render import render_incident, render_reachability
+from commands.alerts import Action, incident_message, reachability_message
 from lab.winrm.server import WinRMEmulator
+from tests.conftest import SENSOR_WINRM_PASSWORD
+from tests.monitor_tools import Clock, RecordingNotifier, make_runtime, monitor_settings
 from tests.slack_lab import OPS, wait_for
 from tests.test_slack_alerts import alert_messages, alerts_lab, buttons
 
@@ -52,4 +57,23 @@ def test_start_service_and_a_clean_check_close_the_incident_at_once(
         wait_for(
             lambda: "No open credential incidents" in lab.emulator.slash_command("alerts").text, timeout=30
         )
-        assert "Resolved" in next(m for m in lab.emulator.messages(OPS) if m.ts == alert.ts).text  # type: ignore[attr-defined]
+        wait_for(lambda: "Resolved" in next(m for m in lab.emulator.messages(OPS) if m.ts == alert.ts).text)  # type: ignore[attr-defined]
+
+
+def test_a_sensor_that_refuses_the_winrm_credential_is_not_called_unreachable(
+    sensors: WinRMEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATP_BOT_TEST_WINRM", SENSOR_WINRM_PASSWORD)  # the `sensors` fixture's password
+    clock, notifier = Clock(), RecordingNotifier()
+    settings = monitor_settings(tmp_path, sensors, extra="[scheduler]\nunreachable_after = 1\n")
+    runtime = make_runtime(settings, notifier, clock)
+    sensors.set_fault("sensor02", "access_denied")
+    try:
+        run_monitor_cycle(runtime)
+    finally:
+        runtime.memory.close()
+    (notice,) = notifier.of("post_unreachable")
+    assert notice.access_denied
+    text = reachability_message(notice)
+    assert "refuses atp-bot's WinRM credential" in text and "cannot be reached" not in text
+    assert "refuses atp-bot's WinRM credential" in render_reachability(notice)

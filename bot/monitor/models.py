@@ -115,6 +115,7 @@ class ReachabilityNotice(_Value):
     since: datetime
     at: datetime
     detail: str | None = None
+    access_denied: bool = False  # it answered, and refused atp-bot's WinRM credential
 
 
 class SensorHealthNotice(_Value):

@@ -71,6 +71,11 @@ def render_incident(incident: Incident) -> str:
 def render_reachability(notice: ReachabilityNotice) -> str:
     if notice.reachable:
         return f"sensor {notice.sensor} can be checked again (it could not since {_at(notice.since)})."
+    if notice.access_denied:
+        return (
+            f"sensor {notice.sensor} refuses atp-bot's WinRM credential: {notice.failures} checks in a row "
+            f"since {_at(notice.since)}: {notice.detail or 'no detail'}"
+        )
     return (
         f"sensor {notice.sensor} cannot be checked: {notice.failures} checks in a row failed since "
         f"{_at(notice.since)}: {notice.detail or 'no detail'}"
