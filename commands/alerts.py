@@ -102,6 +102,19 @@ def _button(action: IncidentAction) -> dict[str, Any]:
     }
 
 
+def _heading(incident: Incident) -> str:
+    subject, first_seen = _subject(incident.account_id), _when(incident.first_seen)
+    if incident.about_credentials:
+        return (
+            f":rotating_light: *Credential problem* on {subject}: the sensors cannot use the directory "
+            f"service account (first seen {first_seen})."
+        )
+    return (
+        f":rotating_light: *Sensor service problem* on {subject}: a sensor service is not running; no "
+        f"credential error was seen (first seen {first_seen})."
+    )
+
+
 def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
     """The alert: affected sensors, first seen, a sample line, and the buttons that lead to the fix; once
     closed, the whole story (what was found, how many, when, clean since when) in one line."""
@@ -109,10 +122,7 @@ def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
         story = incident_story(incident, name=lambda sensor: f"*{inline(sensor)}*", at=_when)
         text = f":white_check_mark: *Resolved*: {_subject(incident.account_id)}: {story}."
         return text, [section(text)]
-    heading = (
-        f":rotating_light: *Credential problem* on {_subject(incident.account_id)}: the sensors cannot use "
-        f"the directory service account (first seen {_when(incident.first_seen)})."
-    )
+    heading = _heading(incident)
     lines = []
     for issue in incident.sensors:
         parts = []
@@ -150,6 +160,11 @@ def reachability_message(notice: ReachabilityNotice) -> str:
     if notice.reachable:
         since = _when(notice.since)
         return f":white_check_mark: Sensor *{notice.sensor}* answers again (unreachable since {since})."
+    if notice.access_denied:
+        return (
+            f":no_entry: Sensor *{notice.sensor}* refuses atp-bot's WinRM credential: {notice.failures} "
+            f"checks in a row since {_when(notice.since)}: {inline(notice.detail or 'no detail')}"
+        )
     return (
         f":warning: Sensor *{notice.sensor}* cannot be reached: {notice.failures} checks in a row failed "
         f"since {_when(notice.since)}: {inline(notice.detail or 'no detail')}"
@@ -337,6 +352,8 @@ def on_start_service(services: Services, ack: Ack, body: dict[str, Any], context
         icon = ":white_check_mark:" if report.ok else ":x:"
         service, sensor = code_span(target.service), escape(target.sensor)  # from the button: forgeable
         tell(f"{icon} <@{user['id']}> started {service} on *{sensor}*: {inline(report.message)}")
+        if report.ok and services.scheduler is not None:
+            services.scheduler.run_cycle_now()  # the check that closes the incident once it is clean
 
     doing = f"the Start service button ({target.service} on {target.sensor}) clicked by {actor}"
     services.submit_for(Person(actor, AuditAction.START_SERVICE, None, doing, tell), start)

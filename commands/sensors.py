@@ -46,14 +46,19 @@ def handle(ctx: CommandContext) -> None:
         )
 
     person = Person(
-        ctx.actor, AuditAction.CHECK, None, f"/atp sensors requested by {ctx.actor}", ctx.show_text
+        ctx.actor, AuditAction.LISTING, None, f"/atp sensors requested by {ctx.actor}", ctx.show_text
     )
     services.submit_shared((NAME, (domain or "").lower()), person, listing, ctx.show)
 
 
+HEADER = f"{'':2} {'SENSOR':<24} {'GEN':<8} {'DSA':<6} {'HEALTH':<16} DEPLOYMENT"
+
+
 def table(rows: Sequence[SensorRow]) -> str:
-    """Fixed-width lines: verdict, name, generation, whether it uses the DSA, Graph's health and status."""
-    lines = [
+    """Fixed-width lines under a header: verdict, name, generation, whether it uses the DSA, Graph's
+    health and deployment status."""
+    lines = [HEADER]
+    lines += [
         f"{VERDICT_MARK[r.verdict]} {r.name[:24]:<24} v{r.generation:<7} "
         f"{'DSA' if r.uses_dsa else 'no DSA' if r.uses_dsa is False else 'DSA ?':<6} "
         f"{(r.health_status or '-')[:16]:<16} {r.deployment_status or '-'}"
@@ -106,13 +111,14 @@ def run_listing(services: Services, respond: Callable[..., object], actor: str, 
         return
     text, blocks = message(rows, graph_error)
     respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=True)
-    outcome = AuditOutcome.OK if all(r.verdict == "healthy" for r in rows) else AuditOutcome.FAILED
+    counts = {v: sum(r.verdict == v for r in rows) for v in VERDICT_MARK}
     listed = AuditEvent(
         actor=actor,
-        action=AuditAction.CHECK,
+        action=AuditAction.LISTING,
         account=None,
-        outcome=outcome,
-        detail=f"{len(rows)} sensors listed",
+        outcome=AuditOutcome.OK,  # the listing was shown; what it found is in the detail
+        detail=f"{len(rows)} sensors listed: {counts['attention']} need attention, {counts['unknown']} "
+        f"unknown, {counts['healthy']} healthy",
     )
     services.audit.record(listed)
 

@@ -94,7 +94,7 @@ def run_drift_status(services: Services, respond: Respond, accounts: list[Accoun
     for account in accounts:
         try:
             saved = store.metadata(account.id) if store else None
-            report = check_drift(account, saved, datetime.now(UTC), lookups=guard.lookups)
+            report = check_drift(account, saved, datetime.now(UTC), guard=guard)
             report_lines = render_report(report)
         except (StoreError, ConfigError) as exc:
             report_lines = [f"UNKNOWN: account {account.id}: {exc}"]

@@ -62,7 +62,10 @@ def test_atp_sensors_shows_a_compact_table_unhealthy_first(graph: GraphEmulator)
         answer = listing(lab, "*Sensors*: 4")
         assert "2 need attention" in answer["text"]
         shown = json.dumps(answer["blocks"])
-        lines = [line for line in answer["blocks"][1]["text"]["text"].strip("`").splitlines() if line]
+        header, *lines = [
+            line for line in answer["blocks"][1]["text"]["text"].strip("`").splitlines() if line
+        ]
+        assert header.split() == ["SENSOR", "GEN", "DSA", "HEALTH", "DEPLOYMENT"]
         assert [line.split()[1] for line in lines] == ["dc-&lt;b&gt;", "dc-broken", "dc-ok", "dc-unified"]
         assert "no DSA" in lines[3] and "startFailure" in lines[1]
         assert "<b>" not in shown  # Graph's text is escaped

@@ -58,10 +58,16 @@ def parse_since(value: str | None) -> datetime | None:
     return when
 
 
+def has_problem(result: SensorResult) -> bool:
+    """It answered with a problem, or answered by refusing atp-bot's WinRM credential."""
+    return result.access_denied or (result.reachable and not result.healthy)
+
+
 def exit_code(results: Sequence[SensorResult]) -> ExitCode:
-    """1 if any sensor that answered has a problem (even if others could not be checked: a script looking
-    for 1 must not miss a credential error), else 3 if any could not be checked, else 0."""
-    if any(r.reachable and not r.healthy for r in results):
+    """1 if any sensor has a problem, a refused WinRM credential included (even if others could not be
+    checked: a script looking for 1 must not miss a credential error), else 3 if any could not be
+    checked, else 0."""
+    if any(has_problem(r) for r in results):
         return ExitCode.PROBLEM
     if any(not r.reachable for r in results):
         return ExitCode.UNREACHABLE
@@ -69,6 +75,8 @@ def exit_code(results: Sequence[SensorResult]) -> ExitCode:
 
 
 def state_word(result: SensorResult) -> str:
+    if result.access_denied:
+        return "access denied"
     return "unreachable" if not result.reachable else "ok" if result.healthy else "problem"
 
 
@@ -77,7 +85,12 @@ def use_colour(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
-STATUS_COLOURS = {"ok": "32", "PROBLEM": "31", "UNREACHABLE": "33"}  # ANSI green, red, yellow
+STATUS_COLOURS = {
+    "ok": "32",
+    "PROBLEM": "31",
+    "ACCESS DENIED": "31",
+    "UNREACHABLE": "33",
+}  # green, red, yellow
 
 
 def _errors_cell(result: SensorResult) -> str:
@@ -96,7 +109,7 @@ def render_table(results: Sequence[SensorResult], *, colour: bool = False) -> st
     rows = [("SENSOR", "STATUS", "SERVICES", "CREDENTIAL ERRORS", "DURATION")]
     for r in results:
         if r.failure:
-            status = "UNREACHABLE"
+            status = "ACCESS DENIED" if r.access_denied else "UNREACHABLE"
             services = f"{r.failure.kind}: {r.failure.detail}"
             errors = "-"
         elif r.generation == "3":
@@ -125,7 +138,9 @@ def problem_lines(results: Sequence[SensorResult]) -> list[str]:
     """Every problem, one line each, the sensors that could not be checked included."""
     lines = []
     for r in results:
-        if r.failure:
+        if r.access_denied and r.failure:
+            lines.append(f"{r.name}: the host refused atp-bot's WinRM credential: {r.failure.detail}")
+        elif r.failure:
             lines.append(f"{r.name}: not checked: {r.failure.kind}: {r.failure.detail}")
         lines.extend(f"{r.name}: {problem}" for problem in r.problems)
     return lines
@@ -134,8 +149,8 @@ def problem_lines(results: Sequence[SensorResult]) -> list[str]:
 def summary_line(results: Sequence[SensorResult]) -> str:
     """`48 of 50 ok (1 with a problem, 1 unreachable)`."""
     healthy = sum(r.healthy for r in results)
-    problems = sum(r.reachable and not r.healthy for r in results)
-    unreachable = sum(not r.reachable for r in results)
+    problems = sum(has_problem(r) for r in results)
+    unreachable = sum(not r.reachable and not r.access_denied for r in results)
     parts = (
         [f"{problems} with a problem" if problems == 1 else f"{problems} with problems"] if problems else []
     )
@@ -226,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         results = check_sensors(checked, args.sensor, since=since)
     if settings.graph.discover_sensors:
-        return _print_with_graph(settings, results, graph, graph_error, args.json)
+        return _print_with_graph(settings, results, graph, graph_error, args.json, everyone=not args.sensor)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
@@ -240,11 +255,15 @@ def _print_with_graph(
     graph: Sequence[GraphSensor],
     graph_error: str | None,
     as_json: bool,
+    *,
+    everyone: bool,
 ) -> int:
-    """The WinRM results beside Graph's health, deployment status and open issues of each sensor."""
-    from bot.fleet import fleet_exit_code, graph_unread, rows_for_results
+    """The WinRM results beside Graph's health, deployment status and open issues of each sensor. For the
+    whole fleet (`everyone`), Graph's sensors that no WinRM check reaches count too, on Graph's word."""
+    from bot.fleet import fleet_exit_code, graph_unread, rows_for_results, unchecked_rows
 
     rows = rows_for_results(settings, results, graph)
+    unchecked = unchecked_rows(settings, graph) if everyone else []
     if graph_error is not None:
         print(f"atp-bot: {graph_unread(graph_error)}", file=sys.stderr)
     if as_json:
@@ -256,4 +275,10 @@ def _print_with_graph(
         for row in rows:
             for problem in row.problems:
                 print(f"{row.name}: {problem}")
-    return fleet_exit_code(rows, graph_error)
+    for row in unchecked:
+        for problem in row.problems:
+            print(
+                f"{row.name}: {problem} (Graph; not checked over WinRM)",
+                file=sys.stderr if as_json else sys.stdout,
+            )
+    return fleet_exit_code([*rows, *unchecked], graph_error)

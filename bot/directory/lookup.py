@@ -58,15 +58,24 @@ def first_int(entry: dict[str, object], name: str) -> int | None:
         return None
 
 
-def naming_context(conn: Connection, account: AccountConfig) -> str | None:
-    if account.base_dn:
-        return account.base_dn
-    if conn.search("", "(objectClass=*)", BASE, attributes=["defaultNamingContext"]) and conn.response:
-        value = conn.response[0].get("attributes", {}).get("defaultNamingContext")
+def _root_attribute(conn: Connection, name: str) -> str | None:
+    """One value of the rootDSE, or None."""
+    if conn.search("", "(objectClass=*)", BASE, attributes=[name]) and conn.response:
+        value = conn.response[0].get("attributes", {}).get(name)
         if isinstance(value, list):
             value = value[0] if value else None
         return str(value) if value else None
     return None
+
+
+def naming_context(conn: Connection, account: AccountConfig) -> str | None:
+    return account.base_dn or _root_attribute(conn, "defaultNamingContext")
+
+
+def server_identity(conn: Connection) -> str | None:
+    """Which domain controller answered: its rootDSE `dsServiceName`, the same whatever URL reached it."""
+    identity = _root_attribute(conn, "dsServiceName")
+    return identity.lower() if identity else None
 
 
 def find_user(

@@ -132,6 +132,10 @@ def build_row(member: FleetMember, host: HostView | None = None) -> SensorRow:
 
 def host_view(result: SensorResult, graph: GraphSensor | None) -> HostView:
     """A WinRM result seen in the light of Graph: a unified sensor is checked for its process only."""
+    if result.access_denied and result.failure is not None:  # it answered: a problem, not an outage
+        return HostView(
+            None, "unknown", (f"the host refused atp-bot's WinRM credential: {result.failure.detail}",)
+        )
     if result.failure is not None:
         return HostView(f"{result.failure.kind}: {result.failure.detail}", "unknown", ())
     if generation_of(graph.version if graph else None) == "3":
@@ -173,6 +177,12 @@ def rows_for_results(
     """`atp-bot check` with Graph: each WinRM result beside what Graph says of the same sensor."""
     members = {m.name: m for m in merge_fleet(settings, graph) if m.winrm}
     return [build_row(members[r.name], host_view(r, members[r.name].graph)) for r in results]
+
+
+def unchecked_rows(settings: Settings, graph: Sequence[GraphSensor]) -> list[SensorRow]:
+    """The fleet's sensors that no WinRM check reaches (Graph's, without an endpoint), on Graph's word:
+    `check` counts them as `sensors` does, so that both give one exit code for one fleet."""
+    return [build_row(m) for m in merge_fleet(settings, graph) if not m.winrm]
 
 
 def graph_notes(settings: Settings, names: Sequence[str], graph: Sequence[GraphSensor]) -> list[str]:

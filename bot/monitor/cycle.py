@@ -253,6 +253,7 @@ def _track_reachability(
                     since=since,
                     at=now,
                     detail=detail,
+                    access_denied=result.access_denied,
                 )
             )
         MonitorMemory.save_reachability(

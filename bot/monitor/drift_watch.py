@@ -27,7 +27,7 @@ def _read(ctx: MonitorContext, account: AccountConfig) -> DriftReport | None:
         log.warning("account %s: drift not checked: the store cannot be read: %s", account.id, exc.message)
         return None
     try:
-        report = check_drift(account, saved, ctx.clock(), lookups=ctx.changes.guard.lookups)
+        report = check_drift(account, saved, ctx.clock(), guard=ctx.changes.guard)
     except ConfigError as exc:
         log.error("account %s: drift not checked: %s", account.id, "; ".join(exc.problems))
         return None

@@ -84,6 +84,12 @@ class Incident(_Value):
         return next((s.sample for s in self.sensors if s.sample), None)
 
     @property
+    def about_credentials(self) -> bool:
+        """Something points at the credential (errors, a health issue, a gMSA verdict); False when the
+        only trouble is sensor services not running."""
+        return bool(self.credential_errors or self.health_issues or self.gmsa_verdict)
+
+    @property
     def actions(self) -> tuple[IncidentAction, ...]:
         actions = [IncidentAction(kind="recheck", account_id=self.account_id)]
         if self.gmsa_verdict is None:  # a gMSA's password is AD's to change
@@ -109,6 +115,7 @@ class ReachabilityNotice(_Value):
     since: datetime
     at: datetime
     detail: str | None = None
+    access_denied: bool = False  # it answered, and refused atp-bot's WinRM credential
 
 
 class SensorHealthNotice(_Value):

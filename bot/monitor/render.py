@@ -66,8 +66,13 @@ def render_incident(incident: Incident) -> str:
             f"RESOLVED: {incident_subject(incident.account_id)}: {incident_story(incident)} "
             f"(incident {incident.id})."
         )
+    problem = (
+        "sensors report credential problems"
+        if incident.about_credentials
+        else ("sensor services are not running, no credential error seen")
+    )
     lines = [
-        f"ALERT: {incident_subject(incident.account_id)}: sensors report credential problems "
+        f"ALERT: {incident_subject(incident.account_id)}: {problem} "
         f"(incident {incident.id}, first seen {_at(incident.first_seen)})"
     ]
     lines += [_sensor_line(s) for s in incident.sensors]
@@ -81,6 +86,8 @@ def render_incident(incident: Incident) -> str:
     if incident.gmsa_verdict:
         lines.append(f"  gMSA: {incident.gmsa_verdict}")
         lines.append(f"  fix: atp-bot gmsa check --account {account}")
+    elif not incident.about_credentials:
+        lines.append("  fix: start the service on the sensor (the alert's Start service button in Slack)")
     else:
         lines.append(f"  fix: atp-bot set-password --account {account}")
     return "\n".join(lines)
@@ -89,6 +96,11 @@ def render_incident(incident: Incident) -> str:
 def render_reachability(notice: ReachabilityNotice) -> str:
     if notice.reachable:
         return f"sensor {notice.sensor} can be checked again (it could not since {_at(notice.since)})."
+    if notice.access_denied:
+        return (
+            f"sensor {notice.sensor} refuses atp-bot's WinRM credential: {notice.failures} checks in a row "
+            f"since {_at(notice.since)}: {notice.detail or 'no detail'}"
+        )
     return (
         f"sensor {notice.sensor} cannot be checked: {notice.failures} checks in a row failed since "
         f"{_at(notice.since)}: {notice.detail or 'no detail'}"

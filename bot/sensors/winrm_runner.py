@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import unescape
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from pydantic import SecretStr
@@ -31,7 +33,7 @@ from winrm.exceptions import (
 )
 from winrm.protocol import Protocol
 
-from bot.sensors.failures import FailureKind, RemoteFailure
+from bot.sensors.failures import FailureKind, RemoteFailure, tls_failure, unresolved
 from bot.sensors.http_guard import guard, watched
 from bot.sensors.ntlm_auth import EagerNtlmAuth
 from bot.sensors.targets import SensorTarget
@@ -39,6 +41,7 @@ from bot.sensors.targets import SensorTarget
 log = logging.getLogger(__name__)
 
 ACCESS_DENIED_CODE = 5  # WSManFault code for "Access is denied."
+CHECK_CREDENTIAL = "check [winrm] username and its password, and that the user may use WinRM on the host"
 UTF8_CODEPAGE = 65001  # the shell's console code page (pywinrm defaults to 437)
 # What one run may send back, stdout and stderr together: the check prints one small JSON object, so
 # anything near this is a sensor gone wrong, and it must not be able to fill the bot's memory.
@@ -139,11 +142,14 @@ def _open_session(protocol: Protocol, *, seal: bool) -> None:
         transport.setup_encryption(session)  # an empty request: the handshake, then sealing on
 
 
-def _classify(exc: BaseException) -> RemoteFailure:
+def _classify(exc: BaseException, endpoint: str, ca_file: Path | None = None) -> RemoteFailure:
     if isinstance(exc, RemoteFailure):
         return exc
+    host = urlsplit(endpoint).hostname or endpoint
     if isinstance(exc, requests.exceptions.SSLError):
-        return RemoteFailure(FailureKind.TLS, "TLS handshake or certificate verification failed")
+        return tls_failure(exc, host, ca_file)
+    if isinstance(exc, requests.exceptions.ConnectionError) and (dns := unresolved(exc, host)):
+        return dns
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return RemoteFailure(FailureKind.UNREACHABLE, "connection timed out")
     if isinstance(exc, requests.exceptions.ReadTimeout):
@@ -152,10 +158,14 @@ def _classify(exc: BaseException) -> RemoteFailure:
         reason = "connection refused" if "refused" in str(exc).lower() else "connection failed"
         return RemoteFailure(FailureKind.UNREACHABLE, reason)
     if isinstance(exc, InvalidCredentialsError | PermissionError):
-        return RemoteFailure(FailureKind.ACCESS_DENIED, "credentials rejected (HTTP 401)")
+        return RemoteFailure(
+            FailureKind.ACCESS_DENIED, f"credentials rejected (HTTP 401); {CHECK_CREDENTIAL}"
+        )
     if isinstance(exc, WSManFaultError):
         if exc.wsman_fault_code == ACCESS_DENIED_CODE:
-            return RemoteFailure(FailureKind.ACCESS_DENIED, f"access denied: {exc.reason}")
+            return RemoteFailure(
+                FailureKind.ACCESS_DENIED, f"access denied: {exc.reason}; {CHECK_CREDENTIAL}"
+            )
         return RemoteFailure(FailureKind.WINRM_FAULT, f"WS-Management fault (HTTP {exc.code}): {exc.reason}")
     if isinstance(exc, WinRMTransportError):
         return RemoteFailure(FailureKind.WINRM_FAULT, f"HTTP {exc.code} from the WinRM service")
@@ -193,7 +203,11 @@ def run_powershell(
             shell_id = _open_shell(protocol, remaining, seal=seal)
             output = _run(protocol, shell_id, f"powershell -encodedcommand {encoded}", remaining)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a typed RemoteFailure
-            failure = RemoteFailure(FailureKind.TIMEOUT, TIMED_OUT) if watch.expired else _classify(exc)
+            failure = (
+                RemoteFailure(FailureKind.TIMEOUT, TIMED_OUT)
+                if watch.expired
+                else _classify(exc, target.endpoint, target.ca_file)
+            )
     if failure is not None and protocol is not None:
         # A request cut short leaves its connection, and with it NTLM's message sealing, out of step with
         # the sensor: the shell is closed over a new session, authenticated afresh.
@@ -255,7 +269,7 @@ def _close_shell(protocol: Protocol, shell_id: str, *, seal: bool) -> None:
         _open_session(protocol, seal=seal)
         protocol.close_shell(shell_id)
     except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more than the cleanup's
-        log.info("could not close remote shell %s: %s", shell_id, _classify(exc))
+        log.info("could not close remote shell %s: %s", shell_id, _classify(exc, protocol.transport.endpoint))
 
 
 _closing: set[threading.Thread] = set()
