@@ -31,7 +31,6 @@ SERVER_ROLES = {
     "adcsIntegrated": "AD CS server",
     "adConnectIntegrated": "Entra Connect server",
 }
-DC_ROLE = "domain controller"
 REMOVAL_STEP = (
     "Remove it under Settings > Identities > Directory service accounts in the Defender portal, "
     "then disable the AD account."
@@ -73,18 +72,11 @@ def _blockers(classic: Sequence[FleetMember]) -> str:
 
 
 def _needed_step(classic: Sequence[FleetMember]) -> str:
-    others = [m for m in classic if server_role(m) != DC_ROLE]
-    rest = (
-        "; the other servers keep the classic sensor (v3 on AD FS, AD CS and Entra Connect servers is a "
-        "preview without migration)"
-        if others
-        else ""
-    )
     return (
         f"The classic sensor (v2) on the {_blockers(classic)} still uses it: migrate domain controllers "
         "on Windows Server 2019 or later to the unified sensor (v3) under Settings > Identities > Sensor "
-        f"management > Migrate, while Windows Server 2016 domain controllers and AD FS, AD CS and Entra "
-        f"Connect servers still need v2{rest}; remove the account once none is left."
+        "management > Migrate, while Windows Server 2016 domain controllers and AD FS, AD CS and Entra "
+        "Connect servers still need v2; remove the account once none is left."
     )
 
 
