@@ -150,3 +150,14 @@ def test_a_sensor_whose_generation_graph_does_not_tell_is_never_counted_as_unifi
     assert (found["fab"]["verdict"], found["fab"]["unified_sensors"]) == ("unknown", ["FDC1"])
     assert "FDC2" in found["fab"]["next_step"]
     assert found["svc"]["verdict"] == "unknown"  # no sensor at all in contoso.test
+
+
+def test_a_sensor_graph_places_in_the_domain_under_a_foreign_name_keeps_the_verdict_unknown(
+    tmp_path: Path, graph: GraphEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fleet counts such a sensor for no account's checks; for the retirement it is not ignored."""
+    graph.add_sensor("FDC1", domain="fabrikam.test", version=UNIFIED)
+    graph.add_sensor("FDC9", domain="fabrikam.test", version=CLASSIC, dns_names=("fdc9.evil.example",))
+    code, found = statuses(capsys, "--config", config(tmp_path, graph), "dsa", "status", "--json")
+    assert (code, found["fab"]["verdict"]) == (3, "unknown")
+    assert "FDC9" in found["fab"]["next_step"]

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bot.config import AccountConfig, Settings
 from bot.fleet.inventory import account_members, member_generation
-from bot.fleet.merge import FleetMember
+from bot.fleet.merge import FleetMember, merge_fleet
 from bot.graph import GraphSensor
 
 RetirementVerdict = Literal["needed", "removable", "unknown"]
@@ -96,6 +96,17 @@ def _unknown_step(graph_error: str | None, graph_used: bool, undetermined: Seque
     return "No sensor was found in the account's domains; check its domains before removing it."
 
 
+def _unplaced(settings: Settings, account: AccountConfig, graph: Sequence[GraphSensor]) -> list[str]:
+    """Graph's sensors that Graph puts in the account's domains while their DNS names lie elsewhere: the
+    fleet counts them for no account, so whether they use the account cannot be told."""
+    domains = set(account.dns_domains)
+    return [
+        m.name
+        for m in merge_fleet(settings, graph)
+        if m.graph is not None and m.domain is None and (m.graph.domain or "").lower().rstrip(".") in domains
+    ]
+
+
 def account_status(
     settings: Settings,
     account: AccountConfig,
@@ -108,6 +119,7 @@ def account_status(
     classic = [m for m in members if member_generation(m) == "2"]
     unified = [m.name for m in members if member_generation(m) == "3"]
     undetermined = [m.name for m in members if member_generation(m) == "unknown"]
+    undetermined += _unplaced(settings, account, graph) if graph_used else []
     verdict: RetirementVerdict = "unknown"
     if graph_used and graph_error is None:
         if classic:
