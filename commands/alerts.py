@@ -24,6 +24,7 @@ from bot.monitor.actions import start_sensor_service
 from bot.monitor.models import (
     AuditHeadNotice,
     DriftNotice,
+    DsaRemovableNotice,
     ExpiryWarning,
     HealthIssueNotice,
     Incident,
@@ -42,6 +43,7 @@ from bot.slack.context import CommandContext, Person, Services, Subcommand, publ
 from bot.slack.middleware import authorize_interaction, limit_expensive_interaction
 from bot.slack.text import code_span, escape, inline
 from bot.slack.views import plain, section
+from commands.dsa import removable_message
 from commands.password.views import Action as PasswordAction
 
 log = logging.getLogger(__name__)
@@ -290,6 +292,9 @@ class SlackNotifier:
 
     def post_sensor_health(self, notice: SensorHealthNotice) -> None:
         self._post(sensor_health_message(notice))
+
+    def post_dsa_removable(self, notice: DsaRemovableNotice) -> None:
+        self._post(removable_message(notice))
 
 
 def handle(ctx: CommandContext) -> None:

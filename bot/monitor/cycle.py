@@ -11,7 +11,8 @@ row, and once more when it answers again.
 
 With `[graph] discover_sensors`, the sensors checked are those `atp-bot check` checks (`[[sensors]]` and,
 with `[winrm] endpoint_template`, every Graph sensor), and each sensor's own health as Graph reports it
-is alerted per sensor (bot.monitor.sensor_health). A sensor Graph knows as unified (3.x) never counts
+is alerted per sensor (bot.monitor.sensor_health), and an account that becomes removable
+(bot.monitor.dsa_retirement). A sensor Graph knows as unified (3.x) never counts
 a missing AATP service in an incident.
 """
 
@@ -33,6 +34,7 @@ from bot.gmsa import gmsa_alert_verdicts
 from bot.graph import GraphError, HealthIssue
 from bot.monitor.context import MonitorContext
 from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
+from bot.monitor.dsa_retirement import audit_dsa_removable, watch_dsa_retirement
 from bot.monitor.memory import MonitorMemory, Reachability, StoredIncident
 from bot.monitor.models import Incident, ReachabilityNotice, SensorHealthNotice, SensorIssue, ServiceState
 from bot.monitor.render import incident_subject
@@ -330,6 +332,7 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
         health_notices = (
             watch_sensor_health(db, sensor_health, alerted, now) if sensor_health is not None else []
         )
+        removable = watch_dsa_retirement(db, ctx.settings, graph, fleet_error, now)
         for group, order in alert_groups(settings, stored).items():
             seen = observe(order, by_name, _group_health(group, health, health_list is not None), unified)
             previous = stored.get(group)
@@ -350,6 +353,7 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
             )
     _audit_cycle(ctx, opened, closed, notices)
     audit_sensor_health(ctx, health_notices)
+    audit_dsa_removable(ctx, removable)
     delivered = deliver_pending(ctx.notifier, state)
     return CycleResult(
         results=tuple(results),
