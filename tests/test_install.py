@@ -184,6 +184,7 @@ def editable_install(tmp_path: Path, name: str, warnings: str | None) -> str:
         "--no-deps",
         "--no-index",
         "--no-build-isolation",
+        "--ignore-installed",  # never uninstall the lab from the environment running the tests
     ]
     done = subprocess.run(
         [*pip, "--prefix", str(tmp_path / name / "prefix"), "-e", str(source)],
