@@ -1,7 +1,8 @@
 """The sensor fleet: Graph's sensors merged with `[[sensors]]` by DNS name, each sensor's generation
 (classic 2.x uses the directory service account, unified 3.x does not), the sensors an account's change
-must check, and a verdict per sensor."""
+must check, a verdict per sensor, and the servers Graph says run none (sensor candidates)."""
 
+from bot.fleet.candidates import CandidateRows, candidate_rows, candidates_unread, listed_candidates
 from bot.fleet.inventory import (
     AccountSensors,
     Generation,
@@ -30,6 +31,7 @@ from bot.fleet.merge import FleetMember, merge_fleet
 
 __all__ = [
     "AccountSensors",
+    "CandidateRows",
     "FleetMember",
     "Generation",
     "GraphFleet",
@@ -37,6 +39,8 @@ __all__ = [
     "account_members",
     "account_sensors",
     "build_rows",
+    "candidate_rows",
+    "candidates_unread",
     "check_hosts",
     "checked_fleet",
     "fleet_exit_code",
@@ -46,6 +50,7 @@ __all__ = [
     "graph_unread",
     "host_view",
     "in_domain",
+    "listed_candidates",
     "member_generation",
     "merge_fleet",
     "rows_for_results",
