@@ -539,6 +539,9 @@ def register_cli(actions: Any) -> None:
         "--sensors", type=int, default=0, help="sensors to list (a mixed fleet: classic, unified, unhealthy)"
     )
     parser.add_argument(
+        "--candidates", type=int, default=0, help="servers eligible for a sensor that run none (srv1…)"
+    )
+    parser.add_argument(
         "--certificate",
         action="store_true",
         help="register an app certificate (written to --dir) and print the certificate sign-in instead",
@@ -564,13 +567,15 @@ def _run_cli(args: Any) -> int:
     for _ in range(args.issues):
         emulator.add_issue()
     add_mixed_fleet(emulator, args.sensors)
+    for i in range(1, args.candidates + 1):
+        emulator.add_candidate(f"srv{i}.contoso.test")
     with emulator:
         print(f"Graph emulator at {emulator.graph_url}{HEALTH_ISSUES_PATH.removeprefix('/v1.0')}")
         print("configuration for atp-bot:\n")
         print(
             f'[graph]\nenabled = true\ntenant_id = "{emulator.tenant_id}"\nclient_id = "{emulator.client_id}"'
         )
-        if args.sensors:
+        if args.sensors or args.candidates:
             print("discover_sensors = true")
         print(sign_in)
         print(f'authority_url = "{emulator.authority_url}"\ngraph_url = "{emulator.graph_url}"')

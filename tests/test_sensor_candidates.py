@@ -169,7 +169,7 @@ def test_domain_filters_candidates_by_their_domain_name(
 def test_candidates_that_cannot_be_read_never_hide_the_sensors(
     tmp_path: Path, graph: GraphEmulator, capsys: pytest.CaptureFixture[str], failure: int | str, told: str
 ) -> None:
-    graph.add_sensor("DC1")
+    dc1 = graph.add_sensor("DC1")
     graph.add_candidate("fs1.contoso.test")
     if isinstance(failure, int):
         graph.fail_next(CANDIDATES_PATH, failure)
@@ -183,15 +183,10 @@ def test_candidates_that_cannot_be_read_never_hide_the_sensors(
     assert told in err and err.rstrip().endswith("; servers without a sensor are not listed")
     assert GRAPH_SECRET not in err
 
-    graph.update_sensor(graph_sensor_id(graph), deploymentStatus="startFailure")
+    graph.update_sensor(dc1, deploymentStatus="startFailure")
     graph.fail_next(CANDIDATES_PATH, 403)
     code, rows, _ = sensors_json(config, capsys)
     assert (code, [r["verdict"] for r in rows]) == (1, ["attention"])  # a sensor's problem is still 1
-
-
-def graph_sensor_id(graph: GraphEmulator) -> str:
-    bearer = token(graph)
-    return str(get(graph, f"{graph.graph_url}/security/identities/sensors", bearer).json()["value"][0]["id"])
 
 
 def test_candidates_are_not_asked_for_when_the_sensors_could_not_be_read(
