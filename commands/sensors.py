@@ -1,4 +1,5 @@
-"""`/atp sensors [domain]`: every sensor (Graph and `[[sensors]]`) as a compact table, unhealthy first.
+"""`/atp sensors [domain]`: every sensor (Graph and `[[sensors]]`) as a compact table, unhealthy first,
+with the servers Graph says run none (sensor candidates).
 
 The same rows as `atp-bot sensors`; Graph's list is cached by the runtime's `GraphFleet`, so a burst of
 requests makes one Graph call. Built on the bot's executor, the WinRM checks done by the bot's check
@@ -17,8 +18,10 @@ from bot.config import ConfigError
 from bot.fleet import (
     SensorRow,
     build_rows,
+    candidates_unread,
     check_hosts,
     in_domain,
+    listed_candidates,
     merge_fleet,
     unhealthy_first,
 )
@@ -54,16 +57,22 @@ def handle(ctx: CommandContext) -> None:
 HEADER = f"{'':2} {'SENSOR':<24} {'GEN':<8} {'DSA':<6} {'HEALTH':<16} DEPLOYMENT"
 
 
+def _line(row: SensorRow) -> str:
+    """A sensor's line; a candidate (a server without a sensor) has no generation and says so."""
+    candidate = row.source == "candidate"
+    generation = "-" if candidate else f"v{row.generation}"
+    dsa = "DSA" if row.uses_dsa else "no DSA" if row.uses_dsa is False else "DSA ?"
+    health = row.health_status or ("no sensor" if candidate else "-")
+    return (
+        f"{VERDICT_MARK[row.verdict]} {row.name[:24]:<24} {generation:<8} {dsa:<6} "
+        f"{health[:16]:<16} {row.deployment_status or '-'}"
+    )
+
+
 def table(rows: Sequence[SensorRow]) -> str:
     """Fixed-width lines under a header: verdict, name, generation, whether it uses the DSA, Graph's
     health and deployment status."""
-    lines = [HEADER]
-    lines += [
-        f"{VERDICT_MARK[r.verdict]} {r.name[:24]:<24} v{r.generation:<7} "
-        f"{'DSA' if r.uses_dsa else 'no DSA' if r.uses_dsa is False else 'DSA ?':<6} "
-        f"{(r.health_status or '-')[:16]:<16} {r.deployment_status or '-'}"
-        for r in rows[:MAX_ROWS]
-    ]
+    lines = [HEADER, *(_line(r) for r in rows[:MAX_ROWS])]
     if len(rows) > MAX_ROWS:
         lines.append(f"…and {len(rows) - MAX_ROWS} more")
     return "\n".join(lines)
@@ -74,16 +83,27 @@ def problems(rows: Sequence[SensorRow]) -> str:
     return "\n".join(found[:15]) + (f"\n…and {len(found) - 15} more" if len(found) > 15 else "")
 
 
-def message(rows: Sequence[SensorRow], graph_error: str | None) -> tuple[str, list[dict[str, Any]]]:
+def counted(rows: Sequence[SensorRow]) -> tuple[int, str]:
+    """The sensors and their verdicts (`2 need attention, 0 unknown, 2 healthy`), then how many servers
+    have no sensor (the candidates' rows)."""
+    sensors = [r for r in rows if r.source != "candidate"]
+    counts = {v: sum(r.verdict == v for r in sensors) for v in VERDICT_MARK}
+    found = f"{counts['attention']} need attention, {counts['unknown']} unknown, {counts['healthy']} healthy"
+    uncovered = len(rows) - len(sensors)
+    return len(sensors), found + (f"; {uncovered} server(s) without a sensor" if uncovered else "")
+
+
+def message(
+    rows: Sequence[SensorRow], graph_error: str | None, candidates_error: str | None = None
+) -> tuple[str, list[dict[str, Any]]]:
     ordered = unhealthy_first(rows)
-    counts = {v: sum(r.verdict == v for r in rows) for v in VERDICT_MARK}
-    summary = (
-        f"*Sensors*: {len(rows)} — {counts['attention']} need attention, {counts['unknown']} unknown, "
-        f"{counts['healthy']} healthy"
-    )
+    listed, verdicts = counted(rows)
+    summary = f"*Sensors*: {listed} — {verdicts}"
     blocks = [section(summary)]
     if graph_error is not None:
         blocks.append(section(f":warning: Graph could not be used: {inline(graph_error)}"))
+    if candidates_error is not None:
+        blocks.append(section(f":warning: {inline(candidates_unread(candidates_error))}"))
     if ordered:
         blocks.append(section(code_block(table(ordered))))
     if details := problems(ordered):
@@ -109,16 +129,17 @@ def run_listing(services: Services, respond: Callable[..., object], actor: str, 
             text=f"The sensors could not be listed: {inline('; '.join(exc.problems))}", replace_original=True
         )
         return
-    text, blocks = message(rows, graph_error)
+    candidates = listed_candidates(services.fleet, graph, graph_error, domain)
+    rows += candidates.rows
+    text, blocks = message(rows, graph_error, candidates.error)
     respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=True)
-    counts = {v: sum(r.verdict == v for r in rows) for v in VERDICT_MARK}
+    sensors, verdicts = counted(rows)
     listed = AuditEvent(
         actor=actor,
         action=AuditAction.LISTING,
         account=None,
         outcome=AuditOutcome.OK,  # the listing was shown; what it found is in the detail
-        detail=f"{len(rows)} sensors listed: {counts['attention']} need attention, {counts['unknown']} "
-        f"unknown, {counts['healthy']} healthy",
+        detail=f"{sensors} sensors listed: {verdicts}",
     )
     services.audit.record(listed)
 

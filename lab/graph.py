@@ -1,6 +1,6 @@
 """An emulator of the Microsoft identity platform token endpoint and Graph's Defender for Identity
-health issues (`/v1.0/security/identities/healthIssues`) and sensors (`/v1.0/security/identities/sensors`),
-for tests and for trying atp-bot locally.
+health issues (`/v1.0/security/identities/healthIssues`), sensors (`/v1.0/security/identities/sensors`)
+and sensor candidates (lab.graph_candidates), for tests and for trying atp-bot locally.
 
 HTTPS with a throwaway test CA (lab.tlsca). The token endpoint implements the client credentials grant
 with a client secret or a certificate's client assertion, checked as Entra ID does (lab.graph_assertion)
@@ -21,12 +21,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from lab.graph_assertion import CLIENT_ASSERTION_TYPE, assertion_refusal, issue_app_certificate
+from lab.graph_candidates import CANDIDATES_PATH, candidate_resource, kept_query, page_size, selected
 from lab.graph_hostile import HostileAnswer, hostile_body, write_huge_chunked
 from lab.serving import BackgroundServer
 from lab.tlsca import TlsFiles, issue_ca_and_server_cert
@@ -63,6 +65,7 @@ class _State:
     client_certificate: bytes | None = None  # the PEM certificate registered for the app
     issues: list[dict[str, Any]] = field(default_factory=list)
     sensors: list[dict[str, Any]] = field(default_factory=list)
+    candidates: list[dict[str, Any]] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
     injected: deque[_Injected] = field(default_factory=deque)
     withheld: set[str] = field(default_factory=set)
@@ -167,6 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._health_issues(parse_qs(parts.query))
         elif parts.path == SENSORS_PATH:
             self._sensors(parse_qs(parts.query))
+        elif parts.path == CANDIDATES_PATH:
+            self._sensor_candidates(parse_qs(parts.query))
         else:
             self._reply(404, {"error": {"code": "ResourceNotFound", "message": "not found"}})
 
@@ -271,10 +276,12 @@ class _Handler(BaseHTTPRequestHandler):
         query: dict[str, list[str]],
         kept_query: str,
         shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        size: int | None = None,
     ) -> None:
         """One page of `items` (`$skiptoken` = how many came before), linking to the next like Graph;
-        `shape` makes each item of the page what is sent (only the page's: 2 000 sensors stay cheap)."""
-        size = self.server.state.page_size
+        `shape` makes each item of the page what is sent (only the page's: 2 000 sensors stay cheap);
+        `size` is the page size (default: the emulator's)."""
+        size = size or self.server.state.page_size
         skip = int((query.get("$skiptoken") or ["0"])[0])
         page = items[skip : skip + size]
         payload: dict[str, Any] = {
@@ -299,6 +306,20 @@ class _Handler(BaseHTTPRequestHandler):
             return {k: v for k, v in counted.items() if not fields or k in fields or k == "id"}
 
         self._reply_page(SENSORS_PATH, sensors, query, f"&$select={select}" if select else "", shape)
+
+    def _sensor_candidates(self, query: dict[str, list[str]]) -> None:
+        """The servers without a sensor: the sensors' permission, `$select`, `$top` as the page size."""
+        if not self._authorized(SENSORS_PERMISSION):
+            return
+        size = page_size(query, self.server.state.page_size)
+        if size is None:
+            self._reply(400, {"error": {"code": "BadRequest", "message": "Invalid $top value."}})
+            return
+        with self.server.state.lock:
+            candidates = list(self.server.state.candidates)
+        self._reply_page(
+            CANDIDATES_PATH, candidates, query, kept_query(query), partial(selected, query=query), size
+        )
 
 
 class GraphEmulator(BackgroundServer[_Server]):
@@ -429,6 +450,20 @@ class GraphEmulator(BackgroundServer[_Server]):
             )
         return sensor_id
 
+    def add_candidate(
+        self,
+        dns_name: str,
+        *,
+        domain: str = "contoso.test",
+        last_seen: datetime | None = None,
+        sense_client_version: str = "10.8760.26100.32860",
+    ) -> str:
+        """Add a server eligible for a sensor that runs none (a sensorCandidate); its id."""
+        candidate = candidate_resource(dns_name, domain, last_seen, sense_client_version)
+        with self._state.lock:
+            self._state.candidates.append(candidate)
+        return str(candidate["id"])
+
     def update_sensor(self, sensor_id: str, **fields: Any) -> None:
         """Change a sensor's Graph fields, e.g. `healthStatus="notHealthyHigh"`."""
         with self._state.lock:
@@ -504,6 +539,9 @@ def register_cli(actions: Any) -> None:
         "--sensors", type=int, default=0, help="sensors to list (a mixed fleet: classic, unified, unhealthy)"
     )
     parser.add_argument(
+        "--candidates", type=int, default=0, help="servers eligible for a sensor that run none (srv1…)"
+    )
+    parser.add_argument(
         "--certificate",
         action="store_true",
         help="register an app certificate (written to --dir) and print the certificate sign-in instead",
@@ -529,13 +567,15 @@ def _run_cli(args: Any) -> int:
     for _ in range(args.issues):
         emulator.add_issue()
     add_mixed_fleet(emulator, args.sensors)
+    for i in range(1, args.candidates + 1):
+        emulator.add_candidate(f"srv{i}.contoso.test")
     with emulator:
         print(f"Graph emulator at {emulator.graph_url}{HEALTH_ISSUES_PATH.removeprefix('/v1.0')}")
         print("configuration for atp-bot:\n")
         print(
             f'[graph]\nenabled = true\ntenant_id = "{emulator.tenant_id}"\nclient_id = "{emulator.client_id}"'
         )
-        if args.sensors:
+        if args.sensors or args.candidates:
             print("discover_sensors = true")
         print(sign_in)
         print(f'authority_url = "{emulator.authority_url}"\ngraph_url = "{emulator.graph_url}"')

@@ -542,9 +542,33 @@ def test_insecure_settings_are_printed_by_config_check_and_logged_at_every_start
     ]
     code, _, err = check(config, capsys, "--strict")
     assert code == 0
-    assert [line.removeprefix("atp-bot: warning: ") for line in err.splitlines()] == expected
+    told = [line.removeprefix("atp-bot: warning: ") for line in err.splitlines()]
+    assert told[0].startswith('store.backend: "ata-center": Microsoft ATA\'s extended support ended')
+    assert told[1:] == expected
     main(["--config", str(config), "history"])
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == expected
+
+
+def test_config_check_warns_that_the_ata_center_is_out_of_support(
+    gate: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ATA's extended support ended in January 2026: `config check` says so, and names the way out, but
+    (with `--strict` too) refuses nothing, so that a running ATA keeps its credential store."""
+    config = gate["config"]
+    text = config.read_text().replace('backend = "embedded"', 'backend = "ata-center"')
+    text += '\n[store.ata_center]\nurl = "https://center"\nusername = "C\\\\u"\n'
+    text += 'password_env = "ATP_TEST_WINRM_PW"\n'
+    config.write_text(text)
+    for options in ((), ("--strict",)):
+        code, out, err = check(config, capsys, *options)
+        assert (code, out.splitlines()[:1]) == (0, ["configuration OK"])
+        assert err == (
+            'atp-bot: warning: store.backend: "ata-center": Microsoft ATA\'s extended support ended in '
+            "January 2026 (no security updates since); migrate to Microsoft Defender for Identity, and this "
+            f'store to backend "embedded" or "command" (docs/store.md) ({config}, line 14)\n'
+        )
+    config.write_text(gate_text(config.parent, gate))
+    assert "January 2026" not in check(config, capsys)[2]
 
 
 def test_deployments_gate_the_bot_on_config_check_strict() -> None:

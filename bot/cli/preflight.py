@@ -40,6 +40,11 @@ _CREATED_BY_INIT = {("store", "key_file"), ("store", "path"), ("audit", "key_fil
 _SET_IT = "set it where the service gets its environment (atp-bot.env, the Kubernetes Secret)"
 # Variables that may be unset: the embedded store and the audit trail then read their key from key_file.
 _OPTIONAL_ENV = {("store", "key_env"), ("audit", "key_env")}
+ATA_END_OF_SUPPORT = (
+    '"ata-center": Microsoft ATA\'s extended support ended in January 2026 (no security updates since); '
+    'migrate to Microsoft Defender for Identity, and this store to backend "embedded" or "command" '
+    "(docs/store.md)"
+)
 
 
 @dataclass
@@ -85,6 +90,7 @@ def preflight(settings: Settings, source: ConfigSource) -> Findings:
     except ConfigError as exc:
         findings.errors.extend(exc.problems)
     _check_sensor_accounts(settings, source, findings)
+    _check_store_support(settings, source, findings)
     return findings
 
 
@@ -241,3 +247,9 @@ def _check_sensor_accounts(settings: Settings, source: ConfigSource, findings: F
                     'it is checked after a change of any of them; set account = "<id>" to the one it uses',
                 )
             )
+
+
+def _check_store_support(settings: Settings, source: ConfigSource, findings: Findings) -> None:
+    """The ATA Center is out of support: a note (never a refusal), so that a running ATA keeps working."""
+    if settings.store.backend == "ata-center":
+        findings.notes.append(source.problem(("store", "backend"), ATA_END_OF_SUPPORT))

@@ -1,4 +1,5 @@
-"""`atp-bot sensors`: every sensor, from Graph and `[[sensors]]`, with its generation and a verdict."""
+"""`atp-bot sensors`: every sensor, from Graph and `[[sensors]]`, with its generation and a verdict, and
+the servers Graph says run none (sensor candidates)."""
 
 from __future__ import annotations
 
@@ -62,23 +63,30 @@ def run(args: argparse.Namespace) -> int:
     from bot.fleet import (
         GraphFleet,
         build_rows,
+        candidates_unread,
         check_hosts,
         fleet_exit_code,
         graph_unread,
         in_domain,
+        listed_candidates,
         merge_fleet,
     )
 
     settings = context.load(args)
     if not settings.graph.discover_sensors and not settings.sensors:
         raise ConfigError(["no sensors to list: set [graph] discover_sensors = true or add [[sensors]]"])
-    graph_sensors, graph_error = GraphFleet(settings).sensors()
+    fleet = GraphFleet(settings)
+    graph_sensors, graph_error = fleet.sensors()
     members = merge_fleet(settings, graph_sensors)
     if args.domain:
         members = [m for m in members if in_domain(m, args.domain)]
     rows = build_rows(members, check_hosts(settings, members))
+    candidates = listed_candidates(fleet, graph_sensors, graph_error, args.domain)
+    rows += candidates.rows
     if graph_error is not None:
         print(f"atp-bot: {graph_unread(graph_error)}", file=sys.stderr)
+    if candidates.error is not None:
+        print(f"atp-bot: {candidates_unread(candidates.error)}", file=sys.stderr)
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
     else:
@@ -86,4 +94,4 @@ def run(args: argparse.Namespace) -> int:
         for row in rows:
             for problem in row.problems:
                 print(f"{row.name}: {problem}")
-    return fleet_exit_code(rows, graph_error)
+    return fleet_exit_code(rows, graph_error or candidates.error)

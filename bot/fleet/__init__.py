@@ -1,7 +1,9 @@
 """The sensor fleet: Graph's sensors merged with `[[sensors]]` by DNS name, each sensor's generation
 (classic 2.x uses the directory service account, unified 3.x does not), the sensors an account's change
-must check, a verdict per sensor, and whether each directory service account can be retired."""
+must check, a verdict per sensor, whether each directory service account can be retired, and the servers
+Graph says run none (sensor candidates)."""
 
+from bot.fleet.candidates import CandidateRows, candidate_rows, candidates_unread, listed_candidates
 from bot.fleet.inventory import (
     AccountSensors,
     Generation,
@@ -32,6 +34,7 @@ from bot.fleet.retirement import REMOVAL_STEP, DsaStatus, RetirementVerdict, dsa
 __all__ = [
     "REMOVAL_STEP",
     "AccountSensors",
+    "CandidateRows",
     "DsaStatus",
     "FleetMember",
     "Generation",
@@ -41,6 +44,8 @@ __all__ = [
     "account_members",
     "account_sensors",
     "build_rows",
+    "candidate_rows",
+    "candidates_unread",
     "check_hosts",
     "checked_fleet",
     "dsa_statuses",
@@ -51,6 +56,7 @@ __all__ = [
     "graph_unread",
     "host_view",
     "in_domain",
+    "listed_candidates",
     "member_generation",
     "merge_fleet",
     "rows_for_results",

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from bot.config import AccountConfig, SensorConfig, Settings
 from bot.fleet.merge import FleetMember, Source, merge_fleet
-from bot.graph import GraphError, GraphSensor, GraphSensorSource
+from bot.graph import GraphError, GraphSensor, GraphSensorSource, SensorCandidate
 from bot.infra.exitcodes import ExitCode
 from bot.sensors import SensorChecker, SensorResult, check_sensors
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 Generation = Literal["2", "3", "unknown"]
 Verdict = Literal["healthy", "attention", "unknown"]
+RowSource = Source | Literal["candidate"]  # a candidate: a server Graph says runs no sensor
 
 HEALTHY_DEPLOYMENT = frozenset({"upToDate", "updating", "syncing"})
 VERDICT_ORDER: dict[str, int] = {"attention": 0, "unknown": 1, "healthy": 2}
@@ -38,7 +39,7 @@ class SensorRow(BaseModel):
     name: str
     dns_name: str | None
     domain: str | None
-    source: Source
+    source: RowSource
     sensor_type: str | None
     version: str | None
     generation: Generation
@@ -227,6 +228,16 @@ class GraphFleet:
             log.warning("graph: sensor inventory unavailable: %s", exc)
             return (), str(exc)
 
+    def candidates(self) -> tuple[tuple[SensorCandidate, ...], str | None]:
+        """The servers without a sensor, or none and why Graph could not be asked."""
+        if self._source is None:
+            return (), None
+        try:
+            return self._source.candidates(), None
+        except GraphError as exc:
+            log.warning("graph: sensor candidates unavailable: %s", exc)
+            return (), str(exc)
+
 
 @dataclass(frozen=True)
 class AccountSensors:
@@ -285,8 +296,13 @@ def graph_unread(graph_error: str) -> str:
     return f"Graph's sensor list could not be read ({graph_error}); the configured [[sensors]] are checked"
 
 
-def in_domain(member: FleetMember, domain: str) -> bool:
-    """`--domain D`: the sensor's domain is D (case-insensitive)."""
+class _InDomain(Protocol):
+    @property
+    def domain(self) -> str | None: ...
+
+
+def in_domain(member: _InDomain, domain: str) -> bool:
+    """`--domain D`: the sensor's (or candidate row's) domain is D (case-insensitive)."""
     return (member.domain or "").rstrip(".") == domain.lower().rstrip(".")
 
 

@@ -49,16 +49,22 @@ class GraphDomain:
 
 def graph_domain(sensor: GraphSensor) -> GraphDomain:
     """Graph's `domainName` for the sensor, when its DNS name is a plain host name inside it."""
-    host = plain_host(sensor.dns_name)
-    if not sensor.domain:
+    return claimed_domain(sensor.dns_name, sensor.domain)
+
+
+def claimed_domain(dns_name: str, domain: str | None) -> GraphDomain:
+    """The domain Graph gives a server, when `dns_name` is a plain host name inside it (else the domain
+    of its name, when Graph gives none)."""
+    host = plain_host(dns_name)
+    if not domain:
         return GraphDomain(host.partition(".")[2] or None if host else None, None)
-    claimed = normal_name(sensor.domain)
+    claimed = normal_name(domain)
     if host is not None and within(host, claimed):
         return GraphDomain(claimed, None)
     return GraphDomain(
         None,
-        f"its DNS name {shown(sensor.dns_name)} lies outside the domain Graph gives it "
-        f"({shown(sensor.domain)}): not counted for that domain's accounts",
+        f"its DNS name {shown(dns_name)} lies outside the domain Graph gives it "
+        f"({shown(domain)}): not counted for that domain's accounts",
     )
 
 

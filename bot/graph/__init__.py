@@ -1,7 +1,8 @@
-"""Microsoft Graph v1.0 for Defender for Identity: sign-in (msal), the health issues, the sensor list.
-No call follows a redirect, no body is read past MAX_BODY_BYTES, and every answer that cannot be used is a
-GraphError; errors name the endpoint and status, never the secret or a token."""
+"""Microsoft Graph v1.0 for Defender for Identity: sign-in (msal), the health issues, the sensor list, the
+sensor candidates. No call follows a redirect, no body is read past MAX_BODY_BYTES, and every answer that
+cannot be used is a GraphError; errors name the endpoint and status, never the secret or a token."""
 
+from bot.graph.candidates import SensorCandidate
 from bot.graph.client import GraphHealthSource, HealthIssue, parse_health_issue
 from bot.graph.http import MAX_BODY_BYTES, GraphError
 from bot.graph.sensors import GraphSensor, GraphSensorSource
@@ -13,5 +14,6 @@ __all__ = [
     "GraphSensor",
     "GraphSensorSource",
     "HealthIssue",
+    "SensorCandidate",
     "parse_health_issue",
 ]

@@ -108,6 +108,11 @@ class Http:
         self._session.close()
 
 
+def json_text(value: Any) -> str | None:
+    """A field of a Graph resource that should be text: a non-empty string, else None (not reported)."""
+    return value if isinstance(value, str) and value else None
+
+
 def json_page(body: bytes, path: str) -> dict[str, Any]:
     """A page of a Graph list (a JSON object with a `value` list) from `body`; anything else, however it
     fails to parse, is a GraphError naming `path`."""

@@ -1,4 +1,5 @@
-"""Defender for Identity sensors from Microsoft Graph (`GET /security/identities/sensors`).
+"""Defender for Identity sensors from Microsoft Graph (`GET /security/identities/sensors`), and the
+servers that could run one and run none (`sensorCandidates`, bot.graph.candidates).
 
 The same app registration as the health issues (`[graph]`), with one more application permission,
 `SecurityIdentitiesSensors.Read.All`. Graph is asked only for the fields atp-bot uses (`$select`),
@@ -14,13 +15,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
 from bot.config import GraphConfig
+from bot.graph.candidates import CANDIDATE_FIELDS, CANDIDATES_PATH, SensorCandidate, parse_candidate
 from bot.graph.client import GraphHealthSource
-from bot.graph.http import BodyTooLarge, CappedResponse, GraphError, RedirectRefused, json_page
+from bot.graph.http import BodyTooLarge, CappedResponse, GraphError, RedirectRefused, json_page, json_text
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ SENSOR_FIELDS = (
 MAX_PAGES = 500
 THROTTLE_STATUSES = (429, 503)
 DEFAULT_RETRY_AFTER = 5.0  # seconds, when a throttled answer carries no usable Retry-After
+
+Listed = TypeVar("Listed")
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,6 @@ class GraphSensor:
         return f"{self.display_name}.{self.domain}".lower() if self.domain else self.display_name.lower()
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _count(value: Any) -> int:
     """A positive JSON integer (not `true`, which Python counts as an int), else 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
@@ -78,7 +78,7 @@ def _count(value: Any) -> int:
 
 def parse_sensor(item: dict[str, Any]) -> GraphSensor | None:
     """A sensor resource as a GraphSensor; None when it lacks an id or a display name."""
-    sensor_id, name = _text(item.get("id")), _text(item.get("displayName"))
+    sensor_id, name = json_text(item.get("id")), json_text(item.get("displayName"))
     if sensor_id is None or name is None:
         return None
     settings = item.get("settings") if isinstance(item.get("settings"), dict) else {}
@@ -87,11 +87,11 @@ def parse_sensor(item: dict[str, Any]) -> GraphSensor | None:
     return GraphSensor(
         id=sensor_id,
         display_name=name,
-        domain=_text(item.get("domainName")),
-        sensor_type=_text(item.get("sensorType")),
-        version=_text(item.get("version")),
-        health_status=_text(item.get("healthStatus")),
-        deployment_status=_text(item.get("deploymentStatus")),
+        domain=json_text(item.get("domainName")),
+        sensor_type=json_text(item.get("sensorType")),
+        version=json_text(item.get("version")),
+        health_status=json_text(item.get("healthStatus")),
+        deployment_status=json_text(item.get("deploymentStatus")),
         open_issues_count=_count(item.get("openHealthIssuesCount")),
         dns_names=tuple(dns_names),
     )
@@ -124,20 +124,34 @@ class GraphSensorSource(GraphHealthSource):
         self._sleep = sleep
         self._clock = clock
         self._lock = threading.Lock()
-        self._cached: tuple[float, tuple[GraphSensor, ...]] | None = None
+        self._cached: dict[str, tuple[float, tuple[Any, ...]]] = {}
 
     def sensors(self) -> tuple[GraphSensor, ...]:
         """Every sensor; a list fetched less than `cache_seconds` ago is reused (also by other threads)."""
+        return self._cached_round(SENSORS_PATH, self._fetch)
+
+    def candidates(self) -> tuple[SensorCandidate, ...]:
+        """The servers eligible for a sensor that have none, cached as the sensors are."""
+        return self._cached_round(CANDIDATES_PATH, self._fetch_candidates)
+
+    def _cached_round(self, path: str, fetch: Callable[[], tuple[Listed, ...]]) -> tuple[Listed, ...]:
         with self._lock:
-            now = self._clock()
-            if self._cached is not None and now - self._cached[0] < self._cache_seconds:
-                return self._cached[1]
+            cached = self._cached.get(path)
+            if cached is not None and self._clock() - cached[0] < self._cache_seconds:
+                return cached[1]
             try:
-                sensors = self._fetch()
+                listed = fetch()
             finally:
                 self._http.close()  # idle until the cache expires: hold no connection meanwhile
-            self._cached = (self._clock(), sensors)
-            return sensors
+            self._cached[path] = (self._clock(), listed)
+            return listed
+
+    def _fetch_candidates(self) -> tuple[SensorCandidate, ...]:
+        url = f"{self.config.graph_url}{CANDIDATES_PATH}?$select={','.join(CANDIDATE_FIELDS)}"
+        parsed = [parse_candidate(i) for i in self._pages(url, self._token(), SENSORS_PERMISSION, [0.0])]
+        candidates = tuple(c for c in parsed if c is not None)
+        log.info("graph: %d sensor candidate(s)", len(candidates))
+        return candidates
 
     def _fetch(self) -> tuple[GraphSensor, ...]:
         token = self._token()
@@ -158,7 +172,7 @@ class GraphSensorSource(GraphHealthSource):
         url = f"{self.config.graph_url}{HEALTH_ISSUES_PATH}?$filter=status eq 'open'"
         by_dns: dict[str, list[str]] = {}
         for item in self._pages(url, token, HEALTH_PERMISSION, waited):
-            name = _text(item.get("displayName"))
+            name = json_text(item.get("displayName"))
             dns_names = item.get("sensorDNSNames")
             if name is None or not isinstance(dns_names, list):
                 continue
