@@ -21,6 +21,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.audit import AuditAction
 from bot.monitor.actions import start_sensor_service
+from bot.monitor.credential_issue import open_credential_issues
 from bot.monitor.models import (
     AuditHeadNotice,
     CredentialIssueAlert,
@@ -291,16 +292,17 @@ class SlackNotifier:
 
 
 def handle(ctx: CommandContext) -> None:
-    """`/atp alerts`: the open incidents, to the person who asked."""
+    """`/atp alerts`: the open incidents and credential health issues, to the person who asked."""
     scheduler = ctx.services.scheduler
     if scheduler is None:
         ctx.reply("The monitor is not running in this atp-bot.")
         return
-    incidents = [s.incident for s in scheduler.monitor.memory.incidents().values() if not s.incident.closed]
-    if not incidents:
+    memory = scheduler.monitor.memory
+    texts = [incident_message(s.incident)[0] for s in memory.incidents().values() if not s.incident.closed]
+    texts += [credential_issue_message(alert)[0] for alert in open_credential_issues(memory)]
+    if not texts:
         ctx.reply(":white_check_mark: No open credential incidents.")
         return
-    texts = [incident_message(i)[0] for i in incidents]
     ctx.reply("\n\n".join(texts), [section(t[:2900]) for t in texts][:45])
 
 

@@ -5,6 +5,9 @@ notifier, and the real Slack client against the Slack emulator)."""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from bot.monitor.cycle import run_monitor_cycle
 from bot.monitor.models import CredentialIssueAlert
 from bot.monitor.render import UNIFIED_SENSORS_REASON, render_credential_issue
 from bot.slack.client import build_client
+from commands import MODULES
 from commands.alerts import SlackNotifier
 from commands.password.views import Action as PasswordAction
 from lab.graph import CREDENTIALS_ISSUE, HEALTH_ISSUES_PATH, GraphEmulator
@@ -27,6 +31,7 @@ from lab.slack import SlackEmulator
 from tests.monitor_tools import Clock, RecordingNotifier, alert_rows, make_runtime, monitor_settings, toml_str
 from tests.peers import postgres_cluster
 from tests.replicas import replica_tables
+from tests.slack_lab import ALICE, OPS, initialised_changes, running_lab, wait_for
 
 GRAPH_SECRET = "Canary-Graph-Secret~3Fw.8_k1"
 ACCOUNTS = (
@@ -210,3 +215,37 @@ def test_two_replicas_sharing_the_state_alert_once_and_reply_once(
     calls = [name for notifier in notifiers for name in notifier.names()]
     assert calls == ["post_credential_issue", "close_credential_issue"]
     assert notifiers[1].of("close_credential_issue")[0][0].ts == "1764050000.000001"  # a's alert
+
+
+def test_update_password_opens_the_modal_and_alerts_lists_the_issue(
+    tmp_path: Path, graph: GraphEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real Bolt app: the alert's *Update password* opens the password modal for its account, and
+    `/atp alerts` lists the open issue."""
+    monkeypatch.setenv("ATP_BOT_STORE_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    config = {
+        "state_dir": str(tmp_path / "state"),
+        "accounts": [{"id": "svc", "username": "svc-atp@contoso.test", "domain_controllers": ["ldaps://dc"]}],
+        "graph": {
+            "enabled": True,
+            "tenant_id": graph.tenant_id,
+            "client_id": graph.client_id,
+            "client_secret_env": "ATP_BOT_TEST_GRAPH_SECRET",
+            "authority_url": graph.authority_url,
+            "graph_url": graph.graph_url,
+            "ca_file": str(graph.tls.ca_file),
+        },
+    }
+    graph.add_global_issue(domains=("contoso.test",), sensors=(UNIFIED_DC,))
+    lab_run = running_lab("socket", modules=MODULES, config=config, changes=initialised_changes, monitor=True)
+    with lab_run as lab:
+        scheduler = lab.runtime.services.scheduler
+        assert scheduler is not None
+        scheduler.run_cycle_now()
+        scheduler.run_cycle_now()
+        (alert,) = wait_for(lambda: [m for m in lab.emulator.messages(OPS) if "Credential problem" in m.text])
+        lab.emulator.click(PasswordAction.OPEN, channel=OPS, message_ts=alert.ts, value="svc")
+        view = wait_for(lambda: lab.emulator.open_views(ALICE))[-1]
+        assert "Account *svc*" in json.dumps(view.data["blocks"])
+        listed = lab.emulator.slash_command("alerts").text
+        assert CREDENTIALS_ISSUE in listed and UNIFIED_SENSORS_REASON in listed

@@ -143,6 +143,12 @@ def _deliver(notifier: Notifier, db: Connection, item: StoredIssueAlert) -> None
         _save(db, StoredIssueAlert(alert, ref, True))
 
 
+def open_credential_issues(memory: MonitorMemory) -> list[CredentialIssueAlert]:
+    """The credential issue alerts not closed yet (for `/atp alerts`)."""
+    with memory.transaction() as db:
+        return [item.alert for item in _load(db).values() if not item.alert.closed]
+
+
 def deliver_credential_issues(notifier: Notifier, memory: MonitorMemory) -> bool:
     """Send what the notifier was not told yet; True when nothing is left pending."""
     with memory.transaction() as db:
