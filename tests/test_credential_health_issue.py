@@ -24,6 +24,7 @@ from bot.monitor.render import UNIFIED_SENSORS_REASON, render_credential_issue
 from bot.slack.client import build_client
 from commands import MODULES
 from commands.alerts import SlackNotifier
+from commands.credential_alert import credential_issue_message
 from commands.password.views import Action as PasswordAction
 from lab.graph import CREDENTIALS_ISSUE, HEALTH_ISSUES_PATH, GraphEmulator
 from lab.postgres import PostgresCluster
@@ -147,6 +148,7 @@ def test_a_sensor_type_issue_is_alerted_and_an_unrelated_one_is_not(
     runtime: MonitorContext, graph: GraphEmulator, clock: Clock, notifier: RecordingNotifier
 ) -> None:
     graph.add_issue("Sensor stopped communicating", domains=("contoso.test",))
+    graph.add_global_issue(issue_id="<x>" * 1000)  # no id Graph gives: not a key for the monitor's state
     graph.add_issue(CREDENTIALS_ISSUE.upper(), domains=("fabrikam.test",), sensors=("adfs1.fabrikam.test",))
     cycles(runtime, clock, 2)
     (alert,) = posted(notifier)
@@ -249,3 +251,20 @@ def test_update_password_opens_the_modal_and_alerts_lists_the_issue(
         assert "Account *svc*" in json.dumps(view.data["blocks"])
         listed = lab.emulator.slash_command("alerts").text
         assert CREDENTIALS_ISSUE in listed and UNIFIED_SENSORS_REASON in listed
+
+
+def test_a_hostile_issue_makes_a_bounded_inert_message() -> None:
+    """Graph's words are escaped and cut short; the buttons name only the configured accounts given."""
+    long_name = "<!here>" + "x" * 5000
+    alert = CredentialIssueAlert(
+        issue_id="i" * 5000,
+        display_name=long_name,
+        domains=tuple(f"d{n}.<@U0BOSS>." + "y" * 300 for n in range(50)),
+        sensors=tuple(f"s{n}" + "z" * 300 for n in range(50)),
+        accounts=("svc",),
+        opened_at=Clock().now,
+    )
+    text, blocks = credential_issue_message(alert)
+    assert len(text) < 4000 and "and 40 more" in text
+    assert "<!here>" not in text and "<@U0BOSS>" not in text
+    assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section")

@@ -13,6 +13,7 @@ but which configured accounts' domains it names.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,9 @@ from bot.monitor.models import CredentialIssueAlert, MessageRef
 from bot.monitor.notify import Notifier, NotifierError
 
 log = logging.getLogger(__name__)
+
+# Graph's ids are GUID-like; the id is this table's key, so one that could not be a key is not used.
+ISSUE_ID = re.compile(r"[A-Za-z0-9_.:=+/-]{1,128}")
 
 _metadata = MetaData()
 _alerts = Table(
@@ -100,7 +104,7 @@ def watch_credential_issues(
     if issues is None:
         return []
     stored = _load(db)
-    open_now = {issue.id: issue for issue in issues}
+    open_now = {issue.id: issue for issue in issues if ISSUE_ID.fullmatch(issue.id)}
     changed = [
         alert_for(issue, accounts, now) for issue_id, issue in open_now.items() if issue_id not in stored
     ]
@@ -122,9 +126,8 @@ def audit_credential_issues(ctx: MonitorContext, changed: Sequence[CredentialIss
         account = names[0] if len(names) == 1 else None
         reason = "credential_health_issue_closed" if alert.closed else "credential_health_issue"
         outcome = AuditOutcome.OK if alert.closed else AuditOutcome.FAILED
-        detail = f"health issue {alert.issue_id} ({alert.issue_type or 'no type'}); accounts: " + (
-            ", ".join(names) or "none"
-        )
+        said = f"{alert.issue_id[:64]} ({(alert.issue_type or 'no type')[:20]})"  # Graph's words: bounded
+        detail = f"health issue {said}; accounts: " + (", ".join(names) or "none")
         ctx.audit(AuditAction.ALERT, account, outcome, reason, detail)
         log.log(logging.INFO if alert.closed else logging.WARNING, "%s: %s", reason, detail)
 
