@@ -8,6 +8,6 @@ sensitivity) and `register(app, services)` for its view/action listeners, and is
 from __future__ import annotations
 
 from bot.slack.context import CommandModule
-from commands import alerts, gmsa, help, history, password, sensors, status
+from commands import alerts, dsa, gmsa, help, history, password, sensors, status
 
-MODULES: tuple[CommandModule, ...] = (password, status, sensors, gmsa, alerts, history, help)
+MODULES: tuple[CommandModule, ...] = (password, status, sensors, dsa, gmsa, alerts, history, help)

@@ -26,6 +26,7 @@ from bot.monitor.models import (
     AuditHeadNotice,
     CredentialIssueAlert,
     DriftNotice,
+    DsaRemovableNotice,
     ExpiryWarning,
     HealthIssueNotice,
     Incident,
@@ -45,6 +46,7 @@ from bot.slack.middleware import authorize_interaction, limit_expensive_interact
 from bot.slack.text import code_span, escape, inline
 from bot.slack.views import plain, section
 from commands.credential_alert import credential_issue_message
+from commands.dsa import removable_message
 from commands.password.views import open_button
 
 log = logging.getLogger(__name__)
@@ -289,6 +291,9 @@ class SlackNotifier:
 
     def post_sensor_health(self, notice: SensorHealthNotice) -> None:
         self._post(sensor_health_message(notice))
+
+    def post_dsa_removable(self, notice: DsaRemovableNotice) -> None:
+        self._post(removable_message(notice))
 
 
 def handle(ctx: CommandContext) -> None:

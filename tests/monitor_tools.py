@@ -16,6 +16,7 @@ from bot.monitor.models import (
     AuditHeadNotice,
     CredentialIssueAlert,
     DriftNotice,
+    DsaRemovableNotice,
     ExpiryWarning,
     HealthIssueNotice,
     Incident,
@@ -121,6 +122,9 @@ class RecordingNotifier:
 
     def post_lookup_suspension(self, notice: LookupSuspensionNotice) -> None:
         self._record("post_lookup_suspension", notice)
+
+    def post_dsa_removable(self, notice: DsaRemovableNotice) -> None:
+        self._record("post_dsa_removable", notice)
 
 
 def toml_str(value: object) -> str:

@@ -21,6 +21,7 @@ from bot.cli import (
     audit_cmd,
     check,
     config_cmd,
+    dsa_cmd,
     gmsa_cmd,
     guard_cmd,
     health_cmd,
@@ -51,6 +52,7 @@ BUILTIN_COMMANDS = (
     guard_cmd,
     verify_cmd,
     sensors_cmd,
+    dsa_cmd,
 )
 
 

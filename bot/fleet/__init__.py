@@ -1,6 +1,6 @@
 """The sensor fleet: Graph's sensors merged with `[[sensors]]` by DNS name, each sensor's generation
 (classic 2.x uses the directory service account, unified 3.x does not), the sensors an account's change
-must check, and a verdict per sensor."""
+must check, a verdict per sensor, and whether each directory service account can be retired."""
 
 from bot.fleet.inventory import (
     AccountSensors,
@@ -27,18 +27,23 @@ from bot.fleet.inventory import (
     winrm_sensors,
 )
 from bot.fleet.merge import FleetMember, merge_fleet
+from bot.fleet.retirement import REMOVAL_STEP, DsaStatus, RetirementVerdict, dsa_statuses
 
 __all__ = [
+    "REMOVAL_STEP",
     "AccountSensors",
+    "DsaStatus",
     "FleetMember",
     "Generation",
     "GraphFleet",
+    "RetirementVerdict",
     "SensorRow",
     "account_members",
     "account_sensors",
     "build_rows",
     "check_hosts",
     "checked_fleet",
+    "dsa_statuses",
     "fleet_exit_code",
     "generation_of",
     "graph_notes",

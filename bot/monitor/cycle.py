@@ -11,9 +11,10 @@ row, and once more when it answers again.
 
 With `[graph] discover_sensors`, the sensors checked are those `atp-bot check` checks (`[[sensors]]` and,
 with `[winrm] endpoint_template`, every Graph sensor), and each sensor's own health as Graph reports it
-is alerted per sensor (bot.monitor.sensor_health). A sensor Graph knows as unified (3.x) never counts
-a missing AATP service in an incident. Defender for Identity's credential health issues are the DSA's,
-whichever sensors they name: one alert per issue (bot.monitor.credential_issue), never in an incident.
+is alerted per sensor (bot.monitor.sensor_health), and an account that becomes removable
+(bot.monitor.dsa_retirement). A sensor Graph knows as unified (3.x) never counts a missing AATP service
+in an incident. Defender for Identity's credential health issues are the DSA's, whichever sensors they
+name: one alert per issue (bot.monitor.credential_issue), never in an incident.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from bot.monitor.credential_issue import (
     watch_credential_issues,
 )
 from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
+from bot.monitor.dsa_retirement import audit_dsa_removable, watch_dsa_retirement
 from bot.monitor.memory import MonitorMemory, Reachability, StoredIncident
 from bot.monitor.models import Incident, ReachabilityNotice, SensorHealthNotice, SensorIssue, ServiceState
 from bot.monitor.render import incident_subject
@@ -302,6 +304,7 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
         health_notices = (
             watch_sensor_health(db, sensor_health, alerted, now) if sensor_health is not None else []
         )
+        removable = watch_dsa_retirement(db, ctx.settings, graph, fleet_error, now)
         for group, order in alert_groups(settings, stored).items():
             seen = observe(order, by_name, unified)
             previous = stored.get(group)
@@ -323,6 +326,7 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
     _audit_cycle(ctx, opened, closed, notices)
     audit_sensor_health(ctx, health_notices)
     audit_credential_issues(ctx, issue_alerts)
+    audit_dsa_removable(ctx, removable)
     delivered = deliver_pending(ctx.notifier, state) & deliver_credential_issues(ctx.notifier, state)
     return CycleResult(
         results=tuple(results),

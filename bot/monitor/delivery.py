@@ -14,6 +14,7 @@ from bot.monitor.memory import MonitorMemory, OutboxItem, StoredIncident
 from bot.monitor.models import (
     AuditHeadNotice,
     DriftNotice,
+    DsaRemovableNotice,
     ExpiryWarning,
     HealthIssueNotice,
     LookupSuspensionNotice,
@@ -32,6 +33,7 @@ AUDIT_HEAD = "audit-head"
 DRIFT = "drift"
 SENSOR_HEALTH = "sensor-health"
 LOOKUP_SUSPENSION = "lookup-suspension"
+DSA_REMOVABLE = "dsa-removable"
 
 # The monitor cycle, a re-check and the expiry check may deliver at the same time (scheduler threads,
 # and replicas sharing the state); one sender at a time, so nothing is sent twice.
@@ -78,6 +80,8 @@ def _send(notifier: Notifier, item: OutboxItem) -> None:
         notifier.post_sensor_health(SensorHealthNotice.model_validate_json(item.payload))
     elif item.kind == LOOKUP_SUSPENSION:
         notifier.post_lookup_suspension(LookupSuspensionNotice.model_validate_json(item.payload))
+    elif item.kind == DSA_REMOVABLE:
+        notifier.post_dsa_removable(DsaRemovableNotice.model_validate_json(item.payload))
     else:
         log.error("outbox item %d has an unknown kind %r; dropped", item.id, item.kind)
 

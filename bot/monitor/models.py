@@ -130,6 +130,15 @@ class SensorHealthNotice(_Value):
     at: datetime
 
 
+class DsaRemovableNotice(_Value):
+    """A directory service account became removable: every sensor of its domains is unified (sent once)."""
+
+    account_id: str
+    domains: tuple[str, ...]
+    unified_sensors: tuple[str, ...]
+    at: datetime
+
+
 class SensorSummary(_Value):
     """One sensor's answer to a check, as facts."""
 

@@ -14,6 +14,7 @@ from bot.monitor.models import (
     AuditHeadNotice,
     CredentialIssueAlert,
     DriftNotice,
+    DsaRemovableNotice,
     ExpiryWarning,
     HealthIssueNotice,
     Incident,
@@ -27,6 +28,7 @@ from bot.monitor.render import (
     render_audit_head,
     render_credential_issue,
     render_drift,
+    render_dsa_removable,
     render_expiry_warning,
     render_incident,
     render_lookup_suspension,
@@ -103,6 +105,10 @@ class Notifier(Protocol):
         """A lookup account's password is wrong: its binds are suspended (once per suspension)."""
         ...
 
+    def post_dsa_removable(self, notice: DsaRemovableNotice) -> None:
+        """A directory service account is used by no sensor any more (once each time it becomes so)."""
+        ...
+
 
 class LogNotifier:
     """A notifier that writes plain text to the log: for running without Slack, and for the CLI."""
@@ -157,3 +163,6 @@ class LogNotifier:
 
     def post_lookup_suspension(self, notice: LookupSuspensionNotice) -> None:
         self._log.error("%s", render_lookup_suspension(notice))
+
+    def post_dsa_removable(self, notice: DsaRemovableNotice) -> None:
+        self._log.warning("%s", render_dsa_removable(notice))

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from bot.fleet import REMOVAL_STEP
 from bot.monitor.models import (
     AuditHeadNotice,
     CredentialIssueAlert,
     DriftNotice,
+    DsaRemovableNotice,
     ExpiryWarning,
     Incident,
     LookupSuspensionNotice,
@@ -109,6 +111,14 @@ def render_sensor_health(notice: SensorHealthNotice) -> str:
     if notice.recovered:
         return f"sensor {notice.sensor} is healthy again at {_at(notice.at)} (was: {problems})."
     return f"sensor {notice.sensor} needs attention at {_at(notice.at)}: {problems}"
+
+
+def render_dsa_removable(notice: DsaRemovableNotice) -> str:
+    unified = ", ".join(notice.unified_sensors)
+    return (
+        f"directory service account {notice.account_id} is no longer used at {_at(notice.at)}: every sensor "
+        f"of {', '.join(notice.domains) or 'its domains'} is unified ({unified}). {REMOVAL_STEP}"
+    )
 
 
 def render_recheck(report: RecheckReport) -> str:
