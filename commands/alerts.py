@@ -21,8 +21,10 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.audit import AuditAction
 from bot.monitor.actions import start_sensor_service
+from bot.monitor.credential_issue import open_credential_issues
 from bot.monitor.models import (
     AuditHeadNotice,
+    CredentialIssueAlert,
     DriftNotice,
     DsaRemovableNotice,
     ExpiryWarning,
@@ -43,8 +45,9 @@ from bot.slack.context import CommandContext, Person, Services, Subcommand, publ
 from bot.slack.middleware import authorize_interaction, limit_expensive_interaction
 from bot.slack.text import code_span, escape, inline
 from bot.slack.views import plain, section
+from commands.credential_alert import credential_issue_message
 from commands.dsa import removable_message
-from commands.password.views import Action as PasswordAction
+from commands.password.views import open_button
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +80,9 @@ def _subject(account_id: str | None) -> str:
 
 
 def _button(action: IncidentAction) -> dict[str, Any]:
-    # Without an account the value is left out: *Update password* then lets the user pick the account.
-    account = {"value": action.account_id} if action.account_id else {}
     if action.kind == "update_password":
-        return {
-            "type": "button",
-            "style": "primary",
-            "action_id": PasswordAction.OPEN,
-            "text": plain("Update password"),
-            **account,
-        }
+        return open_button(action.account_id)  # without an account the user picks one
+    account = {"value": action.account_id} if action.account_id else {}
     if action.kind == "recheck":
         return {"type": "button", "action_id": Action.RECHECK, "text": plain("Re-check now"), **account}
     value = StartServiceValue(sensor=action.sensor or "", service=action.service or "")
@@ -132,9 +128,6 @@ def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
             parts.append(f"{describe(issue.credential_errors, issue.reason)}, last {_when(issue.last_error)}")
         parts += [f"service `{s.name}` is {inline(s.state)}" for s in issue.stopped_services]
         lines.append(f"• *{issue.sensor}*: " + "; ".join(parts))
-    lines += [
-        f"• Defender for Identity health issue: {inline(h.display_name)}" for h in incident.health_issues
-    ]
     if incident.gmsa_verdict:
         lines.append(f"• gMSA: {inline(incident.gmsa_verdict)}")
     blocks = [section(heading), section("\n".join(lines) or "•")]
@@ -265,6 +258,12 @@ class SlackNotifier:
         self._call("chat_update", channel=ref.channel, ts=ref.ts, text=text, blocks=blocks)
         self._post(text, thread=ref)
 
+    def post_credential_issue(self, alert: CredentialIssueAlert) -> MessageRef:
+        return self._post(*credential_issue_message(alert))
+
+    def close_credential_issue(self, ref: MessageRef, alert: CredentialIssueAlert) -> None:
+        self._post(*credential_issue_message(alert), thread=ref)
+
     def post_unreachable(self, notice: ReachabilityNotice) -> None:
         self._post(reachability_message(notice))
 
@@ -298,16 +297,17 @@ class SlackNotifier:
 
 
 def handle(ctx: CommandContext) -> None:
-    """`/atp alerts`: the open incidents, to the person who asked."""
+    """`/atp alerts`: the open incidents and credential health issues, to the person who asked."""
     scheduler = ctx.services.scheduler
     if scheduler is None:
         ctx.reply("The monitor is not running in this atp-bot.")
         return
-    incidents = [s.incident for s in scheduler.monitor.memory.incidents().values() if not s.incident.closed]
-    if not incidents:
+    memory = scheduler.monitor.memory
+    texts = [incident_message(s.incident)[0] for s in memory.incidents().values() if not s.incident.closed]
+    texts += [credential_issue_message(alert)[0] for alert in open_credential_issues(memory)]
+    if not texts:
         ctx.reply(":white_check_mark: No open credential incidents.")
         return
-    texts = [incident_message(i)[0] for i in incidents]
     ctx.reply("\n\n".join(texts), [section(t[:2900]) for t in texts][:45])
 
 

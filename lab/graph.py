@@ -400,6 +400,25 @@ class GraphEmulator(BackgroundServer[_Server]):
             )
         return issue_id
 
+    def add_global_issue(
+        self,
+        display_name: str = CREDENTIALS_ISSUE,
+        *,
+        domains: tuple[str, ...] = ("contoso.test",),
+        sensors: tuple[str, ...] = (),
+        issue_id: str | None = None,
+    ) -> str:
+        """A workspace-level (`global`) health issue as MDI raises the DSA's: `domainNames` set and
+        `sensorDNSNames` empty, or naming sensors (unified ones included) that all reported it. `issue_id`:
+        the id Graph sends (a hostile one, say) instead of a random one."""
+        added = self.add_issue(display_name, domains=domains, sensors=sensors)
+        with self._state.lock:
+            for issue in self._state.issues:
+                if issue["id"] == added:
+                    issue["healthIssueType"] = "global"
+                    issue["id"] = issue_id or added
+        return issue_id or added
+
     def set_status(self, issue_id: str, status: str, *, at: datetime | None = None) -> None:
         """Open or close an issue as MDI does, at `at` (default now): its lastModifiedDateTime changes."""
         when = (at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")

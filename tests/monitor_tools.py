@@ -14,6 +14,7 @@ from bot.config import Settings, parse_settings
 from bot.monitor.context import HealthSource, MonitorContext
 from bot.monitor.models import (
     AuditHeadNotice,
+    CredentialIssueAlert,
     DriftNotice,
     DsaRemovableNotice,
     ExpiryWarning,
@@ -86,6 +87,14 @@ class RecordingNotifier:
 
     def close_incident(self, ref: MessageRef, incident: Incident) -> None:
         self._record("close_incident", (ref, incident))
+
+    def post_credential_issue(self, alert: CredentialIssueAlert) -> MessageRef:
+        self._record("post_credential_issue", alert)
+        self._count += 1
+        return MessageRef(channel="C0ALERTS", ts=f"1764050000.{self._count:06d}")
+
+    def close_credential_issue(self, ref: MessageRef, alert: CredentialIssueAlert) -> None:
+        self._record("close_credential_issue", (ref, alert))
 
     def post_unreachable(self, notice: ReachabilityNotice) -> None:
         self._record("post_unreachable", notice)

@@ -11,7 +11,7 @@ from bot.config import Settings
 from bot.graph import GraphError, GraphHealthSource
 from bot.monitor.cycle import run_monitor_cycle
 from lab.graph import CREDENTIALS_ISSUE, HEALTH_ISSUES_PATH, GraphEmulator
-from tests.monitor_tools import Clock, RecordingNotifier, alert_rows, make_runtime, monitor_settings, toml_str
+from tests.monitor_tools import Clock, RecordingNotifier, make_runtime, monitor_settings, toml_str
 
 GRAPH_SECRET = "Canary-Graph-Secret~7Qv.9_x2"
 
@@ -95,32 +95,6 @@ def test_an_untrusted_certificate_is_refused(tmp_path: Path, graph: GraphEmulato
     with pytest.raises(GraphError, match="cannot sign in"):
         GraphHealthSource(graph_settings(tmp_path, graph, ca=False).graph).credential_issues()
     assert graph.records == []
-
-
-def test_health_issues_open_and_close_an_incident(tmp_path: Path, graph: GraphEmulator) -> None:
-    clock, notifier = Clock(), RecordingNotifier()
-    runtime = make_runtime(graph_settings(tmp_path, graph), notifier, clock)
-    issue = graph.add_issue()
-    graph.add_issue(domains=("fabrikam.test",), sensors=())  # another forest: still ours (no owner)
-    assert run_monitor_cycle(runtime).opened == ("svc",)
-    (incident,) = notifier.of("post_incident")
-    assert len(incident.health_issues) == 2
-    assert [a.kind for a in incident.actions] == ["update_password", "recheck"]
-
-    graph.fail_next(HEALTH_ISSUES_PATH, 500)
-    clock.advance(minutes=5)
-    result = run_monitor_cycle(runtime)
-    assert result.health_error is not None and result.closed == ()  # unknown is not clean
-
-    graph.set_status(issue, "closed")
-    clock.advance(minutes=5)
-    assert run_monitor_cycle(runtime).updated == ("svc",)  # one issue left
-    for pending in graph.issue_ids:
-        graph.set_status(pending, "closed")
-    clock.advance(minutes=5)
-    assert run_monitor_cycle(runtime).closed == ("svc",)
-    assert notifier.names() == ["post_incident", "update_incident", "close_incident"]
-    assert [r[1] for r in alert_rows(runtime)] == ["credential_incident", "recovered"]
 
 
 def test_the_client_secret_never_reaches_logs_errors_or_state(

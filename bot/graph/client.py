@@ -174,9 +174,15 @@ class GraphHealthSource:
         self._http.close()
 
     def credential_issues(self) -> list[HealthIssue]:
+        """The open issues `issue_patterns` matches. Monitor cycles are minutes apart: no connection is
+        held in between."""
         patterns = [p.lower() for p in self.config.issue_patterns]
+        try:
+            items = self.health_issues()
+        finally:
+            self.close()
         found = []
-        for item in self.health_issues():
+        for item in items:
             issue = parse_health_issue(item)
             if issue is None or issue.status.lower() != "open":
                 continue

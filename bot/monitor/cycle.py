@@ -12,8 +12,9 @@ row, and once more when it answers again.
 With `[graph] discover_sensors`, the sensors checked are those `atp-bot check` checks (`[[sensors]]` and,
 with `[winrm] endpoint_template`, every Graph sensor), and each sensor's own health as Graph reports it
 is alerted per sensor (bot.monitor.sensor_health), and an account that becomes removable
-(bot.monitor.dsa_retirement). A sensor Graph knows as unified (3.x) never counts
-a missing AATP service in an incident.
+(bot.monitor.dsa_retirement). A sensor Graph knows as unified (3.x) never counts a missing AATP service
+in an incident. Defender for Identity's credential health issues are the DSA's, whichever sensors they
+name: one alert per issue (bot.monitor.credential_issue), never in an incident.
 """
 
 from __future__ import annotations
@@ -28,11 +29,16 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection
 
 from bot.audit import AuditAction, AuditOutcome
-from bot.config import AccountConfig, ConfigError, Settings
+from bot.config import ConfigError, Settings
 from bot.fleet import checked_fleet, generation_of, merge_fleet
 from bot.gmsa import gmsa_alert_verdicts
 from bot.graph import GraphError, HealthIssue
 from bot.monitor.context import MonitorContext
+from bot.monitor.credential_issue import (
+    audit_credential_issues,
+    deliver_credential_issues,
+    watch_credential_issues,
+)
 from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
 from bot.monitor.dsa_retirement import audit_dsa_removable, watch_dsa_retirement
 from bot.monitor.memory import MonitorMemory, Reachability, StoredIncident
@@ -51,11 +57,10 @@ class AccountObservation:
     issues: dict[str, SensorIssue]  # sensors with new credential errors or services not running
     clean: frozenset[str]  # sensors that answered without a problem
     all_answered: bool
-    health: tuple[HealthIssue, ...] | None  # None: the health source did not answer this cycle
 
     @property
     def has_problems(self) -> bool:
-        return bool(self.issues or self.health)
+        return bool(self.issues)
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,6 @@ def sensor_issue(result: SensorResult, *, unified: bool = False) -> SensorIssue 
 def observe(
     sensor_names: Sequence[str],
     results: Mapping[str, SensorResult],
-    health: tuple[HealthIssue, ...] | None,
     unified: frozenset[str] = frozenset(),
 ) -> AccountObservation:
     issues, clean, answered = {}, set(), True
@@ -108,7 +112,7 @@ def observe(
             clean.add(name)
         else:
             issues[name] = issue
-    return AccountObservation(issues, frozenset(clean), answered, health)
+    return AccountObservation(issues, frozenset(clean), answered)
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -148,7 +152,6 @@ def next_incident(
             opened_at=now,
             updated_at=now,
             sensors=tuple(seen.issues[name] for name in order if name in seen.issues),
-            health_issues=seen.health or (),
         )
     if current.closed and not seen.has_problems:
         return current
@@ -158,14 +161,11 @@ def next_incident(
     for name in seen.clean:
         if name in by_sensor and by_sensor[name].stopped_services:
             by_sensor[name] = by_sensor[name].model_copy(update={"stopped_services": ()})
-    health = current.health_issues if seen.health is None else seen.health
     sensors = tuple(by_sensor[name] for name in order if name in by_sensor)
     sensors += tuple(s for name, s in by_sensor.items() if name not in order)  # sensors removed from config
-    clean_now = seen.all_answered and not seen.has_problems and seen.health is not None
+    clean_now = seen.all_answered and not seen.has_problems
     closed_at = now if clean_now else None
-    candidate = current.model_copy(
-        update={"sensors": sensors, "health_issues": health, "closed_at": closed_at}
-    )
+    candidate = current.model_copy(update={"sensors": sensors, "closed_at": closed_at})
     if candidate == current:
         return current
     return candidate.model_copy(update={"updated_at": now})
@@ -186,33 +186,6 @@ def alert_groups(settings: Settings, stored: Iterable[str | None] = ()) -> dict[
     if None in stored:
         groups.setdefault(None, [])
     return groups
-
-
-def assign_health(
-    accounts: Sequence[AccountConfig], issues: Iterable[HealthIssue]
-) -> dict[str, tuple[HealthIssue, ...]]:
-    """Health issues per account, by domain (or sensor host) name; an issue no domain claims goes to all."""
-    found: dict[str, list[HealthIssue]] = {a.id: [] for a in accounts}
-    for issue in issues:
-        names = [n.lower() for n in (*issue.domains, *issue.sensors)]
-        owners = [
-            a.id
-            for a in accounts
-            if any(n == a.name.domain.lower() or n.endswith("." + a.name.domain.lower()) for n in names)
-        ]
-        for owner in owners or list(found):
-            found[owner].append(issue)
-    return {account_id: tuple(sorted(items, key=lambda i: i.id)) for account_id, items in found.items()}
-
-
-def _group_health(
-    group: str | None, health: Mapping[str, tuple[HealthIssue, ...]], answered: bool
-) -> tuple[HealthIssue, ...] | None:
-    """An incident's health issues this cycle (None: unknown, the source did not answer). They are about
-    accounts: the sensors that name no account never have any."""
-    if group is None:
-        return ()
-    return health.get(group, ()) if answered else None
 
 
 def _track_reachability(
@@ -282,7 +255,6 @@ def _describe(incident: Incident) -> str:
         + "".join(f", {svc.name} {svc.state}" for svc in s.stopped_services)
         for s in incident.sensors
     ]
-    parts += [f"health issue: {h.display_name}" for h in incident.health_issues]
     return f"incident {incident.id}: " + "; ".join(parts)
 
 
@@ -317,7 +289,6 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
         results = not_checked(settings, names, problem)
     by_name = {r.name: r for r in results}
     health_list, health_error = _read_health(ctx)
-    health = assign_health(settings.accounts, health_list) if health_list is not None else {}
     gmsa_verdicts = gmsa_alert_verdicts(settings, results, ctx.changes.fleet, ctx.changes.scripts)
     stored, reachability, alerted = state.incidents(), state.reachability(), state.sensor_problems()
     sensor_health = fleet_health(members, by_name) if fleet_error is None else None
@@ -329,12 +300,13 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
             if result.position is not None:
                 MonitorMemory.save_position(db, result.name, result.position)
         notices = _track_reachability(db, ctx, results, reachability, now)
+        issue_alerts = watch_credential_issues(db, settings.accounts, health_list, now)
         health_notices = (
             watch_sensor_health(db, sensor_health, alerted, now) if sensor_health is not None else []
         )
         removable = watch_dsa_retirement(db, ctx.settings, graph, fleet_error, now)
         for group, order in alert_groups(settings, stored).items():
-            seen = observe(order, by_name, _group_health(group, health, health_list is not None), unified)
+            seen = observe(order, by_name, unified)
             previous = stored.get(group)
             current = previous.incident if previous else None
             incident = next_incident(group, current, seen, now, order)
@@ -353,8 +325,9 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
             )
     _audit_cycle(ctx, opened, closed, notices)
     audit_sensor_health(ctx, health_notices)
+    audit_credential_issues(ctx, issue_alerts)
     audit_dsa_removable(ctx, removable)
-    delivered = deliver_pending(ctx.notifier, state)
+    delivered = deliver_pending(ctx.notifier, state) & deliver_credential_issues(ctx.notifier, state)
     return CycleResult(
         results=tuple(results),
         opened=tuple(i.account_id for i in opened),

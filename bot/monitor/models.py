@@ -11,7 +11,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.graph import HealthIssue
 from bot.infra.messages import MessageRef as MessageRef  # part of the monitor's values
 from bot.sensors import NOT_INSTALLED, SensorResult
 from bot.sensors.credential_signatures import ErrorReason
@@ -51,7 +50,11 @@ class IncidentAction(_Value):
 
 
 class Incident(_Value):
-    """Credential trouble of one account: one alert, updated while it lasts, closed when a cycle is clean."""
+    """Credential trouble of one account: one alert, updated while it lasts, closed when a cycle is clean.
+    Defender for Identity's credential health issues have alerts of their own (CredentialIssueAlert)."""
+
+    # A stored incident is read back by whichever version runs next: a field it does not know is ignored.
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     id: str
     # None: sensors that name no account while several are configured; they get one incident of their
@@ -60,7 +63,6 @@ class Incident(_Value):
     opened_at: datetime
     updated_at: datetime
     sensors: tuple[SensorIssue, ...] = ()
-    health_issues: tuple[HealthIssue, ...] = ()
     closed_at: datetime | None = None
     # For a gMSA account whose sensors log gMSA failures: what `gmsa check` says about them.
     gmsa_verdict: str | None = None
@@ -72,7 +74,6 @@ class Incident(_Value):
     @property
     def first_seen(self) -> datetime:
         firsts = [s.first_error for s in self.sensors if s.first_error is not None]
-        firsts += [h.created for h in self.health_issues if h.created is not None]
         return min([*firsts, self.opened_at])
 
     @property
@@ -85,9 +86,9 @@ class Incident(_Value):
 
     @property
     def about_credentials(self) -> bool:
-        """Something points at the credential (errors, a health issue, a gMSA verdict); False when the
-        only trouble is sensor services not running."""
-        return bool(self.credential_errors or self.health_issues or self.gmsa_verdict)
+        """Something points at the credential (errors, a gMSA verdict); False when the only trouble is
+        sensor services not running."""
+        return bool(self.credential_errors or self.gmsa_verdict)
 
     @property
     def actions(self) -> tuple[IncidentAction, ...]:
@@ -257,3 +258,26 @@ class ServiceStartReport(_Value):
     before: str | None = None
     after: str | None = None
     message: str
+
+
+class CredentialIssueAlert(_Value):
+    """One open Defender for Identity credential health issue (by its Graph id): one alert for the directory
+    service accounts of the domains it names, whichever sensors it names (unified ones included)."""
+
+    issue_id: str
+    display_name: str
+    issue_type: str | None = None  # healthIssueType: "global" or "sensor"
+    domains: tuple[str, ...] = ()
+    sensors: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()  # user accounts: their password can be updated
+    gmsa_accounts: tuple[str, ...] = ()  # AD rotates their password: `atp-bot gmsa check` instead
+    opened_at: datetime
+    closed_at: datetime | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_at is not None
+
+    @property
+    def actions(self) -> tuple[IncidentAction, ...]:
+        return tuple(IncidentAction(kind="update_password", account_id=a) for a in self.accounts)

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from bot.monitor.models import (
     AuditHeadNotice,
+    CredentialIssueAlert,
     DriftNotice,
     DsaRemovableNotice,
     ExpiryWarning,
@@ -25,6 +26,7 @@ from bot.monitor.models import (
 )
 from bot.monitor.render import (
     render_audit_head,
+    render_credential_issue,
     render_drift,
     render_dsa_removable,
     render_expiry_warning,
@@ -55,6 +57,15 @@ class Notifier(Protocol):
 
     def close_incident(self, ref: MessageRef, incident: Incident) -> None:
         """Mark the alert resolved and post the recovery message in its thread."""
+        ...
+
+    def post_credential_issue(self, alert: CredentialIssueAlert) -> MessageRef:
+        """A Defender for Identity credential health issue: one alert per issue, with *Update password* for
+        each account it names (also once for one already closed, then never closed afterwards)."""
+        ...
+
+    def close_credential_issue(self, ref: MessageRef, alert: CredentialIssueAlert) -> None:
+        """The issue is no longer open: say so in the alert's thread."""
         ...
 
     def post_unreachable(self, notice: ReachabilityNotice) -> None:
@@ -116,6 +127,14 @@ class LogNotifier:
 
     def close_incident(self, ref: MessageRef, incident: Incident) -> None:
         self._log.info("(alert %s) %s", ref.ts, render_incident(incident))
+
+    def post_credential_issue(self, alert: CredentialIssueAlert) -> MessageRef:
+        self._posted += 1
+        self._log.log(logging.INFO if alert.closed else logging.WARNING, "%s", render_credential_issue(alert))
+        return MessageRef(channel="log", ts=str(self._posted))
+
+    def close_credential_issue(self, ref: MessageRef, alert: CredentialIssueAlert) -> None:
+        self._log.info("(alert %s) %s", ref.ts, render_credential_issue(alert))
 
     def post_unreachable(self, notice: ReachabilityNotice) -> None:
         self._log.warning("%s", render_reachability(notice))

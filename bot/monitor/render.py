@@ -8,6 +8,7 @@ from datetime import datetime
 from bot.fleet import REMOVAL_STEP
 from bot.monitor.models import (
     AuditHeadNotice,
+    CredentialIssueAlert,
     DriftNotice,
     DsaRemovableNotice,
     ExpiryWarning,
@@ -78,10 +79,6 @@ def render_incident(incident: Incident) -> str:
         f"(incident {incident.id}, first seen {_at(incident.first_seen)})"
     ]
     lines += [_sensor_line(s) for s in incident.sensors]
-    lines += [
-        f"  Defender for Identity health issue: {h.display_name} ({h.severity or 'no severity'})"
-        for h in incident.health_issues
-    ]
     if incident.sample:
         lines.append(f"  sample: {incident.sample}")
     account = incident.account_id or "ID (the account these sensors use)"
@@ -168,3 +165,29 @@ def render_drift(notice: DriftNotice) -> str:
     if notice.recovered:
         return f"Account {notice.account_id}: back in sync with AD. " + " ".join(notice.findings)
     return f"Account {notice.account_id}: " + " ".join(notice.findings)
+
+
+# Why unified (3.x) sensors, which use no directory service account, report the DSA's credential issue.
+UNIFIED_SENSORS_REASON = (
+    "Defender for Identity checks the directory service account on every sensor, unified 3.x sensors "
+    "included, while the workspace has one: this may name unified sensors, but it is the DSA's password "
+    "that is wrong."
+)
+
+
+def render_credential_issue(alert: CredentialIssueAlert) -> str:
+    """The credential health issue's alert, or (closed) the line that says Defender for Identity closed it."""
+    if alert.closed:
+        return f"Defender for Identity closed '{alert.display_name}' (seen {_at(alert.closed_at)})."
+    names = ", ".join((*alert.accounts, *alert.gmsa_accounts)) or "none of atp-bot's"
+    where = ", ".join(alert.domains) or "no domain named"
+    lines = [
+        f"ALERT: Defender for Identity health issue '{alert.display_name}' ({where}): "
+        f"directory service account(s) {names}. {UNIFIED_SENSORS_REASON}"
+    ]
+    lines += [f"  fix: atp-bot set-password --account {a}" for a in alert.accounts]
+    lines += [
+        f"  gMSA (its password cannot be typed): atp-bot gmsa check --account {a}"
+        for a in alert.gmsa_accounts
+    ]
+    return "\n".join(lines)

@@ -34,6 +34,18 @@ class Action(StrEnum):
     OPEN = "atp_password_open"  # a button elsewhere (e.g. an alert) that opens the modal; value: account id
 
 
+def open_button(account_id: str | None, label: str = "Update password") -> dict[str, Any]:
+    """A button (in an alert) that opens this modal for the account; without one, the user picks it."""
+    account = {"value": account_id} if account_id else {}
+    return {
+        "type": "button",
+        "style": "primary",
+        "action_id": Action.OPEN,
+        "text": plain(label[:75]),
+        **account,
+    }
+
+
 class PasswordModalOrigin(ViewOrigin):
     """What the modal carries in `private_metadata`: never the password."""
 
