@@ -13,12 +13,15 @@ from typing import NamedTuple
 import pytest
 
 from bot.change import open_changes
+from bot.change.portal import PORTAL_URL
 from bot.directory import AccountLocks
 from bot.store import open_store
 from commands import MODULES
+from commands.password.portal import DONE_ACTION, DONE_BLOCK
 from commands.password.views import Action, Block
 from lab.domain import LabDomain
 from lab.samba import LabUser
+from lab.slack.workspace import Message
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import CANARY, SENSOR_WINRM_PASSWORD_ENV, lab_account, sensor_config
 from tests.slack_lab import (
@@ -70,6 +73,28 @@ def password_lab(
         yield running
 
 
+def click_done(lab: Lab, announcement: Message, user: str) -> None:
+    """Click the announcement's *Done in the portal* button as `user`."""
+    button = next(
+        element
+        for block in announcement.blocks
+        for element in block.get("elements", [])
+        if element.get("action_id") == DONE_ACTION
+    )
+    lab.emulator.click(
+        DONE_ACTION,
+        user=user,
+        block_id=DONE_BLOCK,
+        value=button["value"],
+        channel=OPS,
+        message_ts=announcement.ts,
+    )
+
+
+def message(lab: Lab, ts: str) -> Message:
+    return next(m for m in lab.emulator.messages(OPS) if m.ts == ts)
+
+
 def recorded(lab: Lab) -> str:
     return json.dumps([c.args for c in lab.emulator.calls()]) + json.dumps(
         [c.body for c in lab.emulator.calls()]
@@ -99,11 +124,28 @@ def test_happy_path(
         assert delivery.ack["response_action"] == "update"
         assert "Testing the connection" in json.dumps(delivery.ack["view"])
         wait_for(lambda: "Saved." in view_text(lab, view_id), timeout=15)
+        modal_text = view_text(lab, view_id)
+        assert "Tested and kept in the embedded store" in modal_text
+        assert "Directory service accounts" in modal_text and PORTAL_URL in modal_text
 
         announcement = wait_for(lambda: [m for m in lab.emulator.messages(OPS) if m.thread_ts is None])[0]
         assert f"<@{ALICE}> changed the directory service account password for *svc*" in announcement.text
         assert fresh_user.upn in announcement.text
         assert "expires" in announcement.text
+        assert (
+            "Tested and kept in the embedded store; Defender for Identity gets it when you save it in the "
+            "portal." in announcement.text
+        )
+        assert "*Waiting for the portal*" in json.dumps(announcement.blocks)
+        # The follow-up checks wait for the portal step: a click by someone not allowed changes nothing.
+        click_done(lab, announcement, MALLORY)
+        wait_for(lambda: [m for m in lab.emulator.messages(OPS) if m.ephemeral_to == MALLORY])
+        assert [m for m in lab.emulator.messages(OPS) if m.thread_ts == announcement.ts] == []
+        click_done(lab, announcement, ALICE)
+        wait_for(
+            lambda: "Done in the portal*: confirmed by" in json.dumps(message(lab, announcement.ts).blocks)
+        )
+        assert DONE_ACTION not in json.dumps(message(lab, announcement.ts).blocks)
 
         def final_report() -> str | None:
             thread = [m for m in lab.emulator.messages(OPS) if m.thread_ts == announcement.ts]
@@ -121,7 +163,12 @@ def test_happy_path(
         assert saved.get_secret_value() == CANARY
         actions = [(r.actor, r.action, r.outcome) for r in reversed(changes.audit.recent("svc"))]
         actor = "slack:U0ALICE (alice)"
-        assert actions == [(actor, "test", "ok"), (actor, "save", "ok"), (actor, "check", "failed")]
+        assert actions == [
+            (actor, "test", "ok"),
+            (actor, "save", "ok"),
+            (actor, "portal-updated", "ok"),
+            (actor, "check", "failed"),
+        ]
         assert CANARY not in recorded(lab)
     assert CANARY not in caplog.text
     for path in (tmp_path / "state").rglob("*"):
@@ -297,6 +344,10 @@ def test_sensor_checks_that_cannot_run_say_why(peers: Peers, monkeypatch: pytest
         assert SENSOR_WINRM_PASSWORD_ENV in status
         view_id = open_modal(lab)
         lab.emulator.submit_view(view_id, values(fresh_user.password))
+        announced = wait_for(
+            lambda: [m for m in lab.emulator.messages(OPS) if DONE_ACTION in json.dumps(m.blocks)]
+        )
+        click_done(lab, announced[0], ALICE)  # the portal step: the follow-up checks start now
         follow_up = wait_for(
             lambda: told([m.text for m in lab.emulator.messages(OPS) if m.thread_ts]), timeout=20
         )

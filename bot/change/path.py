@@ -38,6 +38,7 @@ from bot.change.outcome import (
     ConnectionTester,
     Holder,
 )
+from bot.change.portal import PortalSteps, open_step, portal_step_needed
 from bot.change.records import record_busy, record_checks, record_test
 from bot.change.recovery import Recovery, resolve
 from bot.config import AccountConfig, SensorConfig, Settings, password_refusal
@@ -104,6 +105,7 @@ class PasswordChanges:
         self.checker = checker
         self.tester = tester
         self.fleet = GraphFleet(settings)
+        self.portal = PortalSteps.for_settings(settings, state_dir) if portal_step_needed(settings) else None
 
     def sensor_scope(self, account_id: str) -> AccountSensors:
         """The sensors a change of the account concerns: `[[sensors]]` and, with discovery, Graph's."""
@@ -335,6 +337,7 @@ class PasswordChanges:
             test=result,
             saved=saved,
             changed_at=saved.saved_at,
+            portal_pending=open_step(self.portal, account.id, actor, saved.saved_at),
         )
 
     def _not_saved(

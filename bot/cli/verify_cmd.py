@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from contextlib import closing
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from bot.config.core import UsageError
 from bot.infra.exitcodes import ExitCode
 
 if TYPE_CHECKING:
+    from bot.change.portal import PortalStep
     from bot.config import AccountConfig, Settings
     from bot.directory import AccountLocks, ConnectionTestResult
     from bot.monitor.drift import DriftReport
@@ -121,6 +123,7 @@ def exit_code(reports: list[DriftReport]) -> ExitCode:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.change.portal import waiting_since
     from bot.directory import AccountLocks
     from bot.monitor.drift import render_report
     from bot.store import open_store
@@ -132,8 +135,32 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(settings)
     with closing(AccountLocks.for_settings(settings)) as locks:
         reports = [_report(settings, store, locks, account, args.bind) for account in accounts]
+    portal = _portal_steps(settings)
     if args.json:
-        print(json.dumps([r.as_json() for r in reports], indent=2))
+        print(
+            json.dumps(
+                [r.as_json() | {"portal_step": _portal_json(portal, r.account)} for r in reports], indent=2
+            )
+        )
     else:
         print("\n\n".join("\n".join(render_report(r)) for r in reports))
+        for account in accounts:
+            if account.id in portal:
+                print(f"\nPORTAL STEP PENDING: account {account.id}: {waiting_since(portal[account.id])}")
     return exit_code(reports)
+
+
+def _portal_json(portal: dict[str, PortalStep], account_id: str) -> dict[str, str] | None:
+    step = portal.get(account_id)
+    return {"pending_since": step.saved_at.isoformat(), "saved_by": step.saved_by} if step else None
+
+
+def _portal_steps(settings: Settings) -> dict[str, PortalStep]:
+    """The pending portal steps: a password saved that Defender for Identity does not have yet."""
+    from bot.change.portal import PortalError, pending_steps
+
+    try:
+        return pending_steps(settings)
+    except PortalError as exc:
+        print(f"WARNING: {exc}", file=sys.stderr)
+        return {}

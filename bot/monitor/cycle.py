@@ -21,7 +21,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
@@ -35,6 +35,7 @@ from bot.monitor.context import MonitorContext
 from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
 from bot.monitor.memory import MonitorMemory, Reachability, StoredIncident
 from bot.monitor.models import Incident, ReachabilityNotice, SensorHealthNotice, SensorIssue, ServiceState
+from bot.monitor.portal_watch import waiting_for_portal, without_credential_errors
 from bot.monitor.render import incident_subject
 from bot.monitor.sensor_health import audit_sensor_health, fleet_health, watch_sensor_health
 from bot.sensors import SensorResult, not_checked
@@ -317,6 +318,7 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
     health = assign_health(settings.accounts, health_list) if health_list is not None else {}
     gmsa_verdicts = gmsa_alert_verdicts(settings, results, ctx.changes.fleet)
     stored, reachability, alerted = state.incidents(), state.reachability(), state.sensor_problems()
+    waiting = waiting_for_portal(ctx)  # credential errors expected: the new password is not in MDI yet
     sensor_health = fleet_health(members, by_name) if fleet_error is None else None
     opened: list[Incident] = []
     updated: list[Incident] = []
@@ -331,6 +333,8 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
         )
         for group, order in alert_groups(settings, stored).items():
             seen = observe(order, by_name, _group_health(group, health, health_list is not None), unified)
+            if group in waiting:
+                seen = replace(seen, issues=without_credential_errors(seen.issues), health=seen.health and ())
             previous = stored.get(group)
             current = previous.incident if previous else None
             incident = next_incident(group, current, seen, now, order)
