@@ -53,7 +53,8 @@ def test_set_password_tests_saves_audits_and_checks(
     config = write_config(tmp_path, lab_domain, fresh_user, sensors)
     assert run_cli(config, "store", "init").returncode == 0
 
-    done = run_cli(config, "set-password", "--account", "svc", "--password-stdin", stdin=CANARY + "\n")
+    args = ("set-password", "--account", "svc", "--password-stdin", "--portal-done")
+    done = run_cli(config, *args, stdin=CANARY + "\n")
     assert done.returncode == 0, done.stdout + done.stderr  # saved: the checks' findings do not count
     assert "PASSED: account svc" in done.stdout
     assert "SAVED: account svc in the embedded store" in done.stdout
@@ -67,10 +68,8 @@ def test_set_password_tests_saves_audits_and_checks(
     assert saved is not None
     assert saved.get_secret_value() == CANARY
     actions = [(r.action, r.outcome) for r in reversed(open_audit(settings).recent("svc"))]
-    assert actions == [("test", "ok"), ("save", "ok"), ("check", "failed")]
-    strict = run_cli(
-        config, "set-password", "--account", "svc", "--password-stdin", "--strict-checks", stdin=CANARY + "\n"
-    )
+    assert actions == [("test", "ok"), ("save", "ok"), ("portal-updated", "ok"), ("check", "failed")]
+    strict = run_cli(config, *args, "--strict-checks", stdin=CANARY + "\n")
     assert strict.returncode == 1, strict.stdout + strict.stderr  # --strict-checks: the checks count
     history = run_cli(config, "history", "--account", "svc")
     assert history.returncode == 0

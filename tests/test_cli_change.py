@@ -276,7 +276,7 @@ def test_a_saved_change_exits_0_whatever_the_checks_find(
         tmp_path, lab_domain, fresh_user, sensors, extra="[sensor_checks]\nhost_timeout = 3\n"
     )
     assert run_cli(config, "store", "init").returncode == 0
-    args = ("set-password", "--account", "svc", "--password-stdin")
+    args = ("set-password", "--account", "svc", "--password-stdin", "--portal-done")
     done = run_cli(config, *args, stdin=fresh_user.password + "\n")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SAVED: account svc" in done.stdout

@@ -17,11 +17,10 @@ from bot.change.portal import PORTAL_URL
 from bot.directory import AccountLocks
 from bot.store import open_store
 from commands import MODULES
-from commands.password.portal import DONE_ACTION, DONE_BLOCK
+from commands.password.portal import DONE_ACTION
 from commands.password.views import Action, Block
 from lab.domain import LabDomain
 from lab.samba import LabUser
-from lab.slack.workspace import Message
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import CANARY, SENSOR_WINRM_PASSWORD_ENV, lab_account, sensor_config
 from tests.slack_lab import (
@@ -29,7 +28,9 @@ from tests.slack_lab import (
     MALLORY,
     OPS,
     Lab,
+    click_done,
     initialised_changes,
+    message,
     open_modal,
     running_lab,
     values,
@@ -71,28 +72,6 @@ def password_lab(
     }
     with running_lab(mode, modules=MODULES, config=config, changes=initialised_changes) as running:
         yield running
-
-
-def click_done(lab: Lab, announcement: Message, user: str) -> None:
-    """Click the announcement's *Done in the portal* button as `user`."""
-    button = next(
-        element
-        for block in announcement.blocks
-        for element in block.get("elements", [])
-        if element.get("action_id") == DONE_ACTION
-    )
-    lab.emulator.click(
-        DONE_ACTION,
-        user=user,
-        block_id=DONE_BLOCK,
-        value=button["value"],
-        channel=OPS,
-        message_ts=announcement.ts,
-    )
-
-
-def message(lab: Lab, ts: str) -> Message:
-    return next(m for m in lab.emulator.messages(OPS) if m.ts == ts)
 
 
 def recorded(lab: Lab) -> str:

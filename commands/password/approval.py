@@ -29,6 +29,7 @@ from bot.slack.authz import Authorizer
 from bot.slack.context import Person, Services
 from bot.slack.text import inline
 from bot.slack.views import notice_modal, plain, section, update_view
+from commands.password.portal import portal_step_text
 from commands.password.views import TITLE
 
 log = logging.getLogger(__name__)
@@ -316,8 +317,10 @@ def _approve(
         _tell_requester(services, request, what)
         return
     _update_messages(services, request, f":white_check_mark: Approved by {mention}: saved.")
+    done = f":white_check_mark: *Saved.* Approved by {mention}; the channel has been told."
+    username = services.settings.account(request.account_id).username
     _tell_requester(
-        services, request, f":white_check_mark: *Saved.* Approved by {mention}; the channel has been told."
+        services, request, done + (f"\n{portal_step_text(username)}" if outcome.portal_pending else "")
     )
     announce(services, changes, outcome, request.requester, request.channel_id, f"Approved by {mention}")
 
