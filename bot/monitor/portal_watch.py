@@ -106,15 +106,15 @@ def _confirmed(ctx: MonitorContext, step: PortalStep) -> PortalNotice | None:
         return None
     finally:
         ctx.health.close()
-    seen = [
-        at
+    seen = sorted(
+        (at, issue.display_name)
         for issue, at in closed
-        if issue.display_name.lower() == CREDENTIALS_ISSUE and at and at > step.saved_at
-    ]
+        if issue.display_name.lower() == CREDENTIALS_ISSUE and at is not None and at > step.saved_at
+    )
     if not seen:
         return None
-    at = min(seen)
-    evidence = f"Graph: the health issue '{CREDENTIALS_ISSUE}' closed at {at:%H:%M} UTC"
+    at, name = seen[0]
+    evidence = f"Graph: the health issue '{name}' closed at {at:%H:%M} UTC"
     assert ctx.changes.portal is not None
     if confirm_step(ctx.changes.portal, ctx.changes.audit, step.account_id, ctx.actor, at, evidence) is None:
         return None
