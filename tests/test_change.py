@@ -95,6 +95,7 @@ def test_set_password_through_the_command_and_ata_center_stores(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SAVED: account svc in the command store" in done.stdout
+    assert "NOT YET IN DEFENDER FOR IDENTITY" in done.stdout  # an operator's store: the portal step too
     assert received.read_text().strip() == CANARY
 
     with AtaCenterEmulator(tmp_path / "center", account_user=fresh_user.name) as center:
@@ -112,6 +113,10 @@ def test_set_password_through_the_command_and_ata_center_stores(
         assert done.returncode == 0, done.stdout + done.stderr
         assert "SAVED: account svc in the ata-center store" in done.stdout
         assert center.stored_password == CANARY
+        assert "portal" not in done.stdout.lower()  # the sensors read the Center's store: no portal step
+        assert "portal-updated" not in [r.action for r in open_audit(load_settings(config)).recent("svc")]
+        none = run_cli(config, "portal-done", "--account", "svc", "--no-checks")
+        assert none.returncode == 1 and "No portal step" in none.stdout
     assert CANARY not in done.stdout + done.stderr
 
 
