@@ -400,3 +400,19 @@ def test_a_failure_after_the_save_says_the_password_was_saved(peers: Peers) -> N
         rows = [(r.action, r.outcome, r.reason) for r in reversed(changes.audit.recent())]
         assert rows == [("test", "ok", None), ("save", "ok", None), ("change", "error", "internal-error")]
         assert changes.store.read("svc") is not None
+
+
+def test_status_shows_a_pending_portal_step_until_it_is_done(peers: Peers) -> None:
+    lab_domain, fresh_user, sensors, tmp_path = peers
+    with password_lab("socket", lab_domain, fresh_user, sensors, tmp_path) as lab:
+        view_id = open_modal(lab)
+        lab.emulator.submit_view(view_id, values(fresh_user.password))
+        announced = wait_for(
+            lambda: [m for m in lab.emulator.messages(OPS) if DONE_ACTION in json.dumps(m.blocks)]
+        )
+        status = lab.emulator.slash_command("status svc")
+        assert "*svc*: waiting for the portal step since" in status.text
+        assert "(saved by slack:U0ALICE (alice))" in status.text
+        click_done(lab, announced[0])
+        wait_for(lambda: "Done in the portal*" in json.dumps(message(lab, announced[0].ts).blocks))
+        assert "waiting for the portal step" not in lab.emulator.slash_command("status svc").text

@@ -152,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _portal_json(portal: dict[str, PortalStep], account_id: str) -> dict[str, str] | None:
     step = portal.get(account_id)
-    return {"pending_since": step.saved_at.isoformat(), "saved_by": step.saved_by} if step else None
+    if step is None:
+        return None
+    return {"pending_since": step.saved_at.isoformat().replace("+00:00", "Z"), "saved_by": step.saved_by}
 
 
 def _portal_steps(settings: Settings) -> dict[str, PortalStep]:
