@@ -12,13 +12,13 @@ replaces the row.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Column, Integer, MetaData, Table, Text, and_, select, update
+from sqlalchemy import Column, ColumnElement, Integer, MetaData, Table, Text, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
@@ -200,7 +200,9 @@ class PortalSteps:
     def close(self) -> None:
         self._engine.dispose()
 
-    def _claim(self, account_id: str, where: object, values: dict[str, object]) -> PortalStep | None:
+    def _claim(
+        self, account_id: str, where: ColumnElement[bool], values: Mapping[str, object]
+    ) -> PortalStep | None:
         with self._transaction() as db:
             if db.execute(update(_steps).where(where).values(**values)).rowcount != 1:
                 return None
@@ -208,7 +210,7 @@ class PortalSteps:
         return _step(row)
 
     @staticmethod
-    def _of(account_id: str, saved_at: datetime) -> object:
+    def _of(account_id: str, saved_at: datetime) -> ColumnElement[bool]:
         return and_(_steps.c.account_id == account_id, _steps.c.saved_at == saved_at.isoformat())
 
     @contextmanager
