@@ -203,8 +203,14 @@ class Demo:
             return next((e for e in elements if e.get("action_id") == DONE_ACTION), None)
 
         value = str(wait_for(button, "the Done in the portal button")["value"])
-        where = {"channel": SLACK_CHANNEL, "message_ts": ts}
-        self.slack.click(DONE_ACTION, user=SLACK_USER, block_id=DONE_BLOCK, value=value, **where)
+        self.slack.click(
+            DONE_ACTION,
+            user=SLACK_USER,
+            block_id=DONE_BLOCK,
+            value=value,
+            channel=SLACK_CHANNEL,
+            message_ts=ts,
+        )
         wait_for(lambda: button() is None or None, "the portal step to be confirmed")
         message = next(m for m in self.slack.messages(SLACK_CHANNEL) if m.ts == ts)
         show(render_message(message.text, message.blocks))
