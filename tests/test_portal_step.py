@@ -177,3 +177,32 @@ def test_mdi_seen_using_the_password_confirms_the_step_and_starts_the_checks(
     (row,) = [r for r in runtime.changes.audit.recent("svc") if r.action == "portal-updated"]
     assert row.actor == runtime.actor and CREDENTIALS_ISSUE in (row.detail or "")
     assert watch_portal(runtime) == []  # confirmed once
+
+
+def test_sensors_that_stop_logging_credential_errors_confirm_the_step(
+    sensors: WinRMEmulator, tmp_path: Path
+) -> None:
+    clock, notifier = Clock(), RecordingNotifier()
+    runtime = make_runtime(monitor_settings(tmp_path, sensors), notifier, clock)
+    steps = runtime.changes.portal
+    assert steps is not None
+    steps.open("svc", SAVER, clock.now)
+    steps.set_thread("svc", clock.now, THREAD)
+    assert run_monitor_cycle(runtime).opened == ()
+    assert watch_portal(runtime) == []  # quiet, but no error was ever seen: nothing shows MDI has it
+
+    clock.advance(minutes=5)
+    credential_errors(sensors, "sensor01", clock, 2)  # the old password, still in use
+    run_monitor_cycle(runtime)
+    sensors.host("sensor02").set_service("AATPSensor", "Stopped")
+    clock.advance(minutes=5)
+    run_monitor_cycle(runtime)  # no new error, but a stopped sensor logs none: not evidence
+    assert watch_portal(runtime) == []
+    sensors.host("sensor02").set_service("AATPSensor", "Running")
+    clock.advance(minutes=5)
+    quiet_at = clock.now
+    run_monitor_cycle(runtime)  # every sensor running, no new credential error: MDI uses the new one
+    (notice,) = watch_portal(runtime)
+    assert notice.confirmed_at == quiet_at and portal_rows(steps) == []
+    assert "the sensors stopped logging credential errors: the last at 06:05 UTC" in render_portal(notice)
+    assert notifier.of("post_recheck")[0][0] == THREAD

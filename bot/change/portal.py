@@ -83,6 +83,10 @@ _steps = Table(
     Column("confirmed_by", Text),  # NULL while pending
     Column("confirmed_at", Text),
     Column("evidence", Text),  # how MDI was seen using the password (automatic confirmation)
+    # While pending, what the monitor saw of the sensors: the last credential error, then the first full
+    # check without one (the sensors stopped logging them: MDI uses the new password).
+    Column("errors_at", Text),
+    Column("quiet_at", Text),
 )
 
 
@@ -96,6 +100,8 @@ class PortalStep:
     confirmed_by: str | None = None
     confirmed_at: datetime | None = None
     evidence: str | None = None
+    errors_at: datetime | None = None
+    quiet_at: datetime | None = None
 
     @property
     def pending(self) -> bool:
@@ -110,9 +116,15 @@ def _step(row: RowMapping) -> PortalStep:
         thread=MessageRef.model_validate_json(row["thread"]) if row["thread"] else None,
         reminded=bool(row["reminded"]),
         confirmed_by=row["confirmed_by"],
-        confirmed_at=datetime.fromisoformat(row["confirmed_at"]) if row["confirmed_at"] else None,
+        confirmed_at=_moment(row["confirmed_at"]),
         evidence=row["evidence"],
+        errors_at=_moment(row["errors_at"]),
+        quiet_at=_moment(row["quiet_at"]),
     )
+
+
+def _moment(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def portal_engine(settings: Settings, directory: Path | None = None) -> Engine:
@@ -151,6 +163,8 @@ class PortalSteps:
             "confirmed_by": None,
             "confirmed_at": None,
             "evidence": None,
+            "errors_at": None,
+            "quiet_at": None,
         }
         with self._transaction() as db:
             dialect = postgresql if db.dialect.name == "postgresql" else sqlite
@@ -191,6 +205,20 @@ class PortalSteps:
             where = and_(where, _steps.c.saved_at == saved_at.isoformat())
         values = {"confirmed_by": actor, "confirmed_at": at.isoformat(), "evidence": evidence}
         return self._claim(account_id, where, values)
+
+    def observe(self, account_id: str, at: datetime, *, errors: bool, all_clean: bool) -> None:
+        """A monitor cycle's check of a pending account's sensors: credential errors seen at `at`, or
+        (`all_clean`: every sensor answered without one) the first quiet check after the last error."""
+        pending = and_(_steps.c.account_id == account_id, _steps.c.confirmed_at.is_(None))
+        if errors:
+            change = update(_steps).where(pending).values(errors_at=at.isoformat(), quiet_at=None)
+        elif all_clean:
+            quiet = and_(pending, _steps.c.errors_at.is_not(None), _steps.c.quiet_at.is_(None))
+            change = update(_steps).where(quiet).values(quiet_at=at.isoformat())
+        else:
+            return
+        with self._transaction() as db:
+            db.execute(change)
 
     def take_reminder(self, account_id: str, saved_at: datetime) -> PortalStep | None:
         """The pending step, if this call is the one that reminds of it (once per save)."""

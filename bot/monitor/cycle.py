@@ -35,7 +35,7 @@ from bot.monitor.context import MonitorContext
 from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
 from bot.monitor.memory import MonitorMemory, Reachability, StoredIncident
 from bot.monitor.models import Incident, ReachabilityNotice, SensorHealthNotice, SensorIssue, ServiceState
-from bot.monitor.portal_watch import waiting_for_portal, without_credential_errors
+from bot.monitor.portal_watch import expected_errors, waiting_for_portal
 from bot.monitor.render import incident_subject
 from bot.monitor.sensor_health import audit_sensor_health, fleet_health, watch_sensor_health
 from bot.sensors import SensorResult, not_checked
@@ -318,7 +318,7 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
     health = assign_health(settings.accounts, health_list) if health_list is not None else {}
     gmsa_verdicts = gmsa_alert_verdicts(settings, results, ctx.changes.fleet)
     stored, reachability, alerted = state.incidents(), state.reachability(), state.sensor_problems()
-    waiting = waiting_for_portal(ctx)  # credential errors expected: the new password is not in MDI yet
+    waiting = waiting_for_portal(ctx)
     sensor_health = fleet_health(members, by_name) if fleet_error is None else None
     opened: list[Incident] = []
     updated: list[Incident] = []
@@ -333,8 +333,9 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
         )
         for group, order in alert_groups(settings, stored).items():
             seen = observe(order, by_name, _group_health(group, health, health_list is not None), unified)
-            if group in waiting:
-                seen = replace(seen, issues=without_credential_errors(seen.issues), health=seen.health and ())
+            if group in waiting:  # the new password is not in MDI yet: credential errors are expected
+                issues = expected_errors(ctx, group, seen.issues, seen.all_answered)
+                seen = replace(seen, issues=issues, health=seen.health and ())
             previous = stored.get(group)
             current = previous.incident if previous else None
             incident = next_incident(group, current, seen, now, order)

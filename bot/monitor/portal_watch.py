@@ -37,8 +37,24 @@ def waiting_for_portal(ctx: MonitorContext) -> frozenset[str]:
         return frozenset()
 
 
+def expected_errors(
+    ctx: MonitorContext, account_id: str, issues: dict[str, SensorIssue], all_answered: bool
+) -> dict[str, SensorIssue]:
+    """A pending account's sensor issues from this cycle, its expected credential errors left out (stopped
+    services stay). Whether the sensors logged any is kept with the step: once they stop, MDI uses the
+    new password (`watch_portal` confirms it)."""
+    errors = any(issue.credential_errors for issue in issues.values())
+    if ctx.changes.portal is not None:
+        try:
+            quiet = all_answered and not issues  # every sensor answered: no error, no stopped service
+            ctx.changes.portal.observe(account_id, ctx.clock(), errors=errors, all_clean=quiet)
+        except PortalError as exc:
+            log.error("monitor: %s", exc)
+    return without_credential_errors(issues)
+
+
 def without_credential_errors(issues: dict[str, SensorIssue]) -> dict[str, SensorIssue]:
-    """A pending account's sensor issues, its expected credential errors left out (stopped services stay)."""
+    """The sensor issues without their credential errors (stopped services stay)."""
     kept = {}
     for name, issue in issues.items():
         if issue.stopped_services:
@@ -92,8 +108,29 @@ def _reminder(ctx: MonitorContext, step: PortalStep, now: datetime) -> PortalNot
 
 
 def _confirmed(ctx: MonitorContext, step: PortalStep) -> PortalNotice | None:
-    """Defender for Identity seen using the new password: the credential health issue of the account's
-    domains closed after the save (Graph's lastModifiedDateTime)."""
+    """Defender for Identity seen using the new password: the sensors stopped logging credential errors
+    (a full check without one after the last), or the credential health issue of the account's domains
+    closed after the save (Graph's lastModifiedDateTime). Confirmed at that moment."""
+    seen = _quiet(step) or _issue_closed(ctx, step)
+    if seen is None:
+        return None
+    at, evidence = seen
+    assert ctx.changes.portal is not None
+    if confirm_step(ctx.changes.portal, ctx.changes.audit, step.account_id, ctx.actor, at, evidence) is None:
+        return None
+    return _notice(ctx, step, confirmed_at=at, evidence=evidence)
+
+
+def _quiet(step: PortalStep) -> tuple[datetime, str] | None:
+    if step.errors_at is None or step.quiet_at is None:
+        return None
+    return step.quiet_at, (
+        f"the sensors stopped logging credential errors: the last at {step.errors_at:%H:%M} UTC, none in "
+        f"the check at {step.quiet_at:%H:%M} UTC"
+    )
+
+
+def _issue_closed(ctx: MonitorContext, step: PortalStep) -> tuple[datetime, str] | None:
     if not isinstance(ctx.health, GraphHealthSource):
         return None
     domains = ctx.settings.account(step.account_id).dns_domains
@@ -114,8 +151,4 @@ def _confirmed(ctx: MonitorContext, step: PortalStep) -> PortalNotice | None:
     if not seen:
         return None
     at, name = seen[0]
-    evidence = f"Graph: the health issue '{name}' closed at {at:%H:%M} UTC"
-    assert ctx.changes.portal is not None
-    if confirm_step(ctx.changes.portal, ctx.changes.audit, step.account_id, ctx.actor, at, evidence) is None:
-        return None
-    return _notice(ctx, step, confirmed_at=at, evidence=evidence)
+    return at, f"Graph: the health issue '{name}' closed at {at:%H:%M} UTC"
