@@ -180,7 +180,7 @@ def view_text(lab: Lab, view_id: str) -> str:
     return json.dumps(lab.emulator.view(view_id)["blocks"])
 
 
-def click_done(lab: Lab, announcement: Message, user: str = ALICE) -> None:
+def click_done(emulator: SlackEmulator, announcement: Message, user: str = ALICE) -> None:
     """Click the announcement's *Done in the portal* button as `user`."""
     button = next(
         element
@@ -188,7 +188,7 @@ def click_done(lab: Lab, announcement: Message, user: str = ALICE) -> None:
         for element in block.get("elements", [])
         if element.get("action_id") == DONE_ACTION
     )
-    lab.emulator.click(
+    emulator.click(
         DONE_ACTION,
         user=user,
         block_id=DONE_BLOCK,

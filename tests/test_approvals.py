@@ -158,7 +158,7 @@ def test_approve_saves_with_both_people_audited(
         )
         assert f"Approved by <@{BOB}>." in announced[0].text
         assert "Defender for Identity does not have it yet" in view_text(lab, message.view_id)
-        click_done(lab, announced[0])  # the portal step: the follow-up checks start now
+        click_done(lab.emulator, announced[0])  # the portal step: the follow-up checks start now
         assert audited(lab)[:4] == [
             (ALICE_ACTOR, "test", "ok"),
             (ALICE_ACTOR, "approval-request", "ok"),

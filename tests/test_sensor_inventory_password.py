@@ -60,7 +60,7 @@ def test_password_thread_names_unified_sensors_and_the_issue_closing(
             lab.emulator.submit_view(view_id, values(CANARY))
             wait_for(lambda: "Saved." in view_text(lab, view_id), timeout=20)
             announcement = wait_for(lambda: [m for m in lab.emulator.messages(OPS) if m.thread_ts is None])[0]
-            click_done(lab, announcement)  # the portal step: the follow-up checks start now
+            click_done(lab.emulator, announcement)  # the portal step: the follow-up checks start now
 
             def thread() -> list[str]:
                 return [m.text for m in lab.emulator.messages(OPS) if m.thread_ts == announcement.ts]

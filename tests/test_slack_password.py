@@ -117,10 +117,10 @@ def test_happy_path(
         )
         assert "*Waiting for the portal*" in json.dumps(announcement.blocks)
         # The follow-up checks wait for the portal step: a click by someone not allowed changes nothing.
-        click_done(lab, announcement, MALLORY)
+        click_done(lab.emulator, announcement, MALLORY)
         wait_for(lambda: [m for m in lab.emulator.messages(OPS) if m.ephemeral_to == MALLORY])
         assert [m for m in lab.emulator.messages(OPS) if m.thread_ts == announcement.ts] == []
-        click_done(lab, announcement, ALICE)
+        click_done(lab.emulator, announcement, ALICE)
         wait_for(
             lambda: "Done in the portal*: confirmed by" in json.dumps(message(lab, announcement.ts).blocks)
         )
@@ -326,7 +326,7 @@ def test_sensor_checks_that_cannot_run_say_why(peers: Peers, monkeypatch: pytest
         announced = wait_for(
             lambda: [m for m in lab.emulator.messages(OPS) if DONE_ACTION in json.dumps(m.blocks)]
         )
-        click_done(lab, announced[0], ALICE)  # the portal step: the follow-up checks start now
+        click_done(lab.emulator, announced[0], ALICE)  # the portal step: the follow-up checks start now
         follow_up = wait_for(
             lambda: told([m.text for m in lab.emulator.messages(OPS) if m.thread_ts]), timeout=20
         )
@@ -413,6 +413,6 @@ def test_status_shows_a_pending_portal_step_until_it_is_done(peers: Peers) -> No
         status = lab.emulator.slash_command("status svc")
         assert "*svc*: waiting for the portal step since" in status.text
         assert "(saved by slack:U0ALICE (alice))" in status.text
-        click_done(lab, announced[0])
+        click_done(lab.emulator, announced[0])
         wait_for(lambda: "Done in the portal*" in json.dumps(message(lab, announced[0].ts).blocks))
         assert "waiting for the portal step" not in lab.emulator.slash_command("status svc").text

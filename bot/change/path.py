@@ -40,7 +40,7 @@ from bot.change.outcome import (
 )
 from bot.change.portal import PortalSteps, open_step, portal_step_needed
 from bot.change.records import record_busy, record_checks, record_test
-from bot.change.recovery import Recovery, resolve
+from bot.change.recovery import Recovery, Verdict, resolve
 from bot.config import AccountConfig, SensorConfig, Settings, password_refusal
 from bot.directory import (
     AccountBusy,
@@ -271,6 +271,8 @@ class PasswordChanges:
                 )
                 continue
             self._finish(entry)
+            if recovery.saved is not None and recovery.verdict is Verdict.SAVED:  # the portal step too
+                open_step(self.portal, account_id, entry.actor, recovery.saved.saved_at)
             recoveries.append(recovery)
         return recoveries
 

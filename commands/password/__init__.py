@@ -236,7 +236,10 @@ def tell_interrupted(services: Services, recoveries: Sequence[Recovery]) -> None
         text, blocks = interrupted_notice(recovery, origin_user(origin), services.settings)
         try:
             thread = str(services.client.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"])
-            if recovery.saved is not None and services.changes is not None:
+            portal = services.changes.portal if services.changes is not None else None
+            if recovery.saved is not None and portal is not None:  # checked once the portal step is done
+                remember_thread(portal, recovery.saved, MessageRef(channel=channel, ts=thread))
+            elif recovery.saved is not None and services.changes is not None:
                 check_in_thread(
                     services,
                     services.changes,

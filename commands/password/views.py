@@ -219,12 +219,20 @@ def interrupted_notice(
         "was interrupted by a restart"
     )
     again = f"run `/atp password {entry.account_id}` again"
+    blocks: list[dict[str, Any]] = []
     if recovery.verdict is Verdict.SAVED and recovery.saved is not None:
         text = (
             f":key: {what}, but the new password had been saved "
             f"({recovery.saved.backend} store, {recovery.saved.saved_at:%H:%M} UTC). "
             "The follow-up checks run now."
         )
+        if portal_step_needed(settings) and entry.account_id in {a.id for a in settings.accounts}:
+            username = settings.account(entry.account_id).username
+            text = text.removesuffix("The follow-up checks run now.") + (
+                "Defender for Identity gets it when it is saved in the portal too; the follow-up checks run "
+                "once that is done."
+            )
+            blocks = waiting_blocks(entry.account_id, username, recovery.saved.saved_at)
     elif recovery.verdict is Verdict.UNCONFIRMED:
         text = (
             f":warning: {what} while the {entry.backend} store was saving it, and the store never "
@@ -236,4 +244,5 @@ def interrupted_notice(
     return f"{text} {details}", [
         section(text),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": details}]},
+        *blocks,
     ]
