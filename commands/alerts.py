@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
@@ -27,6 +28,7 @@ from bot.monitor.models import (
     HealthIssueNotice,
     Incident,
     IncidentAction,
+    LookupSuspensionNotice,
     MessageRef,
     PortalNotice,
     ReachabilityNotice,
@@ -34,11 +36,11 @@ from bot.monitor.models import (
     SensorHealthNotice,
 )
 from bot.monitor.notify import NotifierError
-from bot.monitor.render import render_portal
+from bot.monitor.render import incident_story, render_portal
 from bot.sensors.credential_signatures import describe
-from bot.slack.audit import slack_actor
-from bot.slack.context import CommandContext, Person, Services, Subcommand
-from bot.slack.middleware import authorize_interaction
+from bot.slack.audit import interaction_actor
+from bot.slack.context import CommandContext, Person, Services, Subcommand, publish_text
+from bot.slack.middleware import authorize_interaction, limit_expensive_interaction
 from bot.slack.text import code_span, escape, inline
 from bot.slack.views import plain, section
 from commands.password.views import Action as PasswordAction
@@ -101,18 +103,27 @@ def _button(action: IncidentAction) -> dict[str, Any]:
     }
 
 
-def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
-    """The alert: affected sensors, first seen, a sample line, and the buttons that lead to the fix."""
-    if incident.closed:
-        text = (
-            f":white_check_mark: *Resolved*: {_subject(incident.account_id)}: a full check cycle was clean "
-            f"at {_when(incident.closed_at)} (first seen {_when(incident.first_seen)})."
+def _heading(incident: Incident) -> str:
+    subject, first_seen = _subject(incident.account_id), _when(incident.first_seen)
+    if incident.about_credentials:
+        return (
+            f":rotating_light: *Credential problem* on {subject}: the sensors cannot use the directory "
+            f"service account (first seen {first_seen})."
         )
-        return text, [section(text)]
-    heading = (
-        f":rotating_light: *Credential problem* on {_subject(incident.account_id)}: the sensors cannot use "
-        f"the directory service account (first seen {_when(incident.first_seen)})."
+    return (
+        f":rotating_light: *Sensor service problem* on {subject}: a sensor service is not running; no "
+        f"credential error was seen (first seen {first_seen})."
     )
+
+
+def incident_message(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
+    """The alert: affected sensors, first seen, a sample line, and the buttons that lead to the fix; once
+    closed, the whole story (what was found, how many, when, clean since when) in one line."""
+    if incident.closed:
+        story = incident_story(incident, name=lambda sensor: f"*{inline(sensor)}*", at=_when)
+        text = f":white_check_mark: *Resolved*: {_subject(incident.account_id)}: {story}."
+        return text, [section(text)]
+    heading = _heading(incident)
     lines = []
     for issue in incident.sensors:
         parts = []
@@ -150,6 +161,11 @@ def reachability_message(notice: ReachabilityNotice) -> str:
     if notice.reachable:
         since = _when(notice.since)
         return f":white_check_mark: Sensor *{notice.sensor}* answers again (unreachable since {since})."
+    if notice.access_denied:
+        return (
+            f":no_entry: Sensor *{notice.sensor}* refuses atp-bot's WinRM credential: {notice.failures} "
+            f"checks in a row since {_when(notice.since)}: {inline(notice.detail or 'no detail')}"
+        )
     return (
         f":warning: Sensor *{notice.sensor}* cannot be reached: {notice.failures} checks in a row failed "
         f"since {_when(notice.since)}: {inline(notice.detail or 'no detail')}"
@@ -167,17 +183,18 @@ def expiry_message(warning: ExpiryWarning) -> str:
 
 
 def audit_head_message(notice: AuditHeadNotice) -> str:
+    anchored = f"\n:warning: {inline(notice.anchor_problem)}." if notice.anchor_problem else ""
     if not notice.intact:
         return (
             f":rotating_light: The audit trail is *not intact* ({_when(notice.verified_at)}): "
-            f"{inline(notice.problem or 'unknown problem')}. Run `atp-bot audit verify`."
+            f"{inline(notice.problem or 'unknown problem')}. Run `atp-bot audit verify`.{anchored}"
         )
     keyed = "keyed" if notice.keyed else "*unkeyed*: run `atp-bot audit rekey`"
     return (
         f":closed_lock_with_key: Audit trail intact ({_when(notice.verified_at)}): "
         f"{notice.rows} rows, {keyed}. "
         f"Head `{notice.head or 'none'}`: a later `atp-bot audit verify --anchor {notice.head or 'ID:HASH'}` "
-        "must still find it."
+        f"must still find it.{anchored}"
     )
 
 
@@ -197,6 +214,17 @@ def drift_message(notice: DriftNotice) -> tuple[str, list[dict[str, Any]]]:
     text = f":rotating_light: {findings}"
     button = _button(IncidentAction(kind="update_password", account_id=notice.account_id))
     return text, [section(text[:2900]), {"type": "actions", "elements": [button]}]
+
+
+def lookup_suspension_message(notice: LookupSuspensionNotice) -> str:
+    accounts = ", ".join(f"*{inline(a)}*" for a in notice.accounts)
+    return (
+        f":lock: Lookup account *{inline(notice.lookup_account)}* (accounts {accounts}): "
+        f"the lookup account's password is wrong: {inline(notice.dc)} refused it "
+        f"({inline(notice.detail)}). atp-bot binds with it no more, and reads no drift, expiry or "
+        "lockout state with it, until its password source (`lookup_password_env`/`lookup_password_file`) "
+        f"changes or until {_when(notice.until)}. `atp-bot guard status` shows it."
+    )
 
 
 class SlackNotifier:
@@ -262,6 +290,9 @@ class SlackNotifier:
     def post_drift(self, notice: DriftNotice) -> None:
         self._post(*drift_message(notice))
 
+    def post_lookup_suspension(self, notice: LookupSuspensionNotice) -> None:
+        self._post(lookup_suspension_message(notice))
+
     def post_sensor_health(self, notice: SensorHealthNotice) -> None:
         self._post(sensor_health_message(notice))
 
@@ -280,7 +311,7 @@ def handle(ctx: CommandContext) -> None:
     ctx.reply("\n\n".join(texts), [section(t[:2900]) for t in texts][:45])
 
 
-def on_recheck(services: Services, ack: Ack, body: dict[str, Any]) -> None:
+def on_recheck(services: Services, ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     ack()
     scheduler = services.scheduler
     if scheduler is None:
@@ -291,17 +322,17 @@ def on_recheck(services: Services, ack: Ack, body: dict[str, Any]) -> None:
         if channel:
             services.client.chat_postEphemeral(channel=channel, user=user, text=text)
 
-    def recheck() -> None:
+    def recheck(tell_all: Callable[[str], None]) -> None:
         result = scheduler.run_cycle_now()
         problems = sum(not r.healthy for r in result.results)
-        tell(f"Re-check done: {len(result.results)} sensor(s) checked, {problems} with problems.")
+        tell_all(f"Re-check done: {len(result.results)} sensor(s) checked, {problems} with problems.")
 
-    actor = slack_actor(user, body["user"].get("username") or body["user"].get("name"))
+    actor = interaction_actor(body, context)
     person = Person(actor, AuditAction.CHECK, None, f"the Re-check now button clicked by {actor}", tell)
-    services.submit_for(person, recheck)
+    services.submit_shared(("recheck",), person, lambda publish: recheck(publish_text(publish)))
 
 
-def on_start_service(services: Services, ack: Ack, body: dict[str, Any]) -> None:
+def on_start_service(services: Services, ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     ack()
     changes = services.changes
     try:
@@ -311,7 +342,7 @@ def on_start_service(services: Services, ack: Ack, body: dict[str, Any]) -> None
     if changes is None:
         return
     user = body["user"]
-    actor = slack_actor(user["id"], user.get("username") or user.get("name"))
+    actor = interaction_actor(body, context)
     channel, ts = body.get("channel", {}).get("id"), body.get("container", {}).get("message_ts")
 
     def tell(text: str) -> None:
@@ -326,6 +357,8 @@ def on_start_service(services: Services, ack: Ack, body: dict[str, Any]) -> None
         icon = ":white_check_mark:" if report.ok else ":x:"
         service, sensor = code_span(target.service), escape(target.sensor)  # from the button: forgeable
         tell(f"{icon} <@{user['id']}> started {service} on *{sensor}*: {inline(report.message)}")
+        if report.ok and services.scheduler is not None:
+            services.scheduler.run_cycle_now()  # the check that closes the incident once it is clean
 
     doing = f"the Start service button ({target.service} on {target.sensor}) clicked by {actor}"
     services.submit_for(Person(actor, AuditAction.START_SERVICE, None, doing, tell), start)
@@ -337,11 +370,12 @@ SUBCOMMAND = Subcommand(name=NAME, summary="show the open credential incidents",
 def register(app: App, services: Services) -> None:
     authorized = [authorize_interaction(services, NAME)]
 
-    def recheck(ack: Ack, body: dict[str, Any]) -> None:
-        on_recheck(services, ack, body)
+    def recheck(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        on_recheck(services, ack, body, context)
 
-    def start_service(ack: Ack, body: dict[str, Any]) -> None:
-        on_start_service(services, ack, body)
+    def start_service(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        on_start_service(services, ack, body, context)
 
-    app.action(Action.RECHECK, middleware=authorized)(recheck)
+    limited = [*authorized, limit_expensive_interaction(services, "recheck")]
+    app.action(Action.RECHECK, middleware=limited)(recheck)
     app.action({"action_id": START_SERVICE_IDS}, middleware=authorized)(start_service)

@@ -9,7 +9,7 @@ from slack_bolt import App
 from bot.audit import AuditAction
 from bot.config import AccountConfig, ConfigError, Settings
 from bot.gmsa import check_gmsa, describe, sensor_scope
-from bot.slack.context import CommandContext, Person, Services, Subcommand
+from bot.slack.context import CommandContext, Person, Services, Subcommand, publish_text
 from commands.shared.arguments import account_argument
 
 NAME = "gmsa"
@@ -43,7 +43,9 @@ def handle(ctx: CommandContext) -> None:
 
     # An unexpected failure replaces the hourglass with one line (and is audited), never leaves it.
     person = Person(ctx.actor, AuditAction.CHECK, chosen.id, f"/atp gmsa requested by {ctx.actor}", tell)
-    services.submit_for(person, lambda: run_check(services, chosen, tell))
+    services.submit_shared(
+        (NAME, chosen.id), person, lambda publish: run_check(services, chosen, publish_text(publish))
+    )
 
 
 def run_check(services: Services, account: AccountConfig, tell: Callable[[str], None]) -> None:
@@ -51,7 +53,10 @@ def run_check(services: Services, account: AccountConfig, tell: Callable[[str], 
     verdicts."""
     settings = services.settings
     try:
-        report = check_gmsa(settings, account, sensor_scope(settings, account, services.fleet))
+        scripts = services.changes.scripts if services.changes else None  # the bot's check workers
+        report = check_gmsa(
+            settings, account, sensor_scope(settings, account, services.fleet), scripts=scripts
+        )
         text = "```" + "\n".join(describe(report)) + "```"
     except ConfigError as error:  # e.g. the lookup password's variable is not set
         text = f"The gMSA check of `{account.id}` cannot run: {'; '.join(error.problems)}"
@@ -63,6 +68,7 @@ SUBCOMMAND = Subcommand(
     summary="check a gMSA account: who may retrieve its password, KDS root key, encryption types",
     handler=handle,
     usage="[account]",
+    expensive=True,
 )
 
 

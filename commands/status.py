@@ -12,10 +12,11 @@ from bot.audit import AuditAction, AuditEvent, AuditOutcome, AuditSink, record_o
 from bot.change import record_checks, sensors_for_account
 from bot.change.portal import PortalError, waiting_since
 from bot.config import AccountConfig, ConfigError
+from bot.directory import LockoutGuard
 from bot.fleet import graph_notes
 from bot.monitor.drift import check_drift, render_report
 from bot.sensors import SensorResult
-from bot.slack.context import CommandContext, Person, Services, Subcommand
+from bot.slack.context import JOINED_NOTE, CommandContext, Person, Services, Subcommand
 from bot.slack.text import inline
 from bot.slack.views import section
 from bot.store import StoreError
@@ -97,18 +98,21 @@ def run_status(
         report.note(note)
     if graph_error is not None:
         report.note(f"Graph could not be used: {graph_error}")
-    services.status_checks.check(names, _AuditedReport(report, services.audit, actor))
+    audited = _AuditedReport(report, services.audit, actor)
+    services.status_checks.check(names, audited, on_join=lambda: report.note(JOINED_NOTE))
 
 
 def run_drift_status(services: Services, respond: Respond, accounts: list[AccountConfig]) -> None:
     """On the bot's executor: each account's drift, read with its lookup account (no bind), in a
     message of its own beside the sensor report."""
     store = services.changes.store if services.changes else None
+    guard = services.changes.guard if services.changes else LockoutGuard.for_settings(services.settings)
     lines = []
     for account in accounts:
         try:
             saved = store.metadata(account.id) if store else None
-            report_lines = render_report(check_drift(account, saved, datetime.now(UTC)))
+            report = check_drift(account, saved, datetime.now(UTC), guard=guard)
+            report_lines = render_report(report)
         except (StoreError, ConfigError) as exc:
             report_lines = [f"UNKNOWN: account {account.id}: {exc}"]
         lines += [f"*{inline(report_lines[0])}*", *(inline(line.strip()) for line in report_lines[1:])]
@@ -146,6 +150,7 @@ SUBCOMMAND = Subcommand(
     summary="check every sensor now: services and credential errors",
     handler=handle,
     usage="[account]",
+    expensive=True,
 )
 
 

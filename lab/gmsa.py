@@ -20,9 +20,8 @@ from ldap3 import BASE, MODIFY_REPLACE, Connection
 from ldap3.core.exceptions import LDAPEntryAlreadyExistsResult
 from winacl.dtyp.sid import SID
 
-from lab.samba import SambaDC, to_filetime
+from lab.samba import SYSTEM_PYTHON, SambaDC, to_filetime
 
-SYSTEM_PYTHON = "/usr/bin/python3"
 UF_WORKSTATION_TRUST_ACCOUNT = 0x1000
 GROUP_GLOBAL_SECURITY = -2147483646
 GROUP_UNIVERSAL_SECURITY = -2147483640

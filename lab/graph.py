@@ -3,11 +3,12 @@ health issues (`/v1.0/security/identities/healthIssues`) and sensors (`/v1.0/sec
 for tests and for trying atp-bot locally.
 
 HTTPS with a throwaway test CA (lab.tlsca). The token endpoint implements the client credentials grant
+with a client secret or a certificate's client assertion, checked as Entra ID does (lab.graph_assertion)
 (OpenID discovery document included, as MSAL reads it first); the health issues list supports
-`$filter=status eq '…'`, the sensors list `$select`; both page with `@odata.nextLink`. Failures, redirects
-and throttling with `Retry-After` can be injected per path, an application permission can be
-withheld (403 like Graph), and every request's method, path and status are recorded (never a body or a
-header value).
+`$filter=status eq '…'`, the sensors list `$select`; both page with `@odata.nextLink`. Failures,
+redirects, throttling with `Retry-After` and hostile answers (lab.graph_hostile) can be injected per
+path, an application permission can be withheld (403 like Graph), and every request's method, path and
+status are recorded (never a body or a header value).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from lab.graph_assertion import CLIENT_ASSERTION_TYPE, assertion_refusal, issue_app_certificate
+from lab.graph_hostile import HostileAnswer, hostile_body, write_huge_chunked
 from lab.serving import BackgroundServer
 from lab.tlsca import TlsFiles, issue_ca_and_server_cert
 
@@ -48,6 +51,7 @@ class _Injected:
     status: int
     location: str | None = None
     retry_after: int | None = None
+    hostile: HostileAnswer | None = None
 
 
 @dataclass
@@ -56,12 +60,14 @@ class _State:
     client_id: str
     client_secret: str
     page_size: int
+    client_certificate: bytes | None = None  # the PEM certificate registered for the app
     issues: list[dict[str, Any]] = field(default_factory=list)
     sensors: list[dict[str, Any]] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
     injected: deque[_Injected] = field(default_factory=deque)
     withheld: set[str] = field(default_factory=set)
     records: list[RequestRecord] = field(default_factory=list)
+    hostile_bytes_sent: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -116,6 +122,26 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.state.lock:
             self.server.state.records.append(RequestRecord(self.command, urlsplit(self.path).path, status))
 
+    def _reply_hostile(self, answer: HostileAnswer) -> None:
+        """200 with a hostile body: chunked without Content-Length for `huge_body`, else sized."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; odata.metadata=minimal")
+        self.close_connection = True
+        self.send_header("Connection", "close")
+        if answer == "huge_body":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            sent = write_huge_chunked(self.wfile)
+        else:
+            body = hostile_body(answer)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            sent = len(body)
+        with self.server.state.lock:
+            self.server.state.hostile_bytes_sent += sent
+            self.server.state.records.append(RequestRecord(self.command, urlsplit(self.path).path, 200))
+
     def _injected(self, path: str) -> _Injected | None:
         state = self.server.state
         with state.lock:
@@ -129,7 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         state = self.server.state
         injected = self._injected(parts.path)
-        if injected is not None:
+        if injected is not None and injected.hostile is not None:
+            self._reply_hostile(injected.hostile)
+        elif injected is not None:
             status = injected.status
             error = {"error": {"code": "injected", "message": f"injected HTTP {status}"}}
             self._reply(status, error, injected.location, retry_after=injected.retry_after)
@@ -147,7 +175,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         form = parse_qs(self.rfile.read(length).decode("utf-8")) if length else {}
         injected = self._injected(parts.path)
-        if injected is not None:
+        if injected is not None and injected.hostile is not None:
+            self._reply_hostile(injected.hostile)
+        elif injected is not None:
             error = {"error": "temporarily_unavailable", "error_description": "injected"}
             self._reply(injected.status, error, injected.location, retry_after=injected.retry_after)
         elif parts.path == f"/{self.server.state.tenant_id}/oauth2/v2.0/token":
@@ -161,7 +191,11 @@ class _Handler(BaseHTTPRequestHandler):
             "issuer": f"{base}/v2.0",
             "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
             "token_endpoint": f"{base}/oauth2/v2.0/token",
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
         }
 
     def _token(self, form: dict[str, str]) -> None:
@@ -169,14 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
         if form.get("grant_type") != "client_credentials" or not form.get("scope", "").endswith("/.default"):
             self._reply(400, {"error": "invalid_request", "error_description": "AADSTS900144: bad request"})
             return
-        if form.get("client_id") != state.client_id or form.get("client_secret") != state.client_secret:
-            self._reply(
-                401,
-                {
-                    "error": "invalid_client",
-                    "error_description": "AADSTS7000215: Invalid client secret provided.",
-                },
-            )
+        refusal = self._client_refusal(form)
+        if refusal is not None:
+            self._reply(401, {"error": "invalid_client", "error_description": refusal})
             return
         token = secrets.token_urlsafe(32)
         with state.lock:
@@ -184,6 +213,28 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(
             200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
         )
+
+    def _client_refusal(self, form: dict[str, str]) -> str | None:
+        """Entra's description of why it does not accept the client's credential: its secret, or a client
+        assertion signed with the key of its registered certificate."""
+        state = self.server.state
+        if form.get("client_id") != state.client_id:
+            return f"AADSTS700016: Application with identifier '{form.get('client_id')}' was not found."
+        if "client_assertion" in form:
+            if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+                return "AADSTS50027: JWT token is invalid or malformed."
+            endpoint = f"{self.server.base_url}/{state.tenant_id}/oauth2/v2.0/token"
+            return assertion_refusal(
+                form["client_assertion"], state.client_certificate, state.client_id, endpoint
+            )
+        if "client_secret" not in form:
+            return (
+                "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' "
+                "or 'client_secret'."
+            )
+        if form["client_secret"] != state.client_secret:
+            return "AADSTS7000215: Invalid client secret provided."
+        return None
 
     def _authorized(self, permission: str) -> bool:
         """Graph's answers without a valid token (401) or without the application permission (403)."""
@@ -262,13 +313,14 @@ class GraphEmulator(BackgroundServer[_Server]):
         tenant_id: str = "contoso.onmicrosoft.test",
         client_id: str = "11111111-2222-3333-4444-555555555555",
         client_secret: str | None = None,
+        client_certificate: bytes | None = None,
         page_size: int = 2,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.tls: TlsFiles = issue_ca_and_server_cert(directory, ["localhost"], [host])
         self.client_secret = client_secret or secrets.token_urlsafe(24)
-        self._state = _State(tenant_id, client_id, self.client_secret, page_size)
+        self._state = _State(tenant_id, client_id, self.client_secret, page_size, client_certificate)
         self._server = _Server((host, port), _Handler)
         self._server.state = self._state
         self._server.base_url = f"https://{host}:{self._server.server_address[1]}"
@@ -394,6 +446,18 @@ class GraphEmulator(BackgroundServer[_Server]):
         with self._state.lock:
             self._state.injected.append(_Injected(path_prefix, status, retry_after=retry_after))
 
+    def answer_next(self, path_prefix: str, answer: HostileAnswer) -> None:
+        """Answer the next request whose path starts with `path_prefix` with a hostile 200
+        (lab.graph_hostile)."""
+        with self._state.lock:
+            self._state.injected.append(_Injected(path_prefix, 200, hostile=answer))
+
+    @property
+    def hostile_bytes_sent(self) -> int:
+        """Body bytes the hostile answers wrote before they ended or the client hung up."""
+        with self._state.lock:
+            return self._state.hostile_bytes_sent
+
     def redirect_next(self, path_prefix: str, status: int, location: str) -> None:
         """Answer the next request whose path starts with `path_prefix` with a redirect to `location`."""
         with self._state.lock:
@@ -439,16 +503,29 @@ def register_cli(actions: Any) -> None:
     parser.add_argument(
         "--sensors", type=int, default=0, help="sensors to list (a mixed fleet: classic, unified, unhealthy)"
     )
+    parser.add_argument(
+        "--certificate",
+        action="store_true",
+        help="register an app certificate (written to --dir) and print the certificate sign-in instead",
+    )
     parser.set_defaults(handler=_run_cli)
 
 
 def _run_cli(args: Any) -> int:
     directory: Path = args.dir
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    emulator = GraphEmulator(directory, port=args.port)
+    app = issue_app_certificate(directory) if args.certificate else None
+    emulator = GraphEmulator(directory, port=args.port, client_certificate=app.pem if app else None)
     secret_file = directory / "client.secret"
     secret_file.touch(mode=0o600)
     secret_file.write_text(emulator.client_secret + "\n", encoding="utf-8")
+    if app is None:
+        sign_in = f'client_secret_file = "{secret_file.resolve()}"'
+    else:
+        sign_in = (
+            f'client_certificate_file = "{app.cert_file.resolve()}"\n'
+            f'client_certificate_key_file = "{app.key_file.resolve()}"'
+        )
     for _ in range(args.issues):
         emulator.add_issue()
     add_mixed_fleet(emulator, args.sensors)
@@ -460,7 +537,7 @@ def _run_cli(args: Any) -> int:
         )
         if args.sensors:
             print("discover_sensors = true")
-        print(f'client_secret_file = "{secret_file.resolve()}"')
+        print(sign_in)
         print(f'authority_url = "{emulator.authority_url}"\ngraph_url = "{emulator.graph_url}"')
         print(f'ca_file = "{emulator.tls.ca_file.resolve()}"\n')
         print("Ctrl-C stops the emulator")

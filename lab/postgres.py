@@ -102,13 +102,18 @@ class PostgresCluster:
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
+            if self._accepts_connections():
+                return self
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError("the PostgreSQL test cluster did not start")
             time.sleep(0.05)
+
+    def _accepts_connections(self) -> bool:
+        """Whether the server takes sessions: it listens while still "starting up" (and then refuses
+        them), so an open port is not enough."""
+        ready = [str(self.bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        return subprocess.run(ready, check=False, capture_output=True, timeout=10).returncode == 0
 
     def _postmaster_pid(self) -> int | None:
         try:

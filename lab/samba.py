@@ -34,6 +34,23 @@ _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) on Linux, less the terminating NUL
 LONGEST_SOCKET = "state/winbindd_privileged/pipe"  # the longest socket path in a running DC's directory
 _MINUTE_100NS = 60 * 10_000_000
+SYSTEM_PYTHON = "/usr/bin/python3"  # has Samba's own Python bindings
+# Writes pwdLastSet in sam.ldb through Samba's bindings, with the control that bypasses its password module
+# (DSDB_CONTROL_BYPASS_PASSWORD_HASH_OID): the keys stay as they are.
+_BACKDATE_PWD_LAST_SET = (
+    "import sys, ldb\n"
+    "from samba.auth import system_session\n"
+    "from samba.dsdb import DSDB_CONTROL_BYPASS_PASSWORD_HASH_OID\n"
+    "from samba.param import LoadParm\n"
+    "from samba.samdb import SamDB\n"
+    "smb_conf, sam_ldb, dn, filetime = sys.argv[1:]\n"
+    "lp = LoadParm()\n"
+    "lp.load(smb_conf)\n"
+    "db = SamDB(url=sam_ldb, session_info=system_session(), lp=lp)\n"
+    "change = ldb.Message(ldb.Dn(db, dn))\n"
+    'change["pwdLastSet"] = ldb.MessageElement(filetime, ldb.FLAG_MOD_REPLACE, "pwdLastSet")\n'
+    'db.modify(change, controls=[f"local_oid:{DSDB_CONTROL_BYPASS_PASSWORD_HASH_OID}:0"])\n'
+)
 
 
 class SambaUnavailable(Exception):
@@ -270,6 +287,21 @@ class SambaDC:
         )  # fmt: skip
         if result.returncode != 0:
             raise SambaUnavailable(f"samba-tool user setpassword failed: {result.stderr[-1000:]}")
+
+    def backdate_password_last_set(self, name: str, when: datetime) -> None:
+        """Make the account's password look set at `when`, as for an account whose password was changed
+        long ago (AD refuses any `pwdLastSet` but 0 or -1 over LDAP)."""
+        smb_conf, sam_ldb = self.workdir / "etc" / "smb.conf", self.workdir / "private" / "sam.ldb"
+        result = subprocess.run(
+            [SYSTEM_PYTHON, "-c", _BACKDATE_PWD_LAST_SET, str(smb_conf), str(sam_ldb), self.user_dn(name),
+             str(to_filetime(when))],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise SambaUnavailable(f"cannot set pwdLastSet of {name}: {result.stderr[-1000:]}")
 
     def set_lockout_policy(
         self, threshold: int, window_minutes: int = 30, duration_minutes: int = 30

@@ -18,6 +18,7 @@ from bot.monitor.models import (
     ExpiryWarning,
     HealthIssueNotice,
     Incident,
+    LookupSuspensionNotice,
     MessageRef,
     PortalNotice,
     ReachabilityNotice,
@@ -112,6 +113,9 @@ class RecordingNotifier:
 
     def post_sensor_health(self, notice: SensorHealthNotice) -> None:
         self._record("post_sensor_health", notice)
+
+    def post_lookup_suspension(self, notice: LookupSuspensionNotice) -> None:
+        self._record("post_lookup_suspension", notice)
 
 
 def toml_str(value: object) -> str:

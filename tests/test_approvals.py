@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,7 +46,7 @@ pytestmark = pytest.mark.samba
 
 MODES = ["socket", "http"]
 ALICE_ACTOR = "slack:U0ALICE (alice)"
-BOB_ACTOR = "slack:U0BOB (bob)"
+BOB_ACTOR = "slack:U0BOB (bob) via @secops"  # an approver through approver_usergroups
 
 
 class Peers(NamedTuple):
@@ -65,17 +65,26 @@ def peers(
 
 
 @contextmanager
-def approval_lab(mode: str, peers: Peers, *, restart: bool = False, **approvals: Any) -> Iterator[Lab]:
+def approval_lab(
+    mode: str,
+    peers: Peers,
+    *,
+    restart: bool = False,
+    account: Mapping[str, Any] | None = None,
+    slack: Mapping[str, Any] | None = None,
+    **approvals: Any,
+) -> Iterator[Lab]:
     """`/atp password` with `[approvals] required`: BOB (of user group S0SECOPS) approves. `restart`:
-    the store exists already (a second run on the same state directory)."""
+    the store exists already (a second run on the same state directory); `account` and `slack` add keys
+    to the account's table and to `[slack]`."""
     config = {
         "state_dir": str(peers.tmp_path / "state"),
-        "accounts": [lab_account(peers.lab_domain, peers.user)],
+        "accounts": [{**lab_account(peers.lab_domain, peers.user), **(account or {})}],
         "approvals": {"required": True, "approver_usergroups": ["S0SECOPS"], **approvals},
         **sensor_config(peers.sensors, "svc"),
     }
     changes = open_changes if restart else initialised_changes
-    with running_lab(mode, modules=MODULES, config=config, changes=changes) as running:
+    with running_lab(mode, modules=MODULES, config=config, changes=changes, **(slack or {})) as running:
         yield running
 
 
@@ -295,7 +304,10 @@ def test_an_approval_after_a_newer_save_is_refused(peers: Peers) -> None:
             lambda: "a newer password was saved meanwhile" in view_text(lab, message.view_id), timeout=15
         )
         assert "a newer password was saved meanwhile" in current(lab.emulator, message)
-        assert [(a, o) for a, _, o in audited(lab) if _ == "save"] == [("cli:root", "ok")]
+        assert [(a, o) for a, _, o in audited(lab) if _ == "save"] == [
+            ("cli:root", "ok"),
+            (ALICE_ACTOR, "refused"),
+        ]
         assert not [m for m in lab.emulator.messages(OPS) if "changed the directory" in m.text]
 
 

@@ -263,6 +263,7 @@ def gate_text(tmp_path: Path, files: dict[str, Path]) -> str:
             'name = "s1"',  # line 20
             'endpoint = "https://s1.corp.test:5986/wsman"',
             'account = "corp"',
+            "[slack]",  # Socket Mode with the defaults
         ]
     )
 
@@ -433,6 +434,57 @@ def test_without_strict_the_environment_is_a_warning(
     code, out, err = check(config, capsys, "--strict")
     assert (code, out) == (2, "")
     assert err.count("atp-bot: configuration error:") == 2
+
+
+SLACK_FACES = {
+    "no face": (None, set()),
+    "socket mode": ("[slack]", {"SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"}),
+    "http mode": ('[slack]\nmode = "http"', {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"}),
+}
+
+
+@pytest.mark.parametrize(("table", "needed"), SLACK_FACES.values(), ids=SLACK_FACES.keys())
+def test_config_check_strict_needs_the_tokens_of_the_configured_faces_only(
+    gate: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    table: str | None,
+    needed: set[str],
+) -> None:
+    """A [slack] table makes Slack a face, in its mode's tokens; without one the command line only."""
+    config = gate["config"]
+    config.write_text(config.read_text().replace("[slack]", table or ""))
+    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    code, _, err = check(config, capsys, "--strict")
+    missing = {name for name in re.findall(r"environment variable (SLACK_\w+) is not set", err)}
+    assert (code, missing) == (2 if needed else 0, needed), err
+    for name in needed:
+        monkeypatch.setenv(name, "xoxb-1")
+    code, out, err = check(config, capsys, "--strict")
+    assert (code, err) == (0, "")
+    shown = next(line for line in out.splitlines() if line.startswith("slack: "))
+    if table is None:
+        assert shown == "slack: not configured (no [slack] table: the command line only; atp-bot run refuses)"
+    else:
+        assert shown.startswith("slack: socket mode" if "http" not in table else "slack: http mode")
+
+
+def test_run_without_a_slack_face_refuses_to_start(
+    gate: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = gate["config"]
+    config.write_text(config.read_text().replace("[slack]", ""))
+    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"):
+        monkeypatch.delenv(name)
+    assert main(["--config", str(config), "run"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "atp-bot: configuration error: slack: atp-bot run serves Slack, and the file has no [slack] table "
+        "(without one only the command line is used); add [slack] with its settings (an empty table means "
+        "Socket Mode with the defaults)\n"
+    )
+    assert not (gate["config"].parent / "state").exists()  # nothing started
 
 
 def test_every_command_refuses_a_missing_file_with_the_same_message(

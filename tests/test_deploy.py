@@ -352,8 +352,11 @@ def test_dockerfile_passes_hadolint_at_every_level() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dockerfile_builds_on_python_311_slim() -> None:
-    assert dockerfile().parent_images == ["python:3.11-slim", "python:3.11-slim"]
+def test_dockerfile_builds_on_python_311_slim_pinned_by_digest() -> None:
+    """A moved tag never changes the image: both stages start from the same base, by its digest."""
+    build, final = dockerfile().parent_images
+    assert build == final
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", final), final
 
 
 def test_image_runs_as_a_numeric_non_root_user() -> None:
@@ -388,11 +391,20 @@ def test_image_entrypoint_config_state_and_healthcheck() -> None:
 
 
 def test_image_installs_the_package_without_dev_or_lab_extras() -> None:
-    (run,) = [v for v in instructions("RUN") if "pip install" in v]
-    assert re.search(r"pip install --no-cache-dir \. ", run)
+    """The host's production install (scripts/install: the hash-pinned lock, then the product alone;
+    tests/test_install.py pins what it runs), nothing of the lab or the dev extra."""
+    (run,) = [v for v in instructions("RUN") if "scripts/install" in v]
+    assert run.split("&&")[0].strip() == "./scripts/install /opt/atp-bot"
     assert "[dev]" not in run and "[lab]" not in run and " -e " not in run
     copied = {s for v in instructions("COPY") if "--from" not in v for s in v.split()[:-1]}
-    assert copied == {"pyproject.toml", "README.md", "bot", "commands"}
+    assert copied == {
+        "requirements.lock",
+        "pyproject.toml",
+        "README.md",
+        "scripts/install",
+        "bot",
+        "commands",
+    }
     assert all((ROOT / s).exists() for s in copied)
 
 

@@ -133,7 +133,7 @@ def test_wrong_ca_is_a_tls_error_and_the_right_ca_passes(lab_domain: LabDomain, 
     other = issue_ca_and_server_cert(tmp_path / "other-ca", ["elsewhere.test"], [])
     result = run(account_for(lab_domain, user, ca_file=other.ca_file), user.password, tmp_path)
     assert (result.outcome, result.reason) == (Outcome.UNREACHABLE, Reason.TLS_ERROR)
-    assert "certificate verify failed" in result.message
+    assert "certificate is not trusted by the CA in ca_file" in result.message
     assert run(account_for(lab_domain, user), user.password, tmp_path).passed
 
 

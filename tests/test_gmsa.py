@@ -252,7 +252,7 @@ def test_an_unexpected_failure_of_the_slack_check_is_told_not_left_hanging(
 ) -> None:
     """The hourglass reply is replaced by one line, whatever breaks on the executor."""
 
-    def broken(*args: object) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a check bug")
 
     monkeypatch.setattr(commands.gmsa, "check_gmsa", broken)

@@ -457,3 +457,17 @@ def test_a_graph_only_sensor_gets_its_host_check_through_the_endpoint_template(
     sensor06 = next(s for s in report["sensors"] if s["name"] == "sensor06")
     assert sensor06 == {"name": "sensor06", "computer": "sensor06$", "may_retrieve": False, "via": None}
     assert CANARY not in result.stdout + result.stderr
+
+
+def test_the_plan_of_an_account_that_is_already_a_gmsa_says_so(
+    world: GmsaWorld, tmp_path: Path, graph: GraphEmulator
+) -> None:
+    """Nothing to migrate: the plan says so, names `gmsa check` instead, and contacts no peer."""
+    config = gmsa_config(world, tmp_path, graph=graph)
+    result = run_cli(config, "gmsa", "plan", "--account", "corp", "--gmsa", "newsvc")
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout == (
+        "account corp (mdisvc$) is already a gMSA: there is nothing to migrate. "
+        "Check it end to end with: atp-bot gmsa check --account corp\n"
+    )
+    assert graph.records == []

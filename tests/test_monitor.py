@@ -73,6 +73,10 @@ def test_an_incident_is_posted_once_updated_then_closed_with_recovery(
     ref, closed = notifier.of("close_incident")[0]
     assert ref.ts == "1764050000.000001" and closed.closed_at == clock.now
     assert "RESOLVED" in render_incident(closed)
+    assert (  # the recovery tells the whole story: how many errors where, when, clean since when
+        "5 credential error(s) on sensor01 from 2026-11-25 06:00 UTC to 2026-11-25 06:05 UTC, "
+        "1 credential error(s) on sensor02 at 2026-11-25 06:05 UTC; clean since 2026-11-25 06:10 UTC"
+    ) in render_incident(closed)
     assert runtime.memory.incidents() == {}
     clock.advance(minutes=5)
     run_monitor_cycle(runtime)
@@ -217,8 +221,14 @@ def test_an_incident_opened_and_cleared_during_an_outage_is_still_reported(
     notifier.failing = False
     clock.advance(minutes=5)
     run_monitor_cycle(runtime)
-    assert notifier.names() == ["post_incident", "close_incident"]
+    # One message, already over: no recovery reply to an alert that was never posted.
+    ((name, incident),) = notifier.calls
+    assert name == "post_incident" and incident.closed
+    assert incident.sensors[0].credential_errors == 1
     assert runtime.memory.incidents() == {}
+    assert "1 credential error(s) on sensor01 at 2026-11-25 06:00 UTC; clean since 2026-11-25 06:05 UTC" in (
+        render_incident(incident)
+    )
 
 
 def test_the_winrm_password_never_reaches_logs_or_state(

@@ -71,7 +71,7 @@ def test_lookup_account_warnings_fire_once_per_threshold_and_reset_after_a_chang
 ) -> None:
     clock = Clock()
     runtime, notifier = expiry_runtime(tmp_path, lab_domain, fresh_user, clock, monkeypatch, lookup=True)
-    expires = read_password_expiry(runtime.settings.account("svc")).at
+    expires = read_password_expiry(runtime.settings.account("svc"), lookups=runtime.changes.guard.lookups).at
     assert expires is not None
     assert timedelta(days=41) < expires - datetime.now(UTC) <= timedelta(days=42)
 
@@ -103,7 +103,7 @@ def test_a_password_that_never_expires_gives_no_warning(
     clock = Clock()
     user = lab_domain.users["noexpiry"]
     runtime, notifier = expiry_runtime(tmp_path, lab_domain, user, clock, monkeypatch, lookup=True)
-    assert read_password_expiry(runtime.settings.account("svc")).never
+    assert read_password_expiry(runtime.settings.account("svc"), lookups=runtime.changes.guard.lookups).never
     assert run_expiry_check(runtime) == []
     assert notifier.calls == []
 

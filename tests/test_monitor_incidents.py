@@ -8,6 +8,7 @@ from bot.config import parse_settings
 from bot.graph import HealthIssue
 from bot.monitor.cycle import AccountObservation, alert_groups, assign_health, next_incident
 from bot.monitor.models import Incident, SensorIssue, ServiceState
+from bot.monitor.render import incident_story
 
 T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 ORDER = ["s1", "s2"]
@@ -113,3 +114,21 @@ def test_each_sensor_is_in_exactly_one_incident() -> None:
         + 'account = "a2"\n'
     )
     assert alert_groups(assigned, [None, "a1"]) == {"a1": ["s1"], "a2": ["s2"], None: []}  # left to close
+
+
+def test_a_closed_incident_tells_its_whole_story() -> None:
+    """Its one message when it closed before its alert could be posted: what, how many, when, clean since."""
+    errors_a = errors("s1", 2, T0).model_copy(update={"last_error": T0 + timedelta(minutes=4)})
+    service = SensorIssue(sensor="s2", stopped_services=(ServiceState(name="AATPSensor", state="Stopped"),))
+    opened = Incident(id="i", account_id="svc", opened_at=T0, updated_at=T0, sensors=(errors_a, service))
+    closed = next_incident("svc", opened, seen(clean={"s1", "s2"}), T0 + timedelta(minutes=5), ORDER)
+    assert closed is not None and closed.closed
+    assert incident_story(closed) == (
+        "2 credential error(s) on s1 from 2026-11-25 06:00 UTC to 2026-11-25 06:04 UTC, "
+        "a service not running on s2; clean since 2026-11-25 06:05 UTC"
+    )
+    health_only = Incident(id="h", account_id="svc", opened_at=T0, updated_at=T0, closed_at=T0)
+    assert (
+        incident_story(health_only)
+        == "problems first seen 2026-11-25 06:00 UTC; clean since 2026-11-25 06:00 UTC"
+    )

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.change import PasswordChanges, open_changes
+from bot.config import Settings
+from bot.sensors import CheckWorkers, SensorResult
+from bot.sensors.workers import LogSetup
+from bot.store.embedded import init_embedded_store
 from lab.graph import SENSORS_PATH, SENSORS_PERMISSION, GraphEmulator
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import sensor_config
@@ -56,7 +62,10 @@ def test_atp_sensors_shows_a_compact_table_unhealthy_first(graph: GraphEmulator)
         answer = listing(lab, "*Sensors*: 4")
         assert "2 need attention" in answer["text"]
         shown = json.dumps(answer["blocks"])
-        lines = [line for line in answer["blocks"][1]["text"]["text"].strip("`").splitlines() if line]
+        header, *lines = [
+            line for line in answer["blocks"][1]["text"]["text"].strip("`").splitlines() if line
+        ]
+        assert header.split() == ["SENSOR", "GEN", "DSA", "HEALTH", "DEPLOYMENT"]
         assert [line.split()[1] for line in lines] == ["dc-&lt;b&gt;", "dc-broken", "dc-ok", "dc-unified"]
         assert "no DSA" in lines[3] and "startFailure" in lines[1]
         assert "<b>" not in shown  # Graph's text is escaped
@@ -92,3 +101,30 @@ def test_atp_status_shows_graph_beside_the_checks(
             "sensor02: unified sensor (Graph): does not use the directory service account" in answer["text"]
         )
         assert "elsewhere" not in answer["text"]
+
+
+def test_atp_sensors_checks_the_hosts_with_the_bots_checker(
+    sensors: WinRMEmulator, env: None, tmp_path: Path
+) -> None:
+    """`/atp sensors` hands its WinRM checks to the bot's checker (in `atp-bot run`, its check worker
+    processes): none runs in the bot's own threads."""
+    asked: list[list[str]] = []
+    workers = CheckWorkers(1, 2, LogSetup(logging.INFO, "text")).start()
+
+    def in_workers(settings: Settings, names: Sequence[str] | None = None, **kw: Any) -> list[SensorResult]:
+        asked.append([s.name for s in settings.sensors])
+        return workers.check_sensors(settings, names, **kw)
+
+    def changes(settings: Settings) -> PasswordChanges:
+        init_embedded_store(settings)
+        return open_changes(settings, in_workers)
+
+    config = {**sensor_config(sensors, "corp"), "state_dir": str(tmp_path / "state")}
+    with running_lab("http", config=config, changes=changes) as lab:
+        try:
+            lab.emulator.slash_command("sensors")
+            answer = listing(lab, "*Sensors*: 2")
+        finally:
+            workers.close()
+    assert "2 healthy" in answer["text"]
+    assert asked == [["sensor01", "sensor02"]]

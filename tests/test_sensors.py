@@ -22,10 +22,10 @@ from bot.sensors.checks import (
     check_sensors,
     start_service,
 )
+from bot.sensors.http_guard import MAX_RESPONSE_BYTES
 from bot.sensors.winrm_runner import (
     MAX_ERROR_TEXT,
     MAX_OUTPUT_BYTES,
-    MAX_RESPONSE_BYTES,
     clixml_text,
     wait_for_shell_closes,
 )
@@ -383,8 +383,9 @@ def test_time_window_reaches_into_the_archived_log(emulator: WinRMEmulator) -> N
 
 
 def test_remote_shells_are_closed_after_timeouts_and_failures(emulator: WinRMEmulator) -> None:
-    """A check that times out or fails still closes its shell, so shells never pile up to WinRM's
-    MaxShellsPerUser (after which the sensor would refuse every check)."""
+    """A check that times out or fails still closes its shell (after its result, within its own
+    budget), so shells never pile up to WinRM's MaxShellsPerUser (after which the sensor would refuse
+    every check)."""
     host = Host.sensor("sensor01")
     host.max_shells_per_user = 1
     host.set_fault("timeout")  # the script never finishes
@@ -392,6 +393,7 @@ def test_remote_shells_are_closed_after_timeouts_and_failures(emulator: WinRMEmu
     for _ in range(2):
         (result,) = check_sensors(settings)  # type: ignore[arg-type]
         assert result.failure is not None and result.failure.kind is FailureKind.TIMEOUT
+        wait_for_shell_closes()
         assert emulator.open_shells("sensor01") == 0
     host.set_fault(None)
     host.output_padding = MAX_OUTPUT_BYTES  # over the cap with the result itself
@@ -399,6 +401,7 @@ def test_remote_shells_are_closed_after_timeouts_and_failures(emulator: WinRMEmu
     assert flooded.failure == Failure(
         FailureKind.SCRIPT_ERROR, "the sensor sent more than 1024 KiB of output; the check was stopped"
     )
+    wait_for_shell_closes()
     assert emulator.open_shells("sensor01") == 0
     host.output_padding = 0
     (healthy,) = check_sensors(settings)  # type: ignore[arg-type]
@@ -448,4 +451,5 @@ def test_one_oversized_response_is_refused_before_it_is_read(emulator: WinRMEmul
     (result,) = check_sensors(settings)  # type: ignore[arg-type]
     assert result.failure is not None and result.failure.kind is FailureKind.SCRIPT_ERROR
     assert result.failure.detail.endswith("KiB at once); the check was stopped")
+    wait_for_shell_closes()
     assert emulator.open_shells("sensor01") == 0

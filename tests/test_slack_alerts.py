@@ -41,7 +41,7 @@ def alerts_lab(sensors: WinRMEmulator, tmp_path: Path, **tables: object) -> Iter
 
 
 def alert_messages(lab: Lab) -> list[object]:
-    return [m for m in lab.emulator.messages(OPS) if m.thread_ts is None and "Credential problem" in m.text]
+    return [m for m in lab.emulator.messages(OPS) if m.thread_ts is None and "problem* on" in m.text]
 
 
 def buttons(blocks: list[dict[str, object]]) -> dict[str, dict[str, object]]:
@@ -118,7 +118,7 @@ def test_alerts_subcommand_lists_open_incidents(sensors: WinRMEmulator, env: Non
         scheduler = lab.runtime.services.scheduler
         assert scheduler is not None
         scheduler.run_cycle_now()
-        assert "Credential problem* on account *svc*" in lab.emulator.slash_command("alerts").text
+        assert "Sensor service problem* on account *svc*" in lab.emulator.slash_command("alerts").text
 
 
 @pytest.mark.parametrize("fault", [500])
@@ -211,7 +211,7 @@ def test_the_alert_of_sensors_without_account_lets_the_user_pick_the_account() -
     )
     incident = Incident(id="i1", account_id=None, opened_at=now, updated_at=now, sensors=(issue,))
     text, blocks = incident_message(incident)
-    assert "*Credential problem* on the sensors that name no account" in text
+    assert "*Sensor service problem* on the sensors that name no account" in text
     found = buttons(blocks)
     assert "value" not in found[PasswordAction.OPEN]  # the modal then offers every account
     assert "value" not in found[Action.RECHECK]

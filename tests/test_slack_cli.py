@@ -200,7 +200,7 @@ def test_lab_slack_prompt_shows_modals_and_messages_and_clicks_buttons(
         scheduler.run_cycle_now()
         alert = shown.expect("click: ")
         assert "atp-bot in #C0OPS [" in alert
-        assert "*Credential problem* on account *svc*" in alert
+        assert "*Sensor service problem* on account *svc*" in alert
         buttons = shown.expect("\n")
         assert "[Update password]" in buttons
         recheck = re.search(r"(\d+) \[Re-check now\]", buttons)
@@ -304,7 +304,7 @@ def test_lab_slack_with_the_bot_on_a_terminal(tmp_path: Path) -> None:
     shown = terminal.screen
     try:
         shown.expect("Ctrl-D quits", timeout=90)
-        assert "*Credential problem* on account *contoso*" in shown.expect("[Start AATPSensor on dc02]")
+        assert "*Sensor service problem* on account *contoso*" in shown.expect("[Start AATPSensor on dc02]")
         terminal.type("Start AATPSensor on dc02")  # a message's button, by its label
         shown.expect("Start `AATPSensor` on *dc02*? [y/N] ")
         terminal.type("y")

@@ -173,3 +173,24 @@ def test_a_response_url_takes_five_posts_within_thirty_minutes() -> None:
         now[0] = 30 * 60 + 1
         assert post(late) == (404, "expired_url")
         assert [c.status for c in emulator.calls(RESPONSE_URL_METHOD)] == [200] * 5 + [404, 404]
+
+
+def test_an_outage_answers_every_method_until_it_ends_on_the_workspace_clock() -> None:
+    now = [0.0]
+    with SlackEmulator(workspace=Workspace(clock=lambda: now[0])) as emulator:
+        client = build_client(emulator.api_url, SecretStr(emulator.bot_token), max_retry_after=1)
+        emulator.outage(90)
+        assert error_of(client.auth_test) == "internal_error"  # retried once, still down
+        now[0] = 89.0
+        assert error_of(lambda: client.chat_postMessage(channel="C0OPS", text="up?")) == "internal_error"
+        assert emulator.messages("C0OPS") == []
+        now[0] = 90.0
+        assert client.chat_postMessage(channel="C0OPS", text="up")["ok"]
+        assert [(c.method, c.status) for c in emulator.calls()] == [
+            *[("auth.test", 503)] * 2,
+            *[("chat.postMessage", 503)] * 2,
+            ("chat.postMessage", 200),
+        ]
+        emulator.outage(30, status=429, retry_after=60)  # longer than this client waits: not retried
+        assert error_of(client.auth_test) == "ratelimited"
+        assert emulator.calls()[-1].status == 429

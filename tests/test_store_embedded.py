@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -316,6 +316,7 @@ def test_rotate_key_waits_while_an_approval_request_holds_a_password_sealed_with
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from bot.change.approvals import HeldRequests, Requester, RequestStatus, new_request_id
+    from bot.change.baseline import Baseline
     from bot.directory import ConnectionTestResult, Outcome, PasswordExpiry
 
     extra = '[approvals]\nrequired = true\napprovers = ["U0BOB"]\n'
@@ -326,7 +327,8 @@ def test_rotate_key_waits_while_an_approval_request_holds_a_password_sealed_with
     request_id = new_request_id()
     test = ConnectionTestResult("corp", Outcome.PASSED, "ok", dc="dc1", expiry=PasswordExpiry(never=True))
     requester = Requester("U0A", "alice", "C0", "V1")
-    requests.hold(request_id, "corp", SecretStr("held-Pa55word"), requester, test, last_save=None)
+    baseline = Baseline(datetime.now(UTC), None, None)
+    requests.hold(request_id, "corp", SecretStr("held-Pa55word"), requester, test, baseline)
     key = key_file_path(settings).read_bytes()
 
     assert main(["--config", str(config), "store", "rotate-key"]) == 1

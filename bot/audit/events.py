@@ -32,6 +32,7 @@ class AuditAction(StrEnum):
     ALERT = "alert"
     DENIED = "denied"
     HISTORY = "history"
+    LISTING = "listing"  # a list of sensors shown (`/atp sensors`): what it found is in the detail
     STORE_INIT = "store-init"
     STORE_ROTATE_KEY = "store-rotate-key"
     LOCKOUT_GUARD = "lockout-guard"

@@ -12,11 +12,12 @@ import binascii
 import hashlib
 import hmac
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.audit.schema import trail_directory
 from bot.config import ConfigError, Settings
+from bot.config.base import read_private_file
 from bot.config.secret_env import environment_secret
 from bot.infra.files import sync_directory
 from bot.infra.state_dir import state_dir
@@ -39,6 +40,7 @@ class AuditKey:
 class AuditKeyInit:
     source: str
     created: bool
+    warning: str | None = None  # the key file sits where the trail's writers can likely read it
 
 
 def audit_key_path(settings: Settings) -> Path:
@@ -66,24 +68,6 @@ def _decode(text: str, source: str) -> AuditKey:
     return AuditKey(material, source)
 
 
-def _read_private(path: Path) -> str:
-    """The key file's text; refused when group or others can read or write it."""
-    try:
-        mode = path.stat().st_mode
-        if not stat.S_ISREG(mode):
-            raise ConfigError([f"audit: the key file {path} is not a regular file"])
-        if mode & 0o077:
-            raise ConfigError(
-                [
-                    f"audit: the key file {path} is accessible by group or others "
-                    f"(mode {stat.S_IMODE(mode):04o}); fix it with: chmod 600 {path}"
-                ]
-            )
-        return path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"audit: cannot read the key file {path}: {exc}"]) from None
-
-
 def load_audit_key(settings: Settings) -> AuditKey | None:
     """The audit key, or None when none is configured yet (the trail then stays unkeyed)."""
     variable = _environment_variable(settings)
@@ -92,7 +76,26 @@ def load_audit_key(settings: Settings) -> AuditKey | None:
     path = audit_key_path(settings)
     if not os.path.lexists(path):
         return None
-    return _decode(_read_private(path), f"key file {path}")
+    return _decode(read_private_file("audit.key_file", path).get_secret_value(), f"key file {path}")
+
+
+def key_beside_trail(settings: Settings) -> str | None:
+    """Why the key file in use is too close to the trail (in the SQLite trail's own directory), or None.
+
+    Whoever can write the trail there can most likely read the key next to it, and with the key
+    re-chain an edited trail unnoticed: the key then proves nothing."""
+    directory = trail_directory(settings)
+    path = audit_key_path(settings)
+    if _environment_variable(settings) or directory is None:
+        return None
+    if path.resolve().parent != directory.resolve():
+        return None
+    return (
+        f"the audit key file {path} is in the audit trail's directory {directory}: whoever can write "
+        "the trail can likely read the key and re-chain an edited trail unnoticed; move the key where "
+        "the trail's writers cannot reach it (another directory or volume, [audit] key_file) or give it "
+        "in the environment variable [audit] key_env"
+    )
 
 
 def create_audit_key(settings: Settings) -> AuditKeyInit:
@@ -100,7 +103,7 @@ def create_audit_key(settings: Settings) -> AuditKeyInit:
     exists; an existing key is never overwritten, since rows keyed with it would no longer verify."""
     existing = load_audit_key(settings)
     if existing is not None:
-        return AuditKeyInit(existing.source, created=False)
+        return AuditKeyInit(existing.source, created=False, warning=key_beside_trail(settings))
     path = audit_key_path(settings)
     text = base64.urlsafe_b64encode(os.urandom(KEY_BYTES)).decode("ascii") + "\n"
     try:
@@ -111,7 +114,7 @@ def create_audit_key(settings: Settings) -> AuditKeyInit:
             os.fsync(handle.fileno())
         sync_directory(path.parent)
     except FileExistsError:  # made by a concurrent `audit init` a moment ago
-        return AuditKeyInit(f"key file {path}", created=False)
+        return AuditKeyInit(f"key file {path}", created=False, warning=key_beside_trail(settings))
     except OSError as exc:
         raise ConfigError([f"audit: cannot create the key file {path}: {exc.strerror}"]) from None
-    return AuditKeyInit(f"key file {path}", created=True)
+    return AuditKeyInit(f"key file {path}", created=True, warning=key_beside_trail(settings))

@@ -1,4 +1,4 @@
-"""Where the audit trail lives: its two tables, the SQLite engine settings, the database URL."""
+"""Where the audit trail lives: its tables, the SQLite engine settings, the database URL."""
 
 from __future__ import annotations
 
@@ -57,6 +57,16 @@ head = Table(
     Column("mac", String(64)),
 )
 
+# Outside the chain: how far the anchor command ([audit] anchor_command) has taken the heads.
+anchor = Table(
+    "audit_anchor",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("delivered_id", Integer, nullable=False),  # the last row whose head the command took
+    Column("failure", Text),  # why the last attempt failed; NULL once one succeeds
+    Column("failed_at", String(40)),
+)
+
 
 def to_row(mapping: Any) -> AuditRow:
     return AuditRow(
@@ -110,6 +120,16 @@ def _private_file(path: Path) -> Path:
     except OSError as exc:
         raise ConfigError([f"audit: cannot create {path}: {exc.strerror}"]) from None
     return path
+
+
+def trail_directory(settings: Settings) -> Path | None:
+    """The directory of a SQLite trail's file; None for a database server."""
+    if settings.audit.url is None:
+        return state_dir(settings)
+    url = make_url(settings.audit.url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).parent
 
 
 def audit_url(settings: Settings) -> URL:

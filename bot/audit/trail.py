@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from bot.audit.anchor import AnchorDelivery
 from bot.audit.chain import GENESIS_HASH, head_mac, keyed_row_hash, row_hash, same_digest
 from bot.audit.events import (
     AuditAction,
@@ -46,7 +47,9 @@ from bot.audit.events import (
 from bot.audit.key import AuditKey, AuditKeyInit, audit_key_path, create_audit_key, load_audit_key
 from bot.audit.schema import add_head_columns, audit_url, events, head, metadata, sqlite_engine, to_row
 from bot.config import ConfigError, Settings
+from bot.infra.controls import escape_controls
 from bot.infra.dbschema import create_idempotently
+from bot.infra.operator_command import command_environment
 from bot.infra.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -59,7 +62,8 @@ def _clean(name: str, value: str | None, *, required: bool) -> str | None:
         if required:
             raise ValueError(f"audit {name} must not be empty")
         return None
-    text = " ".join(redact(str(value)).split())  # one line, no control characters
+    # One line; control and format characters a peer sent are stored as visible escapes.
+    text = escape_controls(" ".join(redact(str(value)).split()))
     limit = MAX_FIELD_LENGTH[name]
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -71,11 +75,16 @@ class RekeyResult:
 
 
 class AuditTrail:
-    def __init__(self, engine: Engine, key: AuditKey | None = None) -> None:
+    def __init__(
+        self, engine: Engine, key: AuditKey | None = None, anchor: AnchorDelivery | None = None
+    ) -> None:
         self.engine = engine
         self.key = key
+        self.anchor = anchor  # [audit] anchor_command: each new head is handed to it after the append
         try:
             create_idempotently(self._create_schema)
+            if anchor is not None:
+                anchor.start()
         except SQLAlchemyError as exc:
             raise AuditError(
                 f"cannot open the audit trail {engine.url!r}: {exc.__class__.__name__}"
@@ -139,9 +148,15 @@ class AuditTrail:
                 current = self._locked_head(conn)
                 if current is None:
                     raise AuditError("the audit_head row is missing: run `atp-bot audit verify`")
-                return self._append(conn, current, values, self._chain_key(current))
+                row = self._append(conn, current, values, self._chain_key(current))
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot write to the audit trail: {_cause(exc)}") from None
+        self._anchor_new_head()
+        return row
+
+    def _anchor_new_head(self) -> None:
+        if self.anchor is not None:
+            self.anchor.kick()
 
     def keyed_from(self) -> int | None:
         """The first row chained with the audit key, as the head says; None: an unkeyed trail."""
@@ -207,9 +222,11 @@ class AuditTrail:
                     detail=f"unkeyed rows up to {sealed}",
                 )
                 values = _event_values(rekeyed)
-                return RekeyResult(result, self._append(conn, current, values, self.key))
+                rekey = RekeyResult(result, self._append(conn, current, values, self.key))
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot write to the audit trail: {_cause(exc)}") from None
+        self._anchor_new_head()
+        return rekey
 
     def _verify_locked(self, conn: Connection, current: Any, anchor: AuditAnchor | None) -> AuditVerification:
         if current is None:
@@ -317,7 +334,15 @@ def open_audit(settings: Settings) -> AuditTrail:
         engine = sqlite_engine(url) if url.get_backend_name() == "sqlite" else create_engine(url)
     except (SQLAlchemyError, ImportError) as exc:
         raise ConfigError([f"audit.url: cannot use {url!r}: {exc}"]) from None
-    return AuditTrail(engine, load_audit_key(settings))
+    return AuditTrail(engine, load_audit_key(settings), _anchor_delivery(settings, engine))
+
+
+def _anchor_delivery(settings: Settings, engine: Engine) -> AnchorDelivery | None:
+    config = settings.audit
+    if config.anchor_command is None:
+        return None
+    env = command_environment(settings, ())
+    return AnchorDelivery(engine, config.anchor_command, config.anchor_timeout, env)
 
 
 def init_audit_key(settings: Settings) -> AuditKeyInit:

@@ -8,7 +8,7 @@ from bot.change.outcome import (
     Holder,
 )
 from bot.change.path import PasswordChanges, open_changes, sensors_for_account
-from bot.change.records import TEST_AUDIT_OUTCOME, record_busy, record_checks, record_test
+from bot.change.records import TEST_AUDIT_OUTCOME, detail_of_test, record_busy, record_checks, record_test
 from bot.change.recovery import Recovery, Verdict
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "PasswordChanges",
     "Recovery",
     "Verdict",
+    "detail_of_test",
     "open_changes",
     "record_busy",
     "record_checks",

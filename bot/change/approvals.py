@@ -41,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.change.baseline import Baseline
 from bot.config import ConfigError, Settings
 from bot.config.secret_env import environment_secret
 from bot.directory import ConnectionTestResult, Outcome, PasswordExpiry
@@ -84,7 +85,9 @@ _requests = Table(
     Column("created_at", Text, nullable=False),  # ISO 8601 UTC
     Column("expires_at", Text, nullable=False),
     Column("last_save", Integer),  # the audit id of the account's latest save at the test (stale check)
-    Column("tested", Text, nullable=False),  # JSON: dc, message, expiry of the passed test
+    # JSON: the passed test (dc, message, expiry, warnings, notes) and the baseline an approval checks
+    # again (bot.change.baseline); a request held without warnings, notes or baseline loads with none.
+    Column("tested", Text, nullable=False),
     Column("messages", Text, nullable=False),  # JSON: the Approve / Deny messages [{channel, ts}]
     Column("decided_by", Text),
     Column("nonce", LargeBinary),
@@ -105,7 +108,7 @@ class HeldRequest:
     state: RequestStatus
     created_at: datetime
     expires_at: datetime
-    last_save: int | None
+    baseline: Baseline | None  # None: held by an earlier atp-bot that did not record it
     test: ConnectionTestResult
     messages: tuple[MessageRef, ...] = ()
     decided_by: str | None = None
@@ -121,7 +124,7 @@ class Requester:
     view_id: str
 
 
-def _test_json(test: ConnectionTestResult) -> str:
+def _test_json(test: ConnectionTestResult, baseline: Baseline) -> str:
     expiry = test.expiry
     return json.dumps(
         {
@@ -129,6 +132,9 @@ def _test_json(test: ConnectionTestResult) -> str:
             "message": test.message,
             "never": bool(expiry and expiry.never),
             "at": expiry.at.isoformat() if expiry and expiry.at else None,
+            "warnings": list(test.warnings),
+            "notes": list(test.notes),
+            "baseline": baseline.as_json(),
         }
     )
 
@@ -137,7 +143,20 @@ def _test_from_json(account_id: str, text: str) -> ConnectionTestResult:
     data = json.loads(text)
     at = datetime.fromisoformat(data["at"]) if data["at"] else None
     expiry = PasswordExpiry(never=data["never"], at=at)
-    return ConnectionTestResult(account_id, Outcome.PASSED, data["message"], dc=data["dc"], expiry=expiry)
+    return ConnectionTestResult(
+        account_id,
+        Outcome.PASSED,
+        data["message"],
+        dc=data["dc"],
+        expiry=expiry,
+        warnings=tuple(str(w) for w in data.get("warnings") or ()),
+        notes=tuple(str(n) for n in data.get("notes") or ()),
+    )
+
+
+def _baseline_from_json(text: str, last_save: int | None) -> Baseline | None:
+    recorded = json.loads(text).get("baseline")
+    return Baseline.from_json(recorded, last_save) if recorded else None
 
 
 def _request(row: RowMapping) -> HeldRequest:
@@ -152,7 +171,7 @@ def _request(row: RowMapping) -> HeldRequest:
         state=RequestStatus(row["state"]),
         created_at=datetime.fromisoformat(row["created_at"]),
         expires_at=datetime.fromisoformat(row["expires_at"]),
-        last_save=row["last_save"],
+        baseline=_baseline_from_json(row["tested"], row["last_save"]),
         test=_test_from_json(row["account_id"], row["tested"]),
         messages=messages,
         decided_by=row["decided_by"],
@@ -234,7 +253,7 @@ class HeldRequests:
         password: SecretStr,
         requester: Requester,
         test: ConnectionTestResult,
-        last_save: int | None,
+        baseline: Baseline,
     ) -> HeldRequest:
         """Keep a tested password, sealed, until a decision or expiry."""
         nonce = os.urandom(NONCE_BYTES)
@@ -250,7 +269,7 @@ class HeldRequests:
             state=RequestStatus.PENDING,
             created_at=created,
             expires_at=created + self._expires,
-            last_save=last_save,
+            baseline=baseline,
             test=test,
         )
         row = {
@@ -263,8 +282,8 @@ class HeldRequests:
             "state": RequestStatus.PENDING.value,
             "created_at": created.isoformat(),
             "expires_at": request.expires_at.isoformat(),
-            "last_save": last_save,
-            "tested": _test_json(test),
+            "last_save": baseline.last_save,
+            "tested": _test_json(test, baseline),
             "messages": "[]",
             "nonce": nonce,
             "ciphertext": sealed,

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from pydantic import SecretStr
 
+from bot.change.baseline import Baseline
 from bot.change.recovery import Recovery
 from bot.config import AccountConfig
 from bot.directory import AccountLease, ConnectionTestResult, LockoutGuard
@@ -76,14 +77,18 @@ class ChangeProgress:
     def not_using_dsa(self, names: Sequence[str]) -> None:
         """Unified sensors (per Graph) of the account's domains: not checked, they do not use the account."""
 
+    def graph_unread(self, line: str) -> None:
+        """Graph's sensor list could not be read (`line` says why, safe to show): only the configured
+        sensors are checked."""
+
 
 class Holder(Protocol):
     """Keeps a password that passed its test for a later decision instead of saving it now (two-person
-    approval). Called with the account's lock held; `last_save` is the audit id of the account's latest
-    save at that moment, for the stale check of `save_tested`."""
+    approval). Called with the account's lock held; `baseline` is the account at that moment, for the
+    stale check of `save_tested`."""
 
     def __call__(
-        self, test: ConnectionTestResult, password: SecretStr, last_save: int | None
+        self, test: ConnectionTestResult, password: SecretStr, baseline: Baseline
     ) -> ChangeOutcome: ...
 
 

@@ -29,6 +29,7 @@ from bot.audit import (
     record_or_log,
 )
 from bot.change.aftermath import Attempt, went_wrong
+from bot.change.baseline import STALE, Baseline, changed_since, record_stale, take_baseline
 from bot.change.failures import report_failure
 from bot.change.journal import ChangeJournal, InFlight, Phase
 from bot.change.outcome import (
@@ -38,9 +39,9 @@ from bot.change.outcome import (
     ConnectionTester,
     Holder,
 )
-from bot.change.portal import PortalSteps, open_step, portal_step_needed
+from bot.change.portal import after_recovery, open_step, portal_steps
 from bot.change.records import record_busy, record_checks, record_test
-from bot.change.recovery import Recovery, Verdict, resolve
+from bot.change.recovery import Recovery, resolve
 from bot.config import AccountConfig, SensorConfig, Settings, password_refusal
 from bot.directory import (
     AccountBusy,
@@ -50,11 +51,11 @@ from bot.directory import (
     LockoutGuard,
     run_connection_test,
 )
-from bot.fleet import AccountSensors, GraphFleet, account_sensors
+from bot.fleet import AccountSensors, GraphFleet, account_sensors, graph_unread
 from bot.infra import metrics
 from bot.infra.redaction import active_secret
 from bot.infra.state_dir import state_dir
-from bot.sensors import SensorChecker, SensorResult, check_sensors
+from bot.sensors import ScriptRunner, SensorChecker, SensorResult, ThreadScripts, check_sensors
 from bot.store import CredentialStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -64,15 +65,19 @@ log = logging.getLogger(__name__)
 Step = Callable[[AccountLease, InFlight, Attempt], ChangeOutcome]
 
 
-def open_changes(settings: Settings, checker: SensorChecker = check_sensors) -> PasswordChanges:
+def open_changes(
+    settings: Settings, checker: SensorChecker = check_sensors, scripts: ScriptRunner | None = None
+) -> PasswordChanges:
     """The change path for a configuration, with its store, audit trail and account locks (raises
-    StoreError/AuditError); `checker` checks the sensors (`atp-bot run`: its worker processes)."""
+    StoreError/AuditError); `checker` checks the sensors and `scripts` runs the other scripts on them
+    (`atp-bot run`: both its worker processes)."""
     return PasswordChanges(
         settings,
         state_dir=state_dir(settings),
         store=open_store(settings),
         audit=open_audit(settings),
         checker=checker,
+        scripts=scripts or ThreadScripts(settings.sensor_checks.pool_size),
     )
 
 
@@ -92,6 +97,7 @@ class PasswordChanges:
         store: CredentialStore,
         audit: AuditTrail,
         checker: SensorChecker = check_sensors,
+        scripts: ScriptRunner | None = None,
         tester: ConnectionTester = run_connection_test,
     ) -> None:
         self.settings = settings
@@ -103,13 +109,17 @@ class PasswordChanges:
         self.locks = AccountLocks.for_settings(settings, state_dir)
         self.journal = ChangeJournal(state_dir)
         self.checker = checker
+        self.scripts = scripts or ThreadScripts(settings.sensor_checks.pool_size)
         self.tester = tester
         self.fleet = GraphFleet(settings)
-        self.portal = PortalSteps.for_settings(settings, state_dir) if portal_step_needed(settings) else None
+        self.portal = portal_steps(settings, state_dir)  # None: the store is one the sensors read
 
-    def sensor_scope(self, account_id: str) -> AccountSensors:
-        """The sensors a change of the account concerns: `[[sensors]]` and, with discovery, Graph's."""
-        graph, _ = self.fleet.sensors()
+    def sensor_scope(self, account_id: str, progress: ChangeProgress | None = None) -> AccountSensors:
+        """The sensors a change of the account concerns: `[[sensors]]` and, with discovery, Graph's (when
+        Graph cannot be read, `progress` is told and the `[[sensors]]` are the scope)."""
+        graph, graph_error = self.fleet.sensors()
+        if graph_error is not None and progress is not None:
+            progress.graph_unread(graph_unread(graph_error))
         return account_sensors(self.settings, account_id, graph)
 
     def change(
@@ -154,27 +164,25 @@ class PasswordChanges:
         actor: str,
         test: ConnectionTestResult,
         *,
-        last_save: int | None,
+        baseline: Baseline | None,
         note: str,
+        still_allowed: Callable[[], str | None],
         origin: Mapping[str, str] | None = None,
     ) -> ChangeOutcome:
-        """Save a password that passed its test earlier and was held (approved since), as `change` saves:
-        journal, store, audit. Not tested again: the test already passed, and a second bind would spend
-        the lockout guard's allowance for nothing. Refused when another password was saved for the account
-        since the test (`last_save`: the audit trail's, which every replica and the CLI write), so an old
-        approval never overwrites a newer change."""
-        account = self.settings.account(account_id)
+        """Save a held password that passed its test (approved since) as `change` saves: journal, store,
+        audit. Not tested again: a second bind would spend the lockout guard's allowance for nothing.
+        Refused as stale (audited, nothing saved) when `still_allowed` says why the requester may no
+        longer make the change, or when the account moved since the test (bot.change.baseline)."""
+        account, lookups = self.settings.account(account_id), self.guard.lookups
 
         def save(lease: AccountLease, entry: InFlight, attempt: Attempt) -> ChangeOutcome:
             attempt.test = test
-            if self.audit.last_save(account.id) != last_save:
-                return ChangeOutcome(
-                    account.id,
-                    ChangeStatus.NOT_STARTED,
-                    "Not saved: a newer password was saved meanwhile.",
-                    test=test,
-                    error_reason="stale",
-                )
+            why = still_allowed() or changed_since(account, self.store, self.audit, baseline, lookups)
+            if why:
+                record_stale(self.audit, actor, account.id, note, why)
+                stale = f"Refused as stale: {why}. Nothing was saved."
+                status = ChangeStatus.NOT_STARTED
+                return ChangeOutcome(account.id, status, stale, test=test, error_reason=STALE)
             return self._save(account, password, actor, test, entry, attempt, note)
 
         return self._run(account, password, actor, ChangeProgress(), origin, save)
@@ -253,8 +261,7 @@ class PasswordChanges:
         return recoveries
 
     def _recover(self, account_id: str) -> list[Recovery]:
-        """Resolve the account's leftover journal entries; the caller holds the account's lock, so no
-        change of the account is running and every entry found is one that a crash cut short."""
+        """Resolve the account's leftover journal entries (the caller holds its lock: each is a crash's)."""
         self.journal.remove_stray_temporary(account_id)
         recoveries = []
         for entry in self.journal.entries(account_id):
@@ -271,9 +278,7 @@ class PasswordChanges:
                 )
                 continue
             self._finish(entry)
-            if recovery.saved is not None and recovery.verdict is Verdict.SAVED:  # the portal step too
-                open_step(self.portal, account_id, entry.actor, recovery.saved.saved_at)
-            recoveries.append(recovery)
+            recoveries.append(after_recovery(self.portal, recovery))
         return recoveries
 
     def _after_test(
@@ -302,7 +307,7 @@ class PasswordChanges:
                 account.id, ChangeStatus.TEST_FAILED, f"Not saved: {result.message}", test=result
             )
         if hold is not None:
-            return hold(result, password, self.audit.last_save(account.id))
+            return hold(result, password, take_baseline(account, self.audit, self.guard.lookups))
         return self._save(account, password, actor, result, entry, attempt, note)
 
     def _save(
@@ -368,7 +373,7 @@ class PasswordChanges:
     ) -> list[SensorResult]:
         """Check every sensor of the account: service running, credential errors since `since`."""
         progress = progress or ChangeProgress()
-        scope = self.sensor_scope(account_id)
+        scope = self.sensor_scope(account_id, progress)
         if scope.not_using_dsa:
             progress.not_using_dsa(scope.not_using_dsa)
         if not scope.names:

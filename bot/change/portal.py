@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.audit import AuditAction, AuditEvent, AuditOutcome, AuditSink, record_or_log
+from bot.change.recovery import Recovery, Verdict
 from bot.config import Settings
 from bot.infra.advisory import lock_engine
 from bot.infra.dbschema import create_idempotently
@@ -250,6 +251,19 @@ class PortalSteps:
         except SQLAlchemyError as exc:
             log.error("portal steps: database error: %s", type(exc).__name__)
             raise PortalError(f"the portal steps cannot be read or written ({type(exc).__name__})") from None
+
+
+def portal_steps(settings: Settings, directory: Path) -> PortalSteps | None:
+    """The portal steps of a configuration whose store the sensors do not read, else None."""
+    return PortalSteps.for_settings(settings, directory) if portal_step_needed(settings) else None
+
+
+def after_recovery(steps: PortalSteps | None, recovery: Recovery) -> Recovery:
+    """A change cut short after its save landed waits for the portal step like any save (`recovery`
+    is returned as it is)."""
+    if recovery.saved is not None and recovery.verdict is Verdict.SAVED:
+        open_step(steps, recovery.account_id, recovery.entry.actor, recovery.saved.saved_at)
+    return recovery
 
 
 def open_step(steps: PortalSteps | None, account_id: str, actor: str, saved_at: datetime) -> bool:

@@ -32,18 +32,24 @@ def record_checks(
     record_or_log(audit, checks)
 
 
-def record_test(audit: AuditSink, actor: str, result: ConnectionTestResult) -> None:
-    """Audit one connection test, from any face (raises AuditError: a change saves nothing unaudited)."""
+def detail_of_test(result: ConnectionTestResult) -> str:
+    """A test's audit detail: the DC, the message and the warnings (a pass with a doubt is not recorded
+    as a plain pass)."""
     detail = result.message
     if result.dc and result.dc not in detail:
         detail = f"{result.dc}: {detail}"
+    return detail + "".join(f" Warning: {warning}" for warning in result.warnings)
+
+
+def record_test(audit: AuditSink, actor: str, result: ConnectionTestResult) -> None:
+    """Audit one connection test, from any face (raises AuditError: a change saves nothing unaudited)."""
     test = AuditEvent(
         actor=actor,
         action=AuditAction.TEST,
         account=result.account_id,
         outcome=TEST_AUDIT_OUTCOME[result.outcome],
         reason=result.reason.value if result.reason else None,
-        detail=detail,
+        detail=detail_of_test(result),
     )
     audit.record(test)
 

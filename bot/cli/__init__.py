@@ -32,7 +32,9 @@ from bot.cli import (
     test_connection,
     verify_cmd,
 )
+from bot.cli.output import escaped_output
 from bot.config.core import ConfigError, UsageError
+from bot.infra.dumpable import clear_dumpable
 from bot.infra.exitcodes import ExitCode
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
             _not_installed(commands, plugin.name, str(exc))
     for name in OPTIONAL_PLUGINS.keys() - commands.choices.keys():
         _not_installed(commands, name, f"no {name!r} plugin in the atp_bot.cli entry points")
+    _describe_commands(parser)
     return parser
+
+
+def _describe_commands(parser: argparse.ArgumentParser) -> None:
+    """Every (sub-)subcommand's `--help` opens with a description: its one-line help when it has none."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                command = action.choices[choice.dest]
+                if command.description is None:
+                    command.description = choice.help
+                _describe_commands(command)
 
 
 # Subcommands that other distributions plug in, and how to install each (the lab is atp-bot-lab, in lab/).
@@ -105,7 +119,19 @@ def _explain_not_installed(name: str, how: str, reason: str, _args: argparse.Nam
 def main(argv: Sequence[str] | None = None) -> int:
     # A core dump would hold whatever is in memory, passwords and tokens included: none, for any command.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    args = build_parser().parse_args(argv)
+    with escaped_output():  # no peer text printed by any command can drive the terminal
+        return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # like kubectl: no arguments, the help (exit 0)
+        parser.print_help()
+        return ExitCode.OK
+    args = parser.parse_args(argv)
+    # No process of the same user reads the secrets in our memory or initial environment (bot.infra.dumpable);
+    # after parsing, so that `--help` and `--version`, which hold none, load nothing more.
+    clear_dumpable()
     try:
         return int(args.handler(args))
     except ConfigError as exc:

@@ -85,8 +85,9 @@ def run_verify(args: argparse.Namespace) -> int:
     from bot.audit.view import verification_json
 
     settings = context.load(args)
+    trail = open_audit(settings)
     try:
-        result = open_audit(settings).verify(args.anchor)
+        result = trail.verify(args.anchor)
     except AuditError as exc:
         print(f"atp-bot: {exc}", file=sys.stderr)
         return ExitCode.PROBLEM
@@ -101,6 +102,9 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         _print_broken(result)
     _print_warning(result)
+    anchored = trail.anchor.status().problem if trail.anchor else None
+    if anchored:
+        print(f"atp-bot: warning: {anchored}", file=sys.stderr)
     return code
 
 
@@ -114,12 +118,19 @@ def key_created_lines(init: AuditKeyInit) -> list[str]:
     ]
 
 
+def print_key_warning(init: AuditKeyInit) -> None:
+    """What `audit init` and `store init` warn about the audit key (stderr)."""
+    if init.warning:
+        print(f"atp-bot: warning: {init.warning}", file=sys.stderr)
+
+
 def run_init(args: argparse.Namespace) -> int:
     from bot.audit.trail import AuditAction, AuditEvent, AuditOutcome, cli_actor, init_audit_key, open_audit
 
     settings = context.load(args)
     init = init_audit_key(settings)
     print("\n".join(key_created_lines(init)))
+    print_key_warning(init)
     trail = open_audit(settings)
     if init.created:
         trail.record(

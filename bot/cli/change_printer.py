@@ -69,6 +69,9 @@ class ChangePrinter(ChangeProgress):
         listed = ", ".join(names)
         print(f"Not checked, unified sensors that do not use the directory service account: {listed}")
 
+    def graph_unread(self, line: str) -> None:
+        print(line)
+
     def checks_done(self, results: Sequence[SensorResult]) -> None:
         self._stop_live()
         check.print_report(results)

@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.cli import context
+from bot.cli.output import raw
 from bot.config.core import ConfigError, UsageError
+from bot.infra.controls import escape_controls
 from bot.infra.exitcodes import ExitCode
 
 if TYPE_CHECKING:
@@ -56,10 +58,16 @@ def parse_since(value: str | None) -> datetime | None:
     return when
 
 
+def has_problem(result: SensorResult) -> bool:
+    """It answered with a problem, or answered by refusing atp-bot's WinRM credential."""
+    return result.access_denied or (result.reachable and not result.healthy)
+
+
 def exit_code(results: Sequence[SensorResult]) -> ExitCode:
-    """1 if any sensor that answered has a problem (even if others could not be checked: a script looking
-    for 1 must not miss a credential error), else 3 if any could not be checked, else 0."""
-    if any(r.reachable and not r.healthy for r in results):
+    """1 if any sensor has a problem, a refused WinRM credential included (even if others could not be
+    checked: a script looking for 1 must not miss a credential error), else 3 if any could not be
+    checked, else 0."""
+    if any(has_problem(r) for r in results):
         return ExitCode.PROBLEM
     if any(not r.reachable for r in results):
         return ExitCode.UNREACHABLE
@@ -67,6 +75,8 @@ def exit_code(results: Sequence[SensorResult]) -> ExitCode:
 
 
 def state_word(result: SensorResult) -> str:
+    if result.access_denied:
+        return "access denied"
     return "unreachable" if not result.reachable else "ok" if result.healthy else "problem"
 
 
@@ -75,7 +85,12 @@ def use_colour(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
-STATUS_COLOURS = {"ok": "32", "PROBLEM": "31", "UNREACHABLE": "33"}  # ANSI green, red, yellow
+STATUS_COLOURS = {
+    "ok": "32",
+    "PROBLEM": "31",
+    "ACCESS DENIED": "31",
+    "UNREACHABLE": "33",
+}  # green, red, yellow
 
 
 def _errors_cell(result: SensorResult) -> str:
@@ -94,7 +109,7 @@ def render_table(results: Sequence[SensorResult], *, colour: bool = False) -> st
     rows = [("SENSOR", "STATUS", "SERVICES", "CREDENTIAL ERRORS", "DURATION")]
     for r in results:
         if r.failure:
-            status = "UNREACHABLE"
+            status = "ACCESS DENIED" if r.access_denied else "UNREACHABLE"
             services = f"{r.failure.kind}: {r.failure.detail}"
             errors = "-"
         elif r.generation == "3":
@@ -103,7 +118,8 @@ def render_table(results: Sequence[SensorResult], *, colour: bool = False) -> st
             status = "ok" if r.healthy else "PROBLEM"
             services = ", ".join(f"{s.name} {s.state}" for s in r.services)
             errors = _errors_cell(r)
-        rows.append((r.name, status, services, errors, f"{r.duration:.2f}s"))
+        name, services, errors = (escape_controls(text) for text in (r.name, services, errors))
+        rows.append((name, status, services, errors, f"{r.duration:.2f}s"))  # printed with colours unescaped
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
 
     def cell(row_number: int, column: int, text: str) -> str:
@@ -122,7 +138,9 @@ def problem_lines(results: Sequence[SensorResult]) -> list[str]:
     """Every problem, one line each, the sensors that could not be checked included."""
     lines = []
     for r in results:
-        if r.failure:
+        if r.access_denied and r.failure:
+            lines.append(f"{r.name}: the host refused atp-bot's WinRM credential: {r.failure.detail}")
+        elif r.failure:
             lines.append(f"{r.name}: not checked: {r.failure.kind}: {r.failure.detail}")
         lines.extend(f"{r.name}: {problem}" for problem in r.problems)
     return lines
@@ -131,8 +149,8 @@ def problem_lines(results: Sequence[SensorResult]) -> list[str]:
 def summary_line(results: Sequence[SensorResult]) -> str:
     """`48 of 50 ok (1 with a problem, 1 unreachable)`."""
     healthy = sum(r.healthy for r in results)
-    problems = sum(r.reachable and not r.healthy for r in results)
-    unreachable = sum(not r.reachable for r in results)
+    problems = sum(has_problem(r) for r in results)
+    unreachable = sum(not r.reachable and not r.access_denied for r in results)
     parts = (
         [f"{problems} with a problem" if problems == 1 else f"{problems} with problems"] if problems else []
     )
@@ -142,7 +160,8 @@ def summary_line(results: Sequence[SensorResult]) -> str:
 
 def print_report(results: Sequence[SensorResult]) -> None:
     """The table, the problems, and the count, once."""
-    print(render_table(results, colour=use_colour(sys.stdout)))
+    colour = use_colour(sys.stdout)
+    print(render_table(results, colour=colour), file=raw(sys.stdout) if colour else sys.stdout)
     for line in problem_lines(results):
         print(line)
     print(summary_line(results))
@@ -157,7 +176,7 @@ class LiveProgress:
         self._total = len(self._pending)
         self._done = 0
         self._last = "starting"
-        self._stream = stream
+        self._stream = raw(stream)  # its own terminal controls; the sensor names are escaped in _draw
         self._patience = patience
         self._started = time.monotonic()
         self._lock = threading.Lock()
@@ -201,7 +220,7 @@ class LiveProgress:
             shown = ", ".join(self._pending[:3])
             more = f" and {len(self._pending) - 3} more" if len(self._pending) > 3 else ""
             line += f"; waiting for {shown}{more} ({waited:.0f} s)"
-        self._stream.write(f"\r{line}\x1b[K")
+        self._stream.write(f"\r{escape_controls(line)}\x1b[K")
         self._stream.flush()
 
 
@@ -222,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         results = check_sensors(checked, args.sensor, since=since)
     if settings.graph.discover_sensors:
-        return _print_with_graph(settings, results, graph, graph_error, args.json)
+        return _print_with_graph(settings, results, graph, graph_error, args.json, everyone=not args.sensor)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
@@ -236,13 +255,17 @@ def _print_with_graph(
     graph: Sequence[GraphSensor],
     graph_error: str | None,
     as_json: bool,
+    *,
+    everyone: bool,
 ) -> int:
-    """The WinRM results beside Graph's health, deployment status and open issues of each sensor."""
-    from bot.fleet import fleet_exit_code, rows_for_results
+    """The WinRM results beside Graph's health, deployment status and open issues of each sensor. For the
+    whole fleet (`everyone`), Graph's sensors that no WinRM check reaches count too, on Graph's word."""
+    from bot.fleet import fleet_exit_code, graph_unread, rows_for_results, unchecked_rows
 
     rows = rows_for_results(settings, results, graph)
+    unchecked = unchecked_rows(settings, graph) if everyone else []
     if graph_error is not None:
-        print(f"atp-bot: Graph: {graph_error}", file=sys.stderr)
+        print(f"atp-bot: {graph_unread(graph_error)}", file=sys.stderr)
     if as_json:
         graph_fields = ("generation", "uses_dsa", "health_status", "deployment_status", "open_health_issues")
         extra = [row.model_dump(include={*graph_fields, "verdict"}) for row in rows]
@@ -252,4 +275,10 @@ def _print_with_graph(
         for row in rows:
             for problem in row.problems:
                 print(f"{row.name}: {problem}")
-    return fleet_exit_code(rows, graph_error)
+    for row in unchecked:
+        for problem in row.problems:
+            print(
+                f"{row.name}: {problem} (Graph; not checked over WinRM)",
+                file=sys.stderr if as_json else sys.stdout,
+            )
+    return fleet_exit_code([*rows, *unchecked], graph_error)

@@ -23,8 +23,9 @@ def register(commands: Any) -> None:
     check.add_argument(
         "--strict",
         action="store_true",
-        help="also fail when the environment lacks what the service needs: unset *_env variables and "
-        "Slack tokens, secret files that others can read (for ExecStartPre and container start-up)",
+        help="also fail when the environment lacks what the service needs: unset *_env variables, the "
+        "Slack tokens of a [slack] face, secret files that others can read (for ExecStartPre and container "
+        "start-up)",
     )
     check.set_defaults(handler=run_check)
 
@@ -46,7 +47,10 @@ def summary(settings: Settings) -> list[str]:
     lines.append(f"sensors: {len(settings.sensors)}")
     lines.extend(f"  {s.name}: {s.kind} at {s.endpoint}" for s in settings.sensors)
     lines.append(f"store: {settings.store.backend}")
-    lines.append(f"slack: {settings.slack.mode} mode, channel {settings.slack.channel or '(not set)'}")
+    if settings.slack_face:
+        lines.append(f"slack: {settings.slack.mode} mode, channel {settings.slack.channel or '(not set)'}")
+    else:
+        lines.append("slack: not configured (no [slack] table: the command line only; atp-bot run refuses)")
     guard = settings.lockout_guard
     lines.append(
         f"lockout guard: at most {guard.max_rejections} rejected tests per {guard.window_minutes} minutes"

@@ -67,15 +67,18 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_plan(args: argparse.Namespace) -> int:
     from bot.config import GMSA_NAME_PATTERN
-    from bot.gmsa import DEFAULT_GROUP, migration_plan, sensor_scope
+    from bot.gmsa import DEFAULT_GROUP, already_gmsa, migration_plan, sensor_scope
 
     settings = context.load(args)
+    account = settings.account(args.account)
+    if account.kind == "gmsa":  # nothing to plan, and nothing to contact
+        print(already_gmsa(account))
+        return ExitCode.OK
     group = DEFAULT_GROUP if args.group is None else args.group
     if not re.fullmatch(GMSA_NAME_PATTERN, args.gmsa if args.gmsa.endswith("$") else f"{args.gmsa}$"):
         raise ConfigError([f"--gmsa {args.gmsa!r}: a gMSA name is 1 to 15 letters, digits, '.', '_' or '-'"])
     if not re.fullmatch(GROUP_NAME_PATTERN, group):
         raise ConfigError([f"--group {group!r}: use letters, digits, spaces, '.', '_' or '-' (64 at most)"])
-    account = settings.account(args.account)
     scope = sensor_scope(settings, account)
     print("\n".join(migration_plan(account, scope, args.gmsa, group)))
     if scope.graph_error is not None:

@@ -1,5 +1,5 @@
 """`atp-bot guard status` and `atp-bot guard reset`: see, and after one's own typos clear, the lockout
-guard's count of rejected tests.
+guard's count of rejected tests, and the lookup accounts' suspensions (`reset --lookup` lifts one).
 
 A reset is audited with the operator as actor and refused while AD's own pre-check (the account's lookup
 account) says the account is locked or one bad password away from it: clearing the guard's count then
@@ -20,7 +20,7 @@ from bot.infra.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from bot.config import AccountConfig, Settings
-    from bot.directory import LockoutPrecheck
+    from bot.directory import LockoutPrecheck, LookupGuard, LookupSuspension
     from bot.directory.lockout import AccountLease, GuardCount, GuardUnavailable, LockoutGuard
 
 
@@ -31,8 +31,9 @@ def register(commands: Any) -> None:
     actions = guard.add_subparsers(dest="guard_command", metavar="ACTION", required=True)
     status = actions.add_parser(
         "status",
-        help="per account: rejections counted in the window, the limit, when the window frees up "
-        "(exit 1 when an account is refusing tests)",
+        help="per account: rejections counted in the window, the limit, when the window frees up; the "
+        "suspended lookup accounts (exit 1 when an account is refusing tests or a lookup account is "
+        "suspended)",
     )
     status.add_argument("--account", metavar="ID", help="only this account")
     status.add_argument("--json", action="store_true", help="print the counts as JSON")
@@ -48,6 +49,12 @@ def register(commands: Any) -> None:
         action="store_true",
         help="reset even though AD's own lockout state cannot be read (no lookup account, or no DC "
         "answered); never overrides AD saying the account is locked or near lockout",
+    )
+    reset.add_argument(
+        "--lookup",
+        action="store_true",
+        help="lift the suspension of the account's lookup account instead (audited): its binds resume "
+        "with the password it has now",
     )
     reset.set_defaults(handler=run_reset)
 
@@ -83,7 +90,27 @@ def describe(count: GuardCount) -> str:
     return line
 
 
+def suspension_json(suspension: LookupSuspension, users: tuple[str, ...]) -> dict[str, object]:
+    return {
+        "lookup_account": suspension.lookup_account,
+        "accounts": list(users),
+        "since": _time(suspension.since),
+        "until": _time(suspension.until),
+        "until_password_source_changes": True,
+        "dc": suspension.dc,
+        "message": suspension.message,
+    }
+
+
+def describe_suspension(suspension: LookupSuspension, users: tuple[str, ...]) -> str:
+    return (
+        f"lookup account of {', '.join(users)}: SUSPENDED since {suspension.since:%Y-%m-%d %H:%M} UTC: "
+        f"{suspension.message}"
+    )
+
+
 def run_status(args: argparse.Namespace) -> int:
+    from bot.directory import LookupBlocked, reading_with
     from bot.directory.lockout import GuardUnavailable, LockoutGuard
 
     settings = context.load(args)
@@ -91,8 +118,12 @@ def run_status(args: argparse.Namespace) -> int:
     guard = LockoutGuard.for_settings(settings)
     try:
         counts = [guard.count(account.id) for account in accounts]
+        active = [(s, reading_with(accounts, s.lookup_account)) for s in guard.lookups.active()]
+        suspensions = [(suspension, users) for suspension, users in active if users]
     except GuardUnavailable as problem:
         return _unavailable(guard, problem)
+    except LookupBlocked as problem:
+        return _unavailable(guard, GuardUnavailable(guard.where, problem.message))
     config = guard.config
     if args.json:
         document = {
@@ -100,6 +131,7 @@ def run_status(args: argparse.Namespace) -> int:
             "limit": config.max_rejections,
             "window_minutes": config.window_minutes,
             "accounts": [count_json(count) for count in counts],
+            "lookup_suspensions": [suspension_json(*pair) for pair in suspensions],
         }
         print(json.dumps(document, indent=2))
     else:
@@ -107,8 +139,9 @@ def run_status(args: argparse.Namespace) -> int:
             f"lockout guard: at most {config.max_rejections} rejected tests per {config.window_minutes} "
             f"minutes, counted in {guard.where}"
         )
-        print("\n".join(describe(count) for count in counts))
-    return ExitCode.PROBLEM if any(count.refusing for count in counts) else ExitCode.OK
+        print("\n".join([*(describe(c) for c in counts), *(describe_suspension(*p) for p in suspensions)]))
+    troubled = suspensions or any(count.refusing for count in counts)
+    return ExitCode.PROBLEM if troubled else ExitCode.OK
 
 
 class _Refused(Exception):
@@ -120,7 +153,7 @@ class _Refused(Exception):
         self.code = code
 
 
-def ad_view(account: AccountConfig, force: bool) -> str:
+def ad_view(account: AccountConfig, force: bool, lookups: LookupGuard) -> str:
     """What AD says, for the audit row; raises _Refused when it forbids the reset or is unknown without
     `force`."""
     from bot.directory import PrecheckUnavailable, lockout_precheck
@@ -134,7 +167,7 @@ def ad_view(account: AccountConfig, force: bool) -> str:
             )
         return "AD not checked (no lookup account; --force)"
     try:
-        view: LockoutPrecheck = lockout_precheck(account)
+        view: LockoutPrecheck = lockout_precheck(account, lookups=lookups)
     except PrecheckUnavailable as exc:
         if not force:
             raise _Refused(
@@ -183,7 +216,7 @@ def _reset(
         )
 
     try:
-        view = ad_view(account, force)
+        view = ad_view(account, force, guard.lookups)
     except _Refused as refused:
         record_or_log(audit, reset_event(AuditOutcome.REFUSED, refused.reason, str(refused)))
         print(f"NOT RESET: {refused}")
@@ -199,12 +232,47 @@ def _reset(
     return ExitCode.OK
 
 
+def _lift_lookup(settings: Settings, guard: LockoutGuard, account: AccountConfig) -> int:
+    """Lift the suspension of the account's lookup account, audited with the operator as actor."""
+    from bot.audit import AuditAction, AuditEvent, AuditOutcome, cli_actor, open_audit
+    from bot.directory import LookupBlocked
+    from bot.directory.lockout import GuardUnavailable
+
+    if account.lookup_username is None:
+        print(f"NOT RESET: account {account.id} has no lookup account.")
+        return ExitCode.PROBLEM
+    try:
+        lifted = guard.lookups.lift(account)
+    except LookupBlocked as problem:
+        return _unavailable(guard, GuardUnavailable(guard.where, problem.message))
+    if lifted is None:
+        print(f"Nothing to reset: the lookup account of account {account.id} is not suspended.")
+        return ExitCode.OK
+    detail = (
+        f"lookup account {lifted.lookup_account}: suspension lifted (since "
+        f"{lifted.since:%Y-%m-%d %H:%M} UTC, until {lifted.until:%Y-%m-%d %H:%M} UTC)"
+    )
+    event = AuditEvent(
+        actor=cli_actor(),
+        action=AuditAction.LOCKOUT_GUARD,
+        account=account.id,
+        outcome=AuditOutcome.OK,
+        reason="lookup_reset",
+        detail=detail,
+    )
+    open_audit(settings).record(event)
+    print(f"RESET: {detail}. Its binds resume with the password it has now.")
+    return ExitCode.OK
+
+
 def run_reset(args: argparse.Namespace) -> int:
     from bot.directory.lockout import AccountBusy, AccountLocks, LockoutGuard, SharedLockUnavailable
 
     settings = context.load(args)
     account = settings.account(args.account)
     guard = LockoutGuard.for_settings(settings)
+    if args.lookup:
+        return _lift_lookup(settings, guard, account)
     try:
         with closing(AccountLocks.for_settings(settings)) as locks, locks.hold(account.id) as lease:
             return _reset(settings, guard, lease, account, args.force)

@@ -25,9 +25,7 @@ from bot.config import (
     SLACK_SIGNING_SECRET_ENV,
     ConfigError,
     ConfigSource,
-    SensorConfig,
     Settings,
-    WinRMConfig,
     parse_settings,
     read_config_text,
 )
@@ -36,7 +34,7 @@ from bot.config.secret_env import environment_secret
 from bot.sensors import resolve_targets
 
 # Keys whose file atp-bot reads as a secret: nobody but the service's user (and group) may read it.
-_SECRET_FILE_SUFFIXES = ("password_file", "secret_file", "cert_key_pem")
+_SECRET_FILE_SUFFIXES = ("password_file", "secret_file", "cert_key_pem", "certificate_key_file")
 # Files that `atp-bot store init` (or `audit init`) creates: they may not exist yet.
 _CREATED_BY_INIT = {("store", "key_file"), ("store", "path"), ("audit", "key_file")}
 _SET_IT = "set it where the service gets its environment (atp-bot.env, the Kubernetes Secret)"
@@ -97,7 +95,7 @@ def _optional_or_set(loc: Location, variable: str) -> bool:
 def _inactive_tables(settings: Settings) -> list[Location]:
     """Tables that configure something switched off: their files and variables are never read."""
     off: list[Location] = []
-    if not settings.graph.enabled:
+    if not (settings.graph.enabled or settings.graph.discover_sensors):
         off.append(("graph",))
     if settings.store.backend != "ata-center":
         off.append(("store", "ata_center"))
@@ -145,7 +143,9 @@ def _check_file(loc: Location, path: Path, source: ConfigSource, findings: Findi
         )
     elif str(loc[-1]).endswith("ca_file"):
         _check_ca_bundle(loc, path, source, findings)
-    if secret and mode & 0o007:
+    # A key file, like the store's and the audit trail's, is the service user's alone; other secrets may
+    # be shared with its group.
+    if secret and mode & (0o077 if str(loc[-1]).endswith("key_file") else 0o007):
         findings.environment.append(
             source.problem(
                 loc,
@@ -182,11 +182,25 @@ def _check_ca_bundle(loc: Location, path: Path, source: ConfigSource, findings: 
 
 
 def _check_client_certificates(settings: Settings, source: ConfigSource, findings: Findings) -> None:
-    """cert_pem and cert_key_pem: a certificate and its unencrypted key (pywinrm takes no passphrase)."""
-    tables: list[tuple[Location, WinRMConfig | SensorConfig]] = [(("winrm",), settings.winrm)]
-    tables += [(("sensors", index), sensor) for index, sensor in enumerate(settings.sensors)]
-    for loc, table in tables:
-        cert, key = table.cert_pem, table.cert_key_pem
+    """A certificate and its unencrypted key (pywinrm and MSAL take no passphrase): WinRM's cert_pem and
+    cert_key_pem, and Graph's client_certificate_file and client_certificate_key_file."""
+    pairs: list[tuple[Location, Path | None, Path | None]] = [
+        (("winrm", "cert_pem"), settings.winrm.cert_pem, settings.winrm.cert_key_pem)
+    ]
+    pairs += [
+        (("sensors", index, "cert_pem"), sensor.cert_pem, sensor.cert_key_pem)
+        for index, sensor in enumerate(settings.sensors)
+    ]
+    graph = settings.graph
+    if graph.enabled or graph.discover_sensors:
+        pairs.append(
+            (
+                ("graph", "client_certificate_file"),
+                graph.client_certificate_file,
+                graph.client_certificate_key_file,
+            )
+        )
+    for loc, cert, key in pairs:
         if cert is None or key is None or not (cert.is_file() and key.is_file()):
             continue  # missing files are reported by _check_file
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -195,13 +209,16 @@ def _check_client_certificates(settings: Settings, source: ConfigSource, finding
         except (ssl.SSLError, OSError):
             findings.errors.append(
                 source.problem(
-                    (*loc, "cert_pem"),
+                    loc,
                     f"{cert} and {key} are not a PEM certificate and its matching, unencrypted private key",
                 )
             )
 
 
 def _check_slack_environment(settings: Settings, findings: Findings) -> None:
+    """Slack's tokens, needed only when Slack is a face (a `[slack]` table): a CLI-only file needs none."""
+    if not settings.slack_face:
+        return
     socket = settings.slack.mode == "socket"
     needed = [SLACK_BOT_TOKEN_ENV, SLACK_APP_TOKEN_ENV if socket else SLACK_SIGNING_SECRET_ENV]
     findings.environment.extend(

@@ -24,11 +24,16 @@ if TYPE_CHECKING:
     from bot.infra.leader import LeaderElection
     from bot.monitor.notify import Notifier
     from bot.monitor.scheduler import Scheduler
-    from bot.sensors import SensorChecker
+    from bot.sensors import ScriptRunner, SensorChecker
     from bot.slack.runtime import SlackRuntime
     from bot.slack.secrets import SlackSecrets
 
 log = logging.getLogger(__name__)
+
+NO_CHAT_FACE = (
+    "slack: atp-bot run serves Slack, and the file has no [slack] table (without one only the command line "
+    "is used); add [slack] with its settings (an empty table means Socket Mode with the defaults)"
+)
 
 
 def register(commands: Any) -> None:
@@ -61,28 +66,33 @@ def run(args: argparse.Namespace) -> int:
         )
     if not settings.accounts:
         raise ConfigError(["accounts: atp-bot run needs at least one [[accounts]] table"])
+    if not settings.slack_face:
+        raise ConfigError([NO_CHAT_FACE])
     secrets = SlackSecrets.from_env(settings.slack)
     # The state directory's lock, held for the bot's lifetime: `store rotate-key` refuses to run beside it.
-    with state_dir_lock(settings, exclusive=False), _sensor_checker(settings) as checker:
-        return _run(settings, secrets, checker)
+    with state_dir_lock(settings, exclusive=False), _sensor_checker(settings) as (checker, scripts):
+        return _run(settings, secrets, checker, scripts)
 
 
 @contextmanager
-def _sensor_checker(settings: Settings) -> Iterator[SensorChecker]:
-    """The checks in `[sensor_checks] worker_processes` processes (stopped after the bot), or in its threads.
+def _sensor_checker(settings: Settings) -> Iterator[tuple[SensorChecker, ScriptRunner | None]]:
+    """The checks, and every other script run on the sensors, in `[sensor_checks] worker_processes`
+    processes (stopped after the bot), or in its threads.
 
     Started after the secrets left the environment: a worker inherits it."""
     from bot.sensors import CheckWorkers, check_sensors
 
     workers = CheckWorkers.for_settings(settings)
     if workers is None:
-        yield check_sensors
+        yield check_sensors, None
         return
     with workers:
-        yield workers.check_sensors
+        yield workers.check_sensors, workers
 
 
-def _run(settings: Settings, secrets: SlackSecrets, checker: SensorChecker) -> int:
+def _run(
+    settings: Settings, secrets: SlackSecrets, checker: SensorChecker, scripts: ScriptRunner | None
+) -> int:
     from slack_bolt.error import BoltError
     from slack_sdk.errors import SlackApiError, SlackClientError
 
@@ -101,7 +111,9 @@ def _run(settings: Settings, secrets: SlackSecrets, checker: SensorChecker) -> i
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
 
-    changes = open_changes(settings, checker)
+    changes = open_changes(settings, checker, scripts)
+    if changes.audit.anchor is not None:  # heads a previous run or the CLI could not hand over
+        changes.audit.anchor.kick()
     # Before Slack takes requests, so that no new change of an account resolves its leftover first.
     recoveries = changes.recover_interrupted()
     monitor = MonitorContext.create(settings, _notifier(settings, secrets), changes)

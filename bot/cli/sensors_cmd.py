@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         build_rows,
         check_hosts,
         fleet_exit_code,
+        graph_unread,
         in_domain,
         merge_fleet,
     )
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         members = [m for m in members if in_domain(m, args.domain)]
     rows = build_rows(members, check_hosts(settings, members))
     if graph_error is not None:
-        print(f"atp-bot: Graph: {graph_error}", file=sys.stderr)
+        print(f"atp-bot: {graph_unread(graph_error)}", file=sys.stderr)
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
     else:

@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from bot.cli import context
-from bot.cli.audit_cmd import key_created_lines
+from bot.cli.audit_cmd import key_created_lines, print_key_warning
 from bot.infra.exitcodes import ExitCode
 
 if TYPE_CHECKING:
@@ -89,7 +89,9 @@ def run_init(args: argparse.Namespace) -> int:
     settings = context.load(args)
     if not _embedded_only(settings, "init"):
         return ExitCode.USAGE
-    print("\n".join(key_created_lines(init_audit_key(settings))))  # before the trail's first row
+    key = init_audit_key(settings)
+    print("\n".join(key_created_lines(key)))  # before the trail's first row
+    print_key_warning(key)
     if store_exists(settings):
         print(f"the embedded store {store_path(settings)} already exists; nothing was changed")
         print("`atp-bot store status` shows what it holds")

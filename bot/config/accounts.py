@@ -102,6 +102,9 @@ class AccountConfig(StrictModel):
     portal_reminder_minutes: Annotated[int, Field(ge=1, le=10080)] = 15
     # KDCs that confirm a passed bind is the current password (`host` or `host:port`); default: the DCs.
     kdc: Annotated[list[str], Field(min_length=1)] | None = None
+    # "required": a password that no KDC confirmed (none answered, or none offered AES) fails the test;
+    # "best_effort": it passes with a warning.
+    kerberos_check: Literal["best_effort", "required"] = "best_effort"
 
     @field_validator("kdc")
     @classmethod

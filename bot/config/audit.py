@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from bot.config.base import DAILY_TIME, SecretSource, StrictModel, database_url
+from bot.config.base import DAILY_TIME, Argv, SecretSource, StrictModel, database_url
 
 
 class AuditConfig(StrictModel):
@@ -23,6 +24,10 @@ class AuditConfig(StrictModel):
     # Post the verified head of the chain (row and hash) to [slack] channel once a day, "HH:MM" UTC.
     announce_head: bool = False
     announce_head_at: str = "08:00"
+    # A program (argv, no shell) that gets every new head as `ID:HASH` lines on standard input, to keep
+    # them where the bot cannot rewrite them (bot.audit.anchor); stopped after anchor_timeout seconds.
+    anchor_command: Argv | None = None
+    anchor_timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
 
     @field_validator("url")
     @classmethod

@@ -7,11 +7,12 @@ Secrets are never in the file: every secret is named by an environment variable 
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 from bot.config.core import ConfigError
 from bot.config.secret_env import environment_secret
@@ -20,6 +21,16 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
 DAILY_TIME = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+def _absolute_program(value: list[str]) -> list[str]:
+    if not value[0] or not Path(value[0]).is_absolute():
+        raise ValueError("argv[0] must be the absolute path of the program (no shell, no PATH lookup)")
+    return value
+
+
+# An operator's program and its arguments (bot.infra.operator_command runs it): a list of strings, no shell.
+Argv = Annotated[list[str], Field(min_length=1), AfterValidator(_absolute_program)]
 
 
 class StrictModel(BaseModel):
@@ -44,6 +55,29 @@ def read_secret(what: str, *, env: str | None, file: Path | None) -> SecretStr:
             raise ConfigError([f"{what}: {file} is empty"])
         return SecretStr(value)
     raise ConfigError([f"{what}: no password_env or password_file is configured"])
+
+
+def read_private_file(what: str, path: Path) -> SecretStr:
+    """A key file's text, refused (never read) when group or others may access it, like the store's and the
+    audit trail's keys; errors name the file, never what it holds."""
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigError([f"{what}: {path} is not a regular file"])
+        if mode & 0o077:
+            raise ConfigError(
+                [
+                    f"{what}: {path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}); "
+                    f"fix it with: chmod 600 {path}"
+                ]
+            )
+        value = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not text"
+        raise ConfigError([f"{what}: cannot read {path}: {reason}"]) from None
+    if not value.strip():
+        raise ConfigError([f"{what}: {path} is empty"])
+    return SecretStr(value)
 
 
 @dataclass(frozen=True)

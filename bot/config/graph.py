@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from bot.config.base import SecretSource, StrictModel
+from bot.config.base import SecretSource, StrictModel, read_private_file
+from bot.config.core import ConfigError
 
 DEFAULT_HEALTH_ISSUE_PATTERNS = ["directory services user credentials", "directory service account"]
 
@@ -21,6 +22,10 @@ class GraphConfig(StrictModel):
     client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,128}$")] | None = None
     client_secret_env: str | None = None
     client_secret_file: Path | None = None
+    # Or sign in with a certificate (MSAL's certificate credential): the PEM certificate registered for the
+    # app, and its unencrypted PEM private key (mode 0600, like every key file).
+    client_certificate_file: Path | None = None
+    client_certificate_key_file: Path | None = None
     authority_url: str = "https://login.microsoftonline.com"
     graph_url: str = "https://graph.microsoft.com/v1.0"
     ca_file: Path | None = None
@@ -49,13 +54,18 @@ class GraphConfig(StrictModel):
     @model_validator(mode="after")
     def _complete_when_enabled(self) -> GraphConfig:
         self.client_secret_source.check()
+        self._one_credential()
         if self.enabled or self.discover_sensors:
             missing = [
                 name
                 for name, value in (
                     ("tenant_id", self.tenant_id),
                     ("client_id", self.client_id),
-                    ("client_secret_env or client_secret_file", self.client_secret_source.configured),
+                    (
+                        "client_secret_env or client_secret_file (or client_certificate_file and "
+                        "client_certificate_key_file)",
+                        self.client_secret_source.configured or self.uses_certificate,
+                    ),
                 )
                 if not value
             ]
@@ -63,6 +73,23 @@ class GraphConfig(StrictModel):
                 switch = "enabled" if self.enabled else "discover_sensors"
                 raise ValueError(f"{switch} = true needs {', '.join(missing)}")
         return self
+
+    def _one_credential(self) -> None:
+        """A client secret or a certificate, never both; a certificate always with its key."""
+        if (self.client_certificate_file is None) != (self.client_certificate_key_file is None):
+            raise ValueError(
+                "client_certificate_file and client_certificate_key_file go together: the app's "
+                "certificate and its private key"
+            )
+        if self.uses_certificate and self.client_secret_source.configured:
+            raise ValueError(
+                "sign in with a client secret (client_secret_env or client_secret_file) or a "
+                "certificate (client_certificate_file and client_certificate_key_file), not both"
+            )
+
+    @property
+    def uses_certificate(self) -> bool:
+        return self.client_certificate_file is not None and self.client_certificate_key_file is not None
 
     @property
     def client_secret_source(self) -> SecretSource:
@@ -72,3 +99,18 @@ class GraphConfig(StrictModel):
 
     def client_secret(self) -> SecretStr:
         return self.client_secret_source.read()
+
+    def client_certificate(self) -> tuple[str, SecretStr]:
+        """The certificate (PEM) and its private key (PEM, from a file only its owner may read)."""
+        if self.client_certificate_file is None or self.client_certificate_key_file is None:
+            raise ConfigError(["graph: no client_certificate_file and client_certificate_key_file"])
+        try:
+            certificate = self.client_certificate_file.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not a PEM file"
+            raise ConfigError(
+                [f"graph.client_certificate_file: cannot read {self.client_certificate_file}: {reason}"]
+            ) from None
+        return certificate, read_private_file(
+            "graph.client_certificate_key_file", self.client_certificate_key_file
+        )

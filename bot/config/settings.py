@@ -116,6 +116,13 @@ class Settings(StrictModel):
                 "(key_file or key_env)"
             )
 
+    @property
+    def slack_face(self) -> bool:
+        """Whether Slack is a face of the bot: the file has a `[slack]` table (an empty one means Socket
+        Mode with the defaults). Without one, only the CLI is used: no Slack token is needed, and
+        `atp-bot run`, which serves the chat faces, refuses to start."""
+        return "slack" in self.model_fields_set
+
     def secret_env_names(self) -> frozenset[str]:
         """Every environment variable that holds one of this configuration's secrets, Slack's included."""
         return frozenset(_configured_env_names(self)) | SLACK_SECRET_ENVS

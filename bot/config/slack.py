@@ -38,6 +38,9 @@ class SlackConfig(StrictModel):
     listen: str = "127.0.0.1:3000"
     # Threads for slow work (connection tests, saves, sensor checks), apart from Bolt's ack path.
     workers: Annotated[int, Field(ge=1, le=256)] = 8
+    # How many expensive requests (`/atp status`, `sensors`, `gmsa`, *Re-check now*) one person may make
+    # in a minute: each reaches every sensor over WinRM, or Graph.
+    user_rate_per_minute: Annotated[int, Field(strict=True)] = 6  # strict: `true` or "6" are mistakes
 
     @field_validator("api_url")
     @classmethod
@@ -46,6 +49,15 @@ class SlackConfig(StrictModel):
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise ValueError(f"{value!r}: must be an http(s):// URL")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("user_rate_per_minute")
+    @classmethod
+    def _valid_user_rate(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(
+                f"{value}: must be at least 1 (expensive requests one person may make per minute)"
+            )
+        return value
 
     @field_validator("listen")
     @classmethod

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from bot.config.accounts import AccountName
-from bot.config.base import SecretSource, StrictModel
+from bot.config.base import Argv, SecretSource, StrictModel
 
 StoreBackend = Literal["embedded", "ata-center", "command"]
 
@@ -60,17 +60,10 @@ class AtaCenterConfig(StrictModel):
 class CommandStoreConfig(StrictModel):
     """An operator-provided executable that saves the credential (it gets the secret on standard input)."""
 
-    argv: Annotated[list[str], Field(min_length=1)]
+    argv: Argv
     timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
     # Environment variables passed on to the program besides PATH, LANG, HOME and ATP_BOT_*; never a secret.
     pass_env: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = []
-
-    @field_validator("argv")
-    @classmethod
-    def _absolute_program(cls, value: list[str]) -> list[str]:
-        if not value[0] or not Path(value[0]).is_absolute():
-            raise ValueError("argv[0] must be the absolute path of the program (no shell, no PATH lookup)")
-        return value
 
 
 class StoreConfig(StrictModel):

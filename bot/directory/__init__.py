@@ -14,6 +14,7 @@ from bot.directory.lookup import (
     naming_context,
     read_password_expiry,
 )
+from bot.directory.lookup_guard import LookupBlocked, LookupGuard, LookupSuspension, reading_with
 from bot.directory.password_policy import password_problem
 
 __all__ = [
@@ -24,6 +25,9 @@ __all__ = [
     "ExpiryUnavailable",
     "LockoutGuard",
     "LockoutPrecheck",
+    "LookupBlocked",
+    "LookupGuard",
+    "LookupSuspension",
     "LookupUnavailable",
     "Outcome",
     "PasswordExpiry",
@@ -34,5 +38,6 @@ __all__ = [
     "naming_context",
     "password_problem",
     "read_password_expiry",
+    "reading_with",
     "run_connection_test",
 ]

@@ -25,6 +25,7 @@ class Reason(StrEnum):
     MUST_CHANGE_PASSWORD = "must_change_password"
     ACCOUNT_LOCKED = "account_locked"
     STALE_PASSWORD = "stale_password"  # the bind passed, the KDC refused: AD's previous password
+    KERBEROS_UNCONFIRMED = "kerberos_unconfirmed"  # the bind passed, no KDC confirmed it, one is required
     CREDENTIAL_REJECTED = "credential_rejected"
     BIND_REFUSED = "bind_refused"
     DC_UNREACHABLE = "dc_unreachable"

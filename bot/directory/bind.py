@@ -12,12 +12,13 @@ import logging
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from ldap3 import Connection
 from pydantic import SecretStr
 
 from bot.config import AccountConfig, DomainController
 from bot.directory.ad_errors import STALE_PASSWORD_MESSAGE, Reason, decode_bind_failure
 from bot.directory.connection import AttemptOutcome, NoVerdict, open_session, send_bind
-from bot.directory.kerberos_check import check_current_password
+from bot.directory.kerberos_check import UNCONFIRMED, CurrentPasswordCheck, check_current_password
 from bot.directory.lockout import AccountLease, LockoutGuard
 from bot.directory.lookup import (
     ExpiryUnavailable,
@@ -29,6 +30,7 @@ from bot.directory.lookup import (
     read_lockout_status,
     read_password_expiry,
 )
+from bot.directory.lookup_guard import LookupGuard
 from bot.infra.redaction import active_secret
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,63 @@ def _stale(
     )
 
 
+def _unconfirmed(
+    account: AccountConfig,
+    dc: DomainController,
+    identity: str | None,
+    attempts: list[DcAttempt],
+    notes: tuple[str, ...],
+    current: CurrentPasswordCheck,
+) -> ConnectionTestResult:
+    """The bind passed, no KDC gave a verdict, and the account requires one: a failed test."""
+    detail = current.verdict.detail
+    attempts.append(DcAttempt(dc.url, AttemptOutcome.REJECTED, f"bind accepted; {UNCONFIRMED} ({detail})"))
+    log.warning("account %s: %s accepted a password that no KDC confirmed (required)", account.id, dc.url)
+    return ConnectionTestResult(
+        account.id,
+        Outcome.REJECTED,
+        f"{dc.url} accepted the password, but it was {UNCONFIRMED} ({detail}), and account "
+        f'{account.id} requires that (kerberos_check = "required").',
+        reason=Reason.KERBEROS_UNCONFIRMED,
+        dc=dc.url,
+        bind_identity=identity or account.username,
+        attempts=tuple(attempts),
+        notes=(*notes, *current.notes),
+        kdc_unanswered=current.verdict.may_count_against_lockout,
+    )
+
+
+def _after_bind(
+    conn: Connection,
+    account: AccountConfig,
+    dc: DomainController,
+    password: SecretStr,
+    attempts: list[DcAttempt],
+    notes: tuple[str, ...],
+) -> ConnectionTestResult:
+    """The bind passed: the KDC tells whether the password is the current one."""
+    expiry, identity = read_expiry(conn, account)
+    current = check_current_password(conn, account, identity, password)
+    if current.stale:
+        return _stale(account, dc, identity, attempts, notes)
+    if not current.confirmed and account.kerberos_check == "required":
+        return _unconfirmed(account, dc, identity, attempts, notes, current)
+    attempts.append(DcAttempt(dc.url, AttemptOutcome.OK, "bind accepted"))
+    log.info("account %s: connection test passed on %s", account.id, dc.url)
+    return ConnectionTestResult(
+        account.id,
+        Outcome.PASSED,
+        f"{dc.url} accepted the password; it {expiry.describe()}.",
+        dc=dc.url,
+        bind_identity=identity or account.username,
+        expiry=expiry,
+        attempts=tuple(attempts),
+        notes=(*notes, *current.notes),
+        warnings=current.warnings,
+        kdc_unanswered=current.verdict.may_count_against_lockout,
+    )
+
+
 def run_connection_test(
     account: AccountConfig, password: SecretStr, *, guard: LockoutGuard, lease: AccountLease
 ) -> ConnectionTestResult:
@@ -136,7 +195,7 @@ def run_connection_test(
     decision = guard.admit(lease)
     if decision.attempt is None:
         return _refused(account, decision.reason or Reason.GUARD_LIMIT, decision.message)
-    result = _test_on_dcs(account, password, lookup_password)
+    result = _test_on_dcs(account, password, lookup_password, guard.lookups)
     if not guard.settle(decision.attempt, counted_rejection(result)):
         until = guard.counted_until(decision.attempt)
         note = (
@@ -150,6 +209,8 @@ def run_connection_test(
 def counted_rejection(result: ConnectionTestResult) -> Reason | None:
     """What the guard counts for a test: a rejection, or a bind whose answer never came (AD may have
     counted it); None when AD accepted the password or it was never sent."""
+    if result.reason is Reason.KERBEROS_UNCONFIRMED:  # AD accepted the password: only a KDC may count it
+        return Reason.NO_ANSWER if result.kdc_unanswered else None
     if result.outcome is Outcome.REJECTED or result.reason is Reason.NO_ANSWER:
         return result.reason
     if result.kdc_unanswered:
@@ -158,7 +219,7 @@ def counted_rejection(result: ConnectionTestResult) -> Reason | None:
 
 
 def _test_on_dcs(
-    account: AccountConfig, password: SecretStr, lookup_password: SecretStr | None
+    account: AccountConfig, password: SecretStr, lookup_password: SecretStr | None, lookups: LookupGuard
 ) -> ConnectionTestResult:
     """The DCs in order, failing over only while none received the password."""
     attempts: list[DcAttempt] = []
@@ -167,31 +228,14 @@ def _test_on_dcs(
         for dc in account.dcs:
             try:
                 if lookup_password is not None:
-                    precheck = read_lockout_status(dc, account, lookup_password)
+                    precheck = read_lockout_status(dc, account, lookup_password, lookups=lookups)
                     notes = precheck.notes
                     if precheck.refuse:
                         return _refused(account, precheck.refuse, precheck.message, dc=dc.url)
                 with open_session(dc, account, account.username, password) as conn:
                     bound, code, diagnostic = send_bind(conn)
                     if bound:
-                        expiry, identity = read_expiry(conn, account)
-                        current = check_current_password(conn, account, identity, password)
-                        if current.stale:
-                            return _stale(account, dc, identity, [*attempts], notes)
-                        attempts.append(DcAttempt(dc.url, AttemptOutcome.OK, "bind accepted"))
-                        log.info("account %s: connection test passed on %s", account.id, dc.url)
-                        return ConnectionTestResult(
-                            account.id,
-                            Outcome.PASSED,
-                            f"{dc.url} accepted the password; it {expiry.describe()}.",
-                            dc=dc.url,
-                            bind_identity=identity or account.username,
-                            expiry=expiry,
-                            attempts=tuple(attempts),
-                            notes=(*notes, *current.notes),
-                            warnings=current.warnings,
-                            kdc_unanswered=current.verdict.may_count_against_lockout,
-                        )
+                        return _after_bind(conn, account, dc, password, [*attempts], notes)
             except NoVerdict as problem:
                 attempts.append(DcAttempt(dc.url, problem.outcome, problem.detail))
                 log.warning("account %s: %s gave no verdict: %s", account.id, dc.url, problem.detail)

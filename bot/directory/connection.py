@@ -4,7 +4,10 @@ failure to answer is told apart from a verdict."""
 from __future__ import annotations
 
 import logging
+import math
+import socket
 import ssl
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -21,6 +24,7 @@ from ldap3.core.exceptions import (
 from pydantic import SecretStr
 
 from bot.config import AccountConfig, ConfigError, DomainController
+from bot.directory.open_failures import explain
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,47 @@ def describe_error(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def open_failure(dc: DomainController, account: AccountConfig, exc: LDAPException, step: str) -> NoVerdict:
+    """Why opening failed, in plain words; the library's message in the debug log (`-v`)."""
+    library = describe_error(exc)
+    log.debug("%s: %s failed: %s", dc.url, step, library)
+    plain = explain(dc, account, library, step)
+    if plain is not None:
+        return NoVerdict(AttemptOutcome.TLS_ERROR if plain.tls else AttemptOutcome.UNREACHABLE, plain.text)
+    return NoVerdict(AttemptOutcome.TLS_ERROR if is_tls_problem(exc) else AttemptOutcome.UNREACHABLE, library)
+
+
+def _opening_seconds(account: AccountConfig) -> int:
+    """ldap3 waits for the TLS handshake (and the StartTLS answer) with the connection's receive timeout,
+    in whole seconds: while opening, that is `connect_timeout` (rounded up), not `receive_timeout`."""
+    return max(1, math.ceil(account.connect_timeout))
+
+
+def _await_answers(conn: Connection, seconds: int) -> None:
+    """Once the connection is open, answers are awaited for `receive_timeout`."""
+    conn.receive_timeout = seconds
+    if conn.socket is not None:
+        conn.socket.settimeout(seconds)
+        conn.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("LL", seconds, 0))
+
+
+def _open_tls(conn: Connection, dc: DomainController, account: AccountConfig) -> None:
+    """Open the connection and its TLS (LDAPS, or StartTLS), each step within `connect_timeout`."""
+    try:
+        conn.open()
+    except LDAPException as exc:
+        step = "the TLS handshake" if "ssl wrapping" in str(exc) else "the connection"
+        raise open_failure(dc, account, exc, step) from None
+    if not dc.use_ssl:
+        try:
+            started = conn.start_tls()
+        except LDAPException as exc:
+            raise open_failure(dc, account, exc, "StartTLS") from None
+        if not started:
+            raise NoVerdict(AttemptOutcome.TLS_ERROR, f"StartTLS refused: {conn.result}")
+    _await_answers(conn, account.receive_timeout)
+
+
 @contextmanager
 def open_session(
     dc: DomainController, account: AccountConfig, user: str, password: SecretStr
@@ -103,19 +148,13 @@ def open_session(
         user=user,
         password=password.get_secret_value(),
         authentication=SIMPLE,
-        receive_timeout=account.receive_timeout,
+        receive_timeout=_opening_seconds(account),
         check_names=False,
         raise_exceptions=False,
         read_only=True,
     )
     try:
-        try:
-            conn.open()
-            if not dc.use_ssl and not conn.start_tls():
-                raise NoVerdict(AttemptOutcome.TLS_ERROR, f"StartTLS refused: {conn.result}")
-        except LDAPException as exc:
-            kind = AttemptOutcome.TLS_ERROR if is_tls_problem(exc) else AttemptOutcome.UNREACHABLE
-            raise NoVerdict(kind, describe_error(exc)) from None
+        _open_tls(conn, dc, account)
         yield conn
     finally:
         try:

@@ -7,8 +7,12 @@ way. Kerberos pre-authentication never accepts a previous password, so one AS ex
 writes no credential cache, and the krb5.conf written for it (in a private temporary directory) holds
 no secret.
 
-When no KDC answers, the account's `pwdLastSet` says whether the bind could have been served by the
-previous password: a change in AD within the window is a warning, never a silent pass.
+Only AES enctypes are offered (and so accepted): a KDC, or a man-in-the-middle on port 88, that offers
+nothing else gets no pre-authentication, never a timestamp keyed with RC4 (the NT hash) or DES3.
+
+When no KDC gives a verdict, the result always carries a warning that the password was not confirmed by
+Kerberos (with `pwdLastSet`: a change in AD within the window makes the bind's verdict doubtful), or,
+with `kerberos_check = "required"`, the test fails (bot.directory.bind).
 """
 
 from __future__ import annotations
@@ -39,10 +43,22 @@ _KRB5_ERROR_BASE = -1765328384  # MIT's ERROR_TABLE_BASE_krb5
 _PREAUTH_FAILED = _KRB5_ERROR_BASE + 24  # KDC_ERR_PREAUTH_FAILED: "Password incorrect"
 _BAD_INTEGRITY = _KRB5_ERROR_BASE + 31  # KRB_AP_ERR_BAD_INTEGRITY: a wrong key without pre-auth
 _KDC_UNREACHABLE = -1765328228  # KRB5_KDC_UNREACH: "Cannot contact any KDC for requested realm"
+_NO_COMMON_ENCTYPE = (
+    _KRB5_ERROR_BASE + 14,  # KDC_ERR_ETYPE_NOSUPP: the KDC has no AES key for the account
+    _KRB5_ERROR_BASE + 150,  # KRB5_PROG_ETYPE_NOSUPP: the KDC offered no enctype the library knows
+    _KRB5_ERROR_BASE + 237,  # KRB5_CONFIG_ETYPE_NOSUPP: none of those offered is in our (AES) list
+)
+# aes256-cts-hmac-sha1-96, aes128-cts-hmac-sha1-96, aes256-cts-hmac-sha384-192, aes128-cts-hmac-sha256-128:
+# the only enctypes offered, so no KDC (or man-in-the-middle on port 88) can ask for a timestamp keyed
+# with RC4 (the NT hash) or DES3, and the library accepts no reply in another one.
+AES_ENCTYPES = (18, 17, 20, 19)
 _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 
 # KRB5_CONFIG is read by the library when a context is made: one context is made at a time.
 _context_lock = threading.Lock()
+
+
+UNCONFIRMED = "not confirmed as the current password by Kerberos"
 
 
 class KdcAnswer(StrEnum):
@@ -80,6 +96,10 @@ class CurrentPasswordCheck:
     stale: bool
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+
+    @property
+    def confirmed(self) -> bool:
+        return self.verdict.answer is KdcAnswer.CONFIRMED
 
 
 def filetime(value: int) -> datetime:
@@ -151,6 +171,8 @@ def _classify(error: krb5.Krb5Error) -> KdcVerdict:
     detail = str(error) or f"Kerberos error {error.err_code}"
     if error.err_code in (_PREAUTH_FAILED, _BAD_INTEGRITY):
         return KdcVerdict(KdcAnswer.REJECTED, detail)
+    if error.err_code in _NO_COMMON_ENCTYPE:
+        detail = "the KDC offered no AES encryption type, the only ones accepted; no pre-authentication sent"
     return KdcVerdict(KdcAnswer.UNAVAILABLE, detail)
 
 
@@ -166,6 +188,7 @@ def _as_exchange(principal: str, password: SecretStr, kdcs: list[str]) -> KdcVer
             context = _context(config)
             client = krb5.parse_name_flags(context, principal.encode())
             options = krb5.get_init_creds_opt_alloc(context)
+            krb5.get_init_creds_opt_set_etype_list(options, AES_ENCTYPES)
             krb5.get_init_creds_password(
                 context, client, options, password=password.get_secret_value().encode()
             )
@@ -193,20 +216,21 @@ def ask_kdc(principal: str, password: SecretStr, kdcs: list[str], timeout: float
 
 
 def _unconfirmed(verdict: KdcVerdict, identity: DirectoryIdentity, now: datetime) -> CurrentPasswordCheck:
-    """No KDC verdict: fall back on `pwdLastSet` (a change in AD within the window makes the bind
-    unreliable: the previous password would have passed it too)."""
-    why = f"no KDC could confirm that it is the current password ({verdict.detail})"
+    """No KDC verdict: always a warning; `pwdLastSet` says how much doubt (a change in AD within the window
+    makes the bind unreliable: the previous password would have passed it too)."""
+    warning = f"The password was {UNCONFIRMED}: no KDC gave a verdict ({verdict.detail})."
     changed = identity.password_last_set
     if changed is not None and now - changed < OLD_PASSWORD_WINDOW:
         minutes = int(OLD_PASSWORD_WINDOW.total_seconds() // 60)
-        warning = (
-            f"The account's password was changed in AD at {changed:%Y-%m-%d %H:%M} UTC, less than "
-            f"{minutes} minutes ago, and {why}: AD also accepts the previous password for {minutes} minutes "
-            "after a change, so this may be the previous one. The drift check keeps watching."
+        warning += (
+            f" The account's password was changed in AD at {changed:%Y-%m-%d %H:%M} UTC, less than "
+            f"{minutes} minutes ago: AD also accepts the previous password for {minutes} minutes after a "
+            "change, so this may be the previous one. The drift check keeps watching."
         )
         return CurrentPasswordCheck(verdict, stale=False, warnings=(warning,))
     since = f"last changed in AD at {changed:%Y-%m-%d %H:%M} UTC" if changed else "last change unknown"
-    return CurrentPasswordCheck(verdict, stale=False, notes=(f"{why}; the password was {since}",))
+    note = f"the password was {since}"
+    return CurrentPasswordCheck(verdict, stale=False, warnings=(warning,), notes=(note,))
 
 
 def check_current_password(

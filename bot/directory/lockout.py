@@ -23,13 +23,14 @@ from pathlib import Path
 
 from sqlalchemy import Column, MetaData, Table, Text, delete, insert, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import LockoutGuardConfig, Settings
 from bot.directory.ad_errors import Reason
+from bot.directory.lookup_guard import LookupGuard
 from bot.infra.advisory import AdvisoryLocks, lock_engine
 from bot.infra.dbschema import create_idempotently
-from bot.infra.redaction import redact
+from bot.infra.dbschema import db_error_summary as _cause
 from bot.infra.state_dir import private_file, sqlite_engine, state_dir
 
 log = logging.getLogger(__name__)
@@ -187,16 +188,6 @@ GUARD_FILE = "lockout-guard.sqlite"
 PENDING = "pending"
 
 
-def _cause(exc: SQLAlchemyError | OSError) -> str:
-    """A one-line, secret-free account of a database or file error."""
-    if isinstance(exc, OSError):
-        text = exc.strerror or ""
-    else:
-        orig = exc.orig if isinstance(exc, DBAPIError) else None
-        text = str(orig).strip().splitlines()[0] if orig is not None and str(orig).strip() else ""
-    return redact(text) or type(exc).__name__
-
-
 class LockoutGuard:
     """Persisted count of rejected tests per account.
 
@@ -207,6 +198,9 @@ class LockoutGuard:
     It fails closed: a test is admitted only once a pending row for it is durably written, and that row
     counts as a rejection until the test's verdict settles it. A ledger that cannot be read or written
     refuses the test (nothing is sent to AD); a process that dies mid-bind leaves its row counted.
+
+    `lookups` keeps, in the same ledger, the lookup accounts' suspensions (bot.directory.lookup_guard);
+    its fingerprint key lives in `state`, the state directory (default: the ledger file's directory).
     """
 
     def __init__(
@@ -216,12 +210,14 @@ class LockoutGuard:
         clock: Callable[[], datetime] = now_utc,
         *,
         path: Path | None = None,
+        state: Path | None = None,
     ) -> None:
         self._engine = engine
         self._config = config
         self._clock = clock
         self._path = path
         self._ready = False
+        self.lookups = LookupGuard(engine, state or (path and path.parent), clock, ledger_file=path)
 
     @classmethod
     def at_path(
@@ -235,7 +231,8 @@ class LockoutGuard:
         shared = settings.scheduler.leader_lock()
         if shared is None:
             return cls.at_path(state_dir(settings) / GUARD_FILE, settings.lockout_guard)
-        return cls(lock_engine(shared, settings.scheduler.leader_poll_seconds), settings.lockout_guard)
+        engine = lock_engine(shared, settings.scheduler.leader_poll_seconds)
+        return cls(engine, settings.lockout_guard, state=state_dir(settings))
 
     @property
     def config(self) -> LockoutGuardConfig:

@@ -14,8 +14,9 @@ from ldap3.utils.conv import escape_filter_chars
 from pydantic import SecretStr
 
 from bot.config import AccountConfig, AccountName, DomainController
-from bot.directory.ad_errors import Reason, decode_bind_failure
-from bot.directory.connection import NoVerdict, open_session, send_bind
+from bot.directory.ad_errors import Reason
+from bot.directory.connection import NoVerdict
+from bot.directory.lookup_guard import LookupBlocked, LookupGuard, lookup_session
 from bot.infra.redaction import active_secret
 
 log = logging.getLogger(__name__)
@@ -57,15 +58,24 @@ def first_int(entry: dict[str, object], name: str) -> int | None:
         return None
 
 
-def naming_context(conn: Connection, account: AccountConfig) -> str | None:
-    if account.base_dn:
-        return account.base_dn
-    if conn.search("", "(objectClass=*)", BASE, attributes=["defaultNamingContext"]) and conn.response:
-        value = conn.response[0].get("attributes", {}).get("defaultNamingContext")
+def _root_attribute(conn: Connection, name: str) -> str | None:
+    """One value of the rootDSE, or None."""
+    if conn.search("", "(objectClass=*)", BASE, attributes=[name]) and conn.response:
+        value = conn.response[0].get("attributes", {}).get(name)
         if isinstance(value, list):
             value = value[0] if value else None
         return str(value) if value else None
     return None
+
+
+def naming_context(conn: Connection, account: AccountConfig) -> str | None:
+    return account.base_dn or _root_attribute(conn, "defaultNamingContext")
+
+
+def server_identity(conn: Connection) -> str | None:
+    """Which domain controller answered: its rootDSE `dsServiceName`, the same whatever URL reached it."""
+    identity = _root_attribute(conn, "dsServiceName")
+    return identity.lower() if identity else None
 
 
 def find_user(
@@ -114,6 +124,17 @@ def read_expiry(conn: Connection, account: AccountConfig) -> tuple[PasswordExpir
     return PasswordExpiry(), dn
 
 
+def domain_lockout_policy(conn: Connection, account: AccountConfig) -> tuple[int | None, int | None]:
+    """The domain's (lockoutThreshold, lockOutObservationWindow), as far as they can be read."""
+    base = naming_context(conn, account)
+    if not base or not conn.search(
+        base, "(objectClass=domain)", BASE, attributes=["lockoutThreshold", "lockOutObservationWindow"]
+    ):
+        return None, None
+    domain = conn.response[0].get("attributes", {}) if conn.response else {}
+    return first_int(domain, "lockoutThreshold"), first_int(domain, "lockOutObservationWindow")
+
+
 @dataclass(frozen=True)
 class LockoutPrecheck:
     """AD's own view of the account's lockout state, read by the lookup account; without `threshold`,
@@ -133,38 +154,25 @@ class LockoutPrecheck:
 
 
 def read_lockout_status(
-    dc: DomainController, account: AccountConfig, lookup_password: SecretStr
+    dc: DomainController, account: AccountConfig, lookup_password: SecretStr, *, lookups: LookupGuard
 ) -> LockoutPrecheck:
     """Read the account's lockout state with the read-only lookup account, before sending the password.
 
-    Raises NoVerdict when the DC cannot be reached. Any other problem only adds a note: the persisted
-    guard still protects the account.
+    Raises NoVerdict when the DC cannot be reached. Any other problem only adds a note (a refused or
+    suspended lookup account included): the persisted guard still protects the account.
     """
-    assert account.lookup_username is not None
-    with (
-        active_secret(lookup_password),
-        open_session(dc, account, account.lookup_username, lookup_password) as conn,
-    ):
-        bound, code, diagnostic = send_bind(conn)
-        if not bound:
-            failure = decode_bind_failure(code, diagnostic)
-            return LockoutPrecheck(
-                notes=(f"lockout pre-check unavailable: lookup account: {failure.message}",)
+    try:
+        with active_secret(lookup_password), lookup_session(dc, account, lookup_password, lookups) as conn:
+            threshold, window = domain_lockout_policy(conn, account)
+            lookups.note_window(account, window)
+            user = find_user(
+                conn,
+                account,
+                account.name,
+                ["badPwdCount", "badPasswordTime", "msDS-User-Account-Control-Computed", "lockoutTime"],
             )
-        base = naming_context(conn, account)
-        threshold = window = None
-        if base and conn.search(
-            base, "(objectClass=domain)", BASE, attributes=["lockoutThreshold", "lockOutObservationWindow"]
-        ):
-            domain = conn.response[0].get("attributes", {}) if conn.response else {}
-            threshold = first_int(domain, "lockoutThreshold")
-            window = first_int(domain, "lockOutObservationWindow")
-        user = find_user(
-            conn,
-            account,
-            account.name,
-            ["badPwdCount", "badPasswordTime", "msDS-User-Account-Control-Computed", "lockoutTime"],
-        )
+    except LookupBlocked as blocked:
+        return LockoutPrecheck(notes=(f"lockout pre-check unavailable: {blocked.message}",))
     if user is None or threshold is None:
         return LockoutPrecheck(
             notes=("lockout pre-check unavailable: the account or the domain policy is not readable",)
@@ -198,7 +206,7 @@ class PrecheckUnavailable(Exception):
     """No domain controller answered the lookup account; the message is safe to show."""
 
 
-def lockout_precheck(account: AccountConfig) -> LockoutPrecheck:
+def lockout_precheck(account: AccountConfig, *, lookups: LookupGuard) -> LockoutPrecheck:
     """AD's view of the account's lockout state, through its lookup account (the account's own password
     is never sent). Fails over between DCs while none answers; raises PrecheckUnavailable when none did."""
     if account.lookup_username is None:
@@ -207,7 +215,7 @@ def lockout_precheck(account: AccountConfig) -> LockoutPrecheck:
     problems = []
     for dc in account.dcs:
         try:
-            return read_lockout_status(dc, account, lookup_password)
+            return read_lockout_status(dc, account, lookup_password, lookups=lookups)
         except NoVerdict as problem:
             problems.append(f"{dc.url}: {problem.detail}")
     raise PrecheckUnavailable("no domain controller answered: " + "; ".join(problems))
@@ -217,33 +225,20 @@ class ExpiryUnavailable(Exception):
     """The password expiry could not be read; the message is safe to show."""
 
 
-def read_password_expiry(account: AccountConfig) -> PasswordExpiry:
+def read_password_expiry(account: AccountConfig, *, lookups: LookupGuard) -> PasswordExpiry:
     """Read the account's password expiry with its read-only lookup account (no bind as the account).
 
-    Fails over between DCs only while none answered; a refused lookup bind stops at once, so the lookup
-    account is never pushed towards lockout.
+    Fails over between DCs only while none answered; a refused lookup bind stops at once and suspends
+    the lookup account (`lookups`), so that it is never pushed towards lockout.
     """
-    if account.lookup_username is None:
-        raise ValueError(f"account {account.id} has no lookup account")
-    lookup_password = account.lookup_password()
-    problems = []
-    with active_secret(lookup_password):
-        for dc in account.dcs:
-            try:
-                with open_session(dc, account, account.lookup_username, lookup_password) as conn:
-                    bound, code, diagnostic = send_bind(conn)
-                    if not bound:
-                        failure = decode_bind_failure(code, diagnostic)
-                        raise ExpiryUnavailable(f"{dc.url}: lookup account: {failure.message}")
-                    expiry, dn = read_expiry(conn, account)
-                    if dn is None:
-                        raise ExpiryUnavailable(
-                            f"{dc.url}: {account.username} not found by the lookup account"
-                        )
-                    return expiry
-            except NoVerdict as problem:
-                problems.append(f"{dc.url}: {problem.detail}")
-    raise ExpiryUnavailable("no domain controller answered: " + "; ".join(problems))
+    try:
+        with lookup_connection(account, lookups=lookups) as (dc, conn):
+            expiry, dn = read_expiry(conn, account)
+    except LookupUnavailable as problem:
+        raise ExpiryUnavailable(problem.message) from None
+    if dn is None:
+        raise ExpiryUnavailable(f"{dc}: {account.username} not found by the lookup account")
+    return expiry
 
 
 class LookupUnavailable(Exception):
@@ -256,11 +251,11 @@ class LookupUnavailable(Exception):
 
 
 @contextmanager
-def lookup_connection(account: AccountConfig) -> Iterator[tuple[str, Connection]]:
+def lookup_connection(account: AccountConfig, *, lookups: LookupGuard) -> Iterator[tuple[str, Connection]]:
     """(DC URL, connection) bound as the read-only lookup account on the first DC that answers.
 
-    Raises LookupUnavailable. A refused lookup bind stops at once (no failover), so the lookup account
-    is never pushed towards lockout.
+    Raises LookupUnavailable. A refused lookup bind stops at once (no failover) and suspends the lookup
+    account, so that it is never pushed towards lockout; a suspended one is not bound at all.
     """
     if account.lookup_username is None:
         raise ValueError(f"account {account.id} has no lookup account")
@@ -270,16 +265,12 @@ def lookup_connection(account: AccountConfig) -> Iterator[tuple[str, Connection]
         for dc in account.dcs:
             with ExitStack() as stack:
                 try:
-                    conn = stack.enter_context(
-                        open_session(dc, account, account.lookup_username, lookup_password)
-                    )
-                    bound, code, diagnostic = send_bind(conn)
+                    conn = stack.enter_context(lookup_session(dc, account, lookup_password, lookups))
                 except NoVerdict as problem:
                     problems.append(f"{dc.url}: {problem.detail}")
                     continue
-                if not bound:
-                    failure = decode_bind_failure(code, diagnostic)
-                    raise LookupUnavailable(f"{dc.url}: lookup account: {failure.message}", unreachable=False)
+                except LookupBlocked as blocked:
+                    raise LookupUnavailable(blocked.message, unreachable=False) from None
                 yield dc.url, conn
                 return
     raise LookupUnavailable("no domain controller answered: " + "; ".join(problems), unreachable=True)

@@ -19,7 +19,7 @@ from bot.config import AccountConfig, SensorConfig, Settings
 from bot.fleet.merge import FleetMember, Source, merge_fleet
 from bot.graph import GraphError, GraphSensor, GraphSensorSource
 from bot.infra.exitcodes import ExitCode
-from bot.sensors import SensorResult, check_sensors
+from bot.sensors import SensorChecker, SensorResult, check_sensors
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,10 @@ def build_row(member: FleetMember, host: HostView | None = None) -> SensorRow:
 
 def host_view(result: SensorResult, graph: GraphSensor | None) -> HostView:
     """A WinRM result seen in the light of Graph: a unified sensor is checked for its process only."""
+    if result.access_denied and result.failure is not None:  # it answered: a problem, not an outage
+        return HostView(
+            None, "unknown", (f"the host refused atp-bot's WinRM credential: {result.failure.detail}",)
+        )
     if result.failure is not None:
         return HostView(f"{result.failure.kind}: {result.failure.detail}", "unknown", ())
     if generation_of(graph.version if graph else None) == "3":
@@ -154,13 +158,16 @@ def checked_fleet(settings: Settings, members: Sequence[FleetMember]) -> Setting
     return settings.model_copy(update={"sensors": winrm_sensors(settings, members)})
 
 
-def check_hosts(settings: Settings, members: Sequence[FleetMember]) -> dict[str, HostView]:
-    """WinRM checks of every member that has them (a `[[sensors]]` entry or `endpoint_template`)."""
+def check_hosts(
+    settings: Settings, members: Sequence[FleetMember], checker: SensorChecker = check_sensors
+) -> dict[str, HostView]:
+    """WinRM checks of every member that has them (a `[[sensors]]` entry or `endpoint_template`), by
+    `checker` (the bot's: its check worker processes)."""
     checked = checked_fleet(settings, members)
     if not checked.sensors:
         return {}
     graph_of = {m.name: m.graph for m in members}
-    results = check_sensors(checked)
+    results = checker(checked)
     return {r.name: host_view(r, graph_of.get(r.name)) for r in results}
 
 
@@ -170,6 +177,12 @@ def rows_for_results(
     """`atp-bot check` with Graph: each WinRM result beside what Graph says of the same sensor."""
     members = {m.name: m for m in merge_fleet(settings, graph) if m.winrm}
     return [build_row(members[r.name], host_view(r, members[r.name].graph)) for r in results]
+
+
+def unchecked_rows(settings: Settings, graph: Sequence[GraphSensor]) -> list[SensorRow]:
+    """The fleet's sensors that no WinRM check reaches (Graph's, without an endpoint), on Graph's word:
+    `check` counts them as `sensors` does, so that both give one exit code for one fleet."""
+    return [build_row(m) for m in merge_fleet(settings, graph) if not m.winrm]
 
 
 def graph_notes(settings: Settings, names: Sequence[str], graph: Sequence[GraphSensor]) -> list[str]:
@@ -257,12 +270,19 @@ def account_sensors(settings: Settings, account_id: str, graph: Sequence[GraphSe
 
 
 def fleet_exit_code(rows: Sequence[SensorRow], graph_error: str | None) -> ExitCode:
-    """3 if Graph or a sensor could not be used, else 1 if one needs attention, else 0."""
-    if graph_error is not None or any(r.verdict == "unknown" for r in rows):
-        return ExitCode.UNREACHABLE
+    """1 if a sensor needs attention (even if Graph or another sensor could not be used: a script looking
+    for 1 must not miss a problem), else 3 if Graph or a sensor could not be used, else 0."""
     if any(r.verdict == "attention" for r in rows):
         return ExitCode.PROBLEM
+    if graph_error is not None or any(r.verdict == "unknown" for r in rows):
+        return ExitCode.UNREACHABLE
     return ExitCode.OK
+
+
+def graph_unread(graph_error: str) -> str:
+    """The line each face shows when Graph's sensor list could not be read: the configured `[[sensors]]`
+    are checked all the same."""
+    return f"Graph's sensor list could not be read ({graph_error}); the configured [[sensors]] are checked"
 
 
 def in_domain(member: FleetMember, domain: str) -> bool:

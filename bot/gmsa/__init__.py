@@ -3,7 +3,7 @@ forest's KDS root key, the sensor hosts' own view (over WinRM), and the migratio
 
 from bot.gmsa.check import check_gmsa, gmsa_accounts, gmsa_alert_verdicts, report_exit_code
 from bot.gmsa.core import GmsaSensor, SensorScope, Status
-from bot.gmsa.plan import DEFAULT_GROUP, migration_plan
+from bot.gmsa.plan import DEFAULT_GROUP, already_gmsa, migration_plan
 from bot.gmsa.scope import sensor_scope
 from bot.gmsa.verdicts import describe
 
@@ -12,6 +12,7 @@ __all__ = [
     "GmsaSensor",
     "SensorScope",
     "Status",
+    "already_gmsa",
     "check_gmsa",
     "describe",
     "gmsa_accounts",

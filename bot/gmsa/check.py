@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from bot.config import AccountConfig, ConfigError, Settings
+from bot.directory import LockoutGuard
 from bot.fleet import Generation, GraphFleet
 from bot.gmsa.core import Check, GmsaReport, SensorScope, Status, mentions_gmsa
 from bot.gmsa.directory import read_facts
@@ -15,7 +16,7 @@ from bot.gmsa.hosts import host_checks, probe_hosts, shown_generation
 from bot.gmsa.scope import sensor_scope
 from bot.gmsa.verdicts import alert_verdict, evaluate
 from bot.infra.exitcodes import ExitCode
-from bot.sensors import SensorResult
+from bot.sensors import ScriptRunner, SensorResult, ThreadScripts
 
 
 def gmsa_accounts(settings: Settings, account_id: str | None) -> list[AccountConfig]:
@@ -32,17 +33,23 @@ def gmsa_accounts(settings: Settings, account_id: str | None) -> list[AccountCon
 
 
 def check_gmsa(
-    settings: Settings, account: AccountConfig, scope: SensorScope | None = None, now: datetime | None = None
+    settings: Settings,
+    account: AccountConfig,
+    scope: SensorScope | None = None,
+    now: datetime | None = None,
+    scripts: ScriptRunner | None = None,
 ) -> GmsaReport:
-    """Every check of one gMSA account (its sensors: `scope`, else read now). The hosts are asked first:
-    what they show tells the generation Graph did not. Never raises for peer problems."""
+    """Every check of one gMSA account (its sensors: `scope`, else read now). The hosts are asked first
+    (by `scripts`: the bot's check workers; else this process's threads): what they show tells the
+    generation Graph did not. Never raises for peer problems."""
     moment = now or datetime.now(UTC)
     scope = scope or sensor_scope(settings, account)
-    probes = probe_hosts(settings, account, [s.winrm for s in scope.retrieving if s.winrm is not None])
+    winrm = [s.winrm for s in scope.retrieving if s.winrm is not None]
+    probes = probe_hosts(settings, account, winrm, scripts or ThreadScripts(settings.sensor_checks.pool_size))
     shown = {name: shown_generation(p) for name, p in probes.items() if not isinstance(p, Check)}
     scope = scope.with_host_evidence(shown)
     retrieving = scope.retrieving
-    verdict = read_facts(account, retrieving, moment)
+    verdict = read_facts(account, retrieving, moment, LockoutGuard.for_settings(settings).lookups)
     gmsa = verdict.facts.gmsa if verdict.facts else None
     hosts = host_checks(account, probes, [s.name for s in retrieving], gmsa.sid if gmsa else None)
     return evaluate(account, replace(verdict, host_checks=hosts), moment, scope)
@@ -61,7 +68,10 @@ def report_exit_code(reports: list[GmsaReport]) -> ExitCode:
 
 
 def gmsa_alert_verdicts(
-    settings: Settings, results: Sequence[SensorResult], fleet: GraphFleet | None = None
+    settings: Settings,
+    results: Sequence[SensorResult],
+    fleet: GraphFleet | None = None,
+    scripts: ScriptRunner | None = None,
 ) -> dict[str, str]:
     """For the monitor: account id -> the gMSA verdict, for each gMSA account one of whose sensors logged
     a gMSA retrieval failure in this cycle (so AD is read only when new such lines appear). What the
@@ -77,7 +87,7 @@ def gmsa_alert_verdicts(
     verdicts = {}
     for account in (a for a in settings.accounts if a.kind == "gmsa"):
         try:
-            if verdict := _alert_verdict(settings, account, failing, fleet, shown):
+            if verdict := _alert_verdict(settings, account, failing, fleet, shown, scripts):
                 verdicts[account.id] = verdict
         except ConfigError as error:  # the cycle goes on; the alert says why there is no verdict
             verdicts[account.id] = f"`gmsa check` cannot run: {'; '.join(error.problems)}"
@@ -90,8 +100,9 @@ def _alert_verdict(
     failing: set[str],
     fleet: GraphFleet | None,
     shown: Mapping[str, Generation],
+    scripts: ScriptRunner | None,
 ) -> str | None:
     """The verdict for the account's failing sensors that use the DSA; None when none of them does."""
     scope = sensor_scope(settings, account, fleet).with_host_evidence(shown)
     sensors = {s.name for s in scope.retrieving} & failing
-    return alert_verdict(check_gmsa(settings, account, scope), sensors) if sensors else None
+    return alert_verdict(check_gmsa(settings, account, scope, scripts=scripts), sensors) if sensors else None

@@ -13,7 +13,7 @@ from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 
 from bot.config import AccountConfig
-from bot.directory import LookupUnavailable, lookup_connection, naming_context
+from bot.directory import LookupGuard, LookupUnavailable, lookup_connection, naming_context
 from bot.directory.lookup import filetime_to_datetime
 from bot.gmsa.core import (
     GmsaFacts,
@@ -117,10 +117,12 @@ def _facts(
     return GmsaFacts(gmsa, base, names, join_group, access, kds=kds, kds_problem=kds_problem)
 
 
-def read_facts(account: AccountConfig, sensors: Sequence[GmsaSensor], now: datetime) -> Verdict:
+def read_facts(
+    account: AccountConfig, sensors: Sequence[GmsaSensor], now: datetime, lookups: LookupGuard
+) -> Verdict:
     """Read the gMSA's facts over LDAP; never raises for peer problems (the verdict says what failed)."""
     try:
-        with lookup_connection(account) as (dc, conn):
+        with lookup_connection(account, lookups=lookups) as (dc, conn):
             log.info("account %s: reading the gMSA %s on %s", account.id, account.username, dc)
             return Verdict(_facts(conn, account, sensors, now))
     except LookupUnavailable as problem:

@@ -4,25 +4,21 @@ sensor service from starting)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 
 from pydantic import ValidationError
 
 from bot.config import AccountConfig, ConfigError, SensorConfig, Settings
 from bot.fleet import Generation
 from bot.gmsa.core import Check, Status
-from bot.infra.redaction import active_secret
+from bot.sensors import Failure, ScriptPlan, ScriptRun, ScriptRunner
 from bot.sensors.scripts import GMSA_HOST, GmsaHostOutput, GmsaHostParams
 from bot.sensors.targets import SensorTarget, resolve_target
-from bot.sensors.winrm_runner import FailureKind, RemoteFailure, run_powershell
+from bot.sensors.winrm_runner import FailureKind, RemoteFailure
 
 ALL_SERVICES_SID = "S-1-5-80-0"
 _ALL_SERVICES_NAMES = {f"*{ALL_SERVICES_SID}".lower(), "nt service\\all services"}
 _UNREACHABLE = {FailureKind.UNREACHABLE, FailureKind.TIMEOUT}
-_HOST_WORKERS = 8
 
 
 def logon_right_allows(entries: Sequence[str], account: AccountConfig, gmsa_sid: str | None) -> bool:
@@ -70,51 +66,57 @@ def shown_generation(output: GmsaHostOutput) -> Generation:
     return "3" if output.unified_sensor else "unknown"
 
 
-def _probe(target: SensorTarget, account: AccountConfig, timeout: float) -> GmsaHostOutput | Check:
-    """The host script's output, or the check that says why there is none."""
-    script = GMSA_HOST.render(GmsaHostParams(identity=account.username.removesuffix("$")))
+def _plan(target: SensorTarget, account: AccountConfig, timeout: float) -> ScriptPlan | Check:
+    """What running the host script on `target` needs, or the check that says why it cannot run."""
     try:
         password = target.read_password()
-        with ExitStack() as secrets:
-            if password:
-                secrets.enter_context(active_secret(password))
-            output = run_powershell(target, password, script, deadline=time.monotonic() + timeout)
-        if output.exit_code != 0:
-            raise RemoteFailure(FailureKind.SCRIPT_ERROR, output.stderr or f"exit code {output.exit_code}")
+    except ConfigError as error:
+        return Check(f"host:{target.name}", Status.UNKNOWN, "; ".join(error.problems))
+    script = GMSA_HOST.render(GmsaHostParams(identity=account.username.removesuffix("$")))
+    return ScriptPlan(target, password, script, timeout)
+
+
+def _read(name: str, run: ScriptRun) -> GmsaHostOutput | Check:
+    """The host script's output, or the check that says why there is none."""
+    try:
+        if isinstance(run, Failure):
+            raise RemoteFailure(run.kind, run.detail)
+        if run.exit_code != 0:
+            raise RemoteFailure(FailureKind.SCRIPT_ERROR, run.stderr or f"exit code {run.exit_code}")
         try:
-            return GmsaHostOutput.model_validate_json(output.stdout.strip())
+            return GmsaHostOutput.model_validate_json(run.stdout.strip())
         except ValidationError:
             raise RemoteFailure(
                 FailureKind.SCRIPT_ERROR, "the host check returned unexpected output"
             ) from None
     except RemoteFailure as failure:
         return Check(
-            f"host:{target.name}",
+            f"host:{name}",
             Status.UNKNOWN,
-            f"{target.name} could not be checked over WinRM: {failure.detail}",
+            f"{name} could not be checked over WinRM: {failure.detail}",
             unreachable=failure.kind in _UNREACHABLE,
         )
-    except ConfigError as error:
-        return Check(f"host:{target.name}", Status.UNKNOWN, "; ".join(error.problems))
 
 
 def probe_hosts(
-    settings: Settings, account: AccountConfig, sensors: Sequence[SensorConfig]
+    settings: Settings, account: AccountConfig, sensors: Sequence[SensorConfig], scripts: ScriptRunner
 ) -> dict[str, GmsaHostOutput | Check]:
     """Sensor name -> what its host showed, for each sensor that WinRM is configured for (the others are
-    skipped: the host checks are optional)."""
+    skipped: the host checks are optional). `scripts` runs them (the bot's check workers)."""
     targets = []
     for sensor in sensors:
         try:
             targets.append(resolve_target(settings, sensor))
         except ConfigError:
             continue
-    if not targets:
-        return {}
     timeout = settings.sensor_checks.host_timeout
-    with ThreadPoolExecutor(max_workers=min(_HOST_WORKERS, len(targets))) as pool:
-        probes = pool.map(lambda t: _probe(t, account, timeout), targets)
-        return {t.name: probe for t, probe in zip(targets, probes, strict=True)}
+    planned = [_plan(t, account, timeout) for t in targets]
+    probes: dict[str, GmsaHostOutput | Check] = {
+        t.name: plan for t, plan in zip(targets, planned, strict=True) if isinstance(plan, Check)
+    }
+    plans = [plan for plan in planned if isinstance(plan, ScriptPlan)]
+    probes |= {name: _read(name, run) for name, run in scripts.run_scripts(plans)}
+    return {t.name: probes[t.name] for t in targets}
 
 
 def host_checks(

@@ -48,6 +48,14 @@ def _sensor_lines(scope: SensorScope, group: str) -> list[str]:
     return lines
 
 
+def already_gmsa(account: AccountConfig) -> str:
+    """What `gmsa plan` says of an account that needs no migration."""
+    return (
+        f"account {account.id} ({account.username}) is already a gMSA: there is nothing to migrate. "
+        f"Check it end to end with: atp-bot gmsa check --account {account.id}"
+    )
+
+
 def migration_plan(
     account: AccountConfig, scope: SensorScope, gmsa: str, group: str = DEFAULT_GROUP
 ) -> list[str]:

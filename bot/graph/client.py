@@ -1,28 +1,29 @@
 """Defender for Identity health issues from Microsoft Graph (`GET /security/identities/healthIssues`).
 
 App-only access: an app registration with the `SecurityIdentitiesHealth.Read.All` application
-permission, signed in with its client secret through MSAL (client credentials flow). Only open issues
-whose display name matches `[graph].issue_patterns` (the directory service account's credentials) are
-returned. Errors name the endpoint and the HTTP status, never the secret or the token. No call
-follows a redirect (see bot.infra.redirects): the token request carries the client secret, the
-others the token.
+permission, signed in with its client secret or certificate through MSAL (client credentials flow). Only
+open issues whose display name matches `[graph].issue_patterns` (the directory service account's
+credentials) are returned. Errors name the endpoint and the HTTP status, never the secret or the token.
+No call follows a redirect (see bot.infra.redirects): the token request carries the client secret (or
+assertion), the others the token.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import msal
-import msal.exceptions
 import requests
 from pydantic import BaseModel, ConfigDict
 
 from bot.config import ConfigError, GraphConfig
+from bot.graph.credential import client_credential
+from bot.graph.http import BodyTooLarge, GraphError, Http, RedirectRefused, json_page
 from bot.infra.redaction import active_secret, scrub
-from bot.infra.redirects import describe_redirect, redirect_target
 
 
 class HealthIssue(BaseModel):
@@ -44,10 +45,6 @@ log = logging.getLogger(__name__)
 
 HEALTH_ISSUES_PATH = "/security/identities/healthIssues"
 MAX_PAGES = 50
-
-
-class GraphError(Exception):
-    """Graph could not answer; the message is safe to log and show."""
 
 
 def _origin(url: str) -> str:
@@ -85,41 +82,12 @@ def parse_health_issue(item: dict[str, Any]) -> HealthIssue | None:
     )
 
 
-class RedirectRefused(requests.RequestException):
-    """A 3xx answer to a call that carries the client secret or the token; it was not followed."""
-
-
-class _Http:
-    """requests with the CA bundle and timeout passed on every call.
-
-    A session's own `verify` loses to $REQUESTS_CA_BUNDLE (requests reads the environment per request),
-    so a configured `ca_file` is given per call. MSAL uses this object as its `http_client`. Redirects
-    are refused (`RedirectRefused`), never followed.
-    """
-
-    def __init__(self, session: requests.Session, verify: str | bool, timeout: float) -> None:
-        self._session = session
-        self._verify = verify
-        self._timeout = timeout
-
-    def get(self, url: str, **kwargs: Any) -> requests.Response:
-        return self._request("GET", url, **kwargs)
-
-    def post(self, url: str, **kwargs: Any) -> requests.Response:
-        return self._request("POST", url, **kwargs)
-
-    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self._timeout)
-        kwargs["allow_redirects"] = False
-        response = self._session.request(method, url, verify=self._verify, **kwargs)
-        target = redirect_target(response.status_code, url, response.headers.get("Location"))
-        if target is not None:
-            response.close()
-            raise RedirectRefused(describe_redirect(response.status_code, target))
-        return response
-
-    def close(self) -> None:
-        self._session.close()
+def _entra_code(result: Any) -> str:
+    """Entra's `AADSTS…` code of a refusal (digits only, from the peer's description), e.g. AADSTS700027
+    for a certificate it does not know."""
+    description = result.get("error_description") if isinstance(result, dict) else None
+    found = re.search(r"\bAADSTS[0-9]{1,9}\b", description) if isinstance(description, str) else None
+    return f" {found.group()}" if found else ""
 
 
 class GraphHealthSource:
@@ -130,24 +98,25 @@ class GraphHealthSource:
             raise ConfigError(["graph: tenant_id and client_id are required"])
         self.config = config
         verify = str(config.ca_file) if config.ca_file else True
-        self._http = _Http(session or requests.Session(), verify, config.timeout)
+        self._http = Http(session or requests.Session(), verify, config.timeout)
         self._app: msal.ConfidentialClientApplication | None = None
         self._scope = f"{_origin(config.graph_url)}/.default"
 
     def _token(self) -> str:
-        secret = self.config.client_secret()
+        credential = client_credential(self.config)
+        secret = credential.secret
         with active_secret(secret):
             try:
                 if self._app is None:
                     self._app = msal.ConfidentialClientApplication(
                         self.config.client_id,
-                        client_credential=secret.get_secret_value(),
+                        client_credential=credential.msal_value,
                         authority=f"{self.config.authority_url}/{self.config.tenant_id}",
                         http_client=self._http,
                         instance_discovery=False,
                     )
                 result = self._app.acquire_token_for_client(scopes=[self._scope])
-            except (ValueError, requests.RequestException, msal.exceptions.MsalError) as exc:
+            except Exception as exc:  # noqa: BLE001 - MSAL parses what the sign-in endpoints send: any step may fail
                 self._app = None
                 # The library's words, scrubbed of the secret in every form before they are cut short.
                 detail = " ".join(scrub(str(exc), secret.get_secret_value()).split())[:200]
@@ -156,19 +125,21 @@ class GraphHealthSource:
                 ) from None
         token = result.get("access_token") if isinstance(result, dict) else None
         if not isinstance(token, str):
-            self._app = None  # sign in afresh next time: the secret may have been rotated meanwhile
+            self._app = None  # sign in afresh next time: the credential may have been rotated meanwhile
             error = result.get("error") if isinstance(result, dict) else None
+            said = " ".join(error.split())[:100] if isinstance(error, str) and error else "no access token"
+            said += _entra_code(result)
             raise GraphError(
-                f"sign-in at {self.config.authority_url} refused: {error or 'no access token'} "
-                "(check tenant_id, client_id and the client secret)"
+                f"sign-in at {self.config.authority_url} refused: {said} "
+                f"(check tenant_id, client_id and {credential.what_to_check})"
             )
         return token
 
     def _get(self, url: str, token: str) -> dict[str, Any]:
         try:
             response = self._http.get(url, headers={"Authorization": f"Bearer {token}"})
-        except RedirectRefused as exc:
-            raise GraphError(f"Graph answered {HEALTH_ISSUES_PATH} with an {exc}") from None
+        except (RedirectRefused, BodyTooLarge) as exc:
+            raise GraphError(f"Graph answered {HEALTH_ISSUES_PATH} with {exc}") from None
         except requests.RequestException as exc:
             raise GraphError(f"cannot reach {_origin(url)}: {type(exc).__name__}") from None
         if response.status_code in (401, 403):
@@ -178,13 +149,7 @@ class GraphHealthSource:
             )
         if response.status_code != 200:
             raise GraphError(f"Graph answered HTTP {response.status_code} for {HEALTH_ISSUES_PATH}")
-        try:
-            data = response.json()
-        except ValueError:
-            raise GraphError("Graph returned something that is not JSON") from None
-        if not isinstance(data, dict) or not isinstance(data.get("value"), list):
-            raise GraphError("Graph returned an unexpected answer (no `value` list)")
-        return data
+        return json_page(response.content, HEALTH_ISSUES_PATH)
 
     def health_issues(self, status: str = "open") -> list[dict[str, Any]]:
         """Every health issue with `status` (all pages), as Graph returns them."""

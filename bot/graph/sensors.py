@@ -19,7 +19,8 @@ from typing import Any
 import requests
 
 from bot.config import GraphConfig
-from bot.graph.client import GraphError, GraphHealthSource
+from bot.graph.client import GraphHealthSource
+from bot.graph.http import BodyTooLarge, CappedResponse, GraphError, RedirectRefused, json_page
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,11 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _count(value: Any) -> int:
+    """A positive JSON integer (not `true`, which Python counts as an int), else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def parse_sensor(item: dict[str, Any]) -> GraphSensor | None:
     """A sensor resource as a GraphSensor; None when it lacks an id or a display name."""
     sensor_id, name = _text(item.get("id")), _text(item.get("displayName"))
@@ -78,7 +84,6 @@ def parse_sensor(item: dict[str, Any]) -> GraphSensor | None:
     settings = item.get("settings") if isinstance(item.get("settings"), dict) else {}
     names = settings.get("domainControllerDnsNames") if isinstance(settings, dict) else None
     dns_names = [n.lower() for n in names if isinstance(n, str) and n] if isinstance(names, list) else []
-    count = item.get("openHealthIssuesCount")
     return GraphSensor(
         id=sensor_id,
         display_name=name,
@@ -87,12 +92,12 @@ def parse_sensor(item: dict[str, Any]) -> GraphSensor | None:
         version=_text(item.get("version")),
         health_status=_text(item.get("healthStatus")),
         deployment_status=_text(item.get("deploymentStatus")),
-        open_issues_count=count if isinstance(count, int) and count > 0 else 0,
+        open_issues_count=_count(item.get("openHealthIssuesCount")),
         dns_names=tuple(dns_names),
     )
 
 
-def _retry_after(response: requests.Response) -> float:
+def _retry_after(response: CappedResponse) -> float:
     value = response.headers.get("Retry-After", "")
     try:
         return max(0.0, float(value))
@@ -187,7 +192,7 @@ class GraphSensorSource(GraphHealthSource):
         """One page; throttled answers are retried after `Retry-After` while the total wait allows."""
         path = url.removeprefix(self.config.graph_url).split("?")[0]
         while True:
-            response = self._request(url, token)
+            response = self._request(url, token, path)
             if response.status_code not in THROTTLE_STATUSES:
                 return self._page_of(response, path, permission)
             delay = _retry_after(response)
@@ -200,33 +205,21 @@ class GraphSensorSource(GraphHealthSource):
             self._sleep(delay)
             waited[0] += delay
 
-    def _request(self, url: str, token: str) -> requests.Response:
+    def _request(self, url: str, token: str, path: str) -> CappedResponse:
         """One GET, read to its end, on a connection closed after it: nothing lingers between rounds."""
         try:
-            response = self._http.get(
-                url,
-                headers={"Authorization": f"Bearer {token}", "Connection": "close"},
-                allow_redirects=False,
-            )
-            _ = response.content
-            return response
+            return self._http.get(url, headers={"Authorization": f"Bearer {token}", "Connection": "close"})
+        except (RedirectRefused, BodyTooLarge) as exc:
+            raise GraphError(f"Graph answered {path} with {exc}") from None
         except requests.RequestException as exc:
             raise GraphError(f"cannot reach Graph at {self.config.graph_url}: {type(exc).__name__}") from None
 
-    def _page_of(self, response: requests.Response, path: str, permission: str) -> dict[str, Any]:
+    def _page_of(self, response: CappedResponse, path: str, permission: str) -> dict[str, Any]:
         if response.status_code in (401, 403):
             raise GraphError(
                 f"Graph refused {path} (HTTP {response.status_code}): grant the app the {permission} "
                 "application permission (with admin consent)"
             )
-        if 300 <= response.status_code < 400:
-            raise GraphError(f"Graph redirected {path} (HTTP {response.status_code}); not followed")
         if response.status_code != 200:
             raise GraphError(f"Graph answered HTTP {response.status_code} for {path}")
-        try:
-            data = response.json()
-        except ValueError:
-            raise GraphError(f"Graph returned something that is not JSON for {path}") from None
-        if not isinstance(data, dict) or not isinstance(data.get("value"), list):
-            raise GraphError(f"Graph returned an unexpected answer for {path} (no `value` list)")
-        return data
+        return json_page(response.content, path)

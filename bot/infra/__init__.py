@@ -1,2 +1,3 @@
 """Plumbing with no domain: state directory, database schema, advisory locks, leader election,
-redaction, logging, metrics, health, exit codes, clock. Imports only bot.config."""
+redaction, escaping peer control characters, operators' programs, logging, metrics, health, exit codes,
+clock. Imports only bot.config."""

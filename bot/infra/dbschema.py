@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+
+from bot.infra.redaction import redact
 
 ATTEMPTS = 5
 
@@ -25,3 +27,13 @@ def create_idempotently(step: Callable[[], None], attempts: int = ATTEMPTS) -> N
             if attempt == attempts - 1:
                 raise
             time.sleep(0.05 * (attempt + 1))
+
+
+def db_error_summary(exc: SQLAlchemyError | OSError) -> str:
+    """A one-line, secret-free account of a database or file error."""
+    if isinstance(exc, OSError):
+        text = exc.strerror or ""
+    else:
+        orig = exc.orig if isinstance(exc, DBAPIError) else None
+        text = str(orig).strip().splitlines()[0] if orig is not None and str(orig).strip() else ""
+    return redact(text) or type(exc).__name__

@@ -20,17 +20,35 @@ log = logging.getLogger(__name__)
 
 
 def audit_head_notice(trail: AuditTrail, now: datetime) -> AuditHeadNotice:
-    """Verify the trail now; its head, or why it did not verify."""
+    """Hand the anchor command what it has not taken yet, verify the trail now; its head, or why it did
+    not verify, and whether the anchor command is failing."""
+    anchored = trail.anchor.deliver().problem if trail.anchor is not None else None
     try:
         result = trail.verify()
     except AuditError as exc:
-        return AuditHeadNotice(verified_at=now, intact=False, rows=0, problem=str(exc))
+        return AuditHeadNotice(
+            verified_at=now, intact=False, rows=0, problem=str(exc), anchor_problem=anchored
+        )
     keyed = result.keyed_from is not None
     if not result.intact:
         at_row = f"row {result.first_broken_id}: " if result.first_broken_id else ""
         problem = f"{at_row}{result.problem}"
-        return AuditHeadNotice(verified_at=now, intact=False, rows=result.rows, keyed=keyed, problem=problem)
-    return AuditHeadNotice(verified_at=now, intact=True, rows=result.rows, head=result.anchor, keyed=keyed)
+        return AuditHeadNotice(
+            verified_at=now,
+            intact=False,
+            rows=result.rows,
+            keyed=keyed,
+            problem=problem,
+            anchor_problem=anchored,
+        )
+    return AuditHeadNotice(
+        verified_at=now,
+        intact=True,
+        rows=result.rows,
+        head=result.anchor,
+        keyed=keyed,
+        anchor_problem=anchored,
+    )
 
 
 def run_audit_head_announcement(ctx: MonitorContext) -> AuditHeadNotice:

@@ -254,6 +254,7 @@ def _track_reachability(
                     since=since,
                     at=now,
                     detail=detail,
+                    access_denied=result.access_denied,
                 )
             )
         MonitorMemory.save_reachability(
@@ -316,7 +317,7 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
     by_name = {r.name: r for r in results}
     health_list, health_error = _read_health(ctx)
     health = assign_health(settings.accounts, health_list) if health_list is not None else {}
-    gmsa_verdicts = gmsa_alert_verdicts(settings, results, ctx.changes.fleet)
+    gmsa_verdicts = gmsa_alert_verdicts(settings, results, ctx.changes.fleet, ctx.changes.scripts)
     stored, reachability, alerted = state.incidents(), state.reachability(), state.sensor_problems()
     waiting = waiting_for_portal(ctx)
     sensor_health = fleet_health(members, by_name) if fleet_error is None else None

@@ -16,6 +16,7 @@ from bot.monitor.models import (
     DriftNotice,
     ExpiryWarning,
     HealthIssueNotice,
+    LookupSuspensionNotice,
     PortalNotice,
     ReachabilityNotice,
     RecheckReport,
@@ -31,6 +32,7 @@ HEALTH_ISSUE = "health-issue"
 AUDIT_HEAD = "audit-head"
 DRIFT = "drift"
 SENSOR_HEALTH = "sensor-health"
+LOOKUP_SUSPENSION = "lookup-suspension"
 PORTAL = "portal"
 
 # The monitor cycle, a re-check and the expiry check may deliver at the same time (scheduler threads,
@@ -39,13 +41,17 @@ _sending = threading.RLock()
 
 
 def _deliver_incident(notifier: Notifier, state: MonitorMemory, stored: StoredIncident) -> None:
+    """Bring the face up to the incident's latest version. An incident that closed before its alert was
+    ever posted is posted once, already over (the whole story in one message), and dropped: no alert
+    to update and no recovery reply to a message that does not exist."""
     incident, ref = stored.incident, stored.ref
     if ref is None:
         ref = notifier.post_incident(incident)
-        state.put_incident(StoredIncident(incident, ref, delivered=not incident.closed))
-        if not incident.closed:
-            return
-    if incident.closed:
+        if incident.closed:
+            state.drop_incident(incident.account_id)
+        else:
+            state.put_incident(StoredIncident(incident, ref, delivered=True))
+    elif incident.closed:
         notifier.close_incident(ref, incident)
         state.drop_incident(incident.account_id)
     else:
@@ -74,6 +80,8 @@ def _send(notifier: Notifier, item: OutboxItem) -> None:
         notifier.post_drift(DriftNotice.model_validate_json(item.payload))
     elif item.kind == SENSOR_HEALTH:
         notifier.post_sensor_health(SensorHealthNotice.model_validate_json(item.payload))
+    elif item.kind == LOOKUP_SUSPENSION:
+        notifier.post_lookup_suspension(LookupSuspensionNotice.model_validate_json(item.payload))
     else:
         log.error("outbox item %d has an unknown kind %r; dropped", item.id, item.kind)
 

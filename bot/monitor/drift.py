@@ -10,16 +10,24 @@ DCs, so it is read on every configured DC.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from ldap3 import BASE
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from bot.config import AccountConfig, DomainController
-from bot.directory.ad_errors import decode_bind_failure
-from bot.directory.connection import NoVerdict, open_session, send_bind
-from bot.directory.lookup import UF_LOCKOUT, filetime_to_datetime, find_user, first_int, naming_context
+from bot.directory import LockoutGuard, LookupBlocked, LookupGuard
+from bot.directory.connection import NoVerdict
+from bot.directory.lockout import GuardUnavailable
+from bot.directory.lookup import (
+    UF_LOCKOUT,
+    domain_lockout_policy,
+    filetime_to_datetime,
+    find_user,
+    first_int,
+    server_identity,
+)
+from bot.directory.lookup_guard import lookup_session
 from bot.infra.redaction import active_secret
 from bot.store import CredentialMetadata
 
@@ -35,18 +43,42 @@ _USER_ATTRIBUTES = [
 
 
 class DriftUnavailable(Exception):
-    """The lookup account could not read this DC (refused, or the account is not found)."""
+    """The lookup account could not find the account on this DC."""
 
 
 @dataclass(frozen=True)
 class DcReading:
     """What one DC says about the account (badPwdCount is this DC's own)."""
 
-    dc: str
+    dc: str  # the URL that reached it
     password_last_set: datetime | None
     bad_password_count: int
     locked: bool
     lockout_threshold: int | None
+    server: str | None = None  # which DC it is (rootDSE dsServiceName), whatever the URL
+    also: tuple[str, ...] = ()  # the other configured URLs that reached the same DC
+
+    @property
+    def name(self) -> str:
+        return f"{self.dc} (also {', '.join(self.also)})" if self.also else self.dc
+
+
+@dataclass(frozen=True)
+class OwnTests:
+    """atp-bot's own rejected tests of the account within the lockout guard's window (its ledger): AD
+    counted them in badPwdCount too, so they are nobody else's wrong passwords."""
+
+    count: int = 0
+    window_minutes: int = 0
+    unknown: str | None = None  # why the ledger could not be read (the count is then unknown)
+
+    @classmethod
+    def of(cls, guard: LockoutGuard, account_id: str) -> OwnTests:
+        try:
+            counted = guard.count(account_id)
+        except GuardUnavailable as problem:
+            return cls(unknown=f"{problem.where} is unavailable: {problem.cause}")
+        return cls(counted.rejections, guard.config.window_minutes)
 
 
 class DriftReport(BaseModel):
@@ -84,22 +116,19 @@ def _recent_bad_count(user: dict[str, object], window: int | None, now: datetime
 
 
 def read_dc(
-    account: AccountConfig, dc: DomainController, lookup_password: SecretStr, now: datetime
+    account: AccountConfig,
+    dc: DomainController,
+    lookup_password: SecretStr,
+    now: datetime,
+    lookups: LookupGuard,
 ) -> DcReading:
-    """Read the account's state on one DC with the lookup account. Raises NoVerdict (unreachable) or
-    DriftUnavailable."""
-    assert account.lookup_username is not None
-    with open_session(dc, account, account.lookup_username, lookup_password) as conn:
-        bound, code, diagnostic = send_bind(conn)
-        if not bound:
-            raise DriftUnavailable(f"lookup account: {decode_bind_failure(code, diagnostic).message}")
-        base = naming_context(conn, account)
-        domain: dict[str, object] = {}
-        if base and conn.search(
-            base, "(objectClass=domain)", BASE, attributes=["lockoutThreshold", "lockOutObservationWindow"]
-        ):
-            domain = dict(conn.response[0].get("attributes", {})) if conn.response else {}
+    """Read the account's state on one DC with the lookup account. Raises NoVerdict (unreachable),
+    LookupBlocked (the lookup account is suspended, or this DC refused it) or DriftUnavailable."""
+    with lookup_session(dc, account, lookup_password, lookups) as conn:
+        threshold, window = domain_lockout_policy(conn, account)
+        lookups.note_window(account, window)
         user = find_user(conn, account, account.name, _USER_ATTRIBUTES)
+        server = server_identity(conn)
     if user is None:
         raise DriftUnavailable(f"{account.username} not found by the lookup account")
     last_set = first_int(user, "pwdLastSet")
@@ -107,10 +136,22 @@ def read_dc(
     return DcReading(
         dc=dc.url,
         password_last_set=filetime_to_datetime(last_set) if last_set else None,
-        bad_password_count=_recent_bad_count(user, first_int(domain, "lockOutObservationWindow"), now),
+        bad_password_count=_recent_bad_count(user, window, now),
         locked=bool(uac & UF_LOCKOUT),  # computed from lockoutTime and the lockout duration
-        lockout_threshold=first_int(domain, "lockoutThreshold"),
+        lockout_threshold=threshold,
+        server=server,
     )
+
+
+def one_per_dc(readings: list[DcReading]) -> list[DcReading]:
+    """One reading per domain controller: URLs that reached the same DC (its dsServiceName) are one DC,
+    named by all its URLs (its badPwdCount is counted once)."""
+    merged: dict[str, DcReading] = {}
+    for reading in readings:
+        key = reading.server or reading.dc
+        first = merged.get(key)
+        merged[key] = reading if first is None else replace(first, also=(*first.also, reading.dc))
+    return list(merged.values())
 
 
 def _short(moment: datetime) -> str:
@@ -118,9 +159,14 @@ def _short(moment: datetime) -> str:
 
 
 def evaluate(
-    account_id: str, readings: list[DcReading], problems: list[str], saved: CredentialMetadata | None
+    account_id: str,
+    readings: list[DcReading],
+    problems: list[str],
+    saved: CredentialMetadata | None,
+    own: OwnTests | None = None,
 ) -> DriftReport:
-    """The verdict from every DC's reading and the last save through atp-bot."""
+    """The verdict from every DC's reading, the last save through atp-bot and atp-bot's own rejected
+    tests. With nothing saved yet there is nothing to compare: never drift (`in_sync` None)."""
     findings = list(problems)
     if not readings:
         return DriftReport(
@@ -134,18 +180,20 @@ def evaluate(
             findings=findings,
             unreachable=True,
         )
+    readings = one_per_dc(readings)
     changed = max((r.password_last_set for r in readings if r.password_last_set), default=None)
     threshold = next((r.lockout_threshold for r in readings if r.lockout_threshold is not None), None)
     worst = max(readings, key=lambda r: r.bad_password_count)
-    locked = [r.dc for r in readings if r.locked]
-    events = _events(account_id, changed, saved, [r for r in readings if r.bad_password_count], threshold)
+    locked = [r.name for r in readings if r.locked]
+    events = _changed_event(account_id, changed, saved)
+    findings += _bad_counts(account_id, readings, threshold, own or OwnTests(), events)
     if locked:
         events["locked"] = f"{account_id} is locked out in AD ({', '.join(locked)})"
     if saved is None:
         findings.append(f"no password of {account_id} was saved through atp-bot yet: nothing to compare with")
     return DriftReport(
         account=account_id,
-        in_sync=False if events else (None if saved is None else True),
+        in_sync=None if saved is None else not events,
         password_changed_at=changed,
         saved_at=saved.saved_at if saved else None,
         bad_password_count=worst.bad_password_count,
@@ -156,30 +204,47 @@ def evaluate(
     )
 
 
-def _events(
-    account_id: str,
-    changed: datetime | None,
-    saved: CredentialMetadata | None,
-    counting: list[DcReading],
-    threshold: int | None,
+def _changed_event(
+    account_id: str, changed: datetime | None, saved: CredentialMetadata | None
 ) -> dict[str, str]:
-    events = {}
-    if saved is not None and changed is not None and changed > saved.saved_at:
-        events[f"changed:{changed.isoformat()}"] = (
+    if saved is None or changed is None or changed <= saved.saved_at:
+        return {}
+    return {
+        f"changed:{changed.isoformat()}": (
             f"{account_id}'s password was changed in AD at {_short(changed)}, not through atp-bot (last "
             f"saved {_short(saved.saved_at)}); the sensors will fail with the old one. Update the password."
         )
+    }
+
+
+def _bad_counts(
+    account_id: str, readings: list[DcReading], threshold: int | None, own: OwnTests, events: dict[str, str]
+) -> list[str]:
+    """Each DC's badPwdCount beyond atp-bot's own rejected tests becomes an event (the sensors'); the
+    findings say what atp-bot's own tests explain, or that the ledger could not tell."""
+    findings = []
     of_threshold = f" of the lockout threshold {threshold}" if threshold else ""
-    for reading in counting:
+    ours = f"{own.count} rejected test(s) of atp-bot's own in the last {own.window_minutes} minutes"
+    for reading in (r for r in readings if r.bad_password_count):
+        count = f"badPwdCount {reading.bad_password_count}{of_threshold} on {reading.name}"
+        if reading.bad_password_count <= own.count:
+            findings.append(f"{count}: explained by {ours} (the lockout guard's ledger), not by the sensors")
+            continue
+        besides = f", besides {ours}" if own.count else ""
         events[f"bad:{reading.dc}"] = (
-            f"sensors are sending a wrong password for {account_id}: badPwdCount "
-            f"{reading.bad_password_count}{of_threshold} on {reading.dc}"
+            f"sensors are sending a wrong password for {account_id}: {count}{besides}"
         )
-    return events
+    if own.unknown and any(r.bad_password_count for r in readings):
+        findings.append(f"atp-bot cannot tell how many of these were its own rejected tests ({own.unknown})")
+    return findings
 
 
-def check_drift(account: AccountConfig, saved: CredentialMetadata | None, now: datetime) -> DriftReport:
-    """Read every DC with the account's lookup account (never the account's own password)."""
+def check_drift(
+    account: AccountConfig, saved: CredentialMetadata | None, now: datetime, *, guard: LockoutGuard
+) -> DriftReport:
+    """Read every DC with the account's lookup account (never the account's own password). A refused or
+    suspended lookup account ends the read on every DC (`guard.lookups`: the suspension); the guard's
+    ledger tells atp-bot's own rejected tests apart from the sensors' wrong passwords."""
     if account.lookup_username is None:
         raise ValueError(f"account {account.id} has no lookup account")
     lookup_password = account.lookup_password()
@@ -188,18 +253,23 @@ def check_drift(account: AccountConfig, saved: CredentialMetadata | None, now: d
     with active_secret(lookup_password):
         for dc in account.dcs:
             try:
-                readings.append(read_dc(account, dc, lookup_password, now))
+                readings.append(read_dc(account, dc, lookup_password, now, guard.lookups))
             except NoVerdict as problem:
                 problems.append(f"{dc.url} could not be read: {problem.detail}")
             except DriftUnavailable as problem:
                 problems.append(f"{dc.url} could not be read: {problem}")
+            except LookupBlocked as blocked:
+                problems.append(blocked.message)
+                break
     log.info("account %s: drift read on %d of %d DC(s)", account.id, len(readings), len(account.dcs))
-    return evaluate(account.id, readings, problems, saved)
+    return evaluate(account.id, readings, problems, saved, OwnTests.of(guard, account.id))
 
 
 def render_report(report: DriftReport) -> list[str]:
     """The report as an operator reads it: a verdict line, then the details."""
     verdict = {True: "IN SYNC", False: "DRIFT", None: "UNKNOWN"}[report.in_sync]
+    if report.in_sync is None and not report.unreachable and report.saved_at is None:
+        verdict = "NOTHING TO COMPARE"
     lines = [f"{verdict}: account {report.account}"]
     changed = f"{report.password_changed_at:%Y-%m-%d %H:%M} UTC" if report.password_changed_at else "unknown"
     saved = f"{report.saved_at:%Y-%m-%d %H:%M} UTC" if report.saved_at else "never"

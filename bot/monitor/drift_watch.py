@@ -11,6 +11,7 @@ from bot.config import AccountConfig, ConfigError
 from bot.monitor.context import MonitorContext
 from bot.monitor.delivery import DRIFT, flush_outbox
 from bot.monitor.drift import DriftReport, check_drift
+from bot.monitor.lookup_watch import queue_lookup_suspensions
 from bot.monitor.memory import MonitorMemory
 from bot.monitor.models import DriftNotice
 from bot.store import StoreError
@@ -26,7 +27,7 @@ def _read(ctx: MonitorContext, account: AccountConfig) -> DriftReport | None:
         log.warning("account %s: drift not checked: the store cannot be read: %s", account.id, exc.message)
         return None
     try:
-        report = check_drift(account, saved, ctx.clock())
+        report = check_drift(account, saved, ctx.clock(), guard=ctx.changes.guard)
     except ConfigError as exc:
         log.error("account %s: drift not checked: %s", account.id, "; ".join(exc.problems))
         return None
@@ -69,5 +70,6 @@ def run_drift_check(ctx: MonitorContext) -> list[DriftNotice]:
         outcome = AuditOutcome.OK if notice.recovered else AuditOutcome.FAILED
         ctx.audit(AuditAction.ALERT, account.id, outcome, "password_drift", " ".join(notice.findings))
         notices.append(notice)
+    queue_lookup_suspensions(ctx)
     flush_outbox(ctx.notifier, ctx.memory)
     return notices

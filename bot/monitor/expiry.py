@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from bot.audit import AuditAction, AuditOutcome
-from bot.change import TEST_AUDIT_OUTCOME
+from bot.change import TEST_AUDIT_OUTCOME, detail_of_test
 from bot.config import AccountConfig, ConfigError
 from bot.directory import (
     AccountBusy,
@@ -24,6 +24,7 @@ from bot.directory import (
 )
 from bot.monitor.context import MonitorContext
 from bot.monitor.delivery import EXPIRY, flush_outbox
+from bot.monitor.lookup_watch import queue_lookup_suspensions
 from bot.monitor.memory import MonitorMemory
 from bot.monitor.models import ExpiryWarning
 from bot.store import StoreError
@@ -68,7 +69,7 @@ def _with_saved_credential(ctx: MonitorContext, account: AccountConfig) -> Passw
         account.id,
         TEST_AUDIT_OUTCOME[result.outcome],
         result.reason.value if result.reason else "expiry_check",
-        f"expiry check with the saved credential: {result.dc or 'no DC'}: {result.message}",
+        f"expiry check with the saved credential: {detail_of_test(result)}",
     )
     if not result.passed:
         log.error(
@@ -86,7 +87,7 @@ def read_expiry(ctx: MonitorContext, account: AccountConfig) -> PasswordExpiry |
         return cached
     if account.lookup_username:
         try:
-            expiry = read_password_expiry(account)
+            expiry = read_password_expiry(account, lookups=ctx.changes.guard.lookups)
         except (ExpiryUnavailable, ConfigError) as exc:
             log.warning("account %s: expiry not readable with the lookup account: %s", account.id, exc)
             expiry = PasswordExpiry()
@@ -123,5 +124,6 @@ def run_expiry_check(ctx: MonitorContext) -> list[ExpiryWarning]:
             f"password expires {expiry.at:%Y-%m-%d %H:%M} UTC ({warning.days_left} day(s) left)",
         )
         warnings.append(warning)
+    queue_lookup_suspensions(ctx)
     flush_outbox(ctx.notifier, ctx.memory)
     return warnings

@@ -84,6 +84,12 @@ class Incident(_Value):
         return next((s.sample for s in self.sensors if s.sample), None)
 
     @property
+    def about_credentials(self) -> bool:
+        """Something points at the credential (errors, a health issue, a gMSA verdict); False when the
+        only trouble is sensor services not running."""
+        return bool(self.credential_errors or self.health_issues or self.gmsa_verdict)
+
+    @property
     def actions(self) -> tuple[IncidentAction, ...]:
         actions = [IncidentAction(kind="recheck", account_id=self.account_id)]
         if self.gmsa_verdict is None:  # a gMSA's password is AD's to change
@@ -109,6 +115,7 @@ class ReachabilityNotice(_Value):
     since: datetime
     at: datetime
     detail: str | None = None
+    access_denied: bool = False  # it answered, and refused atp-bot's WinRM credential
 
 
 class SensorHealthNotice(_Value):
@@ -219,6 +226,17 @@ class DriftNotice(_Value):
     recovered: bool = False
 
 
+class LookupSuspensionNotice(_Value):
+    """AD refused a lookup account's password: atp-bot binds with it no more until `until` or until its
+    password source changes (sent once per suspension)."""
+
+    lookup_account: str
+    accounts: tuple[str, ...]  # the accounts read with it
+    dc: str
+    detail: str  # AD's reason, decoded
+    until: datetime
+
+
 class AuditHeadNotice(_Value):
     """The audit chain as verified at `verified_at`: its head is an anchor kept outside the database."""
 
@@ -228,6 +246,7 @@ class AuditHeadNotice(_Value):
     head: str | None = None  # "ID:HASH", for `atp-bot audit verify --anchor`
     keyed: bool = False
     problem: str | None = None  # why it did not verify: the broken row or head, or why it could not be read
+    anchor_problem: str | None = None  # [audit] anchor_command failing: heads that have not reached it
 
 
 class ServiceStartReport(_Value):

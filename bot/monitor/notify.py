@@ -16,6 +16,7 @@ from bot.monitor.models import (
     ExpiryWarning,
     HealthIssueNotice,
     Incident,
+    LookupSuspensionNotice,
     MessageRef,
     PortalNotice,
     ReachabilityNotice,
@@ -27,6 +28,7 @@ from bot.monitor.render import (
     render_drift,
     render_expiry_warning,
     render_incident,
+    render_lookup_suspension,
     render_portal,
     render_reachability,
     render_recheck,
@@ -42,7 +44,9 @@ class NotifierError(Exception):
 
 class Notifier(Protocol):
     def post_incident(self, incident: Incident) -> MessageRef:
-        """Post a new alert; the returned reference is persisted to update and close it later."""
+        """Post a new alert; the returned reference is persisted to update and close it later. An incident
+        already closed (over before it could be posted) is posted once, telling its whole story, and
+        never closed afterwards."""
         ...
 
     def update_incident(self, ref: MessageRef, incident: Incident) -> None:
@@ -91,6 +95,10 @@ class Notifier(Protocol):
         """The account's password drifted in AD (once per event), or is in sync again."""
         ...
 
+    def post_lookup_suspension(self, notice: LookupSuspensionNotice) -> None:
+        """A lookup account's password is wrong: its binds are suspended (once per suspension)."""
+        ...
+
 
 class LogNotifier:
     """A notifier that writes plain text to the log: for running without Slack, and for the CLI."""
@@ -137,3 +145,6 @@ class LogNotifier:
 
     def post_drift(self, notice: DriftNotice) -> None:
         self._log.log(logging.INFO if notice.recovered else logging.WARNING, "%s", render_drift(notice))
+
+    def post_lookup_suspension(self, notice: LookupSuspensionNotice) -> None:
+        self._log.error("%s", render_lookup_suspension(notice))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from bot.change.portal import portal_instructions
@@ -10,6 +11,7 @@ from bot.monitor.models import (
     DriftNotice,
     ExpiryWarning,
     Incident,
+    LookupSuspensionNotice,
     PortalNotice,
     ReachabilityNotice,
     RecheckReport,
@@ -36,14 +38,43 @@ def _sensor_line(issue: SensorIssue) -> str:
     return f"  {issue.sensor}: {'; '.join(parts) or 'no current problem'}"
 
 
+def _when_found(issue: SensorIssue, at: Callable[[datetime | None], str]) -> str:
+    first, last = at(issue.first_error), at(issue.last_error or issue.first_error)
+    return f"at {first}" if first == last else f"from {first} to {last}"
+
+
+def incident_story(
+    incident: Incident, name: Callable[[str], str] = str, at: Callable[[datetime | None], str] = _at
+) -> str:
+    """A closed incident in one line: per sensor what was found, how many and when, then since when all
+    is clean. It is the recovery message, and the only message of an incident that closed before its
+    alert could be posted (a chat outage), so it never leans on the alert. `name` and `at` format a
+    sensor name and a time for the face."""
+    found = [
+        f"{describe(s.credential_errors, s.reason)} on {name(s.sensor)} {_when_found(s, at)}"
+        for s in incident.sensors
+        if s.credential_errors
+    ]
+    found += [
+        f"a service not running on {name(s.sensor)}" for s in incident.sensors if not s.credential_errors
+    ]
+    told = ", ".join(found) or f"problems first seen {at(incident.first_seen)}"
+    return f"{told}; clean since {at(incident.closed_at)}"
+
+
 def render_incident(incident: Incident) -> str:
     if incident.closed:
         return (
-            f"RESOLVED: {incident_subject(incident.account_id)}: a full check cycle was clean at "
-            f"{_at(incident.closed_at)} (incident {incident.id}, first seen {_at(incident.first_seen)})."
+            f"RESOLVED: {incident_subject(incident.account_id)}: {incident_story(incident)} "
+            f"(incident {incident.id})."
         )
+    problem = (
+        "sensors report credential problems"
+        if incident.about_credentials
+        else ("sensor services are not running, no credential error seen")
+    )
     lines = [
-        f"ALERT: {incident_subject(incident.account_id)}: sensors report credential problems "
+        f"ALERT: {incident_subject(incident.account_id)}: {problem} "
         f"(incident {incident.id}, first seen {_at(incident.first_seen)})"
     ]
     lines += [_sensor_line(s) for s in incident.sensors]
@@ -57,6 +88,8 @@ def render_incident(incident: Incident) -> str:
     if incident.gmsa_verdict:
         lines.append(f"  gMSA: {incident.gmsa_verdict}")
         lines.append(f"  fix: atp-bot gmsa check --account {account}")
+    elif not incident.about_credentials:
+        lines.append("  fix: start the service on the sensor (the alert's Start service button in Slack)")
     else:
         lines.append(f"  fix: atp-bot set-password --account {account}")
     return "\n".join(lines)
@@ -65,6 +98,11 @@ def render_incident(incident: Incident) -> str:
 def render_reachability(notice: ReachabilityNotice) -> str:
     if notice.reachable:
         return f"sensor {notice.sensor} can be checked again (it could not since {_at(notice.since)})."
+    if notice.access_denied:
+        return (
+            f"sensor {notice.sensor} refuses atp-bot's WinRM credential: {notice.failures} checks in a row "
+            f"since {_at(notice.since)}: {notice.detail or 'no detail'}"
+        )
     return (
         f"sensor {notice.sensor} cannot be checked: {notice.failures} checks in a row failed since "
         f"{_at(notice.since)}: {notice.detail or 'no detail'}"
@@ -112,12 +150,22 @@ def render_expiry_warning(warning: ExpiryWarning) -> str:
 
 
 def render_audit_head(notice: AuditHeadNotice) -> str:
+    anchored = f"; {notice.anchor_problem}" if notice.anchor_problem else ""
     if not notice.intact:
-        return f"audit trail NOT intact at {_at(notice.verified_at)}: {notice.problem}"
+        return f"audit trail NOT intact at {_at(notice.verified_at)}: {notice.problem}{anchored}"
     keyed = "keyed" if notice.keyed else "UNKEYED (run atp-bot audit rekey)"
     return (
         f"audit trail intact at {_at(notice.verified_at)}: {notice.rows} rows, {keyed}, "
-        f"head {notice.head or 'none'} (check later with: atp-bot audit verify --anchor ID:HASH)"
+        f"head {notice.head or 'none'} (check later with: atp-bot audit verify --anchor ID:HASH){anchored}"
+    )
+
+
+def render_lookup_suspension(notice: LookupSuspensionNotice) -> str:
+    return (
+        f"Lookup account {notice.lookup_account} (accounts {', '.join(notice.accounts)}): the lookup "
+        f"account's password is wrong: {notice.dc} refused it ({notice.detail}). atp-bot binds with it no "
+        "more, and reads no drift, expiry or lockout state with it, until its password source "
+        f"(lookup_password_env/lookup_password_file) changes or until {notice.until:%Y-%m-%d %H:%M} UTC."
     )
 
 

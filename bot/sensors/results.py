@@ -118,6 +118,11 @@ class SensorResult:
         return self.failure is None
 
     @property
+    def access_denied(self) -> bool:
+        """The host answered and refused atp-bot's WinRM credential: a problem to fix, not an outage."""
+        return self.failure is not None and self.failure.kind is FailureKind.ACCESS_DENIED
+
+    @property
     def generation(self) -> Literal["2", "3", "unknown"]:
         """What the host shows: the classic sensor's service, else the unified sensor's process."""
         installed = {s.name.lower() for s in self.services if s.state != NOT_INSTALLED}

@@ -18,8 +18,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from html import unescape
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from pydantic import SecretStr
@@ -32,19 +33,19 @@ from winrm.exceptions import (
 )
 from winrm.protocol import Protocol
 
+from bot.sensors.failures import FailureKind, RemoteFailure, tls_failure, unresolved
+from bot.sensors.http_guard import guard, watched
 from bot.sensors.ntlm_auth import EagerNtlmAuth
 from bot.sensors.targets import SensorTarget
 
 log = logging.getLogger(__name__)
 
 ACCESS_DENIED_CODE = 5  # WSManFault code for "Access is denied."
+CHECK_CREDENTIAL = "check [winrm] username and its password, and that the user may use WinRM on the host"
 UTF8_CODEPAGE = 65001  # the shell's console code page (pywinrm defaults to 437)
 # What one run may send back, stdout and stderr together: the check prints one small JSON object, so
 # anything near this is a sensor gone wrong, and it must not be able to fill the bot's memory.
 MAX_OUTPUT_BYTES = 1 << 20
-# One WS-Management response: WinRM keeps each within the MaxEnvelopeSize pywinrm asks for (150 KiB); an
-# endpoint that does not is refused from its Content-Length, before its body is read.
-MAX_RESPONSE_BYTES = 2 * MAX_OUTPUT_BYTES
 # Closing the remote shell happens after every run, also a timed-out one, so it gets its own budget.
 CLOSE_TIMEOUT_SECONDS = 5
 # A shell whose Delete never arrives (the process killed) expires after the operation timeout (the longest
@@ -57,23 +58,6 @@ MAX_ERROR_TEXT = 4000
 CLIXML_MARK = "#< CLIXML"
 ERROR_OPEN, ERROR_CLOSE = '<S S="Error">', "</S>"
 _CLIXML_CHAR = re.compile(r"_x([0-9A-Fa-f]{4})_")  # a character PowerShell could not put in XML as is
-
-
-class FailureKind(StrEnum):
-    UNREACHABLE = "unreachable"
-    TIMEOUT = "timeout"
-    ACCESS_DENIED = "access_denied"
-    TLS = "tls_error"
-    WINRM_FAULT = "winrm_fault"
-    SCRIPT_ERROR = "script_error"
-    CONFIG = "config_error"
-
-
-class RemoteFailure(Exception):
-    def __init__(self, kind: FailureKind, detail: str) -> None:
-        self.kind = kind
-        self.detail = detail
-        super().__init__(f"{kind}: {detail}")
 
 
 @dataclass(frozen=True)
@@ -152,17 +136,20 @@ def _open_session(protocol: Protocol, *, seal: bool) -> None:
     # No proxy is used (`proxy=""` above), yet requests would read the whole environment on every
     # request to find one (resolve_proxies): a sixth of a check's CPU, measured with py-spy.
     session.trust_env = False
-    session.hooks["response"].append(_refuse_oversized)
+    guard(session)
     if seal:
         session.auth = EagerNtlmAuth(transport.username or "", transport.password or "")
         transport.setup_encryption(session)  # an empty request: the handshake, then sealing on
 
 
-def _classify(exc: BaseException) -> RemoteFailure:
+def _classify(exc: BaseException, endpoint: str, ca_file: Path | None = None) -> RemoteFailure:
     if isinstance(exc, RemoteFailure):
         return exc
+    host = urlsplit(endpoint).hostname or endpoint
     if isinstance(exc, requests.exceptions.SSLError):
-        return RemoteFailure(FailureKind.TLS, "TLS handshake or certificate verification failed")
+        return tls_failure(exc, host, ca_file)
+    if isinstance(exc, requests.exceptions.ConnectionError) and (dns := unresolved(exc, host)):
+        return dns
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return RemoteFailure(FailureKind.UNREACHABLE, "connection timed out")
     if isinstance(exc, requests.exceptions.ReadTimeout):
@@ -171,10 +158,14 @@ def _classify(exc: BaseException) -> RemoteFailure:
         reason = "connection refused" if "refused" in str(exc).lower() else "connection failed"
         return RemoteFailure(FailureKind.UNREACHABLE, reason)
     if isinstance(exc, InvalidCredentialsError | PermissionError):
-        return RemoteFailure(FailureKind.ACCESS_DENIED, "credentials rejected (HTTP 401)")
+        return RemoteFailure(
+            FailureKind.ACCESS_DENIED, f"credentials rejected (HTTP 401); {CHECK_CREDENTIAL}"
+        )
     if isinstance(exc, WSManFaultError):
         if exc.wsman_fault_code == ACCESS_DENIED_CODE:
-            return RemoteFailure(FailureKind.ACCESS_DENIED, f"access denied: {exc.reason}")
+            return RemoteFailure(
+                FailureKind.ACCESS_DENIED, f"access denied: {exc.reason}; {CHECK_CREDENTIAL}"
+            )
         return RemoteFailure(FailureKind.WINRM_FAULT, f"WS-Management fault (HTTP {exc.code}): {exc.reason}")
     if isinstance(exc, WinRMTransportError):
         return RemoteFailure(FailureKind.WINRM_FAULT, f"HTTP {exc.code} from the WinRM service")
@@ -187,63 +178,64 @@ def _classify(exc: BaseException) -> RemoteFailure:
     return RemoteFailure(FailureKind.WINRM_FAULT, f"unexpected {type(exc).__name__}")
 
 
+TIMED_OUT = "the sensor did not finish within the host timeout"
+
+
 def run_powershell(
     target: SensorTarget, password: SecretStr | None, script: str, *, deadline: float
 ) -> ScriptOutput:
-    """Run `script` like pywinrm's `Session.run_ps`, giving up at `deadline` (a `time.monotonic()` value)."""
+    """Run `script` like pywinrm's `Session.run_ps`, ending by `deadline` (a `time.monotonic()` value)
+    whatever the sensor does: its connections are shut down then (`http_guard.watched`). The shell's
+    Delete goes after the result, in the background."""
 
     def remaining() -> float:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise RemoteFailure(FailureKind.TIMEOUT, "the sensor did not finish within the host timeout")
+            raise RemoteFailure(FailureKind.TIMEOUT, TIMED_OUT)
         return left
 
     encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
-    try:
-        protocol = _protocol(target, password, remaining())
-        seal = _seals_with_ntlm(target)
+    seal = _seals_with_ntlm(target)
+    protocol, shell_id, failure = None, None, None
+    with watched(deadline) as watch:
         try:
-            return _run(protocol, f"powershell -encodedcommand {encoded}", remaining, seal=seal)
-        except BaseException:
-            protocol.transport.close_session()
-            raise
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a typed RemoteFailure
-        raise _classify(exc) from None
-
-
-def _run(protocol: Protocol, command: str, remaining: Callable[[], float], *, seal: bool) -> ScriptOutput:
-    def budget() -> None:
-        # Each request may wait at most until the deadline (pywinrm reads this per request).
-        protocol.transport.read_timeout_sec = max(1, min(protocol.read_timeout_sec, math.ceil(remaining())))
-
-    budget()
-    _open_session(protocol, seal=seal)
-    idle = protocol.operation_timeout_sec + SHELL_IDLE_MARGIN_SECONDS
-    shell_id = protocol.open_shell(codepage=UTF8_CODEPAGE, idle_timeout=f"PT{idle}S")
-    try:
-        budget()
-        command_id = protocol.run_command(shell_id, command)
-        output = _receive(protocol, shell_id, command_id, budget)
-    except BaseException:
+            protocol = _protocol(target, password, remaining())
+            shell_id = _open_shell(protocol, remaining, seal=seal)
+            output = _run(protocol, shell_id, f"powershell -encodedcommand {encoded}", remaining)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a typed RemoteFailure
+            failure = (
+                RemoteFailure(FailureKind.TIMEOUT, TIMED_OUT)
+                if watch.expired
+                else _classify(exc, target.endpoint, target.ca_file)
+            )
+    if failure is not None and protocol is not None:
         # A request cut short leaves its connection, and with it NTLM's message sealing, out of step with
         # the sensor: the shell is closed over a new session, authenticated afresh.
         protocol.transport.close_session()
-        _close_shell(protocol, shell_id, seal=seal)
-        raise
-    _close_in_background(protocol, shell_id, seal=seal)
+    if protocol is not None and shell_id is not None:
+        _close_in_background(protocol, shell_id, seal=seal)
+    if failure is not None:
+        raise failure
     return output
 
 
-def _refuse_oversized(response: requests.Response, *args: object, **kwargs: object) -> None:
-    """A requests response hook: it runs before the body is read, so an oversized body never is."""
-    length = response.headers.get("Content-Length", "")
-    if length.isdigit() and int(length) > MAX_RESPONSE_BYTES:
-        response.close()
-        raise RemoteFailure(
-            FailureKind.SCRIPT_ERROR,
-            f"the sensor sent a {int(length) // 1024} KiB response (WinRM sends at most "
-            f"{MAX_RESPONSE_BYTES // 1024} KiB at once); the check was stopped",
-        )
+def _budget(protocol: Protocol, remaining: Callable[[], float]) -> None:
+    """Each request may wait at most until the deadline (pywinrm reads this per request)."""
+    protocol.transport.read_timeout_sec = max(1, min(protocol.read_timeout_sec, math.ceil(remaining())))
+
+
+def _open_shell(protocol: Protocol, remaining: Callable[[], float], *, seal: bool) -> str:
+    _budget(protocol, remaining)
+    _open_session(protocol, seal=seal)
+    idle = protocol.operation_timeout_sec + SHELL_IDLE_MARGIN_SECONDS
+    shell_id: str = protocol.open_shell(codepage=UTF8_CODEPAGE, idle_timeout=f"PT{idle}S")
+    return shell_id
+
+
+def _run(protocol: Protocol, shell_id: str, command: str, remaining: Callable[[], float]) -> ScriptOutput:
+    _budget(protocol, remaining)
+    command_id = protocol.run_command(shell_id, command)
+    return _receive(protocol, shell_id, command_id, lambda: _budget(protocol, remaining))
 
 
 def _receive(protocol: Protocol, shell_id: str, command_id: str, budget: Callable[[], None]) -> ScriptOutput:
@@ -277,7 +269,7 @@ def _close_shell(protocol: Protocol, shell_id: str, *, seal: bool) -> None:
         _open_session(protocol, seal=seal)
         protocol.close_shell(shell_id)
     except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more than the cleanup's
-        log.info("could not close remote shell %s: %s", shell_id, _classify(exc))
+        log.info("could not close remote shell %s: %s", shell_id, _classify(exc, protocol.transport.endpoint))
 
 
 _closing: set[threading.Thread] = set()
@@ -285,13 +277,14 @@ _closing_lock = threading.Lock()
 
 
 def _close_in_background(protocol: Protocol, shell_id: str, *, seal: bool) -> None:
-    """The Delete of a shell whose output is in hand, off the run's path. A short-lived thread of its
-    own (one round trip, CLOSE_TIMEOUT_SECONDS at most), not a daemon: the interpreter waits for it at
-    exit, so a one-shot `atp-bot check` leaves no shell behind."""
+    """The Delete of a shell, off the run's path (which ends by its deadline). A short-lived thread of
+    its own (CLOSE_TIMEOUT_SECONDS at most, whatever the sensor does), not a daemon: the interpreter
+    waits for it at exit, so a one-shot `atp-bot check` leaves no shell behind."""
 
     def close() -> None:
         try:
-            _close_shell(protocol, shell_id, seal=seal)
+            with watched(time.monotonic() + CLOSE_TIMEOUT_SECONDS):
+                _close_shell(protocol, shell_id, seal=seal)
         finally:
             with _closing_lock:
                 _closing.discard(threading.current_thread())
@@ -309,3 +302,13 @@ def wait_for_shell_closes() -> None:
         pending = list(_closing)
     for closer in pending:
         closer.join()
+
+
+__all__ = [
+    "FailureKind",
+    "RemoteFailure",
+    "ScriptOutput",
+    "clixml_text",
+    "run_powershell",
+    "wait_for_shell_closes",
+]

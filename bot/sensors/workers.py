@@ -6,7 +6,8 @@ kept the bot's interpreter busy for seconds, and Slack's acknowledgements waited
 contend for the CPU with the bot only through the kernel's scheduler, at a lower priority (`NICENESS`),
 and the bot's own threads keep the GIL to themselves.
 
-Each worker runs `threads` checks at once (the fan-out is I/O-bound); a plan travels to it over a pipe
+Each worker runs `threads` checks at once (the fan-out is I/O-bound), and the other scripts the bot runs on
+sensors (`run_scripts`: the gMSA host checks); a plan travels to it over a pipe
 (the WinRM password included: never in argv, the environment or a file) and its result comes back the
 same way. A worker that dies fails the checks it held, as that sensor's failure, and is replaced.
 """
@@ -30,17 +31,21 @@ from typing import Any
 
 from bot.config import Settings
 from bot.sensors.checks import CheckPlan, check_planned, check_sensors
+from bot.sensors.host_scripts import ScriptPlan, ScriptRun, run_script_plan
 from bot.sensors.results import Failure, LogPosition, SensorResult
 from bot.sensors.winrm_runner import FailureKind
 
 log = logging.getLogger(__name__)
 
+Plan = CheckPlan | ScriptPlan  # a sensor's check, or another script (the gMSA host checks)
+
 # Checks run at this much lower priority than the bot where the system allows it: they take the CPU the
 # bot leaves (a check waits a little, a person's acknowledgement does not).
 NICENESS = 10
-# How long a check may outlive its own deadline before the bot stops waiting for its worker. While every
-# worker thread is busy some check ends within its deadline, so a call whose results stop arriving for
-# the longest deadline plus this has workers that hang (checks queued behind others are not late).
+# How long a check may outlive its own deadline before the bot stops waiting for its worker (a run ends
+# by its deadline whatever the sensor does). While every worker thread is busy some check ends within its
+# deadline, so a call whose results stop arriving for the longest deadline plus this has a worker with a
+# hung thread (checks queued behind others are not late): that worker is replaced.
 GRACE_SECONDS = 30.0
 # How often the collector looks for a dead worker while no result arrives.
 POLL_SECONDS = 0.5
@@ -58,14 +63,14 @@ class LogSetup:
 class _Worker:
     process: BaseProcess
     tasks: Queue[Any]
-    held: dict[int, CheckPlan] = field(default_factory=dict)  # task id -> plan, until its result arrives
+    held: dict[int, Plan] = field(default_factory=dict)  # task id -> plan, until its result arrives
 
 
 @dataclass
 class _Call:
     """One `run` waiting for its results: (task id, result) as they arrive."""
 
-    results: queue.Queue[tuple[int, SensorResult]] = field(default_factory=queue.Queue)
+    results: queue.Queue[tuple[int, Any]] = field(default_factory=queue.Queue)
 
 
 class CheckWorkers:
@@ -112,7 +117,10 @@ class CheckWorkers:
         return self
 
     def close(self) -> None:
-        """Stop the workers: each finishes the checks it holds (bounded by their deadlines), then exits."""
+        """Stop the workers: each finishes the checks it holds (bounded by their deadlines), then exits.
+        Once: closing again does nothing."""
+        if self._closing.is_set():
+            return
         self._closing.set()
         with self._lock:
             workers = list(self._workers)
@@ -124,6 +132,8 @@ class CheckWorkers:
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
+            worker.tasks.close()
+            worker.tasks.join_thread()  # its feeder thread: none is left behind
         self._collector.join(timeout=5)
         self._results.close()
 
@@ -151,11 +161,20 @@ class CheckWorkers:
 
     def run(self, plans: Sequence[CheckPlan]) -> Iterator[SensorResult]:
         """Check each plan in the workers (`PlanRunner`); yield the results as they arrive."""
+        for _, result in self._run(plans):
+            yield result
+
+    def run_scripts(self, plans: Sequence[ScriptPlan]) -> Iterator[tuple[str, ScriptRun]]:
+        """Run each script in the workers (`ScriptRunner`); yield (sensor name, result) as they arrive."""
+        for plan, result in self._run(plans):
+            yield plan.target.name, result
+
+    def _run(self, plans: Sequence[Plan]) -> Iterator[tuple[Plan, Any]]:
         if not plans:
             return
         call = _Call()
         silence = max(p.deadline_seconds for p in plans) + GRACE_SECONDS
-        pending: dict[int, CheckPlan] = {}
+        pending: dict[int, Plan] = {}
         with self._lock:
             for index, plan in enumerate(plans):
                 task_id = next(self._ids)
@@ -170,14 +189,28 @@ class CheckWorkers:
                     task_id, result = call.results.get(timeout=silence)
                 except queue.Empty:
                     break
-                del pending[task_id]
-                yield result
-            for plan in pending.values():  # a worker that neither answered nor died
-                yield _failed(plan, "the check's worker process did not answer in time")
+                yield pending.pop(task_id), result
+            if pending:  # a worker that neither answered nor died: a thread of it hangs
+                self._recycle(set(pending))
+            for plan in pending.values():
+                yield plan, _failed(plan, "the check's worker process did not answer in time")
         finally:
             with self._lock:
                 for task_id in pending:
                     self._calls.pop(task_id, None)
+
+    def _recycle(self, late: set[int]) -> None:
+        """Stop each worker holding one of the `late` checks: its thread is abandoned with the process,
+        and the collector starts a new one (failing the other checks it held), so hung threads never
+        pile up until every check waits behind them."""
+        with self._lock:
+            stuck = [w for w in self._workers if late & w.held.keys()]
+            for worker in stuck:
+                for task_id in late:
+                    worker.held.pop(task_id, None)
+        for worker in stuck:
+            log.warning("a sensor check worker held a check past its deadline: it is replaced")
+            worker.process.kill()
 
     def _spawn(self) -> _Worker:
         tasks: Queue[Any] = self._context.Queue()
@@ -203,7 +236,7 @@ class CheckWorkers:
                 return
             self._deliver(task_id, result)
 
-    def _deliver(self, task_id: int, result: SensorResult) -> None:
+    def _deliver(self, task_id: int, result: Any) -> None:
         with self._lock:
             for worker in self._workers:
                 worker.held.pop(task_id, None)
@@ -226,16 +259,23 @@ class CheckWorkers:
                 self._deliver(task_id, _failed(plan, "the check's worker process stopped unexpectedly"))
 
 
-def _failed(plan: CheckPlan, why: str) -> SensorResult:
-    return SensorResult.failed(plan.target, Failure(FailureKind.WINRM_FAULT, why))
+def _failed(plan: Plan, why: str) -> SensorResult | Failure:
+    failure = Failure(FailureKind.WINRM_FAULT, why)
+    return SensorResult.failed(plan.target, failure) if isinstance(plan, CheckPlan) else failure
+
+
+def _execute(plan: Plan) -> SensorResult | ScriptRun:
+    return check_planned(plan) if isinstance(plan, CheckPlan) else run_script_plan(plan)
 
 
 def _serve(tasks: Queue[Any], results: Queue[Any], threads: int, log_setup: LogSetup) -> None:
     """A worker process: `threads` threads each take a plan, check it, and send back the result."""
+    from bot.infra.dumpable import clear_dumpable
     from bot.infra.logging_setup import configure_logging
     from bot.infra.redaction import active_secret
 
     configure_logging(logging.getLevelName(log_setup.level), log_setup.fmt)
+    clear_dumpable()  # it holds the WinRM password: spawning (execve) made it dumpable again
     try:
         os.nice(NICENESS)
     except OSError as exc:  # e.g. the systemd unit's SystemCallFilter=~@resources answers EPERM
@@ -246,10 +286,10 @@ def _serve(tasks: Queue[Any], results: Queue[Any], threads: int, log_setup: LogS
         while (task := tasks.get()) is not None:
             task_id, plan = task
             if plan.password is None:
-                results.put((task_id, check_planned(plan)))
+                results.put((task_id, _execute(plan)))
                 continue
             with active_secret(plan.password):
-                results.put((task_id, check_planned(plan)))
+                results.put((task_id, _execute(plan)))
 
     pool = [threading.Thread(target=work, name=f"sensor-{i}") for i in range(threads)]
     for thread in pool:

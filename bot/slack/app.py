@@ -20,7 +20,8 @@ from bot.sensors import SharedChecks
 from bot.slack.authz import Authorizer
 from bot.slack.client import ACK_PATH_MAX_RETRY_AFTER, build_client
 from bot.slack.context import CommandModule, Registry, Services
-from bot.slack.middleware import authorize_command
+from bot.slack.middleware import authorize_command, limit_expensive_command
+from bot.slack.ratelimit import UserRateLimit
 from bot.slack.replay import ReplayCache, refuse_replays
 from bot.slack.router import COMMAND, route
 from bot.slack.secrets import SlackSecrets
@@ -55,6 +56,7 @@ def build_services(
         registry=Registry(modules),
         executor=executor,
         status_checks=SharedChecks(settings, changes.checker) if changes else SharedChecks(settings),
+        rate_limit=UserRateLimit(config.user_rate_per_minute),
         changes=changes,
         scheduler=scheduler,
         graph_fleet=changes.fleet if changes else GraphFleet(settings),
@@ -84,7 +86,8 @@ def build_app(services: Services, *, secrets: SlackSecrets, listener_executor: E
     )
     if http:
         app.use(refuse_replays(ReplayCache()))
-    app.command(COMMAND, middleware=[authorize_command(services)])(route(services))
+    middleware = [authorize_command(services), limit_expensive_command(services)]
+    app.command(COMMAND, middleware=middleware)(route(services))
     for module in services.registry.modules:
         module.register(app, services)
     app.error(_log_error)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import urllib.request
 from email.message import Message
-from typing import IO
+from typing import IO, Any
 
 from pydantic import SecretStr
 from slack_sdk import WebClient
@@ -15,7 +15,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
+from slack_sdk.web import SlackResponse
 
+from bot.infra.controls import escape_controls
 from bot.infra.redirects import describe_redirect, redirect_target
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,36 @@ def refuse_redirects() -> None:
     urllib.request.install_opener(urllib.request.build_opener(RefuseRedirects))
 
 
+def _inert(value: Any) -> Any:
+    """Every string in a request's arguments with its control and format characters escaped."""
+    if isinstance(value, str):
+        return escape_controls(value)
+    if isinstance(value, dict):
+        return {key: _inert(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_inert(item) for item in value]
+    return value
+
+
+class InertWebClient(WebClient):
+    """A WebClient that sends no control or format character: the net under `bot.slack.text` for text
+    objects built anywhere (a message, a block, a view). Escaping is idempotent, so text already made
+    inert is unchanged."""
+
+    def api_call(
+        self,
+        api_method: str,
+        *,
+        data: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> SlackResponse:
+        return super().api_call(
+            api_method, data=_inert(data), params=_inert(params), json=_inert(json), **kwargs
+        )
+
+
 def build_client(api_url: str, token: SecretStr, *, max_retry_after: int | None = None) -> WebClient:
     """A WebClient for `api_url` (Slack's, a proxy's or the lab emulator's) that retries rate limits
     (honouring Retry-After, up to `max_retry_after` seconds if given), 5xx answers and connection errors."""
@@ -91,7 +123,7 @@ def build_client(api_url: str, token: SecretStr, *, max_retry_after: int | None 
         else BoundedRateLimitRetryHandler(max_retry_after)
     )
     refuse_redirects()
-    return WebClient(
+    return InertWebClient(
         token=token.get_secret_value(),
         base_url=api_url,
         timeout=TIMEOUT_SECONDS,

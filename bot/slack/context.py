@@ -19,10 +19,12 @@ from bot.change.approvals import HeldRequests
 from bot.change.failures import one_line, report_failure
 from bot.config import Settings
 from bot.fleet import GraphFleet
+from bot.infra.shared_runs import SharedRuns
 from bot.monitor.scheduler import Scheduler
 from bot.sensors import SharedChecks
 from bot.slack.audit import slack_actor
 from bot.slack.authz import Authorizer
+from bot.slack.ratelimit import UserRateLimit
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,10 @@ class Services:
     executor: Executor
     # `/atp status` requests for the same sensors share one check.
     status_checks: SharedChecks
+    # Expensive requests (`/atp status`, `sensors`, `gmsa`, *Re-check now*) per person and minute.
+    rate_limit: UserRateLimit
+    # The other expensive requests in flight, by what was asked (`submit_shared`).
+    shared_requests: SharedRuns[tuple[str, ...], Reply, None] = field(default_factory=SharedRuns)
     # The change path (test → save → audit → checks); None only where a runtime is built without one.
     changes: PasswordChanges | None = None
     # The monitor's scheduler (alerts, re-checks); None when `atp-bot run` runs without it.
@@ -74,6 +80,32 @@ class Services:
         future.add_done_callback(lambda done: _log_failure(name, done))
         return future
 
+    def submit_shared(
+        self,
+        key: tuple[str, ...],
+        person: Person,
+        work: Callable[[Callable[[Reply], None]], None],
+        show: Callable[[Reply], None] | None = None,
+    ) -> bool:
+        """Run `work` for `person` on the work executor, or join the identical request in flight (same
+        `key`: the subcommand and what it was asked about). Returns True if it joined.
+
+        Every reply `work` publishes goes to everyone following it, each through their own `show`
+        (default: `person.tell` with the text), a joiner's marked `JOINED_NOTE`: the peers are asked
+        once. An unexpected failure is audited under the name of who started the run and told to all.
+        """
+        requester = _Requester(show or (lambda reply: person.tell(reply.text)))
+
+        def run(publish: Callable[[Reply], None]) -> None:
+            everyone = Person(
+                person.actor, person.action, person.account, person.doing, publish_text(publish)
+            )
+            self.run_for(everyone, lambda: work(publish))
+
+        return self.shared_requests.follow(
+            key, requester, run, start=lambda job: self.submit(job), on_join=requester.joined
+        )
+
     def submit_for(self, person: Person, work: Callable[[], None]) -> Future[None]:
         """`run_for` on the work executor."""
         return self.submit(self.run_for, person, work)
@@ -96,6 +128,48 @@ class Services:
 def _log_failure(name: str, future: Future[Any]) -> None:
     if not future.cancelled() and (exc := future.exception()) is not None:
         log.error("background work %s failed", name, exc_info=exc)
+
+
+JOINED_NOTE = "Joined the same check already running: everyone who asked is shown its result."
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One message of a shared request, shown to each requester in their own reply."""
+
+    text: str
+    blocks: Sequence[dict[str, Any]] | None = None
+
+    def joined(self) -> Reply:
+        """This reply with `JOINED_NOTE` under it."""
+        note = {"type": "context", "elements": [{"type": "mrkdwn", "text": f"_{JOINED_NOTE}_"}]}
+        blocks = [*self.blocks, note] if self.blocks is not None else None
+        return Reply(f"{self.text}\n_{JOINED_NOTE}_", blocks)
+
+
+def publish_text(publish: Callable[[Reply], None]) -> Callable[[str], None]:
+    """A `tell(text)` for work that publishes replies."""
+    return lambda text: publish(Reply(text))
+
+
+class _Requester:
+    """One person following a shared request: each reply shown to them (marked once they joined)."""
+
+    def __init__(self, show: Callable[[Reply], None]) -> None:
+        self._show = show
+        self._joined = False
+
+    def joined(self) -> None:
+        self._joined = True
+
+    def add(self, reply: Reply) -> None:
+        self._show(reply.joined() if self._joined else reply)
+
+    def finish(self, result: None) -> None:
+        """Everything was shown as it was published."""
+
+    def fail(self, problem: str) -> None:
+        self.add(Reply(f":warning: Something went wrong: {problem}."))
 
 
 @dataclass(frozen=True)
@@ -124,14 +198,22 @@ class CommandContext:
     respond: Respond
     client: WebClient
     services: Services
+    access_via: str | None = None  # the user group that granted access (`@handle`), if one did
 
     @property
     def actor(self) -> str:
-        return slack_actor(self.user_id, self.user_name)
+        return slack_actor(self.user_id, self.user_name, self.access_via)
 
     def reply(self, text: str, blocks: Sequence[dict[str, Any]] | None = None) -> None:
         """Acknowledge with an ephemeral message (only the invoking user sees it)."""
         self.ack(response_type="ephemeral", text=text, blocks=blocks)
+
+    def show(self, reply: Reply) -> None:
+        """Replace the ephemeral acknowledgement with `reply` (through the response URL)."""
+        self.respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral", replace_original=True)
+
+    def show_text(self, text: str) -> None:
+        self.show(Reply(text))
 
 
 @dataclass(frozen=True)
@@ -140,7 +222,7 @@ class Subcommand:
 
     `handler` runs on Bolt's listener thread and must acknowledge fast (`ctx.ack`/`ctx.reply`, or by
     opening a modal), handing slow work to `ctx.services.submit`. Sensitive subcommands pass the
-    authorization middleware first.
+    authorization middleware first, expensive ones the rate limit (`bot.slack.middleware`) after it.
     """
 
     name: str
@@ -148,6 +230,8 @@ class Subcommand:
     handler: Callable[[CommandContext], None]
     usage: str = ""
     sensitive: bool = True
+    # It reaches every sensor (WinRM) or Graph: limited to `[slack] user_rate_per_minute` per person.
+    expensive: bool = False
 
 
 class CommandModule(Protocol):

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, Respond
+from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot.change.failures import report_failure
+from bot.slack.audit import ACCESS_VIA
 from bot.slack.context import CommandContext, Services, Subcommand
 
 COMMAND = "/atp"
@@ -35,9 +36,11 @@ def resolve(services: Services, text: str) -> Subcommand:
 def route(services: Services) -> Callable[..., None]:
     """The Bolt listener for `/atp`."""
 
-    def atp(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+    def atp(
+        ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient, context: BoltContext
+    ) -> None:
         name, args = split_text(command.get("text") or "")
-        context = CommandContext(
+        ctx = CommandContext(
             name=name,
             args=args,
             user_id=command["user_id"],
@@ -49,12 +52,13 @@ def route(services: Services) -> Callable[..., None]:
             respond=respond,
             client=client,
             services=services,
+            access_via=context.get(ACCESS_VIA),
         )
         subcommand = resolve(services, command.get("text") or "")
         try:
-            subcommand.handler(context)
+            subcommand.handler(ctx)
         except Exception as exc:  # noqa: BLE001 - told, logged and audited
-            _went_wrong(context, subcommand.name, exc)
+            _went_wrong(ctx, subcommand.name, exc)
         if ack.response is None:
             ack()
 

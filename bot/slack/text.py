@@ -3,12 +3,17 @@
 Slack reads `<…>` as mentions and links (`<!channel>`, `<https://x|label>`) and `&…;` as entities; its
 docs ask for `&`, `<` and `>` to be escaped, and only those. mrkdwn has no escape for `*`, `_`, `~` or
 the backtick, so where they would format (or close a code span) they become look-alike characters.
-Every peer string that reaches a message, a view or a fallback text goes through one of these.
+Control and format characters (terminal escapes, a right-to-left override, zero-width characters)
+are shown as escapes (`bot.infra.controls`), here and, as a net for text built elsewhere, in every
+payload the Web API client sends (`bot.slack.client`). Every peer string that reaches a message, a view
+or a fallback text goes through one of these.
 """
 
 from __future__ import annotations
 
 import re
+
+from bot.infra.controls import escape_controls
 
 ELLIPSIS = "…"
 _ENTITIES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
@@ -23,14 +28,15 @@ _LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 
 def _one_line(text: str, limit: int) -> str:
-    """`text` on one line (control characters and line breaks become one space), at most `limit` long."""
-    line = _LINE_BREAKS.sub(" ", text).strip()
+    """`text` on one line (line breaks become one space, other controls escapes), at most `limit` long."""
+    line = _LINE_BREAKS.sub(" ", escape_controls(text)).strip()
     return line if len(line) <= limit else line[: max(0, limit - 1)] + ELLIPSIS
 
 
 def escape(text: str) -> str:
-    """Only Slack's three control characters, escaped: for peer text whose layout is kept (code blocks)."""
-    return text.translate(_ENTITIES)
+    """Slack's three control characters, and control and format characters, escaped: for peer text whose
+    layout is kept (code blocks)."""
+    return escape_controls(text).translate(_ENTITIES)
 
 
 def inline(text: str, limit: int = 500) -> str:
@@ -47,5 +53,6 @@ def code_span(text: str, limit: int = 500) -> str:
 
 def code_block(text: str, limit: int = 2900) -> str:
     """Peer text as a preformatted block, lines kept; a run of backticks inside cannot close it."""
-    body = text if len(text) <= limit else text[: max(0, limit - 1)] + ELLIPSIS
+    body = escape_controls(text)
+    body = body if len(body) <= limit else body[: max(0, limit - 1)] + ELLIPSIS
     return f"```{escape(body.translate(_BACKTICK))}```"

@@ -1,11 +1,11 @@
 """The command backend: an operator-provided program saves the credential (custom integrations).
 
-The program is run without a shell, from the argv in the configuration. It receives the password on
-standard input only (one line, UTF-8) — never in its arguments or environment, which other users of
-the machine can read. Its environment is minimal: PATH, LANG, HOME, the variables named in
-`[store.command] pass_env`, and the change: which account through ATP_BOT_ACCOUNT_ID and
-ATP_BOT_USERNAME, who asked through ATP_BOT_ACTOR. No secret of atp-bot's own is ever in it. Exit
-status 0 means saved.
+The program is run as `bot.infra.operator_command` runs every program the operator configures: no
+shell, the argv from the configuration, a bounded time and output, a minimal environment. It receives
+the password on standard input only (one line, UTF-8). Its environment holds PATH, LANG, HOME, the
+variables named in `[store.command] pass_env`, and the change: which account through
+ATP_BOT_ACCOUNT_ID and ATP_BOT_USERNAME, who asked through ATP_BOT_ACTOR. No secret of atp-bot's own is
+ever in it. Exit status 0 means saved.
 
 Its output is the peer's text: it never goes into an error message or the audit trail (a program may
 echo the password back, escaped or encoded); it is logged at DEBUG only, after every form of the
@@ -15,14 +15,12 @@ password has been redacted.
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from bot.config import CommandStoreConfig, Settings
-from bot.config.secret_env import taken_names
+from bot.infra.operator_command import CommandTimeout, command_environment, run_command
 from bot.infra.redaction import scrub
 from bot.store.base import BackendName, CredentialMetadata, StoreError, configured_account
 from bot.store.ledger import MetadataLedger
@@ -30,18 +28,6 @@ from bot.store.ledger import MetadataLedger
 log = logging.getLogger(__name__)
 
 OUTPUT_LOG_LIMIT = 2000
-# What any program needs to run; everything else only through `pass_env`.
-BASE_ENV = ("PATH", "LANG", "HOME")
-
-
-def _output_sizes(result: subprocess.CompletedProcess[str]) -> str:
-    """What the program wrote, by size only (its text may hold the password in some form)."""
-    sizes = [
-        f"{len(text)} characters on {name}"
-        for name, text in (("stdout", result.stdout), ("stderr", result.stderr))
-        if text
-    ]
-    return ", ".join(sizes) or "no output"
 
 
 class CommandStore:
@@ -59,17 +45,8 @@ class CommandStore:
         program = self._config.argv[0]
         env = self._environment(account_id, actor)
         try:
-            result = subprocess.run(
-                self._config.argv,
-                input=secret + "\n",
-                capture_output=True,
-                encoding="utf-8",
-                errors="replace",
-                env=env,
-                timeout=self._config.timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
+            result = run_command(self._config.argv, secret + "\n", timeout=self._config.timeout, env=env)
+        except CommandTimeout:
             raise StoreError(
                 f"the store command {program} did not finish within {self._config.timeout:g} s "
                 "and was stopped; the credential may or may not have been saved",
@@ -87,23 +64,18 @@ class CommandStore:
         if result.returncode != 0:
             raise StoreError(
                 f"the store command {program} failed with exit status {result.returncode} "
-                f"({_output_sizes(result)}; the output is logged at DEBUG, atp-bot -v)",
+                f"({result.output_sizes()}; the output is logged at DEBUG, atp-bot -v)",
                 reason="exit-status",
             )
         return self._ledger.record(account_id, actor)
 
     def _environment(self, account_id: str, actor: str) -> dict[str, str]:
-        """The child's whole environment. A secret is left out even if `pass_env` names it (the
-        configuration refuses that) or an entry point failed to take it out of `os.environ`."""
-        secret = self._settings.secret_env_names() | taken_names()
-        wanted = [name for name in (*BASE_ENV, *self._config.pass_env) if name not in secret]
-        env = {name: os.environ[name] for name in wanted if name in os.environ}
-        env.update(
-            ATP_BOT_ACCOUNT_ID=account_id,
-            ATP_BOT_USERNAME=configured_account(self._settings, account_id).username,
-            ATP_BOT_ACTOR=actor,
-        )
-        return env
+        change = {
+            "ATP_BOT_ACCOUNT_ID": account_id,
+            "ATP_BOT_USERNAME": configured_account(self._settings, account_id).username,
+            "ATP_BOT_ACTOR": actor,
+        }
+        return command_environment(self._settings, self._config.pass_env, change)
 
     def read(self, account_id: str) -> SecretStr | None:
         """The command backend cannot read a credential back."""

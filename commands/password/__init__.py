@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -26,13 +26,14 @@ from bot.change.portal import remember_thread
 from bot.config import ConfigError, Settings, password_refusal
 from bot.monitor.models import MessageRef
 from bot.sensors import SensorResult
-from bot.slack.audit import slack_actor
+from bot.slack.audit import interaction_actor
 from bot.slack.context import CommandContext, Person, Services, Subcommand
 from bot.slack.middleware import authorize_interaction
 from bot.slack.text import escape, inline
 from bot.slack.views import decode_metadata, notice_modal, update_view
 from commands.password import approval, portal
 from commands.password.approval_expiry import ExpirySweeper
+from commands.password.approval_views import waiting_modal
 from commands.password.origin import origin_channel, origin_user, slack_origin
 from commands.password.validation import Submission, validate
 from commands.password.views import (
@@ -106,6 +107,9 @@ class _FollowUp(ChangeProgress):
     def not_using_dsa(self, names: Sequence[str]) -> None:
         self.report.note(f"Not checked, {NOT_USING_DSA}: {', '.join(names)}.")
 
+    def graph_unread(self, line: str) -> None:
+        self.report.note(line)
+
 
 def run_change(
     services: Services,
@@ -129,7 +133,7 @@ def run_change(
         outcome = changes.change(submission.account_id, submission.password, actor, origin=origin, hold=hold)
         if held:
             approval.ask_approvers(services, held[0], state.channel_id)
-            show(services, view_id, user_id, state.channel_id, approval.waiting_modal(held[0]), acked_at)
+            show(services, view_id, user_id, state.channel_id, waiting_modal(held[0]), acked_at)
             return
         retry_state = PasswordModalOrigin(account_id=submission.account_id, channel_id=state.channel_id)
         username = services.settings.account(submission.account_id).username
@@ -255,9 +259,11 @@ def tell_interrupted(services: Services, recoveries: Sequence[Recovery]) -> None
             )
 
 
-def on_submit(services: Services, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+def on_submit(
+    services: Services, ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+) -> None:
     user = body["user"]
-    actor = slack_actor(user["id"], user.get("username") or user.get("name"))
+    actor = interaction_actor(body, context)
     try:
         state = decode_metadata(PasswordModalOrigin, view["private_metadata"])
     except ValidationError:
@@ -292,7 +298,7 @@ def on_submit(services: Services, ack: Ack, body: dict[str, Any], view: dict[str
     )
 
 
-def on_retry(services: Services, ack: Ack, body: dict[str, Any]) -> None:
+def on_retry(services: Services, ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     ack()
     try:
         state = decode_metadata(PasswordModalOrigin, body["actions"][0]["value"])
@@ -306,10 +312,10 @@ def on_retry(services: Services, ack: Ack, body: dict[str, Any]) -> None:
     def retry() -> None:
         update_view(services.client, view_id, password_modal(services.settings, state))
 
-    services.submit_for(_person(body, state.account_id, "Try again", tell), retry)
+    services.submit_for(_person(body, context, state.account_id, "Try again", tell), retry)
 
 
-def on_open(services: Services, ack: Ack, body: dict[str, Any]) -> None:
+def on_open(services: Services, ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     """A button elsewhere (an alert) opens the modal for the account in its value. If Slack cannot open
     it, the person who clicked is told by an ephemeral message."""
     ack()
@@ -330,13 +336,18 @@ def on_open(services: Services, ack: Ack, body: dict[str, Any]) -> None:
         state = PasswordModalOrigin(account_id=account_id, channel_id=channel)
         open_modal(services.client, body["trigger_id"], services.settings, state)
 
-    services.run_for(_person(body, account_id, "Update password", tell), open_it)
+    services.run_for(_person(body, context, account_id, "Update password", tell), open_it)
 
 
-def _person(body: dict[str, Any], account_id: str | None, button: str, tell: Callable[[str], None]) -> Person:
+def _person(
+    body: dict[str, Any],
+    context: BoltContext,
+    account_id: str | None,
+    button: str,
+    tell: Callable[[str], None],
+) -> Person:
     """Who clicked `button`, for telling and auditing a failure of what it started."""
-    user = body["user"]
-    actor = slack_actor(user["id"], user.get("username") or user.get("name"))
+    actor = interaction_actor(body, context)
     return Person(actor, AuditAction.CHANGE, account_id, f"the {button} button clicked by {actor}", tell)
 
 
@@ -352,14 +363,14 @@ SUBCOMMAND = Subcommand(
 def register(app: App, services: Services) -> None:
     authorized = [authorize_interaction(services, NAME)]
 
-    def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        on_submit(services, ack, body, view)
+    def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+        on_submit(services, ack, body, view, context)
 
-    def retry(ack: Ack, body: dict[str, Any]) -> None:
-        on_retry(services, ack, body)
+    def retry(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        on_retry(services, ack, body, context)
 
-    def open_from_button(ack: Ack, body: dict[str, Any]) -> None:
-        on_open(services, ack, body)
+    def open_from_button(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        on_open(services, ack, body, context)
 
     def portal_done(ack: Ack, body: dict[str, Any]) -> None:
         portal.on_done(services, ack, body, check_in_thread)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
 from pydantic import SecretStr
@@ -21,31 +20,23 @@ from slack_sdk.errors import SlackApiError
 from bot.audit import AuditAction, AuditEvent, AuditOutcome
 from bot.change import ChangeOutcome, ChangeStatus, Holder, PasswordChanges
 from bot.change.approvals import ApprovalError, HeldRequest, Requester, RequestStatus, new_request_id
+from bot.change.baseline import STALE, Baseline
 from bot.config import SlackConfig
 from bot.directory import ConnectionTestResult
 from bot.monitor.models import MessageRef
 from bot.slack.audit import slack_actor
-from bot.slack.authz import Authorizer
+from bot.slack.authz import Authorizer, Decision, click_counts
 from bot.slack.context import Person, Services
+from bot.slack.router import COMMAND
 from bot.slack.text import inline
-from bot.slack.views import notice_modal, plain, section, update_view
+from bot.slack.views import notice_modal, update_view
+from commands.password.approval_views import Action, decided_message, request_message
 from commands.password.portal import portal_step_text
 from commands.password.views import TITLE
 
 log = logging.getLogger(__name__)
 
 APPROVALS_ACTOR = "atp-bot:approvals"  # who expires a request
-
-
-class Action(StrEnum):
-    APPROVE = "atp_approval_approve"
-    DENY = "atp_approval_deny"
-    CANCEL = "atp_approval_cancel"
-
-
-class Block(StrEnum):
-    DECISION = "atp_approval_decision"
-    CANCEL = "atp_approval_cancel_block"
 
 
 def needs_approval(services: Services, account_id: str) -> bool:
@@ -60,7 +51,7 @@ def holder(services: Services, requester: Requester, held: list[HeldRequest]) ->
     if approvals is None:
         raise ApprovalError("this account needs approval, but this atp-bot keeps no approval requests")
 
-    def hold(test: ConnectionTestResult, password: SecretStr, last_save: int | None) -> ChangeOutcome:
+    def hold(test: ConnectionTestResult, password: SecretStr, baseline: Baseline) -> ChangeOutcome:
         request_id = new_request_id()
         requested = AuditEvent(
             actor=requester.actor,
@@ -70,7 +61,7 @@ def holder(services: Services, requester: Requester, held: list[HeldRequest]) ->
             detail=f"request {request_id}; tested OK on {test.dc}",
         )
         services.audit.record(requested)
-        held.append(approvals.hold(request_id, test.account_id, password, requester, test, last_save))
+        held.append(approvals.hold(request_id, test.account_id, password, requester, test, baseline))
         return ChangeOutcome(
             test.account_id, ChangeStatus.HELD, "Tested OK; waiting for approval.", test=test
         )
@@ -93,55 +84,6 @@ def _request_event(
     )
 
 
-# -- what Slack shows ---------------------------------------------------------------------------------
-
-
-def _request_line(request: HeldRequest, services: Services) -> str:
-    account = services.settings.account(request.account_id)
-    test = request.test
-    expiry = test.expiry.describe() if test.expiry else "expiry unknown"
-    return (
-        f"<@{request.requester}> asks to save a new password for *{account.id}* (`{account.username}`) — "
-        f"tested OK on `{test.dc}`, the password {expiry}"
-    )
-
-
-def request_message(request: HeldRequest, services: Services) -> tuple[str, list[dict[str, Any]]]:
-    """The approvers' message: who asks, for which account, what the test found; Approve / Deny."""
-    line = _request_line(request, services)
-    until = f"Approve or deny before {request.expires_at:%H:%M} UTC; nothing is saved until then."
-    buttons = [
-        {"type": "button", "action_id": Action.APPROVE, "text": plain("Approve"), "style": "primary"},
-        {"type": "button", "action_id": Action.DENY, "text": plain("Deny"), "style": "danger"},
-    ]
-    for button in buttons:
-        button["value"] = request.id
-    return f":lock: {line}.", [
-        section(f":lock: {line}."),
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": until}]},
-        {"type": "actions", "block_id": Block.DECISION, "elements": buttons},
-    ]
-
-
-def waiting_modal(request: HeldRequest) -> dict[str, Any]:
-    text = (
-        f":hourglass_flowing_sand: `{request.test.dc}` accepted the new password for *{request.account_id}*. "
-        f"*Waiting for approval* (expires {request.expires_at:%H:%M} UTC): it is saved only once an approver "
-        "approves it."
-    )
-    modal = notice_modal(TITLE, text)
-    cancel = {"type": "button", "action_id": Action.CANCEL, "text": plain("Cancel the request")}
-    modal["blocks"].append(
-        {"type": "actions", "block_id": Block.CANCEL, "elements": [{**cancel, "value": request.id}]}
-    )
-    return modal
-
-
-def _decided(request: HeldRequest, services: Services, what: str) -> tuple[str, list[dict[str, Any]]]:
-    text = f"{_request_line(request, services)}.\n{what}"
-    return text, [section(text)]
-
-
 def approvers(services: Services) -> Authorizer:
     """The approvers as an access policy (their users and user groups), checked like `allowed_users`."""
     config = services.settings.approvals
@@ -157,7 +99,7 @@ def ask_approvers(services: Services, request: HeldRequest, channel_id: str) -> 
     nobody can be asked, the request is withdrawn at once (its password deleted) and the error raised."""
     approvals = services.approvals
     assert approvals is not None
-    text, blocks = request_message(request, services)
+    text, blocks = request_message(request, services.settings)
     try:
         refs = [
             MessageRef(
@@ -196,7 +138,7 @@ def _destinations(services: Services, channel_id: str) -> list[str]:
 
 
 def _update_messages(services: Services, request: HeldRequest, what: str) -> None:
-    text, blocks = _decided(request, services, what)
+    text, blocks = decided_message(request, services.settings, what)
     for ref in request.messages:
         try:
             services.client.chat_update(channel=ref.channel, ts=ref.ts, text=text, blocks=blocks)
@@ -249,6 +191,66 @@ def _pending(services: Services, body: dict[str, Any], request_id: str) -> HeldR
     return request
 
 
+def _posted_in(services: Services, request: HeldRequest) -> set[str]:
+    """Where the request's Approve / Deny buttons count: where atp-bot posted them (the approvals channel,
+    or each approver's direct message with the bot), and the approvals channel."""
+    places = {ref.channel for ref in request.messages}
+    settings = services.settings
+    if settings.approvals.notify == "channel" and settings.slack.channel:
+        places.add(settings.slack.channel)
+    return places
+
+
+def _refuse_elsewhere(
+    services: Services, body: dict[str, Any], request: HeldRequest, event: AuditEvent
+) -> None:
+    """A click on a copy of the buttons: audited, and told where it was made if Slack lets us."""
+    services.audit.record(event)
+    try:
+        _refuse(
+            services,
+            body,
+            "This button counts only where atp-bot posted it: the approvals channel, or an approver's "
+            "direct message with atp-bot. Nothing was changed.",
+        )
+    except SlackApiError as exc:
+        log.info(
+            "approval %s: could not tell who clicked elsewhere: %s", request.id, exc.response.get("error")
+        )
+
+
+def _may_decide(
+    services: Services, body: dict[str, Any], request: HeldRequest, action: AuditAction
+) -> Decision | None:
+    """Only a click where atp-bot posted the buttons, by an approver who is not the requester, decides
+    (the approver's access, with the user group that granted it); any other is audited and refused."""
+    user_id, actor = _clicker(body)
+    channel = (body.get("channel") or {}).get("id")
+    if not click_counts(services.settings.slack, channel, _posted_in(services, request)):
+        detail = f"request {request.id}; clicked in {channel or 'no channel'}"
+        event = _request_event(
+            request, actor, action, detail, outcome=AuditOutcome.DENIED, reason="channel not allowed"
+        )
+        _refuse_elsewhere(services, body, request, event)
+        return None
+    if user_id == request.requester:
+        refusal = _request_event(
+            request, actor, action, request.id, outcome=AuditOutcome.REFUSED, reason="self-approval"
+        )
+        services.audit.record(refusal)
+        _refuse(services, body, ":no_entry: You asked for this change: another approver must decide it.")
+        return None
+    allowed = approvers(services).check("approve", user_id, None)
+    if not allowed.allowed:
+        denial = _request_event(
+            request, actor, action, request.id, outcome=AuditOutcome.DENIED, reason=allowed.reason
+        )
+        services.audit.record(denial)
+        _refuse(services, body, ":no_entry: Only an approver can approve or deny this request.")
+        return None
+    return allowed
+
+
 def on_decision(
     services: Services, body: dict[str, Any], decision: RequestStatus, announce: Announce
 ) -> None:
@@ -258,23 +260,11 @@ def on_decision(
     user_id, actor = _clicker(body)
     action = AuditAction.APPROVE if decision is RequestStatus.APPROVED else AuditAction.DENY
     request = _pending(services, body, body["actions"][0].get("value") or "")
-    if request is None:
+    allowed = None if request is None else _may_decide(services, body, request, action)
+    if request is None or allowed is None:
         return
-    if user_id == request.requester:
-        refusal = _request_event(
-            request, actor, action, request.id, outcome=AuditOutcome.REFUSED, reason="self-approval"
-        )
-        services.audit.record(refusal)
-        _refuse(services, body, ":no_entry: You asked for this change: another approver must decide it.")
-        return
-    allowed = approvers(services).check("approve", user_id, None)
-    if not allowed.allowed:
-        denial = _request_event(
-            request, actor, action, request.id, outcome=AuditOutcome.DENIED, reason=allowed.reason
-        )
-        services.audit.record(denial)
-        _refuse(services, body, ":no_entry: Only an approver can approve or deny this request.")
-        return
+    if allowed.via:  # an approver through `approver_usergroups`: the group is audited too
+        actor = slack_actor(user_id, body["user"].get("username") or body["user"].get("name"), allowed.via)
     decided = approvals.decide(request.id, decision, actor)
     if decided is None:
         _refuse(services, body, "This request was decided already, or it expired: nothing more to do.")
@@ -297,7 +287,8 @@ def _approve(
     announce: Announce,
 ) -> None:
     """Save the approved password through the change path, then tell the approvers and the requester;
-    the announcement and follow-up checks are those of any saved change."""
+    the announcement and follow-up checks are those of any saved change. A stale approval (the requester
+    no longer allowed, the account changed since the test) saves nothing, and both are told why."""
     approvals = services.approvals
     assert approvals is not None
     password = approvals.open_approved(request)
@@ -306,11 +297,17 @@ def _approve(
         password,
         request.requester_actor,
         request.test,
-        last_save=request.last_save,
+        baseline=request.baseline,
         note=f"approved by {actor}",
+        still_allowed=lambda: _requester_refusal(services, request),
         origin={"user": request.requester, "channel": request.channel_id},
     )
     mention = f"<@{user_id}>"
+    if outcome.error_reason == STALE:
+        what = f":no_entry: Approved by {mention}. {inline(outcome.message)}"
+        _update_messages(services, request, what)
+        _tell_requester(services, request, what)
+        return
     if not outcome.saved_ok:
         what = f":warning: Approved by {mention}, but {inline(outcome.message)}"
         _update_messages(services, request, what)
@@ -318,11 +315,17 @@ def _approve(
         return
     _update_messages(services, request, f":white_check_mark: Approved by {mention}: saved.")
     done = f":white_check_mark: *Saved.* Approved by {mention}; the channel has been told."
-    username = services.settings.account(request.account_id).username
-    _tell_requester(
-        services, request, done + (f"\n{portal_step_text(username)}" if outcome.portal_pending else "")
-    )
+    portal = portal_step_text(services.settings.account(request.account_id).username)
+    _tell_requester(services, request, done + (f"\n{portal}" if outcome.portal_pending else ""))
     announce(services, changes, outcome, request.requester, request.channel_id, f"Approved by {mention}")
+
+
+def _requester_refusal(services: Services, request: HeldRequest) -> str | None:
+    """Why the requester may no longer change passwords from where they asked, or None."""
+    allowed = services.authorizer.check(f"{COMMAND} password", request.requester, request.channel_id)
+    if allowed.allowed:
+        return None
+    return f"the requester {request.requester_actor} may no longer use {COMMAND} password ({allowed.reason})"
 
 
 def on_cancel(services: Services, body: dict[str, Any]) -> None:

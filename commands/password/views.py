@@ -14,6 +14,7 @@ from bot.slack.views import ViewOrigin, encode_metadata, notice_modal, plain, se
 from commands.password.portal import modal_step, waiting_blocks
 
 TITLE = "Directory password"
+MAX_DOUBTS = 4  # warnings and notes shown with a test's outcome
 
 
 class Callback(StrEnum):
@@ -130,9 +131,14 @@ def _retry_button(state: PasswordModalOrigin) -> dict[str, Any]:
     }
 
 
-def _warnings(test: ConnectionTestResult) -> str:
-    """The test's doubts (e.g. no KDC confirmed a password changed in AD minutes ago), one line each."""
-    return "".join(f"\n:warning: {inline(warning)}" for warning in test.warnings)
+def doubts(test: ConnectionTestResult, *notes: str) -> str:
+    """The test's warnings (e.g. no KDC confirmed a password changed in AD minutes ago), then its notes and
+    `notes` (e.g. what an approval cannot check), one line each: what the requester saw, others see."""
+    lines = [f":warning: {inline(warning)}" for warning in test.warnings]
+    lines += [f":information_source: {inline(note)}" for note in (*test.notes, *notes)]
+    if len(lines) > MAX_DOUBTS:  # a section holds 3,000 characters; each line at most about 520
+        lines[MAX_DOUBTS - 1 :] = [f"… and {len(lines) - MAX_DOUBTS + 1} more"]
+    return "".join(f"\n{line}" for line in lines)
 
 
 def result_modal(
@@ -152,7 +158,7 @@ def result_modal(
         )
         if outcome.problem:
             text += f"\n:warning: But then something went wrong: {inline(outcome.problem)}."
-        modal = notice_modal(TITLE, text + _warnings(test))
+        modal = notice_modal(TITLE, text + doubts(test))
         if outcome.portal_pending and username is not None:
             modal["blocks"].append(modal_step(username))
         return modal
@@ -192,10 +198,10 @@ def announcement(
         )
     elif saved:
         details += f" Saved in the {saved.backend} store."
-    if test:
-        details += _warnings(test)
     if note:
         details += f" {note}."
+    if test:
+        details += doubts(test)
     blocks = [section(text), {"type": "context", "elements": [{"type": "mrkdwn", "text": details}]}]
     if saved and outcome.portal_pending:
         blocks += waiting_blocks(account.id, account.username, saved.saved_at)

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from lab.slack.signing import HttpAnswer, Signing, post, signed_headers
 from lab.slack.socket_mode import SocketModeServer
-from lab.slack.webapi import Call, Fault, WebApi, WebApiServer
+from lab.slack.webapi import Call, Fault, Outage, WebApi, WebApiServer
 from lab.slack.workspace import APP_ID, TEAM_DOMAIN, TEAM_ID, Message, View, Workspace
 
 ACK_DEADLINE = 3.0  # Slack shows the user an error when an acknowledgement takes longer
@@ -101,11 +101,12 @@ class SlackEmulator:
         return self._socket.connected
 
     def reset(self) -> None:
-        """Forget recorded calls, deliveries, scripted faults, messages, modals and triggers (users,
-        user groups and channels stay), so one running emulator can serve several tests."""
+        """Forget recorded calls, deliveries, scripted faults and outages, messages, modals and triggers
+        (users, user groups and channels stay), so one running emulator can serve several tests."""
         with self._api.lock:
             self._api.calls.clear()
             self._api.faults.clear()
+            self._api.outage = None
         with self.workspace.lock:
             self.workspace.messages.clear()
             self.workspace.views.clear()
@@ -129,6 +130,13 @@ class SlackEmulator:
     ) -> None:
         """Script the next `times` calls of `method`: 429 with Retry-After, 5xx, or 200 with `error`."""
         self._api.fail(method, Fault(status, retry_after if status == 429 else None, error, times))
+
+    def outage(self, seconds: float, *, status: int = 503, retry_after: int | None = None) -> None:
+        """Slack is down for `seconds` of the workspace's clock from now: every Web API call answers
+        `status` (503, or 429 with `retry_after`), whatever the method, until then."""
+        with self._api.lock:
+            until = self.workspace.clock() + seconds
+            self._api.outage = Outage(status, until, retry_after if status == 429 else None)
 
     def redirect(self, method: str, location: str, *, status: int = 302) -> None:
         """Answer the next call of `method` with a `status` redirect to `location`."""

@@ -52,6 +52,15 @@ class Fault:
     location: str | None = None
 
 
+@dataclass(frozen=True)
+class Outage:
+    """Slack down until `until` (the workspace's clock): every Web API call answers `status`."""
+
+    status: int
+    until: float
+    retry_after: int | None = None
+
+
 @dataclass
 class WebApi:
     workspace: Workspace
@@ -62,6 +71,7 @@ class WebApi:
     faults: dict[str, list[Fault]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     response_uses: dict[str, int] = field(default_factory=dict)  # response id -> posts it accepted
+    outage: Outage | None = None
 
     def fail(self, method: str, fault: Fault) -> None:
         with self.lock:
@@ -69,6 +79,9 @@ class WebApi:
 
     def _take_fault(self, method: str) -> Fault | None:
         with self.lock:
+            outage = self.outage
+            if outage is not None and self.workspace.clock() < outage.until:
+                return Fault(outage.status, outage.retry_after)
             queue = self.faults.get(method) or []
             if not queue:
                 return None

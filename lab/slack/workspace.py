@@ -105,6 +105,12 @@ class Workspace:
         }
     )
     usergroups: dict[str, list[str]] = field(default_factory=lambda: {"S0SECOPS": ["U0BOB"]})
+    # A user group's handle (what `@…` mentions) and display name; a group not listed here has its ID,
+    # lower-cased, as handle and its ID as name. Any member may edit these unless the workspace restricts
+    # user-group editing to admins.
+    usergroup_labels: dict[str, tuple[str, str]] = field(
+        default_factory=lambda: {"S0SECOPS": ("secops", "Security Operations")}
+    )
     channels: set[str] = field(default_factory=lambda: {"C0OPS", "C0RANDOM"})
     trigger_seconds: float = TRIGGER_SECONDS
     clock: Callable[[], float] = time.monotonic
@@ -191,6 +197,37 @@ class Workspace:
         if group is None:
             raise ApiError("no_such_subteam")
         return {"users": list(group)}
+
+    def api_usergroups_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The workspace's user groups as Slack lists them; members only with `include_users`, counts only
+        with `include_count` (Slack sends booleans in a form body as "true"/"1")."""
+        return {"usergroups": [self._usergroup(group, args) for group in self.usergroups]}
+
+    def _usergroup(self, group: str, args: dict[str, Any]) -> dict[str, Any]:
+        handle, name = self.usergroup_labels.get(group, (group.lower(), group))
+        members = list(self.usergroups[group])
+        listed: dict[str, Any] = {
+            "id": group,
+            "team_id": TEAM_ID,
+            "is_usergroup": True,
+            "name": name,
+            "description": "",
+            "handle": handle,
+            "is_external": False,
+            "date_create": 1700000000,
+            "date_update": 1700000000,
+            "date_delete": 0,
+            "auto_type": None,
+            "created_by": "U0ALICE",
+            "updated_by": "U0ALICE",
+            "deleted_by": None,
+            "prefs": {"channels": [], "groups": []},
+        }
+        if _flag(args.get("include_users")):
+            listed["users"] = members
+        if _flag(args.get("include_count")):
+            listed["user_count"] = str(len(members))  # a string, as in Slack's answers
+        return listed
 
     def _take_trigger(self, trigger_id: str) -> Trigger:
         trigger = self.triggers.get(trigger_id)
@@ -331,3 +368,8 @@ def _message_json(message: Message) -> dict[str, Any]:
     if message.thread_ts:
         data["thread_ts"] = message.thread_ts
     return data
+
+
+def _flag(value: Any) -> bool:
+    """A boolean Web API argument, as JSON or as form text."""
+    return value is True or str(value).lower() in ("true", "1")

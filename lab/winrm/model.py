@@ -10,14 +10,25 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from bot.config import SensorKind
 from bot.sensors.targets import KIND_DEFAULTS
 
-Fault = Literal["timeout", "hang", "http401", "http500", "access_denied", "refused", "bad_output"]
+Fault = Literal[
+    "timeout",
+    "hang",
+    "http401",
+    "http500",
+    "access_denied",
+    "refused",
+    "bad_output",
+    "trickle",
+    "chunked_flood",
+    "redirect",
+]
 StartBehaviour = Literal["start", "fail", "pending"]
-FAULTS: tuple[str, ...] = ("timeout", "hang", "http401", "http500", "access_denied", "refused", "bad_output")
+FAULTS: tuple[str, ...] = get_args(Fault)
 
 FILLER_LINE_LENGTH = 128
 DEFAULT_VERSION = "2.250.18972.18405"
@@ -99,6 +110,11 @@ class Host:
     files: dict[str, LogFile] = field(default_factory=dict)
     latency: float = 0.0
     fault: Fault | None = None
+    # The hostile faults (lab/winrm/hostile.py): seconds between two bytes of a trickled answer, the body
+    # size of a chunked flood, and where a redirect points (another listener's endpoint).
+    trickle_interval: float = 1.0
+    flood_bytes: int = 64 << 20
+    redirect_to: str | None = None
     # winrm/config/winrs MaxShellsPerUser (Windows' default): WinRM refuses to open more shells than this.
     max_shells_per_user: int = 30
     # winrm/config/winrs IdleTimeout in seconds (Windows' default, 2 hours): a shell nobody deletes stays

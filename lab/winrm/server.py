@@ -30,7 +30,7 @@ import spnego.exceptions
 
 from lab.ntlm_users import register as register_ntlm_user
 from lab.tlsca import TlsFiles
-from lab.winrm import wsman
+from lab.winrm import hostile, wsman
 from lab.winrm.model import Host
 from lab.winrm.powershell import Outcome, run_command
 
@@ -158,16 +158,30 @@ class _Handler(BaseHTTPRequestHandler):
     # --- HTTP plumbing ---
 
     def _send(self, status: int, body: bytes = b"", headers: list[tuple[str, str]] | None = None) -> None:
-        self.send_response(status)
-        for name, value in headers or []:
-            self.send_header(name, value)
-        if not any(name.lower() == "content-type" for name, _ in headers or []) and body:
-            self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        with self.server.model.lock:
-            self.server.model.counters.wire_out += len(body)
+        headers = list(headers or [])
+        if not any(name.lower() == "content-type" for name, _ in headers) and body:
+            headers.append(("Content-Type", "application/soap+xml;charset=UTF-8"))
+        model = self.server.model
+        with model.lock:
+            fault, interval, flood = model.fault, model.trickle_interval, model.flood_bytes
+        if fault == "trickle":
+            self.close_connection = True
+            sent = hostile.trickle(
+                self.wfile, hostile.raw_response(status, headers, body), self.server.stopping, interval
+            )
+        elif fault == "chunked_flood" and status != 401:  # once authenticated
+            self.close_connection = True
+            sent = hostile.chunked_flood(self.wfile, status, headers, flood)
+        else:
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            sent = len(body)
+        with model.lock:
+            model.counters.wire_out += sent
 
     def _challenge(self, token: bytes | None = None) -> None:
         methods = self.server.emulator.auth
@@ -284,6 +298,10 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "hang":
             stopping.wait()
             self.close_connection = True
+            return
+        if fault == "redirect":
+            self._count("redirected")
+            self._send(hostile.REDIRECT_STATUS, b"", [("Location", model.redirect_to or "/wsman")])
             return
         self.leg = None
         if fault == "http401":
