@@ -10,8 +10,7 @@ import logging
 from datetime import datetime, timedelta
 
 from bot.change.portal import PortalError, PortalStep, confirm_step
-from bot.graph import GraphHealthSource
-from bot.graph.client import GraphError
+from bot.graph import GraphError, GraphHealthSource
 from bot.monitor.context import MonitorContext
 from bot.monitor.delivery import PORTAL, flush_outbox
 from bot.monitor.issue_watch import account_issues
