@@ -84,7 +84,7 @@ def test_first_dc_down_failing_sensors_and_slack_errors(
         lines = {name: next(x for x in report.splitlines() if f"*{name}*" in x) for name in FAULTS}
         for name, told in (
             ("sensor03", "not checked (timeout:"),
-            ("sensor04", "not checked (access_denied: credentials rejected (HTTP 401))"),
+            ("sensor04", "not checked (access_denied: credentials rejected (HTTP 401); check [winrm]"),
             ("sensor05", "not checked (winrm_fault: WS-Management fault (HTTP 500)"),
             ("sensor06", "not checked (unreachable: connection refused)"),
         ):
