@@ -33,12 +33,13 @@ from bot.monitor.models import (
     IncidentAction,
     LookupSuspensionNotice,
     MessageRef,
+    PortalNotice,
     ReachabilityNotice,
     RecheckReport,
     SensorHealthNotice,
 )
 from bot.monitor.notify import NotifierError
-from bot.monitor.render import incident_story
+from bot.monitor.render import incident_story, render_portal
 from bot.sensors.credential_signatures import describe
 from bot.slack.audit import interaction_actor
 from bot.slack.context import CommandContext, Person, Services, Subcommand, publish_text
@@ -276,6 +277,10 @@ class SlackNotifier:
     def post_health_issue(self, thread_ref: MessageRef, notice: HealthIssueNotice) -> None:
         mark = ":white_check_mark:" if notice.closed_at else ":hourglass:"
         self._post(f"{mark} {inline(notice.text())}", thread=thread_ref)  # the issue's name is Graph's text
+
+    def post_portal(self, thread_ref: MessageRef | None, notice: PortalNotice) -> None:
+        mark = ":white_check_mark:" if notice.confirmed_at else ":hourglass:"
+        self._post(f"{mark} {inline(render_portal(notice))}", thread=thread_ref)  # evidence is Graph's text
 
     def post_expiry_warning(self, warning: ExpiryWarning) -> None:
         self._post(expiry_message(warning))

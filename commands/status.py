@@ -10,6 +10,7 @@ from slack_bolt import App, Respond
 
 from bot.audit import AuditAction, AuditEvent, AuditOutcome, AuditSink, record_or_log
 from bot.change import record_checks, sensors_for_account
+from bot.change.portal import PortalError, waiting_since
 from bot.config import AccountConfig, ConfigError
 from bot.directory import LockoutGuard
 from bot.fleet import graph_notes
@@ -40,10 +41,11 @@ def handle(ctx: CommandContext) -> None:
         ctx.services.submit(run_drift_status, ctx.services, ctx.respond, watched)
     messages = RESPONSE_URL_USES - (1 if watched else 0)  # the drift report uses the response URL once
     sensors = sensors_for_account(settings, account) if account else list(settings.sensors)
+    waiting = portal_note(ctx.services, account)
     if not sensors:
-        ctx.reply("No sensors are configured" + (f" for account `{account}`." if account else "."))
+        ctx.reply(waiting + "No sensors are configured" + (f" for account `{account}`." if account else "."))
         return
-    ctx.reply(f":hourglass_flowing_sand: Checking {len(sensors)} sensor(s)…")
+    ctx.reply(f"{waiting}:hourglass_flowing_sand: Checking {len(sensors)} sensor(s)…")
     names = [s.name for s in sensors]
 
     def tell(text: str) -> None:
@@ -52,6 +54,21 @@ def handle(ctx: CommandContext) -> None:
     person = Person(ctx.actor, AuditAction.CHECK, account, f"/atp status requested by {ctx.actor}", tell)
     ctx.services.submit_for(
         person, lambda: run_status(ctx.services, ctx.respond, ctx.actor, names, max_messages=messages)
+    )
+
+
+def portal_note(services: Services, account: str | None) -> str:
+    """A line per saved password that waits for the portal step (Defender for Identity does not have it)."""
+    portal = services.changes.portal if services.changes else None
+    try:
+        steps = portal.pending() if portal else []
+    except PortalError as exc:
+        return f":warning: {inline(str(exc))}\n"
+    return "".join(
+        f":hourglass: *{step.account_id}*: {inline(waiting_since(step))}: save it in the Defender portal, "
+        "then click *Done in the portal* on its message.\n"
+        for step in steps
+        if account in (None, step.account_id)
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from bot.infra.exitcodes import ExitCode
 from bot.infra.logging_setup import configure_logging
+from commands.password.portal import DONE_ACTION, DONE_BLOCK
 from commands.password.views import Action, Block
 from lab.domain import LOCKOUT_THRESHOLD
 from lab.slack.picture import render_picture
@@ -193,6 +194,27 @@ class Demo:
         show(render_message(message.text, message.blocks))
         return message.ts
 
+    def portal_done(self, ts: str) -> None:
+        self.heading("she saves it in the Defender portal too, then clicks [Done in the portal]")
+
+        def button() -> dict[str, Any] | None:
+            message = next(m for m in self.slack.messages(SLACK_CHANNEL) if m.ts == ts)
+            elements = [e for b in message.blocks for e in b.get("elements", [])]
+            return next((e for e in elements if e.get("action_id") == DONE_ACTION), None)
+
+        value = str(wait_for(button, "the Done in the portal button")["value"])
+        self.slack.click(
+            DONE_ACTION,
+            user=SLACK_USER,
+            block_id=DONE_BLOCK,
+            value=value,
+            channel=SLACK_CHANNEL,
+            message_ts=ts,
+        )
+        wait_for(lambda: button() is None or None, "the portal step to be confirmed")
+        message = next(m for m in self.slack.messages(SLACK_CHANNEL) if m.ts == ts)
+        show(render_message(message.text, message.blocks))
+
     def follow_up_checks(self, thread_ts: str) -> None:
         self.heading("in its thread: the follow-up checks on every sensor, one message updated in place")
 
@@ -313,7 +335,9 @@ class Demo:
         self.wrong_password(view_id)
         self.try_again(view_id)
         self.right_password(view_id)
-        self.follow_up_checks(self.announcement())
+        announced = self.announcement()
+        self.portal_done(announced)
+        self.follow_up_checks(announced)
         self.history()
         self.status()
         self.cli()

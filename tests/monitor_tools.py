@@ -22,6 +22,7 @@ from bot.monitor.models import (
     Incident,
     LookupSuspensionNotice,
     MessageRef,
+    PortalNotice,
     ReachabilityNotice,
     RecheckReport,
     SensorHealthNotice,
@@ -107,6 +108,9 @@ class RecordingNotifier:
 
     def post_recheck(self, thread_ref: MessageRef, report: RecheckReport) -> None:
         self._record("post_recheck", (thread_ref, report))
+
+    def post_portal(self, thread_ref: MessageRef | None, notice: PortalNotice) -> None:
+        self._record("post_portal", (thread_ref, notice))
 
     def post_expiry_warning(self, warning: ExpiryWarning) -> None:
         self._record("post_expiry_warning", warning)

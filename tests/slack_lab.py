@@ -24,8 +24,10 @@ from bot.slack.secrets import SlackSecrets
 from bot.store.embedded import init_embedded_store
 from commands import MODULES
 from commands.alerts import SlackNotifier
+from commands.password.portal import DONE_ACTION, DONE_BLOCK
 from commands.password.views import Action, Block
 from lab.slack import SlackEmulator
+from lab.slack.workspace import Message
 from tests import slack_probe
 
 T = TypeVar("T")
@@ -176,3 +178,26 @@ def open_modal(lab: Lab, text: str = "password svc", user: str = ALICE) -> str:
 
 def view_text(lab: Lab, view_id: str) -> str:
     return json.dumps(lab.emulator.view(view_id)["blocks"])
+
+
+def click_done(emulator: SlackEmulator, announcement: Message, user: str = ALICE) -> None:
+    """Click the announcement's *Done in the portal* button as `user`."""
+    button = next(
+        element
+        for block in announcement.blocks
+        for element in block.get("elements", [])
+        if element.get("action_id") == DONE_ACTION
+    )
+    emulator.click(
+        DONE_ACTION,
+        user=user,
+        block_id=DONE_BLOCK,
+        value=button["value"],
+        channel=OPS,
+        message_ts=announcement.ts,
+    )
+
+
+def message(lab: Lab, ts: str) -> Message:
+    """The channel message at `ts`, as it is now."""
+    return next(m for m in lab.emulator.messages(OPS) if m.ts == ts)

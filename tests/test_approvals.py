@@ -33,6 +33,7 @@ from tests.slack_lab import (
     MALLORY,
     OPS,
     Lab,
+    click_done,
     initialised_changes,
     open_modal,
     running_lab,
@@ -165,6 +166,8 @@ def test_approve_saves_with_both_people_audited(
             lambda: [m for m in lab.emulator.messages(OPS) if "changed the directory" in m.text]
         )
         assert f"Approved by <@{BOB}>." in announced[0].text
+        assert "Defender for Identity does not have it yet" in view_text(lab, message.view_id)
+        click_done(lab.emulator, announced[0])  # the portal step: the follow-up checks start now
         assert audited(lab)[:4] == [
             (ALICE_ACTOR, "test", "ok"),
             (ALICE_ACTOR, "approval-request", "ok"),

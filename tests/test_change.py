@@ -53,7 +53,8 @@ def test_set_password_tests_saves_audits_and_checks(
     config = write_config(tmp_path, lab_domain, fresh_user, sensors)
     assert run_cli(config, "store", "init").returncode == 0
 
-    done = run_cli(config, "set-password", "--account", "svc", "--password-stdin", stdin=CANARY + "\n")
+    args = ("set-password", "--account", "svc", "--password-stdin", "--portal-done")
+    done = run_cli(config, *args, stdin=CANARY + "\n")
     assert done.returncode == 0, done.stdout + done.stderr  # saved: the checks' findings do not count
     assert "PASSED: account svc" in done.stdout
     assert "SAVED: account svc in the embedded store" in done.stdout
@@ -67,10 +68,8 @@ def test_set_password_tests_saves_audits_and_checks(
     assert saved is not None
     assert saved.get_secret_value() == CANARY
     actions = [(r.action, r.outcome) for r in reversed(open_audit(settings).recent("svc"))]
-    assert actions == [("test", "ok"), ("save", "ok"), ("check", "failed")]
-    strict = run_cli(
-        config, "set-password", "--account", "svc", "--password-stdin", "--strict-checks", stdin=CANARY + "\n"
-    )
+    assert actions == [("test", "ok"), ("save", "ok"), ("portal-updated", "ok"), ("check", "failed")]
+    strict = run_cli(config, *args, "--strict-checks", stdin=CANARY + "\n")
     assert strict.returncode == 1, strict.stdout + strict.stderr  # --strict-checks: the checks count
     history = run_cli(config, "history", "--account", "svc")
     assert history.returncode == 0
@@ -96,6 +95,7 @@ def test_set_password_through_the_command_and_ata_center_stores(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SAVED: account svc in the command store" in done.stdout
+    assert "NOT YET IN DEFENDER FOR IDENTITY" in done.stdout  # an operator's store: the portal step too
     assert received.read_text().strip() == CANARY
 
     with AtaCenterEmulator(tmp_path / "center", account_user=fresh_user.name) as center:
@@ -113,6 +113,10 @@ def test_set_password_through_the_command_and_ata_center_stores(
         assert done.returncode == 0, done.stdout + done.stderr
         assert "SAVED: account svc in the ata-center store" in done.stdout
         assert center.stored_password == CANARY
+        assert "portal" not in done.stdout.lower()  # the sensors read the Center's store: no portal step
+        assert "portal-updated" not in [r.action for r in open_audit(load_settings(config)).recent("svc")]
+        none = run_cli(config, "portal-done", "--account", "svc", "--no-checks")
+        assert none.returncode == 1 and "No portal step" in none.stdout
     assert CANARY not in done.stdout + done.stderr
 
 

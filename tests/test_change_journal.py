@@ -19,7 +19,7 @@ from bot.audit import open_audit
 from bot.change import ChangeProgress, PasswordChanges
 from bot.change.journal import ChangeJournal, InFlight, Phase
 from bot.change.recovery import Recovery, Verdict, verdict
-from bot.config import Settings
+from bot.config import Settings, StoreConfig
 from bot.directory import AccountLocks, ConnectionTestResult, Outcome
 from bot.store import CredentialMetadata, open_store
 from bot.store.embedded import init_embedded_store
@@ -157,6 +157,12 @@ def test_the_next_change_of_the_account_resolves_a_leftover_whose_save_landed(
 SETTINGS = Settings.model_validate(
     {"accounts": [{"id": "svc", "username": "svc-atp@contoso.test", "domain_controllers": ["ldaps://dc1"]}]}
 )
+ATA_STORE = StoreConfig.model_validate(
+    {
+        "backend": "ata-center",
+        "ata_center": {"url": "https://ata.contoso.test", "username": "CONTOSO\\atp", "password_env": "X"},
+    }
+)
 
 
 def test_interrupted_notice_wording() -> None:
@@ -178,10 +184,18 @@ def test_interrupted_notice_wording() -> None:
     )
 
     landed = Recovery(entry(Phase.SAVING), Verdict.SAVED, saved(timedelta(minutes=1)), False)
-    assert interrupted_notice(landed, "U0ALICE", SETTINGS)[0] == (
+    text, blocks = interrupted_notice(landed, "U0ALICE", SETTINGS)
+    assert text == (
         ":key: The password change of *svc* (`svc-atp@contoso.test`) started by <@U0ALICE> at 07:10 UTC "
         "was interrupted by a restart, but the new password had been saved (embedded store, 07:11 UTC). "
-        "The follow-up checks run now. Recorded in the audit trail (`/atp history`)."
+        "Defender for Identity gets it when it is saved in the portal too; the follow-up checks run once "
+        "that is done. Recorded in the audit trail (`/atp history`)."
+    )
+    assert "[Done in the portal]" in render_message(text, blocks)
+    ata = SETTINGS.model_copy(update={"store": ATA_STORE})
+    assert interrupted_notice(landed, "U0ALICE", ata)[0].endswith(
+        "(embedded store, 07:11 UTC). The follow-up checks run now. Recorded in the audit trail "
+        "(`/atp history`)."
     )
 
     removed = Settings.model_validate(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import getpass
+import json
 import os
 import pty
 import select
@@ -23,6 +24,7 @@ from bot.audit import open_audit
 from bot.config import load_settings
 from bot.directory import LockoutGuard
 from bot.store import open_store
+from commands.password.portal import DONE_ACTION
 from lab.domain import LabDomain
 from lab.samba import LabUser
 from lab.slack import SlackEmulator
@@ -276,7 +278,7 @@ def test_a_saved_change_exits_0_whatever_the_checks_find(
         tmp_path, lab_domain, fresh_user, sensors, extra="[sensor_checks]\nhost_timeout = 3\n"
     )
     assert run_cli(config, "store", "init").returncode == 0
-    args = ("set-password", "--account", "svc", "--password-stdin")
+    args = ("set-password", "--account", "svc", "--password-stdin", "--portal-done")
     done = run_cli(config, *args, stdin=fresh_user.password + "\n")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SAVED: account svc" in done.stdout
@@ -315,6 +317,14 @@ def test_a_cli_change_is_announced_in_the_slack_channel(
         assert fresh_user.upn in posted.text
         assert "Verified by" in posted.text
         assert slack.bot_token not in inherited.read_text()  # the store's child never gets the token
+        assert "Tested and kept in the command store; Defender for Identity gets it when" in posted.text
+        assert DONE_ACTION in json.dumps(posted.blocks)  # a running bot takes the click
+
+        confirmed = run_cli(config, *args, "--portal-done", stdin=fresh_user.password + "\n")
+        assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+        updated = slack.messages("C0OPS")[-1]  # the button became who confirmed it, and when
+        assert f"*Done in the portal*: confirmed by `{actor}` at" in json.dumps(updated.blocks)
+        assert DONE_ACTION not in json.dumps(updated.blocks)
 
         slack.fail("chat.postMessage", status=200, error="channel_not_found")
         refused = run_cli(config, *args, stdin=fresh_user.password + "\n")
@@ -328,5 +338,5 @@ def test_a_cli_change_is_announced_in_the_slack_channel(
     assert "channel_not_found" in refused.stderr
     assert "SLACK_BOT_TOKEN" in no_token.stderr
     announced = [(a, o) for a, o, _ in audit_rows(config) if a == "announce"]
-    assert announced == [("announce", "ok"), ("announce", "error"), ("announce", "error")]
+    assert announced == [("announce", "ok"), ("announce", "ok"), ("announce", "error"), ("announce", "error")]
     assert fresh_user.password not in done.stdout + done.stderr + posted.text

@@ -83,9 +83,16 @@ def test_a_reset_in_ad_is_drift_until_the_new_password_is_saved(
         "lockout_threshold",
         "locked",
         "findings",
+        "portal_step",
     }
     assert report["in_sync"] is True and report["bad_password_count"] == 0 and report["locked"] is False
     assert report["lockout_threshold"] == LOCKOUT_THRESHOLD
+    assert report["portal_step"]["saved_by"].startswith("cli:")  # saved, not yet in the Defender portal
+    assert report["portal_step"]["pending_since"] == report["saved_at"]
+    shown = run_cli(config, "verify").stdout
+    assert "PORTAL STEP PENDING: account acct: waiting for the portal step since" in shown
+    assert run_cli(config, "portal-done", "--account", "acct", "--no-checks").returncode == 0
+    assert verify(config)[1][0]["portal_step"] is None
 
     new = new_password()
     lab_domain.dc.samba_tool_reset(user.name, new)

@@ -28,12 +28,13 @@ STEPS = [
     "== 4. she clicks [Try again]",
     "== 5. she submits the right password",
     "== 6. #C0OPS: the announcement",
-    "== 7. in its thread: the follow-up checks",
-    "== 8. alice types `/atp history contoso`",
-    "== 9. alice types `/atp status`",
-    "== 10. the same path from a terminal",
-    "== 11. a wrong password three times for noexpiry",
-    "== 12. what happened behind the scenes",
+    "== 7. she saves it in the Defender portal too, then clicks [Done in the portal]",
+    "== 8. in its thread: the follow-up checks",
+    "== 9. alice types `/atp history contoso`",
+    "== 10. alice types `/atp status`",
+    "== 11. the same path from a terminal",
+    "== 12. a wrong password three times for noexpiry",
+    "== 13. what happened behind the scenes",
 ]
 
 
@@ -79,7 +80,7 @@ def test_demo_plays_the_password_flow_against_the_lab(tmp_path_factory: pytest.T
     assert all(p >= 0 for p in positions), [s for s, p in zip(STEPS, positions, strict=True) if p < 0]
     assert positions == sorted(positions)
 
-    modal, mismatch, wrong, retry, right, announced, checks, history, status, cli, guard, summary = (
+    modal, mismatch, wrong, retry, right, announced, portal, checks, history, status, cli, guard, summary = (
         out[a:b] for a, b in zip(positions, [*positions[1:], len(out)], strict=True)
     )
     assert "[ New password: ________ ]" in modal
@@ -92,6 +93,11 @@ def test_demo_plays_the_password_flow_against_the_lab(tmp_path_factory: pytest.T
     assert "[ New password: ________ ]" in retry
     assert "*Saved.*" in right
     assert "changed the directory service account password for *contoso*" in announced
+    assert (
+        "Tested and kept in the embedded store; Defender for Identity gets it when you save it" in announced
+    )
+    assert "[Done in the portal]" in announced and "Directory service accounts" in right
+    assert "*Done in the portal*: confirmed by <@U0ALICE>" in portal and "Waiting for" not in portal
     assert "posted:" in checks
     assert "chat.update #1:" in checks
     assert "1 of 3 sensor(s) need attention: dc02." in checks
@@ -99,6 +105,7 @@ def test_demo_plays_the_password_flow_against_the_lab(tmp_path_factory: pytest.T
     assert "  test  contoso  failed (wrong_password)" in history
     assert "  test  contoso  ok" in history
     assert "  save  contoso  ok" in history
+    assert "  portal-updated  contoso  ok" in history
     assert "1 of 3 sensor(s) need attention: dc02." in status
     assert "PASSED: account contoso" in cli
     assert guard.count("REJECTED: account noexpiry") == 2

@@ -36,7 +36,8 @@ def test_set_password_counts_only_the_sensors_that_use_the_account(
         lab_domain.dc.set_password(fresh_user.name, CANARY)
         config = write_config(tmp_path, lab_domain, fresh_user, sensors, graph_toml(graph))
         assert run_cli(config, "store", "init").returncode == 0
-        done = run_cli(config, "set-password", "--account", "svc", "--password-stdin", stdin=CANARY + "\n")
+        args = ("set-password", "--account", "svc", "--password-stdin", "--portal-done")
+        done = run_cli(config, *args, stdin=CANARY + "\n")
 
     assert done.returncode == 0, done.stdout + done.stderr  # other1 (another domain) does not count
     assert "SAVED: account svc" in done.stdout

@@ -16,7 +16,16 @@ from lab.graph import CREDENTIALS_ISSUE, GraphEmulator
 from lab.samba import LabUser
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import CANARY, lab_account, sensor_config
-from tests.slack_lab import OPS, initialised_changes, open_modal, running_lab, values, view_text, wait_for
+from tests.slack_lab import (
+    OPS,
+    click_done,
+    initialised_changes,
+    open_modal,
+    running_lab,
+    values,
+    view_text,
+    wait_for,
+)
 from tests.test_sensor_inventory import GRAPH_SECRET
 from tests.test_sensor_inventory_slack import graph_config
 
@@ -51,6 +60,7 @@ def test_password_thread_names_unified_sensors_and_the_issue_closing(
             lab.emulator.submit_view(view_id, values(CANARY))
             wait_for(lambda: "Saved." in view_text(lab, view_id), timeout=20)
             announcement = wait_for(lambda: [m for m in lab.emulator.messages(OPS) if m.thread_ts is None])[0]
+            click_done(lab.emulator, announcement)  # the portal step: the follow-up checks start now
 
             def thread() -> list[str]:
                 return [m.text for m in lab.emulator.messages(OPS) if m.thread_ts == announcement.ts]

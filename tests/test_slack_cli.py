@@ -333,6 +333,8 @@ def test_lab_slack_with_the_bot_on_a_terminal(tmp_path: Path) -> None:
             terminal.type(right)
         shown.expect("*Saved.*")
         shown.expect("changed the directory service account password for *contoso*")
+        shown.expect("[Done in the portal]")
+        terminal.type("Done in the portal")  # the console clicks the button named so
         assert "atp-bot in #C0OPS, thread of " in shown.expect("*Follow-up checks*")
         shown.expect("All 3 sensor(s) are running")
     finally:

@@ -13,9 +13,11 @@ from typing import NamedTuple
 import pytest
 
 from bot.change import open_changes
+from bot.change.portal import PORTAL_URL
 from bot.directory import AccountLocks
 from bot.store import open_store
 from commands import MODULES
+from commands.password.portal import DONE_ACTION
 from commands.password.views import Action, Block
 from lab.domain import LabDomain
 from lab.samba import LabUser
@@ -26,7 +28,9 @@ from tests.slack_lab import (
     MALLORY,
     OPS,
     Lab,
+    click_done,
     initialised_changes,
+    message,
     open_modal,
     running_lab,
     values,
@@ -99,11 +103,28 @@ def test_happy_path(
         assert delivery.ack["response_action"] == "update"
         assert "Testing the connection" in json.dumps(delivery.ack["view"])
         wait_for(lambda: "Saved." in view_text(lab, view_id), timeout=15)
+        modal_text = view_text(lab, view_id)
+        assert "Tested and kept in the embedded store" in modal_text
+        assert "Directory service accounts" in modal_text and PORTAL_URL in modal_text
 
         announcement = wait_for(lambda: [m for m in lab.emulator.messages(OPS) if m.thread_ts is None])[0]
         assert f"<@{ALICE}> changed the directory service account password for *svc*" in announcement.text
         assert fresh_user.upn in announcement.text
         assert "expires" in announcement.text
+        assert (
+            "Tested and kept in the embedded store; Defender for Identity gets it when you save it in the "
+            "portal." in announcement.text
+        )
+        assert "*Waiting for the portal*" in json.dumps(announcement.blocks)
+        # The follow-up checks wait for the portal step: a click by someone not allowed changes nothing.
+        click_done(lab.emulator, announcement, MALLORY)
+        wait_for(lambda: [m for m in lab.emulator.messages(OPS) if m.ephemeral_to == MALLORY])
+        assert [m for m in lab.emulator.messages(OPS) if m.thread_ts == announcement.ts] == []
+        click_done(lab.emulator, announcement, ALICE)
+        wait_for(
+            lambda: "Done in the portal*: confirmed by" in json.dumps(message(lab, announcement.ts).blocks)
+        )
+        assert DONE_ACTION not in json.dumps(message(lab, announcement.ts).blocks)
 
         def final_report() -> str | None:
             thread = [m for m in lab.emulator.messages(OPS) if m.thread_ts == announcement.ts]
@@ -121,7 +142,12 @@ def test_happy_path(
         assert saved.get_secret_value() == CANARY
         actions = [(r.actor, r.action, r.outcome) for r in reversed(changes.audit.recent("svc"))]
         actor = "slack:U0ALICE (alice)"
-        assert actions == [(actor, "test", "ok"), (actor, "save", "ok"), (actor, "check", "failed")]
+        assert actions == [
+            (actor, "test", "ok"),
+            (actor, "save", "ok"),
+            (actor, "portal-updated", "ok"),
+            (actor, "check", "failed"),
+        ]
         assert CANARY not in recorded(lab)
     assert CANARY not in caplog.text
     for path in (tmp_path / "state").rglob("*"):
@@ -297,6 +323,10 @@ def test_sensor_checks_that_cannot_run_say_why(peers: Peers, monkeypatch: pytest
         assert SENSOR_WINRM_PASSWORD_ENV in status
         view_id = open_modal(lab)
         lab.emulator.submit_view(view_id, values(fresh_user.password))
+        announced = wait_for(
+            lambda: [m for m in lab.emulator.messages(OPS) if DONE_ACTION in json.dumps(m.blocks)]
+        )
+        click_done(lab.emulator, announced[0], ALICE)  # the portal step: the follow-up checks start now
         follow_up = wait_for(
             lambda: told([m.text for m in lab.emulator.messages(OPS) if m.thread_ts]), timeout=20
         )
@@ -370,3 +400,19 @@ def test_a_failure_after_the_save_says_the_password_was_saved(peers: Peers) -> N
         rows = [(r.action, r.outcome, r.reason) for r in reversed(changes.audit.recent())]
         assert rows == [("test", "ok", None), ("save", "ok", None), ("change", "error", "internal-error")]
         assert changes.store.read("svc") is not None
+
+
+def test_status_shows_a_pending_portal_step_until_it_is_done(peers: Peers) -> None:
+    lab_domain, fresh_user, sensors, tmp_path = peers
+    with password_lab("socket", lab_domain, fresh_user, sensors, tmp_path) as lab:
+        view_id = open_modal(lab)
+        lab.emulator.submit_view(view_id, values(fresh_user.password))
+        announced = wait_for(
+            lambda: [m for m in lab.emulator.messages(OPS) if DONE_ACTION in json.dumps(m.blocks)]
+        )
+        status = lab.emulator.slash_command("status svc")
+        assert "*svc*: waiting for the portal step since" in status.text
+        assert "(saved by slack:U0ALICE (alice))" in status.text
+        click_done(lab.emulator, announced[0])
+        wait_for(lambda: "Done in the portal*" in json.dumps(message(lab, announced[0].ts).blocks))
+        assert "waiting for the portal step" not in lab.emulator.slash_command("status svc").text

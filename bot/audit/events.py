@@ -47,6 +47,7 @@ class AuditAction(StrEnum):
     APPROVAL_CANCEL = "approval-cancel"
     APPROVAL_EXPIRE = "approval-expire"
     BREAK_GLASS = "break-glass"  # a CLI change saved without approval (--break-glass --reason)
+    PORTAL_UPDATED = "portal-updated"  # the saved password is in the Defender portal (who, or evidence)
 
 
 class AuditOutcome(StrEnum):

@@ -40,6 +40,7 @@ class ChangeOutcome:
         None  # why the store failed (StoreError.reason), or bot.change.failures' reason
     )
     problem: str | None = None  # what went wrong unexpectedly (one safe line), even after a save
+    portal_pending: bool = False  # saved, and waiting for the portal step (bot.change.portal)
 
     @property
     def saved_ok(self) -> bool:

@@ -39,6 +39,7 @@ from bot.change.outcome import (
     ConnectionTester,
     Holder,
 )
+from bot.change.portal import after_recovery, open_step, portal_steps
 from bot.change.records import record_busy, record_checks, record_test
 from bot.change.recovery import Recovery, resolve
 from bot.config import AccountConfig, SensorConfig, Settings, password_refusal
@@ -111,6 +112,7 @@ class PasswordChanges:
         self.scripts = scripts or ThreadScripts(settings.sensor_checks.pool_size)
         self.tester = tester
         self.fleet = GraphFleet(settings)
+        self.portal = portal_steps(settings, state_dir)  # None: the store is one the sensors read
 
     def sensor_scope(self, account_id: str, progress: ChangeProgress | None = None) -> AccountSensors:
         """The sensors a change of the account concerns: `[[sensors]]` and, with discovery, Graph's (when
@@ -259,8 +261,7 @@ class PasswordChanges:
         return recoveries
 
     def _recover(self, account_id: str) -> list[Recovery]:
-        """Resolve the account's leftover journal entries; the caller holds the account's lock, so no
-        change of the account is running and every entry found is one that a crash cut short."""
+        """Resolve the account's leftover journal entries (the caller holds its lock: each is a crash's)."""
         self.journal.remove_stray_temporary(account_id)
         recoveries = []
         for entry in self.journal.entries(account_id):
@@ -277,7 +278,7 @@ class PasswordChanges:
                 )
                 continue
             self._finish(entry)
-            recoveries.append(recovery)
+            recoveries.append(after_recovery(self.portal, recovery))
         return recoveries
 
     def _after_test(
@@ -343,6 +344,7 @@ class PasswordChanges:
             test=result,
             saved=saved,
             changed_at=saved.saved_at,
+            portal_pending=open_step(self.portal, account.id, actor, saved.saved_at),
         )
 
     def _not_saved(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bot.cli import check, context
@@ -12,8 +14,11 @@ from bot.infra.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from bot.audit import AuditSink
-    from bot.change import ChangeOutcome
-    from bot.config import Settings
+    from bot.change import ChangeOutcome, PasswordChanges
+    from bot.change.portal import PortalStep
+    from bot.config import AccountConfig, Settings
+
+Prompt = Callable[[str], str]  # `input`: waits for Enter at the terminal
 
 
 def register(commands: Any) -> None:
@@ -23,8 +28,10 @@ def register(commands: Any) -> None:
         description="The console's change-password procedure, safely: connection test against the "
         "account's domain controllers, save through the configured store only if it passed, audit, "
         "announce it in the Slack channel (when [slack] channel is set), then check every sensor that "
-        "uses the account. Exits 0 once the password is saved, whatever the checks find (see "
-        "--strict-checks).",
+        "uses the account. Unless the store is the ATA Center's, Defender for Identity gets the password "
+        "only when it is saved in the Defender portal too: at a terminal, set-password says how and waits "
+        "for Enter (see --portal-done, --no-wait); the checks start once that is done. Exits 0 once the "
+        "password is saved, whatever the checks find (see --strict-checks).",
     )
     parser.add_argument("--account", required=True, metavar="ID", help="account id from the configuration")
     context.add_password_source(parser)
@@ -41,7 +48,48 @@ def register(commands: Any) -> None:
         "audited and announced as a break-glass change",
     )
     parser.add_argument("--reason", metavar="TEXT", help="why approval is bypassed (with --break-glass)")
+    portal = parser.add_mutually_exclusive_group()
+    portal.add_argument(
+        "--portal-done",
+        action="store_true",
+        help="the new password is already saved in the Defender portal: confirm the portal step at once",
+    )
+    portal.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="do not wait for the portal step: leave it pending (atp-bot portal-done confirms it later)",
+    )
     parser.set_defaults(handler=run)
+
+
+def portal_step(
+    args: argparse.Namespace,
+    changes: PasswordChanges,
+    account: AccountConfig,
+    actor: str,
+    wait: Prompt = input,
+) -> PortalStep | None:
+    """After a save that Defender for Identity does not have yet: say what to do in the portal, then
+    confirm the step (`--portal-done`, or Enter at a terminal) or leave it pending (`--no-wait`, no
+    terminal, Ctrl-C/Ctrl-D). The confirmed step, or None when it stays pending."""
+    from bot.change.portal import portal_instructions
+    from bot.cli.portal_done_cmd import confirm_from_shell
+
+    print(f"NOT YET IN DEFENDER FOR IDENTITY: {portal_instructions(account.username)}", flush=True)
+    later = (
+        f"The portal step is pending: once it is done, run `atp-bot portal-done --account {account.id}` "
+        "(or click Done in the portal in Slack); the follow-up checks start then."
+    )
+    if not args.portal_done:
+        if args.no_wait or args.password_stdin or not sys.stdin.isatty():
+            print(later)
+            return None
+        try:
+            wait("Press Enter once it is saved in the portal (Ctrl-C: later)… ")
+        except (EOFError, KeyboardInterrupt):
+            print(f"\n{later}")
+            return None
+    return confirm_from_shell(changes, account.id, actor)
 
 
 REASON_LIMIT = 500
@@ -104,6 +152,7 @@ def exit_code(outcome: ChangeOutcome) -> ExitCode:
 def run(args: argparse.Namespace) -> int:
     from bot.audit import AuditAction, AuditEvent, AuditOutcome, cli_actor, record_or_log
     from bot.change import open_changes, sensors_for_account
+    from bot.change.portal import remember_thread
     from bot.cli.change_printer import ChangePrinter
     from bot.config import password_refusal
     from commands.password.announce import Announcer
@@ -143,14 +192,23 @@ def run(args: argparse.Namespace) -> int:
     code = exit_code(outcome)
     if not outcome.saved_ok:
         return code
-    announcer.announce(outcome, actor, changes.audit, note)
+    thread = announcer.announce(outcome, actor, changes.audit, note)
+    since = outcome.changed_at
+    if outcome.portal_pending and outcome.saved is not None:
+        if thread is not None:
+            remember_thread(changes.portal, outcome.saved, thread)
+        step = portal_step(args, changes, account, actor)
+        if step is None:
+            return code
+        announcer.portal_done(outcome, actor, step, note)
+        since = step.confirmed_at
     if args.no_checks:
         return code
     if not printer.names:
         print("No sensors are configured for this account: nothing to check.")
         return code
     printer.checking()
-    results = changes.follow_up_checks(account.id, outcome.changed_at, actor, printer)
+    results = changes.follow_up_checks(account.id, since, actor, printer)
     if not args.strict_checks:
         return code
     return ExitCode.PROBLEM if printer.checks_problem else check.exit_code(results)

@@ -15,6 +15,7 @@ from bot.config.core import UsageError
 from bot.infra.exitcodes import ExitCode
 
 if TYPE_CHECKING:
+    from bot.change.portal import PortalStep
     from bot.config import AccountConfig, Settings
     from bot.directory import AccountLocks, ConnectionTestResult
     from bot.monitor.drift import DriftReport
@@ -139,6 +140,7 @@ def exit_code(reports: list[DriftReport]) -> ExitCode:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.change.portal import waiting_since
     from bot.directory import AccountLocks
     from bot.monitor.drift import render_report
 
@@ -150,13 +152,34 @@ def run(args: argparse.Namespace) -> int:
     with closing(AccountLocks.for_settings(settings)) as locks:
         reports = [_report(settings, store, locks, account, args.bind) for account in accounts]
     notes = [*([unopened] if unopened else []), *skipped]
+    portal = _portal_steps(settings)
     if args.json:
-        print(json.dumps([r.as_json() for r in reports], indent=2))
+        listed = [r.as_json() | {"portal_step": _portal_json(portal, r.account)} for r in reports]
+        print(json.dumps(listed, indent=2))
         for note in notes:
             print(f"atp-bot verify: {note}", file=sys.stderr)
     else:
         blocks = ["\n".join(render_report(r)) for r in reports]
         if notes:
             blocks.append("\n".join(notes))
+        blocks += [f"PORTAL STEP PENDING: account {a}: {waiting_since(step)}" for a, step in portal.items()]
         print("\n\n".join(blocks))
     return exit_code(reports)
+
+
+def _portal_json(portal: dict[str, PortalStep], account_id: str) -> dict[str, str] | None:
+    step = portal.get(account_id)
+    if step is None:
+        return None
+    return {"pending_since": step.saved_at.isoformat().replace("+00:00", "Z"), "saved_by": step.saved_by}
+
+
+def _portal_steps(settings: Settings) -> dict[str, PortalStep]:
+    """The pending portal steps: a password saved that Defender for Identity does not have yet."""
+    from bot.change.portal import PortalError, pending_steps
+
+    try:
+        return pending_steps(settings)
+    except PortalError as exc:
+        print(f"WARNING: {exc}", file=sys.stderr)
+        return {}

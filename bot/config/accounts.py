@@ -98,6 +98,8 @@ class AccountConfig(StrictModel):
         ]
         | None
     ) = None
+    # After a save waiting for the portal step (bot.change.portal): minutes before the one reminder.
+    portal_reminder_minutes: Annotated[int, Field(ge=1, le=10080)] = 15
     # KDCs that confirm a passed bind is the current password (`host` or `host:port`); default: the DCs.
     kdc: Annotated[list[str], Field(min_length=1)] | None = None
     # "required": a password that no KDC confirmed (none answered, or none offered AES) fails the test;

@@ -23,7 +23,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
@@ -43,6 +43,7 @@ from bot.monitor.delivery import REACHABLE, UNREACHABLE, deliver_pending
 from bot.monitor.dsa_retirement import audit_dsa_removable, watch_dsa_retirement
 from bot.monitor.memory import MonitorMemory, Reachability, StoredIncident
 from bot.monitor.models import Incident, ReachabilityNotice, SensorHealthNotice, SensorIssue, ServiceState
+from bot.monitor.portal_watch import expected_errors, waiting_for_portal
 from bot.monitor.render import incident_subject
 from bot.monitor.sensor_health import audit_sensor_health, fleet_health, watch_sensor_health
 from bot.sensors import SensorResult, not_checked
@@ -291,6 +292,7 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
     health_list, health_error = _read_health(ctx)
     gmsa_verdicts = gmsa_alert_verdicts(settings, results, ctx.changes.fleet, ctx.changes.scripts)
     stored, reachability, alerted = state.incidents(), state.reachability(), state.sensor_problems()
+    waiting = waiting_for_portal(ctx)
     sensor_health = fleet_health(members, by_name) if fleet_error is None else None
     opened: list[Incident] = []
     updated: list[Incident] = []
@@ -307,6 +309,8 @@ def _cycle(ctx: MonitorContext) -> CycleResult:
         removable = watch_dsa_retirement(db, ctx.settings, graph, fleet_error, now)
         for group, order in alert_groups(settings, stored).items():
             seen = observe(order, by_name, unified)
+            if group in waiting:  # the new password is not in MDI yet: credential errors are expected
+                seen = replace(seen, issues=expected_errors(ctx, group, seen.issues, seen.all_answered))
             previous = stored.get(group)
             current = previous.incident if previous else None
             incident = next_incident(group, current, seen, now, order)

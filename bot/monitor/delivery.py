@@ -18,6 +18,7 @@ from bot.monitor.models import (
     ExpiryWarning,
     HealthIssueNotice,
     LookupSuspensionNotice,
+    PortalNotice,
     ReachabilityNotice,
     RecheckReport,
     SensorHealthNotice,
@@ -34,6 +35,7 @@ DRIFT = "drift"
 SENSOR_HEALTH = "sensor-health"
 LOOKUP_SUSPENSION = "lookup-suspension"
 DSA_REMOVABLE = "dsa-removable"
+PORTAL = "portal"
 
 # The monitor cycle, a re-check and the expiry check may deliver at the same time (scheduler threads,
 # and replicas sharing the state); one sender at a time, so nothing is sent twice.
@@ -70,6 +72,8 @@ def _send(notifier: Notifier, item: OutboxItem) -> None:
     elif item.kind == HEALTH_ISSUE:
         assert item.thread is not None, "a health issue notice is always queued with its thread"
         notifier.post_health_issue(item.thread, HealthIssueNotice.model_validate_json(item.payload))
+    elif item.kind == PORTAL:
+        notifier.post_portal(item.thread, PortalNotice.model_validate_json(item.payload))
     elif item.kind == EXPIRY:
         notifier.post_expiry_warning(ExpiryWarning.model_validate_json(item.payload))
     elif item.kind == AUDIT_HEAD:

@@ -210,6 +210,17 @@ class HealthIssueNotice(_Value):
         return f"'{self.display_name}' is still open {self.still_open_minutes} min after the change"
 
 
+class PortalNotice(_Value):
+    """A saved password's portal step (bot.change.portal): still pending after the reminder delay, or
+    Defender for Identity seen using the new password (`confirmed_at`, with what showed it)."""
+
+    account_id: str
+    username: str
+    saved_at: datetime
+    confirmed_at: datetime | None = None
+    evidence: str | None = None  # Graph's words (untrusted text: renderers escape it)
+
+
 class ExpiryWarning(_Value):
     account_id: str
     expires_at: datetime

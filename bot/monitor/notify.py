@@ -20,6 +20,7 @@ from bot.monitor.models import (
     Incident,
     LookupSuspensionNotice,
     MessageRef,
+    PortalNotice,
     ReachabilityNotice,
     RecheckReport,
     SensorHealthNotice,
@@ -32,6 +33,7 @@ from bot.monitor.render import (
     render_expiry_warning,
     render_incident,
     render_lookup_suspension,
+    render_portal,
     render_reachability,
     render_recheck,
     render_sensor_health,
@@ -87,6 +89,11 @@ class Notifier(Protocol):
 
     def post_health_issue(self, thread_ref: MessageRef, notice: HealthIssueNotice) -> None:
         """What became of a DSA health issue after a change, in the thread of the change."""
+        ...
+
+    def post_portal(self, thread_ref: MessageRef | None, notice: PortalNotice) -> None:
+        """A saved password's portal step: the one reminder, or MDI seen using it (in the change's thread,
+        or the channel when the change has none)."""
         ...
 
     def post_expiry_warning(self, warning: ExpiryWarning) -> None:
@@ -151,6 +158,9 @@ class LogNotifier:
 
     def post_health_issue(self, thread_ref: MessageRef, notice: HealthIssueNotice) -> None:
         self._log.info("account %s: %s", notice.account_id, notice.text())
+
+    def post_portal(self, thread_ref: MessageRef | None, notice: PortalNotice) -> None:
+        self._log.log(logging.INFO if notice.confirmed_at else logging.WARNING, "%s", render_portal(notice))
 
     def post_expiry_warning(self, warning: ExpiryWarning) -> None:
         self._log.warning("%s", render_expiry_warning(warning))

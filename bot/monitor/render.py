@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bot.fleet import REMOVAL_STEP
+from bot.change.portal import portal_instructions
 from bot.monitor.models import (
     AuditHeadNotice,
     CredentialIssueAlert,
@@ -14,6 +15,7 @@ from bot.monitor.models import (
     ExpiryWarning,
     Incident,
     LookupSuspensionNotice,
+    PortalNotice,
     ReachabilityNotice,
     RecheckReport,
     SensorHealthNotice,
@@ -130,6 +132,19 @@ def render_recheck(report: RecheckReport) -> str:
         state = "ok" if sensor.healthy else "; ".join(sensor.problems) or sensor.error or "unreachable"
         lines.append(f"  {sensor.name}: {state}")
     return "\n".join(lines)
+
+
+def render_portal(notice: PortalNotice) -> str:
+    """E.g. "Defender for Identity is using the new password of tier0: confirmed at 14:32 UTC (…)"."""
+    if notice.confirmed_at is not None:
+        return (
+            f"Defender for Identity is using the new password of {notice.account_id}: confirmed at "
+            f"{notice.confirmed_at:%H:%M} UTC ({notice.evidence}). The follow-up checks start now."
+        )
+    return (
+        f"Reminder: the new password of {notice.account_id} is waiting for the portal step since "
+        f"{notice.saved_at:%H:%M} UTC: {portal_instructions(notice.username)}"
+    )
 
 
 def render_expiry_warning(warning: ExpiryWarning) -> str:

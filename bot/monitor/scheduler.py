@@ -39,6 +39,7 @@ from bot.monitor.drift_watch import run_drift_check
 from bot.monitor.expiry import run_expiry_check
 from bot.monitor.issue_watch import watch_step, watch_steps
 from bot.monitor.models import MessageRef
+from bot.monitor.portal_watch import watch_portal
 from bot.monitor.recheck import run_recheck
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ def monitor_job() -> None:
         return
     try:
         run_monitor_cycle(monitor)
+        watch_portal(monitor)
     except ConfigError as exc:
         log.error("monitor cycle skipped: %s", "; ".join(exc.problems))
 

@@ -22,6 +22,7 @@ from bot.audit import AuditAction, AuditEvent, AuditOutcome
 from bot.change import ChangeOutcome, ChangeProgress, PasswordChanges, Recovery
 from bot.change.approvals import HeldRequest, Requester
 from bot.change.failures import report_failure
+from bot.change.portal import remember_thread
 from bot.config import ConfigError, Settings, password_refusal
 from bot.monitor.models import MessageRef
 from bot.sensors import SensorResult
@@ -30,7 +31,7 @@ from bot.slack.context import CommandContext, Person, Services, Subcommand
 from bot.slack.middleware import authorize_interaction
 from bot.slack.text import escape, inline
 from bot.slack.views import decode_metadata, notice_modal, update_view
-from commands.password import approval
+from commands.password import approval, portal
 from commands.password.approval_expiry import ExpirySweeper
 from commands.password.approval_views import waiting_modal
 from commands.password.origin import origin_channel, origin_user, slack_origin
@@ -135,7 +136,9 @@ def run_change(
             show(services, view_id, user_id, state.channel_id, waiting_modal(held[0]), acked_at)
             return
         retry_state = PasswordModalOrigin(account_id=submission.account_id, channel_id=state.channel_id)
-        show(services, view_id, user_id, state.channel_id, result_modal(outcome, retry_state), acked_at)
+        username = services.settings.account(submission.account_id).username
+        modal = result_modal(outcome, retry_state, username)
+        show(services, view_id, user_id, state.channel_id, modal, acked_at)
         if outcome.saved_ok:
             announce_and_check(services, changes, outcome, user_id, state.channel_id)
     except Exception as exc:  # noqa: BLE001 - told, logged and audited
@@ -166,10 +169,14 @@ def announce_and_check(
     note: str | None = None,
 ) -> None:
     """After a save (at once, or once approved): tell the channel who changed which account, then run
-    the follow-up checks in that message's thread. The actor of the checks is the one who saved."""
+    the follow-up checks in that message's thread. The actor of the checks is the one who saved. A save
+    that waits for the portal step gets its checks when the step is confirmed (`portal.on_done`)."""
     channel = services.settings.slack.channel or channel_id
     text, blocks = announcement(outcome, f"<@{user_id}>", services.settings, note)
     thread = str(services.client.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"])
+    if outcome.portal_pending and outcome.saved is not None:
+        remember_thread(changes.portal, outcome.saved, MessageRef(channel=channel, ts=thread))
+        return
     actor = outcome.saved.saved_by if outcome.saved is not None else f"slack:{user_id}"
     check_in_thread(services, changes, outcome.account_id, outcome.changed_at, actor, channel, thread)
 
@@ -233,7 +240,10 @@ def tell_interrupted(services: Services, recoveries: Sequence[Recovery]) -> None
         text, blocks = interrupted_notice(recovery, origin_user(origin), services.settings)
         try:
             thread = str(services.client.chat_postMessage(channel=channel, text=text, blocks=blocks)["ts"])
-            if recovery.saved is not None and services.changes is not None:
+            portal = services.changes.portal if services.changes is not None else None
+            if recovery.saved is not None and portal is not None:  # checked once the portal step is done
+                remember_thread(portal, recovery.saved, MessageRef(channel=channel, ts=thread))
+            elif recovery.saved is not None and services.changes is not None:
                 check_in_thread(
                     services,
                     services.changes,
@@ -343,7 +353,8 @@ def _person(
 
 SUBCOMMAND = Subcommand(
     name=NAME,
-    summary="change a directory service account's password (tested before it is saved)",
+    summary="change a directory service account's password: tested, kept only if it passes, then "
+    "saved by you in the Defender portal (the ATA Center's store: saved there)",
     handler=handle,
     usage="[account]",
 )
@@ -361,9 +372,13 @@ def register(app: App, services: Services) -> None:
     def open_from_button(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         on_open(services, ack, body, context)
 
+    def portal_done(ack: Ack, body: dict[str, Any]) -> None:
+        portal.on_done(services, ack, body, check_in_thread)
+
     approval.register(app, services, announce_and_check)
     if services.approvals is not None:
         services.background.append(ExpirySweeper(services))
     app.view(Callback.MODAL, middleware=authorized)(submitted)
     app.action(Action.RETRY, middleware=authorized)(retry)
     app.action(Action.OPEN, middleware=authorized)(open_from_button)
+    app.action(portal.DONE_ACTION, middleware=authorized)(portal_done)

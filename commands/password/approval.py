@@ -31,6 +31,7 @@ from bot.slack.router import COMMAND
 from bot.slack.text import inline
 from bot.slack.views import notice_modal, update_view
 from commands.password.approval_views import Action, decided_message, request_message
+from commands.password.portal import portal_step_text
 from commands.password.views import TITLE
 
 log = logging.getLogger(__name__)
@@ -313,9 +314,9 @@ def _approve(
         _tell_requester(services, request, what)
         return
     _update_messages(services, request, f":white_check_mark: Approved by {mention}: saved.")
-    _tell_requester(
-        services, request, f":white_check_mark: *Saved.* Approved by {mention}; the channel has been told."
-    )
+    done = f":white_check_mark: *Saved.* Approved by {mention}; the channel has been told."
+    portal = portal_step_text(services.settings.account(request.account_id).username)
+    _tell_requester(services, request, done + (f"\n{portal}" if outcome.portal_pending else ""))
     announce(services, changes, outcome, request.requester, request.channel_id, f"Approved by {mention}")
 
 

@@ -6,10 +6,12 @@ from enum import StrEnum
 from typing import Any
 
 from bot.change import ChangeOutcome, ChangeStatus, Recovery, Verdict
+from bot.change.portal import portal_step_needed
 from bot.config import AccountConfig, ConfigError, Settings
 from bot.directory import ConnectionTestResult
 from bot.slack.text import inline
 from bot.slack.views import ViewOrigin, encode_metadata, notice_modal, plain, section
+from commands.password.portal import modal_step, waiting_blocks
 
 TITLE = "Directory password"
 MAX_DOUBTS = 4  # warnings and notes shown with a test's outcome
@@ -56,6 +58,18 @@ def _account_option(account: AccountConfig) -> dict[str, Any]:
     return {"text": plain(f"{account.id} ({account.username})"[:75]), "value": account.id}
 
 
+def _what_happens(settings: Settings) -> str:
+    tested = "atp-bot first tests the password against the account's domain controllers. "
+    told = "The channel is told who changed which account (never the password)"
+    if not portal_step_needed(settings):
+        return f"{tested}It is saved only if the test passes. {told}, and every sensor of it is checked."
+    return (
+        f"{tested}It is kept in atp-bot's {settings.store.backend} store only if the test passes; Defender "
+        f"for Identity gets it when you then save it in the portal (atp-bot says how). {told}, and every "
+        "sensor that uses the account is checked once the portal step is done."
+    )
+
+
 def password_modal(settings: Settings, state: PasswordModalOrigin) -> dict[str, Any]:
     """Account (a select when several are configured), new password, confirmation, and what happens next."""
     blocks: list[dict[str, Any]] = []
@@ -90,9 +104,7 @@ def password_modal(settings: Settings, state: PasswordModalOrigin) -> dict[str, 
             "elements": [
                 {
                     "type": "mrkdwn",
-                    "text": "atp-bot first tests the password against the account's domain controllers. "
-                    "It is saved only if the test passes. The channel is then told who changed which "
-                    "account (never the password), and every sensor that uses the account is checked.",
+                    "text": _what_happens(settings),
                 }
             ],
         }
@@ -141,18 +153,27 @@ def doubts(test: ConnectionTestResult, *notes: str) -> str:
     return "".join(f"\n{line}" for line in lines)
 
 
-def result_modal(outcome: ChangeOutcome, state: PasswordModalOrigin) -> dict[str, Any]:
-    """The modal after the change: saved, or why not (with a way to try again)."""
+def result_modal(
+    outcome: ChangeOutcome, state: PasswordModalOrigin, username: str | None = None
+) -> dict[str, Any]:
+    """The modal after the change: saved (and the portal step, with the account's `username`), or why
+    not (with a way to try again)."""
     test = outcome.test
     if outcome.status is ChangeStatus.SAVED and test is not None:
         expiry = test.expiry.describe() if test.expiry else "expiry unknown"
+        kept = "kept" if outcome.portal_pending else "saved"
+        where = f"{kept} in the {outcome.saved.backend} store" if outcome.saved else "saved"
+        checked = "" if outcome.portal_pending else ", and the sensors are being checked"
         text = (
             f":white_check_mark: *Saved.* `{test.dc}` accepted the new password for *{outcome.account_id}*; "
-            f"it {expiry}.\nThe channel has been told, and the sensors are being checked."
+            f"it {expiry}. Tested and {where}.\nThe channel has been told{checked}."
         )
         if outcome.problem:
             text += f"\n:warning: But then something went wrong: {inline(outcome.problem)}."
-        return notice_modal(TITLE, text + doubts(test))
+        modal = notice_modal(TITLE, text + doubts(test))
+        if outcome.portal_pending and username is not None:
+            modal["blocks"].append(modal_step(username))
+        return modal
     if outcome.status is ChangeStatus.SAVE_FAILED:
         why = outcome.message.removeprefix("Tested OK but NOT saved: ")
         text = f":warning: *Tested OK but NOT saved.* {inline(why)}"
@@ -182,16 +203,22 @@ def announcement(
         f"(`{account.username}`)."
     )
     details = f"Verified by `{test.dc if test else '?'}`; the password {expiry}."
-    if saved:
+    if saved and outcome.portal_pending:
+        details += (
+            f" Tested and kept in the {saved.backend} store; Defender for Identity gets it when you save it "
+            "in the portal."
+        )
+    elif saved:
         details += f" Saved in the {saved.backend} store."
     if note:
         details += f" {note}."
     if test:
         details += doubts(test)
-    return f"{text} {details}", [
-        section(text),
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": details}]},
-    ]
+    blocks = [section(text), {"type": "context", "elements": [{"type": "mrkdwn", "text": details}]}]
+    if saved and outcome.portal_pending:
+        blocks += waiting_blocks(account.id, account.username, saved.saved_at)
+        details += f" Waiting for the portal since {saved.saved_at:%H:%M} UTC."
+    return f"{text} {details}", blocks
 
 
 def interrupted_notice(
@@ -210,12 +237,20 @@ def interrupted_notice(
         "was interrupted by a restart"
     )
     again = f"run `/atp password {entry.account_id}` again"
+    blocks: list[dict[str, Any]] = []
     if recovery.verdict is Verdict.SAVED and recovery.saved is not None:
         text = (
             f":key: {what}, but the new password had been saved "
             f"({recovery.saved.backend} store, {recovery.saved.saved_at:%H:%M} UTC). "
             "The follow-up checks run now."
         )
+        if portal_step_needed(settings) and entry.account_id in {a.id for a in settings.accounts}:
+            username = settings.account(entry.account_id).username
+            text = text.removesuffix("The follow-up checks run now.") + (
+                "Defender for Identity gets it when it is saved in the portal too; the follow-up checks run "
+                "once that is done."
+            )
+            blocks = waiting_blocks(entry.account_id, username, recovery.saved.saved_at)
     elif recovery.verdict is Verdict.UNCONFIRMED:
         text = (
             f":warning: {what} while the {entry.backend} store was saving it, and the store never "
@@ -227,4 +262,5 @@ def interrupted_notice(
     return f"{text} {details}", [
         section(text),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": details}]},
+        *blocks,
     ]

@@ -21,6 +21,7 @@ from tests.conftest import closed_port_url, lab_account, sensor_config
 from tests.slack_lab import (
     OPS,
     Lab,
+    click_done,
     initialised_changes,
     open_modal,
     running_lab,
@@ -76,13 +77,14 @@ def test_first_dc_down_failing_sensors_and_slack_errors(
 
         announcement = wait_for(lambda: [m for m in lab.emulator.messages(OPS) if m.thread_ts is None])[0]
         assert "changed the directory service account password for *svc*" in announcement.text
+        click_done(lab.emulator, announcement)  # the portal step: the follow-up checks start now
         assert lab_domain.dc.ldaps_url.split("//")[1] in announcement.text  # verified by the DC that is up
         report = wait_for(lambda: thread_report(lab, announcement.ts), timeout=30)
         assert "4 of 6 sensor(s) need attention" in report
         lines = {name: next(x for x in report.splitlines() if f"*{name}*" in x) for name in FAULTS}
         for name, told in (
             ("sensor03", "not checked (timeout:"),
-            ("sensor04", "not checked (access_denied: credentials rejected (HTTP 401))"),
+            ("sensor04", "not checked (access_denied: credentials rejected (HTTP 401); check [winrm]"),
             ("sensor05", "not checked (winrm_fault: WS-Management fault (HTTP 500)"),
             ("sensor06", "not checked (unreachable: connection refused)"),
         ):

@@ -43,7 +43,7 @@ from tests.conftest import (
     SENSOR_WINRM_USER,
     run_cli,
 )
-from tests.slack_lab import ALICE, OPS, values, wait_for
+from tests.slack_lab import ALICE, OPS, click_done, values, wait_for
 
 pytestmark = pytest.mark.samba
 
@@ -200,6 +200,8 @@ def test_the_bot_killed_between_test_and_save_tells_the_person_and_recovers(
         (earlier,) = wait_for(
             lambda: top_level(emulator, "changed the directory service account"), timeout=15
         )
+        announced = next(m for m in emulator.messages(OPS) if m.ts == earlier)
+        click_done(emulator, announced)  # the portal step: the follow-up checks start now
         wait_for(
             lambda: [m for m in emulator.messages(OPS) if m.thread_ts == earlier and "All 2" in m.text],
             timeout=20,
@@ -243,13 +245,14 @@ def test_the_bot_killed_between_test_and_save_tells_the_person_and_recovers(
         assert ChangeJournal(state).entries() == []
 
         story = [(r.action, r.outcome, r.reason) for r in audit_rows(settings)]
-        assert story[:4] == [
+        assert story[:5] == [
             ("test", "ok", None),
             ("save", "ok", None),
+            ("portal-updated", "ok", None),
             ("check", "ok", None),
             ("test", "ok", None),
         ]
-        assert ("interrupted", "error", "unconfirmed") in story[4:]
+        assert ("interrupted", "error", "unconfirmed") in story[5:]
         verify = run_cli(config, "audit", "verify")
         assert verify.returncode == 0, verify.stdout + verify.stderr
 

@@ -21,12 +21,22 @@ from prometheus_client import generate_latest
 
 from bot.infra.metrics import REGISTRY
 from commands import MODULES
+from commands.password.portal import DONE_ACTION
 from lab.ata_center import PROFILE_PATH, AtaCenterEmulator
 from lab.domain import LabDomain
 from lab.samba import LabUser
 from lab.winrm.server import WinRMEmulator
 from tests.conftest import CANARY, lab_account, run_cli, sensor_config
-from tests.slack_lab import ALICE, initialised_changes, open_modal, running_lab, values, view_text, wait_for
+from tests.slack_lab import (
+    ALICE,
+    click_done,
+    initialised_changes,
+    open_modal,
+    running_lab,
+    values,
+    view_text,
+    wait_for,
+)
 
 pytestmark = pytest.mark.samba
 
@@ -71,8 +81,12 @@ def test_the_canary_never_leaks(
         lab.emulator.close_view(view_id)
         submit("password broken", values(CANARY), "Not saved.")  # DC unreachable
         submit("password svc", values(CANARY + "-wrong"), "Not saved.")  # wrong password
-        submit("password svc", values(CANARY), "Saved.")  # success, then threaded checks
-        wait_for(lambda: lab.emulator.calls("chat.update"), timeout=30)
+        submit("password svc", values(CANARY), "Saved.")  # success, the portal step, then threaded checks
+        announced = wait_for(
+            lambda: [m for m in lab.emulator.messages() if DONE_ACTION in json.dumps(m.blocks)]
+        )
+        click_done(lab.emulator, announced[0])
+        wait_for(lambda: len(lab.emulator.calls("chat.update")) > 1, timeout=30)
         lab.emulator.slash_command("history")
         lab.emulator.slash_command("status")
         wait_for(lambda: lab.emulator.calls("response_url"), timeout=30)
