@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from bot.fleet import REMOVAL_STEP
 from bot.change.portal import portal_instructions
+from bot.fleet import REMOVAL_STEP
 from bot.monitor.models import (
     AuditHeadNotice,
     CredentialIssueAlert,
