@@ -125,6 +125,20 @@ def test_a_leftover_is_resolved_once_and_audited_and_a_busy_account_is_left_alon
     assert "interrupted while saving; nothing was saved" in (row.detail or "")
 
 
+def test_a_leftover_already_audited_by_a_process_killed_before_removing_it_gets_no_second_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changes = _changes(tmp_path, monkeypatch)
+    leftover = changes.journal.begin("svc", ALICE, "embedded")
+    (first,) = changes.recover_interrupted()
+    changes.journal.advance(leftover, Phase.TESTING)  # as if killed between the audit row and the removal
+    (again,) = changes.recover_interrupted()
+    assert again.verdict is first.verdict
+    assert changes.journal.entries() == []
+    (row,) = changes.audit.recent("svc")
+    assert f"change {leftover.id}" in (row.detail or "")
+
+
 def test_the_next_change_of_the_account_resolves_a_leftover_whose_save_landed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -102,6 +102,14 @@ class ChangeJournal:
         (self.path / f"{entry.id}{_SUFFIX}").unlink(missing_ok=True)
         self._sync_dir()
 
+    def end(self, entry: InFlight) -> None:
+        """`finish`, logging a failure: the entry left behind is resolved at the next start, as if the
+        process had died here."""
+        try:
+            self.finish(entry)
+        except OSError as exc:
+            log.error("account %s: cannot clear the change journal entry: %s", entry.account_id, exc)
+
     def entries(self, account_id: str | None = None) -> list[InFlight]:
         """Every entry (oldest first); an unreadable file is logged and skipped, never fatal."""
         if not self.path.is_dir():

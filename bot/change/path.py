@@ -40,7 +40,7 @@ from bot.change.outcome import (
     Holder,
 )
 from bot.change.records import record_busy, record_checks, record_test
-from bot.change.recovery import Recovery, resolve
+from bot.change.recovery import Recovery, resolve_leftovers, resolve_stopped
 from bot.config import AccountConfig, SensorConfig, Settings, password_refusal
 from bot.directory import (
     AccountBusy,
@@ -215,7 +215,7 @@ class PasswordChanges:
     ) -> ChangeOutcome:
         try:
             with self.locks.hold(account.id) as lease:
-                for recovery in self._recover(account.id):
+                for recovery in resolve_leftovers(self.journal, self.store, self.audit, account.id):
                     progress.recovered(recovery)
                 try:
                     entry = self.journal.begin(account.id, actor, self.store.backend, origin)
@@ -228,18 +228,18 @@ class PasswordChanges:
                         f"({exc.strerror}).",
                     )
                 try:
-                    return step(lease, entry, attempt)
-                finally:
-                    self._finish(entry)
+                    outcome = step(lease, entry, attempt)
+                except Exception:
+                    self.journal.end(entry)
+                    raise
+                except BaseException:  # Ctrl-C: audited now as interrupted, as the next start would
+                    resolve_stopped(self.journal, self.store, self.audit, entry)
+                    raise
+                self.journal.end(entry)
+                return outcome
         except AccountBusy as busy:
             record_busy(self.audit, actor, account.id, busy)
             return ChangeOutcome(account.id, ChangeStatus.NOT_STARTED, str(busy))
-
-    def _finish(self, entry: InFlight) -> None:
-        try:
-            self.journal.finish(entry)
-        except OSError as exc:  # resolved at the next start, as if the process had died here
-            log.error("account %s: cannot clear the change journal entry: %s", entry.account_id, exc)
 
     def recover_interrupted(self) -> list[Recovery]:
         """At start: resolve and audit every change a crash cut short (an account whose lock is held has
@@ -249,35 +249,13 @@ class PasswordChanges:
         for account_id in sorted({entry.account_id for entry in self.journal.entries()}):
             try:
                 with self.locks.hold(account_id):
-                    recoveries.extend(self._recover(account_id))
+                    recoveries.extend(resolve_leftovers(self.journal, self.store, self.audit, account_id))
             except AccountBusy:
                 log.info("account %s: a change is in flight in another process; not resolved", account_id)
         if recoveries:
             log.info(
                 "resolved %d interrupted change(s) in %.3f s", len(recoveries), time.monotonic() - started
             )
-        return recoveries
-
-    def _recover(self, account_id: str) -> list[Recovery]:
-        """Resolve the account's leftover journal entries; the caller holds the account's lock, so no
-        change of the account is running and every entry found is one that a crash cut short."""
-        self.journal.remove_stray_temporary(account_id)
-        recoveries = []
-        for entry in self.journal.entries(account_id):
-            try:
-                recovery = resolve(entry, self.store, self.audit, datetime.now(UTC))
-            except (StoreError, AuditError) as exc:
-                log.error(
-                    "account %s: an interrupted change (started %s by %s) could not be resolved, "
-                    "kept for the next start: %s",
-                    account_id,
-                    entry.started_at,
-                    entry.actor,
-                    exc,
-                )
-                continue
-            self._finish(entry)
-            recoveries.append(recovery)
         return recoveries
 
     def _after_test(
