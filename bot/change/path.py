@@ -52,6 +52,7 @@ from bot.directory import (
 )
 from bot.fleet import AccountSensors, GraphFleet, account_sensors, graph_unread
 from bot.infra import metrics
+from bot.infra.logging_setup import TOLD
 from bot.infra.redaction import active_secret
 from bot.infra.state_dir import state_dir
 from bot.sensors import ScriptRunner, SensorChecker, SensorResult, ThreadScripts, check_sensors
@@ -220,7 +221,7 @@ class PasswordChanges:
                 try:
                     entry = self.journal.begin(account.id, actor, self.store.backend, origin)
                 except OSError as exc:
-                    log.error("account %s: cannot write the change journal: %s", account.id, exc)
+                    log.error("account %s: cannot write the change journal: %s", account.id, exc, extra=TOLD)
                     return ChangeOutcome(
                         account.id,
                         ChangeStatus.NOT_STARTED,
@@ -272,7 +273,7 @@ class PasswordChanges:
         try:
             record_test(self.audit, actor, result)
         except AuditError as exc:
-            log.error("account %s: audit trail unavailable, nothing saved: %s", account.id, exc)
+            log.error("account %s: audit trail unavailable, nothing saved: %s", account.id, exc, extra=TOLD)
             return ChangeOutcome(
                 account.id,
                 ChangeStatus.NOT_STARTED,
@@ -335,7 +336,7 @@ class PasswordChanges:
             detail=exc.message,
         )
         record_or_log(self.audit, failed_save)
-        log.error("account %s: tested OK but NOT saved: %s", account.id, exc.message)
+        log.error("account %s: tested OK but NOT saved: %s", account.id, exc.message, extra=TOLD)
         return ChangeOutcome(
             account.id,
             ChangeStatus.SAVE_FAILED,

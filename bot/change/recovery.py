@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from bot.audit import AuditAction, AuditError, AuditEvent, AuditOutcome, AuditRow, AuditTrail
 from bot.change.journal import ChangeJournal, InFlight, Phase
+from bot.infra.logging_setup import TOLD
 from bot.store import CredentialMetadata, CredentialStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,10 @@ def resolve(
         detail=detail,
     )
     audit.record(interrupted)
-    log.warning("account %s: %s", entry.account_id, recovery.describe())
+    # A change found at a start is shown by the face (`ChangeProgress.recovered`); one stopped here is not.
+    log.warning(
+        "account %s: %s", entry.account_id, recovery.describe(), extra=TOLD if how == "found" else None
+    )
     return recovery
 
 

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from bot.config import password_refusal
     from commands.password.announce import Announcer
 
-    settings = context.load(args)
+    settings = context.load(args, contacts_sensors=not args.no_checks)
     account = settings.account(args.account)
     refusal = password_refusal(account)
     if refusal:

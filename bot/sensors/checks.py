@@ -149,8 +149,6 @@ def _parse_check(output: ScriptOutput) -> CheckOutput:
 def _check_one(plan: CheckPlan) -> SensorResult:
     target = plan.target
     started, checked_at = time.monotonic(), datetime.now(UTC)
-    if not target.cert_validation and target.endpoint.startswith("https"):
-        log.warning("sensor %s: TLS certificate validation is disabled", target.name)
     try:
         output = run_powershell(
             target, plan.password, CHECK_SENSOR.render(plan.params), deadline=started + plan.deadline_seconds

@@ -1,6 +1,7 @@
 """A change cut short after its password reached AD, by Ctrl-C or SIGKILL, always leaves one `interrupted`
 audit row (Ctrl-C: at once; SIGKILL: at the next start), and the lockout guard's pending attempts agree
-with the trail. Real peers: the Samba AD DC, real `atp-bot set-password` processes.
+with the trail (a `test-connection` stopped by Ctrl-C too). Real peers: the Samba AD DC, real `atp-bot
+set-password` and `test-connection` processes.
 
 The moments are controlled: "in the DC test" is after the bind with the new password passed, while the
 Kerberos check waits on a KDC that accepts connections and never answers; "in the save" is while another
@@ -76,9 +77,9 @@ def write_config(path: Path, state: Path, lab: LabDomain, user: LabUser, account
     return path
 
 
-def start_change(config: Path) -> subprocess.Popen[str]:
+def start_change(config: Path, command: tuple[str, ...] = CHANGE) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "--config", str(config), *CHANGE],
+        [sys.executable, "-m", "bot", "--config", str(config), *command],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -141,7 +142,7 @@ def test_a_change_cut_short_after_its_password_reached_ad_always_leaves_one_inte
         assert journal.entries() == []
         return done.stdout
 
-    def in_the_dc_test(how: signal.Signals) -> tuple[int, str, float]:
+    def in_the_dc_test(how: signal.Signals, command: tuple[str, ...] = CHANGE) -> tuple[int, str, float]:
         with hung_kdc() as (port, accepted):
             slow = write_config(
                 tmp_path / "hung-kdc.toml",
@@ -150,9 +151,9 @@ def test_a_change_cut_short_after_its_password_reached_ad_always_leaves_one_inte
                 fresh_user,
                 f'kdc = ["127.0.0.1:{port}"]\nreceive_timeout = 300\n',
             )
-            process = start_change(slow)
+            process = start_change(slow, command)
             wait_for(lambda: accepted, timeout=30)  # the bind passed: AD has seen the password
-            assert [e.phase for e in journal.entries()] == [Phase.TESTING]
+            assert [e.phase for e in journal.entries()] == ([Phase.TESTING] if command == CHANGE else [])
             return stop(process, how)
 
     def in_the_save(how: signal.Signals) -> tuple[int, str, float]:
@@ -193,9 +194,13 @@ def test_a_change_cut_short_after_its_password_reached_ad_always_leaves_one_inte
         if how is signal.SIGKILL:
             assert "AN EARLIER CHANGE WAS INTERRUPTED" in told
 
+    # Ctrl-C in `test-connection` (no change, no journal): the guard counts the test, and so does the trail.
+    code, err, took = in_the_dc_test(signal.SIGINT, ("test-connection", *CHANGE[1:-1]))
+    assert code == 130 and "atp-bot: interrupted, stopping" in err and took < STOPPED_WITHIN, err
+
     # The guard's pending attempts are the changes cut short in the DC test, each audited.
     rows = interrupted_rows(settings)
     in_test = [r for r in rows if "interrupted while testing" in (r.detail or "")]
-    assert len(rows) == 4 and len(in_test) == 2
+    assert len(rows) == 5 and len(in_test) == 3
     assert pending(settings) == len(in_test)
     assert {r.reason for r in rows} <= {"not-saved", "saved"}
