@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="atp-bot",
         description="Change and check the Defender for Identity / ATA directory service account password.",
         epilog="Exit codes: 0 ok, 1 a problem was found, 2 usage or configuration error, "
-        "3 a peer could not be reached.",
+        "3 a peer could not be reached, 130 interrupted (Ctrl-C).",
     )
     parser.add_argument("--version", action="version", version=f"atp-bot {__version__}")
     parser.add_argument(
