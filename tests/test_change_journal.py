@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import os
 import stat
+import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -137,6 +139,30 @@ def test_a_leftover_already_audited_by_a_process_killed_before_removing_it_gets_
     assert changes.journal.entries() == []
     (row,) = changes.audit.recent("svc")
     assert f"change {leftover.id}" in (row.detail or "")
+
+
+def test_a_checking_entry_is_left_alone_while_its_process_runs_and_resolved_as_saved_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changes = _changes(tmp_path, monkeypatch)
+    changes.journal.advance(changes.journal.begin("svc", ALICE, "embedded"), Phase.CHECKING)
+    assert changes.recover_interrupted() == []  # this process is still checking the sensors
+    changes.journal.end_checks("svc")
+    assert changes.journal.entries() == []
+
+    gone = replace(changes.journal.begin("svc", ALICE, "embedded"), phase=Phase.CHECKING, pid=_dead_pid())
+    changes.journal.advance(gone, Phase.CHECKING)
+    (recovery,) = changes.recover_interrupted()
+    assert recovery.verdict is Verdict.SAVED
+    (row,) = changes.audit.recent("svc")
+    assert (row.outcome, row.reason) == ("ok", "saved")
+    assert "interrupted while checking; the new password had been saved" in (row.detail or "")
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
 
 
 def test_the_next_change_of_the_account_resolves_a_leftover_whose_save_landed(

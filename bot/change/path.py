@@ -40,7 +40,7 @@ from bot.change.outcome import (
     Holder,
 )
 from bot.change.records import record_busy, record_checks, record_test
-from bot.change.recovery import Recovery, resolve_leftovers, resolve_stopped
+from bot.change.recovery import Recovery, resolve_checks_stopped, resolve_leftovers, resolve_stopped
 from bot.config import AccountConfig, SensorConfig, Settings, password_refusal
 from bot.directory import (
     AccountBusy,
@@ -131,9 +131,11 @@ class PasswordChanges:
         *,
         hold: Holder | None = None,
         note: str | None = None,
+        checks_next: bool = False,
     ) -> ChangeOutcome:
         """Test, then save only if the test passed (or, with `hold`, keep it for an approval). Never
-        raises for peer or store problems.
+        raises for peer or store problems. `checks_next`: the caller runs `follow_up_checks` next, and
+        the saved change stays in the journal until they end (a crash in them is not silent either).
 
         `origin` is kept in the change journal while the change is in flight (never a secret): what the
         face needs to tell the person if a crash cuts the change short (Slack: user and channel). `note`
@@ -154,7 +156,7 @@ class PasswordChanges:
             progress.tested(result)
             return self._after_test(account, password, actor, result, entry, attempt, hold, note)
 
-        return self._run(account, password, actor, progress, origin, test_and_save)
+        return self._run(account, password, actor, progress, origin, test_and_save, checks_next)
 
     def save_tested(
         self,
@@ -194,11 +196,12 @@ class PasswordChanges:
         progress: ChangeProgress,
         origin: Mapping[str, str] | None,
         step: Step,
+        checks_next: bool = False,
     ) -> ChangeOutcome:
         attempt = Attempt()
         with active_secret(password):
             try:
-                outcome = self._locked_change(account, actor, progress, origin, attempt, step)
+                outcome = self._locked_change(account, actor, progress, origin, attempt, step, checks_next)
             except Exception as exc:  # noqa: BLE001 - told, logged with its traceback and audited
                 outcome = went_wrong(self.store, self.audit, account, actor, attempt, exc)
             metrics.PASSWORD_CHANGES.labels(outcome.status).inc()
@@ -213,6 +216,7 @@ class PasswordChanges:
         origin: Mapping[str, str] | None,
         attempt: Attempt,
         step: Step,
+        checks_next: bool,
     ) -> ChangeOutcome:
         try:
             with self.locks.hold(account.id) as lease:
@@ -236,7 +240,7 @@ class PasswordChanges:
                 except BaseException:  # Ctrl-C: audited now as interrupted, as the next start would
                     resolve_stopped(self.journal, self.store, self.audit, entry)
                     raise
-                self.journal.end(entry)
+                self.journal.hand_over(entry, to_checks=checks_next and outcome.saved_ok)
                 return outcome
         except AccountBusy as busy:
             record_busy(self.audit, actor, account.id, busy)
@@ -348,8 +352,22 @@ class PasswordChanges:
     def follow_up_checks(
         self, account_id: str, since: datetime | None, actor: str, progress: ChangeProgress | None = None
     ) -> list[SensorResult]:
-        """Check every sensor of the account: service running, credential errors since `since`."""
-        progress = progress or ChangeProgress()
+        """Check every sensor of the account: service running, credential errors since `since`. Ends the
+        journal entry of this process's change of the account (`checks_next`); Ctrl-C audits it at once."""
+        try:
+            results = self._check_account(account_id, since, actor, progress or ChangeProgress())
+        except Exception:
+            self.journal.end_checks(account_id)
+            raise
+        except BaseException:
+            resolve_checks_stopped(self.journal, self.store, self.audit, account_id)
+            raise
+        self.journal.end_checks(account_id)
+        return results
+
+    def _check_account(
+        self, account_id: str, since: datetime | None, actor: str, progress: ChangeProgress
+    ) -> list[SensorResult]:
         scope = self.sensor_scope(account_id, progress)
         if scope.not_using_dsa:
             progress.not_using_dsa(scope.not_using_dsa)

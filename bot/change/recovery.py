@@ -50,12 +50,11 @@ class Recovery:
             f"the change by {entry.actor} started {entry.started_at:%Y-%m-%d %H:%M:%S} UTC "
             f"was interrupted while {entry.phase.value}"
         )
-        if self.verdict is Verdict.SAVED and self.saved is not None:
+        if self.verdict is Verdict.SAVED:
             audited = "" if self.save_audited else "; the save itself had not been audited"
-            return (
-                f"{start}; the new password had been saved in the {self.saved.backend} store at "
-                f"{self.saved.saved_at:%H:%M:%S} UTC{audited}"
-            )
+            backend = self.saved.backend if self.saved else entry.backend
+            when = f" at {self.saved.saved_at:%H:%M:%S} UTC" if self.saved else ""
+            return f"{start}; the new password had been saved in the {backend} store{when}{audited}"
         if self.verdict is Verdict.UNCONFIRMED:
             return (
                 f"{start}; the {entry.backend} store never confirmed the save: "
@@ -75,7 +74,7 @@ def landed(entry: InFlight, saved: CredentialMetadata | None) -> bool:
 
 
 def verdict(entry: InFlight, saved: CredentialMetadata | None) -> Verdict:
-    if landed(entry, saved):
+    if entry.phase is Phase.CHECKING or landed(entry, saved):  # checking: the save was confirmed
         return Verdict.SAVED
     if entry.phase is Phase.SAVING and entry.backend != "embedded":
         return Verdict.UNCONFIRMED
@@ -115,7 +114,7 @@ def resolve(
     recovery = Recovery(
         entry,
         result,
-        saved if result is Verdict.SAVED else None,
+        saved if landed(entry, saved) else None,
         result is Verdict.SAVED and save_audited(entry, rows),
     )
     if already_audited(entry, rows):
@@ -142,10 +141,13 @@ def resolve_leftovers(
     journal: ChangeJournal, store: CredentialStore, audit: AuditTrail, account_id: str
 ) -> list[Recovery]:
     """Resolve the account's leftover journal entries; the caller holds the account's lock, so no change
-    of the account is running and every entry found is one that a crash cut short."""
+    of the account is running and every entry found is one that a crash cut short (but for the follow-up
+    checks of a process still running)."""
     journal.remove_stray_temporary(account_id)
     recoveries = []
     for entry in journal.entries(account_id):
+        if entry.running_elsewhere:
+            continue
         try:
             recovery = resolve(entry, store, audit, datetime.now(UTC))
         except (StoreError, AuditError) as exc:
@@ -174,3 +176,11 @@ def resolve_stopped(
         log.error("account %s: the interrupted change is kept for the next start: %s", entry.account_id, exc)
         return
     journal.end(entry)
+
+
+def resolve_checks_stopped(
+    journal: ChangeJournal, store: CredentialStore, audit: AuditTrail, account_id: str
+) -> None:
+    """The follow-up checks of this process's saved change stopped (Ctrl-C): as `resolve_stopped`."""
+    for entry in journal.checks_of_this_process(account_id):
+        resolve_stopped(journal, store, audit, entry)

@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
             detail=note,
         )
         record_or_log(changes.audit, break_glass)
-    outcome = changes.change(account.id, password, actor, printer, note=note)
+    checks_next = not args.no_checks and bool(printer.names)
+    outcome = changes.change(account.id, password, actor, printer, note=note, checks_next=checks_next)
     code = exit_code(outcome)
     if not outcome.saved_ok:
         return code

@@ -30,7 +30,9 @@ from bot.directory import LockoutGuard
 from bot.store.embedded import store_path
 from lab.domain import LabDomain
 from lab.samba import LabUser
-from tests.conftest import CANARY, run_cli
+from lab.winrm.model import Host
+from lab.winrm.server import WinRMEmulator
+from tests.conftest import CANARY, SENSOR_WINRM_PASSWORD_ENV, SENSOR_WINRM_USER, run_cli
 from tests.slack_lab import wait_for
 
 pytestmark = pytest.mark.samba
@@ -124,8 +126,21 @@ def pending(settings: Settings) -> int:
     return guard.count("svc").pending
 
 
+def sensors_toml(sensors: WinRMEmulator) -> str:
+    """The emulated sensors, one of which trickles its answers: the follow-up checks wait on it."""
+    hung = Host.sensor("hung")
+    hung.fault = "trickle"
+    sensors.add_host(hung)
+    user = SENSOR_WINRM_USER.replace("\\", "\\\\")
+    return (
+        f'[winrm]\nusername = "{user}"\npassword_env = "{SENSOR_WINRM_PASSWORD_ENV}"\ntransport = "ntlm"\n'
+        "[sensor_checks]\nhost_timeout = 600\n"
+        + "".join(f'[[sensors]]\nname = "{n}"\nendpoint = "{sensors.endpoint(n)}"\n' for n in sensors.hosts)
+    )
+
+
 def test_a_change_cut_short_after_its_password_reached_ad_always_leaves_one_interrupted_row(
-    lab_domain: LabDomain, fresh_user: LabUser, env: None, tmp_path: Path
+    lab_domain: LabDomain, fresh_user: LabUser, env: None, sensors: WinRMEmulator, tmp_path: Path
 ) -> None:
     lab_domain.dc.set_password(fresh_user.name, CANARY)  # what the person just set in AD
     state = tmp_path / "state"
@@ -156,6 +171,17 @@ def test_a_change_cut_short_after_its_password_reached_ad_always_leaves_one_inte
             assert [e.phase for e in journal.entries()] == ([Phase.TESTING] if command == CHANGE else [])
             return stop(process, how)
 
+    checking = write_config(tmp_path / "checks.toml", state, lab_domain, fresh_user)
+    checking.write_text(checking.read_text(encoding="utf-8") + sensors_toml(sensors), encoding="utf-8")
+
+    def in_the_checks(how: signal.Signals) -> tuple[int, str, float]:
+        """Saved and audited, the sensors being checked (one never answers)."""
+        asked = sensors.hosts["hung"].counters.requests
+        process = start_change(checking, CHANGE[:-1])
+        wait_for(lambda: sensors.hosts["hung"].counters.requests > asked, timeout=30)
+        assert [e.phase for e in journal.entries()] == [Phase.CHECKING]
+        return stop(process, how)
+
     def in_the_save(how: signal.Signals) -> tuple[int, str, float]:
         with closing(sqlite3.connect(store_path(settings), isolation_level=None)) as writer:
             writer.execute("BEGIN IMMEDIATE")
@@ -179,11 +205,21 @@ def test_a_change_cut_short_after_its_password_reached_ad_always_leaves_one_inte
     next_start()
     assert len(interrupted_rows(settings)) == 1
 
-    # SIGKILL in the DC test, Ctrl-C and SIGKILL in the save: each one row after the next start.
+    # Ctrl-C in the follow-up checks: the saved change's row at once.
+    code, err, took = in_the_checks(signal.SIGINT)
+    assert code == 130 and took < STOPPED_WITHIN, err
+    checks_row = interrupted_rows(settings)[0]
+    assert (checks_row.outcome, checks_row.reason) == ("ok", "saved")
+    assert "interrupted while checking; the new password had been saved" in (checks_row.detail or "")
+    assert journal.entries() == []
+
+    # SIGKILL in the DC test, Ctrl-C and SIGKILL in the save, SIGKILL in the checks: each one row after
+    # the next start.
     for moment, how in (
         (in_the_dc_test, signal.SIGKILL),
         (in_the_save, signal.SIGINT),
         (in_the_save, signal.SIGKILL),
+        (in_the_checks, signal.SIGKILL),
     ):
         before = len(interrupted_rows(settings))
         code, err, took = moment(how)
@@ -201,6 +237,6 @@ def test_a_change_cut_short_after_its_password_reached_ad_always_leaves_one_inte
     # The guard's pending attempts are the changes cut short in the DC test, each audited.
     rows = interrupted_rows(settings)
     in_test = [r for r in rows if "interrupted while testing" in (r.detail or "")]
-    assert len(rows) == 5 and len(in_test) == 3
+    assert len(rows) == 7 and len(in_test) == 3
     assert pending(settings) == len(in_test)
     assert {r.reason for r in rows} <= {"not-saved", "saved"}
