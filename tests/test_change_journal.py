@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import os
 import stat
+import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -123,6 +125,44 @@ def test_a_leftover_is_resolved_once_and_audited_and_a_busy_account_is_left_alon
     (row,) = changes.audit.recent("svc")
     assert (row.actor, row.action, row.outcome, row.reason) == (ALICE, "interrupted", "error", "not-saved")
     assert "interrupted while saving; nothing was saved" in (row.detail or "")
+
+
+def test_a_leftover_already_audited_by_a_process_killed_before_removing_it_gets_no_second_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changes = _changes(tmp_path, monkeypatch)
+    leftover = changes.journal.begin("svc", ALICE, "embedded")
+    (first,) = changes.recover_interrupted()
+    changes.journal.advance(leftover, Phase.TESTING)  # as if killed between the audit row and the removal
+    (again,) = changes.recover_interrupted()
+    assert again.verdict is first.verdict
+    assert changes.journal.entries() == []
+    (row,) = changes.audit.recent("svc")
+    assert f"change {leftover.id}" in (row.detail or "")
+
+
+def test_a_checking_entry_is_left_alone_while_its_process_runs_and_resolved_as_saved_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changes = _changes(tmp_path, monkeypatch)
+    changes.journal.advance(changes.journal.begin("svc", ALICE, "embedded"), Phase.CHECKING)
+    assert changes.recover_interrupted() == []  # this process is still checking the sensors
+    changes.journal.end_checks("svc")
+    assert changes.journal.entries() == []
+
+    gone = replace(changes.journal.begin("svc", ALICE, "embedded"), phase=Phase.CHECKING, pid=_dead_pid())
+    changes.journal.advance(gone, Phase.CHECKING)
+    (recovery,) = changes.recover_interrupted()
+    assert recovery.verdict is Verdict.SAVED
+    (row,) = changes.audit.recent("svc")
+    assert (row.outcome, row.reason) == ("ok", "saved")
+    assert "interrupted while checking; the new password had been saved" in (row.detail or "")
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
 
 
 def test_the_next_change_of_the_account_resolves_a_leftover_whose_save_landed(

@@ -8,7 +8,14 @@ from bot.change.outcome import (
     Holder,
 )
 from bot.change.path import PasswordChanges, open_changes, sensors_for_account
-from bot.change.records import TEST_AUDIT_OUTCOME, detail_of_test, record_busy, record_checks, record_test
+from bot.change.records import (
+    TEST_AUDIT_OUTCOME,
+    detail_of_test,
+    record_busy,
+    record_checks,
+    record_interrupted_test,
+    record_test,
+)
 from bot.change.recovery import Recovery, Verdict
 
 __all__ = [
@@ -25,6 +32,7 @@ __all__ = [
     "open_changes",
     "record_busy",
     "record_checks",
+    "record_interrupted_test",
     "record_test",
     "sensors_for_account",
 ]

@@ -10,6 +10,7 @@ import logging
 
 from bot.audit import AuditEvent, AuditOutcome, AuditSink
 from bot.config import ConfigError
+from bot.infra.logging_setup import TOLD
 from bot.infra.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ def report_failure(
     """Log `exc` (a traceback unless it is a configuration problem; the log filter redacts it), audit one
     ERROR row and return the safe line. Never raises: the audit trail may be what failed."""
     line = one_line(exc)
-    log.error("%s failed: %s", doing, line, exc_info=None if isinstance(exc, ConfigError) else exc)
+    trace = None if isinstance(exc, ConfigError) else exc
+    log.error("%s failed: %s", doing, line, exc_info=trace, extra=TOLD)  # the caller shows `line`
     detail = f"{line}; {aftermath}" if aftermath else line
     try:
         audit.record(

@@ -1,7 +1,8 @@
 """The change journal: which password changes are in flight, so one cut short by a crash is not silent.
 
 The change path writes an entry before the connection test, marks it `saving` just before the store is
-called, and removes it when the change ends, whatever the outcome. An entry found later whose account
+called, and removes it when the change ends, whatever the outcome; a saved change whose face checks the
+sensors next stays, marked `checking`, until those checks end. An entry found later whose account
 lock is free (the lock dies with its process) belongs to a change that was killed: `bot.change.recovery`
 resolves it. Every write happens under the account's lock. One small JSON file per entry in
 `<state_dir>/changes-in-flight/`, mode 0600, written atomically (temporary file, fsync, rename). No secret
@@ -33,6 +34,9 @@ _TEMP_PREFIX = ".tmp-"
 class Phase(StrEnum):
     TESTING = "testing"  # the store was not called yet: nothing can have been saved
     SAVING = "saving"  # the test passed and the store was called
+    # Saved and audited, the account's lock released: its process checks the sensors. Not the lock but
+    # that process (`pid`, alive) keeps another change from taking the entry for a leftover.
+    CHECKING = "checking"
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,19 @@ class InFlight:
     phase: Phase = Phase.TESTING
     pid: int = field(default_factory=os.getpid)
     origin: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def running_elsewhere(self) -> bool:
+        """A `checking` entry whose process still runs (this one included): not a leftover."""
+        if self.phase is not Phase.CHECKING:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's process
+            return True
+        return True
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -101,6 +118,32 @@ class ChangeJournal:
     def finish(self, entry: InFlight) -> None:
         (self.path / f"{entry.id}{_SUFFIX}").unlink(missing_ok=True)
         self._sync_dir()
+
+    def hand_over(self, entry: InFlight, *, to_checks: bool) -> None:
+        """After the locked steps: end the entry, or keep it as `checking` while this process checks the
+        sensors (`end_checks` ends it then)."""
+        if to_checks:
+            try:
+                self.advance(entry, Phase.CHECKING)
+                return
+            except OSError as exc:
+                log.error("account %s: cannot write the change journal: %s", entry.account_id, exc)
+        self.end(entry)
+
+    def checks_of_this_process(self, account_id: str) -> list[InFlight]:
+        return [e for e in self.entries(account_id) if e.phase is Phase.CHECKING and e.pid == os.getpid()]
+
+    def end_checks(self, account_id: str) -> None:
+        for entry in self.checks_of_this_process(account_id):
+            self.end(entry)
+
+    def end(self, entry: InFlight) -> None:
+        """`finish`, logging a failure: the entry left behind is resolved at the next start, as if the
+        process had died here."""
+        try:
+            self.finish(entry)
+        except OSError as exc:
+            log.error("account %s: cannot clear the change journal entry: %s", entry.account_id, exc)
 
     def entries(self, account_id: str | None = None) -> list[InFlight]:
         """Every entry (oldest first); an unreadable file is logged and skipped, never fatal."""

@@ -41,7 +41,7 @@ from bot.change.outcome import (
 )
 from bot.change.portal import after_recovery, open_step, portal_steps
 from bot.change.records import record_busy, record_checks, record_test
-from bot.change.recovery import Recovery, resolve
+from bot.change.recovery import Recovery, resolve_checks_stopped, resolve_leftovers, resolve_stopped
 from bot.config import AccountConfig, SensorConfig, Settings, password_refusal
 from bot.directory import (
     AccountBusy,
@@ -53,6 +53,7 @@ from bot.directory import (
 )
 from bot.fleet import AccountSensors, GraphFleet, account_sensors, graph_unread
 from bot.infra import metrics
+from bot.infra.logging_setup import TOLD
 from bot.infra.redaction import active_secret
 from bot.infra.state_dir import state_dir
 from bot.sensors import ScriptRunner, SensorChecker, SensorResult, ThreadScripts, check_sensors
@@ -132,9 +133,11 @@ class PasswordChanges:
         *,
         hold: Holder | None = None,
         note: str | None = None,
+        checks_next: bool = False,
     ) -> ChangeOutcome:
         """Test, then save only if the test passed (or, with `hold`, keep it for an approval). Never
-        raises for peer or store problems.
+        raises for peer or store problems. `checks_next`: the caller runs `follow_up_checks` next, and
+        the saved change stays in the journal until they end (a crash in them is not silent either).
 
         `origin` is kept in the change journal while the change is in flight (never a secret): what the
         face needs to tell the person if a crash cuts the change short (Slack: user and channel). `note`
@@ -155,7 +158,7 @@ class PasswordChanges:
             progress.tested(result)
             return self._after_test(account, password, actor, result, entry, attempt, hold, note)
 
-        return self._run(account, password, actor, progress, origin, test_and_save)
+        return self._run(account, password, actor, progress, origin, test_and_save, checks_next)
 
     def save_tested(
         self,
@@ -195,11 +198,12 @@ class PasswordChanges:
         progress: ChangeProgress,
         origin: Mapping[str, str] | None,
         step: Step,
+        checks_next: bool = False,
     ) -> ChangeOutcome:
         attempt = Attempt()
         with active_secret(password):
             try:
-                outcome = self._locked_change(account, actor, progress, origin, attempt, step)
+                outcome = self._locked_change(account, actor, progress, origin, attempt, step, checks_next)
             except Exception as exc:  # noqa: BLE001 - told, logged with its traceback and audited
                 outcome = went_wrong(self.store, self.audit, account, actor, attempt, exc)
             metrics.PASSWORD_CHANGES.labels(outcome.status).inc()
@@ -214,15 +218,16 @@ class PasswordChanges:
         origin: Mapping[str, str] | None,
         attempt: Attempt,
         step: Step,
+        checks_next: bool,
     ) -> ChangeOutcome:
         try:
             with self.locks.hold(account.id) as lease:
-                for recovery in self._recover(account.id):
-                    progress.recovered(recovery)
+                for recovery in resolve_leftovers(self.journal, self.store, self.audit, account.id):
+                    progress.recovered(after_recovery(self.portal, recovery))
                 try:
                     entry = self.journal.begin(account.id, actor, self.store.backend, origin)
                 except OSError as exc:
-                    log.error("account %s: cannot write the change journal: %s", account.id, exc)
+                    log.error("account %s: cannot write the change journal: %s", account.id, exc, extra=TOLD)
                     return ChangeOutcome(
                         account.id,
                         ChangeStatus.NOT_STARTED,
@@ -230,18 +235,18 @@ class PasswordChanges:
                         f"({exc.strerror}).",
                     )
                 try:
-                    return step(lease, entry, attempt)
-                finally:
-                    self._finish(entry)
+                    outcome = step(lease, entry, attempt)
+                except Exception:
+                    self.journal.end(entry)
+                    raise
+                except BaseException:  # Ctrl-C: audited now as interrupted, as the next start would
+                    resolve_stopped(self.journal, self.store, self.audit, entry)
+                    raise
+                self.journal.hand_over(entry, to_checks=checks_next and outcome.saved_ok)
+                return outcome
         except AccountBusy as busy:
             record_busy(self.audit, actor, account.id, busy)
             return ChangeOutcome(account.id, ChangeStatus.NOT_STARTED, str(busy))
-
-    def _finish(self, entry: InFlight) -> None:
-        try:
-            self.journal.finish(entry)
-        except OSError as exc:  # resolved at the next start, as if the process had died here
-            log.error("account %s: cannot clear the change journal entry: %s", entry.account_id, exc)
 
     def recover_interrupted(self) -> list[Recovery]:
         """At start: resolve and audit every change a crash cut short (an account whose lock is held has
@@ -251,34 +256,14 @@ class PasswordChanges:
         for account_id in sorted({entry.account_id for entry in self.journal.entries()}):
             try:
                 with self.locks.hold(account_id):
-                    recoveries.extend(self._recover(account_id))
+                    leftovers = resolve_leftovers(self.journal, self.store, self.audit, account_id)
+                    recoveries.extend(after_recovery(self.portal, recovery) for recovery in leftovers)
             except AccountBusy:
                 log.info("account %s: a change is in flight in another process; not resolved", account_id)
         if recoveries:
             log.info(
                 "resolved %d interrupted change(s) in %.3f s", len(recoveries), time.monotonic() - started
             )
-        return recoveries
-
-    def _recover(self, account_id: str) -> list[Recovery]:
-        """Resolve the account's leftover journal entries (the caller holds its lock: each is a crash's)."""
-        self.journal.remove_stray_temporary(account_id)
-        recoveries = []
-        for entry in self.journal.entries(account_id):
-            try:
-                recovery = resolve(entry, self.store, self.audit, datetime.now(UTC))
-            except (StoreError, AuditError) as exc:
-                log.error(
-                    "account %s: an interrupted change (started %s by %s) could not be resolved, "
-                    "kept for the next start: %s",
-                    account_id,
-                    entry.started_at,
-                    entry.actor,
-                    exc,
-                )
-                continue
-            self._finish(entry)
-            recoveries.append(after_recovery(self.portal, recovery))
         return recoveries
 
     def _after_test(
@@ -295,7 +280,7 @@ class PasswordChanges:
         try:
             record_test(self.audit, actor, result)
         except AuditError as exc:
-            log.error("account %s: audit trail unavailable, nothing saved: %s", account.id, exc)
+            log.error("account %s: audit trail unavailable, nothing saved: %s", account.id, exc, extra=TOLD)
             return ChangeOutcome(
                 account.id,
                 ChangeStatus.NOT_STARTED,
@@ -359,7 +344,7 @@ class PasswordChanges:
             detail=exc.message,
         )
         record_or_log(self.audit, failed_save)
-        log.error("account %s: tested OK but NOT saved: %s", account.id, exc.message)
+        log.error("account %s: tested OK but NOT saved: %s", account.id, exc.message, extra=TOLD)
         return ChangeOutcome(
             account.id,
             ChangeStatus.SAVE_FAILED,
@@ -371,8 +356,22 @@ class PasswordChanges:
     def follow_up_checks(
         self, account_id: str, since: datetime | None, actor: str, progress: ChangeProgress | None = None
     ) -> list[SensorResult]:
-        """Check every sensor of the account: service running, credential errors since `since`."""
-        progress = progress or ChangeProgress()
+        """Check every sensor of the account: service running, credential errors since `since`. Ends the
+        journal entry of this process's change of the account (`checks_next`); Ctrl-C audits it at once."""
+        try:
+            results = self._check_account(account_id, since, actor, progress or ChangeProgress())
+        except Exception:
+            self.journal.end_checks(account_id)
+            raise
+        except BaseException:
+            resolve_checks_stopped(self.journal, self.store, self.audit, account_id)
+            raise
+        self.journal.end_checks(account_id)
+        return results
+
+    def _check_account(
+        self, account_id: str, since: datetime | None, actor: str, progress: ChangeProgress
+    ) -> list[SensorResult]:
         scope = self.sensor_scope(account_id, progress)
         if scope.not_using_dsa:
             progress.not_using_dsa(scope.not_using_dsa)

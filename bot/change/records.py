@@ -65,3 +65,18 @@ def record_busy(audit: AuditSink, actor: str, account_id: str, busy: AccountBusy
         detail=str(busy),
     )
     record_or_log(audit, refusal)
+
+
+def record_interrupted_test(audit: AuditSink, actor: str, account_id: str) -> None:
+    """A connection test stopped (Ctrl-C) after the guard counted it: one INTERRUPTED row, as a change cut
+    short while testing gets (bot.change.recovery), so the guard's pending attempts match the trail."""
+    stopped = AuditEvent(
+        actor=actor,
+        action=AuditAction.INTERRUPTED,
+        account=account_id,
+        outcome=AuditOutcome.ERROR,
+        reason="not-saved",
+        detail=f"the connection test by {actor} was interrupted while testing; a test saves nothing, and "
+        "the lockout guard counts it as a rejection until its window passes",
+    )
+    record_or_log(audit, stopped)

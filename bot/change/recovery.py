@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
-from bot.audit import AuditAction, AuditEvent, AuditOutcome, AuditRow, AuditTrail
-from bot.change.journal import InFlight, Phase
-from bot.store import CredentialMetadata, CredentialStore
+from bot.audit import AuditAction, AuditError, AuditEvent, AuditOutcome, AuditRow, AuditTrail
+from bot.change.journal import ChangeJournal, InFlight, Phase
+from bot.infra.logging_setup import TOLD
+from bot.store import CredentialMetadata, CredentialStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,11 @@ class Recovery:
             f"the change by {entry.actor} started {entry.started_at:%Y-%m-%d %H:%M:%S} UTC "
             f"was interrupted while {entry.phase.value}"
         )
-        if self.verdict is Verdict.SAVED and self.saved is not None:
+        if self.verdict is Verdict.SAVED:
             audited = "" if self.save_audited else "; the save itself had not been audited"
-            return (
-                f"{start}; the new password had been saved in the {self.saved.backend} store at "
-                f"{self.saved.saved_at:%H:%M:%S} UTC{audited}"
-            )
+            backend = self.saved.backend if self.saved else entry.backend
+            when = f" at {self.saved.saved_at:%H:%M:%S} UTC" if self.saved else ""
+            return f"{start}; the new password had been saved in the {backend} store{when}{audited}"
         if self.verdict is Verdict.UNCONFIRMED:
             return (
                 f"{start}; the {entry.backend} store never confirmed the save: "
@@ -74,7 +74,7 @@ def landed(entry: InFlight, saved: CredentialMetadata | None) -> bool:
 
 
 def verdict(entry: InFlight, saved: CredentialMetadata | None) -> Verdict:
-    if landed(entry, saved):
+    if entry.phase is Phase.CHECKING or landed(entry, saved):  # checking: the save was confirmed
         return Verdict.SAVED
     if entry.phase is Phase.SAVING and entry.backend != "embedded":
         return Verdict.UNCONFIRMED
@@ -91,20 +91,36 @@ def save_audited(entry: InFlight, rows: list[AuditRow]) -> bool:
     )
 
 
-def resolve(entry: InFlight, store: CredentialStore, audit: AuditTrail, now: datetime) -> Recovery:
-    """Decide what became of `entry` and audit it as one INTERRUPTED row. Raises StoreError or AuditError
-    when the store cannot tell or the trail cannot record it: the entry is then kept for the next try.
-    The caller holds the account's lock."""
+def already_audited(entry: InFlight, rows: list[AuditRow]) -> bool:
+    """A process killed between auditing the entry and removing it: its INTERRUPTED row exists."""
+    return any(
+        row.action == AuditAction.INTERRUPTED and change_tag(entry) in (row.detail or "") for row in rows
+    )
+
+
+def change_tag(entry: InFlight) -> str:
+    return f"change {entry.id}"
+
+
+def resolve(
+    entry: InFlight, store: CredentialStore, audit: AuditTrail, now: datetime, *, how: str = "found"
+) -> Recovery:
+    """Decide what became of `entry` and audit it as one INTERRUPTED row (`how`: found at a start, or
+    stopped in this process). Raises StoreError or AuditError when the store cannot tell or the trail
+    cannot record it: the entry is then kept for the next try. The caller holds the account's lock."""
     saved = store.metadata(entry.account_id)
     result = verdict(entry, saved)
+    rows = audit.recent(entry.account_id, RECENT_ROWS)
     recovery = Recovery(
         entry,
         result,
-        saved if result is Verdict.SAVED else None,
-        result is Verdict.SAVED and save_audited(entry, audit.recent(entry.account_id, RECENT_ROWS)),
+        saved if landed(entry, saved) else None,
+        result is Verdict.SAVED and save_audited(entry, rows),
     )
+    if already_audited(entry, rows):
+        return recovery
     outcome = AuditOutcome.OK if result is Verdict.SAVED else AuditOutcome.ERROR
-    detail = f"{recovery.describe()} (found at {now:%Y-%m-%d %H:%M:%S} UTC)"
+    detail = f"{recovery.describe()} ({change_tag(entry)}, {how} at {now:%Y-%m-%d %H:%M:%S} UTC)"
     interrupted = AuditEvent(
         actor=entry.actor,
         action=AuditAction.INTERRUPTED,
@@ -114,5 +130,57 @@ def resolve(entry: InFlight, store: CredentialStore, audit: AuditTrail, now: dat
         detail=detail,
     )
     audit.record(interrupted)
-    log.warning("account %s: %s", entry.account_id, recovery.describe())
+    # A change found at a start is shown by the face (`ChangeProgress.recovered`); one stopped here is not.
+    log.warning(
+        "account %s: %s", entry.account_id, recovery.describe(), extra=TOLD if how == "found" else None
+    )
     return recovery
+
+
+def resolve_leftovers(
+    journal: ChangeJournal, store: CredentialStore, audit: AuditTrail, account_id: str
+) -> list[Recovery]:
+    """Resolve the account's leftover journal entries; the caller holds the account's lock, so no change
+    of the account is running and every entry found is one that a crash cut short (but for the follow-up
+    checks of a process still running)."""
+    journal.remove_stray_temporary(account_id)
+    recoveries = []
+    for entry in journal.entries(account_id):
+        if entry.running_elsewhere:
+            continue
+        try:
+            recovery = resolve(entry, store, audit, datetime.now(UTC))
+        except (StoreError, AuditError) as exc:
+            log.error(
+                "account %s: an interrupted change (started %s by %s) could not be resolved, "
+                "kept for the next start: %s",
+                account_id,
+                entry.started_at,
+                entry.actor,
+                exc,
+            )
+            continue
+        journal.end(entry)
+        recoveries.append(recovery)
+    return recoveries
+
+
+def resolve_stopped(
+    journal: ChangeJournal, store: CredentialStore, audit: AuditTrail, entry: InFlight
+) -> None:
+    """A change stopped in this process (Ctrl-C): resolved at once, under the lock it still holds, as the
+    next start would; if that fails too, the entry stays for the next start."""
+    try:
+        resolve(entry, store, audit, datetime.now(UTC), how="stopped")
+    except (StoreError, AuditError) as exc:
+        log.error("account %s: the interrupted change is kept for the next start: %s", entry.account_id, exc)
+        return
+    journal.end(entry)
+
+
+def resolve_checks_stopped(
+    journal: ChangeJournal, store: CredentialStore, audit: AuditTrail, account_id: str
+) -> None:
+    """The follow-up checks of this process's saved change stopped (Ctrl-C): as `resolve_stopped`."""
+    for entry in journal.checks_of_this_process(account_id):
+        resolve_stopped(journal, store, audit, entry)

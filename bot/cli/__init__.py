@@ -33,6 +33,7 @@ from bot.cli import (
     test_connection,
     verify_cmd,
 )
+from bot.cli.interrupt import INTERRUPTED, stopping_at_once
 from bot.cli.output import escaped_output
 from bot.config.core import ConfigError, UsageError
 from bot.infra.dumpable import clear_dumpable
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="atp-bot",
         description="Change and check the Defender for Identity / ATA directory service account password.",
         epilog="Exit codes: 0 ok, 1 a problem was found, 2 usage or configuration error, "
-        "3 a peer could not be reached.",
+        "3 a peer could not be reached, 130 interrupted (Ctrl-C).",
     )
     parser.add_argument("--version", action="version", version=f"atp-bot {__version__}")
     parser.add_argument(
@@ -72,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in BUILTIN_COMMANDS:
+        registered = set(commands.choices)
         module.register(commands)
+        if module is not run:  # `run` stops on its own signal handlers, gracefully
+            for name in commands.choices.keys() - registered:
+                commands.choices[name].set_defaults(stop_at_once=True)
     for plugin in entry_points(group="atp_bot.cli"):
         try:
             plugin.load()(commands)
@@ -135,15 +140,18 @@ def _run(argv: Sequence[str] | None) -> int:
     # after parsing, so that `--help` and `--version`, which hold none, load nothing more.
     clear_dumpable()
     try:
+        if getattr(args, "stop_at_once", False):
+            with stopping_at_once():
+                return int(args.handler(args))
         return int(args.handler(args))
     except ConfigError as exc:
         kind = "usage error" if isinstance(exc, UsageError) else "configuration error"
         for problem in exc.problems:
             print(f"atp-bot: {kind}: {problem}", file=sys.stderr)
         return ExitCode.USAGE
-    except KeyboardInterrupt:
-        print("atp-bot: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # a plugin's command, which handles its own waits
+        print("atp-bot: interrupted, stopping", file=sys.stderr)
+        return INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - report_failure logs what it does not recognise
         return report_failure(exc)
 

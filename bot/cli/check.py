@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     from bot.fleet import GraphFleet, checked_fleet, merge_fleet
     from bot.sensors import check_sensors
 
-    settings = context.load(args)
+    settings = context.load(args, contacts_sensors=True)
     since = parse_since(args.since)
     graph, graph_error = GraphFleet(settings).sensors()
     checked = checked_fleet(settings, merge_fleet(settings, graph))

@@ -21,13 +21,15 @@ if TYPE_CHECKING:
     from bot.config import Settings
 
 
-def load(args: argparse.Namespace, *, service: bool = False) -> Settings:
+def load(args: argparse.Namespace, *, service: bool = False, contacts_sensors: bool = False) -> Settings:
     """Load the configuration named on the command line, check its files (a missing `ca_file` stops the
-    command here, named), set up logging from it and warn about every insecure setting. Every secret the
-    configuration names in the environment is taken out of it first (see bot.config.secret_env).
+    command here, named), set up logging from it and warn about every insecure setting: the sensors'
+    WinRM transport only for a command that contacts sensors (the service does), in one line per problem.
+    Every secret the configuration names in the environment is taken out of it first (see
+    bot.config.secret_env).
     """
     from bot.cli.preflight import check_config_file
-    from bot.config import insecure_settings
+    from bot.config import insecure_settings, sensor_transport_warnings
     from bot.config.secret_env import take_from_environment
 
     checked = check_config_file(resolve_config_path(args.config))
@@ -38,7 +40,8 @@ def load(args: argparse.Namespace, *, service: bool = False) -> Settings:
     start_logging(args, settings, service=service)
     # What the environment lacks matters to the service; a shell may lack it without harm.
     environment = checked.findings.environment if service else []
-    for warning in [*environment, *insecure_settings(settings)]:
+    transport = sensor_transport_warnings(settings) if service or contacts_sensors else []
+    for warning in [*environment, *insecure_settings(settings, sensors=False), *transport]:
         logging.getLogger("atp-bot").warning(warning)
     return settings
 
@@ -49,7 +52,8 @@ def start_logging(args: argparse.Namespace, settings: Settings, *, service: bool
     from bot.infra.logging_setup import configure_logging
 
     level = "DEBUG" if args.verbose else settings.logging.level if service else "WARNING"
-    configure_logging(level, settings.logging.format, tracebacks=service or args.verbose)
+    quiet = not (service or args.verbose)  # a person reads the warnings (-v: times, every record)
+    configure_logging(level, settings.logging.format, tracebacks=not quiet, person=quiet)
 
 
 def add_password_source(parser: argparse.ArgumentParser) -> None:

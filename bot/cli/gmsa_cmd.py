@@ -51,7 +51,7 @@ def run_check(args: argparse.Namespace) -> int:
     from bot.fleet import GraphFleet
     from bot.gmsa import check_gmsa, describe, gmsa_accounts, report_exit_code, sensor_scope
 
-    settings = context.load(args)
+    settings = context.load(args, contacts_sensors=True)
     fleet = GraphFleet(settings)  # one Graph read for every account
     reports = [
         check_gmsa(settings, account, sensor_scope(settings, account, fleet))

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         merge_fleet,
     )
 
-    settings = context.load(args)
+    settings = context.load(args, contacts_sensors=True)
     if not settings.graph.discover_sensors and not settings.sensors:
         raise ConfigError(["no sensors to list: set [graph] discover_sensors = true or add [[sensors]]"])
     fleet = GraphFleet(settings)

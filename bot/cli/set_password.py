@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     from bot.config import password_refusal
     from commands.password.announce import Announcer
 
-    settings = context.load(args)
+    settings = context.load(args, contacts_sensors=not args.no_checks)
     account = settings.account(args.account)
     refusal = password_refusal(account)
     if refusal:
@@ -188,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
             detail=note,
         )
         record_or_log(changes.audit, break_glass)
-    outcome = changes.change(account.id, password, actor, printer, note=note)
+    checks_next = not args.no_checks and bool(printer.names)
+    outcome = changes.change(account.id, password, actor, printer, note=note, checks_next=checks_next)
     code = exit_code(outcome)
     if not outcome.saved_ok:
         return code

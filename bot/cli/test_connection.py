@@ -89,7 +89,7 @@ def as_json(result: ConnectionTestResult) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> int:
     from bot.audit import AuditAction, AuditError, cli_actor, open_audit
-    from bot.change import record_busy, record_test
+    from bot.change import record_busy, record_interrupted_test, record_test
     from bot.change.failures import report_failure
     from bot.config import password_refusal
     from bot.directory import AccountBusy, AccountLocks, LockoutGuard, run_connection_test
@@ -109,7 +109,11 @@ def run(args: argparse.Namespace) -> int:
     with active_secret(password):
         try:
             with closing(AccountLocks.for_settings(settings)) as locks, locks.hold(account.id) as lease:
-                result = run_connection_test(account, password, guard=guard, lease=lease)
+                try:
+                    result = run_connection_test(account, password, guard=guard, lease=lease)
+                except KeyboardInterrupt:  # Ctrl-C: AD may have the password, the guard counts the test
+                    record_interrupted_test(audit, actor, account.id)
+                    raise
         except AccountBusy as busy:
             record_busy(audit, actor, account.id, busy)
             print(f"NOT TESTED: {busy}")

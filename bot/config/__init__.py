@@ -66,6 +66,7 @@ if TYPE_CHECKING:
         insecure_settings,
         load_settings,
         parse_settings,
+        sensor_transport_warnings,
     )
     from bot.config.slack import (
         SLACK_APP_TOKEN_ENV,
@@ -133,6 +134,7 @@ __all__ = [
     "read_config_text",
     "read_secret",
     "resolve_config_path",
+    "sensor_transport_warnings",
 ]
 
 

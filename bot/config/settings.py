@@ -175,27 +175,61 @@ class Settings(StrictModel):
         raise UsageError([f"no account with id {account_id!r} (configured: {known})"])
 
 
-def insecure_settings(settings: Settings) -> list[str]:
-    """Allowed settings that weaken security: logged at every start and printed by `config check`."""
+def insecure_settings(settings: Settings, *, sensors: bool = True) -> list[str]:
+    """Allowed settings that weaken security: printed by `config check` (each sensor named) and logged at
+    the start of every command; with `sensors=False`, without the sensors' WinRM transport, which only the
+    commands that contact sensors tell (`sensor_transport_warnings`)."""
     warnings = [
         f"account {account.id}: TLS certificate verification is disabled (tls_verify = false)"
         for account in settings.accounts
         if not account.tls_verify
     ]
-    template = settings.winrm.template_sensor
-    named = [(f"sensor {s.name}", s) for s in settings.sensors]
-    for what, sensor in [*named, *([("winrm.endpoint_template", template)] if template else [])]:
-        if not sensor.effective_cert_validation(settings.winrm):
-            warnings.append(f"{what}: WinRM certificate validation is disabled (cert_validation = false)")
-        if sensor.over_http and sensor.effective_transport(settings.winrm) == "ntlm":
-            warnings.append(
-                f"{what}: NTLM over http:// ({sensor.endpoint}); messages are sealed, but the "
-                "host is not authenticated: prefer https://"
-            )
+    if sensors:
+        warnings += [f"{what}: {problem}{detail}" for what, problem, detail in _weak_transports(settings)]
     center = settings.store.ata_center
     if settings.store.backend == "ata-center" and center is not None and not center.tls_verify:
         warnings.append("store.ata_center: TLS certificate verification is disabled (tls_verify = false)")
     return warnings
+
+
+CERT_VALIDATION_OFF = "WinRM certificate validation is disabled (cert_validation = false)"
+NTLM_OVER_HTTP = "NTLM over http://"
+_HOST_NOT_AUTHENTICATED = "messages are sealed, but the {} not authenticated: prefer https://"
+NAMED_IN_SUMMARY = 3
+
+
+def _weak_transports(settings: Settings) -> list[tuple[str, str, str]]:
+    """(which sensor, problem, detail) for each sensor (and the endpoint template) with a weak transport."""
+    found = []
+    template = settings.winrm.template_sensor
+    named = [(f"sensor {s.name}", s) for s in settings.sensors]
+    for what, sensor in [*named, *([("winrm.endpoint_template", template)] if template else [])]:
+        if not sensor.effective_cert_validation(settings.winrm):
+            found.append((what, CERT_VALIDATION_OFF, ""))
+        if sensor.over_http and sensor.effective_transport(settings.winrm) == "ntlm":
+            detail = f" ({sensor.endpoint}); " + _HOST_NOT_AUTHENTICATED.format("host is")
+            found.append((what, NTLM_OVER_HTTP, detail))
+    return found
+
+
+def sensor_transport_warnings(settings: Settings) -> list[str]:
+    """The sensors' weak WinRM transports, one line per problem: the sensor itself when it is the only
+    one, else how many and the first few names (`config check` names each)."""
+    by_problem: dict[str, list[tuple[str, str]]] = {}
+    for what, problem, detail in _weak_transports(settings):
+        by_problem.setdefault(problem, []).append((what, detail))
+    lines = []
+    for problem, sensors in by_problem.items():
+        if len(sensors) == 1:
+            ((what, detail),) = sensors
+            lines.append(f"{what}: {problem}{detail}")
+            continue
+        names = [what.removeprefix("sensor ") for what, _ in sensors]
+        shown = ", ".join(names[:NAMED_IN_SUMMARY])
+        more = f" and {len(names) - NAMED_IN_SUMMARY} more" if len(names) > NAMED_IN_SUMMARY else ""
+        why = f"; {_HOST_NOT_AUTHENTICATED.format('hosts are')}" if problem == NTLM_OVER_HTTP else ""
+        lines.append(f"{len(names)} sensors ({shown}{more}): {problem}{why}")
+    return lines
 
 
 @dataclass(frozen=True)

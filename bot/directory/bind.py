@@ -31,6 +31,7 @@ from bot.directory.lookup import (
     read_password_expiry,
 )
 from bot.directory.lookup_guard import LookupGuard
+from bot.infra.logging_setup import TOLD
 from bot.infra.redaction import active_secret
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,9 @@ def _stale(
 ) -> ConnectionTestResult:
     """The bind passed but the KDC refused the password: AD served the bind with the previous one."""
     attempts.append(DcAttempt(dc.url, AttemptOutcome.REJECTED, "bind accepted; the KDC refused the password"))
-    log.warning("account %s: %s accepted a password that the KDC refused (stale)", account.id, dc.url)
+    log.warning(
+        "account %s: %s accepted a password that the KDC refused (stale)", account.id, dc.url, extra=TOLD
+    )
     return ConnectionTestResult(
         account.id,
         Outcome.REJECTED,
@@ -136,7 +139,9 @@ def _unconfirmed(
     """The bind passed, no KDC gave a verdict, and the account requires one: a failed test."""
     detail = current.verdict.detail
     attempts.append(DcAttempt(dc.url, AttemptOutcome.REJECTED, f"bind accepted; {UNCONFIRMED} ({detail})"))
-    log.warning("account %s: %s accepted a password that no KDC confirmed (required)", account.id, dc.url)
+    log.warning(
+        "account %s: %s accepted a password that no KDC confirmed (required)", account.id, dc.url, extra=TOLD
+    )
     return ConnectionTestResult(
         account.id,
         Outcome.REJECTED,
@@ -238,7 +243,9 @@ def _test_on_dcs(
                         return _after_bind(conn, account, dc, password, [*attempts], notes)
             except NoVerdict as problem:
                 attempts.append(DcAttempt(dc.url, problem.outcome, problem.detail))
-                log.warning("account %s: %s gave no verdict: %s", account.id, dc.url, problem.detail)
+                log.warning(
+                    "account %s: %s gave no verdict: %s", account.id, dc.url, problem.detail, extra=TOLD
+                )
                 if problem.outcome is AttemptOutcome.NO_ANSWER:
                     break
                 continue

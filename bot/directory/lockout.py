@@ -31,6 +31,7 @@ from bot.directory.lookup_guard import LookupGuard
 from bot.infra.advisory import AdvisoryLocks, lock_engine
 from bot.infra.dbschema import create_idempotently
 from bot.infra.dbschema import db_error_summary as _cause
+from bot.infra.logging_setup import TOLD
 from bot.infra.state_dir import private_file, sqlite_engine, state_dir
 
 log = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ class LockoutGuard:
             with self._engine.connect() as conn:
                 rows = conn.execute(query).all()
         except (SQLAlchemyError, OSError) as exc:
-            log.error("lockout guard: cannot read %s: %s", self.where, _cause(exc))
+            log.error("lockout guard: cannot read %s: %s", self.where, _cause(exc), extra=TOLD)
             raise GuardUnavailable(self.where, _cause(exc)) from None
         return GuardCount(
             account_id,
@@ -298,6 +299,7 @@ class LockoutGuard:
                 lease.account_id,
                 self.where,
                 _cause(exc),
+                extra=TOLD,
             )
             return GuardDecision(
                 False,
@@ -366,6 +368,7 @@ class LockoutGuard:
                 self.where,
                 _cause(exc),
                 self.counted_until(attempt).isoformat(timespec="minutes"),
+                extra=TOLD,
             )
             return False
         return True
@@ -382,8 +385,9 @@ class LockoutGuard:
                     delete(_rejected_tests).where(_rejected_tests.c.account_id == lease.account_id)
                 )
         except (SQLAlchemyError, OSError) as exc:
+            where, cause = self.where, _cause(exc)
             log.error(
-                "lockout guard: cannot reset account %s in %s: %s", lease.account_id, self.where, _cause(exc)
+                "lockout guard: cannot reset account %s in %s: %s", lease.account_id, where, cause, extra=TOLD
             )
             raise GuardUnavailable(self.where, _cause(exc)) from None
         return int(removed.rowcount)

@@ -26,6 +26,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+# `extra=` of a record whose content the command also shows the person itself (a test's result, a
+# failure's one line): a one-shot command's stderr leaves it out, so one failure is printed once.
+TOLD = {"told": True}
+
+
+class NotTold(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "told", False)
+
+
+class ForAPerson(logging.Formatter):
+    """`atp-bot: warning: …`, as a one-shot command prints its other messages: no time, no module name."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"atp-bot: {record.levelname.lower()}: {super().format(record)}"
+
+
 class WithoutTracebacks(logging.Formatter):
     """Formats like `inner` but leaves tracebacks out: a one-shot command's stderr is read by a person
     (its -v shows them)."""
@@ -41,9 +58,18 @@ class WithoutTracebacks(logging.Formatter):
 
 
 def configure_logging(
-    level: str = "INFO", fmt: str = "text", stream: TextIO | None = None, *, tracebacks: bool = True
+    level: str = "INFO",
+    fmt: str = "text",
+    stream: TextIO | None = None,
+    *,
+    tracebacks: bool = True,
+    person: bool = False,
 ) -> None:
-    """Install (or replace) atp-bot's handler on the root logger, and redact records as they are made."""
+    """Install (or replace) atp-bot's handler on the root logger, and redact records as they are made.
+
+    `person`: a one-shot command's stderr, read by a person: `atp-bot: warning: …` lines, and nothing the
+    command tells itself (TOLD). Text lines never name the module that logged (JSON lines do, in
+    `logger`)."""
     install_record_redaction()
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -52,11 +78,15 @@ def configure_logging(
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(RedactingFilter())
-    formatter = (
-        JsonFormatter()
-        if fmt == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    formatter: logging.Formatter
+    if fmt == "json":
+        formatter = JsonFormatter()
+    elif person:
+        formatter = ForAPerson("%(message)s")
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    if person:
+        handler.addFilter(NotTold())
     handler.setFormatter(formatter if tracebacks else WithoutTracebacks(formatter))
     root.addHandler(handler)
     root.setLevel(level)

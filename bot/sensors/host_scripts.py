@@ -57,9 +57,10 @@ class ThreadScripts:
     def run_scripts(self, plans: Sequence[ScriptPlan]) -> Iterator[tuple[str, ScriptRun]]:
         if not plans:
             return
-        with ThreadPoolExecutor(
-            max_workers=min(self.pool_size, len(plans)), thread_name_prefix="host"
-        ) as pool:
+        pool = ThreadPoolExecutor(max_workers=min(self.pool_size, len(plans)), thread_name_prefix="host")
+        try:
             futures = {pool.submit(run_script_plan, plan): plan.target.name for plan in plans}
             for future in as_completed(futures):
                 yield futures[future], future.result()
+        finally:  # a caller that stops early (Ctrl-C) waits for no host: each ends by its deadline
+            pool.shutdown(wait=False, cancel_futures=True)
