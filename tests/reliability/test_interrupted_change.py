@@ -177,7 +177,7 @@ def test_a_change_cut_short_after_its_password_reached_ad_always_leaves_one_inte
     def in_the_checks(how: signal.Signals) -> tuple[int, str, float]:
         """Saved and audited, the sensors being checked (one never answers)."""
         asked = sensors.hosts["hung"].counters.requests
-        process = start_change(checking, CHANGE[:-1])
+        process = start_change(checking, (*CHANGE[:-1], "--portal-done"))  # no terminal: checks need it
         wait_for(lambda: sensors.hosts["hung"].counters.requests > asked, timeout=30)
         assert [e.phase for e in journal.entries()] == [Phase.CHECKING]
         return stop(process, how)
