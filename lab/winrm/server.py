@@ -184,6 +184,9 @@ class _Handler(BaseHTTPRequestHandler):
             model.counters.wire_out += sent
 
     def _challenge(self, token: bytes | None = None) -> None:
+        """A 401, counted as this request's round trip before it is sent: the client may look at the
+        counters as soon as it has read the answer."""
+        self._count(self.leg or "unauthenticated")
         methods = self.server.emulator.auth
         headers = []
         if "ntlm" in methods:
@@ -305,11 +308,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.leg = None
         if fault == "http401":
-            self._count("unauthenticated")
             self._challenge()
             return
-        if not self._authenticate():
-            self._count(self.leg or "unauthenticated")
+        if not self._authenticate():  # its 401 is counted
             return
         encrypted = self.headers.get("Content-Type", "").startswith("multipart/encrypted")
         try:
