@@ -67,7 +67,7 @@ def check_after_portal(
 
 def run(args: argparse.Namespace) -> int:
     from bot.audit import cli_actor
-    from bot.change import open_changes, sensors_for_account
+    from bot.change import open_changes
 
     settings = context.load(args)
     account = settings.account(args.account)
@@ -77,5 +77,5 @@ def run(args: argparse.Namespace) -> int:
     if step is None:
         return ExitCode.PROBLEM
     if not args.no_checks:
-        check_after_portal(changes, step, actor, [s.name for s in sensors_for_account(settings, account.id)])
+        check_after_portal(changes, step, actor, changes.sensor_scope(account.id).names)
     return ExitCode.OK

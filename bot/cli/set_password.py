@@ -151,7 +151,7 @@ def exit_code(outcome: ChangeOutcome) -> ExitCode:
 
 def run(args: argparse.Namespace) -> int:
     from bot.audit import AuditAction, AuditEvent, AuditOutcome, cli_actor, record_or_log
-    from bot.change import open_changes, sensors_for_account
+    from bot.change import open_changes
     from bot.change.portal import remember_thread
     from bot.cli.change_printer import ChangePrinter
     from bot.config import password_refusal
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         confirm=True,
     )
     announcer = Announcer(settings)
-    printer = ChangePrinter([s.name for s in sensors_for_account(settings, account.id)])
+    printer = ChangePrinter(changes.sensor_scope(account.id).names)  # Graph's sensors too
     if note is not None:
         break_glass = AuditEvent(
             actor=actor,
