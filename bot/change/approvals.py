@@ -45,10 +45,9 @@ from bot.change.baseline import Baseline
 from bot.config import ConfigError, Settings
 from bot.config.secret_env import environment_secret
 from bot.directory import ConnectionTestResult, Outcome, PasswordExpiry
-from bot.infra.advisory import lock_engine
 from bot.infra.dbschema import create_idempotently
 from bot.infra.messages import MessageRef
-from bot.infra.state_dir import private_file, sqlite_engine, state_dir
+from bot.infra.state_dir import shared_state_engine
 from bot.store import StoreError
 from bot.store.keys import check_private, decode_key, load_key
 
@@ -202,16 +201,6 @@ def _read_key_file(path: Path) -> str:
         raise ConfigError([f"approvals.key_file: cannot read {path}: {exc}"]) from None
 
 
-def approvals_engine(settings: Settings) -> Engine:
-    """The replicas' shared database when there is one, else a SQLite file in the state directory."""
-    shared = settings.scheduler.leader_lock()
-    if shared is not None:
-        return lock_engine(shared, settings.scheduler.leader_poll_seconds, autocommit=False)
-    path = state_dir(settings) / APPROVALS_FILE
-    private_file(path)
-    return sqlite_engine(path)
-
-
 def new_request_id() -> str:
     """A request's id: unguessable, since it travels in button values."""
     return secrets.token_urlsafe(16)
@@ -242,7 +231,11 @@ class HeldRequests:
         """Raises ConfigError (no key) or ApprovalError (the database)."""
         key = approvals_key(settings)
         try:
-            return cls(approvals_engine(settings), key, timedelta(minutes=settings.approvals.expires_minutes))
+            return cls(
+                shared_state_engine(settings, APPROVALS_FILE),
+                key,
+                timedelta(minutes=settings.approvals.expires_minutes),
+            )
         except (SQLAlchemyError, OSError) as exc:
             raise ApprovalError(f"the approval requests cannot be opened: {type(exc).__name__}") from None
 

@@ -26,10 +26,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.audit import AuditAction, AuditEvent, AuditOutcome, AuditSink, record_or_log
 from bot.change.recovery import Recovery, Verdict
 from bot.config import Settings
-from bot.infra.advisory import lock_engine
 from bot.infra.dbschema import create_idempotently
 from bot.infra.messages import MessageRef
-from bot.infra.state_dir import private_file, sqlite_engine, state_dir
+from bot.infra.state_dir import shared_state_engine
 from bot.store import CredentialMetadata
 
 log = logging.getLogger(__name__)
@@ -128,16 +127,6 @@ def _moment(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def portal_engine(settings: Settings, directory: Path | None = None) -> Engine:
-    """The replicas' shared database when there is one, else a SQLite file in the state directory."""
-    shared = settings.scheduler.leader_lock()
-    if shared is not None:
-        return lock_engine(shared, settings.scheduler.leader_poll_seconds, autocommit=False)
-    path = (directory or state_dir(settings)) / PORTAL_FILE
-    private_file(path)
-    return sqlite_engine(path)
-
-
 class PortalSteps:
     """Every account's portal step (every replica's view of the same rows)."""
 
@@ -149,7 +138,7 @@ class PortalSteps:
     def for_settings(cls, settings: Settings, directory: Path | None = None) -> PortalSteps:
         """Raises PortalError (the database cannot be opened)."""
         try:
-            return cls(portal_engine(settings, directory))
+            return cls(shared_state_engine(settings, PORTAL_FILE, directory))
         except (SQLAlchemyError, OSError) as exc:
             raise PortalError(f"the portal steps cannot be opened: {type(exc).__name__}") from None
 

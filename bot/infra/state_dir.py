@@ -11,6 +11,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from bot.config import ConfigError, Settings
+from bot.infra.advisory import lock_engine
 
 
 def default_state_dir() -> Path:
@@ -44,6 +45,17 @@ def sqlite_engine(path: Path) -> Engine:
     return create_engine(
         URL.create("sqlite", database=str(path)), connect_args={"timeout": 30}, poolclass=NullPool
     )
+
+
+def shared_state_engine(settings: Settings, file_name: str, directory: Path | None = None) -> Engine:
+    """Where state that every process and replica must see lives: the replicas' shared database when
+    there is one (in transactions), else the SQLite file `file_name` (0600) in the state directory."""
+    shared = settings.scheduler.leader_lock()
+    if shared is not None:
+        return lock_engine(shared, settings.scheduler.leader_poll_seconds, autocommit=False)
+    path = (directory or state_dir(settings)) / file_name
+    private_file(path)
+    return sqlite_engine(path)
 
 
 RUN_LOCK_NAME = "run.lock"
